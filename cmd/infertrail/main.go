@@ -1,0 +1,116 @@
+// Command infertrail runs InferTrail, an inference-level audit trail: the
+// server, offline verification, key management and a load tool. It is the
+// only place that reads flags, environment variables and configuration
+// files.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `InferTrail: an inference-level audit trail.
+
+Usage:
+  infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
+  infertrail verify  --data DIR [--key VKEY] | --server URL --key VKEY
+  infertrail keys show [--data DIR]
+  infertrail migrate --store postgres://…
+  infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
+  infertrail version
+
+Run 'infertrail COMMAND -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// hintError is an error with a hint for the user.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return &hintError{err: err, hint: hint} }
+
+// exitError carries a specific exit code.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err == nil {
+		return
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stderr, "infertrail: error: %v\n", err)
+	var he *hintError
+	if errors.As(err, &he) && he.hint != "" {
+		fmt.Fprintf(os.Stderr, "infertrail: hint: %s\n", he.hint)
+	}
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stdout, stderr)
+	case "verify":
+		return verify(ctx, rest, stdout, stderr)
+	case "keys":
+		return keys(ctx, rest, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, rest, stdout, stderr)
+	case "bench":
+		return bench(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "infertrail %s\n", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return withHint(fmt.Errorf("unknown command %q", cmd), "run 'infertrail help' for the commands")
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("infertrail "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args, refusing stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return withHint(fmt.Errorf("unexpected argument %q", fs.Arg(0)), "run '"+fs.Name()+" -h' for its flags")
+	}
+	return nil
+}

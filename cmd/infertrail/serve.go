@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/store/postgres"
+	"github.com/infertrail/infertrail/store/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
+)
+
+// config is the server configuration: defaults, then the YAML file, then
+// INFERTRAIL_* environment variables, then flags.
+type config struct {
+	Data                 string `yaml:"data"`
+	Listen               string `yaml:"listen"`
+	Store                string `yaml:"store"` // empty: SQLite in the data folder; or postgres://…
+	Origin               string `yaml:"origin"`
+	LogLevel             string `yaml:"log_level"`
+	AllowUnauthenticated bool   `yaml:"allow_unauthenticated_remote"`
+	Ingest               struct {
+		MaxBodyBytes int64 `yaml:"max_body_bytes"`
+		MaxBatch     int   `yaml:"max_batch"`
+	} `yaml:"ingest"`
+	Sequencer struct {
+		MaxBatch           int           `yaml:"max_batch"`
+		MaxWait            time.Duration `yaml:"max_wait"`
+		QueueLimit         int           `yaml:"queue_limit"`
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	} `yaml:"sequencer"`
+}
+
+func defaultConfig() config {
+	return config{Data: defaultData, Listen: "127.0.0.1:8470", LogLevel: "info"}
+}
+
+func loadConfigFile(path string, c *config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+func applyEnv(c *config) {
+	for _, e := range []struct {
+		name string
+		dst  *string
+	}{
+		{"INFERTRAIL_DATA", &c.Data}, {"INFERTRAIL_LISTEN", &c.Listen}, {"INFERTRAIL_STORE", &c.Store},
+		{"INFERTRAIL_ORIGIN", &c.Origin}, {"INFERTRAIL_LOG_LEVEL", &c.LogLevel},
+	} {
+		if v, ok := os.LookupEnv(e.name); ok {
+			*e.dst = v
+		}
+	}
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, withHint(fmt.Errorf("log level %q: %w", level, err), "use debug, info, warn or error")
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// openStore opens the configured store: SQLite in the data folder by
+// default, or PostgreSQL for a postgres:// DSN.
+func openStore(ctx context.Context, dsn, dataDir string, create bool) (infertrail.Store, string, error) {
+	switch {
+	case dsn == "" || strings.HasPrefix(dsn, "sqlite:"):
+		path := filepath.Join(dataDir, dbFile)
+		if dsn != "" {
+			path = strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+		}
+		if !create {
+			if _, err := os.Stat(path); err != nil {
+				return nil, "", withHint(fmt.Errorf("no InferTrail database: %w", err), "give the data folder of a server that has run")
+			}
+		}
+		db, err := sqlite.Open(ctx, path, sqlite.Config{})
+		if err != nil {
+			return nil, "", err
+		}
+		return db, "sqlite " + db.Path(), nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		db, err := postgres.Open(ctx, dsn, postgres.Config{})
+		if err != nil {
+			return nil, "", withHint(err, "check that PostgreSQL is running and the DSN is right; run 'infertrail migrate --store DSN' if migrations are run separately")
+		}
+		return db, "postgres", nil
+	}
+	return nil, "", withHint(fmt.Errorf("store %q: unknown kind", redactDSN(dsn)), "leave --store out for SQLite in the data folder, or give postgres://user@host/db")
+}
+
+// redactDSN hides a password in a DSN before it is printed.
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.Index(dsn[i+3:], "@"); at >= 0 {
+			userinfo := dsn[i+3 : i+3+at]
+			if c := strings.Index(userinfo, ":"); c >= 0 {
+				return dsn[:i+3] + userinfo[:c] + ":xxxxx" + dsn[i+3+at:]
+			}
+		}
+	}
+	return dsn
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	configPath := fs.String("config", "", "YAML configuration `file`")
+	data := fs.String("data", "", "data `folder` for keys and the embedded database (default ./"+defaultData+")")
+	listen := fs.String("listen", "", "`address` to listen on (default 127.0.0.1:8470)")
+	store := fs.String("store", "", "store `DSN`: empty for SQLite in the data folder, or postgres://…")
+	origin := fs.String("origin", "", "checkpoint origin line, fixed when the key is first created")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := defaultConfig()
+	if *configPath != "" {
+		if err := loadConfigFile(*configPath, &cfg); err != nil {
+			return err
+		}
+	}
+	applyEnv(&cfg)
+	for _, f := range []struct{ v, dst *string }{{data, &cfg.Data}, {listen, &cfg.Listen}, {store, &cfg.Store}, {origin, &cfg.Origin}, {logLevel, &cfg.LogLevel}} {
+		if *f.v != "" {
+			*f.dst = *f.v
+		}
+	}
+	logger, err := newLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	if !isLoopback(cfg.Listen) && !cfg.AllowUnauthenticated {
+		return withHint(fmt.Errorf("refusing to listen on %s: the API has no authentication yet, and this address is reachable from other machines", cfg.Listen),
+			"listen on 127.0.0.1, or set allow_unauthenticated_remote: true in the config file if a proxy in front authenticates")
+	}
+
+	keys, created, err := openDataFolder(cfg.Data, cfg.Origin, true)
+	if err != nil {
+		return err
+	}
+	st, desc, err := openStore(ctx, cfg.Store, cfg.Data, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	signer, verifier, _, err := ledger.KeyPair(keys.skey)
+	if err != nil {
+		return err
+	}
+	lg, err := ledger.Open(ctx, ledger.Config{
+		Store: st, Signer: signer, Verifier: verifier, Origin: keys.origin, Secret: keys.secret,
+		MaxBatch: cfg.Sequencer.MaxBatch, MaxWait: cfg.Sequencer.MaxWait, QueueLimit: cfg.Sequencer.QueueLimit,
+		CheckpointInterval: cfg.Sequencer.CheckpointInterval,
+		Logger:             logger, Metrics: ledger.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{
+		Log: lg, VerifierKey: keys.vkey, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch,
+		Logger: logger, Gatherer: reg, Registry: reg,
+	})
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		lg.Close()
+		return withHint(fmt.Errorf("listen: %w", err), "another process may be using the port; choose one with --listen")
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	absData, _ := filepath.Abs(cfg.Data)
+	if created {
+		fmt.Fprintf(stdout, "Created a new signing key in %s (keep it secret; back it up).\n", filepath.Join(absData, logKeyFile))
+	}
+	fmt.Fprintf(stdout, "InferTrail is listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, keys.origin, keys.vkey)
+	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", keys.origin)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		lg.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing requests in flight")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+	lg.Close()
+	logger.Info("stopped")
+	return nil
+}

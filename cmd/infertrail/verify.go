@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("verify", stderr)
+	data := fs.String("data", "", "verify the data `folder` of a server, offline")
+	store := fs.String("store", "", "with --data: the store `DSN` the server uses, if not SQLite in the data folder")
+	server := fs.String("server", "", "verify a running server's log over its tiles, at `URL`")
+	vkey := fs.String("key", "", "the log's verifier `key` (name+hash+key); required with --server")
+	quiet := fs.Bool("q", false, "print no progress")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var verifier note.Verifier
+	if *vkey != "" {
+		v, err := note.NewVerifier(strings.TrimSpace(*vkey))
+		if err != nil {
+			return withHint(fmt.Errorf("verifier key: %w", err), "a verifier key looks like origin+1a2b3c4d+AbCd…; 'infertrail keys show' prints it")
+		}
+		verifier = v
+	}
+	progress := newProgress(stderr, *quiet)
+	switch {
+	case *data != "" && *server != "":
+		return withHint(errors.New("give --data or --server, not both"), "")
+	case *data != "":
+		keys, _, err := openDataFolder(*data, "", false)
+		if err != nil {
+			return err
+		}
+		if verifier == nil {
+			_, v, _, err := ledger.KeyPair(keys.skey)
+			if err != nil {
+				return err
+			}
+			verifier = v
+			fmt.Fprintf(stderr, "infertrail: checking signatures with the key in %s; pass --key to check against a key you hold yourself\n", *data)
+		}
+		st, _, err := openStore(ctx, *store, *data, false)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		start := time.Now()
+		rep, err := ledger.VerifyStore(ctx, st, verifier.Name(), verifier, progress.report)
+		progress.done()
+		if err != nil {
+			return verifyFailed(stdout, err)
+		}
+		printReport(stdout, rep, time.Since(start))
+		return nil
+	case *server != "":
+		if verifier == nil {
+			return withHint(errors.New("--server needs --key"), "get the verifier key from the log's operator out of band; trusting the server's own /v1/log would prove nothing")
+		}
+		base, err := url.Parse(strings.TrimSuffix(*server, "/") + "/")
+		if err != nil || base.Scheme != "http" && base.Scheme != "https" {
+			return fmt.Errorf("server URL %q: want http:// or https://", *server)
+		}
+		fetch := httpFetcher(base)
+		start := time.Now()
+		var records int64
+		cp, err := ledger.VerifyTiles(ctx, fetch, verifier.Name(), verifier, func(index int64, leaf []byte) error {
+			r, err := infertrail.ParseLeaf(leaf)
+			if err != nil {
+				return err
+			}
+			if r.Seq != index {
+				return fmt.Errorf("leaf carries sequence number %d: records were swapped or moved", r.Seq)
+			}
+			records++
+			return nil
+		}, progress.report)
+		progress.done()
+		if err != nil {
+			return verifyFailed(stdout, err)
+		}
+		fmt.Fprintf(stdout, "OK: %d records verified against the checkpoint of size %d signed by %s (root %s) in %s\n",
+			records, cp.Size, verifier.Name(), cp.Root, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(stdout, "Every leaf is canonical, every hash tile matches the leaves, and the root matches the signed checkpoint.\n")
+		fmt.Fprintf(stdout, "(Content is not served over tiles; verify --data checks content commitments too.)\n")
+		return nil
+	}
+	return withHint(errors.New("nothing to verify"), "give --data DIR (offline) or --server URL --key VKEY")
+}
+
+func verifyFailed(stdout io.Writer, err error) error {
+	var ve *ledger.VerificationError
+	if errors.As(err, &ve) {
+		fmt.Fprintf(stdout, "FAILED: %v\n", err)
+		if ve.Index >= 0 {
+			fmt.Fprintf(stdout, "The first bad record is %d.\n", ve.Index)
+		}
+		return exitError{1}
+	}
+	return err
+}
+
+func printReport(w io.Writer, rep ledger.Report, d time.Duration) {
+	fmt.Fprintf(w, "OK: %d records and %d signed checkpoints verified in %s", rep.Records, rep.Checkpoints, d.Round(time.Millisecond))
+	if d > 0 && rep.Records > 0 {
+		fmt.Fprintf(w, " (%.0f records/s)", float64(rep.Records)/d.Seconds())
+	}
+	fmt.Fprintln(w)
+	if rep.Records > 0 {
+		fmt.Fprintf(w, "Tree root: %s\n", rep.Root)
+	}
+	fmt.Fprintf(w, "Latest checkpoint covers %d records", rep.Latest)
+	if rep.Unsigned > 0 {
+		fmt.Fprintf(w, "; %d later records are verified but not yet covered by a signed checkpoint", rep.Unsigned)
+	}
+	fmt.Fprintln(w, ".")
+}
+
+// httpFetcher fetches tiles from a server, with a timeout per request and
+// a bound on what it reads.
+func httpFetcher(base *url.URL) ledger.TileFetcher {
+	client := &http.Client{Timeout: 60 * time.Second}
+	return func(ctx context.Context, path string) ([]byte, error) {
+		u := base.ResolveReference(&url.URL{Path: path})
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", path, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", path, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("fetch %s: %s", path, resp.Status)
+		}
+		return body, nil
+	}
+}
+
+// progress prints "verified N / M records" at most once a second.
+type progressPrinter struct {
+	w     io.Writer
+	quiet bool
+	last  time.Time
+	start time.Time
+	shown bool
+}
+
+func newProgress(w io.Writer, quiet bool) *progressPrinter {
+	return &progressPrinter{w: w, quiet: quiet, start: time.Now()}
+}
+
+func (p *progressPrinter) report(done, total int64) {
+	if p.quiet || time.Since(p.last) < time.Second || time.Since(p.start) < time.Second {
+		return
+	}
+	p.last = time.Now()
+	rate := float64(done) / time.Since(p.start).Seconds()
+	fmt.Fprintf(p.w, "\rverified %d / %d records (%.0f/s)   ", done, total, rate)
+	p.shown = true
+}
+
+func (p *progressPrinter) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,50 @@
+package infertrail
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors that callers branch on. Errors returned by this module wrap
+// one of them where one applies; test with errors.Is.
+var (
+	// ErrNotFound means that what was asked for does not exist (yet).
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid means that input was malformed or broke a rule; the error
+	// text names the field.
+	ErrInvalid = errors.New("invalid input")
+	// ErrTooLarge means that input exceeded a size limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrConflict means that a record id is already taken by a different record.
+	ErrConflict = errors.New("conflict")
+	// ErrPushback means that the log cannot take more work right now; the
+	// caller should retry later (HTTP 503 with Retry-After).
+	ErrPushback = errors.New("busy, retry later")
+	// ErrUnavailable means that the store cannot be reached right now.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// FieldError reports a problem with one field of one record of a batch.
+type FieldError struct {
+	Record int    // index of the record in its batch, -1 when not in a batch
+	Field  string // JSON path of the field, such as "actor.id" or "attributes[\"gen_ai.request.model\"]"
+	Reason string
+	Err    error // ErrInvalid or ErrTooLarge
+}
+
+func (e *FieldError) Error() string {
+	if e.Record >= 0 {
+		return fmt.Sprintf("record %d: field %s: %s", e.Record, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("field %s: %s", e.Field, e.Reason)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) *FieldError {
+	return &FieldError{Record: -1, Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrInvalid}
+}
+
+func tooLarge(field, format string, args ...any) *FieldError {
+	return &FieldError{Record: -1, Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrTooLarge}
+}

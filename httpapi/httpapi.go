@@ -1,0 +1,220 @@
+// Package httpapi serves InferTrail's HTTP API: native ingest, records,
+// proofs, the C2SP tlog-tiles endpoints, and health and metrics.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	Log         *ledger.Log // required
+	VerifierKey string      // the log's verifier key in note format, for /v1/log
+	// MaxBodyBytes bounds a request body (default 64 MiB).
+	MaxBodyBytes int64
+	// MaxBatch bounds the records in one ingest request (default 10,000).
+	MaxBatch int
+	Limits   infertrail.Limits
+	Logger   *slog.Logger          // default slog.Default()
+	Gatherer prometheus.Gatherer   // what /metrics serves; default prometheus.DefaultGatherer
+	Registry prometheus.Registerer // where the API registers its own metrics; nil: none
+	Now      func() time.Time
+}
+
+// Server is the HTTP API. It is an http.Handler.
+type Server struct {
+	cfg Config
+	log *ledger.Log
+	mux *http.ServeMux
+	m   *metrics
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	ingested prometheus.Counter
+}
+
+// New returns the API over cfg.Log.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		return nil, errors.New("new http api: Log is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 20
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.DefaultGatherer
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	if cfg.Registry != nil {
+		s.m = &metrics{
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infertrail_http_requests_total",
+				Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
+			ingested: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_ingest_records_total",
+				Help: "Records acknowledged through POST /v1/records, duplicates included."}),
+		}
+		cfg.Registry.MustRegister(s.m.requests, s.m.ingested)
+	}
+	for _, rt := range Routes {
+		h := rt.handler
+		s.mux.Handle(rt.Pattern, s.instrument(rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) }))
+	}
+	return s, nil
+}
+
+// Route is one endpoint of the API.
+type Route struct {
+	Pattern string // net/http ServeMux pattern
+	Doc     string
+	handler func(*Server, http.ResponseWriter, *http.Request)
+}
+
+// Routes lists every endpoint; tests walk it so that no route escapes them.
+var Routes = []Route{
+	{"POST /v1/records", "append records (JSON array or NDJSON); answers once they are durable", (*Server).ingest},
+	{"GET /v1/records/{seq}", "one record: its leaf, and its content with ?content=true (the read is itself recorded)", (*Server).record},
+	{"GET /v1/records/{seq}/proof", "inclusion proof of a record to a signed checkpoint (?tree_size=N)", (*Server).proof},
+	{"GET /v1/records/{seq}/receipt", "C2SP tlog-proof receipt for a record", (*Server).receipt},
+	{"GET /v1/consistency", "consistency proof between two tree sizes (?from=N&to=M)", (*Server).consistency},
+	{"GET /v1/log", "origin, verifier key, tree size and latest checkpoint", (*Server).logInfo},
+	{"GET /checkpoint", "the latest signed checkpoint (C2SP tlog-checkpoint)", (*Server).checkpoint},
+	{"GET /tile/", "C2SP tlog-tiles hash tiles and entry bundles", (*Server).tile},
+	{"GET /healthz", "the process is up", (*Server).healthz},
+	{"GET /readyz", "the store answers", (*Server).readyz},
+	{"GET /metrics", "Prometheus metrics", (*Server).metrics},
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
+	if s.m == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		s.m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Record  *int   `json:"record,omitempty"`
+	Field   string `json:"field,omitempty"`
+}
+
+// writeError maps an error to its HTTP status: the one place that does.
+// Internal errors are logged here, once, and shown as "internal error".
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	var fe *infertrail.FieldError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe) || errors.Is(err, infertrail.ErrTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, infertrail.ErrConflict):
+		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, infertrail.ErrInvalid):
+		status, code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, errUnsupportedMedia):
+		status, code = http.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, infertrail.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		status, code = 499, "canceled" // the client went away; nobody reads this
+	case errors.Is(err, context.DeadlineExceeded):
+		status, code = http.StatusServiceUnavailable, "timeout"
+		w.Header().Set("Retry-After", "1")
+	}
+	body := apiError{Code: code, Message: err.Error()}
+	if errors.As(err, &fe) {
+		if fe.Record >= 0 {
+			body.Record = &fe.Record
+		}
+		body.Field = fe.Field
+	}
+	if mbe != nil {
+		body.Message = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+	}
+	if status == http.StatusInternalServerError {
+		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		body.Message = "internal error"
+	} else if status == http.StatusServiceUnavailable {
+		s.cfg.Logger.Warn("request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, map[string]apiError{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.log.TreeSize(ctx); err != nil {
+		s.writeError(w, r, fmt.Errorf("store: %w: %w", infertrail.ErrUnavailable, err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ready\n"))
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}

@@ -1,0 +1,237 @@
+package httpapi
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// intParam parses a non-negative integer path or query parameter.
+func intParam(name, v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != v {
+		return 0, &infertrail.FieldError{Record: -1, Field: name, Reason: fmt.Sprintf("%q is not a non-negative decimal integer", v), Err: infertrail.ErrInvalid}
+	}
+	return n, nil
+}
+
+func hashesB64(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
+}
+
+type recordResponse struct {
+	Seq      int64                      `json:"seq"`
+	ID       string                     `json:"id"`
+	LeafHash string                     `json:"leaf_hash"`
+	Record   json.RawMessage            `json:"record"`
+	Content  map[string]json.RawMessage `json:"content,omitempty"`
+	Salts    map[string]string          `json:"salts,omitempty"`
+}
+
+// record serves one record's leaf. With ?content=true it also serves the
+// content and each field's salt, so that the reader can check the
+// commitments; such a read first appends an access record.
+func (s *Server) record(w http.ResponseWriter, r *http.Request) {
+	seq, err := intParam("seq", r.PathValue("seq"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, err := s.log.Entry(r.Context(), seq)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := recordResponse{Seq: e.Seq, ID: e.ID.String(), LeafHash: tlog.RecordHash(e.Leaf).String(), Record: e.Leaf}
+	switch v := r.URL.Query().Get("content"); v {
+	case "", "false":
+	case "true":
+		if err := s.recordAccess(r, "read_content", &e); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if resp.Content, err = s.log.Content(r.Context(), &e); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		resp.Salts = make(map[string]string, len(e.Content))
+		for _, ref := range e.Content {
+			resp.Salts[ref.Field] = hex.EncodeToString(ref.Salt[:])
+		}
+	default:
+		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "content", Reason: fmt.Sprintf("%q: want true or false", v), Err: infertrail.ErrInvalid})
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// recordAccess appends the access record that a read of evidence content
+// leaves behind, before the content is served.
+func (s *Server) recordAccess(r *http.Request, action string, e *infertrail.Entry) error {
+	attrs := map[string]json.RawMessage{
+		"access.action":     jsonString(action),
+		"access.record.seq": json.RawMessage(strconv.FormatInt(e.Seq, 10)),
+		"http.request.path": jsonString(r.URL.Path),
+	}
+	if reason := r.Header.Get("X-InferTrail-Reason"); reason != "" {
+		if len(reason) > 1024 {
+			return &infertrail.FieldError{Record: -1, Field: "X-InferTrail-Reason", Reason: "longer than 1,024 bytes", Err: infertrail.ErrTooLarge}
+		}
+		attrs["access.reason"] = jsonString(reason)
+	}
+	rec := &infertrail.Record{
+		Kind:       infertrail.KindAccess,
+		Tenant:     e.Tenant,
+		Source:     "api",
+		Links:      []infertrail.Link{{Rel: "reads", ID: e.ID}},
+		Attributes: attrs,
+	}
+	if _, err := s.log.Append(r.Context(), []ledger.Submission{{Record: rec}}); err != nil {
+		return fmt.Errorf("record access: %w", err)
+	}
+	return nil
+}
+
+func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, s) }
+
+type proofResponse struct {
+	Seq        int64    `json:"seq"`
+	TreeSize   int64    `json:"tree_size"`
+	LeafHash   string   `json:"leaf_hash"`
+	Proof      []string `json:"proof"`
+	Checkpoint string   `json:"checkpoint"`
+}
+
+func (s *Server) inclusion(r *http.Request) (infertrail.Entry, tlog.RecordProof, ledger.Checkpoint, error) {
+	seq, err := intParam("seq", r.PathValue("seq"))
+	if err != nil {
+		return infertrail.Entry{}, nil, ledger.Checkpoint{}, err
+	}
+	var size int64
+	if v := r.URL.Query().Get("tree_size"); v != "" {
+		if size, err = intParam("tree_size", v); err != nil {
+			return infertrail.Entry{}, nil, ledger.Checkpoint{}, err
+		}
+	}
+	e, err := s.log.Entry(r.Context(), seq)
+	if err != nil {
+		return infertrail.Entry{}, nil, ledger.Checkpoint{}, err
+	}
+	p, cp, err := s.log.InclusionProof(r.Context(), seq, size)
+	return e, p, cp, err
+}
+
+// proof serves an inclusion proof and the checkpoint it leads to.
+func (s *Server) proof(w http.ResponseWriter, r *http.Request) {
+	e, p, cp, err := s.inclusion(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proofResponse{Seq: e.Seq, TreeSize: cp.Size, LeafHash: tlog.RecordHash(e.Leaf).String(),
+		Proof: hashesB64(p), Checkpoint: string(cp.Note)})
+}
+
+// receipt serves a C2SP tlog-proof for a record.
+func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
+	e, p, cp, err := s.inclusion(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	text, err := ledger.FormatProof(e.Seq, p, cp)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(text)
+}
+
+// consistency serves a proof that one tree size extends another.
+func (s *Server) consistency(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err := intParam("from", q.Get("from"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	to, err := intParam("to", q.Get("to"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.log.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "proof": hashesB64(p)})
+}
+
+func (s *Server) logInfo(w http.ResponseWriter, r *http.Request) {
+	size, err := s.log.TreeSize(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := map[string]any{"origin": s.log.Origin(), "verifier_key": s.cfg.VerifierKey, "tree_size": size}
+	if cp, err := s.log.LatestCheckpoint(r.Context()); err == nil {
+		out["checkpoint"] = map[string]any{"size": cp.Size, "root": cp.Root.String()}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// checkpoint serves the latest signed checkpoint; for a log that has grown
+// since, that checkpoint is at most about a second old.
+func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.log.LatestCheckpoint(r.Context())
+	if err != nil {
+		cp, err = s.log.SignCheckpoint(r.Context())
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(cp.Note)
+}
+
+// tile serves C2SP tlog-tiles: hash tiles and entry bundles. Full tiles
+// never change and may be cached forever.
+func (s *Server) tile(w http.ResponseWriter, r *http.Request) {
+	level, index, width, entries, err := ledger.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("%w: %w", infertrail.ErrNotFound, err))
+		return
+	}
+	var data []byte
+	if entries {
+		data, err = s.log.EntryBundle(r.Context(), index, width)
+	} else {
+		data, err = s.log.Tile(r.Context(), level, index, width)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if width == ledger.TileWidth {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	w.Write(data)
+}

@@ -1,0 +1,473 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Config configures a Log. Zero values mean the documented defaults.
+type Config struct {
+	Store  infertrail.Store // required
+	Signer   note.Signer   // required: signs checkpoints
+	Verifier note.Verifier // required: the signer's public half
+	Origin string           // required: the checkpoint origin line; must match the signer's name
+	Secret []byte           // required, ≥ 32 bytes: keys the idempotency MAC and blob ids
+
+	// MaxBatch is the number of records above which the sequencer stops
+	// adding requests to a transaction (default 4096). One request's records
+	// always commit together, so a larger request commits alone.
+	MaxBatch int
+	// MaxWait is how long the sequencer waits for more records before it
+	// commits a batch that is not full (default 0: commit as soon as the
+	// previous commit is done; records that arrive meanwhile form the next batch).
+	MaxWait time.Duration
+	// QueueLimit is the number of records that may wait for the sequencer;
+	// past it Append fails with ErrPushback (default 65536).
+	QueueLimit int
+	// CheckpointInterval is the least time between two checkpoints signed by
+	// the background signer (default 1s).
+	CheckpointInterval time.Duration
+	// CommitTimeout bounds one append transaction (default 30s).
+	CommitTimeout time.Duration
+
+	Limits  infertrail.Limits
+	Logger  *slog.Logger // default slog.Default()
+	Metrics *Metrics     // optional
+	Now     func() time.Time
+}
+
+// Log is the tamper-evident log: it seals, sequences and commits records,
+// and signs checkpoints. It is safe for concurrent use.
+type Log struct {
+	cfg      Config
+	store    infertrail.Store
+	sealer   *sealer
+	verifier note.Verifier
+	log      *slog.Logger
+	m        *Metrics
+
+	queue   chan *request
+	queued  chan struct{} // a token per queued record, bounding the queue
+	done    chan struct{}
+	stopped chan struct{}
+	seqDone chan struct{} // closed when the sequencer has drained
+
+	cpMu   sync.Mutex
+	latest Checkpoint // latest checkpoint known to this node
+}
+
+// Result says what became of one appended record.
+type Result struct {
+	Seq       int64
+	ID        infertrail.UUID
+	Duplicate bool // the id was already in the log with the same submitted record
+}
+
+// Submission is a record to append, and optionally the canonical JSON of
+// the record as it was submitted (infertrail.ParseRecord's second result),
+// which lets a retry with the same id be recognised.
+type Submission struct {
+	Record *infertrail.Record
+	Raw    []byte
+}
+
+type request struct {
+	ctx     context.Context
+	items   []*sealed
+	results []Result
+	err     error
+	done    chan struct{}
+}
+
+// Open starts a log over cfg.Store and its background sequencer and
+// checkpoint signer. Close stops them.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Store == nil || cfg.Signer == nil || cfg.Verifier == nil {
+		return nil, errors.New("open log: Store, Signer and Verifier are required")
+	}
+	if err := CheckOrigin(cfg.Origin); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if cfg.Signer.Name() != cfg.Origin {
+		return nil, fmt.Errorf("open log: the signing key is named %q but the origin is %q; they must match", cfg.Signer.Name(), cfg.Origin)
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.QueueLimit <= 0 {
+		cfg.QueueLimit = 65536
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s, err := newSealer(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	v := cfg.Verifier
+	if err := checkKeyPair(cfg.Signer, v); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	l := &Log{
+		cfg: cfg, store: cfg.Store, sealer: s, verifier: v, log: cfg.Logger, m: cfg.Metrics,
+		queue:   make(chan *request, cfg.QueueLimit),
+		queued:  make(chan struct{}, cfg.QueueLimit),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		seqDone: make(chan struct{}),
+	}
+	if _, err := l.refreshLatest(ctx); err != nil && !errors.Is(err, infertrail.ErrNotFound) {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); defer close(l.seqDone); l.sequence() }()
+	go func() { defer wg.Done(); l.checkpoints() }()
+	go func() { wg.Wait(); close(l.stopped) }()
+	return l, nil
+}
+
+// Close stops accepting records, commits what is queued, signs a final
+// checkpoint, and returns. It does not close the store.
+func (l *Log) Close() error {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	<-l.stopped
+	return nil
+}
+
+// Origin returns the log's origin line.
+func (l *Log) Origin() string { return l.cfg.Origin }
+
+// Verifier returns the verifier of the log's checkpoints.
+func (l *Log) Verifier() note.Verifier { return l.verifier }
+
+// Store returns the log's store.
+func (l *Log) Store() infertrail.Store { return l.store }
+
+// Append seals and commits records, and returns once they are durable: every
+// record is in the log, or (on error) none is. Records whose id is already
+// in the log with the same submitted form are not appended again; their
+// Result is marked Duplicate. A record whose id is taken by a different
+// record fails the whole call with ErrConflict. ErrPushback means the queue
+// is full; retry later.
+func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	select {
+	case <-l.done:
+		return nil, fmt.Errorf("append: log is closed: %w", infertrail.ErrUnavailable)
+	default:
+	}
+	now := l.cfg.Now().UTC()
+	req := &request{ctx: ctx, items: make([]*sealed, len(subs)), done: make(chan struct{})}
+	for i, sub := range subs {
+		r := sub.Record
+		if sub.Raw == nil {
+			if err := r.Validate(l.cfg.Limits); err != nil {
+				return nil, atIndex(err, i)
+			}
+		}
+		if r.ID.IsZero() {
+			r.ID = infertrail.NewUUID()
+		}
+		if r.ReceivedTime.IsZero() {
+			r.ReceivedTime = now
+		}
+		if r.Time.IsZero() {
+			r.Time = r.ReceivedTime
+		}
+		if r.Tenant == "" {
+			r.Tenant = infertrail.DefaultTenant
+		}
+		if r.Source == "" {
+			return nil, atIndex(fmt.Errorf("record has no source: %w", infertrail.ErrInvalid), i)
+		}
+		s, err := l.sealer.seal(r, sub.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("append record %d: %w", i, err)
+		}
+		if n := len(s.prefix) + len(s.suffix) + 20; n > MaxEntrySize {
+			return nil, &infertrail.FieldError{Record: i, Field: "attributes",
+				Reason: fmt.Sprintf("the record's metadata takes %d bytes; a leaf holds at most %d: move large values into content", n, MaxEntrySize),
+				Err:    infertrail.ErrTooLarge}
+		}
+		req.items[i] = s
+	}
+	// Reserve queue room for every record, or push back.
+	for i := range req.items {
+		select {
+		case l.queued <- struct{}{}:
+		default:
+			for range i {
+				<-l.queued
+			}
+			l.m.pushback()
+			return nil, fmt.Errorf("append: %d records queued: %w", l.cfg.QueueLimit, infertrail.ErrPushback)
+		}
+	}
+	l.m.queue(len(req.items))
+	select {
+	case l.queue <- req:
+	case <-l.done:
+		for range req.items {
+			<-l.queued
+		}
+		return nil, fmt.Errorf("append: log is closed: %w", infertrail.ErrUnavailable)
+	}
+	select {
+	case <-req.done:
+		return req.results, req.err
+	case <-ctx.Done():
+		// The records may still commit; a retry with the same ids is answered
+		// with their sequence numbers.
+		return nil, fmt.Errorf("append: %w", ctx.Err())
+	}
+}
+
+func atIndex(err error, i int) error {
+	var fe *infertrail.FieldError
+	if errors.As(err, &fe) {
+		fe.Record = i
+		return fe
+	}
+	return fmt.Errorf("record %d: %w", i, err)
+}
+
+// sequence is the single writer: it gathers queued requests into batches
+// and commits each batch in one store transaction.
+func (l *Log) sequence() {
+	for {
+		var first *request
+		select {
+		case first = <-l.queue:
+		case <-l.done:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-l.queue:
+					l.commit([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*request{first}
+		n := len(first.items)
+		var timer <-chan time.Time
+		if l.cfg.MaxWait > 0 {
+			timer = time.After(l.cfg.MaxWait)
+		}
+	gather:
+		for n < l.cfg.MaxBatch {
+			select {
+			case r := <-l.queue:
+				batch = append(batch, r)
+				n += len(r.items)
+				continue
+			default:
+			}
+			if timer == nil {
+				break
+			}
+			select {
+			case r := <-l.queue:
+				batch = append(batch, r)
+				n += len(r.items)
+			case <-timer:
+				break gather
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit appends a batch in one transaction and answers its requests.
+func (l *Log) commit(batch []*request) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
+	defer cancel()
+	n, size, err := l.appendBatch(ctx, batch)
+	for _, r := range batch {
+		for range r.items {
+			<-l.queued
+		}
+		if r.err == nil && err != nil {
+			r.err = err
+			r.results = nil
+		}
+		close(r.done)
+	}
+	if err != nil {
+		l.log.Error("commit batch", "records", n, "err", err)
+		l.m.commitFailed()
+		return
+	}
+	l.m.committed(n, size, time.Since(start))
+}
+
+func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, size int64, err error) {
+	tx, err := l.store.BeginAppend(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("begin append: %w", err)
+	}
+	defer tx.Rollback()
+	size = tx.Size()
+
+	var ids []infertrail.UUID
+	for _, r := range batch {
+		for _, it := range r.items {
+			ids = append(ids, it.entry.ID)
+		}
+	}
+	existing, err := tx.Lookup(ctx, ids)
+	if err != nil {
+		return 0, size, fmt.Errorf("look up ids: %w", err)
+	}
+	if existing == nil {
+		existing = map[infertrail.UUID]infertrail.Entry{}
+	}
+
+	base := tlog.StoredHashCount(size)
+	var (
+		hashes  []tlog.Hash
+		entries []infertrail.Entry
+		blobs   []infertrail.Blob
+		seen    = map[infertrail.BlobID]bool{}
+		cache   = map[int64]tlog.Hash{}
+		next    = size
+	)
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		var miss []int64
+		for i, x := range idx {
+			if x >= base {
+				out[i] = hashes[x-base]
+			} else if h, ok := cache[x]; ok {
+				out[i] = h
+			} else {
+				miss = append(miss, x)
+			}
+		}
+		if miss == nil {
+			return out, nil
+		}
+		got, err := tx.ReadHashes(ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		for i, x := range miss {
+			cache[x] = got[i]
+		}
+		for i, x := range idx {
+			if x < base {
+				out[i] = cache[x]
+			}
+		}
+		return out, nil
+	})
+
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.err = fmt.Errorf("append: %w", r.ctx.Err())
+			continue
+		}
+		// Resolve duplicates and conflicts first, so a failing request
+		// leaves nothing behind. firstAt maps an id repeated within the
+		// request to its first position.
+		r.results = make([]Result, len(r.items))
+		firstAt := make(map[infertrail.UUID]int, len(r.items))
+		for i, it := range r.items {
+			id := it.entry.ID
+			prior, ok := existing[id]
+			if !ok {
+				if j, dup := firstAt[id]; dup {
+					prior, ok = r.items[j].entry, true
+					prior.Seq = -1 - int64(j) // resolved below, once position j has a seq
+				}
+			}
+			if !ok {
+				firstAt[id] = i
+				continue
+			}
+			if prior.MAC != it.entry.MAC {
+				seq := "in the same request"
+				if prior.Seq >= 0 {
+					seq = fmt.Sprintf("sequence number %d", prior.Seq)
+				}
+				r.err = &infertrail.FieldError{Record: i, Field: "id",
+					Reason: fmt.Sprintf("%s is already the id of a different record (%s)", id, seq),
+					Err:    infertrail.ErrConflict}
+				break
+			}
+			r.results[i] = Result{Seq: prior.Seq, ID: id, Duplicate: true}
+		}
+		if r.err != nil {
+			r.results = nil
+			continue
+		}
+		for i, it := range r.items {
+			if r.results[i].Duplicate {
+				continue
+			}
+			e := it.entry
+			e.Seq = next
+			leaf := make([]byte, 0, len(it.prefix)+20+len(it.suffix))
+			leaf = append(leaf, it.prefix...)
+			leaf = strconv.AppendInt(leaf, next, 10)
+			e.Leaf = append(leaf, it.suffix...)
+			h, err := tlog.StoredHashes(next, e.Leaf, reader)
+			if err != nil {
+				return 0, size, fmt.Errorf("hash record %d: %w", next, err)
+			}
+			hashes = append(hashes, h...)
+			entries = append(entries, e)
+			for _, b := range it.blobs {
+				if !seen[b.ID] {
+					seen[b.ID] = true
+					blobs = append(blobs, b)
+				}
+			}
+			r.results[i] = Result{Seq: next, ID: e.ID}
+			// A later request in the batch with the same id gets this one's seq.
+			existing[e.ID] = e
+			next++
+		}
+		for i := range r.results {
+			if s := r.results[i].Seq; r.results[i].Duplicate && s < 0 {
+				r.results[i].Seq = r.results[-1-s].Seq
+			}
+		}
+	}
+	if len(entries) > 0 {
+		if err := tx.Append(ctx, entries, blobs, hashes); err != nil {
+			return 0, size, fmt.Errorf("append %d records at %d: %w", len(entries), size, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, size, fmt.Errorf("commit %d records at %d: %w", len(entries), size, err)
+	}
+	return len(entries), next, nil
+}

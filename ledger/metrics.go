@@ -1,0 +1,78 @@
+package ledger
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the log's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	appended    prometheus.Counter
+	batches     prometheus.Histogram
+	latency     prometheus.Histogram
+	failures    prometheus.Counter
+	pushbacks   prometheus.Counter
+	treeSize    prometheus.Gauge
+	queued      prometheus.Counter
+	checkpoints prometheus.Counter
+}
+
+// NewMetrics creates the log's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_records_appended_total",
+			Help: "Records committed to the log."}),
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "infertrail_batch_records",
+			Help: "Records per committed batch (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "infertrail_commit_seconds",
+			Help: "Time to commit one batch, from the start of its transaction to its durable commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_commit_failures_total",
+			Help: "Batches whose transaction failed; none of their records were acknowledged."}),
+		pushbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_pushback_total",
+			Help: "Append calls refused because the queue was full."}),
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "infertrail_tree_size",
+			Help: "Records in the log as of this node's last commit."}),
+		queued: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_records_queued_total",
+			Help: "Records handed to the sequencer."}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_checkpoints_signed_total",
+			Help: "Checkpoints signed by this node."}),
+	}
+	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.treeSize, m.queued, m.checkpoints)
+	return m
+}
+
+func (m *Metrics) committed(n int, size int64, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.appended.Add(float64(n))
+	m.batches.Observe(float64(n))
+	m.latency.Observe(d.Seconds())
+	m.treeSize.Set(float64(size))
+}
+
+func (m *Metrics) commitFailed() {
+	if m != nil {
+		m.failures.Inc()
+	}
+}
+
+func (m *Metrics) pushback() {
+	if m != nil {
+		m.pushbacks.Inc()
+	}
+}
+
+func (m *Metrics) queue(n int) {
+	if m != nil {
+		m.queued.Add(float64(n))
+	}
+}
+
+func (m *Metrics) signed() {
+	if m != nil {
+		m.checkpoints.Inc()
+	}
+}

@@ -1,0 +1,148 @@
+package ledger
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"sort"
+	"sync"
+
+	"github.com/infertrail/infertrail"
+	"github.com/klauspost/compress/zstd"
+)
+
+// minCompress is the smallest blob worth compressing.
+const minCompress = 96
+
+// sealer turns validated records into what the store keeps: salted content
+// commitments, content-addressed compressed blobs, leaf halves, and the
+// idempotency MAC. It is safe for concurrent use; callers seal in parallel
+// so that the sequencer only writes.
+type sealer struct {
+	macKey, blobKey []byte
+	enc             *zstd.Encoder
+	hmacs           sync.Pool // of *keyedHashes
+}
+
+type keyedHashes struct{ mac, blob hash.Hash }
+
+func newSealer(secret []byte) (*sealer, error) {
+	if len(secret) < 32 {
+		return nil, fmt.Errorf("new sealer: secret is %d bytes, want at least 32", len(secret))
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, fmt.Errorf("new sealer: %w", err)
+	}
+	s := &sealer{
+		macKey:  deriveKey(secret, "infertrail record mac v1"),
+		blobKey: deriveKey(secret, "infertrail blob id v1"),
+		enc:     enc,
+	}
+	s.hmacs.New = func() any {
+		return &keyedHashes{mac: hmac.New(sha256.New, s.macKey), blob: hmac.New(sha256.New, s.blobKey)}
+	}
+	return s, nil
+}
+
+// deriveKey derives a purpose-bound key from the server secret.
+func deriveKey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
+
+// sealed is one record ready for the sequencer.
+type sealed struct {
+	entry          infertrail.Entry // everything but Seq and Leaf
+	prefix, suffix []byte           // leaf = prefix + seq + suffix
+	blobs          []infertrail.Blob
+}
+
+// seal prepares r, whose defaults are already filled in. raw is the
+// canonical form of the record as submitted, or nil.
+func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
+	kh := s.hmacs.Get().(*keyedHashes)
+	defer s.hmacs.Put(kh)
+
+	out := &sealed{}
+	if len(r.Content) > 0 {
+		fields := make([]string, 0, len(r.Content))
+		for f := range r.Content {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields) // deterministic order of refs
+		salts := make([]byte, infertrail.SaltSize*len(fields))
+		if _, err := rand.Read(salts); err != nil {
+			return nil, fmt.Errorf("seal record: salt: %w", err)
+		}
+		r.Commitments = make(map[string]string, len(fields))
+		out.entry.Content = make([]infertrail.ContentRef, len(fields))
+		for i, f := range fields {
+			v := r.Content[f]
+			ref := infertrail.ContentRef{Field: f}
+			copy(ref.Salt[:], salts[i*infertrail.SaltSize:])
+			r.Commitments[f] = infertrail.Commitment(ref.Salt[:], v)
+			parts := [][]byte{v}
+			if el := infertrail.SplitArray(v); el != nil {
+				ref.Array, parts = true, el
+			}
+			ref.Blobs = make([]infertrail.BlobID, len(parts))
+			for j, part := range parts {
+				kh.blob.Reset()
+				kh.blob.Write(part)
+				var id infertrail.BlobID
+				kh.blob.Sum(id[:0])
+				ref.Blobs[j] = id
+				out.blobs = append(out.blobs, s.blob(id, part))
+			}
+			out.entry.Content[i] = ref
+		}
+	}
+	if raw != nil {
+		kh.mac.Reset()
+		kh.mac.Write(raw)
+		var sum [32]byte
+		copy(out.entry.MAC[:], kh.mac.Sum(sum[:0]))
+	}
+	out.entry.ID = r.ID
+	out.entry.Tenant = r.Tenant
+	out.entry.Kind = r.Kind
+	out.entry.Time = r.Time.UnixNano()
+	out.entry.Received = r.ReceivedTime.UnixNano()
+	out.entry.SessionID = r.SessionID
+	out.entry.TraceID = r.TraceID
+	out.entry.ActorID = r.Actor.ID
+	out.prefix = r.AppendLeafPrefix(make([]byte, 0, 1024))
+	out.suffix = r.AppendLeafSuffix(make([]byte, 0, 256))
+	return out, nil
+}
+
+func (s *sealer) blob(id infertrail.BlobID, plain []byte) infertrail.Blob {
+	if len(plain) >= minCompress {
+		c := s.enc.EncodeAll(plain, make([]byte, 0, len(plain)/2))
+		if len(c) < len(plain) {
+			return infertrail.Blob{ID: id, Codec: infertrail.CodecZstd, Data: c}
+		}
+	}
+	return infertrail.Blob{ID: id, Codec: infertrail.CodecRaw, Data: plain}
+}
+
+var blobDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+
+// DecodeBlob returns a blob's plain bytes.
+func DecodeBlob(b infertrail.Blob) ([]byte, error) {
+	switch b.Codec {
+	case infertrail.CodecRaw:
+		return b.Data, nil
+	case infertrail.CodecZstd:
+		out, err := blobDecoder.DecodeAll(b.Data, nil)
+		if err != nil {
+			return nil, fmt.Errorf("decode blob %x: %w", b.ID[:8], err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("decode blob %x: unknown codec %d", b.ID[:8], b.Codec)
+}

@@ -1,0 +1,298 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/infertrail/infertrail"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Report sums up a successful verification.
+type Report struct {
+	Records     int64     // records verified
+	Checkpoints int       // signed checkpoints verified
+	Root        tlog.Hash // root of the whole tree
+	Latest      int64     // size of the latest checkpoint, 0 if none
+	Unsigned    int64     // records past the latest checkpoint (verified, not yet signed)
+}
+
+// verifyChunk is how many records are checked per step.
+const verifyChunk = 4096
+
+// VerifyStore checks a store from first principles, with no trust in what it
+// says of itself: every leaf is canonical and parses; its sequence number is
+// its position; the columns queries use agree with it; every content field
+// matches its commitment; every stored tree hash equals the hash recomputed
+// from the leaves; and every stored checkpoint is validly signed by v for
+// origin and its root is the recomputed root of the tree of its size. It
+// stops at the first failure and returns a *VerificationError that names
+// the record (or the checkpoint) at fault. progress, if not nil, is called
+// after each chunk with the records done and the total.
+func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.Verifier, progress func(done, total int64)) (Report, error) {
+	var rep Report
+	size, err := s.TreeSize(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	var (
+		front   = rightEdge{}
+		cps     []infertrail.StoredCheckpoint // pending checkpoints, ascending
+		cpAfter int64
+		cpDone  bool
+	)
+	// nextCheckpoints pages through stored checkpoints.
+	nextCheckpoints := func() error {
+		if cpDone || len(cps) > 0 {
+			return nil
+		}
+		errFull := errors.New("page full")
+		err := s.Checkpoints(ctx, cpAfter, func(c infertrail.StoredCheckpoint) error {
+			cps = append(cps, infertrail.StoredCheckpoint{Size: c.Size, Note: append([]byte(nil), c.Note...)})
+			cpAfter = c.Size
+			if len(cps) == 1024 {
+				return errFull
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errFull) {
+			return fmt.Errorf("verify: read checkpoints: %w", err)
+		}
+		if len(cps) == 0 {
+			cpDone = true
+		}
+		return nil
+	}
+	// checkCheckpoints verifies every pending checkpoint of size n.
+	checkCheckpoints := func(n int64) error {
+		for {
+			if err := nextCheckpoints(); err != nil {
+				return err
+			}
+			if len(cps) == 0 || cps[0].Size != n {
+				return nil
+			}
+			c := cps[0]
+			cps = cps[1:]
+			cp, err := ParseCheckpoint(c.Note, origin, v)
+			if err != nil {
+				return &VerificationError{Index: -1, What: fmt.Sprintf("checkpoint of size %d", c.Size), Err: err}
+			}
+			if cp.Size != c.Size {
+				return &VerificationError{Index: -1, What: fmt.Sprintf("checkpoint stored as size %d", c.Size),
+					Err: fmt.Errorf("its signed text says size %d", cp.Size)}
+			}
+			root, err := tlog.TreeHash(n, front.reader())
+			if err != nil {
+				return fmt.Errorf("verify: tree hash at %d: %w", n, err)
+			}
+			if root != cp.Root {
+				return &VerificationError{Index: -1, What: fmt.Sprintf("checkpoint of size %d", n),
+					Err: fmt.Errorf("signed root %s, but the records give %s: records before %d were changed, removed or reordered after it was signed", cp.Root, root, n)}
+			}
+			rep.Checkpoints++
+			rep.Latest = n
+		}
+	}
+
+	for start := int64(0); start < size; start += verifyChunk {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		end := min(start+verifyChunk, size)
+		entries := make([]infertrail.Entry, 0, end-start)
+		err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
+			entries = append(entries, e.Clone())
+			return nil
+		})
+		if err != nil {
+			return rep, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
+		}
+		for i := range entries {
+			if want := start + int64(i); entries[i].Seq != want {
+				return rep, &VerificationError{Index: want, What: "record", Err: fmt.Errorf("missing (the next stored record is %d)", entries[i].Seq)}
+			}
+		}
+		if int64(len(entries)) != end-start {
+			return rep, &VerificationError{Index: start + int64(len(entries)), What: "record",
+				Err: fmt.Errorf("missing: the log head says %d records but the store holds records only to %d", size, start+int64(len(entries))-1)}
+		}
+		if err := checkEntries(ctx, s, entries); err != nil {
+			return rep, err
+		}
+		stored, err := s.ReadHashes(ctx, hashRange(tlog.StoredHashCount(start), tlog.StoredHashCount(end)))
+		if err != nil {
+			return rep, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
+		}
+		next := 0
+		for i := range entries {
+			n := start + int64(i)
+			if err := checkCheckpoints(n); err != nil {
+				return rep, err
+			}
+			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front.reader())
+			if err != nil {
+				return rep, fmt.Errorf("verify: hash record %d: %w", n, err)
+			}
+			for j, h := range hs {
+				if stored[next] != h {
+					idx := tlog.StoredHashCount(start) + int64(next)
+					level, k := tlog.SplitStoredHashIndex(idx)
+					what := "stored hash"
+					if level == 0 {
+						what = "stored leaf hash"
+					}
+					return rep, &VerificationError{Index: n, What: what,
+						Err: fmt.Errorf("the stored hash at level %d index %d (records %d to %d) is not the hash of the records", level, k, k<<level, (k+1)<<level-1)}
+				}
+				front.set(j, n>>j, h)
+				next++
+			}
+		}
+		rep.Records = end
+		if progress != nil {
+			progress(end, size)
+		}
+	}
+	if err := checkCheckpoints(size); err != nil {
+		return rep, err
+	}
+	if err := nextCheckpoints(); err != nil {
+		return rep, err
+	}
+	if len(cps) > 0 {
+		return rep, &VerificationError{Index: size, What: fmt.Sprintf("checkpoint of size %d", cps[0].Size),
+			Err: fmt.Errorf("signed for %d records, but the log holds %d: records %d to %d were removed (the log was truncated)", cps[0].Size, size, size, cps[0].Size-1)}
+	}
+	if size > 0 {
+		root, err := tlog.TreeHash(size, front.reader())
+		if err != nil {
+			return rep, fmt.Errorf("verify: tree hash: %w", err)
+		}
+		rep.Root = root
+	}
+	rep.Unsigned = size - rep.Latest
+	return rep, nil
+}
+
+func hashRange(from, to int64) []int64 {
+	out := make([]int64, to-from)
+	for i := range out {
+		out[i] = from + int64(i)
+	}
+	return out
+}
+
+// checkEntries checks each entry's leaf, columns and content, in parallel.
+func checkEntries(ctx context.Context, s infertrail.EntryReader, entries []infertrail.Entry) error {
+	var ids []infertrail.BlobID
+	for i := range entries {
+		for _, r := range entries[i].Content {
+			ids = append(ids, r.Blobs...)
+		}
+	}
+	blobs, err := s.Blobs(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("verify: read content of records %d to %d: %w", entries[0].Seq, entries[len(entries)-1].Seq, err)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(entries); i += workers {
+				if err := CheckEntry(&entries[i], blobs); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Report the lowest failing record.
+	var first *VerificationError
+	for _, err := range errs {
+		var ve *VerificationError
+		if errors.As(err, &ve) && (first == nil || ve.Index < first.Index) {
+			first = ve
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return nil
+}
+
+// CheckEntry checks one entry against itself: its leaf is canonical and
+// carries its sequence number, its columns agree with the leaf, and each
+// content field, rebuilt from blobs, matches its commitment.
+func CheckEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob) error {
+	fail := func(what string, err error) error { return &VerificationError{Index: e.Seq, What: what, Err: err} }
+	r, err := infertrail.ParseLeaf(e.Leaf)
+	if err != nil {
+		return fail("leaf", err)
+	}
+	if r.Seq != e.Seq {
+		return fail("leaf", fmt.Errorf("carries sequence number %d: records were swapped or moved", r.Seq))
+	}
+	for _, c := range []struct {
+		col        string
+		got, inLog any
+	}{
+		{"id", e.ID, r.ID}, {"tenant", e.Tenant, r.Tenant}, {"kind", e.Kind, r.Kind},
+		{"time", e.Time, r.Time.UnixNano()}, {"received", e.Received, r.ReceivedTime.UnixNano()},
+		{"session_id", e.SessionID, r.SessionID}, {"trace_id", e.TraceID, r.TraceID}, {"actor_id", e.ActorID, r.Actor.ID},
+	} {
+		if c.got != c.inLog {
+			return fail("column "+c.col, fmt.Errorf("stored %v but the leaf says %v", c.got, c.inLog))
+		}
+	}
+	if len(e.Content) != len(r.Commitments) {
+		return fail("content", fmt.Errorf("%d content fields stored, %d committed in the leaf", len(e.Content), len(r.Commitments)))
+	}
+	for _, ref := range e.Content {
+		want, ok := r.Commitments[ref.Field]
+		if !ok {
+			return fail("content field "+ref.Field, errors.New("stored but not committed in the leaf"))
+		}
+		v, err := assemble(ref, blobs)
+		if err != nil {
+			return fail("content field "+ref.Field, err)
+		}
+		if got := infertrail.Commitment(ref.Salt[:], v); got != want {
+			return fail("content field "+ref.Field, fmt.Errorf("does not match its commitment: the content was changed"))
+		}
+	}
+	return nil
+}
+
+// rightEdge holds the right edge of a tree being rebuilt: the last complete
+// node at each level, which is all tlog needs to add the next leaf or to
+// compute the root.
+type rightEdge map[int]frontNode
+
+type frontNode struct {
+	n int64
+	h tlog.Hash
+}
+
+func (f rightEdge) set(level int, n int64, h tlog.Hash) { f[level] = frontNode{n, h} }
+
+func (f rightEdge) reader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			level, n := tlog.SplitStoredHashIndex(x)
+			node, ok := f[level]
+			if !ok || node.n != n {
+				return nil, fmt.Errorf("hash at level %d index %d is not on the right edge", level, n)
+			}
+			out[i] = node.h
+		}
+		return out, nil
+	})
+}

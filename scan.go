@@ -1,0 +1,157 @@
+package infertrail
+
+import (
+	"iter"
+	"unicode/utf8"
+)
+
+// These helpers walk JSON that is already canonical (the output of this
+// package's parser): no white space, well-formed, strings with only the
+// canonical escapes. They must not be given arbitrary input.
+
+// valueEnd returns the index just past the canonical value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i++
+			for b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ':':
+		default: // number or literal
+			if depth == 0 {
+				for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
+					i++
+				}
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// objectMembers yields the name and canonical value of each member of a
+// canonical object, in order.
+func objectMembers(obj []byte) iter.Seq2[string, []byte] {
+	return func(yield func(string, []byte) bool) {
+		i := 1 // past '{'
+		for i < len(obj)-1 {
+			kend := valueEnd(obj, i)
+			key := decodeString(obj[i:kend])
+			vstart := kend + 1 // past ':'
+			vend := valueEnd(obj, vstart)
+			if !yield(key, obj[vstart:vend]) {
+				return
+			}
+			i = vend + 1 // past ','
+		}
+	}
+}
+
+// arrayElements yields each element of a canonical array.
+func arrayElements(arr []byte) iter.Seq2[int, []byte] {
+	return func(yield func(int, []byte) bool) {
+		i, n := 1, 0
+		for i < len(arr)-1 {
+			end := valueEnd(arr, i)
+			if !yield(n, arr[i:end]) {
+				return
+			}
+			n++
+			i = end + 1
+		}
+	}
+}
+
+// SplitArray returns the elements of a canonical JSON array, or nil if v is
+// not an array. JoinArray(SplitArray(v)) == v.
+func SplitArray(v []byte) [][]byte {
+	if len(v) < 2 || v[0] != '[' {
+		return nil
+	}
+	var out [][]byte
+	for _, el := range arrayElements(v) {
+		out = append(out, el)
+	}
+	if out == nil {
+		out = [][]byte{}
+	}
+	return out
+}
+
+// JoinArray appends the canonical array of the canonical elements.
+func JoinArray(dst []byte, elems [][]byte) []byte {
+	dst = append(dst, '[')
+	for i, e := range elems {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, e...)
+	}
+	return append(dst, ']')
+}
+
+// decodeString decodes a canonical JSON string literal (with its quotes).
+func decodeString(b []byte) string {
+	b = b[1 : len(b)-1]
+	esc := false
+	for _, c := range b {
+		if c == '\\' {
+			esc = true
+			break
+		}
+	}
+	if !esc {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch b[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u': // \u00XX, a control character
+			v := unhex(b[i+3])<<4 | unhex(b[i+4])
+			out = utf8.AppendRune(out, rune(v))
+			i += 4
+		default: // '"' or '\\'
+			out = append(out, b[i])
+		}
+	}
+	return string(out)
+}
+
+func unhex(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
+	}
+	return c - '0'
+}

@@ -1,0 +1,271 @@
+package infertrail
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Entry is one sequenced record as a store keeps it: the canonical leaf, the
+// columns that queries filter on, and references to the record's content.
+type Entry struct {
+	Seq  int64
+	ID   UUID
+	Leaf []byte // the RFC 8785 canonical leaf; its hash is leaf Seq of the tree
+	// MAC is a keyed digest of the record as it was submitted, so that a
+	// retried record can be told from a different record reusing an id.
+	MAC [16]byte
+
+	// Copies of leaf fields, for filtering. The leaf is authoritative.
+	Tenant    string
+	Kind      Kind
+	Time      int64 // observed time, Unix nanoseconds
+	Received  int64 // server's received time, Unix nanoseconds
+	SessionID string
+	TraceID   string
+	ActorID   string
+
+	Content []ContentRef
+}
+
+// ContentRef locates one content field of a record. The field's value is the
+// concatenation of its blobs (for an array: "[" blob "," blob … "]"), and its
+// commitment in the leaf is SHA-256(Salt || value).
+type ContentRef struct {
+	Field string
+	Salt  [SaltSize]byte
+	Array bool
+	Blobs []BlobID
+}
+
+// SaltSize is the size in bytes of a content commitment's salt.
+const SaltSize = 16
+
+// BlobID names a content blob: a keyed hash of its plain bytes, so that equal
+// content is stored once without a plain hash of it ever being stored.
+type BlobID [32]byte
+
+// Codec says how a blob's Data is encoded.
+type Codec uint8
+
+// Blob codecs.
+const (
+	CodecRaw  Codec = 0 // Data is the plain bytes
+	CodecZstd Codec = 1 // Data is one zstd frame
+)
+
+// Blob is stored content: the canonical JSON bytes of one content value, or
+// of one element of an array value, encoded with Codec.
+type Blob struct {
+	ID    BlobID
+	Codec Codec
+	Data  []byte
+}
+
+// StoredCheckpoint is a signed checkpoint as a store keeps it.
+type StoredCheckpoint struct {
+	Size int64
+	Note []byte // the signed note, exactly as served at /checkpoint
+}
+
+// Store is everything the log keeps. Implementations are safe for
+// concurrent use. Each of the interfaces it joins is consumed on its own.
+type Store interface {
+	Appender
+	HashReader
+	EntryReader
+	CheckpointStore
+	io.Closer
+}
+
+// Appender starts append transactions.
+type Appender interface {
+	// BeginAppend starts the transaction that appends the next batch. At most
+	// one append transaction runs at a time across every process that shares
+	// the store: BeginAppend waits (bounded by ctx) until it holds the log's
+	// write lock. It returns an error wrapping ErrUnavailable when the store
+	// cannot be reached.
+	BeginAppend(ctx context.Context) (AppendTx, error)
+}
+
+// AppendTx is one open append transaction. It is used by one goroutine.
+type AppendTx interface {
+	// Size returns the tree size when the transaction began: the sequence
+	// number the next entry must have.
+	Size() int64
+	// Lookup returns the entries among ids that are already in the log, by
+	// id, with at least Seq and MAC set. Ids not in the log are absent.
+	Lookup(ctx context.Context, ids []UUID) (map[UUID]Entry, error)
+	// ReadHashes reads stored tree hashes by their tlog stored-hash index,
+	// inside the transaction, as tlog.HashReader does. It fails if an index
+	// is at or past tlog.StoredHashCount(Size()).
+	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+	// Append writes entries, whose Seq run on from Size() without gaps; the
+	// blobs they reference (a blob whose ID is already stored is skipped);
+	// and the tree hashes the entries add, which are the stored hashes from
+	// index tlog.StoredHashCount(Size()) on. It may be called more than once
+	// in a transaction; each call continues from the last.
+	Append(ctx context.Context, entries []Entry, blobs []Blob, hashes []tlog.Hash) error
+	// Commit makes everything appended durable: once Commit returns nil, a
+	// crash of the process or the machine loses none of it.
+	Commit() error
+	// Rollback abandons the transaction. It is safe after Commit (a no-op).
+	Rollback() error
+}
+
+// HashReader reads committed tree hashes.
+type HashReader interface {
+	// TreeSize returns the size of the committed tree.
+	TreeSize(ctx context.Context) (int64, error)
+	// ReadHashes returns the stored hashes with the given tlog stored-hash
+	// indexes, in the same order. An index not yet committed is an error
+	// wrapping ErrNotFound. It must be fast for scattered indexes: an
+	// inclusion proof reads about 2·log2(size) of them.
+	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+}
+
+// EntryReader reads committed entries and content.
+type EntryReader interface {
+	// Entries calls fn for each committed entry with start <= Seq < end, in
+	// order. It stops at the first error fn returns and returns it. The
+	// Entry and its slices are only valid during the call.
+	Entries(ctx context.Context, start, end int64, fn func(*Entry) error) error
+	// EntryByID returns the entry with the id, or an error wrapping ErrNotFound.
+	EntryByID(ctx context.Context, id UUID) (Entry, error)
+	// Blobs returns the stored blobs among ids; missing ones are absent.
+	Blobs(ctx context.Context, ids []BlobID) (map[BlobID]Blob, error)
+}
+
+// CheckpointStore keeps signed checkpoints.
+type CheckpointStore interface {
+	// AddCheckpoint stores a signed checkpoint for a committed tree size.
+	// Storing a second checkpoint of the same size keeps the first and is
+	// not an error (several nodes may sign the same size).
+	AddCheckpoint(ctx context.Context, c StoredCheckpoint) error
+	// LatestCheckpoint returns the checkpoint with the largest size, or an
+	// error wrapping ErrNotFound when there is none.
+	LatestCheckpoint(ctx context.Context) (StoredCheckpoint, error)
+	// Checkpoints calls fn for each stored checkpoint with Size > after, in
+	// increasing size.
+	Checkpoints(ctx context.Context, after int64, fn func(StoredCheckpoint) error) error
+}
+
+// ReadEntry returns the committed entry with sequence number seq, or an error
+// wrapping ErrNotFound.
+func ReadEntry(ctx context.Context, r EntryReader, seq int64) (Entry, error) {
+	var out Entry
+	found := false
+	err := r.Entries(ctx, seq, seq+1, func(e *Entry) error {
+		out = e.Clone()
+		found = true
+		return nil
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	if !found {
+		return Entry{}, fmt.Errorf("read entry %d: %w", seq, ErrNotFound)
+	}
+	return out, nil
+}
+
+// Clone returns a deep copy of e.
+func (e *Entry) Clone() Entry {
+	c := *e
+	c.Leaf = append([]byte(nil), e.Leaf...)
+	c.Content = make([]ContentRef, len(e.Content))
+	for i, r := range e.Content {
+		r.Blobs = append([]BlobID(nil), r.Blobs...)
+		c.Content[i] = r
+	}
+	return c
+}
+
+// MarshalContentRefs encodes refs in the compact binary form that stores
+// keep in one column.
+func MarshalContentRefs(refs []ContentRef) []byte {
+	if len(refs) == 0 {
+		return nil
+	}
+	n := 1
+	for _, r := range refs {
+		n += 2 + len(r.Field) + SaltSize + 1 + 2 + len(r.Blobs)*len(BlobID{})
+	}
+	b := make([]byte, 0, n)
+	b = append(b, 1) // version
+	b = binary.AppendUvarint(b, uint64(len(refs)))
+	for _, r := range refs {
+		b = binary.AppendUvarint(b, uint64(len(r.Field)))
+		b = append(b, r.Field...)
+		b = append(b, r.Salt[:]...)
+		if r.Array {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendUvarint(b, uint64(len(r.Blobs)))
+		for _, id := range r.Blobs {
+			b = append(b, id[:]...)
+		}
+	}
+	return b
+}
+
+var errRefs = errors.New("malformed content references")
+
+// UnmarshalContentRefs decodes what MarshalContentRefs encoded.
+func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if b[0] != 1 {
+		return nil, fmt.Errorf("decode content refs: version %d: %w", b[0], errRefs)
+	}
+	b = b[1:]
+	next := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	count, ok := next()
+	if !ok || count > uint64(len(b)) {
+		return nil, fmt.Errorf("decode content refs: %w", errRefs)
+	}
+	refs := make([]ContentRef, 0, count)
+	for range count {
+		var r ContentRef
+		l, ok := next()
+		if !ok || l > uint64(len(b)) {
+			return nil, fmt.Errorf("decode content refs: %w", errRefs)
+		}
+		r.Field = string(b[:l])
+		b = b[l:]
+		if len(b) < SaltSize+1 {
+			return nil, fmt.Errorf("decode content refs: %w", errRefs)
+		}
+		copy(r.Salt[:], b)
+		r.Array = b[SaltSize] == 1
+		b = b[SaltSize+1:]
+		nb, ok := next()
+		if !ok || nb > uint64(len(b))/32 {
+			return nil, fmt.Errorf("decode content refs: %w", errRefs)
+		}
+		r.Blobs = make([]BlobID, nb)
+		for i := range r.Blobs {
+			copy(r.Blobs[i][:], b)
+			b = b[32:]
+		}
+		refs = append(refs, r)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("decode content refs: trailing bytes: %w", errRefs)
+	}
+	return refs, nil
+}

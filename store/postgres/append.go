@@ -1,0 +1,344 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
+)
+
+// hashesPerChunk is the number of consecutive stored hashes in one row of
+// the hashes table.
+const hashesPerChunk = 64
+
+// periodOf returns the append period of t: its UTC month, counted from
+// January of year 0.
+func periodOf(t time.Time) int32 {
+	t = t.UTC()
+	return int32(t.Year()*12 + int(t.Month()) - 1)
+}
+
+// partitionName returns the name of table's partition for period p, such
+// as records_2025_01.
+func partitionName(table string, p int32) string {
+	return fmt.Sprintf("%s_%04d_%02d", table, p/12, p%12+1)
+}
+
+// partitioned lists the tables partitioned by append period.
+var partitioned = []string{"records", "blobs"}
+
+// ensurePartitions creates the partitions of period p of every partitioned
+// table that are missing. It runs in an append transaction, which holds the
+// log head, so no two nodes create partitions at once. A partition is
+// created as a table of its own and then attached: ATTACH PARTITION locks
+// the parent in SHARE UPDATE EXCLUSIVE mode, which does not block readers,
+// where CREATE TABLE … PARTITION OF would lock them out.
+func ensurePartitions(ctx context.Context, tx pgx.Tx, p int32) error {
+	for _, table := range partitioned {
+		name := partitionName(table, p)
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{name}.Sanitize()).Scan(&exists); err != nil {
+			return fmt.Errorf("look up partition %s: %w", name, err)
+		}
+		if exists {
+			continue
+		}
+		id, parent := pgx.Identifier{name}.Sanitize(), pgx.Identifier{table}.Sanitize()
+		sql := fmt.Sprintf(`CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+			ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%d) TO (%d)`, id, parent, parent, id, p, p+1)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create partition %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// BeginAppend begins a transaction and locks the log head, waiting (bounded
+// by ctx) while another transaction, from this process or another, holds
+// it. The transaction's Commit is bounded by ctx too.
+//
+// The first append transaction of a month creates that month's partitions
+// and the next month's, if missing.
+func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("begin append: %w", classify(err))
+	}
+	t := &appendTx{db: db, tx: tx, ctx: ctx}
+	if err := t.begin(ctx); err != nil {
+		_ = t.Rollback()
+		return nil, fmt.Errorf("begin append: %w", classify(err))
+	}
+	return t, nil
+}
+
+type appendTx struct {
+	db     *DB
+	tx     pgx.Tx
+	ctx    context.Context // BeginAppend's, for Commit
+	size   int64           // tree size when the transaction began
+	n      int64           // entries appended so far
+	period int32
+	failed error // the first Append error; the transaction is then unusable
+	done   bool
+}
+
+func (t *appendTx) begin(ctx context.Context) error {
+	var head int32
+	var now time.Time
+	err := t.tx.QueryRow(ctx, `SELECT size, period, clock_timestamp() FROM log_head WHERE id FOR UPDATE`).Scan(&t.size, &head, &now)
+	if err != nil {
+		return fmt.Errorf("lock log head: %w", err)
+	}
+	if t.db.now != nil {
+		now = t.db.now()
+	}
+	t.period = max(head, periodOf(now))
+	if t.period == head {
+		return nil
+	}
+	for _, p := range []int32{t.period, t.period + 1} {
+		if err := ensurePartitions(ctx, t.tx, p); err != nil {
+			return err
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO periods (period, first_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t.period, t.size)
+	b.Queue(`UPDATE log_head SET period = $1 WHERE id`, t.period)
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("start period %s: %w", partitionName("records", t.period), err)
+	}
+	return nil
+}
+
+func (t *appendTx) Size() int64 { return t.size }
+
+func (t *appendTx) usable() error {
+	switch {
+	case t.done:
+		return fmt.Errorf("append transaction: %w", pgx.ErrTxClosed)
+	case t.failed != nil:
+		return fmt.Errorf("append transaction failed earlier: %w", t.failed)
+	}
+	return nil
+}
+
+func (t *appendTx) Lookup(ctx context.Context, ids []infertrail.UUID) (map[infertrail.UUID]infertrail.Entry, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	out := make(map[infertrail.UUID]infertrail.Entry)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := t.tx.Query(ctx, `SELECT id, seq, mac FROM records WHERE id = ANY($1)`, uuids(ids))
+	if err != nil {
+		return nil, fmt.Errorf("look up ids: %w", classify(err))
+	}
+	var (
+		id  pgtype.UUID
+		e   infertrail.Entry
+		mac []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &e.Seq, &mac}, func() error {
+		e.ID = id.Bytes
+		copy(e.MAC[:], mac)
+		out[e.ID] = e
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up ids: %w", classify(err))
+	}
+	return out, nil
+}
+
+func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	if err := t.usable(); err != nil {
+		return nil, err
+	}
+	// Hashes this transaction appended are readable too, so that a later
+	// Append of the same transaction can build on them.
+	limit := tlog.StoredHashCount(t.size + t.n)
+	for _, i := range indexes {
+		if i >= limit {
+			return nil, fmt.Errorf("read hash %d: tree of size %d has %d: %w", i, t.size+t.n, limit, infertrail.ErrNotFound)
+		}
+	}
+	return readHashes(ctx, t.tx, indexes)
+}
+
+func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
+	if err := t.usable(); err != nil {
+		return err
+	}
+	next := t.size + t.n
+	if err := validate(next, entries, blobs, hashes); err != nil {
+		return err
+	}
+	err := t.append(ctx, next, entries, blobs, hashes)
+	if err != nil {
+		t.failed = err
+		return fmt.Errorf("append %d entries at %d: %w", len(entries), next, classify(err))
+	}
+	t.n += int64(len(entries))
+	return nil
+}
+
+func validate(next int64, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
+	for i := range entries {
+		e := &entries[i]
+		if e.Seq != next+int64(i) {
+			return fmt.Errorf("append: entry %d has seq %d, want %d: %w", i, e.Seq, next+int64(i), infertrail.ErrInvalid)
+		}
+		if e.ID.IsZero() {
+			return fmt.Errorf("append: entry %d: nil id: %w", i, infertrail.ErrInvalid)
+		}
+	}
+	for i := range blobs {
+		if b := &blobs[i]; b.Data == nil {
+			return fmt.Errorf("append: blob %d: no data: %w", i, infertrail.ErrInvalid)
+		}
+	}
+	end := next + int64(len(entries))
+	if want := tlog.StoredHashCount(end) - tlog.StoredHashCount(next); int64(len(hashes)) != want {
+		return fmt.Errorf("append: %d hashes for entries %d to %d, want %d: %w", len(hashes), next, end, want, infertrail.ErrInvalid)
+	}
+	return nil
+}
+
+func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
+	if len(entries) > 0 {
+		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordColumns, &entrySource{period: t.period, entries: entries, i: -1}); err != nil {
+			return fmt.Errorf("copy records: %w", err)
+		}
+	}
+	b := &pgx.Batch{}
+	if len(blobs) > 0 {
+		ids := make([][]byte, len(blobs))
+		codecs := make([]int16, len(blobs))
+		data := make([][]byte, len(blobs))
+		for i := range blobs {
+			ids[i], codecs[i], data[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data
+		}
+		b.Queue(`INSERT INTO blobs (period, id, codec, data)
+			SELECT $1, u.id, u.codec, u.data FROM unnest($2::bytea[], $3::int2[], $4::bytea[]) AS u (id, codec, data)
+			ON CONFLICT DO NOTHING`, t.period, ids, codecs, data)
+	}
+	if len(hashes) > 0 {
+		first := tlog.StoredHashCount(next)
+		chunk, off := first/hashesPerChunk, first%hashesPerChunk
+		if off != 0 {
+			k := min(int(hashesPerChunk-off), len(hashes))
+			want := off * tlog.HashSize
+			b.Queue(`UPDATE hashes SET data = data || $2 WHERE chunk = $1 AND length(data) = $3`,
+				chunk, packHashes(hashes[:k]), want).Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() != 1 {
+					return fmt.Errorf("extend hash chunk %d: it does not hold %d bytes", chunk, want)
+				}
+				return nil
+			})
+			hashes = hashes[k:]
+			chunk++
+		}
+		if len(hashes) > 0 {
+			var chunks []int64
+			var data [][]byte
+			for len(hashes) > 0 {
+				k := min(hashesPerChunk, len(hashes))
+				chunks = append(chunks, chunk)
+				data = append(data, packHashes(hashes[:k]))
+				hashes = hashes[k:]
+				chunk++
+			}
+			b.Queue(`INSERT INTO hashes (chunk, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, chunks, data)
+		}
+	}
+	if len(entries) > 0 {
+		b.Queue(`UPDATE log_head SET size = $1 WHERE id`, next+int64(len(entries)))
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write blobs and hashes: %w", err)
+	}
+	return nil
+}
+
+func packHashes(hs []tlog.Hash) []byte {
+	b := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+var recordColumns = []string{"period", "seq", "id", "mac", "tenant", "kind", "observed", "received",
+	"session_id", "trace_id", "actor_id", "leaf", "content"}
+
+// entrySource feeds entries to COPY.
+type entrySource struct {
+	period  int32
+	entries []infertrail.Entry
+	i       int
+	row     [13]any
+}
+
+func (s *entrySource) Next() bool {
+	s.i++
+	return s.i < len(s.entries)
+}
+
+func (s *entrySource) Values() ([]any, error) {
+	e := &s.entries[s.i]
+	s.row = [13]any{s.period, e.Seq, pgtype.UUID{Bytes: e.ID, Valid: true}, e.MAC[:], e.Tenant, string(e.Kind),
+		e.Time, e.Received, e.SessionID, e.TraceID, e.ActorID, e.Leaf, infertrail.MarshalContentRefs(e.Content)}
+	return s.row[:], nil
+}
+
+func (s *entrySource) Err() error { return nil }
+
+// Commit commits the transaction, bounded by the context given to
+// BeginAppend. Once it returns nil, the batch is durable (synchronous_commit
+// is on for every connection of the store). If the connection drops during
+// Commit, the error wraps infertrail.ErrUnavailable and the outcome is
+// unknown: look the batch's ids up before appending it again.
+func (t *appendTx) Commit() error {
+	if err := t.usable(); err != nil {
+		_ = t.Rollback()
+		return fmt.Errorf("commit append: %w", err)
+	}
+	t.done = true
+	if err := t.tx.Commit(t.ctx); err != nil {
+		return fmt.Errorf("commit append: %w", classify(err))
+	}
+	return nil
+}
+
+// Rollback abandons the transaction. It cannot fail: when the rollback
+// statement itself fails, the connection is closed, and the server rolls
+// back the transaction of a closed connection.
+func (t *appendTx) Rollback() error {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	ctx, cancel := context.WithTimeout(context.Background(), t.db.rollbackTimeout)
+	defer cancel()
+	_ = t.tx.Rollback(ctx)
+	return nil
+}
+
+func uuids(ids []infertrail.UUID) []pgtype.UUID {
+	out := make([]pgtype.UUID, len(ids))
+	for i, id := range ids {
+		out[i] = pgtype.UUID{Bytes: id, Valid: true}
+	}
+	return out
+}

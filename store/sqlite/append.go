@@ -1,0 +1,272 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/infertrail/infertrail"
+)
+
+// BeginAppend starts an append transaction with BEGIN IMMEDIATE on the
+// writer connection. It waits for the connection while ctx allows, and for
+// another process's write lock up to Config.BusyTimeout. The transaction is
+// bound to ctx: when ctx is done it is rolled back.
+func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("begin append: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("begin append: %w: %w", infertrail.ErrUnavailable, err)
+	}
+	t := &appendTx{db: db, tx: tx}
+	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(ctx).Scan(&t.size); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("begin append: read tree size: %w", err)
+	}
+	t.next = t.size
+	t.nhash = tlog.StoredHashCount(t.size)
+	return t, nil
+}
+
+// appendTx is one open append transaction.
+type appendTx struct {
+	db    *DB
+	tx    *sql.Tx
+	size  int64 // tree size when the transaction began
+	next  int64 // Seq of the next entry
+	nhash int64 // tlog.StoredHashCount(next)
+
+	// tail holds the hashes of the last, partial chunk once loaded.
+	tail       []byte
+	tailChunk  int64
+	tailLoaded bool
+
+	insRecord, insRecords, insBlob, insBlobs, putChunk, getChunk *sql.Stmt
+
+	failed error // set when an Append failed after writing: Commit must not commit
+	done   bool
+}
+
+func (t *appendTx) Size() int64 { return t.size }
+
+func (t *appendTx) stmt(ctx context.Context, dst **sql.Stmt, s *sql.Stmt) *sql.Stmt {
+	if *dst == nil {
+		*dst = t.tx.StmtContext(ctx, s)
+	}
+	return *dst
+}
+
+func (t *appendTx) Lookup(ctx context.Context, ids []infertrail.UUID) (map[infertrail.UUID]infertrail.Entry, error) {
+	out := make(map[infertrail.UUID]infertrail.Entry)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	st := t.tx.StmtContext(ctx, t.db.lookupID)
+	defer st.Close()
+	for _, id := range ids {
+		if _, ok := out[id]; ok {
+			continue
+		}
+		e := infertrail.Entry{ID: id}
+		var mac []byte
+		err := st.QueryRowContext(ctx, id[:]).Scan(&e.Seq, &mac)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up id %v: %w", id, err)
+		}
+		copy(e.MAC[:], mac)
+		out[id] = e
+	}
+	return out, nil
+}
+
+func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	st := t.stmt(ctx, &t.getChunk, t.db.getChunkW)
+	return readHashes(ctx, indexes, tlog.StoredHashCount(t.size), func(chunk int64) ([]byte, error) {
+		var b []byte
+		err := st.QueryRowContext(ctx, chunk).Scan(&b)
+		return b, err
+	})
+}
+
+func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
+	if t.done {
+		return fmt.Errorf("append: %w", sql.ErrTxDone)
+	}
+	if t.failed != nil {
+		return fmt.Errorf("append: an earlier append in this transaction failed: %w", t.failed)
+	}
+	for i := range entries {
+		e := &entries[i]
+		if want := t.next + int64(i); e.Seq != want {
+			return fmt.Errorf("append entry %d of %d: seq %d, want %d: %w", i, len(entries), e.Seq, want, infertrail.ErrInvalid)
+		}
+		if e.ID.IsZero() {
+			return fmt.Errorf("append entry %d: nil id: %w", e.Seq, infertrail.ErrInvalid)
+		}
+	}
+	end := t.next + int64(len(entries))
+	if want := tlog.StoredHashCount(end) - t.nhash; int64(len(hashes)) != want {
+		return fmt.Errorf("append entries [%d, %d): got %d hashes, want %d: %w", t.next, end, len(hashes), want, infertrail.ErrInvalid)
+	}
+	if err := t.write(ctx, entries, blobs, hashes); err != nil {
+		t.failed = err
+		return err
+	}
+	t.next = end
+	t.nhash += int64(len(hashes))
+	return nil
+}
+
+func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
+	// The transaction is already bound to the context of BeginAppend, which
+	// rolls it back when done. Executing statements with a context that
+	// cannot be cancelled spares the driver a watcher goroutine per
+	// statement; ctx is checked between statements instead.
+	rowCtx := context.WithoutCancel(ctx)
+	args := make([]any, 0, multiRows*12)
+
+	one := t.stmt(ctx, &t.insBlob, t.db.insBlob)
+	many := t.stmt(ctx, &t.insBlobs, t.db.insBlobs)
+	for i := 0; i < len(blobs); {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("append blobs: %w", err)
+		}
+		n := min(len(blobs)-i, multiRows)
+		st := many
+		if n < multiRows {
+			n, st = 1, one
+		}
+		args = args[:0]
+		for _, b := range blobs[i : i+n] {
+			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data))
+		}
+		if _, err := st.ExecContext(rowCtx, args...); err != nil {
+			return fmt.Errorf("append blobs: %w", err)
+		}
+		i += n
+	}
+
+	one = t.stmt(ctx, &t.insRecord, t.db.insRecord)
+	many = t.stmt(ctx, &t.insRecords, t.db.insRecords)
+	for i := 0; i < len(entries); {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("append entries: %w", err)
+		}
+		n := min(len(entries)-i, multiRows)
+		st := many
+		if n < multiRows {
+			n, st = 1, one
+		}
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			e := &entries[j]
+			args = append(args, e.Seq, e.ID[:], e.MAC[:], e.Tenant, string(e.Kind), e.Time, e.Received,
+				e.SessionID, e.TraceID, e.ActorID, nonNil(e.Leaf), infertrail.MarshalContentRefs(e.Content))
+		}
+		if _, err := st.ExecContext(rowCtx, args...); err != nil {
+			var se *sqlite.Error
+			if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+				return fmt.Errorf("append entries [%d, %d): an id is already in the log: %w", entries[i].Seq, entries[i].Seq+int64(n), infertrail.ErrConflict)
+			}
+			return fmt.Errorf("append entries [%d, %d): %w", entries[i].Seq, entries[i].Seq+int64(n), err)
+		}
+		i += n
+	}
+	if err := t.writeHashes(rowCtx, hashes); err != nil {
+		return err
+	}
+	end := t.next + int64(len(entries))
+	if _, err := t.tx.StmtContext(ctx, t.db.setSize).ExecContext(rowCtx, end); err != nil {
+		return fmt.Errorf("append: set tree size %d: %w", end, err)
+	}
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// writeHashes packs hashes, which have stored-hash indexes from t.nhash on,
+// into chunks, extending the last partial chunk.
+func (t *appendTx) writeHashes(ctx context.Context, hashes []tlog.Hash) error {
+	put := t.stmt(ctx, &t.putChunk, t.db.putChunk)
+	idx := t.nhash
+	for len(hashes) > 0 {
+		k, off := idx/chunkSize, idx%chunkSize
+		n := min(chunkSize-off, int64(len(hashes)))
+		data := make([]byte, 0, (off+n)*tlog.HashSize)
+		if off != 0 {
+			tail, err := t.loadTail(ctx, k, off)
+			if err != nil {
+				return err
+			}
+			data = append(data, tail...)
+		}
+		for _, h := range hashes[:n] {
+			data = append(data, h[:]...)
+		}
+		if _, err := put.ExecContext(ctx, k, data); err != nil {
+			return fmt.Errorf("append hash chunk %d: %w", k, err)
+		}
+		t.tail, t.tailChunk, t.tailLoaded = data, k, true
+		idx += n
+		hashes = hashes[n:]
+	}
+	return nil
+}
+
+// loadTail returns the first off hashes of chunk k, which the transaction
+// extends.
+func (t *appendTx) loadTail(ctx context.Context, k, off int64) ([]byte, error) {
+	if !t.tailLoaded || t.tailChunk != k {
+		st := t.stmt(ctx, &t.getChunk, t.db.getChunkW)
+		var b []byte
+		if err := st.QueryRowContext(ctx, k).Scan(&b); err != nil {
+			return nil, fmt.Errorf("append: read hash chunk %d: %w", k, err)
+		}
+		t.tail, t.tailChunk, t.tailLoaded = b, k, true
+	}
+	if int64(len(t.tail)) != off*tlog.HashSize {
+		return nil, fmt.Errorf("append: hash chunk %d holds %d bytes, want %d: database corrupt", k, len(t.tail), off*tlog.HashSize)
+	}
+	return t.tail, nil
+}
+
+func (t *appendTx) Commit() error {
+	if t.done {
+		return fmt.Errorf("commit append: %w", sql.ErrTxDone)
+	}
+	t.done = true
+	if t.failed != nil {
+		t.tx.Rollback()
+		return fmt.Errorf("commit append: an append in this transaction failed: %w", t.failed)
+	}
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+	}
+	return nil
+}
+
+func (t *appendTx) Rollback() error {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("roll back append: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,471 @@
+// Package sqlite is the embedded infertrail.Store: one SQLite database file
+// in WAL mode, written through modernc.org/sqlite (pure Go, no cgo).
+//
+// # Durability
+//
+// The writer connection runs with synchronous=FULL. In WAL mode that makes
+// SQLite fsync the write-ahead log at every COMMIT, before COMMIT returns:
+// the frames of a committed transaction, and the commit frame that marks it
+// complete, are on stable storage when AppendTx.Commit returns nil. After a
+// crash of the process, the operating system or the machine (power loss
+// included), the next open replays the WAL up to its last complete commit
+// frame, so every acknowledged record, its blobs, its tree hashes and the new
+// tree size survive, together or not at all. With synchronous=NORMAL SQLite
+// would fsync the WAL only at checkpoints: the database would stay consistent,
+// but the last transactions before a power loss or kernel crash could roll
+// back after they were acknowledged, which breaks "acknowledged means durable".
+// Group commit makes FULL cheap: one fsync is shared by a whole batch.
+//
+// # Locking
+//
+// Append transactions run on one dedicated writer connection and start with
+// BEGIN IMMEDIATE, so SQLite's write lock is the log's write lock: it
+// serialises appends within a process and across processes sharing the file.
+// Readers use a separate pool of read-only connections that WAL lets run
+// while a write is in progress; each sees the last committed state.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/infertrail/infertrail"
+)
+
+var _ infertrail.Store = (*DB)(nil)
+
+// Config configures a DB. The zero value is ready to use.
+type Config struct {
+	// BusyTimeout is how long a connection waits for a lock that another
+	// connection or process holds (SQLite's busy_timeout) before failing.
+	// It bounds how long BeginAppend waits for another process's append
+	// transaction. Zero means 10 seconds.
+	BusyTimeout time.Duration
+	// Readers is the number of read-only connections. Zero means 4.
+	Readers int
+}
+
+func (c *Config) setDefaults() error {
+	if c.BusyTimeout < 0 {
+		return fmt.Errorf("config: BusyTimeout %v is negative: %w", c.BusyTimeout, infertrail.ErrInvalid)
+	}
+	if c.BusyTimeout == 0 {
+		c.BusyTimeout = 10 * time.Second
+	}
+	if c.Readers < 0 {
+		return fmt.Errorf("config: Readers %d is negative: %w", c.Readers, infertrail.ErrInvalid)
+	}
+	if c.Readers == 0 {
+		c.Readers = 4
+	}
+	return nil
+}
+
+// DB is an infertrail.Store in one SQLite database file. It is safe for
+// concurrent use, and several DBs, in one process or several, may share a
+// file.
+type DB struct {
+	path    string
+	writer  *sql.DB // one connection: append transactions and checkpoint writes
+	readers *sql.DB // read-only connections
+
+	// Prepared statements on writer, used inside append transactions.
+	insRecord, insBlob, putChunk, getChunkW, lookupID, readSize, setSize *sql.Stmt
+	// The same inserts, of multiRows rows at once.
+	insRecords, insBlobs *sql.Stmt
+	// Prepared statements on readers.
+	getChunk, entryByID, blobByID *sql.Stmt
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the InferTrail database at path, creating it if it does not
+// exist, and brings its schema up to date. It refuses a file that is not an
+// InferTrail database, and one whose schema is newer than this package knows.
+func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("open %s: is a directory, not a database file", abs)
+	}
+	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
+	db := &DB{path: abs}
+	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "page_size(16384)", "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32768)"))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	db.writer.SetMaxOpenConns(1)
+	db.writer.SetMaxIdleConns(1)
+	db.writer.SetConnMaxLifetime(0)
+	db.writer.SetConnMaxIdleTime(0)
+	db.readers, err = sql.Open("sqlite", dsn(abs, "", busy, "query_only(1)"))
+	if err != nil {
+		db.writer.Close()
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	db.readers.SetMaxOpenConns(cfg.Readers)
+	db.readers.SetMaxIdleConns(cfg.Readers)
+	db.readers.SetConnMaxLifetime(0)
+	db.readers.SetConnMaxIdleTime(0)
+
+	if err := db.open(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	return db, nil
+}
+
+func (db *DB) open(ctx context.Context) error {
+	if err := db.writer.PingContext(ctx); err != nil {
+		return explain(err)
+	}
+	if err := migrate(ctx, db.writer); err != nil {
+		return explain(err)
+	}
+	prepare := func(on *sql.DB, dst **sql.Stmt, query string) error {
+		s, err := on.PrepareContext(ctx, query)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", query, err)
+		}
+		*dst = s
+		return nil
+	}
+	w, r := db.writer, db.readers
+	for _, p := range []struct {
+		on    *sql.DB
+		dst   **sql.Stmt
+		query string
+	}{
+		{w, &db.insRecord, insertRecords + values(1, 12)},
+		{w, &db.insRecords, insertRecords + values(multiRows, 12)},
+		{w, &db.insBlob, insertBlobs + values(1, 3)},
+		{w, &db.insBlobs, insertBlobs + values(multiRows, 3)},
+		{w, &db.putChunk, `INSERT OR REPLACE INTO hash_chunks (chunk, hashes) VALUES (?, ?)`},
+		{w, &db.getChunkW, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
+		{w, &db.lookupID, `SELECT seq, mac FROM records WHERE id = ?`},
+		{w, &db.readSize, `SELECT size FROM log_head WHERE one = 1`},
+		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
+		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
+		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
+		{r, &db.blobByID, `SELECT codec, data FROM blobs WHERE id = ?`},
+	} {
+		if err := prepare(p.on, p.dst, p.query); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	insertRecords = `INSERT INTO records (seq, id, mac, tenant, kind, time, received, session_id, trace_id, actor_id, leaf, content) VALUES `
+	insertBlobs   = `INSERT OR IGNORE INTO blobs (id, codec, data) VALUES `
+	// multiRows is the number of rows that one multi-row insert writes.
+	multiRows = 32
+)
+
+// values returns the VALUES list of an insert of rows rows of cols columns.
+func values(rows, cols int) string {
+	row := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	return row + strings.Repeat(", "+row, rows-1)
+}
+
+// explain turns SQLite's answer to a file that is not a database into an
+// error that says so.
+func explain(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB {
+		return fmt.Errorf("not an InferTrail database (not an SQLite file, or encrypted): %w", err)
+	}
+	return err
+}
+
+// dsn returns the modernc.org/sqlite data source name for the file at the
+// absolute path abs.
+func dsn(abs, txlock string, pragmas ...string) string {
+	q := url.Values{}
+	if txlock != "" {
+		q.Set("_txlock", txlock)
+	}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// Path returns the absolute path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the database. Append transactions still open are rolled back.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		var errs []error
+		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.putChunk, db.getChunkW, db.lookupID,
+			db.readSize, db.setSize, db.getChunk, db.entryByID, db.blobByID} {
+			if s != nil {
+				errs = append(errs, s.Close())
+			}
+		}
+		errs = append(errs, db.readers.Close(), db.writer.Close())
+		if err := errors.Join(errs...); err != nil {
+			db.closeErr = fmt.Errorf("close %s: %w", db.path, err)
+		}
+	})
+	return db.closeErr
+}
+
+// Stats describes a database for operators.
+type Stats struct {
+	TreeSize    int64 // committed entries
+	Checkpoints int64 // stored checkpoints
+	FileBytes   int64 // size of the database file
+	WALBytes    int64 // size of the write-ahead log file
+	FreeBytes   int64 // unused pages inside the database file
+}
+
+// Stats returns the database's sizes.
+func (db *DB) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	var pageSize, free int64
+	err := db.readers.QueryRowContext(ctx, `SELECT
+		(SELECT size FROM log_head WHERE one = 1),
+		(SELECT count(*) FROM checkpoints),
+		(SELECT page_size FROM pragma_page_size()),
+		(SELECT freelist_count FROM pragma_freelist_count())`).Scan(&s.TreeSize, &s.Checkpoints, &pageSize, &free)
+	if err != nil {
+		return Stats{}, fmt.Errorf("read stats of %s: %w", db.path, err)
+	}
+	s.FreeBytes = pageSize * free
+	if fi, err := os.Stat(db.path); err == nil {
+		s.FileBytes = fi.Size()
+	}
+	if fi, err := os.Stat(db.path + "-wal"); err == nil {
+		s.WALBytes = fi.Size()
+	}
+	return s, nil
+}
+
+// TreeSize returns the size of the committed tree.
+func (db *DB) TreeSize(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.readers.QueryRowContext(ctx, `SELECT size FROM log_head WHERE one = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read tree size: %w", err)
+	}
+	return n, nil
+}
+
+// chunkSize is the number of stored hashes packed in one hash_chunks row.
+const chunkSize = 64
+
+// ReadHashes returns the committed stored hashes with the given indexes. It
+// reads each distinct chunk once, with one primary-key lookup.
+func (db *DB) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return readHashes(ctx, indexes, -1, func(chunk int64) ([]byte, error) {
+		var b []byte
+		err := db.getChunk.QueryRowContext(ctx, chunk).Scan(&b)
+		return b, err
+	})
+}
+
+// readHashes reads indexes through get, which returns one chunk. Indexes at
+// or past limit, when limit >= 0, and indexes a chunk does not hold yet are
+// not found.
+func readHashes(ctx context.Context, indexes []int64, limit int64, get func(chunk int64) ([]byte, error)) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var chunks map[int64][]byte
+	for i, idx := range indexes {
+		if idx < 0 {
+			return nil, fmt.Errorf("read hash %d: negative index: %w", idx, infertrail.ErrInvalid)
+		}
+		if limit >= 0 && idx >= limit {
+			return nil, fmt.Errorf("read hash %d: past the tree's %d hashes: %w", idx, limit, infertrail.ErrNotFound)
+		}
+		k := idx / chunkSize
+		b, ok := chunks[k]
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("read hash %d: %w", idx, err)
+			}
+			var err error
+			b, err = get(k)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("read hash %d: %w", idx, infertrail.ErrNotFound)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read hash %d: %w", idx, err)
+			}
+			if chunks == nil {
+				chunks = make(map[int64][]byte)
+			}
+			chunks[k] = b
+		}
+		off := (idx % chunkSize) * tlog.HashSize
+		if int64(len(b)) < off+tlog.HashSize {
+			return nil, fmt.Errorf("read hash %d: %w", idx, infertrail.ErrNotFound)
+		}
+		copy(out[i][:], b[off:])
+	}
+	return out, nil
+}
+
+const entryColumns = `seq, id, mac, tenant, kind, time, received, session_id, trace_id, actor_id, leaf, content`
+
+// entryScanner scans rows of entryColumns into one reused Entry.
+type entryScanner struct {
+	e             infertrail.Entry
+	id, mac, leaf sql.RawBytes
+	content       sql.RawBytes
+	kind          string
+}
+
+func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
+	e := &s.e
+	err := row.Scan(&e.Seq, &s.id, &s.mac, &e.Tenant, &s.kind, &e.Time, &e.Received,
+		&e.SessionID, &e.TraceID, &e.ActorID, &s.leaf, &s.content)
+	if err != nil {
+		return err
+	}
+	if len(s.id) != len(e.ID) || len(s.mac) != len(e.MAC) {
+		return fmt.Errorf("entry %d: id or mac of the wrong length: database corrupt", e.Seq)
+	}
+	copy(e.ID[:], s.id)
+	copy(e.MAC[:], s.mac)
+	e.Kind = infertrail.Kind(s.kind)
+	e.Leaf = s.leaf
+	e.Content, err = infertrail.UnmarshalContentRefs(s.content)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", e.Seq, err)
+	}
+	return nil
+}
+
+// Entries calls fn for each committed entry with start <= Seq < end.
+func (db *DB) Entries(ctx context.Context, start, end int64, fn func(*infertrail.Entry) error) error {
+	if start >= end {
+		return nil
+	}
+	rows, err := db.readers.QueryContext(ctx, `SELECT `+entryColumns+` FROM records WHERE seq >= ? AND seq < ? ORDER BY seq`, start, end)
+	if err != nil {
+		return fmt.Errorf("read entries [%d, %d): %w", start, end, err)
+	}
+	defer rows.Close()
+	var s entryScanner
+	for rows.Next() {
+		if err := s.scan(rows); err != nil {
+			return fmt.Errorf("read entries [%d, %d): %w", start, end, err)
+		}
+		if err := fn(&s.e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read entries [%d, %d): %w", start, end, err)
+	}
+	return nil
+}
+
+// EntryByID returns the committed entry with the id.
+func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Entry, error) {
+	rows, err := db.entryByID.QueryContext(ctx, id[:])
+	if err != nil {
+		return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, err)
+		}
+		return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, infertrail.ErrNotFound)
+	}
+	var s entryScanner
+	if err := s.scan(rows); err != nil {
+		return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, err)
+	}
+	return s.e.Clone(), nil
+}
+
+// Blobs returns the stored blobs among ids.
+func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrail.BlobID]infertrail.Blob, error) {
+	out := make(map[infertrail.BlobID]infertrail.Blob, len(ids))
+	for _, id := range ids {
+		if _, ok := out[id]; ok {
+			continue
+		}
+		b := infertrail.Blob{ID: id}
+		err := db.blobByID.QueryRowContext(ctx, id[:]).Scan(&b.Codec, &b.Data)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read blob %x: %w", id[:8], err)
+		}
+		out[id] = b
+	}
+	return out, nil
+}
+
+// AddCheckpoint stores c unless a checkpoint of its size is already stored.
+func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) error {
+	if c.Size < 0 || len(c.Note) == 0 {
+		return fmt.Errorf("add checkpoint %d: negative size or empty note: %w", c.Size, infertrail.ErrInvalid)
+	}
+	_, err := db.writer.ExecContext(ctx, `INSERT OR IGNORE INTO checkpoints (size, note) VALUES (?, ?)`, c.Size, c.Note)
+	if err != nil {
+		return fmt.Errorf("add checkpoint %d: %w", c.Size, err)
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the stored checkpoint with the largest size.
+func (db *DB) LatestCheckpoint(ctx context.Context) (infertrail.StoredCheckpoint, error) {
+	var c infertrail.StoredCheckpoint
+	err := db.readers.QueryRowContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("read latest checkpoint: %w", infertrail.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("read latest checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// Checkpoints calls fn for each stored checkpoint with Size > after, in
+// increasing size.
+func (db *DB) Checkpoints(ctx context.Context, after int64, fn func(infertrail.StoredCheckpoint) error) error {
+	rows, err := db.readers.QueryContext(ctx, `SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size`, after)
+	if err != nil {
+		return fmt.Errorf("read checkpoints after %d: %w", after, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c infertrail.StoredCheckpoint
+		if err := rows.Scan(&c.Size, &c.Note); err != nil {
+			return fmt.Errorf("read checkpoints after %d: %w", after, err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read checkpoints after %d: %w", after, err)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package sqlite
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/storetest"
+)
+
+func openTemp(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "log.db"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) infertrail.Store { return openTemp(t) })
+}
+
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 70)
+	storetest.AppendEntries(t, db, entries[:33], blobs)
+	storetest.AppendEntries(t, db, entries[33:], blobs)
+	cp := infertrail.StoredCheckpoint{Size: 70, Note: []byte("checkpoint 70\n")}
+	if err := db.AddCheckpoint(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer db.Close()
+	if db.Path() != path {
+		t.Errorf("Path = %q, want %q", db.Path(), path)
+	}
+	more, mb := storetest.MakeBatch(70, 5)
+	storetest.AppendEntries(t, db, more, mb)
+	all := append(entries, more...)
+	i := 0
+	err = db.Entries(ctx, 0, 100, func(e *infertrail.Entry) error {
+		if d := storetest.DiffEntry(&all[i], e); d != "" {
+			t.Errorf("%s", d)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != len(all) {
+		t.Fatalf("Entries gave %d entries, %v; want %d", i, err, len(all))
+	}
+	leaves := make([][]byte, len(all))
+	for i := range all {
+		leaves[i] = all[i].Leaf
+	}
+	checkRoot(t, db, leaves)
+	got, err := db.LatestCheckpoint(ctx)
+	if err != nil || got.Size != 70 || string(got.Note) != string(cp.Note) {
+		t.Errorf("LatestCheckpoint = %d %q, %v; want 70 %q", got.Size, got.Note, err, cp.Note)
+	}
+	st, err := db.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TreeSize != 75 || st.Checkpoints != 1 || st.FileBytes == 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func checkRoot(t *testing.T, db *DB, leaves [][]byte) {
+	t.Helper()
+	ctx := t.Context()
+	size, err := db.TreeSize(ctx)
+	if err != nil || size != int64(len(leaves)) {
+		t.Fatalf("TreeSize = %d, %v; want %d", size, err, len(leaves))
+	}
+	got, err := tlogTreeHash(t, db, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := storetest.RootHash(leaves); got != want {
+		t.Fatalf("tree hash %v, want %v", got, want)
+	}
+}
+
+// TestTwoHandles appends through two DBs on one file, as two processes
+// would, and checks that they make one gap-free log.
+func TestTwoHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	var dbs [2]*DB
+	for i := range dbs {
+		db, err := Open(t.Context(), path, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		dbs[i] = db
+	}
+	const perWorker, cycles = 2, 15
+	var wg sync.WaitGroup
+	for w := range 4 {
+		db := dbs[w%2]
+		wg.Go(func() {
+			for c := range cycles {
+				entries, blobs := storetest.MakeBatch(w*1000+c*10, perWorker)
+				tx, err := db.BeginAppend(t.Context())
+				if err != nil {
+					t.Errorf("BeginAppend: %v", err)
+					return
+				}
+				if err := storetest.NewSequencer(tx).Append(t.Context(), entries, blobs); err != nil {
+					tx.Rollback()
+					t.Errorf("Append: %v", err)
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					t.Errorf("Commit: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var leaves [][]byte
+	seen := map[infertrail.UUID]bool{}
+	err := dbs[1].Entries(t.Context(), 0, 1000, func(e *infertrail.Entry) error {
+		if e.Seq != int64(len(leaves)) {
+			return fmt.Errorf("entry %d has seq %d", len(leaves), e.Seq)
+		}
+		if seen[e.ID] {
+			return fmt.Errorf("entry %d repeats id %v", e.Seq, e.ID)
+		}
+		seen[e.ID] = true
+		leaves = append(leaves, append([]byte(nil), e.Leaf...))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaves) != 4*cycles*perWorker {
+		t.Fatalf("log holds %d entries, want %d", len(leaves), 4*cycles*perWorker)
+	}
+	checkRoot(t, dbs[0], leaves)
+}
+
+func TestRefuseNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future.sql', 0)`, SchemaVersion()+1)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(t.Context(), path, Config{})
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a newer schema: err = %v, want one naming the path and saying the schema is newer", err)
+	}
+}
+
+func TestRefuseForeignFile(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a database\n", 300)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.db")
+	raw, err := sql.Open("sqlite", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Exec(`CREATE TABLE users (name TEXT)`)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{garbage, other, dir} {
+		_, err := Open(t.Context(), path, Config{})
+		if err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("Open(%s): err = %v, want an error naming the path", path, err)
+			continue
+		}
+		t.Logf("Open(%s): %v", filepath.Base(path), err)
+	}
+	if _, err := Open(t.Context(), filepath.Join(dir, "log.db"), Config{Readers: -1}); !errors.Is(err, infertrail.ErrInvalid) {
+		t.Errorf("Open with Readers -1: err = %v, want ErrInvalid", err)
+	}
+}

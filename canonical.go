@@ -2,13 +2,16 @@ package infertrail
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file implements RFC 8785, the JSON Canonicalization Scheme (JCS):
@@ -34,7 +37,8 @@ func Canonicalize(src []byte) ([]byte, error) {
 // AppendCanonical appends the canonical form of the one JSON value in src
 // (white space around it is allowed) to dst.
 func AppendCanonical(dst, src []byte) ([]byte, error) {
-	p := parser{buf: src}
+	p := getParser(src)
+	defer putParser(p)
 	p.skipSpace()
 	out, err := p.value(dst)
 	if err != nil {
@@ -90,6 +94,28 @@ type parser struct {
 	buf   []byte
 	pos   int
 	depth int
+	// members is a stack shared by nested objects; tmp is scratch space for
+	// re-sorting an object's members. Both are reused across values.
+	members []member
+	tmp     []byte
+}
+
+var parserPool = sync.Pool{New: func() any { return new(parser) }}
+
+// getParser returns a pooled parser over buf.
+func getParser(buf []byte) *parser {
+	p := parserPool.Get().(*parser)
+	p.buf, p.pos, p.depth = buf, 0, 0
+	return p
+}
+
+func putParser(p *parser) {
+	p.buf = nil
+	p.members = p.members[:0]
+	if cap(p.tmp) > 1<<20 {
+		p.tmp = nil
+	}
+	parserPool.Put(p)
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -128,11 +154,8 @@ func (p *parser) value(dst []byte) ([]byte, error) {
 	case c == '[':
 		return p.array(dst)
 	case c == '"':
-		s, err := p.str()
-		if err != nil {
-			return dst, err
-		}
-		return AppendString(dst, s), nil
+		dst, _, err := p.appendStr(dst)
+		return dst, err
 	case c == 't':
 		return p.literal(dst, "true")
 	case c == 'f':
@@ -154,13 +177,25 @@ func (p *parser) literal(dst []byte, lit string) ([]byte, error) {
 	return append(dst, lit...), nil
 }
 
+// member is one object member as written to the output: its canonical
+// name at [start, keyEnd) (quotes included) and its value up to end.
 type member struct {
-	key        string
-	start, end int // the member's canonical "key":value bytes in the scratch buffer
+	start, keyEnd, end int
+	escaped            bool // the canonical name contains an escape
 }
 
-func compareMembers(a, b member) int { return CompareKeys(a.key, b.key) }
+// compareMemberKeys orders two members of out by name, as RFC 8785 says.
+func compareMemberKeys(out []byte, a, b member) int {
+	ka, kb := out[a.start+1:a.keyEnd-1], out[b.start+1:b.keyEnd-1]
+	if !a.escaped && !b.escaped {
+		return CompareKeys(unsafeString(ka), unsafeString(kb))
+	}
+	return CompareKeys(decodeString(out[a.start:a.keyEnd]), decodeString(out[b.start:b.keyEnd]))
+}
 
+// object parses an object at p.pos and appends its canonical form. Members
+// are written straight to dst in input order; only an object whose names
+// are not already in order is rewritten, once, in sorted order.
 func (p *parser) object(dst []byte) ([]byte, error) {
 	p.depth++
 	if p.depth > MaxDepth {
@@ -173,36 +208,37 @@ func (p *parser) object(dst []byte) ([]byte, error) {
 		p.pos++
 		return append(dst, '{', '}'), nil
 	}
-	var (
-		members []member
-		body    []byte
-		sorted  = true
-	)
+	base := len(p.members)
+	defer func() { p.members = p.members[:base] }()
+	open := len(dst)
+	dst = append(dst, '{')
+	sorted := true
 	for {
 		if p.pos >= len(p.buf) || p.buf[p.pos] != '"' {
 			return dst, p.errorf("unexpected %s, want a member name", p.describe())
 		}
-		key, err := p.str()
-		if err != nil {
+		var m member
+		var err error
+		m.start = len(dst)
+		if dst, m.escaped, err = p.appendStr(dst); err != nil {
 			return dst, err
 		}
+		m.keyEnd = len(dst)
 		p.skipSpace()
 		if p.pos >= len(p.buf) || p.buf[p.pos] != ':' {
-			return dst, p.errorf("unexpected %s after member name %q, want ':'", p.describe(), key)
+			return dst, p.errorf("unexpected %s after member name %s, want ':'", p.describe(), dst[m.start:m.keyEnd])
 		}
 		p.pos++
 		p.skipSpace()
-		start := len(body)
-		body = AppendString(body, key)
-		body = append(body, ':')
-		if body, err = p.value(body); err != nil {
-			return dst, inPath(err, key, -1)
+		dst = append(dst, ':')
+		if dst, err = p.value(dst); err != nil {
+			return dst, inPath(err, decodeString(dst[m.start:m.keyEnd]), -1)
 		}
-		m := member{key: key, start: start, end: len(body)}
-		if n := len(members); n > 0 && sorted && CompareKeys(members[n-1].key, key) >= 0 {
+		m.end = len(dst)
+		if n := len(p.members); n > base && sorted && compareMemberKeys(dst, p.members[n-1], m) >= 0 {
 			sorted = false
 		}
-		members = append(members, m)
+		p.members = append(p.members, m)
 		p.skipSpace()
 		if p.pos >= len(p.buf) {
 			return dst, p.errorf("unexpected end of input in an object")
@@ -210,6 +246,7 @@ func (p *parser) object(dst []byte) ([]byte, error) {
 		if c := p.buf[p.pos]; c == ',' {
 			p.pos++
 			p.skipSpace()
+			dst = append(dst, ',')
 			continue
 		} else if c == '}' {
 			p.pos++
@@ -218,19 +255,21 @@ func (p *parser) object(dst []byte) ([]byte, error) {
 		return dst, p.errorf("unexpected %s in an object, want ',' or '}'", p.describe())
 	}
 	if !sorted {
-		slices.SortStableFunc(members, compareMembers)
-		for i := 1; i < len(members); i++ {
-			if members[i].key == members[i-1].key {
-				return dst, p.errorf("duplicate member name %q", members[i].key)
+		ms := p.members[base:]
+		slices.SortStableFunc(ms, func(a, b member) int { return compareMemberKeys(dst, a, b) })
+		for i := 1; i < len(ms); i++ {
+			if compareMemberKeys(dst, ms[i-1], ms[i]) == 0 {
+				return dst, p.errorf("duplicate member name %s", dst[ms[i].start:ms[i].keyEnd])
 			}
 		}
-	}
-	dst = append(dst, '{')
-	for i, m := range members {
-		if i > 0 {
-			dst = append(dst, ',')
+		p.tmp = append(p.tmp[:0], dst[open:]...)
+		dst = append(dst[:open], '{')
+		for i, m := range ms {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, p.tmp[m.start-open:m.end-open]...)
 		}
-		dst = append(dst, body[m.start:m.end]...)
 	}
 	return append(dst, '}'), nil
 }
@@ -270,22 +309,57 @@ func (p *parser) array(dst []byte) ([]byte, error) {
 	}
 }
 
-// str parses a JSON string at p.pos and returns its value.
-func (p *parser) str() (string, error) {
-	p.pos++ // opening quote
-	start := p.pos
-	// Fast path: printable ASCII without escapes.
-	for p.pos < len(p.buf) {
-		c := p.buf[p.pos]
-		if c == '"' {
-			s := string(p.buf[start:p.pos])
-			p.pos++
-			return s, nil
-		}
-		if c == '\\' || c < 0x20 || c >= 0x80 {
+// plainPrefix returns the index of the first byte at or after i that a
+// JSON string cannot copy as it is: '"', '\\', a control character or a
+// non-ASCII byte. It looks at eight bytes at a time.
+func plainPrefix(b []byte, i int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lo * '"')
+		bs := x ^ (lo * '\\')
+		if ((x-lo*0x20)&^x|(q-lo)&^q|(bs-lo)&^bs|x)&hi != 0 {
 			break
 		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return i
+		}
+	}
+	return i
+}
+
+// appendStr parses a JSON string at p.pos and appends its canonical form.
+// escaped reports whether the canonical form contains an escape.
+func (p *parser) appendStr(dst []byte) (out []byte, escaped bool, err error) {
+	p.pos++ // opening quote
+	i := plainPrefix(p.buf, p.pos)
+	if i < len(p.buf) && p.buf[i] == '"' {
+		dst = append(dst, '"')
+		dst = append(dst, p.buf[p.pos:i]...)
+		p.pos = i + 1
+		return append(dst, '"'), false, nil
+	}
+	s, err := p.str()
+	if err != nil {
+		return dst, false, err
+	}
+	n := len(dst)
+	dst = AppendString(dst, s)
+	return dst, bytes.IndexByte(dst[n:], '\\') >= 0, nil
+}
+
+// str parses a JSON string at p.pos (just past its opening quote) and
+// returns its value.
+func (p *parser) str() (string, error) {
+	start := p.pos
+	// Fast path: printable ASCII without escapes.
+	p.pos = plainPrefix(p.buf, p.pos)
+	if p.pos < len(p.buf) && p.buf[p.pos] == '"' {
+		s := string(p.buf[start:p.pos])
 		p.pos++
+		return s, nil
 	}
 	out := append([]byte(nil), p.buf[start:p.pos]...)
 	for p.pos < len(p.buf) {
@@ -340,8 +414,9 @@ func (p *parser) str() (string, error) {
 				return "", p.errorf("invalid escape '\\%c' in a string", e)
 			}
 		case c < 0x80:
-			out = append(out, c)
-			p.pos++
+			j := plainPrefix(p.buf, p.pos)
+			out = append(out, p.buf[p.pos:j]...)
+			p.pos = j
 		default:
 			r, n := utf8.DecodeRune(p.buf[p.pos:])
 			if r == utf8.RuneError && n <= 1 {
@@ -582,6 +657,10 @@ func CompareKeys(a, b string) int {
 	}
 	return int(ra) - int(rb)
 }
+
+// unsafeString views b as a string without copying; b must not change
+// while the string is in use.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // utf16Unit returns the first UTF-16 code unit of r.
 func utf16Unit(r rune) uint16 {

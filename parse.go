@@ -44,7 +44,8 @@ func (l Limits) withDefaults() Limits {
 // Fields the server assigns (seq, received_time, source) are not accepted.
 // A missing id, time or tenant is left zero for the caller to fill.
 func ParseRecord(src []byte, lim Limits) (*Record, []byte, error) {
-	p := parser{buf: src}
+	p := getParser(src)
+	defer putParser(p)
 	p.skipSpace()
 	r, canon, err := p.record(lim.withDefaults(), false)
 	if err != nil {
@@ -62,7 +63,8 @@ func ParseRecord(src []byte, lim Limits) (*Record, []byte, error) {
 // submitted form.
 func ParseRecords(src []byte, lim Limits) ([]*Record, [][]byte, error) {
 	lim = lim.withDefaults()
-	p := parser{buf: src}
+	p := getParser(src)
+	defer putParser(p)
 	p.skipSpace()
 	if p.pos >= len(p.buf) || p.buf[p.pos] != '[' {
 		return nil, nil, &FieldError{Record: -1, Field: "(body)", Reason: "want a JSON array of records", Err: ErrInvalid}
@@ -115,7 +117,8 @@ func atRecord(err error, i int) error {
 // ReceivedTime, Source and Commitments set, and no Content). It fails unless
 // leaf is exactly the canonical encoding of what it parses to.
 func ParseLeaf(leaf []byte) (*Record, error) {
-	p := parser{buf: leaf}
+	p := getParser(leaf)
+	defer putParser(p)
 	r, canon, err := p.record(Limits{}.withDefaults(), true)
 	if err != nil {
 		return nil, err
@@ -138,7 +141,7 @@ func (p *parser) record(lim Limits, leaf bool) (*Record, []byte, error) {
 	if p.pos >= len(p.buf) || p.buf[p.pos] != '{' {
 		return nil, nil, &FieldError{Record: -1, Field: "(record)", Reason: "want a JSON object", Err: ErrInvalid}
 	}
-	canon, err := p.object(nil)
+	canon, err := p.object(make([]byte, 0, len(p.buf)-p.pos+16))
 	if err != nil {
 		fe := &FieldError{Record: -1, Field: "(record)", Reason: err.Error(), Err: ErrInvalid}
 		if se, ok := err.(*SyntaxError); ok && se.Path != "" {

@@ -1,6 +1,7 @@
 package infertrail
 
 import (
+	"bytes"
 	"iter"
 	"unicode/utf8"
 )
@@ -15,13 +16,7 @@ func valueEnd(b []byte, i int) int {
 	for ; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			i++
-			for b[i] != '"' {
-				if b[i] == '\\' {
-					i++
-				}
-				i++
-			}
+			i = stringEnd(b, i+1)
 			if depth == 0 {
 				return i + 1
 			}
@@ -43,6 +38,23 @@ func valueEnd(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// stringEnd returns the index of the closing quote of the canonical string
+// whose contents start at b[i].
+func stringEnd(b []byte, i int) int {
+	for {
+		j := i + bytes.IndexByte(b[i:], '"')
+		// The quote is escaped if an odd number of backslashes precede it.
+		k := j
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (j-k)%2 == 0 {
+			return j
+		}
+		i = j + 1
+	}
 }
 
 // objectMembers yields the name and canonical value of each member of a

@@ -16,11 +16,11 @@ import (
 
 // Config configures a Log. Zero values mean the documented defaults.
 type Config struct {
-	Store  infertrail.Store // required
-	Signer   note.Signer   // required: signs checkpoints
-	Verifier note.Verifier // required: the signer's public half
-	Origin string           // required: the checkpoint origin line; must match the signer's name
-	Secret []byte           // required, ≥ 32 bytes: keys the idempotency MAC and blob ids
+	Store    infertrail.Store // required
+	Signer   note.Signer      // required: signs checkpoints
+	Verifier note.Verifier    // required: the signer's public half
+	Origin   string           // required: the checkpoint origin line; must match the signer's name
+	Secret   []byte           // required, ≥ 32 bytes: keys the idempotency MAC and blob ids
 
 	// MaxBatch is the number of records above which the sequencer stops
 	// adding requests to a transaction (default 4096). One request's records

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "infertrail_batch_records",
 			Help: "Records per committed batch (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "infertrail_commit_seconds",
-			Help: "Time to commit one batch, from the start of its transaction to its durable commit.",
+			Help:    "Time to commit one batch, from the start of its transaction to its durable commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_commit_failures_total",
 			Help: "Batches whose transaction failed; none of their records were acknowledged."}),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,16 @@ func redactDSN(dsn string) string {
 	return dsn
 }
 
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	return m
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -146,6 +157,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	store := fs.String("store", "", "store `DSN`: empty for SQLite in the data folder, or postgres://…")
 	origin := fs.String("origin", "", "checkpoint origin line, fixed when the key is first created")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	debugListen := fs.String("debug-listen", "", "serve Go's /debug/pprof profiles on this loopback `address`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -224,6 +236,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, keys.origin, keys.vkey)
 	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", keys.origin)
 
+	if *debugListen != "" {
+		if !isLoopback(*debugListen) {
+			lg.Close()
+			return fmt.Errorf("--debug-listen %s: profiles are served on loopback addresses only", *debugListen)
+		}
+		dbg := &http.Server{Addr: *debugListen, Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := dbg.ListenAndServe(); err != nil {
+				logger.Warn("debug listener", "err", err)
+			}
+		}()
+		defer dbg.Close()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

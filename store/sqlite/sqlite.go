@@ -108,6 +108,9 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	}
 	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
 	db := &DB{path: abs}
+	// page_size only takes effect on a new file, and must come before WAL
+	// mode: 16 KiB pages keep 1 KiB blobs and leaves inline and the B-trees
+	// shallow.
 	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "page_size(16384)", "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32768)"))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)

@@ -214,3 +214,33 @@ func TestRefuseForeignFile(t *testing.T) {
 		t.Errorf("Open with Readers -1: err = %v, want ErrInvalid", err)
 	}
 }
+
+// TestPragmas checks the settings that durability and locking rest on.
+func TestPragmas(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	for _, c := range []struct {
+		on     *sql.DB
+		pragma string
+		want   string
+	}{
+		{db.writer, "journal_mode", "wal"},
+		{db.writer, "synchronous", "2"}, // FULL
+		{db.writer, "busy_timeout", "10000"},
+		{db.writer, "application_id", fmt.Sprint(applicationID)},
+		{db.readers, "query_only", "1"},
+		{db.readers, "journal_mode", "wal"},
+	} {
+		var got string
+		if err := c.on.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", c.pragma, err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	if _, err := db.readers.ExecContext(ctx, `INSERT INTO checkpoints (size, note) VALUES (1, x'00')`); err == nil {
+		t.Errorf("a reader connection wrote to the database")
+	}
+}

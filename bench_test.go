@@ -1,0 +1,50 @@
+package infertrail_test
+
+import (
+	"testing"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/load"
+)
+
+func benchRecords(b *testing.B, mix load.Mix) [][]byte {
+	g := load.NewGenerator(load.GenConfig{Mix: mix, Seed: 1})
+	recs := make([][]byte, 1024)
+	for i := range recs {
+		recs[i] = g.Next()
+	}
+	return recs
+}
+
+// BenchmarkParseRecord measures decoding, validating and canonicalising one
+// record as ingest receives it.
+func BenchmarkParseRecord(b *testing.B) {
+	for _, mix := range []load.Mix{load.MixFixed, load.MixAgent} {
+		b.Run(mix.String(), func(b *testing.B) {
+			recs := benchRecords(b, mix)
+			var n int64
+			for _, r := range recs {
+				n += int64(len(r))
+			}
+			b.SetBytes(n / int64(len(recs)))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, _, err := infertrail.ParseRecord(recs[i%len(recs)], infertrail.Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCanonicalize measures RFC 8785 canonicalisation of arbitrary JSON.
+func BenchmarkCanonicalize(b *testing.B) {
+	recs := benchRecords(b, load.MixAgent)
+	b.SetBytes(int64(len(recs[0])))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := infertrail.Canonicalize(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -469,5 +469,10 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 	if err := tx.Commit(); err != nil {
 		return 0, size, fmt.Errorf("commit %d records at %d: %w", len(entries), size, err)
 	}
+	stored := make([]infertrail.BlobID, len(blobs))
+	for i, b := range blobs {
+		stored[i] = b.ID
+	}
+	l.sealer.stored.add(stored)
 	return len(entries), next, nil
 }

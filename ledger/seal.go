@@ -24,6 +24,47 @@ type sealer struct {
 	macKey, blobKey []byte
 	enc             *zstd.Encoder
 	hmacs           sync.Pool // of *keyedHashes
+	stored          blobSet   // blobs known to be committed: not compressed or sent again
+}
+
+// blobSet remembers up to about 2·limit blob ids in two generations: when
+// the current one is full it becomes the old one. Agent traffic re-sends the
+// same system prompts, tool schemas and history in every request, so most
+// content elements are already stored; knowing it saves compressing them
+// again and writing them to the store's insert-or-ignore path.
+type blobSet struct {
+	mu       sync.RWMutex
+	cur, old map[infertrail.BlobID]struct{}
+	limit    int
+}
+
+func (s *blobSet) has(id infertrail.BlobID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.cur[id]; ok {
+		return true
+	}
+	_, ok := s.old[id]
+	return ok
+}
+
+// add records ids as committed. Only the sequencer calls it, after a commit.
+func (s *blobSet) add(ids []infertrail.BlobID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.cur == nil || len(s.cur) >= s.limit {
+			s.old, s.cur = s.cur, make(map[infertrail.BlobID]struct{}, s.limit)
+		}
+		s.cur[id] = struct{}{}
+	}
+}
+
+// forget empties the set, as erasing content must.
+func (s *blobSet) forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur, s.old = nil, nil
 }
 
 type keyedHashes struct{ mac, blob hash.Hash }
@@ -32,7 +73,7 @@ func newSealer(secret []byte) (*sealer, error) {
 	if len(secret) < 32 {
 		return nil, fmt.Errorf("new sealer: secret is %d bytes, want at least 32", len(secret))
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("new sealer: %w", err)
 	}
@@ -40,6 +81,7 @@ func newSealer(secret []byte) (*sealer, error) {
 		macKey:  deriveKey(secret, "infertrail record mac v1"),
 		blobKey: deriveKey(secret, "infertrail blob id v1"),
 		enc:     enc,
+		stored:  blobSet{limit: 1 << 16},
 	}
 	s.hmacs.New = func() any {
 		return &keyedHashes{mac: hmac.New(sha256.New, s.macKey), blob: hmac.New(sha256.New, s.blobKey)}
@@ -56,9 +98,9 @@ func deriveKey(secret []byte, purpose string) []byte {
 
 // sealed is one record ready for the sequencer.
 type sealed struct {
-	entry          infertrail.Entry // everything but Seq and Leaf
-	prefix, suffix []byte           // leaf = prefix + seq + suffix
-	blobs          []infertrail.Blob
+	entry          infertrail.Entry  // everything but Seq and Leaf
+	prefix, suffix []byte            // leaf = prefix + seq + suffix
+	blobs          []infertrail.Blob // content not known to be stored yet
 }
 
 // seal prepares r, whose defaults are already filled in. raw is the
@@ -96,7 +138,9 @@ func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
 				var id infertrail.BlobID
 				kh.blob.Sum(id[:0])
 				ref.Blobs[j] = id
-				out.blobs = append(out.blobs, s.blob(id, part))
+				if !s.stored.has(id) {
+					out.blobs = append(out.blobs, s.blob(id, part))
+				}
 			}
 			out.entry.Content[i] = ref
 		}

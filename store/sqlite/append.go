@@ -70,23 +70,41 @@ func (t *appendTx) Lookup(ctx context.Context, ids []infertrail.UUID) (map[infer
 	}
 	st := t.tx.StmtContext(ctx, t.db.lookupID)
 	defer st.Close()
-	for _, id := range ids {
-		if _, ok := out[id]; ok {
-			continue
+	args := make([]any, lookupBatch)
+	for i := 0; i < len(ids); i += lookupBatch {
+		batch := ids[i:min(i+lookupBatch, len(ids))]
+		for j := range args {
+			// A short last batch repeats its last id: IN ignores repeats.
+			id := batch[min(j, len(batch)-1)]
+			args[j] = id[:]
 		}
-		e := infertrail.Entry{ID: id}
-		var mac []byte
-		err := st.QueryRowContext(ctx, id[:]).Scan(&e.Seq, &mac)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
+		if err := t.lookup(ctx, st, args, out); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("look up id %v: %w", id, err)
-		}
-		copy(e.MAC[:], mac)
-		out[id] = e
 	}
 	return out, nil
+}
+
+func (t *appendTx) lookup(ctx context.Context, st *sql.Stmt, args []any, out map[infertrail.UUID]infertrail.Entry) error {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return fmt.Errorf("look up ids: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, mac []byte
+		var e infertrail.Entry
+		if err := rows.Scan(&id, &e.Seq, &mac); err != nil {
+			return fmt.Errorf("look up ids: %w", err)
+		}
+		copy(e.ID[:], id)
+		copy(e.MAC[:], mac)
+		out[e.ID] = e
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look up ids: %w", err)
+	}
+	return nil
 }
 
 func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {

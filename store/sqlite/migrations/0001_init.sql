@@ -18,7 +18,9 @@ CREATE INDEX records_tenant_time ON records (tenant, time);
 CREATE INDEX records_session ON records (session_id) WHERE session_id <> '';
 CREATE INDEX records_trace ON records (trace_id) WHERE trace_id <> '';
 
--- Content blobs, stored once per id; the first stored copy is kept.
+-- Content blobs, stored once per id; the first stored copy is kept. Rows go
+-- in rowid order, so that inserting random ids only touches the small id
+-- index at random (a WITHOUT ROWID table keyed by id measured 3x slower).
 CREATE TABLE blobs (
 	id    BLOB    NOT NULL UNIQUE,
 	codec INTEGER NOT NULL,

@@ -74,6 +74,7 @@ type StoredCheckpoint struct {
 
 // Store is everything the log keeps. Implementations are safe for
 // concurrent use. Each of the interfaces it joins is consumed on its own.
+// After Close every method returns an error; Close may be called twice.
 type Store interface {
 	Appender
 	HashReader
@@ -86,9 +87,14 @@ type Store interface {
 type Appender interface {
 	// BeginAppend starts the transaction that appends the next batch. At most
 	// one append transaction runs at a time across every process that shares
-	// the store: BeginAppend waits (bounded by ctx) until it holds the log's
-	// write lock. It returns an error wrapping ErrUnavailable when the store
+	// the store: BeginAppend waits until it holds the log's write lock (bounded
+	// by ctx, or by a store-specific lock timeout where the engine cannot be
+	// interrupted). It returns an error wrapping ErrUnavailable when the store
 	// cannot be reached.
+	//
+	// The transaction is bound to ctx: when ctx is done before Commit, the
+	// transaction is rolled back and the write lock released, even if neither
+	// Commit nor Rollback is called, and a later Commit fails.
 	BeginAppend(ctx context.Context) (AppendTx, error)
 }
 
@@ -101,19 +107,28 @@ type AppendTx interface {
 	// id, with at least Seq and MAC set. Ids not in the log are absent.
 	Lookup(ctx context.Context, ids []UUID) (map[UUID]Entry, error)
 	// ReadHashes reads stored tree hashes by their tlog stored-hash index,
-	// inside the transaction, as tlog.HashReader does. It fails if an index
-	// is at or past tlog.StoredHashCount(Size()).
+	// inside the transaction, as tlog.HashReader does, including the hashes
+	// earlier Append calls of this transaction wrote. An index past those is
+	// an error wrapping ErrNotFound; a negative one wraps ErrInvalid.
 	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
-	// Append writes entries, whose Seq run on from Size() without gaps; the
-	// blobs they reference (a blob whose ID is already stored is skipped);
-	// and the tree hashes the entries add, which are the stored hashes from
-	// index tlog.StoredHashCount(Size()) on. It may be called more than once
-	// in a transaction; each call continues from the last.
+	// Append writes entries, whose Seq run on from the next sequence number
+	// without gaps; the new blobs they reference; and the tree hashes the
+	// entries add (the stored hashes from index tlog.StoredHashCount of the
+	// first entry's Seq on). It may be called more than once in a
+	// transaction; each call continues from the last.
+	//
+	// Entries may reference blobs that are already stored and not passed
+	// again. A blob whose ID is already stored is skipped: the first copy
+	// stored wins. A wrong Seq or a wrong number of hashes fails with
+	// ErrInvalid; an id already in the log may fail with ErrConflict
+	// (callers Lookup first). After Append fails the transaction can only be
+	// rolled back: Commit fails.
 	Append(ctx context.Context, entries []Entry, blobs []Blob, hashes []tlog.Hash) error
 	// Commit makes everything appended durable: once Commit returns nil, a
 	// crash of the process or the machine loses none of it.
 	Commit() error
-	// Rollback abandons the transaction. It is safe after Commit (a no-op).
+	// Rollback abandons the transaction. It returns nil after Commit or an
+	// earlier Rollback.
 	Rollback() error
 }
 
@@ -132,7 +147,8 @@ type HashReader interface {
 type EntryReader interface {
 	// Entries calls fn for each committed entry with start <= Seq < end, in
 	// order. It stops at the first error fn returns and returns it. The
-	// Entry and its slices are only valid during the call.
+	// Entry and its slices are only valid during the call, and fn must not
+	// call back into the store.
 	Entries(ctx context.Context, start, end int64, fn func(*Entry) error) error
 	// EntryByID returns the entry with the id, or an error wrapping ErrNotFound.
 	EntryByID(ctx context.Context, id UUID) (Entry, error)
@@ -142,9 +158,10 @@ type EntryReader interface {
 
 // CheckpointStore keeps signed checkpoints.
 type CheckpointStore interface {
-	// AddCheckpoint stores a signed checkpoint for a committed tree size.
-	// Storing a second checkpoint of the same size keeps the first and is
-	// not an error (several nodes may sign the same size).
+	// AddCheckpoint stores a signed checkpoint for a committed tree size (a
+	// size past the committed tree is an error wrapping ErrInvalid). Storing
+	// a second checkpoint of the same size keeps the first and is not an
+	// error (several nodes may sign the same size).
 	AddCheckpoint(ctx context.Context, c StoredCheckpoint) error
 	// LatestCheckpoint returns the checkpoint with the largest size, or an
 	// error wrapping ErrNotFound when there is none.

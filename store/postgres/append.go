@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,7 +64,10 @@ func ensurePartitions(ctx context.Context, tx pgx.Tx, p int32) error {
 
 // BeginAppend begins a transaction and locks the log head, waiting (bounded
 // by ctx) while another transaction, from this process or another, holds
-// it. The transaction's Commit is bounded by ctx too.
+// it. The transaction lives no longer than ctx: once ctx is done, its
+// connection is closed, which makes the server roll it back and release the
+// log head even if neither Commit nor Rollback is ever called. Call one of
+// them all the same, to return the connection to the pool.
 //
 // The first append transaction of a month creates that month's partitions
 // and the next month's, if missing.
@@ -71,6 +77,7 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 		return nil, fmt.Errorf("begin append: %w", classify(err))
 	}
 	t := &appendTx{db: db, tx: tx, ctx: ctx}
+	t.stop = context.AfterFunc(ctx, t.abandon)
 	if err := t.begin(ctx); err != nil {
 		_ = t.Rollback()
 		return nil, fmt.Errorf("begin append: %w", classify(err))
@@ -79,14 +86,29 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 }
 
 type appendTx struct {
-	db     *DB
-	tx     pgx.Tx
-	ctx    context.Context // BeginAppend's, for Commit
-	size   int64           // tree size when the transaction began
-	n      int64           // entries appended so far
+	db   *DB
+	tx   pgx.Tx
+	ctx  context.Context // BeginAppend's, for Commit
+	stop func() bool     // stops abandon from running when ctx is done
+	// mu keeps abandon from closing the connection once Commit or
+	// Rollback has handed it back to the pool.
+	mu sync.Mutex
+
+	size   int64 // tree size when the transaction began
+	n      int64 // entries appended so far
 	period int32
 	failed error // the first Append error; the transaction is then unusable
 	done   bool
+}
+
+// abandon closes the transaction's connection when BeginAppend's context is
+// done. Closing a net.Conn is safe while another goroutine uses it.
+func (t *appendTx) abandon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.done {
+		_ = t.tx.Conn().PgConn().Conn().Close()
+	}
 }
 
 func (t *appendTx) begin(ctx context.Context) error {
@@ -173,6 +195,10 @@ func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash
 	return readHashes(ctx, t.tx, indexes)
 }
 
+// Append writes entries with COPY, and blobs and hashes in one more round
+// trip. An id already appended in the current period fails it with an error
+// wrapping infertrail.ErrConflict; ids of earlier periods are only caught by
+// Lookup, which the caller must call first.
 func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
 	if err := t.usable(); err != nil {
 		return err
@@ -184,6 +210,10 @@ func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs
 	err := t.append(ctx, next, entries, blobs, hashes)
 	if err != nil {
 		t.failed = err
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && strings.HasSuffix(pgErr.ConstraintName, "_id_period_key") {
+			err = fmt.Errorf("%w: an id is already in the log: %w", infertrail.ErrConflict, err)
+		}
 		return fmt.Errorf("append %d entries at %d: %w", len(entries), next, classify(err))
 	}
 	t.n += int64(len(entries))
@@ -214,7 +244,9 @@ func validate(next int64, entries []infertrail.Entry, blobs []infertrail.Blob, h
 
 func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
 	if len(entries) > 0 {
-		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordColumns, &entrySource{period: t.period, entries: entries, i: -1}); err != nil {
+		// Straight into the period's partition, which exists since the
+		// transaction began: COPY skips routing rows through the parent.
+		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{partitionName("records", t.period)}, recordColumns, &entrySource{period: t.period, entries: entries, i: -1}); err != nil {
 			return fmt.Errorf("copy records: %w", err)
 		}
 	}
@@ -227,8 +259,24 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 			ids[i], codecs[i], data[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data
 		}
 		b.Queue(`INSERT INTO blobs (period, id, codec, data)
-			SELECT $1, u.id, u.codec, u.data FROM unnest($2::bytea[], $3::int2[], $4::bytea[]) AS u (id, codec, data)
+			SELECT $1, u.id, u.codec, u.data
+			FROM unnest($2::bytea[], $3::int2[], $4::bytea[]) WITH ORDINALITY AS u (id, codec, data, n)
+			ORDER BY u.n
 			ON CONFLICT DO NOTHING`, t.period, ids, codecs, data)
+	}
+	if missing := unsentBlobs(entries, blobs); len(missing) > 0 {
+		// Blobs that entries reference but that the caller did not send,
+		// because it knows they are stored, may be stored only in earlier
+		// periods. Copy them into this one, so that each period holds every
+		// blob its records reference and retention can drop whole periods.
+		b.Queue(`WITH need AS MATERIALIZED (
+				SELECT u.id FROM unnest($2::bytea[]) AS u (id)
+				WHERE NOT EXISTS (SELECT FROM blobs c WHERE c.period = $1 AND c.id = u.id))
+			INSERT INTO blobs (period, id, codec, data)
+			SELECT DISTINCT ON (o.id) $1, o.id, o.codec, o.data
+			FROM need JOIN blobs o ON o.id = need.id AND o.period < $1
+			ORDER BY o.id, o.period
+			ON CONFLICT DO NOTHING`, t.period, missing)
 	}
 	if len(hashes) > 0 {
 		first := tlog.StoredHashCount(next)
@@ -269,6 +317,27 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		return fmt.Errorf("write blobs and hashes: %w", err)
 	}
 	return nil
+}
+
+// unsentBlobs returns the ids of the blobs that entries reference and blobs
+// does not hold.
+func unsentBlobs(entries []infertrail.Entry, blobs []infertrail.Blob) [][]byte {
+	sent := make(map[infertrail.BlobID]bool, len(blobs))
+	for i := range blobs {
+		sent[blobs[i].ID] = true
+	}
+	var out [][]byte
+	for i := range entries {
+		for _, r := range entries[i].Content {
+			for k := range r.Blobs {
+				if id := &r.Blobs[k]; !sent[*id] {
+					sent[*id] = true
+					out = append(out, id[:])
+				}
+			}
+		}
+	}
+	return out
 }
 
 func packHashes(hs []tlog.Hash) []byte {
@@ -314,6 +383,9 @@ func (t *appendTx) Commit() error {
 		_ = t.Rollback()
 		return fmt.Errorf("commit append: %w", err)
 	}
+	t.stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.done = true
 	if err := t.tx.Commit(t.ctx); err != nil {
 		return fmt.Errorf("commit append: %w", classify(err))
@@ -328,6 +400,9 @@ func (t *appendTx) Rollback() error {
 	if t.done {
 		return nil
 	}
+	t.stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.done = true
 	ctx, cancel := context.WithTimeout(context.Background(), t.db.rollbackTimeout)
 	defer cancel()

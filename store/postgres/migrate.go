@@ -63,7 +63,8 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// SchemaVersion is the schema version this package writes and reads.
+// SchemaVersion is the schema version this package writes and reads: the
+// number of its embedded migrations.
 func SchemaVersion() int {
 	ms, err := migrations()
 	if err != nil {

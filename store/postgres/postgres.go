@@ -39,22 +39,26 @@
 // long exports are never blocked). An append never fails for a missing
 // partition.
 //
-// Blobs are partitioned too, and deduplicated within a period only: a blob
-// that an earlier month already holds is stored again the first time a
-// record of the current month references it. Each month's partitions are
-// therefore self-contained, so retention drops a month with no reference
-// counting or garbage collection across billions of blobs, and erasing or
-// expiring content never reaches into other months. The cost is one copy of
-// a recurring blob (a shared system prompt, say) per month.
+// Blobs are partitioned too, and deduplicated within a period only: each
+// month's partition holds every blob that the month's records reference. A
+// blob that an earlier month already holds is stored again the first time a
+// record of the current month references it — from the batch if the caller
+// sends it, else copied from the earlier month inside the append (callers
+// skip blobs they know are stored). So retention drops a month with no
+// reference counting or garbage collection across billions of blobs, and
+// never takes content that a later month's records still reference. The
+// cost is one copy of a recurring blob (a shared system prompt, say) per
+// month.
 //
 // Tree hashes are not partitioned: the tree outlives retention, and it costs
 // about 64 bytes a record. They are packed 64 consecutive stored-hash indexes
 // to a row, so reading the hashes of an inclusion proof is one index lookup
 // per distinct chunk.
 //
-// Record ids are indexed in every partition, not unique across them: the
-// serialised append path looks ids up before it appends. Looking an id up
-// probes one index per month kept.
+// Record ids are unique within a period (a unique index on id and period,
+// which costs no more than the plain index on id that lookups need). Across
+// periods, uniqueness rests on the serialised append path, which looks ids
+// up before it appends; looking an id up probes one index per month kept.
 //
 // # Schema versions
 //
@@ -90,6 +94,7 @@ type Config struct {
 	// that names one schema, else "public".
 	Schema string
 	// MaxConns is the largest number of open connections. The default is 8.
+	// A BeginAppend waiting for the log head holds one while it waits.
 	MaxConns int32
 	// ConnectTimeout bounds each connection attempt. The default is the
 	// DSN's connect_timeout, else 5 seconds.
@@ -107,6 +112,10 @@ type Config struct {
 // DefaultConnectTimeout is the connection timeout when neither Config nor the
 // DSN sets one.
 const DefaultConnectTimeout = 5 * time.Second
+
+// idleInTransactionTimeout is how long the server lets a transaction of the
+// store sit idle before it ends the session, releasing the log head.
+const idleInTransactionTimeout = "60s"
 
 // DB is an InferTrail store in a PostgreSQL database. It is safe for
 // concurrent use.
@@ -173,6 +182,9 @@ func connect(ctx context.Context, dsn string, cfg Config) (*pgxpool.Pool, string
 	}
 	pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	pc.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	// A node that stops responding in the middle of an append (a frozen VM
+	// keeps its TCP connection open) must not hold the log head for ever.
+	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout
 	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
 		pc.ConnConfig.RuntimeParams["application_name"] = "infertrail"
 	}
@@ -206,7 +218,8 @@ func redactDSN(dsn string) string {
 	return "(connection string)"
 }
 
-// Close closes every connection. Open append transactions fail.
+// Close closes the store's connections. It waits for open append
+// transactions to commit or roll back.
 func (db *DB) Close() error {
 	db.pool.Close()
 	return nil

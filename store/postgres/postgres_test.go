@@ -17,7 +17,19 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/storetest"
 )
+
+func TestStore(t *testing.T) {
+	testDSN(t)
+	storetest.Run(t, func(t *testing.T) infertrail.Store {
+		db, err := Open(t.Context(), testDSN(t), Config{Schema: freshSchema(t, testDSN(t))})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return db
+	})
+}
 
 // testDSN returns the DSN of the test database, skipping the test when
 // INFERTRAIL_TEST_POSTGRES is unset, unless INFERTRAIL_REQUIRE_POSTGRES=1.
@@ -120,8 +132,7 @@ func newBatch(tag string, n, blobSize int) batch {
 
 // appendBatch sequences b in tx, computes its tree hashes from the hashes
 // tx reads, and appends it.
-func appendBatch(ctx context.Context, tx infertrail.AppendTx, b batch) error {
-	start := tx.Size()
+func appendBatch(ctx context.Context, tx infertrail.AppendTx, start int64, b batch) error {
 	hashes, err := treeHashes(ctx, tx, start, b.entries)
 	if err != nil {
 		return err
@@ -173,7 +184,7 @@ func appendCommit(ctx context.Context, db *DB, b batch) error {
 		return err
 	}
 	defer tx.Rollback()
-	if err := appendBatch(ctx, tx, b); err != nil {
+	if err := appendBatch(ctx, tx, tx.Size(), b); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -255,9 +266,10 @@ func TestAppendAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
+	defer tx.Rollback()
+	for i := range 2 {
 		b := newBatch("b", 70, 10)
-		if err := appendBatch(ctx, tx, b); err != nil {
+		if err := appendBatch(ctx, tx, tx.Size()+int64(i*70), b); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
 		all = append(all, b.entries...)
@@ -302,7 +314,7 @@ func TestAppendAndRead(t *testing.T) {
 	}
 	defer tx.Rollback()
 	b := newBatch("c", 3, 10)
-	if err := appendBatch(ctx, tx, b); err != nil {
+	if err := appendBatch(ctx, tx, tx.Size(), b); err != nil {
 		t.Fatal(err)
 	}
 	found, err := tx.Lookup(ctx, []infertrail.UUID{all[7].ID, b.entries[1].ID, infertrail.NewUUID()})
@@ -316,6 +328,16 @@ func TestAppendAndRead(t *testing.T) {
 	if err := tx.Append(ctx, b.entries, nil, nil); !errors.Is(err, infertrail.ErrInvalid) {
 		t.Fatalf("Append of a stale seq: %v, want ErrInvalid", err)
 	}
+	// So is an id already in the log, and the transaction is then done.
+	dup := newBatch("d", 2, 10)
+	dup.entries[1].ID = all[3].ID
+	if err := appendBatch(ctx, tx, tx.Size()+3, dup); !errors.Is(err, infertrail.ErrConflict) {
+		t.Fatalf("Append of a committed id: %v, want ErrConflict", err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Fatal("Commit after a failed Append succeeded")
+	}
+	checkLog(t, db)
 }
 
 // TestConcurrentNodes appends from three stores on one schema, as three
@@ -446,6 +468,7 @@ func TestInterruptedAppend(t *testing.T) {
 			if err == nil {
 				t.Fatalf("delay %v: append and commit succeeded after cancel", delay)
 			}
+			t.Logf("delay %v: %v", delay, err)
 			checkRecovered(t, db, size, b.entries[0].ID)
 		}
 	})
@@ -663,6 +686,20 @@ func TestPartitions(t *testing.T) {
 
 	// Reads across partitions, including ranges that start or end inside one.
 	checkLog(t, db)
+	old := batches[0][5]
+	if e, err := db.EntryByID(ctx, old); err != nil || e.Seq != 5 {
+		t.Errorf("EntryByID of a January entry = %d, %v; want 5", e.Seq, err)
+	}
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if m, err := tx.Lookup(ctx, []infertrail.UUID{old, batches[4][0]}); err != nil || len(m) != 2 || m[old].Seq != 5 {
+		t.Errorf("Lookup across partitions = %v, %v", m, err)
+	}
+	tx.Rollback()
+
 	for _, r := range [][2]int64{{60, 80}, {139, 141}, {69, 281}, {349, 400}} {
 		var got []int64
 		if err := db.Entries(ctx, r[0], r[1], func(e *infertrail.Entry) error {
@@ -675,6 +712,34 @@ func TestPartitions(t *testing.T) {
 		if int64(len(got)) != wantN || got[0] != r[0] {
 			t.Errorf("Entries(%d, %d) gave %d entries from %v, want %d", r[0], r[1], len(got), got[:min(1, len(got))], wantN)
 		}
+	}
+
+	// A blob stored in an earlier month and referenced again without being
+	// sent is copied into the current month, so each month is self-contained.
+	jan, err := db.EntryByID(ctx, batches[0][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := jan.Content[0].Blobs[0]
+	again := newBatch("again", 2, 10)
+	again.entries[1].Content = jan.Content
+	if err := appendCommit(ctx, db, again); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = db.pool.Query(ctx, `SELECT tableoid::regclass::text FROM blobs WHERE id = $1 ORDER BY 1`, blob[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(in) != "[blobs_2025_01 blobs_2026_01]" {
+		t.Errorf("blob referenced in January 2025 and January 2026 is stored in %v", in)
+	}
+	got, err := db.Blobs(ctx, []infertrail.BlobID{blob})
+	if err != nil || len(got[blob].Data) != 1024 {
+		t.Errorf("Blobs of the copied blob = %v, %v", got, err)
 	}
 }
 
@@ -712,4 +777,38 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkInclusionProof reads the hashes of one inclusion proof
+// (tlog.ProveRecord) from trees of 1 and 10 million records. The hashes
+// table is filled directly with chunks of placeholder hashes: only the
+// reading is timed, not the proof's correctness, which TestStore checks.
+func BenchmarkInclusionProof(b *testing.B) {
+	for _, size := range []int64{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			db, _ := openTest(b, Config{})
+			ctx := context.Background()
+			chunks := (tlog.StoredHashCount(size) + hashesPerChunk - 1) / hashesPerChunk
+			_, err := db.pool.Exec(ctx, `INSERT INTO hashes (chunk, data)
+				SELECT g, decode(repeat(md5(g::text), 128), 'hex') FROM generate_series(0, $1::bigint - 1) AS g`, chunks)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.pool.Exec(ctx, `UPDATE log_head SET size = $1`, size); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.pool.Exec(ctx, `ANALYZE hashes`); err != nil {
+				b.Fatal(err)
+			}
+			r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return db.ReadHashes(ctx, idx) })
+			var rec int64
+			b.ResetTimer()
+			for b.Loop() {
+				rec = (rec + 7_654_321) % size
+				if _, err := tlog.ProveRecord(size, rec, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

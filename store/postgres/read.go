@@ -87,10 +87,18 @@ func (db *DB) Entries(ctx context.Context, start, end int64, fn func(*infertrail
 	if end <= start {
 		return nil
 	}
+	size, err := db.TreeSize(ctx)
+	if err != nil {
+		return fmt.Errorf("read entries %d to %d: %w", start, end, err)
+	}
+	end = min(end, size)
 	var e infertrail.Entry
-	batch := make([]infertrail.Entry, 0, min(end-start, entriesPerQuery))
-	for start < end {
+	batch := make([]infertrail.Entry, 0, entriesPerQuery)
+	for ; start < end; start += entriesPerQuery {
 		hi := min(end, start+entriesPerQuery)
+		// The periods that hold seq start to hi-1. The first is the latest
+		// to begin at or before start (or the oldest kept, once retention
+		// has dropped older ones).
 		var lo, up pgtype.Int4
 		err := db.pool.QueryRow(ctx, `SELECT
 			coalesce((SELECT period FROM periods WHERE first_seq <= $1 ORDER BY first_seq DESC, period DESC LIMIT 1),
@@ -100,7 +108,7 @@ func (db *DB) Entries(ctx context.Context, start, end int64, fn func(*infertrail
 			return fmt.Errorf("read entries %d to %d: %w", start, end, classify(err))
 		}
 		if !lo.Valid || !up.Valid {
-			return nil
+			continue
 		}
 		rows, err := db.pool.Query(ctx, `SELECT `+entryColumns+` FROM records
 			WHERE period BETWEEN $1 AND $2 AND seq >= $3 AND seq < $4 ORDER BY seq`, lo.Int32, up.Int32, start, hi)
@@ -124,11 +132,6 @@ func (db *DB) Entries(ctx context.Context, start, end int64, fn func(*infertrail
 				return err
 			}
 		}
-		if int64(len(batch)) < hi-start {
-			// The rest of the range is not committed yet.
-			return nil
-		}
-		start = hi
 	}
 	return nil
 }
@@ -185,8 +188,8 @@ func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrai
 	for i := range ids {
 		keys[i] = ids[i][:]
 	}
-	// A blob may be stored once in each period; any copy will do.
-	rows, err := db.pool.Query(ctx, `SELECT DISTINCT ON (id) id, codec, data FROM blobs WHERE id = ANY($1)`, keys)
+	// A blob may be stored once in each period; the first stored is the one.
+	rows, err := db.pool.Query(ctx, `SELECT DISTINCT ON (id) id, codec, data FROM blobs WHERE id = ANY($1) ORDER BY id, period`, keys)
 	if err != nil {
 		return nil, fmt.Errorf("read blobs: %w", classify(err))
 	}

@@ -29,9 +29,10 @@ CREATE TABLE records (
     actor_id   text    NOT NULL,
     leaf       bytea   NOT NULL,
     content    bytea,
-    PRIMARY KEY (seq, period)
+    PRIMARY KEY (seq, period),
+    -- Unique within a period; across periods, the append path looks ids up.
+    CONSTRAINT records_id_period_key UNIQUE (id, period)
 ) PARTITION BY RANGE (period);
-CREATE INDEX records_id ON records (id);
 
 -- Content blobs, partitioned like records and deduplicated within a period,
 -- so that a period's partition holds every blob its records reference.

@@ -217,3 +217,29 @@ func TestDocsBadRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsEdgeRecords checks that the schema accepts unusual records that
+// ParseRecord accepts.
+func TestDocsEdgeRecords(t *testing.T) {
+	schema := docsSchema(t, "record.schema.json")
+	for _, tc := range []struct{ name, rec string }{
+		{"kind only", `{"kind":"access"}`},
+		{"upper-case id", `{"kind":"access","id":"0193A5B0-7C1E-7000-8000-00000000000A"}`},
+		{"time with an offset", `{"kind":"access","time":"2026-11-26T11:00:00.5+01:00"}`},
+		{"empty actor, links, attributes and content", `{"kind":"access","actor":{},"links":[],"attributes":{},"content":{}}`},
+		{"128-character tenant", `{"kind":"access","tenant":"` + strings.Repeat("a", 128) + `"}`},
+		{"tenant with dots and dashes", `{"kind":"access","tenant":"eu-1.acme_corp"}`},
+		{"null and nested values", `{"kind":"access","attributes":{"a":null,"b":[1,{"c":true}]},"content":{"d":null}}`},
+		{"non-ASCII text", `{"kind":"access","session_id":"séance-42","actor":{"id":"agent:会計"}}`},
+		{"64 links", `{"kind":"access","links":[` + strings.TrimSuffix(strings.Repeat(`{"rel":"reads","id":"0193a5b0-7c1e-7000-8000-000000000001"},`, 64), ",") + `]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := infertrail.ParseRecord([]byte(tc.rec), infertrail.Limits{}); err != nil {
+				t.Errorf("ParseRecord: %v", err)
+			}
+			if err := docsValidate(schema, []byte(tc.rec)); err != nil {
+				t.Errorf("record.schema.json: %v", err)
+			}
+		})
+	}
+}

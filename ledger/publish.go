@@ -25,7 +25,7 @@ func (l *Log) checkpoints() {
 		select {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
-			if _, err := l.SignCheckpoint(ctx); err != nil {
+			if _, err := l.SignCheckpoint(ctx); err != nil && !errors.Is(err, infertrail.ErrNotFound) {
 				l.log.Error("sign checkpoint", "err", err)
 			}
 			cancel()

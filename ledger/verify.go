@@ -99,44 +99,51 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		}
 	}
 
-	for start := int64(0); start < size; start += verifyChunk {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		end := min(start+verifyChunk, size)
-		entries := make([]infertrail.Entry, 0, end-start)
-		err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
-			entries = append(entries, e.Clone())
-			return nil
-		})
-		if err != nil {
-			return rep, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
-		}
-		for i := range entries {
-			if want := start + int64(i); entries[i].Seq != want {
-				return rep, &VerificationError{Index: want, What: "record", Err: fmt.Errorf("missing (the next stored record is %d)", entries[i].Seq)}
+	// A reader goroutine fetches chunk k+1 while chunk k is checked.
+	type chunk struct {
+		start, end int64
+		entries    []infertrail.Entry
+		blobs      map[infertrail.BlobID]infertrail.Blob
+		stored     []tlog.Hash
+		err        error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan chunk, 1)
+	go func() {
+		defer close(chunks)
+		for start := int64(0); start < size; start += verifyChunk {
+			c := chunk{start: start, end: min(start+verifyChunk, size)}
+			c.entries, c.blobs, c.stored, c.err = readChunk(rctx, s, c.start, c.end, size)
+			select {
+			case chunks <- c:
+			case <-rctx.Done():
+				return
+			}
+			if c.err != nil {
+				return
 			}
 		}
-		if int64(len(entries)) != end-start {
-			return rep, &VerificationError{Index: start + int64(len(entries)), What: "record",
-				Err: fmt.Errorf("missing: the log head says %d records but the store holds records only to %d", size, start+int64(len(entries))-1)}
+	}()
+	for c := range chunks {
+		if c.err != nil {
+			return rep, c.err
 		}
-		if err := checkEntries(ctx, s, entries); err != nil {
-			return rep, err
-		}
-		stored, err := s.ReadHashes(ctx, hashRange(tlog.StoredHashCount(start), tlog.StoredHashCount(end)))
-		if err != nil {
-			return rep, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
-		}
+		start, entries, stored := c.start, c.entries, c.stored
+		// Check the entries on other goroutines while this one hashes.
+		checked := make(chan error, 1)
+		go func() { checked <- checkEntries(entries, c.blobs) }()
 		next := 0
+		var hashErr error
 		for i := range entries {
 			n := start + int64(i)
-			if err := checkCheckpoints(n); err != nil {
-				return rep, err
+			if hashErr = checkCheckpoints(n); hashErr != nil {
+				break
 			}
 			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front.reader())
 			if err != nil {
-				return rep, fmt.Errorf("verify: hash record %d: %w", n, err)
+				hashErr = fmt.Errorf("verify: hash record %d: %w", n, err)
+				break
 			}
 			for j, h := range hs {
 				if stored[next] != h {
@@ -146,17 +153,31 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 					if level == 0 {
 						what = "stored leaf hash"
 					}
-					return rep, &VerificationError{Index: n, What: what,
+					hashErr = &VerificationError{Index: n, What: what,
 						Err: fmt.Errorf("the stored hash at level %d index %d (records %d to %d) is not the hash of the records", level, k, k<<level, (k+1)<<level-1)}
+					break
 				}
 				front.set(j, n>>j, h)
 				next++
 			}
+			if hashErr != nil {
+				break
+			}
 		}
-		rep.Records = end
+		// An entry's own fault is more precise than the hash mismatch it causes.
+		if err := <-checked; err != nil {
+			return rep, err
+		}
+		if hashErr != nil {
+			return rep, hashErr
+		}
+		rep.Records = c.end
 		if progress != nil {
-			progress(end, size)
+			progress(c.end, size)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, err
 	}
 	if err := checkCheckpoints(size); err != nil {
 		return rep, err
@@ -187,8 +208,26 @@ func hashRange(from, to int64) []int64 {
 	return out
 }
 
-// checkEntries checks each entry's leaf, columns and content, in parallel.
-func checkEntries(ctx context.Context, s infertrail.EntryReader, entries []infertrail.Entry) error {
+// readChunk reads records [start, end), the blobs they reference and the
+// stored hashes they should have produced.
+func readChunk(ctx context.Context, s infertrail.Store, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, []tlog.Hash, error) {
+	entries := make([]infertrail.Entry, 0, end-start)
+	err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
+		entries = append(entries, e.Clone())
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
+	}
+	for i := range entries {
+		if want := start + int64(i); entries[i].Seq != want {
+			return nil, nil, nil, &VerificationError{Index: want, What: "record", Err: fmt.Errorf("missing (the next stored record is %d)", entries[i].Seq)}
+		}
+	}
+	if int64(len(entries)) != end-start {
+		return nil, nil, nil, &VerificationError{Index: start + int64(len(entries)), What: "record",
+			Err: fmt.Errorf("missing: the log head says %d records but the store holds records only to %d", size, start+int64(len(entries))-1)}
+	}
 	var ids []infertrail.BlobID
 	for i := range entries {
 		for _, r := range entries[i].Content {
@@ -197,8 +236,17 @@ func checkEntries(ctx context.Context, s infertrail.EntryReader, entries []infer
 	}
 	blobs, err := s.Blobs(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("verify: read content of records %d to %d: %w", entries[0].Seq, entries[len(entries)-1].Seq, err)
+		return nil, nil, nil, fmt.Errorf("verify: read content of records %d to %d: %w", start, end-1, err)
 	}
+	stored, err := s.ReadHashes(ctx, hashRange(tlog.StoredHashCount(start), tlog.StoredHashCount(end)))
+	if err != nil {
+		return nil, nil, nil, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
+	}
+	return entries, blobs, stored, nil
+}
+
+// checkEntries checks each entry's leaf, columns and content, in parallel.
+func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob) error {
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup

@@ -89,7 +89,8 @@ type DB struct {
 	// The same inserts, of multiRows rows at once.
 	insRecords, insBlobs *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, entryByID, blobByID *sql.Stmt
+	getChunk, entryByID, blobsByID *sql.Stmt
+	nreaders                       int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -129,6 +130,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
 	db.readers.SetMaxOpenConns(cfg.Readers)
+	db.nreaders = cfg.Readers
 	db.readers.SetMaxIdleConns(cfg.Readers)
 	db.readers.SetConnMaxLifetime(0)
 	db.readers.SetConnMaxIdleTime(0)
@@ -218,7 +220,7 @@ func (db *DB) open(ctx context.Context) error {
 		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
 		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
-		{r, &db.blobByID, `SELECT codec, data FROM blobs WHERE id = ?`},
+		{r, &db.blobsByID, `SELECT id, codec, data FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -278,7 +280,7 @@ func (db *DB) Close() error {
 		}
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.putChunk, db.getChunkW, db.lookupID,
-			db.readSize, db.setSize, db.getChunk, db.entryByID, db.blobByID} {
+			db.readSize, db.setSize, db.getChunk, db.entryByID, db.blobsByID} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -463,22 +465,84 @@ func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Ent
 
 // Blobs returns the stored blobs among ids.
 func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrail.BlobID]infertrail.Blob, error) {
-	out := make(map[infertrail.BlobID]infertrail.Blob, len(ids))
+	uniq := make([]infertrail.BlobID, 0, len(ids))
+	seen := make(map[infertrail.BlobID]bool, len(ids))
 	for _, id := range ids {
-		if _, ok := out[id]; ok {
-			continue
+		if !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, id)
 		}
-		b := infertrail.Blob{ID: id}
-		err := db.blobByID.QueryRowContext(ctx, id[:]).Scan(&b.Codec, &b.Data)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read blob %x: %w", id[:8], err)
-		}
-		out[id] = b
+	}
+	out := make(map[infertrail.BlobID]infertrail.Blob, len(uniq))
+	if len(uniq) == 0 {
+		return out, nil
+	}
+	// Batches of lookupBatch ids, read by up to db.nreaders connections at once.
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = make(chan error, 1)
+		work = make(chan []infertrail.BlobID)
+	)
+	for range min(db.nreaders, (len(uniq)+lookupBatch-1)/lookupBatch) {
+		wg.Go(func() {
+			args := make([]any, lookupBatch)
+			for batch := range work {
+				got, err := db.readBlobs(ctx, batch, args)
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				mu.Lock()
+				for _, b := range got {
+					out[b.ID] = b
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := 0; i < len(uniq); i += lookupBatch {
+		work <- uniq[i:min(i+lookupBatch, len(uniq))]
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
 	}
 	return out, nil
+}
+
+// readBlobs reads one batch of at most lookupBatch blobs with one query.
+func (db *DB) readBlobs(ctx context.Context, batch []infertrail.BlobID, args []any) ([]infertrail.Blob, error) {
+	for j := range args {
+		// A short batch repeats its last id: IN ignores repeats.
+		id := batch[min(j, len(batch)-1)]
+		args[j] = id[:]
+	}
+	rows, err := db.blobsByID.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read blobs: %w", err)
+	}
+	defer rows.Close()
+	var got []infertrail.Blob
+	for rows.Next() {
+		var b infertrail.Blob
+		var id []byte
+		if err := rows.Scan(&id, &b.Codec, &b.Data); err != nil {
+			return nil, fmt.Errorf("read blobs: %w", err)
+		}
+		copy(b.ID[:], id)
+		got = append(got, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read blobs: %w", err)
+	}
+	return got, nil
 }
 
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.

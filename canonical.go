@@ -20,14 +20,10 @@ import (
 // numbers serialised as ECMAScript's Number.prototype.toString does. Input
 // must also be I-JSON (RFC 7493): valid UTF-8 without lone surrogates, no
 // duplicate member names, and numbers that a double holds (an integer
-// literal beyond ±2^53 is refused rather than silently rounded).
+// literal beyond ±(2^53-1) is refused rather than silently rounded).
 
 // MaxDepth is the deepest nesting of arrays and objects accepted.
 const MaxDepth = 128
-
-// maxSafeInteger is 2^53, the largest integer from which every smaller
-// integer is exactly representable as a double.
-const maxSafeInteger = 1 << 53
 
 // Canonicalize returns the RFC 8785 canonical form of the JSON value in src.
 func Canonicalize(src []byte) ([]byte, error) {
@@ -72,23 +68,35 @@ func inPath(err error, key string, index int) error {
 	if !ok {
 		return err
 	}
-	elem := key
-	if index >= 0 {
-		elem = fmt.Sprintf("[%d]", index)
-	}
+	var elem string
 	switch {
-	case se.Path == "":
-		se.Path = elem
-	case se.Path[0] == '[':
-		se.Path = elem + se.Path
+	case index >= 0:
+		elem = fmt.Sprintf("[%d]", index)
+	case isIdent(key):
+		elem = key
 	default:
-		se.Path = elem + "." + se.Path
+		elem = "[" + strconv.Quote(key) + "]"
 	}
+	if se.Path != "" && se.Path[0] != '[' {
+		se.Path = "." + se.Path
+	}
+	se.Path = elem + se.Path
 	return se
 }
 
-// Is makes a SyntaxError match ErrInvalid.
-func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
+// isIdent reports whether a member name can stand in a path after a dot.
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 type parser struct {
 	buf   []byte
@@ -495,18 +503,16 @@ func (p *parser) number(dst []byte) ([]byte, error) {
 		if mag[0] == '-' {
 			mag = mag[1:]
 		}
-		if len(mag) <= 15 { // exactly representable, and already canonical
-			if string(lit) == "-0" {
-				return append(dst, '0'), nil
-			}
-			return append(dst, lit...), nil
-		}
-		f, err := strconv.ParseFloat(string(lit), 64)
-		if err != nil || math.Abs(f) > maxSafeInteger {
+		// I-JSON: integers must lie within ±(2^53-1), where a double holds
+		// every integer exactly; such a literal is already canonical.
+		if len(mag) > 16 || len(mag) == 16 && string(mag) > "9007199254740991" {
 			p.pos = start
-			return dst, p.errorf("integer %s is beyond ±2^53 and would lose precision; send it as a string", lit)
+			return dst, p.errorf("integer %s is beyond ±(2^53-1) and would lose precision; send it as a string", lit)
 		}
-		return AppendNumber(dst, f)
+		if string(lit) == "-0" {
+			return append(dst, '0'), nil
+		}
+		return append(dst, lit...), nil
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
 	if err != nil {

@@ -27,7 +27,7 @@ var (
 // FieldError reports a problem with one field of one record of a batch.
 type FieldError struct {
 	Record int    // index of the record in its batch, -1 when not in a batch
-	Field  string // JSON path of the field, such as "actor.id" or "attributes[\"gen_ai.request.model\"]"
+	Field  string // path of the field, such as actor.id, links[2].rel or attributes["gen_ai.request.model"]
 	Reason string
 	Err    error // ErrInvalid or ErrTooLarge
 }

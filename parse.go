@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits bound what one record may hold. The zero value means the defaults.
@@ -280,10 +281,14 @@ func (r *Record) setField(key string, val []byte, lim Limits, leaf bool) error {
 		}
 		return r.setLeafField(key, val)
 	default:
-		return invalid(strconv.Quote(key), "unknown field")
+		return invalid(key, "unknown field")
 	}
 	return nil
 }
+
+// memberPath names a member of an attributes, content or commitments map,
+// whose names contain dots: attributes["gen_ai.request.model"].
+func memberPath(field, name string) string { return field + "[" + strconv.Quote(name) + "]" }
 
 func (r *Record) setLeafField(key string, val []byte) error {
 	switch key {
@@ -294,12 +299,12 @@ func (r *Record) setLeafField(key string, val []byte) error {
 		}
 		r.Commitments = make(map[string]string, len(m))
 		for k, v := range m {
-			s, err := stringField(key+"."+k, v, 128)
+			s, err := stringField(memberPath(key, k), v, 128)
 			if err != nil {
 				return err
 			}
 			if !validCommitment(s) {
-				return invalid(key+"."+k, "want sha256:<64 lowercase hex digits>")
+				return invalid(memberPath(key, k), "want sha256:<64 lowercase hex digits>")
 			}
 			r.Commitments[k] = s
 		}
@@ -314,7 +319,7 @@ func (r *Record) setLeafField(key string, val []byte) error {
 			return invalid(key, "%s is not a schema version this program knows (want %d)", val, SchemaVersion)
 		}
 	case "source":
-		s, err := stringField(key, val, 64)
+		s, err := textField(key, val, 64)
 		if err != nil {
 			return err
 		}
@@ -410,10 +415,10 @@ func valueMap(field string, val []byte, maxN, maxBytes int) (map[string]json.Raw
 			return nil, tooLarge(field, "more than %d members", maxN)
 		}
 		if k == "" || len(k) > 256 || hasControl(k) {
-			return nil, invalid(field+"."+strconv.Quote(k), "a name must be 1 to 256 bytes without control characters")
+			return nil, invalid(memberPath(field, k), "a name must be 1 to 256 bytes without control characters")
 		}
 		if len(v) > maxBytes {
-			return nil, tooLarge(field+"."+k, "value is %d bytes, the limit is %d", len(v), maxBytes)
+			return nil, tooLarge(memberPath(field, k), "value is %d bytes, the limit is %d", len(v), maxBytes)
 		}
 		m[k] = json.RawMessage(v)
 	}
@@ -457,13 +462,50 @@ func hasControl(s string) bool {
 
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if err != nil || !strictRFC3339(s) {
 		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time such as 2026-11-26T10:00:00.123456Z", s)
 	}
 	if y := t.UTC().Year(); y < 1970 || y > 9999 {
 		return time.Time{}, fmt.Errorf("%q is outside the years 1970 to 9999", s)
 	}
 	return t.UTC(), nil
+}
+
+// strictRFC3339 reports whether s has exactly the RFC 3339 date-time form:
+// YYYY-MM-DDTHH:MM:SS, an optional fraction of 1 to 9 digits after '.', and
+// Z or ±HH:MM with an hour offset below 24. (time.Parse also takes a comma
+// before the fraction and a +24:00 offset.)
+func strictRFC3339(s string) bool {
+	digits := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 20 || !digits(s[0:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]) ||
+		(s[10] != 'T' && s[10] != 't') || !digits(s[11:13]) || s[13] != ':' || !digits(s[14:16]) || s[16] != ':' || !digits(s[17:19]) {
+		return false
+	}
+	rest := s[19:]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	switch {
+	case rest == "Z" || rest == "z":
+		return true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(rest[1:3]) && rest[3] == ':' && digits(rest[4:6]):
+		return rest[1:3] < "24" && rest[4:6] < "60"
+	}
+	return false
 }
 
 // FormatTime formats t as records carry times: RFC 3339 in UTC, with as
@@ -513,7 +555,15 @@ func validRel(s string) bool {
 
 func validCommitment(s string) bool {
 	h, ok := strings.CutPrefix(s, "sha256:")
-	return ok && validHexID(h, 64) || ok && h == strings.Repeat("0", 64)
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Commitment returns the leaf's commitment to a content value: "sha256:"
@@ -536,7 +586,7 @@ func (r *Record) Validate(lim Limits) error {
 		return invalid("kind", "%q is not a record kind; want one of %s", r.Kind, kindList())
 	}
 	if r.Tenant != "" && !validTenant(r.Tenant) {
-		return invalid("tenant", "%q: want 1 to 128 characters of A-Z a-z 0-9 . _ -", r.Tenant)
+		return invalid("tenant", "%q: want 1 to 128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit", r.Tenant)
 	}
 	for _, f := range []struct {
 		name string
@@ -555,8 +605,8 @@ func (r *Record) Validate(lim Limits) error {
 		if len(f.val) > lim.MaxStringBytes {
 			return tooLarge(f.name, "%d bytes, the limit is %d", len(f.val), lim.MaxStringBytes)
 		}
-		if hasControl(f.val) {
-			return invalid(f.name, "contains a control character")
+		if hasControl(f.val) || !utf8.ValidString(f.val) {
+			return invalid(f.name, "contains a control character or invalid UTF-8")
 		}
 	}
 	if len(r.Links) > lim.MaxLinks {
@@ -575,15 +625,15 @@ func (r *Record) Validate(lim Limits) error {
 			return tooLarge(field, "more than %d members", maxN)
 		}
 		for k, v := range m {
-			if k == "" || len(k) > 256 || hasControl(k) {
-				return invalid(field+"."+strconv.Quote(k), "a name must be 1 to 256 bytes without control characters")
+			if k == "" || len(k) > 256 || hasControl(k) || !utf8.ValidString(k) {
+				return invalid(memberPath(field, k), "a name must be 1 to 256 bytes of UTF-8 without control characters")
 			}
 			c, err := Canonicalize(v)
 			if err != nil {
-				return invalid(field+"."+k, "%v", err)
+				return invalid(memberPath(field, k), "%v", err)
 			}
 			if len(c) > maxBytes {
-				return tooLarge(field+"."+k, "value is %d bytes, the limit is %d", len(c), maxBytes)
+				return tooLarge(memberPath(field, k), "value is %d bytes, the limit is %d", len(c), maxBytes)
 			}
 			m[k] = c
 		}

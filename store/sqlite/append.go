@@ -174,6 +174,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		i += n
 	}
 
+	leaves := compactLeaves(entries)
 	one = t.stmt(ctx, &t.insRecord, t.db.insRecord)
 	many = t.stmt(ctx, &t.insRecords, t.db.insRecords)
 	for i := 0; i < len(entries); {
@@ -189,7 +190,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		for j := i; j < i+n; j++ {
 			e := &entries[j]
 			args = append(args, e.Seq, e.ID[:], e.MAC[:], e.Tenant, string(e.Kind), e.Time, e.Received,
-				e.SessionID, e.TraceID, e.ActorID, nonNil(e.Leaf), infertrail.MarshalContentRefs(e.Content))
+				e.SessionID, e.TraceID, e.ActorID, leaves[j], infertrail.MarshalContentRefs(e.Content))
 		}
 		if _, err := st.ExecContext(rowCtx, args...); err != nil {
 			var se *sqlite.Error

@@ -395,6 +395,7 @@ type entryScanner struct {
 	id, mac, leaf sql.RawBytes
 	content       sql.RawBytes
 	kind          string
+	plain         []byte // the decompressed leaf
 }
 
 func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
@@ -410,7 +411,10 @@ func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
 	copy(e.ID[:], s.id)
 	copy(e.MAC[:], s.mac)
 	e.Kind = infertrail.Kind(s.kind)
-	e.Leaf = s.leaf
+	if s.plain, err = expandLeaf(s.plain[:0], s.leaf); err != nil {
+		return fmt.Errorf("entry %d: %w", e.Seq, err)
+	}
+	e.Leaf = s.plain
 	e.Content, err = infertrail.UnmarshalContentRefs(s.content)
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", e.Seq, err)

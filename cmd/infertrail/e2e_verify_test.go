@@ -1,0 +1,244 @@
+package main
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/mod/sumdb/note"
+	_ "modernc.org/sqlite"
+)
+
+// otherKey returns a verifier key for origin that the log did not sign with.
+func otherKey(tb testing.TB, origin string) string {
+	tb.Helper()
+	_, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vkey
+}
+
+// TestE2EVerify ingests records, verifies the log offline and over HTTP,
+// with the right key and a wrong one, and then tampers with the database.
+func TestE2EVerify(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	s := startServer(t, dir)
+	const n = 30
+	for i := 0; i < n; i += 10 {
+		body, _ := batchBody(t, 10, i, true)
+		mustPost(t, s.url, body, 10)
+	}
+	waitCheckpoint(t, s.url, n)
+	origin := strings.SplitN(s.vkey, "+", 2)[0]
+	wrong := otherKey(t, origin)
+
+	t.Run("data", func(t *testing.T) {
+		r := runCLI(t, nil, 60*time.Second, "verify", "--data", dir)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+			t.Errorf("verify --data:\n%s", r)
+		}
+		r = runCLI(t, nil, 60*time.Second, "verify", "--data", dir, "--key", s.vkey)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+			t.Errorf("verify --data --key:\n%s", r)
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		r := runCLI(t, nil, 60*time.Second, "verify", "--server", s.url, "--key", s.vkey)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+			t.Errorf("verify --server:\n%s", r)
+		}
+	})
+	t.Run("wrong key", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"verify", "--data", dir, "--key", wrong},
+			{"verify", "--server", s.url, "--key", wrong},
+		} {
+			r := runCLI(t, nil, 60*time.Second, args...)
+			if r.code != 1 || !strings.Contains(r.stdout, "FAILED") {
+				t.Errorf("%s with a wrong key: want exit 1 and FAILED on stdout\n%s", args[1], r)
+			}
+		}
+	})
+	t.Run("no target", func(t *testing.T) {
+		r := runCLI(t, nil, 20*time.Second, "verify")
+		if r.code == 0 || !strings.Contains(r.stderr, "infertrail: hint:") || !strings.Contains(r.stderr, "--data") {
+			t.Errorf("verify with no target:\n%s", r)
+		}
+		r = runCLI(t, nil, 20*time.Second, "verify", "--server", s.url)
+		if r.code == 0 || !strings.Contains(r.stderr, "--key") {
+			t.Errorf("verify --server without --key:\n%s", r)
+		}
+	})
+
+	if code := s.stop(); code != 0 {
+		t.Fatalf("SIGTERM: exit %d\n--- stderr:\n%s", code, s.stderr)
+	}
+
+	t.Run("tampered leaf", func(t *testing.T) {
+		tdir := copyDataFolder(t, dir)
+		const bad = 17
+		withDB(t, tdir, func(db *sql.DB) {
+			var leaf []byte
+			if err := db.QueryRow(`SELECT leaf FROM records WHERE seq = ?`, bad).Scan(&leaf); err != nil {
+				t.Fatal(err)
+			}
+			// The store keeps a leaf zstd-compressed when that is smaller,
+			// and plain otherwise (a leaf starts with '{', a zstd frame never
+			// does): change one byte of the leaf itself and store it plain.
+			if len(leaf) > 0 && leaf[0] != '{' {
+				dec, err := zstd.NewReader(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaf, err = dec.DecodeAll(leaf, nil)
+				dec.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			i := strings.Index(string(leaf), "agent:e2e")
+			if i < 0 {
+				t.Fatalf("leaf %d has no actor agent:e2e: %s", bad, leaf)
+			}
+			leaf[i+len("agent:")] = 'E' // one byte: "agent:e2e" becomes "agent:E2e"
+			if _, err := db.Exec(`UPDATE records SET leaf = ? WHERE seq = ?`, leaf, bad); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r := runCLI(t, nil, 60*time.Second, "verify", "--data", tdir)
+		if r.code != 1 || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, fmt.Sprintf("The first bad record is %d.", bad)) {
+			t.Errorf("verify of a tampered leaf %d:\n%s", bad, r)
+		}
+	})
+	t.Run("tampered blob", func(t *testing.T) {
+		tdir := copyDataFolder(t, dir)
+		users := map[infertrail.BlobID][]int64{} // blob → records that use it
+		var target infertrail.BlobID
+		withDB(t, tdir, func(db *sql.DB) {
+			rows, err := db.Query(`SELECT seq, content FROM records WHERE content IS NOT NULL ORDER BY seq`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var seq int64
+				var content []byte
+				if err := rows.Scan(&seq, &content); err != nil {
+					t.Fatal(err)
+				}
+				refs, err := infertrail.UnmarshalContentRefs(content)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ref := range refs {
+					for _, id := range ref.Blobs {
+						users[id] = append(users[id], seq)
+					}
+				}
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			// A blob of a record in the middle of the log.
+			for id, seqs := range users {
+				if slices.Contains(seqs, 12) {
+					target = id
+				}
+			}
+			if users[target] == nil {
+				t.Fatalf("record 12 has no content blob; blobs: %v", users)
+			}
+			var data []byte
+			if err := db.QueryRow(`SELECT data FROM blobs WHERE id = ?`, target[:]).Scan(&data); err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 0x01
+			if _, err := db.Exec(`UPDATE blobs SET data = ? WHERE id = ?`, data, target[:]); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r := runCLI(t, nil, 60*time.Second, "verify", "--data", tdir)
+		m := regexp.MustCompile(`The first bad record is (\d+)\.`).FindStringSubmatch(r.stdout)
+		if r.code != 1 || !strings.Contains(r.stdout, "FAILED") || m == nil {
+			t.Fatalf("verify of a tampered blob:\n%s", r)
+		}
+		if !slices.Contains(users[target], atoi(t, m[1])) {
+			t.Errorf("verify names record %s; the tampered blob is used by %v\n%s", m[1], users[target], r)
+		}
+	})
+}
+
+// TestE2EVerifyNeverRan checks that verify --data on a folder no server
+// ran in fails clearly and leaves the folder as it was.
+func TestE2EVerifyNeverRan(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "missing")
+	r := runCLI(t, nil, 20*time.Second, "verify", "--data", missing)
+	if r.code == 0 || !strings.Contains(r.stderr, "infertrail: error:") || !strings.Contains(r.stderr, missing) {
+		t.Errorf("verify --data on a missing folder:\n%s", r)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("verify created %s", missing)
+	}
+
+	empty := filepath.Join(tmp, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, nil, 20*time.Second, "verify", "--data", empty)
+	if r.code == 0 || !strings.Contains(r.stderr, "infertrail: error:") {
+		t.Errorf("verify --data on an empty folder:\n%s", r)
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("verify wrote into the empty folder: %v", ents)
+	}
+}
+
+// copyDataFolder copies a stopped server's data folder, so that each
+// tampering starts from the intact log.
+func copyDataFolder(tb testing.TB, dir string) string {
+	tb.Helper()
+	dst := filepath.Join(tb.TempDir(), "data")
+	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, k := range []string{"log.key", "secret.key"} {
+		if err := os.Chmod(filepath.Join(dst, k), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// withDB opens the data folder's SQLite database directly, as an attacker
+// with write access to it would.
+func withDB(tb testing.TB, dir string, f func(*sql.DB)) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "infertrail.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	f(db)
+}
+
+func atoi(tb testing.TB, s string) int64 {
+	tb.Helper()
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,80 @@
+package ledger_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/load"
+	"github.com/infertrail/infertrail/store/sqlite"
+)
+
+var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorage appends")
+
+// BenchmarkStorage appends realistic agent traffic (load.MixAgent: repeated
+// system prompts, tool schemas and re-sent histories) through the ledger
+// into SQLite, and reports the bytes on disk per byte of raw content and per
+// record.
+//
+//	go test ./ledger -run '^$' -bench Storage -benchtime 1x -storage.records 50000
+func BenchmarkStorage(b *testing.B) {
+	for b.Loop() {
+		dir := b.TempDir()
+		path := filepath.Join(dir, "infertrail.db")
+		st, err := sqlite.Open(b.Context(), path, sqlite.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		skey, _, err := ledger.GenerateKey("bench.example/storage")
+		if err != nil {
+			b.Fatal(err)
+		}
+		signer, verifier, _, err := ledger.KeyPair(skey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := ledger.Open(b.Context(), ledger.Config{Store: st, Signer: signer, Verifier: verifier,
+			Origin: "bench.example/storage", Secret: make([]byte, 32), CheckpointInterval: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := load.NewGenerator(load.GenConfig{Mix: load.MixAgent, Seed: 1})
+		var raw int64
+		const batch = 200
+		for n := 0; n < *storageRecords; n += batch {
+			subs := make([]ledger.Submission, 0, batch)
+			for range batch {
+				rec := g.Next()
+				c, err := load.ContentSize(rec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				raw += int64(c)
+				r, canon, err := infertrail.ParseRecord(rec, infertrail.Limits{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Source = "ingest"
+				subs = append(subs, ledger.Submission{Record: r, Raw: canon})
+			}
+			if _, err := l.Append(b.Context(), subs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		l.Close()
+		st.Close() // checkpoints the WAL into the file
+		var disk int64
+		for _, f := range []string{path, path + "-wal"} {
+			if fi, err := os.Stat(f); err == nil {
+				disk += fi.Size()
+			}
+		}
+		b.ReportMetric(float64(disk)/float64(raw), "disk-bytes/raw-content-byte")
+		b.ReportMetric(float64(disk)/float64(*storageRecords), "disk-bytes/record")
+		b.ReportMetric(float64(raw)/float64(*storageRecords), "raw-content-bytes/record")
+	}
+}

@@ -70,7 +70,8 @@ func TestE2ECrash(t *testing.T) {
 		}
 		// A batch that was not acknowledged was committed whole or not at
 		// all: resent, it is all duplicates or all appended.
-		for _, b := range unacked {
+		for k := range unacked {
+			b := &unacked[k]
 			res := mustPost(t, s.url, b.body, len(b.ids))
 			for i, r := range res {
 				if r.Status != res[0].Status || r.ID != b.ids[i] {
@@ -78,7 +79,7 @@ func TestE2ECrash(t *testing.T) {
 				}
 				b.seqs = append(b.seqs, r.Seq)
 			}
-			acked = append(acked, b)
+			acked = append(acked, *b)
 		}
 		if got, want := treeSize(t, s.url), size+countAppendedRetries(unacked, size); got != want {
 			t.Fatalf("round %d: tree size %d after the resends, want %d", round, got, want)

@@ -40,7 +40,13 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "infertrail")
-	cmd := exec.Command("go", "build", "-o", binPath, ".")
+	args := []string{"build", "-o", binPath}
+	if os.Getenv("GOCOVERDIR") != "" {
+		// The binary writes coverage counters to GOCOVERDIR as it exits:
+		// 'go tool covdata percent -i $GOCOVERDIR' reports them.
+		args = append(args, "-cover", "-coverpkg=github.com/infertrail/infertrail/...")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: go build: %v\n%s", err, out)
@@ -324,8 +330,8 @@ func testRecord(id string, n int, content bool) map[string]any {
 			"gen_ai.request.model":       "gpt-4o",
 			"gen_ai.usage.input_tokens":  n,
 			"gen_ai.usage.output_tokens": 2 * n,
-			// Characters that encoding/json escapes by default.
-			"e2e.note": fmt.Sprintf("q<%d> & a>%d", n, n),
+			// Characters that encoding/json escapes by default, and RFC 8785 does not.
+			"e2e.note": fmt.Sprintf("q<%d> & a>%d\u2028", n, n),
 		},
 	}
 	if content {

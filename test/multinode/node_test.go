@@ -41,7 +41,7 @@ func newNode(t testing.TB, name, dsn string) *node {
 		}
 		if t.Failed() {
 			if b, err := os.ReadFile(n.logs); err == nil {
-				t.Logf("%s stderr (last 4 KiB):\n%s", n.name, tail(b, 4<<10))
+				t.Logf("%s stderr (last 16 KiB):\n%s", n.name, tail(b, 16<<10))
 			}
 		}
 	})

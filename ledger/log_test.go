@@ -257,13 +257,19 @@ func TestAppendConcurrent(t *testing.T) {
 	ctx := t.Context()
 	l := newTestLog(t, sqlite.Config{}, nil)
 	const goroutines, batches = 64, 50
+	// Up to 20 records per batch; fewer under the race detector, which
+	// slows SQLite (transpiled C) down about fifteenfold.
+	maxBatch := 20
+	if raceEnabled() {
+		maxBatch = 4
+	}
 	results := make([][]ledger.Result, goroutines)
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(g), 1))
 			for b := range batches {
-				n := 1 + rng.IntN(20)
+				n := 1 + rng.IntN(maxBatch)
 				srcs := make([]string, n)
 				for i := range srcs {
 					c := ""
@@ -534,6 +540,9 @@ func TestClose(t *testing.T) {
 	// Appends racing Close must each end: committed, or refused with
 	// ErrUnavailable. None may be left waiting in a queue that nobody reads.
 	t.Run("appends racing close", func(t *testing.T) {
+		// Large content makes sealing, between Append's check of Close and
+		// its enqueuing, take a while.
+		big := `{"doc": "` + strings.Repeat("evidence ", 30000) + `"}`
 		for round := range 20 {
 			l := newTestLog(t, sqlite.Config{}, nil)
 			var wg sync.WaitGroup
@@ -543,7 +552,7 @@ func TestClose(t *testing.T) {
 				wg.Go(func() {
 					for i := 0; ; i++ {
 						ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-						subs := parseAll(t, []string{recordJSON(g+i, "")})
+						subs := parseAll(t, []string{recordJSON(g+i, big)})
 						_, err := l.Append(ctx, subs)
 						cancel()
 						if err != nil {

@@ -61,6 +61,9 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("%s (at byte %d)", e.Msg, e.Offset)
 }
 
+// Unwrap makes every SyntaxError an ErrInvalid.
+func (e *SyntaxError) Unwrap() error { return ErrInvalid }
+
 // inPath prefixes the path of a SyntaxError with an object member name or
 // an array index as the error unwinds.
 func inPath(err error, key string, index int) error {
@@ -506,6 +509,14 @@ func (p *parser) number(dst []byte) ([]byte, error) {
 		// I-JSON: integers must lie within ±(2^53-1), where a double holds
 		// every integer exactly; such a literal is already canonical.
 		if len(mag) > 16 || len(mag) == 16 && string(mag) > "9007199254740991" {
+			// Unless the literal is exactly the canonical form of its double,
+			// as 1e20 is written: then nothing is lost, and canonical output
+			// must parse again.
+			if f, err := strconv.ParseFloat(string(lit), 64); err == nil {
+				if c, err := AppendNumber(nil, f); err == nil && string(c) == string(lit) {
+					return append(dst, lit...), nil
+				}
+			}
 			p.pos = start
 			return dst, p.errorf("integer %s is beyond ±(2^53-1) and would lose precision; send it as a string", lit)
 		}

@@ -48,3 +48,14 @@ func invalid(field, format string, args ...any) *FieldError {
 func tooLarge(field, format string, args ...any) *FieldError {
 	return &FieldError{Record: -1, Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrTooLarge}
 }
+
+// CorruptError reports a stored record that a store cannot even decode (its
+// bytes were damaged). Verification reports it as a failure of that record.
+type CorruptError struct {
+	Seq int64
+	Err error
+}
+
+func (e *CorruptError) Error() string { return fmt.Sprintf("record %d is corrupt: %v", e.Seq, e.Err) }
+
+func (e *CorruptError) Unwrap() error { return e.Err }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,6 +65,10 @@ type Log struct {
 
 	cpMu   sync.Mutex
 	latest Checkpoint // latest checkpoint known to this node
+
+	// closeMu orders Close against Append's enqueue, so that no request is
+	// queued after the sequencer has drained.
+	closeMu sync.RWMutex
 }
 
 // Result says what became of one appended record.
@@ -148,11 +154,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 // Close stops accepting records, commits what is queued, signs a final
 // checkpoint, and returns. It does not close the store.
 func (l *Log) Close() error {
+	l.closeMu.Lock()
 	select {
 	case <-l.done:
 	default:
 		close(l.done)
 	}
+	l.closeMu.Unlock()
 	<-l.stopped
 	return nil
 }
@@ -181,6 +189,9 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		return nil, fmt.Errorf("append: log is closed: %w", infertrail.ErrUnavailable)
 	default:
 	}
+	if len(subs) > l.cfg.QueueLimit {
+		return nil, fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", len(subs), l.cfg.QueueLimit, infertrail.ErrTooLarge)
+	}
 	now := l.cfg.Now().UTC()
 	req := &request{ctx: ctx, items: make([]*sealed, len(subs)), done: make(chan struct{})}
 	for i, sub := range subs {
@@ -205,7 +216,11 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		if r.Source == "" {
 			return nil, atIndex(fmt.Errorf("record has no source: %w", infertrail.ErrInvalid), i)
 		}
-		s, err := l.sealer.seal(r, sub.Raw)
+		raw := sub.Raw
+		if raw == nil {
+			raw = goForm(r)
+		}
+		s, err := l.sealer.seal(r, raw)
 		if err != nil {
 			return nil, fmt.Errorf("append record %d: %w", i, err)
 		}
@@ -228,15 +243,19 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 			return nil, fmt.Errorf("append: %d records queued: %w", l.cfg.QueueLimit, infertrail.ErrPushback)
 		}
 	}
-	l.m.queue(len(req.items))
+	l.closeMu.RLock()
 	select {
-	case l.queue <- req:
 	case <-l.done:
+		l.closeMu.RUnlock()
 		for range req.items {
 			<-l.queued
 		}
 		return nil, fmt.Errorf("append: log is closed: %w", infertrail.ErrUnavailable)
+	default:
 	}
+	l.m.queue(len(req.items))
+	l.queue <- req // never blocks: each queued request holds at least one of QueueLimit tokens
+	l.closeMu.RUnlock()
 	select {
 	case <-req.done:
 		return req.results, req.err
@@ -245,6 +264,23 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		// with their sequence numbers.
 		return nil, fmt.Errorf("append: %w", ctx.Err())
 	}
+}
+
+// goForm identifies a record built in Go, for idempotency as the submitted
+// JSON does for ingest: its leaf without the server's fields, then its
+// content. It is computed after defaults are filled in, so a retry of the
+// same Record is recognised.
+func goForm(r *infertrail.Record) []byte {
+	c := *r
+	c.Seq, c.ReceivedTime, c.Commitments = 0, time.Time{}, nil
+	b := c.AppendLeaf(nil)
+	for _, f := range slices.Sorted(maps.Keys(r.Content)) {
+		b = append(b, 0)
+		b = append(b, f...)
+		b = append(b, 0)
+		b = append(b, r.Content[f]...)
+	}
+	return b
 }
 
 func atIndex(err error, i int) error {

@@ -216,6 +216,9 @@ func readChunk(ctx context.Context, s infertrail.Store, start, end, size int64) 
 		entries = append(entries, e.Clone())
 		return nil
 	})
+	if ce := (*infertrail.CorruptError)(nil); errors.As(err, &ce) {
+		return nil, nil, nil, &VerificationError{Index: ce.Seq, What: "stored record", Err: ce.Err}
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
 	}

@@ -282,7 +282,7 @@ func TestVerifyStoreTampering(t *testing.T) {
 			stored, _ := readLeaf(t, db, 127)
 			stored[len(stored)/2] ^= 0x01
 			exec(t, db, "UPDATE records SET leaf = ? WHERE seq = 127", stored)
-		}, 127, "", ""},
+		}, 127, "record", ""},
 		{"leaf number digit, still canonical", func(t *testing.T, db *sql.DB) {
 			editLeaf(t, db, 124, `"gen_ai.usage.input_tokens":1124`, `"gen_ai.usage.input_tokens":1125`)
 		}, 124, "stored leaf hash", ""},

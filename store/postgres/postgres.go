@@ -262,5 +262,6 @@ func unavailable(err error) bool {
 		pgconn.Timeout(err) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF)
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed) // lost mid-operation, after a failure earlier in it
 }

@@ -457,18 +457,18 @@ func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
 		return err
 	}
 	if len(s.id) != len(e.ID) || len(s.mac) != len(e.MAC) {
-		return fmt.Errorf("entry %d: id or mac of the wrong length: database corrupt", e.Seq)
+		return &infertrail.CorruptError{Seq: e.Seq, Err: errors.New("id or mac of the wrong length")}
 	}
 	copy(e.ID[:], s.id)
 	copy(e.MAC[:], s.mac)
 	e.Kind = infertrail.Kind(s.kind)
 	if s.plain, err = expandLeaf(s.plain[:0], s.leaf); err != nil {
-		return fmt.Errorf("entry %d: %w", e.Seq, err)
+		return &infertrail.CorruptError{Seq: e.Seq, Err: err}
 	}
 	e.Leaf = s.plain
 	e.Content, err = infertrail.UnmarshalContentRefs(s.content)
 	if err != nil {
-		return fmt.Errorf("entry %d: %w", e.Seq, err)
+		return &infertrail.CorruptError{Seq: e.Seq, Err: err}
 	}
 	return nil
 }

@@ -1,0 +1,273 @@
+package infertrail_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infertrail/infertrail"
+)
+
+func TestParseUUID(t *testing.T) {
+	tests := []struct {
+		in, want string // want "" for an error
+	}{
+		{"0193a5b0-7c1e-7000-8000-000000000001", "0193a5b0-7c1e-7000-8000-000000000001"},
+		{"0193A5B0-7C1E-7000-8000-00000000000A", "0193a5b0-7c1e-7000-8000-00000000000a"},
+		{"ffffffff-ffff-ffff-ffff-ffffffffffff", "ffffffff-ffff-ffff-ffff-ffffffffffff"},
+		{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000001"},
+		{"00000000-0000-0000-0000-000000000000", ""},
+		{"", ""},
+		{"0193a5b0-7c1e-7000-8000-00000000000", ""},
+		{"0193a5b0-7c1e-7000-8000-0000000000011", ""},
+		{"0193a5b07c1e70008000000000000001", ""},
+		{"{0193a5b0-7c1e-7000-8000-000000000001}", ""},
+		{"urn:uuid:0193a5b0-7c1e-7000-8000-000000000001", ""},
+		{"0193a5b0_7c1e_7000_8000_000000000001", ""},
+		{"0193a5b0-7c1e-7000-8000-00000000000g", ""},
+		{"0193a5b0-7c1e-7000-8000+000000000001", ""},
+		{"0193a5b-07c1e-7000-8000-000000000001", ""},
+		{" 193a5b0-7c1e-7000-8000-000000000001", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			u, err := infertrail.ParseUUID(tt.in)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("ParseUUID(%q) = %v, want an error", tt.in, u)
+				}
+				if !errors.Is(err, infertrail.ErrInvalid) {
+					t.Errorf("error %v does not wrap ErrInvalid", err)
+				}
+				if !u.IsZero() {
+					t.Errorf("ParseUUID returned %v with an error", u)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseUUID(%q): %v", tt.in, err)
+			}
+			if u.String() != tt.want {
+				t.Errorf("String() = %s, want %s", u, tt.want)
+			}
+			text, err := u.MarshalText()
+			if err != nil || string(text) != tt.want {
+				t.Errorf("MarshalText = %s, %v", text, err)
+			}
+			var v infertrail.UUID
+			if err := v.UnmarshalText([]byte(tt.in)); err != nil || v != u {
+				t.Errorf("UnmarshalText = %v, %v", v, err)
+			}
+			back, err := infertrail.ParseUUID(u.String())
+			if err != nil || back != u {
+				t.Errorf("ParseUUID(String()) = %v, %v", back, err)
+			}
+		})
+	}
+	var u infertrail.UUID
+	if !u.IsZero() || u.String() != "00000000-0000-0000-0000-000000000000" {
+		t.Errorf("zero UUID: IsZero %v, String %s", u.IsZero(), u)
+	}
+	if err := u.UnmarshalText([]byte("nope")); err == nil || !u.IsZero() {
+		t.Errorf("UnmarshalText(nope) = %v, left %v", err, u)
+	}
+}
+
+func TestUUIDJSON(t *testing.T) {
+	type doc struct {
+		ID infertrail.UUID `json:"id"`
+	}
+	in := doc{ID: infertrail.NewUUID()}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"id":"` + in.ID.String() + `"}`; string(b) != want {
+		t.Errorf("json.Marshal = %s, want %s", b, want)
+	}
+	var out doc
+	if err := json.Unmarshal(b, &out); err != nil || out != in {
+		t.Errorf("json.Unmarshal = %v, %v", out, err)
+	}
+	if err := json.Unmarshal([]byte(`{"id":"00000000-0000-0000-0000-000000000000"}`), &out); err == nil {
+		t.Error("json.Unmarshal accepted the nil UUID")
+	}
+}
+
+func checkV7(tb testing.TB, u infertrail.UUID) {
+	tb.Helper()
+	if v := u[6] >> 4; v != 7 {
+		tb.Fatalf("%s: version %d, want 7", u, v)
+	}
+	if u[8]>>6 != 0b10 {
+		tb.Fatalf("%s: variant bits %02b, want 10", u, u[8]>>6)
+	}
+}
+
+func TestNewUUID(t *testing.T) {
+	before := time.Now().UnixMilli()
+	const n = 100000
+	ids := make([]infertrail.UUID, n)
+	for i := range ids {
+		ids[i] = infertrail.NewUUID()
+	}
+	after := time.Now().UnixMilli()
+	for i, u := range ids {
+		checkV7(t, u)
+		if i > 0 && bytes.Compare(ids[i-1][:], u[:]) >= 0 {
+			t.Fatalf("ids %d and %d not strictly increasing: %s, %s", i-1, i, ids[i-1], u)
+		}
+		if i > 0 && ids[i-1].String() >= u.String() {
+			t.Fatalf("ids %d and %d not increasing as strings", i-1, i)
+		}
+	}
+	// The timestamp is Unix milliseconds; the counter may run it ahead of the
+	// clock a little when ids are drawn faster than one per 4096th of a ms.
+	first := int64(ids[0][0])<<40 | int64(ids[0][1])<<32 | int64(ids[0][2])<<24 | int64(ids[0][3])<<16 | int64(ids[0][4])<<8 | int64(ids[0][5])
+	if first < before || first > after+n/4096+1 {
+		t.Errorf("timestamp %d outside [%d, %d]", first, before, after)
+	}
+	if back, err := infertrail.ParseUUID(ids[0].String()); err != nil || back != ids[0] {
+		t.Errorf("ParseUUID(NewUUID().String()) = %v, %v", back, err)
+	}
+}
+
+func TestNewUUIDConcurrent(t *testing.T) {
+	const goroutines, each = 8, 20000
+	var wg sync.WaitGroup
+	out := make([][]infertrail.UUID, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			ids := make([]infertrail.UUID, each)
+			for i := range ids {
+				ids[i] = infertrail.NewUUID()
+			}
+			out[g] = ids
+		})
+	}
+	wg.Wait()
+	seen := make(map[infertrail.UUID]bool, goroutines*each)
+	for _, ids := range out {
+		for i, u := range ids {
+			checkV7(t, u)
+			if seen[u] {
+				t.Fatalf("duplicate id %s", u)
+			}
+			seen[u] = true
+			if i > 0 && bytes.Compare(ids[i-1][:], u[:]) >= 0 {
+				t.Fatalf("ids of one goroutine not increasing: %s, %s", ids[i-1], u)
+			}
+		}
+	}
+}
+
+func TestKindValid(t *testing.T) {
+	if len(infertrail.Kinds) != 9 {
+		t.Errorf("len(Kinds) = %d", len(infertrail.Kinds))
+	}
+	for _, k := range infertrail.Kinds {
+		if !k.Valid() {
+			t.Errorf("%q.Valid() = false", k)
+		}
+		if _, _, err := infertrail.ParseRecord([]byte(`{"kind":"`+string(k)+`"}`), infertrail.Limits{}); err != nil {
+			t.Errorf("ParseRecord of kind %q: %v", k, err)
+		}
+	}
+	for _, k := range []infertrail.Kind{"", "Inference", "INFERENCE", "inference ", "llm", "tool-call", "policy"} {
+		if k.Valid() {
+			t.Errorf("%q.Valid() = true", k)
+		}
+	}
+	if slices.ContainsFunc(infertrail.Kinds, func(k infertrail.Kind) bool { return strings.ToLower(string(k)) != string(k) }) {
+		t.Error("a kind is not lower case")
+	}
+}
+
+func sampleRefs() []infertrail.ContentRef {
+	var salt [infertrail.SaltSize]byte
+	for i := range salt {
+		salt[i] = byte(i + 1)
+	}
+	var a, b infertrail.BlobID
+	for i := range a {
+		a[i], b[i] = byte(i), byte(255-i)
+	}
+	return []infertrail.ContentRef{
+		{Field: "gen_ai.input.messages", Salt: salt, Array: true, Blobs: []infertrail.BlobID{a, b, a}},
+		{Field: "gen_ai.output.messages", Salt: salt, Blobs: []infertrail.BlobID{b}},
+		{Field: "", Blobs: []infertrail.BlobID{}},
+		{Field: strings.Repeat("é", 200), Array: true, Blobs: []infertrail.BlobID{}},
+	}
+}
+
+func TestContentRefsRoundTrip(t *testing.T) {
+	if b := infertrail.MarshalContentRefs(nil); b != nil {
+		t.Errorf("MarshalContentRefs(nil) = %x", b)
+	}
+	if refs, err := infertrail.UnmarshalContentRefs(nil); err != nil || refs != nil {
+		t.Errorf("UnmarshalContentRefs(nil) = %v, %v", refs, err)
+	}
+	refs := sampleRefs()
+	b := infertrail.MarshalContentRefs(refs)
+	if b[0] != 1 {
+		t.Errorf("version byte %d", b[0])
+	}
+	back, err := infertrail.UnmarshalContentRefs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !refsEqual(refs, back) {
+		t.Errorf("round trip:\n%+v\n%+v", refs, back)
+	}
+	// Every truncation and every appended byte is refused.
+	for i := range len(b) {
+		if got, err := infertrail.UnmarshalContentRefs(b[:i]); i > 0 && err == nil {
+			t.Errorf("truncated to %d bytes: accepted %+v", i, got)
+		}
+	}
+	if _, err := infertrail.UnmarshalContentRefs(append(b[:len(b):len(b)], 0)); err == nil {
+		t.Error("a trailing byte was accepted")
+	}
+	for _, bad := range [][]byte{{0}, {2}, {1}, {1, 0x80}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		{1, 1, 5, 'a'}, {1, 1, 0}, append([]byte{1, 1, 0}, make([]byte, 17)...), append([]byte{1, 1, 0}, append(make([]byte, 17), 0xff, 0x7f)...)} {
+		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
+			t.Errorf("UnmarshalContentRefs(%x) = %+v, want an error", bad, got)
+		}
+	}
+}
+
+// refsEqual compares refs, treating nil and empty blob lists alike.
+func refsEqual(a, b []infertrail.ContentRef) bool {
+	return slices.EqualFunc(a, b, func(x, y infertrail.ContentRef) bool {
+		return x.Field == y.Field && x.Salt == y.Salt && x.Array == y.Array && slices.Equal(x.Blobs, y.Blobs)
+	})
+}
+
+func FuzzContentRefs(f *testing.F) {
+	f.Add(infertrail.MarshalContentRefs(sampleRefs()))
+	f.Add(infertrail.MarshalContentRefs(sampleRefs()[:1]))
+	f.Add([]byte{1, 0})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		refs, err := infertrail.UnmarshalContentRefs(b)
+		if err != nil {
+			return
+		}
+		again := infertrail.MarshalContentRefs(refs)
+		back, err := infertrail.UnmarshalContentRefs(again)
+		if err != nil {
+			t.Fatalf("re-encoded refs do not decode: %v", err)
+		}
+		if !refsEqual(refs, back) {
+			t.Fatalf("decode → encode → decode differs")
+		}
+		if len(refs) > 0 && !bytes.Equal(infertrail.MarshalContentRefs(back), again) {
+			t.Fatalf("encoding is not stable")
+		}
+	})
+}

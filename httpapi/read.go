@@ -214,7 +214,7 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tile(w http.ResponseWriter, r *http.Request) {
 	level, index, width, entries, err := ledger.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("%w: %w", infertrail.ErrNotFound, err))
+		s.writeError(w, r, fmt.Errorf("%w: %v", infertrail.ErrNotFound, err))
 		return
 	}
 	var data []byte

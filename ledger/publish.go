@@ -192,6 +192,9 @@ func (l *Log) Tile(ctx context.Context, level int, index int64, width int) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("read tile: %w", err)
 	}
+	if !tileCovered(size, level, index, width) {
+		return nil, fmt.Errorf("read tile %d/%d width %d: the log has %d records: %w", level, index, width, size, infertrail.ErrNotFound)
+	}
 	return ReadTile(hashReader(ctx, l.store), size, level, index, width)
 }
 

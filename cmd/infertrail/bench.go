@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 
 	"github.com/infertrail/infertrail/load"
@@ -24,7 +25,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mix := fs.String("mix", "fixed", "traffic: fixed (1 record of --content-bytes) or agent (realistic agent sessions)")
 	contentBytes := fs.Int("content-bytes", 1024, "content per record with --mix fixed")
 	ndjson := fs.Bool("ndjson", false, "send NDJSON instead of JSON arrays")
-	seed := fs.Int64("seed", 1, "generator seed")
+	seed := fs.Int64("seed", 0, "generator seed; the same seed sends the same records (0: a new random seed)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -32,6 +33,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m, err := load.ParseMix(*mix)
 	if err != nil {
 		return err
+	}
+	if *seed == 0 {
+		*seed = rand.Int64N(1<<62) + 1
 	}
 	if *records == 0 && *duration == 0 {
 		*duration = 10_000_000_000

@@ -60,12 +60,6 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 	}
 }
 
-// forget empties the set, as erasing content must.
-func (s *blobSet) forget() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur, s.old = nil, nil
-}
 
 type keyedHashes struct{ mac, blob hash.Hash }
 

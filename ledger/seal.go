@@ -60,7 +60,6 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 	}
 }
 
-
 type keyedHashes struct{ mac, blob hash.Hash }
 
 func newSealer(secret []byte) (*sealer, error) {

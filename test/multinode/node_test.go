@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,7 +23,8 @@ type node struct {
 	name string
 	dir  string // its data folder
 	dsn  string
-	addr string // host:port, kept across restarts
+	mu   sync.Mutex
+	addr string // host:port, kept across restarts; clients read it while the node restarts
 	logs string // its stderr, appended across restarts
 
 	cmd  *exec.Cmd
@@ -56,7 +58,11 @@ func tail(b []byte, n int) []byte {
 }
 
 // url returns the node's base URL.
-func (n *node) url() string { return "http://" + n.addr }
+func (n *node) url() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return "http://" + n.addr
+}
 
 // start runs the node and waits, at most 30 s, until it answers /readyz.
 func (n *node) start(t testing.TB) {
@@ -66,7 +72,10 @@ func (n *node) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(binary, "serve", "--data", n.dir, "--listen", n.addr, "--store", n.dsn, "--log-level", "warn")
+	n.mu.Lock()
+	listen := n.addr
+	n.mu.Unlock()
+	cmd := exec.Command(binary, "serve", "--data", n.dir, "--listen", listen, "--store", n.dsn, "--log-level", "warn")
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -90,7 +99,9 @@ func (n *node) start(t testing.TB) {
 	}()
 	select {
 	case a := <-addr:
+		n.mu.Lock()
 		n.addr = a
+		n.mu.Unlock()
 	case err := <-n.exit:
 		n.up.Store(false)
 		b, _ := os.ReadFile(n.logs)

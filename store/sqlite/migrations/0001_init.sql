@@ -15,8 +15,10 @@ CREATE TABLE records (
 );
 
 CREATE INDEX records_tenant_time ON records (tenant, time);
-CREATE INDEX records_session ON records (session_id) WHERE session_id <> '';
-CREATE INDEX records_trace ON records (trace_id) WHERE trace_id <> '';
+-- No index on session_id or trace_id yet: nothing queries them, and an index
+-- on random keys dirties a random page per record on the log's one serial
+-- write path (dropping these two measured +47% ingest). The query API brings
+-- the indexes it needs, measured against its own latency targets.
 
 -- Content blobs, stored once per id; the first stored copy is kept. Rows go
 -- in rowid order, so that inserting random ids only touches the small id

@@ -150,16 +150,19 @@ type server struct {
 	state          *os.ProcessState
 }
 
-var vkeyRE = regexp.MustCompile(`verifier key: (\S+)`)
+var (
+	vkeyRE      = regexp.MustCompile(`verifier key: (\S+)`)
+	listeningRE = regexp.MustCompile(`listening on http://(\S+)`)
+)
 
-// startServer starts `infertrail serve --data dir --listen <free port>`
-// with extra arguments and waits until /readyz answers. The server is
-// killed when the test ends, if it still runs.
+// startServer starts `infertrail serve --data dir --listen 127.0.0.1:0`
+// with extra arguments and waits until /readyz answers. The server picks
+// its own port and prints it, so parallel tests cannot race for one. The
+// server is killed when the test ends, if it still runs.
 func startServer(tb testing.TB, dir string, extra ...string) *server {
 	tb.Helper()
-	addr := freeAddr(tb)
-	args := append([]string{"serve", "--data", dir, "--listen", addr}, extra...)
-	return startServerWith(tb, dir, addr, nil, args...)
+	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, extra...)
+	return startServerWith(tb, dir, "127.0.0.1:0", nil, args...)
 }
 
 // startServerWith starts the binary with args and env, and waits until a
@@ -188,8 +191,25 @@ func startServerWith(tb testing.TB, dir, addr string, env []string, args ...stri
 		s.cmd.Process.Kill()
 		<-s.done
 	})
+	// The address the server reports (the port it bound, when it was 0).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := listeningRE.FindStringSubmatch(s.stdout.String()); m != nil {
+			s.addr, s.url = m[1], "http://"+m[1]
+			break
+		}
+		select {
+		case <-s.done:
+			tb.Fatalf("server exited before listening: %v\n--- stdout:\n%s--- stderr:\n%s", s.state, s.stdout, s.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("server printed no listening address\n--- stdout:\n%s--- stderr:\n%s", s.stdout, s.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	s.waitReady(20 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for {
 		if m := vkeyRE.FindStringSubmatch(s.stdout.String()); m != nil {
 			s.vkey = m[1]

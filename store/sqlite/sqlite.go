@@ -114,7 +114,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	// whole to the WAL, and inserts into the indexes on random ids (blob
 	// ids, trace ids) dirty pages at random, so small pages write less.
 	// 16 KiB pages measured no faster.
-	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32768)", "wal_autocheckpoint(4000)"))
+	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32768)", "wal_autocheckpoint(1000)"))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
@@ -142,12 +142,14 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 
 // Checkpoints move committed pages from the write-ahead log into the
 // database file. The writer runs them itself when a commit takes the WAL past
-// 4,000 pages (16 MiB): a checkpoint then completes, so the WAL is reused
-// and stays bounded. A checkpoint on a connection of its own, in the
-// background, measured worse: under constant writes it never completes, the
-// WAL grows, and its writes still stall the writer's fsync. Durability does
-// not depend on checkpoints: a commit is durable once its WAL frames are
-// synced.
+// 1,000 pages (4 MiB, SQLite's default, set explicitly): a checkpoint then
+// completes, so the WAL is reused and stays bounded, and each one is small,
+// which keeps the acknowledgement tail short (measured at 5,000 records/s:
+// p99 16 ms at 1,000 pages, 32 ms at 4,000, 50 ms at 16,000). A checkpoint on
+// a connection of its own, in the background, measured worse: under constant
+// writes it never completes, the WAL grows, and its writes still stall the
+// writer's fsync. Durability does not depend on checkpoints: a commit is
+// durable once its WAL frames are synced.
 
 func (db *DB) open(ctx context.Context) error {
 	if err := db.writer.PingContext(ctx); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 )
 
 type recordResponse struct {
@@ -567,7 +568,7 @@ func TestTiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries, tcp := verifyWithTorchwood(t, t.Context(), f, testOrigin, s.vkey)
+		entries, tcp := ledgertest.VerifyWithTorchwood(t, t.Context(), f, testOrigin, s.vkey)
 		if tcp.N != n || tcp.Hash != cp.Root || tcp.Origin != testOrigin {
 			t.Errorf("torchwood checkpoint %+v", tcp)
 		}
@@ -588,58 +589,4 @@ func checkTileHeaders(tb testing.TB, resp *http.Response, full bool) {
 	if immutable := strings.Contains(cc, "immutable"); immutable != full {
 		tb.Errorf("Cache-Control %q for a tile that is full: %v", cc, full)
 	}
-}
-
-// verifyWithTorchwood reads the log served by r with filippo.io/torchwood,
-// a C2SP tlog-tiles client this project did not write: it verifies the
-// checkpoint for origin with vkey, reads every entry through the tiles
-// (torchwood checks each against the Merkle tiles and the checkpoint's
-// root), and checks inclusion proofs it computes from the tiles for some
-// entries. It returns the entries and the checkpoint. (It follows the helper
-// of ledger/remote_test.go, over any torchwood.TileReader.)
-func verifyWithTorchwood(tb testing.TB, ctx context.Context, r torchwood.TileReader, origin, vkey string) ([][]byte, torchwood.Checkpoint) {
-	tb.Helper()
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		tb.Fatalf("NewVerifier: %v", err)
-	}
-	policy := torchwood.ThresholdPolicy(2, torchwood.OriginPolicy(origin), torchwood.SingleVerifierPolicy(v))
-	signed, err := r.ReadEndpoint(ctx, "checkpoint")
-	if err != nil {
-		tb.Fatalf("fetch checkpoint: %v", err)
-	}
-	cp, _, err := torchwood.VerifyCheckpoint(signed, policy)
-	if err != nil {
-		tb.Fatalf("torchwood.VerifyCheckpoint: %v", err)
-	}
-	client, err := torchwood.NewClient(r)
-	if err != nil {
-		tb.Fatalf("torchwood.NewClient: %v", err)
-	}
-	var entries [][]byte
-	for i, e := range client.AllEntries(ctx, cp.Tree, 0) {
-		if i != int64(len(entries)) {
-			tb.Fatalf("torchwood yielded entry %d after %d entries", i, len(entries))
-		}
-		entries = append(entries, bytes.Clone(e))
-	}
-	if err := client.Err(); err != nil {
-		tb.Fatalf("torchwood Client.AllEntries: %v", err)
-	}
-	if int64(len(entries)) != cp.N {
-		tb.Fatalf("torchwood read %d entries, checkpoint has %d", len(entries), cp.N)
-	}
-	for _, i := range []int64{0, cp.N / 3, cp.N / 2, cp.N - 1} {
-		e, p, err := client.Entry(ctx, cp.Tree, i)
-		if err != nil {
-			tb.Fatalf("torchwood Client.Entry(%d): %v", i, err)
-		}
-		if !bytes.Equal(e, entries[i]) {
-			tb.Fatalf("torchwood Client.Entry(%d) differs from AllEntries", i)
-		}
-		if err := tlog.CheckRecord(p, cp.N, cp.Hash, i, tlog.RecordHash(e)); err != nil {
-			tb.Fatalf("inclusion proof of entry %d from torchwood: %v", i, err)
-		}
-	}
-	return entries, cp
 }

@@ -10,8 +10,9 @@ import (
 	"testing"
 
 	"filippo.io/torchwood"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 )
 
 func TestVerifyTiles(t *testing.T) {
@@ -170,65 +171,6 @@ func TestVerifyTilesCanceled(t *testing.T) {
 	}
 }
 
-// verifyWithTorchwood reads the log served by fetch with filippo.io/torchwood,
-// a C2SP tlog-tiles client this project did not write: it verifies the
-// checkpoint for origin with the log's vkey, reads every entry through the
-// tiles (torchwood checks each entry against the Merkle tiles and the
-// checkpoint's root), and checks inclusion proofs that torchwood computes
-// from the tiles for some entries. It returns the entries and the checkpoint.
-//
-// fetch is any TileFetcher: the in-memory server here, or an HTTP GET of
-// "<prefix>/<path>" against the real server.
-func verifyWithTorchwood(tb testing.TB, ctx context.Context, fetch TileFetcher, origin, vkey string) ([][]byte, torchwood.Checkpoint) {
-	tb.Helper()
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		tb.Fatalf("NewVerifier: %v", err)
-	}
-	policy := torchwood.ThresholdPolicy(2, torchwood.OriginPolicy(origin), torchwood.SingleVerifierPolicy(v))
-	signed, err := fetch.ReadEndpoint(ctx, "checkpoint")
-	if err != nil {
-		tb.Fatalf("fetch checkpoint: %v", err)
-	}
-	cp, _, err := torchwood.VerifyCheckpoint(signed, policy)
-	if err != nil {
-		tb.Fatalf("torchwood.VerifyCheckpoint: %v", err)
-	}
-	client, err := torchwood.NewClient(fetch) // a TileFetcher is a torchwood.TileReader
-	if err != nil {
-		tb.Fatalf("torchwood.NewClient: %v", err)
-	}
-	var entries [][]byte
-	for i, e := range client.AllEntries(ctx, cp.Tree, 0) {
-		if i != int64(len(entries)) {
-			tb.Fatalf("torchwood yielded entry %d after %d entries", i, len(entries))
-		}
-		entries = append(entries, bytes.Clone(e))
-	}
-	if err := client.Err(); err != nil {
-		tb.Fatalf("torchwood Client.AllEntries: %v", err)
-	}
-	if int64(len(entries)) != cp.N {
-		tb.Fatalf("torchwood read %d entries, checkpoint has %d", len(entries), cp.N)
-	}
-	for _, i := range []int64{0, cp.N / 3, cp.N / 2, cp.N - 1} {
-		if i < 0 || i >= cp.N {
-			continue
-		}
-		e, p, err := client.Entry(ctx, cp.Tree, i)
-		if err != nil {
-			tb.Fatalf("torchwood Client.Entry(%d): %v", i, err)
-		}
-		if !bytes.Equal(e, entries[i]) {
-			tb.Fatalf("torchwood Client.Entry(%d) differs from AllEntries", i)
-		}
-		if err := tlog.CheckRecord(p, cp.N, cp.Hash, i, tlog.RecordHash(e)); err != nil {
-			tb.Fatalf("inclusion proof of entry %d from torchwood: %v", i, err)
-		}
-	}
-	return entries, cp
-}
-
 func TestTorchwoodInterop(t *testing.T) {
 	s := newTestSigner(t, "example.com/interop")
 	big := newMemLog(t, 66000)
@@ -236,7 +178,7 @@ func TestTorchwoodInterop(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			l := &memLog{entries: big.entries[:size], hashes: big.hashes[:tlog.StoredHashCount(int64(size))]}
 			m := newMemServer(t, l, s)
-			entries, cp := verifyWithTorchwood(t, t.Context(), m.fetcher(nil), s.origin, s.vkey)
+			entries, cp := ledgertest.VerifyWithTorchwood(t, t.Context(), m.fetcher(nil), s.origin, s.vkey)
 			if cp.N != int64(size) || cp.Origin != s.origin {
 				t.Errorf("torchwood checkpoint %+v", cp)
 			}

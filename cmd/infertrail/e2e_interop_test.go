@@ -9,6 +9,8 @@ import (
 	"filippo.io/torchwood"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 )
 
 // TestE2ETorchwoodInterop reads the running server's log with
@@ -35,38 +37,17 @@ func TestE2ETorchwoodInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, err := fetcher.ReadEndpoint(t.Context(), "checkpoint")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, _, err := torchwood.VerifyCheckpoint(signed, policy)
-	if err != nil {
-		t.Fatalf("torchwood.VerifyCheckpoint: %v\n%s", err, signed)
-	}
+	entries, cp := ledgertest.VerifyWithTorchwood(t, t.Context(), fetcher, origin, s.vkey)
 	if cp.N != n || cp.Origin != origin {
 		t.Fatalf("checkpoint: size %d origin %q, want %d %q", cp.N, cp.Origin, n, origin)
 	}
 	// A checkpoint signed by another key is refused.
-	if _, _, err := torchwood.VerifyCheckpoint(signed, torchwood.SingleVerifierPolicy(mustVerifier(t, otherKey(t, origin)))); err == nil {
-		t.Error("torchwood accepted the checkpoint under another key")
-	}
-
-	client, err := torchwood.NewClient(fetcher)
+	signed, err := fetcher.ReadEndpoint(t.Context(), "checkpoint")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var entries [][]byte
-	for i, e := range client.AllEntries(t.Context(), cp.Tree, 0) {
-		if i != int64(len(entries)) {
-			t.Fatalf("torchwood yielded entry %d after %d entries", i, len(entries))
-		}
-		entries = append(entries, bytes.Clone(e))
-	}
-	if err := client.Err(); err != nil {
-		t.Fatalf("torchwood Client.AllEntries: %v", err)
-	}
-	if len(entries) != n {
-		t.Fatalf("torchwood read %d entries, want %d", len(entries), n)
+	if _, _, err := torchwood.VerifyCheckpoint(signed, torchwood.SingleVerifierPolicy(mustVerifier(t, otherKey(t, origin)))); err == nil {
+		t.Error("torchwood accepted the checkpoint under another key")
 	}
 
 	var mismatched []int64

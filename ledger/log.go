@@ -512,3 +512,23 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 	l.sealer.stored.add(stored)
 	return len(entries), next, nil
 }
+
+var _ infertrail.Recorder = (*Log)(nil)
+
+// Record implements infertrail.Recorder: it appends recs as records built
+// in Go (see Append) and returns their sequence numbers.
+func (l *Log) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
+	subs := make([]Submission, len(recs))
+	for i, r := range recs {
+		subs[i].Record = r
+	}
+	res, err := l.Append(ctx, subs)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]int64, len(res))
+	for i, r := range res {
+		seqs[i] = r.Seq
+	}
+	return seqs, nil
+}

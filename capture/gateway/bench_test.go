@@ -1,0 +1,225 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
+)
+
+// benchBody is a 2 KiB chat-completion-like response.
+var benchBody = func() string {
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 42)[:1800]
+	return `{"id":"chatcmpl-1","object":"chat.completion","created":1764115200,"model":"echo-answered",` +
+		`"choices":[{"index":0,"message":{"role":"assistant","content":"` + text + `"},"finish_reason":"stop"}],` +
+		`"usage":{"prompt_tokens":20,"completion_tokens":400,"total_tokens":420}}`
+}()
+
+const benchRequest = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+
+func benchUpstream(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	if strings.Contains(r.URL.Path, "stream") || r.Header.Get("X-Bench-Stream") != "" {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 20 {
+			fmt.Fprintf(w, "data: chunk %d %s\n\n", i, benchBody[:100])
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, "data: [END]\n\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(benchBody)))
+	io.WriteString(w, benchBody)
+}
+
+type benchTarget struct {
+	name string
+	url  string
+}
+
+// benchTargets starts the scripted upstream, a bare ReverseProxy hop in
+// front of it (the calibration: a proxy that does nothing else), and the
+// gateway in request-ahead mode over a SQLite trail.
+func benchTargets(b *testing.B) []benchTarget {
+	up := httptest.NewServer(http.HandlerFunc(benchUpstream))
+	b.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	bareTransport := &http.Transport{MaxIdleConnsPerHost: 256}
+	bare := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: bareTransport,
+	})
+	b.Cleanup(bare.Close)
+	trail := gatewaytest.NewTrail(b)
+	gw, err := gateway.New(gateway.Config{
+		Recorder: trail.Log, Secret: gatewaytest.Secret,
+		Upstreams:  []gateway.Upstream{{Provider: echo{}, BaseURL: up.URL}},
+		Durability: benchDurability,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gws := httptest.NewServer(gw)
+	b.Cleanup(gws.Close)
+	b.Cleanup(func() { gw.Close(context.Background()) })
+	return []benchTarget{
+		{"direct", up.URL + "/v1/chat"},
+		{"bare", bare.URL + "/v1/chat"},
+		{"gateway", gws.URL + "/echo/v1/chat"},
+	}
+}
+
+var benchDurability = func() gateway.Durability {
+	d, _ := gateway.ParseDurability(os.Getenv("INFERTRAIL_BENCH_DURABILITY"))
+	return d
+}()
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 1024}}
+
+// call makes one request and returns its latency to the last byte, or with
+// stream set, to the first chunk (read to the end either way).
+func call(tb testing.TB, u string, stream bool) time.Duration {
+	req, _ := http.NewRequest("POST", u, strings.NewReader(benchRequest))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer sk-bench-0123456789")
+	if stream {
+		req.Header.Set("X-Bench-Stream", "1")
+	}
+	start := time.Now()
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var d time.Duration
+	if stream {
+		br := bufio.NewReader(resp.Body)
+		if _, err := br.ReadString('\n'); err != nil {
+			tb.Fatal(err)
+		}
+		d = time.Since(start)
+		io.Copy(io.Discard, br)
+	} else {
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			tb.Fatal(err)
+		}
+		d = time.Since(start)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		tb.Fatalf("%s: status %d", u, resp.StatusCode)
+	}
+	return d
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// BenchmarkGatewayLatency measures, at concurrency 1 and alternating
+// between targets in rounds, the latency of a 2 KiB response called
+// directly, through a bare ReverseProxy, and through the gateway in
+// request-ahead mode. "Added" is a target's percentile minus direct's:
+// everything between the client and the upstream — the extra hop, reading
+// and parsing the request, writing the request record durably (group
+// commit, fsync) before forwarding, and capturing the response (its record
+// is written as the response ends, off the response's path).
+// Run with -benchtime 1x; b.N only repeats the whole measurement.
+func BenchmarkGatewayLatency(b *testing.B) {
+	for _, stream := range []bool{false, true} {
+		name := "body"
+		if stream {
+			name = "stream_first_chunk"
+		}
+		b.Run(name, func(b *testing.B) {
+			ts := benchTargets(b)
+			lat := make([][]time.Duration, len(ts))
+			for range b.N {
+				for _, t := range ts { // warm up connections
+					for range 50 {
+						call(b, t.url, stream)
+					}
+				}
+				for range 10 {
+					for i, t := range ts {
+						for range 300 {
+							lat[i] = append(lat[i], call(b, t.url, stream))
+						}
+					}
+				}
+			}
+			for i, t := range ts {
+				b.ReportMetric(ms(percentile(lat[i], 0.5)), t.name+"_p50_ms")
+				b.ReportMetric(ms(percentile(lat[i], 0.99)), t.name+"_p99_ms")
+				if i > 0 {
+					b.ReportMetric(ms(percentile(lat[i], 0.5)-percentile(lat[0], 0.5)), t.name+"_added_p50_ms")
+					b.ReportMetric(ms(percentile(lat[i], 0.99)-percentile(lat[0], 0.99)), t.name+"_added_p99_ms")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGatewayThroughput measures requests per second at concurrency
+// 16, alternating between targets in rounds of two seconds.
+func BenchmarkGatewayThroughput(b *testing.B) {
+	const conc = 16
+	ts := benchTargets(b)
+	count := make([]int64, len(ts))
+	elapsed := make([]time.Duration, len(ts))
+	lat := make([][]time.Duration, len(ts))
+	for range b.N {
+		for round := range 4 {
+			for i, t := range ts {
+				var n atomic.Int64
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				start := time.Now()
+				deadline := start.Add(2 * time.Second)
+				for range conc {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var mine []time.Duration
+						for time.Now().Before(deadline) {
+							mine = append(mine, call(b, t.url, false))
+							n.Add(1)
+						}
+						mu.Lock()
+						if round > 0 { // the first round warms up
+							lat[i] = append(lat[i], mine...)
+						}
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				if round > 0 {
+					count[i] += n.Load()
+					elapsed[i] += time.Since(start)
+				}
+			}
+		}
+	}
+	for i, t := range ts {
+		b.ReportMetric(float64(count[i])/elapsed[i].Seconds(), t.name+"_req/s")
+		b.ReportMetric(ms(percentile(lat[i], 0.99)), t.name+"_p99_ms")
+	}
+}

@@ -1,0 +1,684 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/infertrail/infertrail"
+)
+
+type ctxKey struct{}
+
+// exchange is one proxied call.
+type exchange struct {
+	rt       *route
+	start    time.Time
+	call     Call
+	id       identity
+	tc       traceContext
+	session  string
+	req      *infertrail.Record
+	reqSeq   int64 // -1 until the request record is durable
+	respID   infertrail.UUID
+	inCtx    context.Context // the caller's request context
+	ctx      context.Context // the outbound context
+	cancel   context.CancelCauseFunc
+	reserved bool // a pending slot is held for the response record
+
+	status      int
+	firstByte   time.Time
+	upstreamID  string
+	stream      bool
+	finished    atomic.Bool
+	gatewayBody []byte // an error body the gateway answered itself
+	failure     string // why the call failed, when the gateway saw it fail
+}
+
+var (
+	errIdle         = errors.New("the upstream sent nothing for too long")
+	errNotRecorded  = errors.New("the audit trail could not record the response, so it was withheld")
+	errHoldTooLarge = errors.New("the response is larger than the gateway holds in fail-closed mode")
+)
+
+// ServeHTTP proxies one call: it identifies the caller, records the
+// request, forwards it, and records the response as it passes back.
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g := rt.g
+	if !g.enter() {
+		rt.answer(w, http.StatusServiceUnavailable, "the InferTrail gateway is shutting down; try again")
+		return
+	}
+	defer g.leave()
+	ex := &exchange{rt: rt, start: g.cfg.Now(), reqSeq: -1, inCtx: r.Context(), respID: infertrail.NewUUID()}
+	id, err := g.identify(rt.p, r.Header)
+	if err != nil {
+		g.log.Warn("gateway: caller refused", "provider", rt.p.Name(), "path", r.URL.Path, "err", err)
+		rt.answer(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	ex.id = id
+	ex.tc = newTraceContext(r.Header)
+	ex.session = strings.TrimSpace(r.Header.Get(HeaderSession))
+
+	var body []byte
+	if r.Method != http.MethodGet {
+		if r.ContentLength > g.cfg.MaxRequestBytes {
+			rt.refuse(w, ex, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is %d bytes; this gateway takes at most %d", r.ContentLength, g.cfg.MaxRequestBytes))
+			return
+		}
+		// Bound the time to read the body, then lift the bound: a streamed
+		// response may take long, and the server must notice a client that
+		// goes away meanwhile.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes))
+		rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				rt.refuse(w, ex, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes, the most this gateway takes", g.cfg.MaxRequestBytes))
+				return
+			}
+			g.log.Debug("gateway: reading a request body failed", "err", err)
+			rt.answer(w, http.StatusBadRequest, "the request body could not be read")
+			return
+		}
+	}
+	ex.call, err = rt.p.ParseRequest(rt.ep, body)
+	if err != nil {
+		rt.refuse(w, ex, body, http.StatusBadRequest, err.Error())
+		return
+	}
+	ex.req = ex.requestRecord(body)
+
+	// Durability: the request record first, then room for the response's.
+	if g.cfg.Durability == Async {
+		// Nothing waits for the record, so check now what the trail would refuse.
+		if err := ex.req.Validate(infertrail.Limits{}); err != nil {
+			rt.unrecorded(w, err)
+			return
+		}
+		if err := g.reserve(r.Context()); err != nil {
+			rt.unrecorded(w, err)
+			return
+		}
+		g.writeLater(ex.req)
+	} else {
+		// Records waiting to be written after the fact share this commit.
+		recs := append(g.takeBacklog(), ex.req)
+		seqs, err := g.rec.Record(r.Context(), recs...)
+		if err != nil {
+			if len(recs) > 1 {
+				go g.persistAll(recs[:len(recs)-1])
+			}
+			rt.unrecorded(w, err)
+			return
+		}
+		g.written(recs[:len(recs)-1])
+		ex.reqSeq = seqs[len(seqs)-1]
+	}
+	if g.cfg.Durability != FailClosed {
+		if err := g.reserve(r.Context()); err != nil {
+			// The request is on record but will not be forwarded: say so.
+			ex.gatewayBody = rt.p.ErrorBody(http.StatusServiceUnavailable, "the InferTrail gateway is busy; try again")
+			rt.answer(w, http.StatusServiceUnavailable, "the InferTrail gateway is busy; try again")
+			ex.finishRefused(http.StatusServiceUnavailable, err)
+			return
+		}
+		ex.reserved = true
+	}
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, rt.up.Timeout,
+		fmt.Errorf("the call took longer than %s: %w", rt.up.Timeout, context.DeadlineExceeded))
+	defer cancelTimeout()
+	defer cancel(nil)
+	ex.ctx, ex.cancel = context.WithValue(ctx, ctxKey{}, ex), cancel
+	out := r.WithContext(ex.ctx)
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	defer func() {
+		// A call that never reached modifyResponse or errorHandler (the
+		// handler was aborted) still gets its response record.
+		if !ex.finished.Load() {
+			ex.finish(Response{}, "client_disconnected", nil)
+		}
+	}()
+	rt.proxy.ServeHTTP(w, out)
+}
+
+// answer writes an error in the provider's shape.
+func (rt *route) answer(w http.ResponseWriter, status int, msg string) {
+	rt.g.m.request(rt.p.Name(), rt.ep.Operation, status)
+	writeProviderError(w, rt.p, status, msg)
+}
+
+// unrecorded answers a call whose request record could not be written:
+// it is not forwarded.
+func (rt *route) unrecorded(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, infertrail.ErrInvalid), errors.Is(err, infertrail.ErrTooLarge):
+		rt.answer(w, statusOf(err), "InferTrail cannot record this request: "+err.Error())
+	case errors.Is(err, context.Canceled):
+		rt.g.m.request(rt.p.Name(), rt.ep.Operation, 499)
+	default:
+		rt.g.log.Warn("gateway: request not forwarded: its record could not be written", "provider", rt.p.Name(), "err", err)
+		rt.answer(w, http.StatusServiceUnavailable, "the request was not forwarded: the InferTrail audit trail cannot record it right now; try again")
+	}
+}
+
+func statusOf(err error) int {
+	if errors.Is(err, infertrail.ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// refuse answers a request the gateway will not forward because it is
+// malformed or too large, and records the refusal after the fact.
+func (rt *route) refuse(w http.ResponseWriter, ex *exchange, body []byte, status int, msg string) {
+	rt.answer(w, status, msg)
+	r := ex.baseRecord()
+	r.ID = infertrail.NewUUID()
+	ex.requestAttributes(r)
+	r.Attributes["infertrail.refused"] = jsonString(msg)
+	r.Attributes["http.response.status_code"] = jsonInt(int64(status))
+	if len(body) > 0 {
+		if json.Valid(body) {
+			r.Content = map[string]json.RawMessage{"request": body}
+		} else {
+			r.Content = map[string]json.RawMessage{"request": jsonString(strings.ToValidUTF8(string(body), "\uFFFD"))}
+		}
+	}
+	if r.Validate(infertrail.Limits{}) != nil {
+		r.Content = nil
+		r.SessionID, r.Actor.ID = "", ""
+	}
+	if rt.g.reserve(ex.inCtx) == nil {
+		rt.g.writeLater(r)
+	} else {
+		rt.g.persist(r) // no room to wait in: write it now
+	}
+}
+
+// rewrite turns the caller's request into the upstream's.
+func (rt *route) rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(ctxKey{}).(*exchange)
+	u := pr.Out.URL
+	u.Scheme, u.Host = rt.base.Scheme, rt.base.Host
+	u.Path, u.RawPath = rt.base.Path+rt.ep.Path, ""
+	u.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = ""
+	h := pr.Out.Header
+	for k := range h {
+		if len(k) > 13 && strings.EqualFold(k[:13], "x-infertrail-") {
+			delete(h, k)
+		}
+	}
+	if ex.id.replace {
+		rt.p.SetCredential(h, ex.id.upstream)
+	}
+	h.Set("traceparent", ex.tc.header())
+	// Ask only for what the record can be rebuilt from.
+	if ae := h.Get("Accept-Encoding"); strings.Contains(strings.ToLower(ae), "gzip") {
+		h.Set("Accept-Encoding", "gzip")
+	} else {
+		h.Del("Accept-Encoding")
+	}
+}
+
+// modifyResponse starts capturing the upstream's response.
+func (rt *route) modifyResponse(resp *http.Response) error {
+	ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
+	g := rt.g
+	ex.status = resp.StatusCode
+	for _, k := range [...]string{"x-request-id", "request-id", "apim-request-id"} {
+		if v := resp.Header.Get(k); v != "" {
+			ex.upstreamID = v
+			break
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	ex.stream = mt == "text/event-stream"
+	c := &capture{ex: ex, body: resp.Body, rec: rt.p.NewResponse(rt.ep, &ex.call, g.cfg.MaxCaptureBytes),
+		limit: g.cfg.MaxCaptureBytes, hash: sha256.New()}
+	switch enc := strings.ToLower(resp.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+		if ex.stream {
+			c.sse = newSSEParser(g.cfg.MaxCaptureBytes, c.rec.Event)
+		}
+	case "gzip":
+		c.gzip = true
+	default:
+		c.undecodable = enc
+	}
+	h := resp.Header
+	h.Set("traceparent", ex.tc.header())
+	h.Set(HeaderRecordID, ex.req.ID.String()+", "+ex.respID.String())
+	if ex.reqSeq >= 0 {
+		h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
+	}
+	c.idle = time.AfterFunc(rt.up.IdleTimeout, func() { ex.cancel(errIdle) })
+	if g.cfg.Durability == FailClosed {
+		if !ex.stream {
+			// Hold the whole response until its record is durable.
+			held, err := io.ReadAll(io.LimitReader(c, int64(g.cfg.MaxCaptureBytes)+1))
+			if err == nil && len(held) > g.cfg.MaxCaptureBytes {
+				c.finishOnce("response_too_large")
+				return errHoldTooLarge
+			}
+			if err != nil {
+				return err // c has recorded the failure
+			}
+			resp.Body.Close()
+			h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10)+", "+strconv.FormatInt(c.respSeq, 10))
+			resp.Body = io.NopCloser(bytes.NewReader(held))
+			resp.ContentLength = int64(len(held))
+			h.Set("Content-Length", strconv.Itoa(len(held)))
+			return nil
+		}
+		if resp.Trailer == nil {
+			resp.Trailer = http.Header{}
+		}
+		resp.Trailer[HeaderRecord] = nil
+		c.trailer = resp.Trailer
+	}
+	resp.Body = c
+	return nil
+}
+
+// errorHandler answers a call that got no usable response from the
+// upstream, in the provider's shape, and records what happened.
+func (rt *route) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := r.Context().Value(ctxKey{}).(*exchange)
+	status, msg, reason := http.StatusBadGateway, "the upstream could not be reached", "upstream_error"
+	var ne net.Error
+	switch {
+	case errors.Is(err, errNotRecorded):
+		status, msg, reason = http.StatusServiceUnavailable, errNotRecorded.Error(), "not_recorded"
+	case errors.Is(err, errHoldTooLarge):
+		msg, reason = errHoldTooLarge.Error(), "response_too_large"
+	case ex.inCtx.Err() != nil:
+		status, msg, reason = 499, "the client went away", "client_disconnected"
+	case errors.Is(context.Cause(ex.ctx), errIdle):
+		status, msg, reason = http.StatusGatewayTimeout, "the upstream stopped sending", "idle_timeout"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		status, msg, reason = http.StatusGatewayTimeout, fmt.Sprintf("the upstream did not answer in time (%v)", err), "timeout"
+	default:
+		msg = fmt.Sprintf("the upstream could not be reached: %v", err)
+	}
+	if status != 499 {
+		ex.gatewayBody = rt.p.ErrorBody(status, msg)
+		h := w.Header()
+		h.Set("traceparent", ex.tc.header())
+		h.Set(HeaderRecordID, ex.req.ID.String()+", "+ex.respID.String())
+		if ex.reqSeq >= 0 {
+			h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
+		}
+		writeProviderError(w, rt.p, status, msg)
+	}
+	rt.g.m.request(rt.p.Name(), rt.ep.Operation, status)
+	if reason != "not_recorded" && reason != "response_too_large" {
+		ex.status = status
+		ex.finishError(reason, err)
+	}
+}
+
+// capture is the response body as the proxy reads it: it passes every
+// byte on unchanged, and feeds a bounded reconstruction on the side.
+type capture struct {
+	ex          *exchange
+	body        io.ReadCloser
+	rec         Reconstructor
+	sse         *sseParser
+	raw         []byte // the body, for one not streamed or compressed, up to limit
+	limit       int
+	over        bool
+	gzip        bool
+	undecodable string
+	hash        hash.Hash
+	n           int64
+	idle        *time.Timer
+	trailer     http.Header
+	respSeq     int64
+}
+
+func (c *capture) Read(p []byte) (int, error) {
+	n, err := c.body.Read(p)
+	if n > 0 {
+		c.observe(p[:n])
+	}
+	switch {
+	case err == io.EOF:
+		if ferr := c.finishOnce(""); ferr != nil {
+			return n, ferr
+		}
+	case err != nil:
+		c.ex.failure = err.Error()
+		c.finishOnce(c.ex.reasonFor(err))
+	}
+	return n, err
+}
+
+func (c *capture) Close() error {
+	if !c.ex.finished.Load() {
+		reason := "client_disconnected"
+		if c.ex.inCtx.Err() == nil {
+			reason = c.ex.reasonFor(context.Cause(c.ex.ctx))
+		}
+		c.finishOnce(reason)
+	}
+	return c.body.Close()
+}
+
+func (c *capture) observe(b []byte) {
+	if c.n == 0 {
+		c.ex.firstByte = c.ex.rt.g.cfg.Now()
+	}
+	c.n += int64(len(b))
+	c.idle.Reset(c.ex.rt.up.IdleTimeout)
+	c.hash.Write(b)
+	if c.sse != nil {
+		c.sse.feed(b)
+		return
+	}
+	if c.over {
+		return
+	}
+	if len(c.raw)+len(b) > c.limit {
+		c.over = true
+		c.raw = nil
+		return
+	}
+	c.raw = append(c.raw, b...)
+}
+
+// finishOnce ends the capture: it rebuilds the response and writes its
+// record. reason is "" for a response read to its end. In fail-closed
+// mode it waits for the record, and an error means it was not written.
+func (c *capture) finishOnce(reason string) error {
+	if c.ex.finished.Load() {
+		return nil
+	}
+	c.idle.Stop()
+	if !c.over && c.undecodable == "" {
+		body := c.raw
+		if c.gzip && len(body) > 0 {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err == nil {
+				body, err = io.ReadAll(io.LimitReader(zr, int64(c.limit)+1))
+			}
+			if err != nil || len(body) > c.limit {
+				body, c.over = nil, true
+			}
+		}
+		switch {
+		case body == nil:
+		case c.ex.stream:
+			if c.sse == nil {
+				newSSEParser(c.limit, c.rec.Event).feed(body)
+			}
+		default:
+			c.rec.Body(c.ex.status, body)
+		}
+	}
+	res := c.rec.Result()
+	if c.over {
+		res.Truncated = true
+	}
+	if c.sse != nil && c.sse.dropped > 0 {
+		res.Truncated = true
+	}
+	seq, err := c.ex.finish(res, reason, c)
+	if err != nil {
+		return err
+	}
+	c.respSeq = seq
+	if c.trailer != nil {
+		c.trailer.Set(HeaderRecord, strconv.FormatInt(c.ex.reqSeq, 10)+", "+strconv.FormatInt(seq, 10))
+	}
+	return nil
+}
+
+func (ex *exchange) reasonFor(err error) string {
+	var ne net.Error
+	switch {
+	case ex.inCtx.Err() != nil:
+		return "client_disconnected"
+	case errors.Is(context.Cause(ex.ctx), errIdle):
+		return "idle_timeout"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case err == nil:
+		return "closed_early"
+	}
+	return "upstream_error"
+}
+
+func (ex *exchange) finishRefused(status int, err error) {
+	ex.status = status
+	ex.finishError("not_forwarded", err)
+}
+
+// finishError records a call that ended without a usable response.
+func (ex *exchange) finishError(reason string, err error) {
+	ex.failure = err.Error()
+	ex.finish(Response{}, reason, nil)
+}
+
+// finish writes the response record once. In fail-closed mode it waits
+// for the record to be durable and returns its sequence number.
+func (ex *exchange) finish(res Response, reason string, c *capture) (int64, error) {
+	if !ex.finished.CompareAndSwap(false, true) {
+		return -1, nil
+	}
+	g := ex.rt.g
+	if reason != "" {
+		g.m.incomplete(ex.rt.p.Name(), reason)
+	} else {
+		g.m.request(ex.rt.p.Name(), ex.rt.ep.Operation, ex.status)
+	}
+	r := ex.responseRecord(res, reason, c)
+	if ex.reserved {
+		g.writeLater(r)
+		return -1, nil
+	}
+	if g.cfg.Durability != FailClosed {
+		// No slot could be held: write it anyway, waiting as needed.
+		g.persist(r)
+		return -1, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seqs, err := g.rec.Record(ctx, r)
+	if err != nil {
+		g.log.Error("gateway: response withheld: its record could not be written", "provider", ex.rt.p.Name(), "err", err)
+		return -1, fmt.Errorf("%w: %w", errNotRecorded, err)
+	}
+	return seqs[0], nil
+}
+
+func (ex *exchange) baseRecord() *infertrail.Record {
+	return &infertrail.Record{
+		Kind: ex.rt.ep.Kind, Time: ex.start, Tenant: ex.id.tenant, Actor: ex.id.actor,
+		SessionID: ex.session, TraceID: ex.tc.traceID, SpanID: ex.tc.spanID, ParentSpanID: ex.tc.parentID,
+		Source: ex.rt.p.Name(), Attributes: map[string]json.RawMessage{},
+	}
+}
+
+func (ex *exchange) requestAttributes(r *infertrail.Record) {
+	a := r.Attributes
+	a["infertrail.phase"] = jsonString("request")
+	a["gen_ai.operation.name"] = jsonString(ex.rt.ep.Operation)
+	a["gen_ai.provider.name"] = jsonString(ex.rt.p.Name())
+	a["http.request.method"] = jsonString(ex.rt.ep.Method)
+	a["url.path"] = jsonString("/" + ex.rt.p.Name() + ex.rt.ep.Path)
+	a["server.address"] = jsonString(ex.rt.base.Host)
+	if ex.call.Model != "" {
+		a["gen_ai.request.model"] = jsonString(ex.call.Model)
+	}
+	if ex.call.Stream {
+		a["infertrail.stream"] = json.RawMessage("true")
+	}
+	if ex.id.vkey != "" {
+		a["infertrail.virtual_key"] = jsonString(ex.id.vkey)
+	}
+	if ex.id.claimed != "" {
+		a["infertrail.claimed_agent"] = jsonString(ex.id.claimed)
+	}
+	if ex.id.actor.ID != "" && ex.id.vkey == "" {
+		// Without a virtual key the agent id is the caller's claim; the
+		// credential fingerprint is what was authenticated upstream.
+		a["infertrail.agent_claimed"] = json.RawMessage("true")
+	}
+}
+
+func (ex *exchange) requestRecord(body []byte) *infertrail.Record {
+	r := ex.baseRecord()
+	r.ID = infertrail.NewUUID() // set here: the record is written concurrently with reads of its id
+	ex.requestAttributes(r)
+	for k, v := range ex.call.Attributes {
+		if b, err := json.Marshal(v); err == nil {
+			r.Attributes[k] = b
+		}
+	}
+	if len(body) > 0 {
+		r.Content = map[string]json.RawMessage{"request": body}
+	}
+	return r
+}
+
+// maxToolCallsInClear bounds the tool calls listed in a record's
+// attributes; all of them stay in its content.
+const maxToolCallsInClear = 128
+
+func (ex *exchange) responseRecord(res Response, reason string, c *capture) *infertrail.Record {
+	g := ex.rt.g
+	end := g.cfg.Now()
+	r := ex.baseRecord()
+	r.ID, r.Time = ex.respID, end
+	r.Links = []infertrail.Link{{Rel: "answers", ID: ex.req.ID}}
+	a := r.Attributes
+	a["infertrail.phase"] = jsonString("response")
+	a["gen_ai.operation.name"] = jsonString(ex.rt.ep.Operation)
+	a["gen_ai.provider.name"] = jsonString(ex.rt.p.Name())
+	if ex.call.Model != "" {
+		a["gen_ai.request.model"] = jsonString(ex.call.Model)
+	}
+	if ex.id.vkey != "" {
+		a["infertrail.virtual_key"] = jsonString(ex.id.vkey)
+	}
+	if ex.status != 0 {
+		a["http.response.status_code"] = jsonInt(int64(ex.status))
+	}
+	a["infertrail.duration_ns"] = jsonInt(end.Sub(ex.start).Nanoseconds())
+	if !ex.firstByte.IsZero() && ex.stream {
+		a["infertrail.time_to_first_chunk_ns"] = jsonInt(ex.firstByte.Sub(ex.start).Nanoseconds())
+	}
+	if ex.stream {
+		a["infertrail.stream"] = json.RawMessage("true")
+	}
+	if ex.upstreamID != "" {
+		a["infertrail.upstream.request_id"] = jsonString(ex.upstreamID)
+	}
+	if res.ID != "" {
+		a["gen_ai.response.id"] = jsonString(res.ID)
+	}
+	if res.Model != "" {
+		a["gen_ai.response.model"] = jsonString(res.Model)
+	}
+	if res.SystemFingerprint != "" {
+		a["openai.response.system_fingerprint"] = jsonString(res.SystemFingerprint)
+	}
+	if len(res.FinishReasons) > 0 {
+		a["gen_ai.response.finish_reasons"] = jsonValue(res.FinishReasons)
+	}
+	for k, v := range res.Usage {
+		a[k] = jsonInt(v)
+	}
+	if n := len(res.ToolCalls); n > 0 {
+		type tc struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		list := make([]tc, 0, min(n, maxToolCallsInClear))
+		for _, t := range res.ToolCalls[:min(n, maxToolCallsInClear)] {
+			list = append(list, tc{t.ID, t.Name})
+		}
+		a["gen_ai.response.tool_calls"] = jsonValue(list)
+		if n > maxToolCallsInClear {
+			a["infertrail.tool_calls_total"] = jsonInt(int64(n))
+		}
+	}
+	for k, v := range res.Attributes {
+		if b, err := json.Marshal(v); err == nil {
+			a[k] = b
+		}
+	}
+	switch {
+	case reason != "":
+		a["infertrail.incomplete"] = json.RawMessage("true")
+		a["infertrail.incomplete_reason"] = jsonString(reason)
+		a["error.type"] = jsonString(reason)
+		if ex.failure != "" {
+			a["infertrail.error"] = jsonString(ex.failure)
+		}
+	case ex.status >= 400:
+		a["error.type"] = jsonString(strconv.Itoa(ex.status))
+	case ex.stream && !res.Done:
+		a["infertrail.incomplete"] = json.RawMessage("true")
+		a["infertrail.incomplete_reason"] = jsonString("no_terminal_event")
+	}
+	if res.Truncated {
+		a["infertrail.truncated"] = json.RawMessage("true")
+	}
+	if c != nil {
+		a["infertrail.response.bytes"] = jsonInt(c.n)
+		a["infertrail.response.sha256"] = jsonString("sha256:" + hex.EncodeToString(c.hash.Sum(nil)))
+		if c.undecodable != "" {
+			a["infertrail.response.content_encoding"] = jsonString(c.undecodable)
+		}
+	}
+	content := map[string]json.RawMessage{}
+	switch {
+	case res.Body != nil:
+		content["response"] = res.Body
+	case ex.gatewayBody != nil:
+		content["response"] = ex.gatewayBody
+	}
+	if res.Error != nil {
+		content["error"] = res.Error
+	}
+	if len(content) > 0 {
+		r.Content = content
+	}
+	return r
+}
+
+func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, s) }
+
+func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
+
+func jsonValue(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return b
+}

@@ -1,0 +1,510 @@
+// Package gateway is InferTrail's LLM gateway: a reverse proxy in front of
+// model providers that records every call — request, response rebuilt from
+// its stream, model identity, usage and calling identity — as evidence.
+// Provider adapters (capture/openai, capture/anthropic) supply the wire
+// formats; the gateway does the proxying, identity, durability and records.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Durability says when a proxied call's records must be durable.
+type Durability int
+
+// The durability modes.
+const (
+	// RequestAhead (the default): the request record is durable before the
+	// request is forwarded; the response record is written as the response
+	// ends, without holding the response back.
+	RequestAhead Durability = iota
+	// FailClosed: as RequestAhead, and the response is held until its
+	// record is durable. A streamed response passes through as it comes,
+	// but its end is held: if its record cannot be written, the stream is
+	// cut off instead of ending cleanly.
+	FailClosed
+	// Async: both records are written after the fact; nothing waits for
+	// them, but none is dropped: when the trail falls behind, calls wait
+	// for room (backpressure).
+	Async
+)
+
+var durabilityNames = []string{"request-ahead", "fail-closed", "async"}
+
+func (d Durability) String() string {
+	if d < 0 || int(d) >= len(durabilityNames) {
+		return fmt.Sprintf("Durability(%d)", int(d))
+	}
+	return durabilityNames[d]
+}
+
+// ParseDurability parses "request-ahead", "fail-closed" or "async".
+func ParseDurability(s string) (Durability, error) {
+	if i := slices.Index(durabilityNames, s); i >= 0 {
+		return Durability(i), nil
+	}
+	return 0, fmt.Errorf("durability %q: want request-ahead, fail-closed or async: %w", s, infertrail.ErrInvalid)
+}
+
+// Headers the gateway reads from callers and sets on responses.
+const (
+	HeaderAgent   = "X-InferTrail-Agent"   // the calling agent's id, as the caller claims it
+	HeaderSession = "X-InferTrail-Session" // the caller's session id
+	// HeaderRecord carries the sequence numbers of the call's records that
+	// were durable when the response was sent: the request record's, and in
+	// fail-closed mode the response record's too ("41, 42"). For a stream
+	// in fail-closed mode the response record's number follows as a trailer.
+	HeaderRecord = "X-InferTrail-Record"
+	// HeaderRecordID carries the ids of the request and response records,
+	// known before either is written.
+	HeaderRecordID = "X-InferTrail-Record-Id"
+)
+
+// Upstream is one provider and where the gateway forwards its calls.
+type Upstream struct {
+	Provider Provider
+	// BaseURL is the provider's API base, as its SDKs take it
+	// ("https://api.openai.com/v1", "http://localhost:11434/v1",
+	// "https://api.anthropic.com"). A trailing "/v1" is dropped, since the
+	// endpoints' paths start with it.
+	BaseURL string
+	// ConnectTimeout bounds connecting, TLS handshake included (default 10s).
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the response headers
+	// after the request is sent (default 10 minutes: a long completion
+	// that does not stream sends nothing until it is done).
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout bounds the silence between two reads of a response body
+	// (default 5 minutes).
+	IdleTimeout time.Duration
+	// Timeout bounds the whole call, streamed body included (default 30 minutes).
+	Timeout time.Duration
+	// TLS configures connections to the upstream (default: system roots).
+	TLS *tls.Config
+	// Transport, if set, replaces the transport built from the settings above.
+	Transport http.RoundTripper
+}
+
+// Config configures a Gateway. Zero values mean the documented defaults.
+type Config struct {
+	Recorder  infertrail.Recorder // required: where records go
+	Secret    []byte              // required, ≥ 32 bytes: keys credential fingerprints
+	Upstreams []Upstream          // one per provider
+	// Durability is when records must be durable (default RequestAhead).
+	Durability Durability
+	// VirtualKeys are keys issued to agents in place of provider keys.
+	VirtualKeys []VirtualKey
+	// RequireVirtualKey refuses callers that do not present a virtual key.
+	// By default their own provider key is passed through, and only its
+	// fingerprint recorded.
+	RequireVirtualKey bool
+	// Tenant is the tenant of records whose caller has none (default "default").
+	Tenant string
+	// MaxRequestBytes bounds a request body (default 16 MiB).
+	MaxRequestBytes int64
+	// MaxCaptureBytes bounds what is kept of one response to rebuild it
+	// (default 8 MiB). Past it the record keeps the response's digest and
+	// is marked truncated. In fail-closed mode it also bounds a response
+	// that is not streamed, which is held whole.
+	MaxCaptureBytes int
+	// MaxPending bounds the records waiting to be written after the fact
+	// (default 16384). When it is reached, new calls wait for room.
+	MaxPending int
+	// PendingWait is how long a call waits for room before it is refused
+	// with 503 (default 30s).
+	PendingWait time.Duration
+	Logger      *slog.Logger          // default slog.Default()
+	Registry    prometheus.Registerer // where the gateway registers its metrics; nil: none
+	Now         func() time.Time
+}
+
+// Gateway is the LLM gateway. It is an http.Handler serving each
+// provider's endpoints under /{provider}/, and safe for concurrent use.
+type Gateway struct {
+	cfg   Config
+	rec   infertrail.Recorder
+	fp    *fingerprinter
+	vkeys map[string]*VirtualKey // by fingerprint of the key
+	mux   *http.ServeMux
+	log   *slog.Logger
+	m     *metrics
+
+	slots   chan struct{} // one per record waiting to be written after the fact
+	wg      sync.WaitGroup
+	blMu    sync.Mutex
+	backlog []*infertrail.Record
+	blTimer *time.Timer
+
+	mu      sync.Mutex
+	closed  bool
+	active  int           // calls in flight
+	drained chan struct{} // closed when closed and no call is in flight
+}
+
+// New returns a gateway over cfg.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Recorder == nil {
+		return nil, errors.New("new gateway: Recorder is required")
+	}
+	if len(cfg.Secret) < 32 {
+		return nil, errors.New("new gateway: Secret must be at least 32 bytes")
+	}
+	if cfg.Durability < RequestAhead || cfg.Durability > Async {
+		return nil, fmt.Errorf("new gateway: unknown durability %d", cfg.Durability)
+	}
+	if cfg.Tenant == "" {
+		cfg.Tenant = infertrail.DefaultTenant
+	}
+	if !infertrail.ValidTenant(cfg.Tenant) {
+		return nil, fmt.Errorf("new gateway: tenant %q is not a valid tenant name", cfg.Tenant)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 16 << 20
+	}
+	if cfg.MaxCaptureBytes <= 0 {
+		cfg.MaxCaptureBytes = 8 << 20
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 16384
+	}
+	if cfg.PendingWait <= 0 {
+		cfg.PendingWait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	g := &Gateway{
+		cfg: cfg, rec: cfg.Recorder, fp: newFingerprinter(cfg.Secret),
+		vkeys: map[string]*VirtualKey{}, mux: http.NewServeMux(), log: cfg.Logger,
+		slots: make(chan struct{}, cfg.MaxPending), drained: make(chan struct{}),
+	}
+	g.blTimer = time.AfterFunc(time.Hour, g.flushBacklog)
+	g.blTimer.Stop()
+	g.m = newMetrics(cfg.Registry, g)
+	names := map[string]bool{}
+	for i := range cfg.VirtualKeys {
+		vk := &cfg.VirtualKeys[i]
+		if vk.Key == "" || vk.Agent == "" {
+			return nil, fmt.Errorf("new gateway: virtual key %d (%q): Key and Agent are required", i, vk.Name)
+		}
+		if vk.Tenant != "" && !infertrail.ValidTenant(vk.Tenant) {
+			return nil, fmt.Errorf("new gateway: virtual key %q: tenant %q is not a valid tenant name", vk.Name, vk.Tenant)
+		}
+		if vk.Name == "" {
+			vk.Name = vk.Agent
+		}
+		if names[vk.Name] {
+			return nil, fmt.Errorf("new gateway: two virtual keys are named %q", vk.Name)
+		}
+		names[vk.Name] = true
+		fp := g.fp.of(string(vk.Key))
+		if _, dup := g.vkeys[fp]; dup {
+			return nil, fmt.Errorf("new gateway: virtual key %q has the same key as another", vk.Name)
+		}
+		g.vkeys[fp] = vk
+	}
+	seen := map[string]bool{}
+	for _, up := range cfg.Upstreams {
+		if up.Provider == nil {
+			return nil, errors.New("new gateway: an upstream has no Provider")
+		}
+		name := up.Provider.Name()
+		if seen[name] {
+			return nil, fmt.Errorf("new gateway: two upstreams for provider %q", name)
+		}
+		seen[name] = true
+		if err := g.mount(up); err != nil {
+			return nil, fmt.Errorf("new gateway: %s upstream: %w", name, err)
+		}
+	}
+	return g, nil
+}
+
+// ServeHTTP serves the providers' endpoints.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// Prefixes returns the path prefixes the gateway serves, "/openai/" and
+// so on, for mounting it beside other handlers.
+func (g *Gateway) Prefixes() []string {
+	var out []string
+	for _, up := range g.cfg.Upstreams {
+		out = append(out, "/"+up.Provider.Name()+"/")
+	}
+	return out
+}
+
+// Close refuses new calls (503), waits for the calls in flight and then
+// for every record still being written, up to ctx's deadline, and reports
+// what it could not finish.
+func (g *Gateway) Close(ctx context.Context) error {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		if g.active == 0 {
+			close(g.drained)
+		}
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.drained:
+	case <-ctx.Done():
+		g.mu.Lock()
+		n := g.active
+		g.mu.Unlock()
+		return fmt.Errorf("close gateway: %d calls still in flight: %w", n, ctx.Err())
+	}
+	g.flushBacklog()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		n := len(g.slots)
+		g.log.Error("gateway: records not yet written at shutdown", "records", n)
+		return fmt.Errorf("close gateway: %d records not yet written: %w", n, ctx.Err())
+	}
+}
+
+// enter counts a call in flight; it fails once Close has begun.
+func (g *Gateway) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.active++
+	return true
+}
+
+func (g *Gateway) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.active--
+	if g.closed && g.active == 0 {
+		close(g.drained)
+	}
+}
+
+// route is one provider endpoint.
+type route struct {
+	g     *Gateway
+	p     Provider
+	ep    Endpoint
+	up    Upstream
+	base  *url.URL
+	proxy *httputil.ReverseProxy
+}
+
+func (g *Gateway) mount(up Upstream) error {
+	base, err := url.Parse(strings.TrimSpace(up.BaseURL))
+	if err != nil || base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
+		return fmt.Errorf("base URL %q: want http:// or https:// and a host", up.BaseURL)
+	}
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return fmt.Errorf("base URL %q: give no user, query or fragment", up.BaseURL)
+	}
+	base.Path = strings.TrimSuffix(strings.TrimSuffix(base.Path, "/"), "/v1")
+	base.RawPath = ""
+	if up.ConnectTimeout <= 0 {
+		up.ConnectTimeout = 10 * time.Second
+	}
+	if up.ResponseHeaderTimeout <= 0 {
+		up.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if up.IdleTimeout <= 0 {
+		up.IdleTimeout = 5 * time.Minute
+	}
+	if up.Timeout <= 0 {
+		up.Timeout = 30 * time.Minute
+	}
+	if up.Transport == nil {
+		up.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: up.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       up.TLS,
+			TLSHandshakeTimeout:   up.ConnectTimeout,
+			ResponseHeaderTimeout: up.ResponseHeaderTimeout,
+			ExpectContinueTimeout: time.Second,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	name := up.Provider.Name()
+	var list []string
+	for _, ep := range up.Provider.Endpoints() {
+		rt := &route{g: g, p: up.Provider, ep: ep, up: up, base: base}
+		rt.proxy = &httputil.ReverseProxy{
+			Rewrite:        rt.rewrite,
+			Transport:      up.Transport,
+			ModifyResponse: rt.modifyResponse,
+			ErrorHandler:   rt.errorHandler,
+			BufferPool:     bufferPool{},
+			ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		}
+		g.mux.Handle(ep.Method+" /"+name+ep.Path, rt)
+		list = append(list, ep.Method+" /"+name+ep.Path)
+	}
+	p := up.Provider
+	g.mux.HandleFunc("/"+name+"/", func(w http.ResponseWriter, r *http.Request) {
+		g.m.request(name, "", http.StatusNotFound)
+		writeProviderError(w, p, http.StatusNotFound,
+			fmt.Sprintf("%s %s is not an endpoint of the InferTrail %s gateway; it serves %s", r.Method, r.URL.Path, name, strings.Join(list, ", ")))
+	})
+	return nil
+}
+
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+func writeProviderError(w http.ResponseWriter, p Provider, status int, msg string) {
+	body := p.ErrorBody(status, msg)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// reserve takes room for one record to be written after the fact,
+// waiting up to PendingWait when the trail is behind.
+func (g *Gateway) reserve(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	g.m.waited()
+	t := time.NewTimer(g.cfg.PendingWait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%d records are waiting to be written: %w", g.cfg.MaxPending, infertrail.ErrPushback)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeLater writes r after the fact, holding a slot taken by reserve: a
+// record handed here is never dropped while the process runs. Records
+// wait in a backlog for up to backlogDelay, so that the next request record
+// written synchronously carries them into the same commit: at low
+// concurrency a call then costs one commit, not two.
+func (g *Gateway) writeLater(r *infertrail.Record) {
+	g.wg.Add(1)
+	g.blMu.Lock()
+	g.backlog = append(g.backlog, r)
+	if len(g.backlog) == 1 {
+		g.blTimer.Reset(backlogDelay)
+	}
+	g.blMu.Unlock()
+}
+
+// backlogDelay is the longest a record written after the fact waits for a
+// request record to share its commit.
+const backlogDelay = 2 * time.Millisecond
+
+// takeBacklog removes and returns the records waiting in the backlog.
+func (g *Gateway) takeBacklog() []*infertrail.Record {
+	g.blMu.Lock()
+	defer g.blMu.Unlock()
+	b := g.backlog
+	g.backlog = nil
+	return b
+}
+
+// flushBacklog writes what waits in the backlog in the background.
+func (g *Gateway) flushBacklog() {
+	if b := g.takeBacklog(); len(b) > 0 {
+		go g.persistAll(b)
+	}
+}
+
+// written releases the slots of records that are durable.
+func (g *Gateway) written(b []*infertrail.Record) {
+	for range b {
+		<-g.slots
+		g.wg.Done()
+	}
+}
+
+// persistAll writes b in one call, retrying while the trail is busy or
+// down; if the trail refuses the batch, it writes each record on its own.
+func (g *Gateway) persistAll(b []*infertrail.Record) {
+	defer g.written(b)
+	backoff := 5 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := g.rec.Record(ctx, b...)
+		cancel()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+			for _, r := range b {
+				g.persist(r)
+			}
+			return
+		}
+		g.log.Warn("gateway: writing records failed; retrying", "records", len(b), "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// persist writes one record, retrying until it is durable.
+func (g *Gateway) persist(r *infertrail.Record) {
+	backoff := 5 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := g.rec.Record(ctx, r)
+		cancel()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+			if len(r.Content) == 0 {
+				g.m.failed()
+				g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
+				return
+			}
+			// Keep the evidence that the call happened, without the content
+			// the trail refused.
+			r.Content = nil
+			r.Attributes["infertrail.content_refused"] = jsonString(err.Error())
+			continue
+		}
+		g.log.Warn("gateway: writing a record failed; retrying", "id", r.ID.String(), "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}

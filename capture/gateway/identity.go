@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Secret is a credential held in configuration. It never prints: its
+// String and LogValue give "[redacted]".
+type Secret string
+
+// String implements fmt.Stringer without revealing the secret.
+func (Secret) String() string { return "[redacted]" }
+
+// LogValue implements slog.LogValuer without revealing the secret.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// GoString implements fmt.GoStringer without revealing the secret.
+func (Secret) GoString() string { return `"[redacted]"` }
+
+// VirtualKey is a key the gateway issues to an agent in place of a provider
+// key: it names the non-human identity that acts, and holds the upstream
+// keys the gateway uses on its behalf, so agents never hold provider keys.
+type VirtualKey struct {
+	Name   string // a label for operators, recorded as infertrail.virtual_key
+	Key    Secret // what the agent presents, as it would present a provider key
+	Agent  string // the agent id recorded as actor.id
+	Owner  string // the human or team the agent acts for, recorded as actor.on_behalf_of
+	Tenant string // the tenant of the agent's records (default: the gateway's)
+	// Upstream holds the key to send upstream, by provider name. A
+	// provider absent here is refused for this key.
+	Upstream map[string]Secret
+}
+
+// identity is who is calling, as far as the gateway can tell.
+type identity struct {
+	actor    infertrail.Actor
+	tenant   string
+	vkey     string // the virtual key's name, if one was used
+	claimed  string // the X-InferTrail-Agent header when it is not the authenticated agent
+	upstream string // the key to send upstream
+	replace  bool   // replace the caller's credential with upstream
+}
+
+var errUnauthenticated = errors.New("unauthenticated")
+
+// fingerprinter computes keyed fingerprints of credentials.
+type fingerprinter struct{ pool sync.Pool }
+
+func newFingerprinter(secret []byte) *fingerprinter {
+	key := append([]byte("infertrail credential fingerprint\x00"), secret...)
+	return &fingerprinter{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// of returns "hmac-sha256:" and the hex HMAC-SHA256 of cred under the
+// server secret: it lets records correlate a credential's uses, and
+// cannot be reversed or recomputed without the secret.
+func (f *fingerprinter) of(cred string) string {
+	h := f.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(cred))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	f.pool.Put(h)
+	return "hmac-sha256:" + hex.EncodeToString(sum[:])
+}
+
+// identify works out who is calling from the request's credential and
+// headers. Headers are claims: with a virtual key the agent comes from the
+// key, and a different X-InferTrail-Agent is kept only as a claim.
+func (g *Gateway) identify(p Provider, h http.Header) (identity, error) {
+	cred := p.Credential(h)
+	claimed := strings.TrimSpace(h.Get(HeaderAgent))
+	id := identity{tenant: g.cfg.Tenant}
+	if cred != "" {
+		fp := g.fp.of(cred)
+		id.actor.CredentialFingerprint = fp
+		if vk, ok := g.vkeys[fp]; ok {
+			up, ok := vk.Upstream[p.Name()]
+			if !ok {
+				return id, fmt.Errorf("virtual key %q may not use the %s gateway: %w", vk.Name, p.Name(), errUnauthenticated)
+			}
+			id.actor.ID, id.actor.Type, id.actor.OnBehalfOf = vk.Agent, "agent", vk.Owner
+			if vk.Tenant != "" {
+				id.tenant = vk.Tenant
+			}
+			id.vkey, id.upstream, id.replace = vk.Name, string(up), true
+			if claimed != "" && claimed != vk.Agent {
+				id.claimed = claimed
+			}
+			return id, nil
+		}
+	}
+	if g.cfg.RequireVirtualKey {
+		if cred == "" {
+			return id, fmt.Errorf("no API key: this gateway takes virtual keys only: %w", errUnauthenticated)
+		}
+		return id, fmt.Errorf("the API key is not a virtual key of this gateway: %w", errUnauthenticated)
+	}
+	if claimed != "" {
+		id.actor.ID, id.actor.Type = claimed, "agent"
+	}
+	return id, nil
+}
+
+// traceContext is the W3C trace context of one proxied call: the caller's
+// trace (or a new one), the caller's span as parent, and the gateway's own
+// span, which is what the upstream sees as its parent.
+type traceContext struct {
+	traceID, parentID, spanID, flags string
+}
+
+// parseTraceparent reads a version-00 traceparent header; anything else
+// (absent, malformed, all-zero ids) starts a new trace.
+func newTraceContext(h http.Header) traceContext {
+	tc := traceContext{spanID: randomHex(8), flags: "01"}
+	v := strings.TrimSpace(h.Get("traceparent"))
+	if len(v) >= 55 && v[2] == '-' && v[35] == '-' && v[52] == '-' && v[:2] != "ff" &&
+		isHex(v[:2]) && isLowerHex(v[3:35]) && isLowerHex(v[36:52]) && isHex(v[53:55]) &&
+		(len(v) == 55 || v[:2] != "00") &&
+		strings.Trim(v[3:35], "0") != "" && strings.Trim(v[36:52], "0") != "" {
+		tc.traceID, tc.parentID, tc.flags = v[3:35], v[36:52], strings.ToLower(v[53:55])
+		return tc
+	}
+	tc.traceID = randomHex(16)
+	return tc
+}
+
+func (tc traceContext) header() string {
+	return "00-" + tc.traceID + "-" + tc.spanID + "-" + tc.flags
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	for {
+		rand.Read(b)
+		for _, c := range b {
+			if c != 0 {
+				return hex.EncodeToString(b)
+			}
+		}
+	}
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -67,14 +67,16 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.leave()
 	ex := &exchange{rt: rt, start: g.cfg.Now(), reqSeq: -1, inCtx: r.Context(), respID: infertrail.NewUUID()}
 	id, err := g.identify(rt.p, r.Header)
-	if err != nil {
-		g.log.Warn("gateway: caller refused", "provider", rt.p.Name(), "path", r.URL.Path, "err", err)
-		rt.answer(w, http.StatusUnauthorized, err.Error())
-		return
-	}
 	ex.id = id
 	ex.tc = newTraceContext(r.Header)
 	ex.session = strings.TrimSpace(r.Header.Get(HeaderSession))
+	if err != nil {
+		// The attempt is evidence too (a revoked or stolen key): it is
+		// recorded with the credential's fingerprint, without the body.
+		g.log.Warn("gateway: caller refused", "provider", rt.p.Name(), "path", r.URL.Path, "err", err)
+		rt.refuse(w, ex, nil, http.StatusUnauthorized, err.Error())
+		return
+	}
 
 	var body []byte
 	if r.Method != http.MethodGet {
@@ -643,7 +645,12 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 		a["error.type"] = jsonString(strconv.Itoa(ex.status))
 	case ex.stream && !res.Done:
 		a["infertrail.incomplete"] = json.RawMessage("true")
-		a["infertrail.incomplete_reason"] = jsonString("no_terminal_event")
+		if res.Error != nil {
+			a["infertrail.incomplete_reason"] = jsonString("error_event")
+			a["error.type"] = jsonString("error_event")
+		} else {
+			a["infertrail.incomplete_reason"] = jsonString("no_terminal_event")
+		}
 	}
 	if res.Truncated {
 		a["infertrail.truncated"] = json.RawMessage("true")

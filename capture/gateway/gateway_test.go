@@ -543,10 +543,22 @@ func TestVirtualKeys(t *testing.T) {
 		t.Fatal("an unauthenticated call reached the upstream")
 	}
 	recs := rig.records(t)
-	if len(recs) != 2 {
-		t.Fatalf("%d records", len(recs))
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want the call's two and the refusal", len(recs))
 	}
-	r := recs[0]
+	var r, refused gatewaytest.Record
+	for _, rec := range recs {
+		switch {
+		case rec.Attr("infertrail.refused") != nil:
+			refused = rec
+		case rec.Attr("infertrail.phase") == "request":
+			r = rec
+		}
+	}
+	if refused.Record == nil || refused.Attr("http.response.status_code") != 401.0 || refused.Content != nil ||
+		!strings.HasPrefix(refused.Actor.CredentialFingerprint, "hmac-sha256:") {
+		t.Fatalf("refusal record %+v", refused)
+	}
 	if r.Tenant != "acme" || r.Actor.ID != "agent:payments" || r.Actor.OnBehalfOf != "alice@example.com" ||
 		r.Attr("infertrail.virtual_key") != "payments" || r.Attr("infertrail.claimed_agent") != "agent:other" {
 		t.Fatalf("record %+v %v", r.Actor, r.Attributes)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/store/postgres"
@@ -38,6 +39,7 @@ type config struct {
 		MaxBodyBytes int64 `yaml:"max_body_bytes"`
 		MaxBatch     int   `yaml:"max_batch"`
 	} `yaml:"ingest"`
+	Gateway   gatewayConfig `yaml:"gateway"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
@@ -70,6 +72,8 @@ func applyEnv(c *config) {
 	}{
 		{"INFERTRAIL_DATA", &c.Data}, {"INFERTRAIL_LISTEN", &c.Listen}, {"INFERTRAIL_STORE", &c.Store},
 		{"INFERTRAIL_ORIGIN", &c.Origin}, {"INFERTRAIL_LOG_LEVEL", &c.LogLevel},
+		{"INFERTRAIL_OPENAI_UPSTREAM", &c.Gateway.OpenAI.URL}, {"INFERTRAIL_ANTHROPIC_UPSTREAM", &c.Gateway.Anthropic.URL},
+		{"INFERTRAIL_GATEWAY_DURABILITY", &c.Gateway.Durability}, {"INFERTRAIL_GATEWAY_LISTEN", &c.Gateway.Listen},
 	} {
 		if v, ok := os.LookupEnv(e.name); ok {
 			*e.dst = v
@@ -158,6 +162,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	origin := fs.String("origin", "", "checkpoint origin line, fixed when the key is first created")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	debugListen := fs.String("debug-listen", "", "serve Go's /debug/pprof profiles on this loopback `address`")
+	openaiUp := fs.String("openai-upstream", "", "OpenAI-compatible API base `URL` for the gateway (default "+defaultOpenAIUpstream+")")
+	anthropicUp := fs.String("anthropic-upstream", "", "Anthropic API base `URL` for the gateway (default "+defaultAnthropicUpstream+")")
+	durability := fs.String("gateway-durability", "", "when gateway records are durable: request-ahead (default), fail-closed or async")
+	gatewayListen := fs.String("gateway-listen", "", "serve the LLM gateway on this `address` instead of the main one")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -168,7 +176,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	applyEnv(&cfg)
-	for _, f := range []struct{ v, dst *string }{{data, &cfg.Data}, {listen, &cfg.Listen}, {store, &cfg.Store}, {origin, &cfg.Origin}, {logLevel, &cfg.LogLevel}} {
+	for _, f := range []struct{ v, dst *string }{{data, &cfg.Data}, {listen, &cfg.Listen}, {store, &cfg.Store}, {origin, &cfg.Origin}, {logLevel, &cfg.LogLevel},
+		{openaiUp, &cfg.Gateway.OpenAI.URL}, {anthropicUp, &cfg.Gateway.Anthropic.URL}, {durability, &cfg.Gateway.Durability},
+		{gatewayListen, &cfg.Gateway.Listen}} {
 		if *f.v != "" {
 			*f.dst = *f.v
 		}
@@ -177,9 +187,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !isLoopback(cfg.Listen) && !cfg.AllowUnauthenticated {
-		return withHint(fmt.Errorf("refusing to listen on %s: the API has no authentication yet, and this address is reachable from other machines", cfg.Listen),
-			"listen on 127.0.0.1, or set allow_unauthenticated_remote: true in the config file if a proxy in front authenticates")
+	for _, addr := range []string{cfg.Listen, cfg.Gateway.Listen} {
+		if addr != "" && !isLoopback(addr) && !cfg.AllowUnauthenticated {
+			return withHint(fmt.Errorf("refusing to listen on %s: the API has no authentication yet, and this address is reachable from other machines", addr),
+				"listen on 127.0.0.1, or set allow_unauthenticated_remote: true in the config file if a proxy in front authenticates")
+		}
+	}
+	gwDurability := gateway.RequestAhead
+	if cfg.Gateway.Durability != "" {
+		if gwDurability, err = gateway.ParseDurability(cfg.Gateway.Durability); err != nil {
+			return err
+		}
+	}
+	upstreams, err := cfg.Gateway.upstreams()
+	if err != nil {
+		return err
+	}
+	vkeys, err := cfg.Gateway.virtualKeys()
+	if err != nil {
+		return err
 	}
 
 	keys, created, err := openDataFolder(cfg.Data, cfg.Origin, true)
@@ -215,18 +241,47 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	gw, err := gateway.New(gateway.Config{
+		Recorder: lg, Secret: keys.secret, Upstreams: upstreams, Durability: gwDurability,
+		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey,
+		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		lg.Close()
 		return withHint(fmt.Errorf("listen: %w", err), "another process may be using the port; choose one with --listen")
 	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", readDeadline(api, 2*time.Minute))
+	servers := []*http.Server{newServer(mux)}
+	listeners := []net.Listener{ln}
+	if cfg.Gateway.Listen == "" {
+		for _, p := range gw.Prefixes() {
+			mux.Handle(p, gw)
+		}
+	} else {
+		gln, err := net.Listen("tcp", cfg.Gateway.Listen)
+		if err != nil {
+			ln.Close()
+			lg.Close()
+			return withHint(fmt.Errorf("gateway listen: %w", err), "another process may be using the port; choose one with --gateway-listen")
+		}
+		servers = append(servers, newServer(gw))
+		listeners = append(listeners, gln)
 	}
 	absData, _ := filepath.Abs(cfg.Data)
 	if created {
@@ -234,6 +289,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "InferTrail is listening on http://%s\n", ln.Addr())
 	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, keys.origin, keys.vkey)
+	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
+	for _, up := range upstreams {
+		fmt.Fprintf(stdout, "  gateway:      %s/%s → %s (%s)\n", gwBase, up.Provider.Name(), up.BaseURL, gwDurability)
+	}
 	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", keys.origin)
 
 	if *debugListen != "" {
@@ -249,21 +308,41 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 		defer dbg.Close()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	var serveErr error
 	select {
 	case err := <-errc:
-		lg.Close()
-		return fmt.Errorf("serve: %w", err)
+		serveErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		logger.Info("shutting down: finishing requests in flight")
 	}
-	logger.Info("shutting down: finishing requests in flight")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		logger.Warn("shutdown", "err", err)
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutCtx); err != nil {
+			logger.Warn("shutdown", "err", err)
+		}
+	}
+	if err := gw.Close(shutCtx); err != nil {
+		logger.Error("shutdown", "err", err)
 	}
 	lg.Close()
+	if serveErr != nil {
+		return serveErr
+	}
 	logger.Info("stopped")
 	return nil
+}
+
+// readDeadline bounds the time to read a request, body included, for
+// handlers that read their whole body before answering. (The server has no
+// ReadTimeout: it would cut off the gateway's long streamed responses.)
+func readDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
 }

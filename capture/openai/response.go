@@ -1,0 +1,422 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/infertrail/infertrail/capture/gateway"
+)
+
+// Usage attribute names, from the OpenTelemetry GenAI conventions.
+const (
+	usageInput       = "gen_ai.usage.input_tokens"
+	usageOutput      = "gen_ai.usage.output_tokens"
+	usageCacheRead   = "gen_ai.usage.cache_read.input_tokens"
+	usageReasoning   = "gen_ai.usage.reasoning.output_tokens"
+	attrMalformed    = "infertrail.response.malformed_events"
+	attrServiceTier  = "openai.response.service_tier"
+	attrResponseStat = "openai.response.status"
+)
+
+// usage is both shapes of OpenAI's usage object: Chat Completions'
+// prompt/completion tokens and the Responses API's input/output tokens.
+type usage struct {
+	PromptTokens        *int64 `json:"prompt_tokens"`
+	CompletionTokens    *int64 `json:"completion_tokens"`
+	InputTokens         *int64 `json:"input_tokens"`
+	OutputTokens        *int64 `json:"output_tokens"`
+	PromptTokensDetails struct {
+		CachedTokens *int64 `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+	InputTokensDetails struct {
+		CachedTokens *int64 `json:"cached_tokens"`
+	} `json:"input_tokens_details"`
+	CompletionTokensDetails struct {
+		ReasoningTokens *int64 `json:"reasoning_tokens"`
+	} `json:"completion_tokens_details"`
+	OutputTokensDetails struct {
+		ReasoningTokens *int64 `json:"reasoning_tokens"`
+	} `json:"output_tokens_details"`
+}
+
+// usageMap maps a usage object to gen_ai.usage.* attributes; nil if none.
+func usageMap(raw json.RawMessage) map[string]int64 {
+	var u usage
+	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil {
+		return nil
+	}
+	m := map[string]int64{}
+	set := func(k string, vs ...*int64) {
+		for _, v := range vs {
+			if v != nil {
+				m[k] = *v
+				return
+			}
+		}
+	}
+	set(usageInput, u.PromptTokens, u.InputTokens)
+	set(usageOutput, u.CompletionTokens, u.OutputTokens)
+	set(usageCacheRead, u.PromptTokensDetails.CachedTokens, u.InputTokensDetails.CachedTokens)
+	set(usageReasoning, u.CompletionTokensDetails.ReasoningTokens, u.OutputTokensDetails.ReasoningTokens)
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// bodyValue returns a body as a JSON value: itself if it is JSON, else a
+// JSON string of it.
+func bodyValue(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return bytes.Clone(b)
+	}
+	s, _ := json.Marshal(strings.ToValidUTF8(string(b), "\uFFFD"))
+	return s
+}
+
+// errorObject returns the "error" member of an error body, if it has one.
+func errorObject(b []byte) json.RawMessage {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || len(e.Error) == 0 || string(e.Error) == "null" {
+		return nil
+	}
+	return e.Error
+}
+
+// plainResponse rebuilds responses that are never streamed: embeddings
+// and the model list.
+type plainResponse struct {
+	res gateway.Response
+}
+
+func (p *plainResponse) Event(string, []byte) {}
+
+func (p *plainResponse) Body(status int, b []byte) {
+	p.res.Body, p.res.Done = bodyValue(b), true
+	if status >= 400 {
+		p.res.Error = errorObject(b)
+		return
+	}
+	var e struct {
+		Model string          `json:"model"`
+		Usage json.RawMessage `json:"usage"`
+	}
+	if json.Unmarshal(b, &e) == nil {
+		p.res.Model, p.res.Usage = e.Model, usageMap(e.Usage)
+	}
+}
+
+func (p *plainResponse) Result() gateway.Response { return p.res }
+
+// chatResponse rebuilds a Chat Completions response: a body, or a stream
+// of chat.completion.chunk events assembled into the chat.completion
+// object the same request would have got unstreamed.
+type chatResponse struct {
+	limit, used int
+	truncated   bool
+	malformed   int
+
+	body   json.RawMessage // a body that was not streamed
+	status int
+
+	id, model, fingerprint, tier string
+	created                      json.RawMessage
+	choices                      map[int64]*choiceState
+	usage                        json.RawMessage
+	err                          json.RawMessage
+	done                         bool
+}
+
+type choiceState struct {
+	role               string
+	content, refusal   strings.Builder
+	hasContent, hasRef bool
+	finish             *string
+	tools              map[int64]*toolState
+}
+
+type toolState struct {
+	id, typ, name string
+	args          strings.Builder
+}
+
+// chunk is the part of a chat.completion.chunk the record needs.
+type chunk struct {
+	ID                string          `json:"id"`
+	Created           json.RawMessage `json:"created"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint"`
+	ServiceTier       string          `json:"service_tier"`
+	Choices           []struct {
+		Index int64 `json:"index"`
+		Delta struct {
+			Role      string  `json:"role"`
+			Content   *string `json:"content"`
+			Refusal   *string `json:"refusal"`
+			ToolCalls []struct {
+				Index    int64  `json:"index"`
+				ID       string `json:"id"`
+				Type     string `json:"type"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage json.RawMessage `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+// keep reports whether n more bytes fit within the limit, and counts them.
+func (c *chatResponse) keep(n int) bool {
+	if c.used+n > c.limit {
+		c.truncated = true
+		return false
+	}
+	c.used += n
+	return true
+}
+
+func (c *chatResponse) Event(name string, data []byte) {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("[DONE]")) {
+		c.done = true
+		return
+	}
+	var ch chunk
+	if json.Unmarshal(data, &ch) != nil {
+		c.malformed++
+		return
+	}
+	if len(ch.Error) > 0 && string(ch.Error) != "null" {
+		c.err = bytes.Clone(ch.Error)
+	}
+	if ch.ID != "" {
+		c.id = ch.ID
+	}
+	if ch.Model != "" {
+		c.model = ch.Model
+	}
+	if ch.SystemFingerprint != "" {
+		c.fingerprint = ch.SystemFingerprint
+	}
+	if ch.ServiceTier != "" {
+		c.tier = ch.ServiceTier
+	}
+	if len(ch.Created) > 0 && c.created == nil {
+		c.created = bytes.Clone(ch.Created)
+	}
+	if len(ch.Usage) > 0 && string(ch.Usage) != "null" {
+		c.usage = bytes.Clone(ch.Usage)
+	}
+	if c.choices == nil {
+		c.choices = map[int64]*choiceState{}
+	}
+	for _, chc := range ch.Choices {
+		if chc.Index < 0 || chc.Index >= 1024 {
+			c.malformed++
+			continue
+		}
+		st := c.choices[chc.Index]
+		if st == nil {
+			st = &choiceState{tools: map[int64]*toolState{}}
+			c.choices[chc.Index] = st
+		}
+		d := chc.Delta
+		if d.Role != "" {
+			st.role = d.Role
+		}
+		if d.Content != nil {
+			st.hasContent = true
+			if c.keep(len(*d.Content)) {
+				st.content.WriteString(*d.Content)
+			}
+		}
+		if d.Refusal != nil {
+			st.hasRef = true
+			if c.keep(len(*d.Refusal)) {
+				st.refusal.WriteString(*d.Refusal)
+			}
+		}
+		for _, tc := range d.ToolCalls {
+			if tc.Index < 0 || tc.Index >= 1024 {
+				c.malformed++
+				continue
+			}
+			t := st.tools[tc.Index]
+			if t == nil {
+				t = &toolState{}
+				st.tools[tc.Index] = t
+			}
+			if tc.ID != "" {
+				t.id = tc.ID
+			}
+			if tc.Type != "" {
+				t.typ = tc.Type
+			}
+			if tc.Function.Name != "" && c.keep(len(tc.Function.Name)) {
+				t.name += tc.Function.Name
+			}
+			if c.keep(len(tc.Function.Arguments)) {
+				t.args.WriteString(tc.Function.Arguments)
+			}
+		}
+		if chc.FinishReason != nil {
+			f := *chc.FinishReason
+			st.finish = &f
+		}
+	}
+}
+
+func (c *chatResponse) Body(status int, b []byte) {
+	c.body, c.status = bodyValue(b), status
+}
+
+func (c *chatResponse) Result() gateway.Response {
+	if c.body != nil {
+		return chatBody(c.body, c.status)
+	}
+	res := gateway.Response{ID: c.id, Model: c.model, SystemFingerprint: c.fingerprint, Done: c.done,
+		Truncated: c.truncated, Usage: usageMap(c.usage), Error: c.err}
+	if c.tier != "" {
+		res.Attributes = map[string]any{attrServiceTier: c.tier}
+	}
+	if c.malformed > 0 {
+		if res.Attributes == nil {
+			res.Attributes = map[string]any{}
+		}
+		res.Attributes[attrMalformed] = c.malformed
+	}
+	if c.id == "" && len(c.choices) == 0 {
+		return res
+	}
+	type function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	}
+	type toolCall struct {
+		ID       string   `json:"id"`
+		Type     string   `json:"type"`
+		Function function `json:"function"`
+	}
+	type message struct {
+		Role      string     `json:"role"`
+		Content   *string    `json:"content"`
+		Refusal   *string    `json:"refusal,omitempty"`
+		ToolCalls []toolCall `json:"tool_calls,omitempty"`
+	}
+	type choice struct {
+		Index        int64   `json:"index"`
+		Message      message `json:"message"`
+		FinishReason *string `json:"finish_reason"`
+	}
+	out := struct {
+		ID                string          `json:"id"`
+		Object            string          `json:"object"`
+		Created           json.RawMessage `json:"created,omitempty"`
+		Model             string          `json:"model"`
+		SystemFingerprint string          `json:"system_fingerprint,omitempty"`
+		ServiceTier       string          `json:"service_tier,omitempty"`
+		Choices           []choice        `json:"choices"`
+		Usage             json.RawMessage `json:"usage,omitempty"`
+	}{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
+		SystemFingerprint: c.fingerprint, ServiceTier: c.tier, Choices: []choice{}, Usage: c.usage}
+	for _, i := range sortedKeys(c.choices) {
+		st := c.choices[i]
+		m := message{Role: st.role}
+		if m.Role == "" {
+			m.Role = "assistant"
+		}
+		if st.hasContent {
+			s := validUTF8(st.content.String())
+			m.Content = &s
+		}
+		if st.hasRef {
+			s := validUTF8(st.refusal.String())
+			m.Refusal = &s
+		}
+		for _, j := range sortedKeys(st.tools) {
+			t := st.tools[j]
+			typ := t.typ
+			if typ == "" {
+				typ = "function"
+			}
+			args := validUTF8(t.args.String())
+			m.ToolCalls = append(m.ToolCalls, toolCall{ID: t.id, Type: typ, Function: function{Name: t.name, Arguments: args}})
+			res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: t.id, Name: t.name, Arguments: args})
+		}
+		if st.finish != nil {
+			res.FinishReasons = append(res.FinishReasons, *st.finish)
+		}
+		out.Choices = append(out.Choices, choice{Index: i, Message: m, FinishReason: st.finish})
+	}
+	res.Body, _ = json.Marshal(out)
+	return res
+}
+
+// chatBody reads a chat.completion body (or an error body).
+func chatBody(body json.RawMessage, status int) gateway.Response {
+	res := gateway.Response{Body: body, Done: true}
+	if status >= 400 {
+		res.Error = errorObject(body)
+		return res
+	}
+	var cc struct {
+		ID                string          `json:"id"`
+		Model             string          `json:"model"`
+		SystemFingerprint string          `json:"system_fingerprint"`
+		ServiceTier       string          `json:"service_tier"`
+		Usage             json.RawMessage `json:"usage"`
+		Choices           []struct {
+			FinishReason *string `json:"finish_reason"`
+			Message      struct {
+				ToolCalls []struct {
+					ID       string `json:"id"`
+					Function struct {
+						Name      string `json:"name"`
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(body, &cc) != nil {
+		return res
+	}
+	res.ID, res.Model, res.SystemFingerprint, res.Usage = cc.ID, cc.Model, cc.SystemFingerprint, usageMap(cc.Usage)
+	if cc.ServiceTier != "" {
+		res.Attributes = map[string]any{attrServiceTier: cc.ServiceTier}
+	}
+	for _, ch := range cc.Choices {
+		if ch.FinishReason != nil {
+			res.FinishReasons = append(res.FinishReasons, *ch.FinishReason)
+		}
+		for _, tc := range ch.Message.ToolCalls {
+			res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+		}
+	}
+	return res
+}
+
+func sortedKeys[V any](m map[int64]V) []int64 {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
+
+// validUTF8 repairs text cut inside a character (a truncated stream).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

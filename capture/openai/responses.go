@@ -1,0 +1,265 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/infertrail/infertrail/capture/gateway"
+)
+
+// responsesResponse rebuilds a Responses API response: a body, or a
+// stream of response.* events. A complete stream ends with the whole
+// response object (response.completed, .failed or .incomplete), which is
+// then the record's body; a broken stream's body is the last response
+// object seen with the output items assembled so far.
+type responsesResponse struct {
+	limit, used int
+	truncated   bool
+	malformed   int
+
+	body   json.RawMessage
+	status int
+
+	last  json.RawMessage // the latest response object seen
+	final json.RawMessage // the response object of the terminal event
+	items map[int64]*itemState
+	err   json.RawMessage
+}
+
+type itemState struct {
+	item         map[string]json.RawMessage // as added, or as done
+	done         bool
+	text         map[int64]*strings.Builder // output_text by content index
+	args         strings.Builder
+	typ          string
+	callID, name string
+}
+
+// event is the part of a Responses API stream event the record needs.
+type event struct {
+	Type        string          `json:"type"`
+	Response    json.RawMessage `json:"response"`
+	OutputIndex int64           `json:"output_index"`
+	ContentIdx  int64           `json:"content_index"`
+	Item        json.RawMessage `json:"item"`
+	Delta       string          `json:"delta"`
+}
+
+func (r *responsesResponse) keep(n int) bool {
+	if r.used+n > r.limit {
+		r.truncated = true
+		return false
+	}
+	r.used += n
+	return true
+}
+
+func (r *responsesResponse) Event(name string, data []byte) {
+	var e event
+	if json.Unmarshal(data, &e) != nil {
+		r.malformed++
+		return
+	}
+	if e.Type == "" {
+		e.Type = name
+	}
+	switch e.Type {
+	case "error":
+		r.err = bytes.Clone(data)
+	case "response.created", "response.in_progress", "response.queued":
+		if len(e.Response) > 0 && r.keep(len(e.Response)) {
+			r.last = bytes.Clone(e.Response)
+		}
+	case "response.completed", "response.failed", "response.incomplete":
+		if len(e.Response) > 0 {
+			// The terminal object is kept whole if it fits; its metadata
+			// is read either way.
+			r.final = bytes.Clone(e.Response)
+			if len(e.Response) > r.limit {
+				r.truncated = true
+			}
+		}
+	case "response.output_item.added", "response.output_item.done":
+		if e.OutputIndex < 0 || e.OutputIndex >= 4096 {
+			r.malformed++
+			return
+		}
+		var item map[string]json.RawMessage
+		if json.Unmarshal(e.Item, &item) != nil || !r.keep(len(e.Item)) {
+			return
+		}
+		st := r.item(e.OutputIndex)
+		st.item, st.done = item, e.Type == "response.output_item.done"
+		json.Unmarshal(item["type"], &st.typ)
+		json.Unmarshal(item["call_id"], &st.callID)
+		json.Unmarshal(item["name"], &st.name)
+	case "response.output_text.delta":
+		if e.OutputIndex < 0 || e.OutputIndex >= 4096 || e.ContentIdx < 0 || e.ContentIdx >= 1024 || !r.keep(len(e.Delta)) {
+			return
+		}
+		st := r.item(e.OutputIndex)
+		b := st.text[e.ContentIdx]
+		if b == nil {
+			b = &strings.Builder{}
+			st.text[e.ContentIdx] = b
+		}
+		b.WriteString(e.Delta)
+	case "response.function_call_arguments.delta":
+		if e.OutputIndex < 0 || e.OutputIndex >= 4096 || !r.keep(len(e.Delta)) {
+			return
+		}
+		r.item(e.OutputIndex).args.WriteString(e.Delta)
+	}
+}
+
+func (r *responsesResponse) item(i int64) *itemState {
+	if r.items == nil {
+		r.items = map[int64]*itemState{}
+	}
+	st := r.items[i]
+	if st == nil {
+		st = &itemState{text: map[int64]*strings.Builder{}}
+		r.items[i] = st
+	}
+	return st
+}
+
+func (r *responsesResponse) Body(status int, b []byte) {
+	r.body, r.status = bodyValue(b), status
+}
+
+func (r *responsesResponse) Result() gateway.Response {
+	if r.body != nil {
+		res := gateway.Response{Body: r.body, Done: true}
+		if r.status >= 400 {
+			res.Error = errorObject(r.body)
+			return res
+		}
+		readResponseObject(r.body, &res)
+		return res
+	}
+	res := gateway.Response{Truncated: r.truncated, Error: r.err}
+	if r.final != nil {
+		res.Done = true
+		readResponseObject(r.final, &res)
+		if !r.truncated {
+			res.Body = r.final
+		}
+	} else {
+		if r.last != nil {
+			readResponseObject(r.last, &res)
+		}
+		res.Body = r.assemble()
+		res.ToolCalls = nil
+		for _, i := range sortedKeys(r.items) {
+			st := r.items[i]
+			if st.typ == "function_call" {
+				res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: st.callID, Name: st.name, Arguments: validUTF8(r.args(st))})
+			}
+		}
+	}
+	if r.malformed > 0 {
+		if res.Attributes == nil {
+			res.Attributes = map[string]any{}
+		}
+		res.Attributes[attrMalformed] = r.malformed
+	}
+	return res
+}
+
+// args returns a function call's arguments: as done, or as assembled.
+func (r *responsesResponse) args(st *itemState) string {
+	var s string
+	if st.done && json.Unmarshal(st.item["arguments"], &s) == nil {
+		return s
+	}
+	return st.args.String()
+}
+
+// assemble rebuilds the response object of a stream that broke off: the
+// last response object seen, with the output items seen so far.
+func (r *responsesResponse) assemble() json.RawMessage {
+	resp := map[string]json.RawMessage{}
+	if r.last != nil {
+		json.Unmarshal(r.last, &resp)
+	}
+	if len(resp) == 0 && len(r.items) == 0 {
+		return nil
+	}
+	var out []map[string]json.RawMessage
+	for _, i := range sortedKeys(r.items) {
+		st := r.items[i]
+		item := st.item
+		if item == nil {
+			item = map[string]json.RawMessage{}
+		}
+		if !st.done {
+			switch st.typ {
+			case "function_call":
+				item["arguments"], _ = json.Marshal(validUTF8(st.args.String()))
+			case "message", "":
+				var parts []map[string]any
+				for _, j := range sortedKeys(st.text) {
+					parts = append(parts, map[string]any{"type": "output_text", "text": validUTF8(st.text[j].String()), "annotations": []any{}})
+				}
+				if parts != nil {
+					item["content"], _ = json.Marshal(parts)
+				}
+			}
+		}
+		out = append(out, item)
+	}
+	resp["output"], _ = json.Marshal(out)
+	b, _ := json.Marshal(resp)
+	return b
+}
+
+// readResponseObject reads a Responses API response object's metadata.
+func readResponseObject(b json.RawMessage, res *gateway.Response) {
+	var o struct {
+		ID                string          `json:"id"`
+		Model             string          `json:"model"`
+		Status            string          `json:"status"`
+		ServiceTier       string          `json:"service_tier"`
+		Usage             json.RawMessage `json:"usage"`
+		IncompleteDetails *struct {
+			Reason string `json:"reason"`
+		} `json:"incomplete_details"`
+		Error  json.RawMessage `json:"error"`
+		Output []struct {
+			Type      string `json:"type"`
+			CallID    string `json:"call_id"`
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"output"`
+	}
+	if json.Unmarshal(b, &o) != nil {
+		return
+	}
+	res.ID, res.Model, res.Usage = o.ID, o.Model, usageMap(o.Usage)
+	if res.Attributes == nil {
+		res.Attributes = map[string]any{}
+	}
+	if o.Status != "" {
+		res.Attributes[attrResponseStat] = o.Status
+	}
+	if o.ServiceTier != "" {
+		res.Attributes[attrServiceTier] = o.ServiceTier
+	}
+	switch {
+	case o.IncompleteDetails != nil && o.IncompleteDetails.Reason != "":
+		res.FinishReasons = []string{o.IncompleteDetails.Reason}
+	case o.Status != "":
+		res.FinishReasons = []string{o.Status}
+	}
+	if len(o.Error) > 0 && string(o.Error) != "null" {
+		res.Error = o.Error
+	}
+	res.ToolCalls = nil
+	for _, it := range o.Output {
+		if it.Type == "function_call" {
+			res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: it.CallID, Name: it.Name, Arguments: it.Arguments})
+		}
+	}
+}

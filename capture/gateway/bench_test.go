@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,32 +18,24 @@ import (
 
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
+	"github.com/infertrail/infertrail/capture/openai"
+	"github.com/infertrail/infertrail/capture/openai/openaitest"
 )
 
-// benchBody is a 2 KiB chat-completion-like response.
-var benchBody = func() string {
-	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 42)[:1800]
-	return `{"id":"chatcmpl-1","object":"chat.completion","created":1764115200,"model":"echo-answered",` +
-		`"choices":[{"index":0,"message":{"role":"assistant","content":"` + text + `"},"finish_reason":"stop"}],` +
-		`"usage":{"prompt_tokens":20,"completion_tokens":400,"total_tokens":420}}`
-}()
+const (
+	benchRequest       = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+	benchStreamRequest = `{"model":"gpt-bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+)
 
-const benchRequest = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+// bodyScript answers a 2 KiB chat completion.
+func bodyScript() *openaitest.Upstream {
+	return &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), Keep: -1}
+}
 
-func benchUpstream(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
-	if strings.Contains(r.URL.Path, "stream") || r.Header.Get("X-Bench-Stream") != "" {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := range 20 {
-			fmt.Fprintf(w, "data: chunk %d %s\n\n", i, benchBody[:100])
-			w.(http.Flusher).Flush()
-		}
-		io.WriteString(w, "data: [END]\n\n")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", fmt.Sprint(len(benchBody)))
-	io.WriteString(w, benchBody)
+// streamScript streams 1,800 bytes of text in 200-byte deltas, one every
+// millisecond, as a model produces tokens over time.
+func streamScript() *openaitest.Upstream {
+	return &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), ChunkBytes: 200, EventDelay: time.Millisecond, Keep: -1}
 }
 
 type benchTarget struct {
@@ -52,11 +43,13 @@ type benchTarget struct {
 	url  string
 }
 
-// benchTargets starts the scripted upstream, a bare ReverseProxy hop in
-// front of it (the calibration: a proxy that does nothing else), and the
-// gateway in request-ahead mode over a SQLite trail.
-func benchTargets(b *testing.B) []benchTarget {
-	up := httptest.NewServer(http.HandlerFunc(benchUpstream))
+// benchTargets starts the scripted OpenAI upstream, a bare
+// ReverseProxy hop in front of it (the calibration: a proxy that does
+// nothing else), and the gateway with the OpenAI provider, in
+// request-ahead mode unless INFERTRAIL_BENCH_DURABILITY says otherwise,
+// over a SQLite trail.
+func benchTargets(b *testing.B, script *openaitest.Upstream) []benchTarget {
+	up := httptest.NewServer(script)
 	b.Cleanup(up.Close)
 	target, _ := url.Parse(up.URL)
 	bareTransport := &http.Transport{MaxIdleConnsPerHost: 256}
@@ -68,7 +61,7 @@ func benchTargets(b *testing.B) []benchTarget {
 	trail := gatewaytest.NewTrail(b)
 	gw, err := gateway.New(gateway.Config{
 		Recorder: trail.Log, Secret: gatewaytest.Secret,
-		Upstreams:  []gateway.Upstream{{Provider: echo{}, BaseURL: up.URL}},
+		Upstreams:  []gateway.Upstream{{Provider: openai.Provider{}, BaseURL: up.URL}},
 		Durability: benchDurability,
 	})
 	if err != nil {
@@ -78,9 +71,9 @@ func benchTargets(b *testing.B) []benchTarget {
 	b.Cleanup(gws.Close)
 	b.Cleanup(func() { gw.Close(context.Background()) })
 	return []benchTarget{
-		{"direct", up.URL + "/v1/chat"},
-		{"bare", bare.URL + "/v1/chat"},
-		{"gateway", gws.URL + "/echo/v1/chat"},
+		{"direct", up.URL + "/v1/chat/completions"},
+		{"bare", bare.URL + "/v1/chat/completions"},
+		{"gateway", gws.URL + "/openai/v1/chat/completions"},
 	}
 }
 
@@ -94,12 +87,13 @@ var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2
 // call makes one request and returns its latency to the last byte, or with
 // stream set, to the first chunk (read to the end either way).
 func call(tb testing.TB, u string, stream bool) time.Duration {
-	req, _ := http.NewRequest("POST", u, strings.NewReader(benchRequest))
+	body := benchRequest
+	if stream {
+		body = benchStreamRequest
+	}
+	req, _ := http.NewRequest("POST", u, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer sk-bench-0123456789")
-	if stream {
-		req.Header.Set("X-Bench-Stream", "1")
-	}
 	start := time.Now()
 	resp, err := benchClient.Do(req)
 	if err != nil {
@@ -150,17 +144,20 @@ func BenchmarkGatewayLatency(b *testing.B) {
 			name = "stream_first_chunk"
 		}
 		b.Run(name, func(b *testing.B) {
-			ts := benchTargets(b)
+			ts, n := benchTargets(b, bodyScript()), 300
+			if stream {
+				ts, n = benchTargets(b, streamScript()), 60
+			}
 			lat := make([][]time.Duration, len(ts))
 			for range b.N {
 				for _, t := range ts { // warm up connections
-					for range 50 {
+					for range 20 {
 						call(b, t.url, stream)
 					}
 				}
 				for range 10 {
 					for i, t := range ts {
-						for range 300 {
+						for range n {
 							lat[i] = append(lat[i], call(b, t.url, stream))
 						}
 					}
@@ -182,7 +179,7 @@ func BenchmarkGatewayLatency(b *testing.B) {
 // 16, alternating between targets in rounds of two seconds.
 func BenchmarkGatewayThroughput(b *testing.B) {
 	const conc = 16
-	ts := benchTargets(b)
+	ts := benchTargets(b, bodyScript())
 	count := make([]int64, len(ts))
 	elapsed := make([]time.Duration, len(ts))
 	lat := make([][]time.Duration, len(ts))

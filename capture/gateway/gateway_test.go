@@ -606,3 +606,40 @@ func TestUnknownEndpoint(t *testing.T) {
 		t.Fatalf("got %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestNoRecordLostUnderLoad drives many concurrent calls through a gateway
+// whose queue of records written after the fact is tiny, in each mode:
+// calls wait for room, and every call that was answered has both records.
+func TestNoRecordLostUnderLoad(t *testing.T) {
+	for _, mode := range []gateway.Durability{gateway.RequestAhead, gateway.FailClosed, gateway.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			rig := newRig(t, newUpstream(t, okUpstream), func(c *gateway.Config) { c.Durability = mode; c.MaxPending = 2 })
+			const clients, calls = 16, 10
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			answered := 0
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range calls {
+						resp := rig.post(t, t.Context(), `{"model":"m"}`, nil)
+						readAll(t, resp)
+						if resp.StatusCode == 200 {
+							mu.Lock()
+							answered++
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if answered != clients*calls {
+				t.Errorf("%d of %d calls answered", answered, clients*calls)
+			}
+			if n := len(rig.records(t)); n != 2*answered {
+				t.Fatalf("%d records for %d answered calls, want %d", n, answered, 2*answered)
+			}
+		})
+	}
+}

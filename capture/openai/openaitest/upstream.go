@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Upstream answers like api.openai.com, as its fields script. Set the
@@ -32,6 +33,9 @@ type Upstream struct {
 	SystemFingerprint string
 	// ChunkBytes is the text per streamed delta (default 16).
 	ChunkBytes int
+	// EventDelay is the pause before each streamed event after the first,
+	// as a model takes time per token.
+	EventDelay time.Duration
 	// Status, if set, answers every request with this status and an
 	// OpenAI error whose message is ErrorMessage.
 	Status       int
@@ -310,6 +314,9 @@ func (x *exchange) event(name string, v any) bool {
 		x.dead = true
 		<-x.r.Context().Done()
 		return false
+	}
+	if x.events > 0 && x.u.EventDelay > 0 {
+		time.Sleep(x.u.EventDelay)
 	}
 	var b bytes.Buffer
 	if name != "" {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,34 @@ func TestE2EGatewayOpenAI(t *testing.T) {
 	leaf, content := getContent(t, s.url, 1)
 	if !strings.Contains(leaf, `"gen_ai.response.model":"gpt-e2e-answered"`) || !strings.Contains(content, cc.Choices[0].Message.Content) {
 		t.Fatalf("response record %s\ncontent %s", leaf, content)
+	}
+}
+
+// TestE2EGatewayOwnListener serves the gateway on its own address: the
+// main listener then has no gateway routes.
+func TestE2EGatewayOwnListener(t *testing.T) {
+	upSrv := httptest.NewServer(&openaitest.Upstream{})
+	defer upSrv.Close()
+	dir := t.TempDir()
+	s := startServer(t, dir, "--openai-upstream", upSrv.URL, "--gateway-listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`gateway: +(http://\S+)/openai`).FindStringSubmatch(s.stdout.String())
+	if m == nil {
+		t.Fatalf("no gateway address printed:\n%s", s.stdout)
+	}
+	get := func(url string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+		req.Header.Set("Authorization", "Bearer sk-e2e-0123456789")
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(m[1] + "/openai/v1/models"); code != 200 {
+		t.Errorf("gateway listener: %d", code)
+	}
+	if code := get(s.url + "/openai/v1/models"); code != 404 {
+		t.Errorf("main listener serves the gateway too: %d", code)
 	}
 }

@@ -68,11 +68,15 @@ func (t *appendTx) Lookup(ctx context.Context, ids []infertrail.UUID) (map[infer
 	if len(ids) == 0 {
 		return out, nil
 	}
-	st := t.tx.StmtContext(ctx, t.db.lookupID)
+	stmt, n := t.db.lookupID, lookupBatch
+	if len(ids) <= lookupSmall {
+		stmt, n = t.db.lookupIDSmall, lookupSmall
+	}
+	st := t.tx.StmtContext(ctx, stmt)
 	defer st.Close()
-	args := make([]any, lookupBatch)
-	for i := 0; i < len(ids); i += lookupBatch {
-		batch := ids[i:min(i+lookupBatch, len(ids))]
+	args := make([]any, n)
+	for i := 0; i < len(ids); i += n {
+		batch := ids[i:min(i+n, len(ids))]
 		for j := range args {
 			// A short last batch repeats its last id: IN ignores repeats.
 			id := batch[min(j, len(batch)-1)]

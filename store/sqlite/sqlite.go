@@ -83,7 +83,7 @@ type DB struct {
 	readers *sql.DB // read-only connections
 
 	// Prepared statements on writer, used inside append transactions.
-	insRecord, insBlob, putChunk, getChunkW, lookupID, readSize, setSize *sql.Stmt
+	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, setSize *sql.Stmt
 	// The same inserts, of multiRows rows at once.
 	insRecords, insBlobs *sql.Stmt
 	// Prepared statements on readers.
@@ -179,6 +179,7 @@ func (db *DB) open(ctx context.Context) error {
 		{w, &db.putChunk, `INSERT OR REPLACE INTO hash_chunks (chunk, hashes) VALUES (?, ?)`},
 		{w, &db.getChunkW, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{w, &db.lookupID, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{w, &db.lookupIDSmall, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupSmall-1) + `)`},
 		{w, &db.readSize, `SELECT size FROM log_head WHERE one = 1`},
 		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
 		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
@@ -199,8 +200,11 @@ const (
 	insertBlobs   = `INSERT OR IGNORE INTO blobs (id, codec, data) VALUES `
 	// multiRows is the number of rows that one multi-row insert writes.
 	multiRows = 32
-	// lookupBatch is the number of ids that one Lookup query asks for.
+	// lookupBatch is the number of ids that one Lookup query asks for;
+	// a Lookup of at most lookupSmall ids (a proxied call's records) uses a
+	// query with that many, since binding unused parameters costs.
 	lookupBatch = 64
+	lookupSmall = 4
 )
 
 // values returns the VALUES list of an insert of rows rows of cols columns.
@@ -240,7 +244,7 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
-		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.putChunk, db.getChunkW, db.lookupID,
+		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
 			db.readSize, db.setSize, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
 			if s != nil {
 				errs = append(errs, s.Close())

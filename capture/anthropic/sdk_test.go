@@ -2,15 +2,12 @@ package anthropic_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +36,7 @@ type rig struct {
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	client sdk.Client
-	tee    *tee
+	tee    *gatewaytest.Tee
 }
 
 func newRig(tb testing.TB, up *anthropictest.Upstream, key string, edit func(*gateway.Config)) *rig {
@@ -61,7 +58,7 @@ func newRig(tb testing.TB, up *anthropictest.Upstream, key string, edit func(*ga
 	}
 	srv := httptest.NewServer(gw)
 	tb.Cleanup(srv.Close)
-	t := &tee{}
+	t := &gatewaytest.Tee{}
 	client := sdk.NewClient(
 		option.WithBaseURL(srv.URL+"/anthropic"), option.WithAPIKey(key), option.WithMaxRetries(0),
 		option.WithHeader("traceparent", traceparent),
@@ -72,58 +69,7 @@ func newRig(tb testing.TB, up *anthropictest.Upstream, key string, edit func(*ga
 	return &rig{up: up, trail: trail, gw: gw, srv: srv, client: client, tee: t}
 }
 
-// records waits for every call to end and every record to be written, and
-// reads the trail.
-func (r *rig) records(tb testing.TB) []gatewaytest.Record {
-	tb.Helper()
-	r.srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.gw.Close(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return r.trail.Records(tb)
-}
-
-// tee is a transport that keeps the bytes of every response body the SDK
-// reads.
-type tee struct {
-	mu     sync.Mutex
-	bodies []*bytes.Buffer
-}
-
-func (t *tee) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	b := &bytes.Buffer{}
-	t.mu.Lock()
-	t.bodies = append(t.bodies, b)
-	t.mu.Unlock()
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.TeeReader(resp.Body, lockedWriter{&t.mu, b}), resp.Body}
-	return resp, nil
-}
-
-func (t *tee) last() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return bytes.Clone(t.bodies[len(t.bodies)-1].Bytes())
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
+func (r *rig) records(tb testing.TB) []gatewaytest.Record { return r.trail.Drain(tb, r.srv, r.gw) }
 
 var weatherTool = sdk.ToolUnionParam{OfTool: &sdk.ToolParam{
 	Name: "get_weather",
@@ -243,7 +189,7 @@ func TestSDKThroughGateway(t *testing.T) {
 			if !ok {
 				t.Fatal("the upstream got nothing")
 			}
-			if sent := rig.tee.last(); !bytes.Equal(sent, got.Sent) || len(sent) < 2048 {
+			if sent := rig.tee.Last(); !bytes.Equal(sent, got.Sent) || len(sent) < 2048 {
 				t.Errorf("the client got %d bytes, the upstream sent %d:\n%q\n%q", len(sent), len(got.Sent), sent, got.Sent)
 			}
 			if got.Header.Get("Authorization") != "Bearer "+callerKey || got.Header.Get(gateway.HeaderAgent) != "" ||

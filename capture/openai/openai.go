@@ -152,7 +152,7 @@ func (Provider) ParseRequest(ep gateway.Endpoint, body []byte) (gateway.Call, er
 	number("gen_ai.request.presence_penalty", "presence_penalty")
 	number("gen_ai.request.seed", "seed")
 	number("gen_ai.request.choice.count", "n")
-	number("gen_ai.request.embedding.dimensions", "dimensions")
+	number("gen_ai.embeddings.dimension.count", "dimensions")
 	if stops := stringList(m["stop"]); len(stops) > 0 {
 		a["gen_ai.request.stop_sequences"] = stops
 	}
@@ -171,6 +171,19 @@ func (Provider) ParseRequest(ep gateway.Endpoint, body []byte) (gateway.Call, er
 	} else if json.Unmarshal(m["reasoning"], &effort) == nil && effort.Effort != "" && len(effort.Effort) <= maxString {
 		a["openai.request.reasoning_effort"] = effort.Effort
 	}
+	var parallel *bool
+	if json.Unmarshal(m["parallel_tool_calls"], &parallel) == nil && parallel != nil {
+		a["openai.request.parallel_tool_calls"] = *parallel
+	}
+	if t := outputType(m); t != "" {
+		a["gen_ai.output.type"] = t
+	}
+	if json.Unmarshal(m["previous_response_id"], &s) == nil && s != "" && len(s) <= maxString {
+		a["openai.request.previous_response_id"] = s
+	}
+	if id := conversationID(m["conversation"]); id != "" {
+		a["gen_ai.conversation.id"] = id
+	}
 	var opts struct {
 		IncludeUsage *bool `json:"include_usage"`
 	}
@@ -184,6 +197,51 @@ func (Provider) ParseRequest(ep gateway.Endpoint, body []byte) (gateway.Call, er
 		c.Attributes = a
 	}
 	return c, nil
+}
+
+// outputType maps the requested response format (Chat Completions'
+// response_format, the Responses API's text.format) to gen_ai.output.type.
+func outputType(m map[string]json.RawMessage) string {
+	var f struct {
+		Type string `json:"type"`
+	}
+	var text struct {
+		Format struct {
+			Type string `json:"type"`
+		} `json:"format"`
+	}
+	if json.Unmarshal(m["response_format"], &f) != nil || f.Type == "" {
+		if json.Unmarshal(m["text"], &text) != nil {
+			return ""
+		}
+		f.Type = text.Format.Type
+	}
+	switch f.Type {
+	case "json_object", "json_schema":
+		return "json"
+	case "text":
+		return "text"
+	}
+	return ""
+}
+
+// conversationID reads the Responses API's conversation: an id, or an
+// object with one.
+func conversationID(v json.RawMessage) string {
+	var id string
+	if json.Unmarshal(v, &id) != nil {
+		var o struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(v, &o) != nil {
+			return ""
+		}
+		id = o.ID
+	}
+	if len(id) > maxString {
+		return ""
+	}
+	return id
 }
 
 func isNumber(v json.RawMessage) bool {

@@ -2,17 +2,13 @@ package openai_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -35,7 +31,7 @@ type rig struct {
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	client sdk.Client
-	tee    *tee
+	tee    *gatewaytest.Tee
 }
 
 func newRig(tb testing.TB, up *openaitest.Upstream) *rig {
@@ -52,50 +48,13 @@ func newRig(tb testing.TB, up *openaitest.Upstream) *rig {
 	}
 	srv := httptest.NewServer(gw)
 	tb.Cleanup(srv.Close)
-	t := &tee{}
+	t := &gatewaytest.Tee{}
 	client := sdk.NewClient(option.WithBaseURL(srv.URL+"/openai/v1/"), option.WithAPIKey(callerKey), option.WithMaxRetries(0),
 		option.WithHeader(gateway.HeaderSession, "sess-openai"), option.WithHTTPClient(&http.Client{Transport: t}))
 	return &rig{up: up, trail: trail, gw: gw, srv: srv, client: client, tee: t}
 }
 
-func (r *rig) records(tb testing.TB) []gatewaytest.Record {
-	tb.Helper()
-	r.srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.gw.Close(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return r.trail.Records(tb)
-}
-
-// tee keeps the bytes of every response body the SDK reads.
-type tee struct {
-	mu     sync.Mutex
-	bodies []*bytes.Buffer
-}
-
-func (t *tee) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	b := &bytes.Buffer{}
-	t.mu.Lock()
-	t.bodies = append(t.bodies, b)
-	t.mu.Unlock()
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.TeeReader(resp.Body, b), resp.Body}
-	return resp, nil
-}
-
-func (t *tee) last() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return bytes.Clone(t.bodies[len(t.bodies)-1].Bytes())
-}
+func (r *rig) records(tb testing.TB) []gatewaytest.Record { return r.trail.Drain(tb, r.srv, r.gw) }
 
 // checkPassthrough checks that the client got exactly what the upstream sent.
 func (r *rig) checkPassthrough(tb testing.TB) {
@@ -104,7 +63,7 @@ func (r *rig) checkPassthrough(tb testing.TB) {
 	if !ok {
 		tb.Fatal("the upstream got no request")
 	}
-	if got := r.tee.last(); !bytes.Equal(got, last.Sent) {
+	if got := r.tee.Last(); !bytes.Equal(got, last.Sent) {
 		tb.Fatalf("the client got %d bytes that differ from the %d the upstream sent:\n%q\n%q", len(got), len(last.Sent), got, last.Sent)
 	}
 	if a := last.Header.Get("Authorization"); a != "Bearer "+callerKey {

@@ -7,8 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +105,63 @@ func (t *Trail) Records(tb testing.TB) []Record {
 		out = append(out, Record{Record: r, Content: c})
 	}
 	return out
+}
+
+// Drain closes the server in front of a gateway, waits for the gateway's
+// calls and records to finish, and reads every record.
+func (t *Trail) Drain(tb testing.TB, srv *httptest.Server, gw interface{ Close(context.Context) error }) []Record {
+	tb.Helper()
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gw.Close(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return t.Records(tb)
+}
+
+// Tee is an http.RoundTripper that keeps the bytes of every response body
+// its client reads, to check that a client received exactly what an
+// upstream sent. It is safe for concurrent use.
+type Tee struct {
+	mu     sync.Mutex
+	bodies []*bytes.Buffer
+}
+
+// RoundTrip implements http.RoundTripper over http.DefaultTransport.
+func (t *Tee) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	b := &bytes.Buffer{}
+	t.mu.Lock()
+	t.bodies = append(t.bodies, b)
+	t.mu.Unlock()
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.TeeReader(resp.Body, lockedWriter{&t.mu, b}), resp.Body}
+	return resp, nil
+}
+
+// Last returns the bytes read so far of the latest response body.
+func (t *Tee) Last() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.bodies) == 0 {
+		return nil
+	}
+	return bytes.Clone(t.bodies[len(t.bodies)-1].Bytes())
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

@@ -123,16 +123,20 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.writeLater(ex.req)
 	} else {
 		// Records waiting to be written after the fact share this commit.
-		recs := append(g.takeBacklog(), ex.req)
-		seqs, err := g.rec.Record(r.Context(), recs...)
+		backlog := g.takeBacklog()
+		seqs, err := g.rec.Record(r.Context(), append(backlog, ex.req)...)
+		if err != nil && len(backlog) > 0 {
+			// Whatever failed, the backlog is retried on its own, and the
+			// request is not refused for a fault of another record.
+			go g.persistAll(backlog)
+			backlog = nil
+			seqs, err = g.rec.Record(r.Context(), ex.req)
+		}
 		if err != nil {
-			if len(recs) > 1 {
-				go g.persistAll(recs[:len(recs)-1])
-			}
 			rt.unrecorded(w, err)
 			return
 		}
-		g.written(recs[:len(recs)-1])
+		g.written(backlog)
 		ex.reqSeq = seqs[len(seqs)-1]
 	}
 	if g.cfg.Durability != FailClosed {
@@ -566,9 +570,13 @@ func (ex *exchange) requestRecord(body []byte) *infertrail.Record {
 	return r
 }
 
-// maxToolCallsInClear bounds the tool calls listed in a record's
-// attributes; all of them stay in its content.
-const maxToolCallsInClear = 128
+// maxToolCallsInClear and maxToolCallBytes bound the tool calls listed in
+// a record's attributes, within the trail's limit on one attribute; all of
+// them stay in its content.
+const (
+	maxToolCallsInClear = 128
+	maxToolCallBytes    = 12 << 10
+)
 
 func (ex *exchange) responseRecord(res Response, reason string, c *capture) *infertrail.Record {
 	g := ex.rt.g
@@ -619,12 +627,17 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 			ID   string `json:"id"`
 			Name string `json:"name"`
 		}
-		list := make([]tc, 0, min(n, maxToolCallsInClear))
-		for _, t := range res.ToolCalls[:min(n, maxToolCallsInClear)] {
+		var list []tc
+		size := 0
+		for _, t := range res.ToolCalls {
+			size += len(t.ID) + len(t.Name) + 20
+			if len(list) == maxToolCallsInClear || size > maxToolCallBytes {
+				break
+			}
 			list = append(list, tc{t.ID, t.Name})
 		}
 		a["gen_ai.response.tool_calls"] = jsonValue(list)
-		if n > maxToolCallsInClear {
+		if len(list) < n {
 			a["infertrail.tool_calls_total"] = jsonInt(int64(n))
 		}
 	}

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -481,6 +482,10 @@ func (g *Gateway) persistAll(b []*infertrail.Record) {
 	}
 }
 
+// coreAttributes are kept when the trail refuses a record's attributes.
+var coreAttributes = []string{"infertrail.phase", "gen_ai.operation.name", "gen_ai.provider.name",
+	"gen_ai.request.model", "gen_ai.response.model", "http.response.status_code", "infertrail.incomplete_reason"}
+
 // persist writes one record, retrying until it is durable.
 func (g *Gateway) persist(r *infertrail.Record) {
 	backoff := 5 * time.Millisecond
@@ -492,16 +497,27 @@ func (g *Gateway) persist(r *infertrail.Record) {
 			return
 		}
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
-			if len(r.Content) == 0 {
-				g.m.failed()
-				g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
-				return
+			// Keep the evidence that the call happened, without what the
+			// trail refused: first the content, then all but the core
+			// attributes.
+			switch {
+			case len(r.Content) > 0:
+				r.Content = nil
+				r.Attributes["infertrail.content_refused"] = jsonString(err.Error())
+				continue
+			case r.Attributes["infertrail.attributes_refused"] == nil:
+				core := map[string]json.RawMessage{"infertrail.attributes_refused": jsonString(err.Error())}
+				for _, k := range coreAttributes {
+					if v, ok := r.Attributes[k]; ok {
+						core[k] = v
+					}
+				}
+				r.Attributes = core
+				continue
 			}
-			// Keep the evidence that the call happened, without the content
-			// the trail refused.
-			r.Content = nil
-			r.Attributes["infertrail.content_refused"] = jsonString(err.Error())
-			continue
+			g.m.failed()
+			g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
+			return
 		}
 		g.log.Warn("gateway: writing a record failed; retrying", "id", r.ID.String(), "err", err)
 		time.Sleep(backoff)

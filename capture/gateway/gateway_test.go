@@ -84,6 +84,10 @@ func (e *echoResponse) Event(name string, data []byte) {
 func (e *echoResponse) Body(status int, b []byte) { e.body, e.done = bytes.Clone(b), true }
 func (e *echoResponse) Result() gateway.Response {
 	r := gateway.Response{Done: e.done, Truncated: e.truncated, Model: "echo-answered"}
+	if bytes.Contains(e.body, []byte("oversized-attribute")) {
+		// More than the trail takes in one attribute.
+		r.Attributes = map[string]any{"echo.big": strings.Repeat("x", 20<<10)}
+	}
 	switch {
 	case e.body != nil:
 		r.Body = e.body
@@ -641,5 +645,43 @@ func TestNoRecordLostUnderLoad(t *testing.T) {
 				t.Fatalf("%d records for %d answered calls, want %d", n, answered, 2*answered)
 			}
 		})
+	}
+}
+
+// TestRefusedRecordIsolated: a response record the trail refuses (here an
+// attribute over its size limit) neither fails the next call, whose
+// request record shares its commit, nor goes missing: it is kept with its
+// core attributes.
+func TestRefusedRecordIsolated(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("X-Test-Big") != "" {
+			io.WriteString(w, `{"text":"oversized-attribute"}`)
+			return
+		}
+		io.WriteString(w, answer)
+	})
+	rig := newRig(t, up, nil)
+	for _, big := range []string{"1", ""} {
+		resp := rig.post(t, t.Context(), `{"model":"m"}`, map[string]string{"X-Test-Big": big})
+		if b := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("status %d %s", resp.StatusCode, b)
+		}
+	}
+	recs := rig.records(t)
+	if len(recs) != 4 {
+		t.Fatalf("%d records, want 4", len(recs))
+	}
+	refused := 0
+	for _, r := range recs {
+		if r.Attr("infertrail.attributes_refused") != nil {
+			refused++
+			if r.Attr("echo.big") != nil || r.Attr("gen_ai.response.model") != "echo-answered" || r.Content != nil {
+				t.Errorf("refused record kept %v", r.Attributes)
+			}
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d records with refused attributes, want 1", refused)
 	}
 }

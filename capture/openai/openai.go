@@ -81,7 +81,7 @@ func (Provider) ErrorBody(status int, message string) []byte {
 	case status == http.StatusRequestEntityTooLarge:
 		code = "request_too_large"
 	case status == http.StatusTooManyRequests:
-		typ, code = "rate_limit_error", "rate_limit_exceeded"
+		typ, code = "requests", "rate_limit_exceeded"
 	case status >= 500:
 		typ = "server_error"
 	}

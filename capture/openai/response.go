@@ -138,6 +138,9 @@ type choiceState struct {
 	hasContent, hasRef bool
 	finish             *string
 	tools              map[int64]*toolState
+	// The token log probabilities, when the request asked for them.
+	hasLogprobs         bool
+	logContent, logRefs []json.RawMessage
 }
 
 type toolState struct {
@@ -168,11 +171,16 @@ type chunk struct {
 				} `json:"function"`
 			} `json:"tool_calls"`
 		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
+		Logprobs     json.RawMessage `json:"logprobs"` // read apart: servers differ
+		FinishReason *string         `json:"finish_reason"`
 	} `json:"choices"`
 	Usage json.RawMessage `json:"usage"`
 	Error json.RawMessage `json:"error"`
 }
+
+// maxIndex bounds the choice and tool-call indexes a stream may use, so
+// that a hostile index cannot make the rebuilt body huge.
+const maxIndex = 1024
 
 // keep reports whether n more bytes fit within the limit, and counts them.
 func (c *chatResponse) keep(n int) bool {
@@ -219,7 +227,7 @@ func (c *chatResponse) Event(name string, data []byte) {
 		c.choices = map[int64]*choiceState{}
 	}
 	for _, chc := range ch.Choices {
-		if chc.Index < 0 || chc.Index >= 1024 {
+		if chc.Index < 0 || chc.Index >= maxIndex {
 			c.malformed++
 			continue
 		}
@@ -245,7 +253,10 @@ func (c *chatResponse) Event(name string, data []byte) {
 			}
 		}
 		for _, tc := range d.ToolCalls {
-			if tc.Index < 0 || tc.Index >= 1024 {
+			if tc.Index == -1 {
+				tc.Index = 0 // some compatible servers number a lone call -1
+			}
+			if tc.Index < 0 || tc.Index >= maxIndex {
 				c.malformed++
 				continue
 			}
@@ -267,11 +278,35 @@ func (c *chatResponse) Event(name string, data []byte) {
 				t.args.WriteString(tc.Function.Arguments)
 			}
 		}
+		if len(chc.Logprobs) > 0 && string(chc.Logprobs) != "null" {
+			var lp struct {
+				Content []json.RawMessage `json:"content"`
+				Refusal []json.RawMessage `json:"refusal"`
+			}
+			if json.Unmarshal(chc.Logprobs, &lp) == nil {
+				st.hasLogprobs = true
+				st.logContent = c.keepAll(st.logContent, lp.Content)
+				st.logRefs = c.keepAll(st.logRefs, lp.Refusal)
+			} else {
+				c.malformed++
+			}
+		}
 		if chc.FinishReason != nil {
 			f := *chc.FinishReason
 			st.finish = &f
 		}
 	}
+}
+
+// keepAll appends the JSON values in add that fit within the limit.
+func (c *chatResponse) keepAll(to, add []json.RawMessage) []json.RawMessage {
+	for _, v := range add {
+		if !c.keep(len(v)) {
+			break
+		}
+		to = append(to, v)
+	}
+	return to
 }
 
 func (c *chatResponse) Body(status int, b []byte) {
@@ -308,23 +343,29 @@ func (c *chatResponse) Result() gateway.Response {
 	type message struct {
 		Role      string     `json:"role"`
 		Content   *string    `json:"content"`
-		Refusal   *string    `json:"refusal,omitempty"`
+		Refusal   *string    `json:"refusal"`
 		ToolCalls []toolCall `json:"tool_calls,omitempty"`
 	}
-	type choice struct {
-		Index        int64   `json:"index"`
-		Message      message `json:"message"`
-		FinishReason *string `json:"finish_reason"`
+	type logprobs struct {
+		Content []json.RawMessage `json:"content"`
+		Refusal []json.RawMessage `json:"refusal"`
 	}
+	type choice struct {
+		Index        int64     `json:"index"`
+		Message      message   `json:"message"`
+		Logprobs     *logprobs `json:"logprobs"`
+		FinishReason *string   `json:"finish_reason"`
+	}
+	// The fields in the order OpenAI sends them.
 	out := struct {
 		ID                string          `json:"id"`
 		Object            string          `json:"object"`
 		Created           json.RawMessage `json:"created,omitempty"`
 		Model             string          `json:"model"`
-		SystemFingerprint string          `json:"system_fingerprint,omitempty"`
-		ServiceTier       string          `json:"service_tier,omitempty"`
 		Choices           []choice        `json:"choices"`
 		Usage             json.RawMessage `json:"usage,omitempty"`
+		ServiceTier       string          `json:"service_tier,omitempty"`
+		SystemFingerprint string          `json:"system_fingerprint,omitempty"`
 	}{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
 		SystemFingerprint: c.fingerprint, ServiceTier: c.tier, Choices: []choice{}, Usage: c.usage}
 	for _, i := range sortedKeys(c.choices) {
@@ -354,7 +395,11 @@ func (c *chatResponse) Result() gateway.Response {
 		if st.finish != nil {
 			res.FinishReasons = append(res.FinishReasons, *st.finish)
 		}
-		out.Choices = append(out.Choices, choice{Index: i, Message: m, FinishReason: st.finish})
+		ch := choice{Index: i, Message: m, FinishReason: st.finish}
+		if st.hasLogprobs {
+			ch.Logprobs = &logprobs{Content: st.logContent, Refusal: st.logRefs}
+		}
+		out.Choices = append(out.Choices, ch)
 	}
 	res.Body, _ = json.Marshal(out)
 	return res

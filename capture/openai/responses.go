@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 
@@ -21,8 +20,10 @@ type responsesResponse struct {
 	body   json.RawMessage
 	status int
 
-	last  json.RawMessage // the latest response object seen
-	final json.RawMessage // the response object of the terminal event
+	last  json.RawMessage // the latest response object seen before the end
+	done  bool            // a terminal event came
+	final json.RawMessage // its response object, if it fit within the limit
+	meta  gateway.Response
 	items map[int64]*itemState
 	err   json.RawMessage
 }
@@ -30,10 +31,17 @@ type responsesResponse struct {
 type itemState struct {
 	item         map[string]json.RawMessage // as added, or as done
 	done         bool
-	text         map[int64]*strings.Builder // output_text by content index
+	parts        map[int64]*partState // a message's content parts by index
 	args         strings.Builder
 	typ          string
 	callID, name string
+}
+
+// partState is a message's content part being streamed: output_text or
+// refusal.
+type partState struct {
+	typ  string
+	text strings.Builder
 }
 
 // event is the part of a Responses API stream event the record needs.
@@ -44,6 +52,7 @@ type event struct {
 	ContentIdx  int64           `json:"content_index"`
 	Item        json.RawMessage `json:"item"`
 	Delta       string          `json:"delta"`
+	Arguments   *string         `json:"arguments"`
 }
 
 func (r *responsesResponse) keep(n int) bool {
@@ -55,6 +64,9 @@ func (r *responsesResponse) keep(n int) bool {
 	return true
 }
 
+// maxItems bounds the output and content indexes a stream may use.
+const maxItems = 4096
+
 func (r *responsesResponse) Event(name string, data []byte) {
 	var e event
 	if json.Unmarshal(data, &e) != nil {
@@ -64,29 +76,37 @@ func (r *responsesResponse) Event(name string, data []byte) {
 	if e.Type == "" {
 		e.Type = name
 	}
+	if e.OutputIndex < 0 || e.OutputIndex >= maxItems || e.ContentIdx < 0 || e.ContentIdx >= maxItems {
+		r.malformed++
+		return
+	}
 	switch e.Type {
 	case "error":
-		r.err = bytes.Clone(data)
+		r.err = streamError(data)
 	case "response.created", "response.in_progress", "response.queued":
-		if len(e.Response) > 0 && r.keep(len(e.Response)) {
-			r.last = bytes.Clone(e.Response)
+		if len(e.Response) > 0 && r.keep(len(e.Response)-len(r.last)) {
+			r.last = e.Response
 		}
 	case "response.completed", "response.failed", "response.incomplete":
-		if len(e.Response) > 0 {
-			// The terminal object is kept whole if it fits; its metadata
-			// is read either way.
-			r.final = bytes.Clone(e.Response)
-			if len(e.Response) > r.limit {
-				r.truncated = true
-			}
-		}
-	case "response.output_item.added", "response.output_item.done":
-		if e.OutputIndex < 0 || e.OutputIndex >= 4096 {
+		if len(e.Response) == 0 {
 			r.malformed++
 			return
 		}
+		// The terminal object replaces what was assembled: it is kept
+		// whole if it fits, and its metadata is read either way.
+		r.done = true
+		r.meta = gateway.Response{}
+		readResponseObject(e.Response, &r.meta)
+		if len(e.Response) <= r.limit {
+			r.final = e.Response
+		}
+	case "response.output_item.added", "response.output_item.done":
 		var item map[string]json.RawMessage
-		if json.Unmarshal(e.Item, &item) != nil || !r.keep(len(e.Item)) {
+		if json.Unmarshal(e.Item, &item) != nil {
+			r.malformed++
+			return
+		}
+		if !r.keep(len(e.Item)) {
 			return
 		}
 		st := r.item(e.OutputIndex)
@@ -94,23 +114,47 @@ func (r *responsesResponse) Event(name string, data []byte) {
 		json.Unmarshal(item["type"], &st.typ)
 		json.Unmarshal(item["call_id"], &st.callID)
 		json.Unmarshal(item["name"], &st.name)
-	case "response.output_text.delta":
-		if e.OutputIndex < 0 || e.OutputIndex >= 4096 || e.ContentIdx < 0 || e.ContentIdx >= 1024 || !r.keep(len(e.Delta)) {
+	case "response.output_text.delta", "response.refusal.delta":
+		if !r.keep(len(e.Delta)) {
 			return
 		}
 		st := r.item(e.OutputIndex)
-		b := st.text[e.ContentIdx]
-		if b == nil {
-			b = &strings.Builder{}
-			st.text[e.ContentIdx] = b
+		p := st.parts[e.ContentIdx]
+		if p == nil {
+			p = &partState{typ: strings.TrimSuffix(strings.TrimPrefix(e.Type, "response."), ".delta")}
+			st.parts[e.ContentIdx] = p
 		}
-		b.WriteString(e.Delta)
+		p.text.WriteString(e.Delta)
 	case "response.function_call_arguments.delta":
-		if e.OutputIndex < 0 || e.OutputIndex >= 4096 || !r.keep(len(e.Delta)) {
+		if !r.keep(len(e.Delta)) {
 			return
 		}
 		r.item(e.OutputIndex).args.WriteString(e.Delta)
+	case "response.function_call_arguments.done":
+		st := r.item(e.OutputIndex)
+		if e.Arguments == nil || !r.keep(max(0, len(*e.Arguments)-st.args.Len())) {
+			return
+		}
+		st.args.Reset()
+		st.args.WriteString(*e.Arguments)
 	}
+}
+
+// streamError returns the error object of a stream's error event: the
+// event without its type and sequence number, or its "error" member if
+// it has one.
+func streamError(data []byte) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		return nil
+	}
+	if e := m["error"]; len(e) > 0 && string(e) != "null" {
+		return e
+	}
+	delete(m, "type")
+	delete(m, "sequence_number")
+	b, _ := json.Marshal(m)
+	return b
 }
 
 func (r *responsesResponse) item(i int64) *itemState {
@@ -119,7 +163,7 @@ func (r *responsesResponse) item(i int64) *itemState {
 	}
 	st := r.items[i]
 	if st == nil {
-		st = &itemState{text: map[int64]*strings.Builder{}}
+		st = &itemState{parts: map[int64]*partState{}}
 		r.items[i] = st
 	}
 	return st
@@ -139,25 +183,33 @@ func (r *responsesResponse) Result() gateway.Response {
 		readResponseObject(r.body, &res)
 		return res
 	}
-	res := gateway.Response{Truncated: r.truncated, Error: r.err}
-	if r.final != nil {
-		res.Done = true
-		readResponseObject(r.final, &res)
-		if !r.truncated {
-			res.Body = r.final
-		}
-	} else {
+	var res gateway.Response
+	switch {
+	case r.final != nil:
+		res = r.meta
+		res.Body = r.final
+	case r.done:
+		// The terminal object passed the limit: its metadata, and the
+		// body as far as it was assembled.
+		res = r.meta
+		res.Body, res.Truncated = r.assemble(), true
+	default:
 		if r.last != nil {
 			readResponseObject(r.last, &res)
+			res.FinishReasons = nil // the status of a response still in progress
 		}
-		res.Body = r.assemble()
+		res.Body, res.Truncated = r.assemble(), r.truncated
 		res.ToolCalls = nil
 		for _, i := range sortedKeys(r.items) {
 			st := r.items[i]
 			if st.typ == "function_call" {
-				res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: st.callID, Name: st.name, Arguments: validUTF8(r.args(st))})
+				res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: st.callID, Name: st.name, Arguments: r.args(st)})
 			}
 		}
+	}
+	res.Done = r.done
+	if res.Error == nil {
+		res.Error = r.err
 	}
 	if r.malformed > 0 {
 		if res.Attributes == nil {
@@ -174,7 +226,7 @@ func (r *responsesResponse) args(st *itemState) string {
 	if st.done && json.Unmarshal(st.item["arguments"], &s) == nil {
 		return s
 	}
-	return st.args.String()
+	return validUTF8(st.args.String())
 }
 
 // assemble rebuilds the response object of a stream that broke off: the
@@ -187,7 +239,7 @@ func (r *responsesResponse) assemble() json.RawMessage {
 	if len(resp) == 0 && len(r.items) == 0 {
 		return nil
 	}
-	var out []map[string]json.RawMessage
+	out := []map[string]json.RawMessage{}
 	for _, i := range sortedKeys(r.items) {
 		st := r.items[i]
 		item := st.item
@@ -200,8 +252,14 @@ func (r *responsesResponse) assemble() json.RawMessage {
 				item["arguments"], _ = json.Marshal(validUTF8(st.args.String()))
 			case "message", "":
 				var parts []map[string]any
-				for _, j := range sortedKeys(st.text) {
-					parts = append(parts, map[string]any{"type": "output_text", "text": validUTF8(st.text[j].String()), "annotations": []any{}})
+				for _, j := range sortedKeys(st.parts) {
+					p := st.parts[j]
+					switch text := validUTF8(p.text.String()); p.typ {
+					case "refusal":
+						parts = append(parts, map[string]any{"type": "refusal", "refusal": text})
+					default:
+						parts = append(parts, map[string]any{"type": "output_text", "text": text, "annotations": []any{}})
+					}
 				}
 				if parts != nil {
 					item["content"], _ = json.Marshal(parts)
@@ -238,7 +296,7 @@ func readResponseObject(b json.RawMessage, res *gateway.Response) {
 		return
 	}
 	res.ID, res.Model, res.Usage = o.ID, o.Model, usageMap(o.Usage)
-	if res.Attributes == nil {
+	if o.Status != "" || o.ServiceTier != "" {
 		res.Attributes = map[string]any{}
 	}
 	if o.Status != "" {

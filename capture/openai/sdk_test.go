@@ -263,7 +263,7 @@ func TestSDKErrors(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	_, resp := split(t, rig.records(t))
-	if resp.Attr("error.type") != "429" || !strings.Contains(string(resp.Content["error"]), "rate_limit_error") {
+	if resp.Attr("error.type") != "429" || !strings.Contains(string(resp.Content["error"]), "rate_limit_exceeded") {
 		t.Errorf("response %v %s", resp.Attributes, resp.Content["error"])
 	}
 

@@ -7,50 +7,79 @@ package openaitest
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
+// DefaultText is the reply of an Upstream whose Text is unset.
+const DefaultText = "Hello! This is a scripted reply."
+
+// DefaultModel is the model the model list names when Model is unset.
+const DefaultModel = "gpt-scripted"
+
+// Created is the creation time every object reports, in Unix seconds.
+const Created = 1764115200
+
 // Upstream answers like api.openai.com, as its fields script. Set the
-// fields before serving; it is safe for concurrent use after that.
+// fields before serving; it is safe for concurrent use after that. Its
+// zero value answers every endpoint with DefaultText and no faults.
 type Upstream struct {
 	// Model is the model that answers; default: the requested one.
 	Model string
-	// Text is the reply (default "Hello! This is a scripted reply.").
+	// Text is the reply (default DefaultText).
 	Text string
-	// ToolCalls, if set, are requested instead of a text reply.
+	// ToolCalls, if set, are requested instead of a text reply, in
+	// parallel: several calls in one response.
 	ToolCalls []ToolCall
+	// CallTools, if set and ToolCalls is not, requests a call of every
+	// function the request offers, with arguments "{}".
+	CallTools bool
 	// SystemFingerprint is reported in chat completions (default "fp_scripted").
 	SystemFingerprint string
-	// ChunkBytes is the text per streamed delta (default 16).
+	// InputTokens is the reported prompt size (default: a quarter of the
+	// request body's bytes). CachedTokens and ReasoningTokens are
+	// reported in the usage details.
+	InputTokens, CachedTokens, ReasoningTokens int
+	// ChunkBytes is the text per streamed delta (default 16); a delta
+	// never splits a UTF-8 character.
 	ChunkBytes int
 	// EventDelay is the pause before each streamed event after the first,
 	// as a model takes time per token.
 	EventDelay time.Duration
+
 	// Status, if set, answers every request with this status and an
-	// OpenAI error whose message is ErrorMessage.
-	Status       int
-	ErrorMessage string
-	// CloseAfterEvents, if set, breaks the connection after that many events.
+	// OpenAI error: ErrorMessage, and ErrorType and ErrorCode (defaults:
+	// those OpenAI gives for the status).
+	Status                             int
+	ErrorMessage, ErrorType, ErrorCode string
+	// ErrorAfterEvents, if set, ends a stream after that many events with
+	// an error: a chunk holding an error object for chat completions, a
+	// response.failed event for the Responses API.
+	ErrorAfterEvents int
+	// CloseAfterEvents, if set, breaks the connection after that many
+	// stream events, as a crashed upstream does.
 	CloseAfterEvents int
-	// HangAfterEvents, if set, stops after that many events until the
-	// request is cancelled; with HangBeforeHeaders it sends nothing at all.
+	// HangAfterEvents, if set, stops a stream after that many events
+	// until the request is cancelled; HangBeforeHeaders does so before
+	// sending anything at all.
 	HangAfterEvents   int
 	HangBeforeHeaders bool
-	// APIKey, if set, is the key callers must present; others get 401.
+	// APIKey, if set, is the key callers must present (as a bearer token
+	// or in an api-key header); others get 401.
 	APIKey string
 	// Keep is how many requests Requests remembers (default 1024; negative:
-	// none, for benchmarks).
+	// none, and no copy of what was sent, for benchmarks).
 	Keep int
+
+	once   sync.Once
+	script script
 
 	seq  atomic.Int64
 	mu   sync.Mutex
@@ -67,10 +96,65 @@ type ToolCall struct {
 // Request is one request as the upstream received and answered it.
 type Request struct {
 	Method, Path string
-	Header       http.Header
+	Header       http.Header // as received: Authorization, traceparent, …
 	Body         []byte
 	Status       int
 	Sent         []byte // every byte of the response body, in order
+}
+
+// script is what an Upstream's fields make of every answer, computed once.
+type script struct {
+	text        string
+	textJSON    json.RawMessage
+	chunksJSON  []json.RawMessage // the text's deltas as JSON strings
+	fingerprint string
+	chunkBytes  int
+	keep        int
+}
+
+func (u *Upstream) init() {
+	u.once.Do(func() {
+		s := &u.script
+		s.text = u.Text
+		if s.text == "" {
+			s.text = DefaultText
+		}
+		s.textJSON, _ = json.Marshal(s.text)
+		s.chunkBytes = u.ChunkBytes
+		if s.chunkBytes <= 0 {
+			s.chunkBytes = 16
+		}
+		for _, c := range split(s.text, s.chunkBytes) {
+			j, _ := json.Marshal(c)
+			s.chunksJSON = append(s.chunksJSON, j)
+		}
+		s.fingerprint = u.SystemFingerprint
+		if s.fingerprint == "" {
+			s.fingerprint = "fp_scripted"
+		}
+		s.keep = u.Keep
+		if s.keep == 0 {
+			s.keep = 1024
+		}
+	})
+}
+
+// split cuts s into pieces of at most n bytes (more if n is smaller than
+// a character), never inside a UTF-8 character.
+func split(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		i := n
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		if i == 0 {
+			_, i = utf8.DecodeRuneInString(s)
+		}
+		out = append(out, s[:i])
+		s = s[i:]
+	}
+	return append(out, s)
 }
 
 // Requests returns the remembered requests, oldest first.
@@ -85,16 +169,19 @@ func (u *Upstream) Requests() []Request {
 	return out
 }
 
-// Count returns the number of requests served.
+// Count returns the number of requests received.
 func (u *Upstream) Count() int { return int(u.seq.Load()) }
 
 // Last returns the latest request.
 func (u *Upstream) Last() (Request, bool) {
-	rs := u.Requests()
-	if len(rs) == 0 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
 		return Request{}, false
 	}
-	return rs[len(rs)-1], true
+	r := *u.reqs[len(u.reqs)-1]
+	r.Sent = bytes.Clone(r.Sent)
+	return r, true
 }
 
 // ReplyOfSize returns a reply text of n bytes.
@@ -103,152 +190,153 @@ func ReplyOfSize(n int) string {
 	return strings.Repeat(s, n/len(s)+1)[:n]
 }
 
-const created = 1764115200
-
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.init()
 	body, _ := io.ReadAll(r.Body)
 	n := u.seq.Add(1)
-	x := &exchange{u: u, w: w, r: r, n: n, rec: &Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}}
+	x := &exchange{u: u, s: &u.script, w: w, r: r, n: n, rec: &Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}}
 	u.remember(x.rec)
 	if u.HangBeforeHeaders {
 		<-r.Context().Done()
 		return
 	}
-	if u.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+u.APIKey && r.Header.Get("api-key") != u.APIKey {
-		x.error(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
-		return
+	if u.APIKey != "" {
+		switch key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "); {
+		case key == u.APIKey || r.Header.Get("api-key") == u.APIKey:
+		case key == "" && r.Header.Get("api-key") == "":
+			x.error(http.StatusUnauthorized, "invalid_request_error", "", "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+			return
+		default:
+			x.error(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: "+redact(key)+". You can find your API key at https://platform.openai.com/account/api-keys.")
+			return
+		}
 	}
 	if u.Status != 0 {
-		x.error(u.Status, errorType(u.Status), "", u.ErrorMessage)
+		typ, code := u.ErrorType, u.ErrorCode
+		if typ == "" {
+			typ, code = errorType(u.Status, code)
+		}
+		x.error(u.Status, typ, code, u.ErrorMessage)
 		return
 	}
-	var req struct {
-		Model         string `json:"model"`
-		Stream        bool   `json:"stream"`
-		StreamOptions struct {
-			IncludeUsage bool `json:"include_usage"`
-		} `json:"stream_options"`
-		Input json.RawMessage `json:"input"`
-	}
-	if r.Method == http.MethodPost && json.Unmarshal(body, &req) != nil {
-		x.error(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
+	route := r.Method + " " + r.URL.Path
+	switch route {
+	case "POST /v1/chat/completions", "POST /v1/responses", "POST /v1/embeddings", "GET /v1/models":
+	default:
+		x.error(http.StatusNotFound, "invalid_request_error", "unknown_url",
+			fmt.Sprintf("Unknown request URL: %s. Please check the URL for typos, or see the docs at https://platform.openai.com/docs/api-reference/.", route))
 		return
+	}
+	var req request
+	if r.Method == http.MethodPost {
+		if json.Unmarshal(body, &req) != nil {
+			x.error(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+			return
+		}
+		if req.Model == "" {
+			x.error(http.StatusBadRequest, "invalid_request_error", "", "you must provide a model parameter")
+			return
+		}
 	}
 	x.model = u.Model
 	if x.model == "" {
 		x.model = req.Model
 	}
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/chat/completions":
+	x.tools = u.toolCalls(n, &req)
+	switch route {
+	case "POST /v1/chat/completions":
 		if req.Stream {
 			x.chatStream(req.StreamOptions.IncludeUsage)
 		} else {
 			x.json(x.chatCompletion())
 		}
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/responses":
+	case "POST /v1/responses":
 		if req.Stream {
 			x.responsesStream()
 		} else {
 			x.json(x.response("completed", true))
 		}
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/embeddings":
-		x.json(x.embeddings(body))
-	case r.Method == http.MethodGet && r.URL.Path == "/v1/models":
-		x.json(map[string]any{"object": "list", "data": []any{
-			map[string]any{"id": "gpt-scripted", "object": "model", "created": created, "owned_by": "infertrail-test"},
-		}})
-	default:
-		x.error(http.StatusNotFound, "invalid_request_error", "unknown_url", fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path))
+	case "POST /v1/embeddings":
+		x.json(x.embeddings(&req))
+	case "GET /v1/models":
+		x.json(u.models())
 	}
 }
 
-func (u *Upstream) remember(r *Request) {
-	keep := u.Keep
-	if keep == 0 {
-		keep = 1024
+// request is what the upstream reads of a request body.
+type request struct {
+	Model         string `json:"model"`
+	Stream        bool   `json:"stream"`
+	StreamOptions struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	Tools []struct {
+		Type     string `json:"type"`
+		Name     string `json:"name"` // the Responses API's shape
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"` // Chat Completions'
+	} `json:"tools"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat string          `json:"encoding_format"`
+	Dimensions     int             `json:"dimensions"`
+}
+
+func redact(key string) string {
+	if len(key) <= 8 {
+		return "sk-****"
 	}
-	if keep < 0 {
+	return key[:3] + strings.Repeat("*", 8) + key[len(key)-4:]
+}
+
+func (u *Upstream) remember(r *Request) {
+	if u.script.keep < 0 {
 		return
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.reqs = append(u.reqs, r)
-	if len(u.reqs) > keep {
-		u.reqs = u.reqs[len(u.reqs)-keep:]
+	if len(u.reqs) > u.script.keep {
+		u.reqs = u.reqs[len(u.reqs)-u.script.keep:]
 	}
 }
 
-func errorType(status int) string {
+// errorType returns the error type and code OpenAI answers a status with.
+func errorType(status int, code string) (string, string) {
 	switch {
 	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
+		if code == "" {
+			code = "rate_limit_exceeded"
+		}
+		return "requests", code
 	case status >= 500:
-		return "server_error"
+		return "server_error", code
 	}
-	return "invalid_request_error"
+	return "invalid_request_error", code
 }
 
-// exchange is one request being answered.
-type exchange struct {
-	u      *Upstream
-	w      http.ResponseWriter
-	r      *http.Request
-	n      int64
-	rec    *Request
-	model  string
-	events int
-	dead   bool
-}
-
-func (x *exchange) write(b []byte) {
-	x.u.mu.Lock()
-	x.rec.Sent = append(x.rec.Sent, b...)
-	x.u.mu.Unlock()
-	x.w.Write(b)
-}
-
-func (x *exchange) json(v any) {
-	b, _ := json.Marshal(v)
-	h := x.w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("x-request-id", fmt.Sprintf("req_%024d", x.n))
-	h.Set("openai-processing-ms", "1")
-	x.rec.Status = http.StatusOK
-	x.write(b)
-}
-
-func (x *exchange) error(status int, typ, code, msg string) {
-	e := map[string]any{"message": msg, "type": typ, "param": nil, "code": nil}
-	if code != "" {
-		e["code"] = code
+// toolCalls returns the calls a request gets, with their ids and
+// arguments filled in.
+func (u *Upstream) toolCalls(n int64, req *request) []ToolCall {
+	calls := u.ToolCalls
+	if len(calls) == 0 && u.CallTools {
+		for _, t := range req.Tools {
+			name := t.Function.Name
+			if name == "" {
+				name = t.Name
+			}
+			if name != "" {
+				calls = append(calls, ToolCall{Name: name})
+			}
+		}
 	}
-	b, _ := json.Marshal(map[string]any{"error": e})
-	x.w.Header().Set("Content-Type", "application/json")
-	x.w.Header().Set("x-request-id", fmt.Sprintf("req_%024d", x.n))
-	x.rec.Status = status
-	x.w.WriteHeader(status)
-	x.write(b)
-}
-
-func (x *exchange) text() string {
-	if x.u.Text != "" {
-		return x.u.Text
+	if len(calls) == 0 {
+		return nil
 	}
-	return "Hello! This is a scripted reply."
-}
-
-func (x *exchange) fingerprint() string {
-	if x.u.SystemFingerprint != "" {
-		return x.u.SystemFingerprint
-	}
-	return "fp_scripted"
-}
-
-func (x *exchange) toolCalls() []ToolCall {
-	out := make([]ToolCall, len(x.u.ToolCalls))
-	for i, tc := range x.u.ToolCalls {
+	out := make([]ToolCall, len(calls))
+	for i, tc := range calls {
 		if tc.ID == "" {
-			tc.ID = fmt.Sprintf("call_%d_%d", x.n, i)
+			tc.ID = fmt.Sprintf("call_%d_%d", n, i)
 		}
 		if tc.Arguments == "" {
 			tc.Arguments = "{}"
@@ -258,270 +346,143 @@ func (x *exchange) toolCalls() []ToolCall {
 	return out
 }
 
-func (x *exchange) chunks(s string) []string {
-	n := x.u.ChunkBytes
-	if n <= 0 {
-		n = 16
+func (u *Upstream) models() modelList {
+	list := modelList{Object: "list", Data: []model{{ID: DefaultModel, Object: "model", Created: Created, OwnedBy: "system"}}}
+	if u.Model != "" && u.Model != DefaultModel {
+		list.Data = append(list.Data, model{ID: u.Model, Object: "model", Created: Created, OwnedBy: "system"})
 	}
-	var out []string
-	for len(s) > n {
-		out = append(out, s[:n])
-		s = s[n:]
-	}
-	return append(out, s)
+	return list
 }
 
-func tokens(s string) int { return len(s)/4 + 1 }
-
-func (x *exchange) usage(chat bool) map[string]any {
-	in, out := len(x.rec.Body)/4+1, tokens(x.text())
-	if chat {
-		return map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out,
-			"prompt_tokens_details":     map[string]any{"cached_tokens": 0, "audio_tokens": 0},
-			"completion_tokens_details": map[string]any{"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
-	}
-	return map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
-		"input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}}
+// exchange is one request being answered.
+type exchange struct {
+	u      *Upstream
+	s      *script
+	w      http.ResponseWriter
+	r      *http.Request
+	n      int64
+	rec    *Request
+	model  string
+	tools  []ToolCall
+	events int
 }
 
-func (x *exchange) chatCompletion() map[string]any {
-	msg := map[string]any{"role": "assistant", "content": x.text(), "refusal": nil, "annotations": []any{}}
-	finish := "stop"
-	if tcs := x.toolCalls(); len(tcs) > 0 {
-		var list []any
-		for _, tc := range tcs {
-			list = append(list, map[string]any{"id": tc.ID, "type": "function", "function": map[string]any{"name": tc.Name, "arguments": tc.Arguments}})
-		}
-		msg["content"], msg["tool_calls"], finish = nil, list, "tool_calls"
+func (x *exchange) write(b []byte) {
+	if x.s.keep >= 0 {
+		x.u.mu.Lock()
+		x.rec.Sent = append(x.rec.Sent, b...)
+		x.u.mu.Unlock()
 	}
-	return map[string]any{"id": fmt.Sprintf("chatcmpl-%d", x.n), "object": "chat.completion", "created": created, "model": x.model,
-		"choices":      []any{map[string]any{"index": 0, "message": msg, "logprobs": nil, "finish_reason": finish}},
-		"usage":        x.usage(true),
-		"service_tier": "default", "system_fingerprint": x.fingerprint()}
+	x.w.Write(b)
 }
 
-// event sends one server-sent event, honouring the scripted faults; it
-// reports false once the stream must stop.
-func (x *exchange) event(name string, v any) bool {
-	if x.dead {
-		return false
+func (x *exchange) headers(status int, contentType string) {
+	h := x.w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("x-request-id", fmt.Sprintf("req_%032x", x.n))
+	h.Set("openai-version", "2020-10-01")
+	h.Set("openai-processing-ms", "1")
+	x.rec.Status = status
+	x.w.WriteHeader(status)
+}
+
+func (x *exchange) json(v any) {
+	b, _ := json.Marshal(v)
+	x.headers(http.StatusOK, "application/json")
+	x.write(b)
+}
+
+func (x *exchange) error(status int, typ, code, msg string) {
+	b, _ := json.Marshal(errorBody{Error: errorObject{Message: msg, Type: typ, Code: nullable(code)}})
+	x.headers(status, "application/json")
+	x.write(b)
+}
+
+// nullable returns s as a JSON string, or null if it is empty.
+func nullable(s string) json.RawMessage {
+	if s == "" {
+		return nil
 	}
-	if x.u.CloseAfterEvents > 0 && x.events == x.u.CloseAfterEvents {
-		x.dead = true
-		panic(http.ErrAbortHandler)
-	}
-	if x.u.HangAfterEvents > 0 && x.events == x.u.HangAfterEvents {
-		x.dead = true
+	b, _ := json.Marshal(s)
+	return b
+}
+
+type errorBody struct {
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Message string          `json:"message"`
+	Type    string          `json:"type"`
+	Param   json.RawMessage `json:"param"`
+	Code    json.RawMessage `json:"code"`
+}
+
+// streamEnd reports whether the stream must stop before its next event,
+// doing what the script says there: break the connection, hang, or send
+// an error (through fail).
+func (x *exchange) streamEnd(fail func()) bool {
+	u := x.u
+	switch {
+	case x.r.Context().Err() != nil:
+		return true
+	case u.CloseAfterEvents > 0 && x.events == u.CloseAfterEvents:
+		panic(http.ErrAbortHandler) // the server closes the connection mid-response
+	case u.HangAfterEvents > 0 && x.events == u.HangAfterEvents:
 		<-x.r.Context().Done()
-		return false
+		return true
+	case u.ErrorAfterEvents > 0 && x.events == u.ErrorAfterEvents:
+		fail() // one last event
+		return true
 	}
-	if x.events > 0 && x.u.EventDelay > 0 {
-		time.Sleep(x.u.EventDelay)
+	if x.events > 0 && u.EventDelay > 0 {
+		t := time.NewTimer(u.EventDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-x.r.Context().Done():
+			return true
+		}
 	}
+	return false
+}
+
+// send writes one server-sent event and flushes it.
+func (x *exchange) send(name string, data []byte) {
 	var b bytes.Buffer
+	b.Grow(len(name) + len(data) + 16)
 	if name != "" {
-		b.WriteString("event: " + name + "\n")
+		b.WriteString("event: ")
+		b.WriteString(name)
+		b.WriteByte('\n')
 	}
 	b.WriteString("data: ")
-	if s, ok := v.(string); ok {
-		b.WriteString(s)
-	} else {
-		j, _ := json.Marshal(v)
-		b.Write(j)
-	}
+	b.Write(data)
 	b.WriteString("\n\n")
 	x.write(b.Bytes())
 	x.w.(http.Flusher).Flush()
 	x.events++
-	return x.r.Context().Err() == nil
 }
 
 func (x *exchange) streamHeaders() {
-	h := x.w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("x-request-id", fmt.Sprintf("req_%024d", x.n))
-	x.rec.Status = http.StatusOK
-	x.w.WriteHeader(http.StatusOK)
+	x.w.Header().Set("Cache-Control", "no-cache")
+	x.headers(http.StatusOK, "text/event-stream; charset=utf-8")
 }
 
-func (x *exchange) chatStream(includeUsage bool) {
-	x.streamHeaders()
-	id := fmt.Sprintf("chatcmpl-%d", x.n)
-	chunk := func(delta map[string]any, finish any) map[string]any {
-		c := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": x.model,
-			"service_tier": "default", "system_fingerprint": x.fingerprint(),
-			"choices": []any{map[string]any{"index": 0, "delta": delta, "logprobs": nil, "finish_reason": finish}}}
-		if includeUsage {
-			c["usage"] = nil
-		}
-		return c
+func (x *exchange) inputTokens() int {
+	if x.u.InputTokens > 0 {
+		return x.u.InputTokens
 	}
-	tcs := x.toolCalls()
-	first := map[string]any{"role": "assistant", "content": "", "refusal": nil}
-	if len(tcs) > 0 {
-		first["content"] = nil
-	}
-	if !x.event("", chunk(first, nil)) {
-		return
-	}
-	finish := "stop"
-	if len(tcs) == 0 {
-		for _, c := range x.chunks(x.text()) {
-			if !x.event("", chunk(map[string]any{"content": c}, nil)) {
-				return
-			}
-		}
-	} else {
-		finish = "tool_calls"
-		for i, tc := range tcs {
-			head := map[string]any{"index": i, "id": tc.ID, "type": "function", "function": map[string]any{"name": tc.Name, "arguments": ""}}
-			if !x.event("", chunk(map[string]any{"tool_calls": []any{head}}, nil)) {
-				return
-			}
-			for _, a := range x.chunks(tc.Arguments) {
-				frag := map[string]any{"index": i, "function": map[string]any{"arguments": a}}
-				if !x.event("", chunk(map[string]any{"tool_calls": []any{frag}}, nil)) {
-					return
-				}
-			}
-		}
-	}
-	if !x.event("", chunk(map[string]any{}, finish)) {
-		return
-	}
-	if includeUsage {
-		u := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": x.model,
-			"service_tier": "default", "system_fingerprint": x.fingerprint(), "choices": []any{}, "usage": x.usage(true)}
-		if !x.event("", u) {
-			return
-		}
-	}
-	x.event("", "[DONE]")
+	return len(x.rec.Body)/4 + 1
 }
 
-// response builds a Responses API response object.
-func (x *exchange) response(status string, withOutput bool) map[string]any {
-	output := []any{}
-	if withOutput {
-		output = x.outputItems(true)
-	}
-	r := map[string]any{"id": fmt.Sprintf("resp_%d", x.n), "object": "response", "created_at": created, "status": status,
-		"error": nil, "incomplete_details": nil, "instructions": nil, "max_output_tokens": nil, "model": x.model,
-		"output": output, "parallel_tool_calls": true, "previous_response_id": nil, "store": true,
-		"temperature": 1.0, "text": map[string]any{"format": map[string]any{"type": "text"}}, "tool_choice": "auto",
-		"tools": []any{}, "top_p": 1.0, "truncation": "disabled", "usage": nil, "user": nil, "metadata": map[string]any{}}
-	if withOutput {
-		r["usage"] = x.usage(false)
-	}
-	return r
-}
-
-func (x *exchange) outputItems(done bool) []any {
-	status := "completed"
-	if !done {
-		status = "in_progress"
-	}
-	if tcs := x.toolCalls(); len(tcs) > 0 {
-		var out []any
-		for i, tc := range tcs {
-			args := tc.Arguments
-			if !done {
-				args = ""
-			}
-			out = append(out, map[string]any{"id": fmt.Sprintf("fc_%d_%d", x.n, i), "type": "function_call", "status": status,
-				"arguments": args, "call_id": tc.ID, "name": tc.Name})
-		}
-		return out
-	}
-	content := []any{}
-	if done {
-		content = []any{map[string]any{"type": "output_text", "text": x.text(), "annotations": []any{}, "logprobs": []any{}}}
-	}
-	return []any{map[string]any{"id": fmt.Sprintf("msg_%d", x.n), "type": "message", "status": status, "role": "assistant", "content": content}}
-}
-
-func (x *exchange) responsesStream() {
-	x.streamHeaders()
-	seq := 0
-	send := func(typ string, fields map[string]any) bool {
-		fields["type"], fields["sequence_number"] = typ, seq
-		seq++
-		return x.event(typ, fields)
-	}
-	if !send("response.created", map[string]any{"response": x.response("in_progress", false)}) ||
-		!send("response.in_progress", map[string]any{"response": x.response("in_progress", false)}) {
-		return
-	}
-	added, done := x.outputItems(false), x.outputItems(true)
-	for i := range added {
-		item := added[i].(map[string]any)
-		itemID := item["id"]
-		if !send("response.output_item.added", map[string]any{"output_index": i, "item": item}) {
-			return
-		}
-		if item["type"] == "function_call" {
-			args := done[i].(map[string]any)["arguments"].(string)
-			for _, a := range x.chunks(args) {
-				if !send("response.function_call_arguments.delta", map[string]any{"item_id": itemID, "output_index": i, "delta": a}) {
-					return
-				}
-			}
-			if !send("response.function_call_arguments.done", map[string]any{"item_id": itemID, "output_index": i, "arguments": args}) {
-				return
-			}
-		} else {
-			part := map[string]any{"type": "output_text", "annotations": []any{}, "logprobs": []any{}, "text": ""}
-			if !send("response.content_part.added", map[string]any{"item_id": itemID, "output_index": i, "content_index": 0, "part": part}) {
-				return
-			}
-			for _, c := range x.chunks(x.text()) {
-				if !send("response.output_text.delta", map[string]any{"item_id": itemID, "output_index": i, "content_index": 0, "delta": c, "logprobs": []any{}}) {
-					return
-				}
-			}
-			if !send("response.output_text.done", map[string]any{"item_id": itemID, "output_index": i, "content_index": 0, "text": x.text(), "logprobs": []any{}}) {
-				return
-			}
-			full := map[string]any{"type": "output_text", "annotations": []any{}, "logprobs": []any{}, "text": x.text()}
-			if !send("response.content_part.done", map[string]any{"item_id": itemID, "output_index": i, "content_index": 0, "part": full}) {
-				return
-			}
-		}
-		if !send("response.output_item.done", map[string]any{"output_index": i, "item": done[i]}) {
-			return
+func (x *exchange) outputTokens() int {
+	n := len(x.s.text)
+	if len(x.tools) > 0 {
+		n = 0
+		for _, tc := range x.tools {
+			n += len(tc.Name) + len(tc.Arguments)
 		}
 	}
-	send("response.completed", map[string]any{"response": x.response("completed", true)})
-}
-
-func (x *exchange) embeddings(body []byte) map[string]any {
-	var req struct {
-		Input          json.RawMessage `json:"input"`
-		EncodingFormat string          `json:"encoding_format"`
-	}
-	json.Unmarshal(body, &req)
-	inputs := 1
-	var list []json.RawMessage
-	if json.Unmarshal(req.Input, &list) == nil && len(list) > 0 {
-		inputs = len(list)
-	}
-	var data []any
-	for i := range inputs {
-		vec := make([]float32, 8)
-		for j := range vec {
-			vec[j] = float32(math.Sin(float64(i*8 + j + 1)))
-		}
-		var emb any = vec
-		if req.EncodingFormat == "base64" {
-			b := make([]byte, 4*len(vec))
-			for j, f := range vec {
-				binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(f))
-			}
-			emb = base64.StdEncoding.EncodeToString(b)
-		}
-		data = append(data, map[string]any{"object": "embedding", "index": i, "embedding": emb})
-	}
-	in := len(req.Input)/4 + 1
-	return map[string]any{"object": "list", "data": data, "model": x.model, "usage": map[string]any{"prompt_tokens": in, "total_tokens": in}}
+	return n/4 + 1 + x.u.ReasoningTokens
 }

@@ -136,21 +136,21 @@ var parallelCalls = []openaitest.ToolCall{
 func TestChat(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		up        openaitest.Upstream
+		up        *openaitest.Upstream
 		wantModel string
 		wantText  string
 		wantCalls []openaitest.ToolCall
 	}{
-		{name: "default", wantModel: "gpt-4o", wantText: openaitest.DefaultText},
-		{name: "scripted", up: openaitest.Upstream{Model: "gpt-4o-2024-08-06", Text: "Sunny, 21 °C.", SystemFingerprint: "fp_test", InputTokens: 40, CachedTokens: 32, ReasoningTokens: 5},
+		{name: "default", up: &openaitest.Upstream{}, wantModel: "gpt-4o", wantText: openaitest.DefaultText},
+		{name: "scripted", up: &openaitest.Upstream{Model: "gpt-4o-2024-08-06", Text: "Sunny, 21 °C.", SystemFingerprint: "fp_test", InputTokens: 40, CachedTokens: 32, ReasoningTokens: 5},
 			wantModel: "gpt-4o-2024-08-06", wantText: "Sunny, 21 °C."},
-		{name: "parallel tool calls", up: openaitest.Upstream{ToolCalls: parallelCalls}, wantModel: "gpt-4o",
+		{name: "parallel tool calls", up: &openaitest.Upstream{ToolCalls: parallelCalls}, wantModel: "gpt-4o",
 			wantCalls: []openaitest.ToolCall{parallelCalls[0], parallelCalls[1], {ID: "call_1_2", Name: "get_weather", Arguments: parallelCalls[2].Arguments}}},
-		{name: "offered tools", up: openaitest.Upstream{CallTools: true}, wantModel: "gpt-4o",
+		{name: "offered tools", up: &openaitest.Upstream{CallTools: true}, wantModel: "gpt-4o",
 			wantCalls: []openaitest.ToolCall{{ID: "call_1_0", Name: "get_weather", Arguments: "{}"}, {ID: "call_1_1", Name: "get_time", Arguments: "{}"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := serve(t, &tc.up)
+			c := serve(t, tc.up)
 			var resp *http.Response
 			cc, err := c.Chat.Completions.New(t.Context(), chatParams(weatherTool, timeTool), option.WithResponseInto(&resp))
 			if err != nil {
@@ -274,16 +274,16 @@ func TestChatStream(t *testing.T) {
 func TestChatStreamParallelToolCalls(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		up   openaitest.Upstream
+		up   *openaitest.Upstream
 		want []openaitest.ToolCall
 	}{
-		{"scripted", openaitest.Upstream{ToolCalls: parallelCalls, ChunkBytes: 5},
+		{"scripted", &openaitest.Upstream{ToolCalls: parallelCalls, ChunkBytes: 5},
 			[]openaitest.ToolCall{parallelCalls[0], parallelCalls[1], {ID: "call_1_2", Name: "get_weather", Arguments: parallelCalls[2].Arguments}}},
-		{"offered", openaitest.Upstream{CallTools: true},
+		{"offered", &openaitest.Upstream{CallTools: true},
 			[]openaitest.ToolCall{{ID: "call_1_0", Name: "get_weather", Arguments: "{}"}, {ID: "call_1_1", Name: "get_time", Arguments: "{}"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := serve(t, &tc.up)
+			c := serve(t, tc.up)
 			p := chatParams(weatherTool, timeTool)
 			p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
 			acc, chunks, err := streamChat(t, c, p)
@@ -515,20 +515,20 @@ func TestModels(t *testing.T) {
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		up         openaitest.Upstream
+		up         *openaitest.Upstream
 		opts       []option.RequestOption
 		status     int
 		typ, code  string
 		msgContain string
 	}{
-		{"rate limit", openaitest.Upstream{Status: 429, ErrorMessage: "Rate limit reached for gpt-4o"}, nil, 429, "requests", "rate_limit_exceeded", "Rate limit"},
-		{"overloaded", openaitest.Upstream{Status: 503, ErrorMessage: "That model is currently overloaded"}, nil, 503, "server_error", "", "overloaded"},
-		{"scripted type", openaitest.Upstream{Status: 400, ErrorMessage: "context too long", ErrorType: "invalid_request_error", ErrorCode: "context_length_exceeded"}, nil, 400, "invalid_request_error", "context_length_exceeded", "too long"},
-		{"wrong key", openaitest.Upstream{APIKey: "sk-right"}, nil, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key"},
-		{"no model", openaitest.Upstream{}, []option.RequestOption{option.WithJSONDel("model")}, 400, "invalid_request_error", "", "model"},
+		{"rate limit", &openaitest.Upstream{Status: 429, ErrorMessage: "Rate limit reached for gpt-4o"}, nil, 429, "requests", "rate_limit_exceeded", "Rate limit"},
+		{"overloaded", &openaitest.Upstream{Status: 503, ErrorMessage: "That model is currently overloaded"}, nil, 503, "server_error", "", "overloaded"},
+		{"scripted type", &openaitest.Upstream{Status: 400, ErrorMessage: "context too long", ErrorType: "invalid_request_error", ErrorCode: "context_length_exceeded"}, nil, 400, "invalid_request_error", "context_length_exceeded", "too long"},
+		{"wrong key", &openaitest.Upstream{APIKey: "sk-right"}, nil, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key"},
+		{"no model", &openaitest.Upstream{}, []option.RequestOption{option.WithJSONDel("model")}, 400, "invalid_request_error", "", "model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := serve(t, &tc.up)
+			c := serve(t, tc.up)
 			_, err := c.Chat.Completions.New(t.Context(), chatParams(), tc.opts...)
 			var ae *openai.Error
 			if !errors.As(err, &ae) {

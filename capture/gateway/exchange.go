@@ -656,6 +656,10 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 		}
 	case ex.status >= 400:
 		a["error.type"] = jsonString(strconv.Itoa(ex.status))
+	case res.Error != nil && res.Done:
+		// A response that ended properly but reports a failure (a failed
+		// or incomplete Responses API stream).
+		a["error.type"] = jsonString("response_error")
 	case ex.stream && !res.Done:
 		a["infertrail.incomplete"] = json.RawMessage("true")
 		if res.Error != nil {

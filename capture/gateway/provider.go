@@ -66,7 +66,9 @@ type Call struct {
 type Reconstructor interface {
 	// Event receives one server-sent event of a streamed response, in
 	// order: its event name ("" when the event has none) and its data, the
-	// data lines joined by "\n". data is only valid during the call.
+	// data lines joined by "\n". data is only valid during the call. An
+	// event whose data passed the limit arrives with nil data, so that its
+	// name (a terminal event, say) is still seen.
 	Event(name string, data []byte)
 	// Body receives the whole decoded body of a response that was not
 	// streamed, if it fit within the limit. It is called at most once.

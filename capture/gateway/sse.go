@@ -6,7 +6,9 @@ import "bytes"
 // arrive, following the WHATWG event-stream grammar: lines end in CRLF, LF
 // or CR; "event:" names an event, "data:" lines are joined by "\n", a line
 // starting with ":" is a comment, and a blank line dispatches the event.
-// An event whose data passes max bytes is dropped and counted in dropped.
+// An event whose data passes max bytes is dropped and counted in dropped;
+// emit then gets its name with nil data, so that a reconstructor still
+// learns that, say, a stream's terminal event arrived.
 type sseParser struct {
 	emit    func(name string, data []byte)
 	max     int
@@ -91,6 +93,7 @@ func (p *sseParser) processLine(l []byte) {
 func (p *sseParser) dispatch() {
 	if p.tooBig {
 		p.dropped++
+		p.emit(string(p.name), nil)
 	} else if p.hasData {
 		p.emit(string(p.name), p.data)
 	}

@@ -22,7 +22,7 @@ func TestSSEParser(t *testing.T) {
 		{"comment and no space", ": ping\ndata:x\n\n", []ev{{"", "x"}}, 0},
 		{"no data is no event", "event: ping\n\n", nil, 0},
 		{"unfinished event is not dispatched", "data: a\n", nil, 0},
-		{"too big", "data: 0123456789abcdef0123456789\n\ndata: ok\n\n", []ev{{"", "ok"}}, 1},
+		{"too big", "event: big\ndata: 0123456789abcdef0123456789\n\ndata: ok\n\n", []ev{{"big", ""}, {"", "ok"}}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Every split of the input into two reads must give the same events.

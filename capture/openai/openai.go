@@ -10,6 +10,7 @@ package openai
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -120,77 +121,81 @@ func (Provider) ParseRequest(ep gateway.Endpoint, body []byte) (gateway.Call, er
 	if body[0] != '{' {
 		return gateway.Call{}, fmt.Errorf("the request body is not a JSON object: %w", infertrail.ErrInvalid)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
+	// The members are matched by their exact names, as the upstream
+	// matches them ({"model":…,"MODEL":…} must not fool the record), and
+	// referenced in body rather than copied (messages may be large).
+	var members map[string]ref
+	if err := json.Unmarshal(body, &members); err != nil {
 		return gateway.Call{}, fmt.Errorf("the request body is not valid JSON: %v: %w", err, infertrail.ErrInvalid)
 	}
+	m := func(name string) json.RawMessage { return json.RawMessage(members[name]) }
 	var c gateway.Call
-	raw, ok := m["model"]
-	if !ok {
+	if m("model") == nil {
 		return c, fmt.Errorf(`the request has no "model": %w`, infertrail.ErrInvalid)
 	}
-	if json.Unmarshal(raw, &c.Model) != nil || c.Model == "" {
+	if json.Unmarshal(m("model"), &c.Model) != nil || c.Model == "" {
 		return c, fmt.Errorf(`"model" must be a non-empty string: %w`, infertrail.ErrInvalid)
 	}
 	if len(c.Model) > maxString {
 		return c, fmt.Errorf(`"model" is longer than %d bytes: %w`, maxString, infertrail.ErrInvalid)
 	}
-	json.Unmarshal(m["stream"], &c.Stream)
+	json.Unmarshal(m("stream"), &c.Stream)
 	a := map[string]any{}
-	number := func(attr string, keys ...string) {
-		for _, k := range keys {
-			if v, ok := m[k]; ok && isNumber(v) {
-				a[attr] = json.RawMessage(v)
+	// Numbers are kept as doubles, which any record can hold: a literal
+	// beyond what a double holds exactly (a 64-bit seed) is rounded
+	// rather than refused.
+	number := func(attr string, vs ...json.RawMessage) {
+		for _, v := range vs {
+			if f, ok := number(v); ok {
+				a[attr] = f
 				return
 			}
 		}
 	}
-	number("gen_ai.request.max_tokens", "max_completion_tokens", "max_tokens", "max_output_tokens")
-	number("gen_ai.request.temperature", "temperature")
-	number("gen_ai.request.top_p", "top_p")
-	number("gen_ai.request.frequency_penalty", "frequency_penalty")
-	number("gen_ai.request.presence_penalty", "presence_penalty")
-	number("gen_ai.request.seed", "seed")
-	number("gen_ai.request.choice.count", "n")
-	number("gen_ai.embeddings.dimension.count", "dimensions")
-	if stops := stringList(m["stop"]); len(stops) > 0 {
+	number("gen_ai.request.max_tokens", m("max_completion_tokens"), m("max_tokens"), m("max_output_tokens"))
+	number("gen_ai.request.temperature", m("temperature"))
+	number("gen_ai.request.top_p", m("top_p"))
+	number("gen_ai.request.frequency_penalty", m("frequency_penalty"))
+	number("gen_ai.request.presence_penalty", m("presence_penalty"))
+	number("gen_ai.request.seed", m("seed"))
+	number("gen_ai.request.choice.count", m("n"))
+	number("gen_ai.embeddings.dimension.count", m("dimensions"))
+	if stops := stringList(m("stop")); len(stops) > 0 {
 		a["gen_ai.request.stop_sequences"] = stops
 	}
-	var s string
-	if json.Unmarshal(m["encoding_format"], &s) == nil && s != "" && len(s) <= maxString {
+	if s := str(m("encoding_format")); s != "" {
 		a["gen_ai.request.encoding_formats"] = []string{s}
 	}
-	if json.Unmarshal(m["service_tier"], &s) == nil && s != "" && len(s) <= maxString {
+	if s := str(m("service_tier")); s != "" {
 		a["openai.request.service_tier"] = s
 	}
-	var effort struct {
-		Effort string `json:"effort"`
+	var reasoning struct {
+		Effort json.RawMessage `json:"effort"`
 	}
-	if json.Unmarshal(m["reasoning_effort"], &s) == nil && s != "" && len(s) <= maxString {
+	json.Unmarshal(m("reasoning"), &reasoning)
+	if s := cmp.Or(str(m("reasoning_effort")), str(reasoning.Effort)); s != "" {
 		a["openai.request.reasoning_effort"] = s
-	} else if json.Unmarshal(m["reasoning"], &effort) == nil && effort.Effort != "" && len(effort.Effort) <= maxString {
-		a["openai.request.reasoning_effort"] = effort.Effort
 	}
 	var parallel *bool
-	if json.Unmarshal(m["parallel_tool_calls"], &parallel) == nil && parallel != nil {
+	if json.Unmarshal(m("parallel_tool_calls"), &parallel) == nil && parallel != nil {
 		a["openai.request.parallel_tool_calls"] = *parallel
 	}
-	if t := outputType(m); t != "" {
+	if t := outputType(m("response_format"), m("text")); t != "" {
 		a["gen_ai.output.type"] = t
 	}
-	if json.Unmarshal(m["previous_response_id"], &s) == nil && s != "" && len(s) <= maxString {
+	if s := str(m("previous_response_id")); s != "" {
 		a["openai.request.previous_response_id"] = s
 	}
-	if id := conversationID(m["conversation"]); id != "" {
+	if id := conversationID(m("conversation")); id != "" {
 		a["gen_ai.conversation.id"] = id
 	}
 	var opts struct {
 		IncludeUsage *bool `json:"include_usage"`
 	}
-	if json.Unmarshal(m["stream_options"], &opts) == nil && opts.IncludeUsage != nil {
+	if json.Unmarshal(m("stream_options"), &opts) == nil && opts.IncludeUsage != nil {
 		a["openai.request.stream_include_usage"] = *opts.IncludeUsage
 	}
-	if names := toolNames(m["tools"]); len(names) > 0 {
+	if names := toolNames(m("tools")); len(names) > 0 {
 		a["gen_ai.request.tool_names"] = names
 	}
 	if len(a) > 0 {
@@ -199,22 +204,40 @@ func (Provider) ParseRequest(ep gateway.Endpoint, body []byte) (gateway.Call, er
 	return c, nil
 }
 
+// ref is a JSON value referenced in the input it was decoded from, not
+// copied: it is valid as long as that input is.
+type ref []byte
+
+func (r *ref) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
+// str reads a JSON string of at most maxString bytes; "" if v is none.
+func str(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) != nil || len(s) > maxString {
+		return ""
+	}
+	return s
+}
+
 // outputType maps the requested response format (Chat Completions'
 // response_format, the Responses API's text.format) to gen_ai.output.type.
-func outputType(m map[string]json.RawMessage) string {
+func outputType(responseFormat, text json.RawMessage) string {
 	var f struct {
 		Type string `json:"type"`
 	}
-	var text struct {
+	var t struct {
 		Format struct {
 			Type string `json:"type"`
 		} `json:"format"`
 	}
-	if json.Unmarshal(m["response_format"], &f) != nil || f.Type == "" {
-		if json.Unmarshal(m["text"], &text) != nil {
+	if json.Unmarshal(responseFormat, &f) != nil || f.Type == "" {
+		if json.Unmarshal(text, &t) != nil {
 			return ""
 		}
-		f.Type = text.Format.Type
+		f.Type = t.Format.Type
 	}
 	switch f.Type {
 	case "json_object", "json_schema":
@@ -244,12 +267,13 @@ func conversationID(v json.RawMessage) string {
 	return id
 }
 
-func isNumber(v json.RawMessage) bool {
+// number reads a JSON number as a double.
+func number(v json.RawMessage) (float64, bool) {
 	if len(v) == 0 || !(v[0] == '-' || '0' <= v[0] && v[0] <= '9') {
-		return false
+		return 0, false
 	}
 	var f float64
-	return json.Unmarshal(v, &f) == nil
+	return f, json.Unmarshal(v, &f) == nil
 }
 
 // stringList reads a string or a list of strings, bounded.

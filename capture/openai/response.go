@@ -120,6 +120,7 @@ type chatResponse struct {
 	limit, used int
 	truncated   bool
 	malformed   int
+	opened      int // choices and tool calls
 
 	body   json.RawMessage // a body that was not streamed
 	status int
@@ -178,17 +179,30 @@ type chunk struct {
 	Error json.RawMessage `json:"error"`
 }
 
-// maxIndex bounds the choice and tool-call indexes a stream may use, so
-// that a hostile index cannot make the rebuilt body huge.
+// maxIndex bounds the choice and tool-call indexes a stream may use, and
+// the choices and tool calls it may open in all, so that a hostile stream
+// cannot make the rebuilt body huge.
 const maxIndex = 1024
 
 // keep reports whether n more bytes fit within the limit, and counts them.
+// Once something did not fit, nothing more does: the kept text is a prefix
+// of the text sent, never one with holes.
 func (c *chatResponse) keep(n int) bool {
-	if c.used+n > c.limit {
+	if c.truncated || c.used+n > c.limit {
 		c.truncated = true
 		return false
 	}
 	c.used += n
+	return true
+}
+
+// open counts a new choice or tool call, reporting whether one more fits.
+func (c *chatResponse) open() bool {
+	if c.opened >= maxIndex {
+		c.malformed++
+		return false
+	}
+	c.opened++
 	return true
 }
 
@@ -233,6 +247,9 @@ func (c *chatResponse) Event(name string, data []byte) {
 		}
 		st := c.choices[chc.Index]
 		if st == nil {
+			if !c.open() {
+				continue
+			}
 			st = &choiceState{tools: map[int64]*toolState{}}
 			c.choices[chc.Index] = st
 		}
@@ -262,17 +279,24 @@ func (c *chatResponse) Event(name string, data []byte) {
 			}
 			t := st.tools[tc.Index]
 			if t == nil {
+				if !c.open() {
+					continue
+				}
 				t = &toolState{}
 				st.tools[tc.Index] = t
 			}
-			if tc.ID != "" {
+			// The id, type and name are metadata, kept past the limit
+			// but bounded each.
+			if tc.ID != "" && len(tc.ID) <= maxString {
 				t.id = tc.ID
 			}
-			if tc.Type != "" {
+			if tc.Type != "" && len(tc.Type) <= maxString {
 				t.typ = tc.Type
 			}
-			if tc.Function.Name != "" && c.keep(len(tc.Function.Name)) {
+			if len(t.name)+len(tc.Function.Name) <= maxString {
 				t.name += tc.Function.Name
+			} else {
+				c.truncated = true
 			}
 			if c.keep(len(tc.Function.Arguments)) {
 				t.args.WriteString(tc.Function.Arguments)
@@ -343,8 +367,8 @@ func (c *chatResponse) Result() gateway.Response {
 	type message struct {
 		Role      string     `json:"role"`
 		Content   *string    `json:"content"`
-		Refusal   *string    `json:"refusal"`
 		ToolCalls []toolCall `json:"tool_calls,omitempty"`
+		Refusal   *string    `json:"refusal"`
 	}
 	type logprobs struct {
 		Content []json.RawMessage `json:"content"`

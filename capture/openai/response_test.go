@@ -1,36 +1,43 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
-	"net/http"
+	"flag"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
 )
 
-// feed splits an SSE transcript into events (blank-line separated, with
-// optional "event:" lines) and feeds them to rc.
-func feed(tb testing.TB, rc gateway.Reconstructor, transcript string) {
+var update = flag.Bool("update", false, "rewrite the rebuilt bodies in testdata/rebuilt")
+
+// events splits an SSE transcript into its events, as the gateway does:
+// blank-line separated, "event:" naming one, "data:" lines joined by "\n".
+func events(tb testing.TB, transcript string) [][2]string {
 	tb.Helper()
+	var out [][2]string
 	for _, block := range strings.Split(transcript, "\n\n") {
-		var name, data string
+		var name string
+		var data []string
 		for _, line := range strings.Split(block, "\n") {
-			switch {
-			case strings.HasPrefix(line, "event: "):
-				name = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				data = line[6:]
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "event":
+				name = value
+			case "data":
+				data = append(data, value)
 			}
 		}
-		if data != "" {
-			rc.Event(name, []byte(data))
+		if data != nil {
+			out = append(out, [2]string{name, strings.Join(data, "\n")})
 		}
 	}
+	return out
 }
 
 func endpoint(path string) gateway.Endpoint {
@@ -42,195 +49,320 @@ func endpoint(path string) gateway.Endpoint {
 	panic(path)
 }
 
-func read(tb testing.TB, name string) string {
-	b, err := os.ReadFile("testdata/" + name)
+func read(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return string(b)
+	return b
 }
 
-func TestChatStreamParallelToolCalls(t *testing.T) {
-	rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
-	feed(t, rc, read(t, "chat_parallel_tools.sse"))
-	res := rc.Result()
-	want := []gateway.ToolCall{{ID: "call_a", Name: "get_weather", Arguments: `{"city": "Paris"}`}, {ID: "call_b", Name: "get_time", Arguments: `{"tz": "CET"}`}}
-	if !reflect.DeepEqual(res.ToolCalls, want) {
-		t.Errorf("tool calls %+v", res.ToolCalls)
+// reconstruct feeds a testdata file through a new reconstructor for path:
+// a .sse file as events (the first cut of them, if cut > 0), a .json file
+// as a body with status.
+func reconstruct(tb testing.TB, path, file string, status, limit, cut int) gateway.Response {
+	tb.Helper()
+	rc := Provider{}.NewResponse(endpoint(path), &gateway.Call{}, limit)
+	b := read(tb, file)
+	if strings.HasSuffix(file, ".json") {
+		rc.Body(status, b)
+		return rc.Result()
 	}
-	if res.ID != "chatcmpl-9x" || res.Model != "gpt-4o-2024-08-06" || res.SystemFingerprint != "fp_abc" || !res.Done || res.Truncated ||
-		!reflect.DeepEqual(res.FinishReasons, []string{"tool_calls"}) ||
-		!reflect.DeepEqual(res.Usage, map[string]int64{usageInput: 82, usageOutput: 40, usageCacheRead: 64, usageReasoning: 0}) {
-		t.Errorf("result %+v", res)
+	evs := events(tb, string(b))
+	if cut > 0 {
+		evs = evs[:cut]
 	}
-	var body struct {
-		Object  string `json:"object"`
-		Choices []struct {
-			Message struct {
-				Content   *string `json:"content"`
-				ToolCalls []struct {
-					ID       string                     `json:"id"`
-					Function struct{ Arguments string } `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
-		Usage struct {
-			TotalTokens int `json:"total_tokens"`
-		} `json:"usage"`
+	for _, e := range evs {
+		data := []byte(e[1])
+		rc.Event(e[0], data)
+		copy(data, bytes.Repeat([]byte{'#'}, len(data))) // data is only valid during the call
 	}
-	if err := json.Unmarshal(res.Body, &body); err != nil || body.Object != "chat.completion" || len(body.Choices) != 1 ||
-		body.Choices[0].Message.Content != nil || len(body.Choices[0].Message.ToolCalls) != 2 ||
-		body.Choices[0].Message.ToolCalls[0].Function.Arguments != `{"city": "Paris"}` || body.Usage.TotalTokens != 122 {
-		t.Errorf("body %s", res.Body)
-	}
+	return rc.Result()
 }
 
-func TestChatStreamBrokenAndTruncated(t *testing.T) {
-	full := read(t, "chat_parallel_tools.sse")
-	broken := full[:strings.Index(full, `"finish_reason":"tool_calls"`)]
-	broken = broken[:strings.LastIndex(broken, "\n\n")]
-	rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
-	feed(t, rc, broken)
-	if res := rc.Result(); res.Done || len(res.ToolCalls) != 2 || res.ToolCalls[1].Arguments != `{"tz": "CET"}` || res.FinishReasons != nil {
-		t.Errorf("broken stream %+v", res)
-	}
-	rc = Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 20)
-	feed(t, rc, full)
-	res := rc.Result()
-	if !res.Truncated || res.Usage[usageOutput] != 40 || res.ToolCalls[0].ID != "call_a" || len(res.ToolCalls[1].Arguments) > 20 {
-		t.Errorf("truncated %+v", res)
-	}
+func tokens(in, out, cached, reasoning int64) map[string]int64 {
+	return map[string]int64{usageInput: in, usageOutput: out, usageCacheRead: cached, usageReasoning: reasoning}
 }
 
-func TestChatStreamErrorEvent(t *testing.T) {
-	rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
-	feed(t, rc, `data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}
-
-data: {"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}
-
-data: not json
-
-`)
-	res := rc.Result()
-	if res.Done || !strings.Contains(string(res.Error), "server_error") || res.Attributes[attrMalformed] != 1 || !strings.Contains(string(res.Body), `"content":"Hi"`) {
-		t.Errorf("result %+v body %s", res, res.Body)
-	}
-}
-
-func TestResponsesStreamBroken(t *testing.T) {
-	rc := Provider{}.NewResponse(endpoint(PathResponses), &gateway.Call{}, 1<<20)
-	feed(t, rc, read(t, "responses_broken.sse"))
-	res := rc.Result()
-	if res.Done || res.ID != "resp_1" || res.Model != "gpt-4.1-2025-04-14" ||
-		!reflect.DeepEqual(res.ToolCalls, []gateway.ToolCall{{ID: "call_x", Name: "pay_invoice", Arguments: `{"invoice":`}}) {
-		t.Errorf("result %+v", res)
-	}
-	var body struct {
-		Output []struct {
-			Type      string                  `json:"type"`
-			Arguments string                  `json:"arguments"`
-			Content   []struct{ Text string } `json:"content"`
-		} `json:"output"`
-	}
-	if err := json.Unmarshal(res.Body, &body); err != nil || len(body.Output) != 2 || body.Output[0].Content[0].Text != "Let me check." ||
-		body.Output[1].Arguments != `{"invoice":` {
-		t.Errorf("assembled body %s", res.Body)
-	}
-}
-
-func TestBodies(t *testing.T) {
+func TestReconstruct(t *testing.T) {
+	const big = 1 << 20
 	for _, tc := range []struct {
-		name, path, body string
-		status           int
-		check            func(gateway.Response) bool
+		name       string
+		path, file string
+		status     int // for a body
+		limit, cut int
+		want       gateway.Response // Body and Error are checked apart
+		wantError  string           // Error, as JSON
 	}{
-		{"chat", PathChat, `{"id":"c1","object":"chat.completion","model":"gpt-x","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, 200,
-			func(r gateway.Response) bool {
-				return r.ID == "c1" && r.Model == "gpt-x" && r.ToolCalls[0].ID == "call_1" && r.Usage[usageOutput] == 4 && r.FinishReasons[0] == "tool_calls" && r.Done
-			}},
-		{"responses", PathResponses, `{"id":"resp_2","object":"response","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"model":"gpt-y","output":[{"type":"function_call","call_id":"call_9","name":"g","arguments":"{\"a\":1}"}],"usage":{"input_tokens":5,"output_tokens":6,"output_tokens_details":{"reasoning_tokens":2}}}`, 200,
-			func(r gateway.Response) bool {
-				return r.ID == "resp_2" && r.FinishReasons[0] == "max_output_tokens" && r.ToolCalls[0].ID == "call_9" && r.Usage[usageReasoning] == 2
-			}},
-		{"embeddings", PathEmbeddings, `{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}`, 200,
-			func(r gateway.Response) bool { return r.Model == "text-embedding-3-small" && r.Usage[usageInput] == 8 }},
-		{"error", PathChat, `{"error":{"message":"nope","type":"invalid_request_error","param":null,"code":null}}`, 400,
-			func(r gateway.Response) bool { return strings.Contains(string(r.Error), "nope") }},
-		{"not json", PathChat, `<html>bad gateway</html>`, 502,
-			func(r gateway.Response) bool {
-				var s string
-				return json.Unmarshal(r.Body, &s) == nil && s == "<html>bad gateway</html>" && r.Error == nil
-			}},
+		{name: "chat stream text with usage", path: PathChat, file: "chat_text.sse", want: gateway.Response{
+			ID: "chatcmpl-CXtext1", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_f33640a400", FinishReasons: []string{"stop"},
+			Usage: tokens(1200, 12, 1024, 0), Attributes: map[string]any{attrServiceTier: "default"}, Done: true}},
+		{name: "chat stream parallel tool calls", path: PathChat, file: "chat_parallel_tools.sse", want: gateway.Response{
+			ID: "chatcmpl-9x", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_abc", FinishReasons: []string{"tool_calls"},
+			Usage: tokens(82, 40, 64, 0), Done: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_a", Name: "get_weather", Arguments: `{"city": "Paris"}`}, {ID: "call_b", Name: "get_time", Arguments: `{"tz": "CET"}`}}}},
+		{name: "chat stream refusal", path: PathChat, file: "chat_refusal.sse", want: gateway.Response{
+			ID: "chatcmpl-CXrefusal", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_f33640a400", FinishReasons: []string{"stop"},
+			Attributes: map[string]any{attrServiceTier: "default"}, Done: true}},
+		{name: "chat stream two choices with logprobs", path: PathChat, file: "chat_n2_logprobs.sse", want: gateway.Response{
+			ID: "chatcmpl-CXn2", Model: "gpt-4o-mini-2024-07-18", SystemFingerprint: "fp_n2", FinishReasons: []string{"stop", "length"},
+			Attributes: map[string]any{attrServiceTier: "default"}, Done: true}},
+		{name: "chat stream error event", path: PathChat, file: "chat_error.sse", want: gateway.Response{
+			ID: "chatcmpl-CXerr", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_f33640a400",
+			Attributes: map[string]any{attrServiceTier: "default"}},
+			wantError: `{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}`},
+		{name: "chat stream broken off", path: PathChat, file: "chat_parallel_tools.sse", cut: 4, want: gateway.Response{
+			ID: "chatcmpl-9x", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_abc",
+			ToolCalls: []gateway.ToolCall{{ID: "call_a", Name: "get_weather", Arguments: `{"city": "Paris"}`}, {ID: "call_b", Name: "get_time"}}}},
+		{name: "chat stream text truncated", path: PathChat, file: "chat_text.sse", limit: 10, want: gateway.Response{
+			ID: "chatcmpl-CXtext1", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_f33640a400", FinishReasons: []string{"stop"},
+			Usage: tokens(1200, 12, 1024, 0), Attributes: map[string]any{attrServiceTier: "default"}, Done: true, Truncated: true}},
+		{name: "chat stream tool calls truncated", path: PathChat, file: "chat_parallel_tools.sse", limit: 12, want: gateway.Response{
+			ID: "chatcmpl-9x", Model: "gpt-4o-2024-08-06", SystemFingerprint: "fp_abc", FinishReasons: []string{"tool_calls"},
+			Usage: tokens(82, 40, 64, 0), Done: true, Truncated: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_a", Name: "get_weather", Arguments: `{"city": "Pa`}, {ID: "call_b", Name: "get_time"}}}},
+		{name: "chat body", path: PathChat, file: "chat.json", status: 200, want: gateway.Response{
+			ID: "chatcmpl-CXbody", Model: "o4-mini-2025-04-16", FinishReasons: []string{"stop"},
+			Usage: tokens(2006, 300, 1920, 192), Attributes: map[string]any{attrServiceTier: "default"}, Done: true}},
+		{name: "chat body parallel tool calls", path: PathChat, file: "chat_tools.json", status: 200, want: gateway.Response{
+			ID: "chatcmpl-CXtools", Model: "gpt-4.1-2025-04-14", SystemFingerprint: "fp_b3f1157249", FinishReasons: []string{"tool_calls"},
+			Usage: tokens(210, 48, 0, 0), Attributes: map[string]any{attrServiceTier: "default"}, Done: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_pay", Name: "pay_invoice", Arguments: `{"invoice":"INV-7","amount_eur":1200}`}, {ID: "call_notify", Name: "notify", Arguments: `{"to":"finance"}`}}}},
+		{name: "chat error body", path: PathChat, file: "error_401.json", status: 401, want: gateway.Response{Done: true},
+			wantError: `{"message":"Incorrect API key provided: sk-proj-********7890. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}`},
+
+		{name: "responses stream text", path: PathResponses, file: "responses_text.sse", want: gateway.Response{
+			ID: "resp_text1", Model: "gpt-4.1-2025-04-14", FinishReasons: []string{"completed"}, Usage: tokens(328, 12, 256, 0),
+			Attributes: map[string]any{attrResponseStat: "completed", attrServiceTier: "default"}, Done: true}},
+		{name: "responses stream function calls", path: PathResponses, file: "responses_function_calls.sse", want: gateway.Response{
+			ID: "resp_fc1", Model: "o4-mini-2025-04-16", FinishReasons: []string{"completed"}, Usage: tokens(95, 140, 0, 64),
+			Attributes: map[string]any{attrResponseStat: "completed", attrServiceTier: "default"}, Done: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_pay", Name: "pay_invoice", Arguments: `{"invoice":"INV-7","amount_eur":1200}`}, {ID: "call_notify", Name: "notify", Arguments: `{"to":"finance"}`}}}},
+		{name: "responses stream failed", path: PathResponses, file: "responses_failed.sse", want: gateway.Response{
+			ID: "resp_fail", Model: "gpt-4.1-2025-04-14", FinishReasons: []string{"failed"},
+			Attributes: map[string]any{attrResponseStat: "failed", attrServiceTier: "auto"}, Done: true},
+			wantError: `{"code":"server_error","message":"The model produced invalid content."}`},
+		{name: "responses stream incomplete", path: PathResponses, file: "responses_incomplete.sse", want: gateway.Response{
+			ID: "resp_inc", Model: "gpt-4.1-2025-04-14", FinishReasons: []string{"max_output_tokens"}, Usage: tokens(10, 2, 0, 0),
+			Attributes: map[string]any{attrResponseStat: "incomplete", attrServiceTier: "default"}, Done: true}},
+		{name: "responses stream error event", path: PathResponses, file: "responses_error_event.sse", want: gateway.Response{
+			ID: "resp_errev", Model: "gpt-4.1-2025-04-14", Attributes: map[string]any{attrResponseStat: "in_progress", attrServiceTier: "auto"}},
+			wantError: `{"code":"rate_limit_exceeded","message":"Rate limit reached.","param":null}`},
+		{name: "responses stream broken off", path: PathResponses, file: "responses_broken.sse", want: gateway.Response{
+			ID: "resp_1", Model: "gpt-4.1-2025-04-14", Attributes: map[string]any{attrResponseStat: "in_progress"},
+			ToolCalls: []gateway.ToolCall{{ID: "call_x", Name: "pay_invoice", Arguments: `{"invoice":`}}}},
+		{name: "responses stream broken off after arguments", path: PathResponses, file: "responses_function_calls.sse", cut: 8, want: gateway.Response{
+			ID: "resp_fc1", Model: "o4-mini-2025-04-16", Attributes: map[string]any{attrResponseStat: "in_progress", attrServiceTier: "auto"},
+			ToolCalls: []gateway.ToolCall{{ID: "call_pay", Name: "pay_invoice", Arguments: `{"invoice":"INV-7","amount_eur":1200}`}}}},
+		{name: "responses stream final over the limit", path: PathResponses, file: "responses_function_calls.sse", limit: 1000, want: gateway.Response{
+			ID: "resp_fc1", Model: "o4-mini-2025-04-16", FinishReasons: []string{"completed"}, Usage: tokens(95, 140, 0, 64),
+			Attributes: map[string]any{attrResponseStat: "completed", attrServiceTier: "default"}, Done: true, Truncated: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_pay", Name: "pay_invoice", Arguments: `{"invoice":"INV-7","amount_eur":1200}`}, {ID: "call_notify", Name: "notify", Arguments: `{"to":"finance"}`}}}},
+		{name: "responses stream final within the limit", path: PathResponses, file: "responses_function_calls.sse", limit: 1100, want: gateway.Response{
+			ID: "resp_fc1", Model: "o4-mini-2025-04-16", FinishReasons: []string{"completed"}, Usage: tokens(95, 140, 0, 64),
+			Attributes: map[string]any{attrResponseStat: "completed", attrServiceTier: "default"}, Done: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_pay", Name: "pay_invoice", Arguments: `{"invoice":"INV-7","amount_eur":1200}`}, {ID: "call_notify", Name: "notify", Arguments: `{"to":"finance"}`}}}},
+		{name: "responses body", path: PathResponses, file: "responses.json", status: 200, want: gateway.Response{
+			ID: "resp_body1", Model: "gpt-4.1-2025-04-14", FinishReasons: []string{"completed"}, Usage: tokens(50, 20, 0, 8),
+			Attributes: map[string]any{attrResponseStat: "completed", attrServiceTier: "default"}, Done: true,
+			ToolCalls: []gateway.ToolCall{{ID: "call_lookup", Name: "lookup_vendor", Arguments: `{"vendor":"ACME"}`}}}},
+		{name: "responses error body", path: PathResponses, file: "error_429.json", status: 429, want: gateway.Response{Done: true},
+			wantError: `{"message":"Rate limit reached for gpt-4o in organization org-abc on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms.","type":"requests","param":null,"code":"rate_limit_exceeded"}`},
+
+		{name: "embeddings", path: PathEmbeddings, file: "embeddings.json", status: 200, want: gateway.Response{
+			Model: "text-embedding-3-small", Usage: map[string]int64{usageInput: 8}, Done: true}},
+		{name: "models", path: PathModels, file: "models.json", status: 200, want: gateway.Response{Done: true}},
+		{name: "models error", path: PathModels, file: "error_401.json", status: 401, want: gateway.Response{Done: true},
+			wantError: `{"message":"Incorrect API key provided: sk-proj-********7890. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := Provider{}.NewResponse(endpoint(tc.path), &gateway.Call{}, 1<<20)
-			rc.Body(tc.status, []byte(tc.body))
-			if res := rc.Result(); !tc.check(res) {
+			limit := tc.limit
+			if limit == 0 {
+				limit = big
+			}
+			got := reconstruct(t, tc.path, tc.file, tc.status, limit, tc.cut)
+			checkBody(t, tc.name, tc.file, got.Body)
+			if tc.wantError == "" && got.Error != nil || tc.wantError != "" && !jsonEqual(got.Error, []byte(tc.wantError)) {
+				t.Errorf("Error %s\nwant  %s", got.Error, tc.wantError)
+			}
+			got.Body, got.Error = nil, nil
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// checkBody checks a rebuilt body: a body as received, or a stream's
+// against its golden file in testdata/rebuilt.
+func checkBody(tb testing.TB, name, file string, body json.RawMessage) {
+	tb.Helper()
+	if strings.HasSuffix(file, ".json") {
+		if !bytes.Equal(body, read(tb, file)) {
+			tb.Errorf("Body is not the body received:\n%s", body)
+		}
+		return
+	}
+	if !json.Valid(body) {
+		tb.Fatalf("Body is not JSON: %s", body)
+	}
+	golden := filepath.Join("rebuilt", strings.ReplaceAll(name, " ", "_")+".json")
+	if *update {
+		var b bytes.Buffer
+		json.Indent(&b, body, "", "  ")
+		b.WriteByte('\n')
+		if err := os.WriteFile(filepath.Join("testdata", golden), b.Bytes(), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		return
+	}
+	if want := read(tb, golden); !jsonEqual(body, want) {
+		tb.Errorf("Body differs from testdata/%s (rerun with -update to see how):\n%s", golden, body)
+	}
+}
+
+// jsonEqual reports whether a and b are the same JSON, byte for byte once
+// compacted (so with the same member order).
+func jsonEqual(a, b []byte) bool {
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// A stream's rebuilt body has the shape of the non-streamed response: the
+// chat.completion the SDKs decode, and the Responses API's final object
+// exactly as it came.
+func TestRebuiltShape(t *testing.T) {
+	res := reconstruct(t, PathChat, "chat_parallel_tools.sse", 0, 1<<20, 0)
+	var cc struct {
+		ID, Object, Model, SystemFingerprint string
+		Created                              int64
+		Choices                              []struct {
+			Index   int
+			Message struct {
+				Role      string
+				Content   *string
+				Refusal   *string
+				ToolCalls []struct {
+					ID, Type string
+					Function struct{ Name, Arguments string }
+				} `json:"tool_calls"`
+			}
+			FinishReason *string `json:"finish_reason"`
+		}
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		}
+	}
+	if err := json.Unmarshal(res.Body, &cc); err != nil {
+		t.Fatal(err)
+	}
+	m := cc.Choices[0].Message
+	if cc.Object != "chat.completion" || cc.Created != 1764115200 || m.Role != "assistant" || m.Content != nil || m.Refusal != nil ||
+		len(m.ToolCalls) != 2 || m.ToolCalls[1].Type != "function" || *cc.Choices[0].FinishReason != "tool_calls" || cc.Usage.TotalTokens != 122 {
+		t.Errorf("rebuilt %s", res.Body)
+	}
+
+	res = reconstruct(t, PathResponses, "responses_text.sse", 0, 1<<20, 0)
+	evs := events(t, string(read(t, "responses_text.sse")))
+	var final struct {
+		Response json.RawMessage `json:"response"`
+	}
+	json.Unmarshal([]byte(evs[len(evs)-1][1]), &final)
+	if !bytes.Equal(res.Body, final.Response) {
+		t.Errorf("the body is not the response.completed object:\n%s\n%s", res.Body, final.Response)
+	}
+}
+
+// A terminal event too big for the gateway to pass on comes without its
+// data: the stream still ended.
+func TestResponsesTerminalEventDropped(t *testing.T) {
+	rc := Provider{}.NewResponse(endpoint(PathResponses), &gateway.Call{}, 1<<20)
+	evs := events(t, string(read(t, "responses_text.sse")))
+	for _, e := range evs[:len(evs)-1] {
+		rc.Event(e[0], []byte(e[1]))
+	}
+	rc.Event("response.completed", nil)
+	res := rc.Result()
+	var body struct {
+		Output []struct {
+			Content []struct{ Text string } `json:"content"`
+		} `json:"output"`
+	}
+	if !res.Done || !res.Truncated || res.ID != "resp_text1" || json.Unmarshal(res.Body, &body) != nil ||
+		body.Output[0].Content[0].Text != "Il fait beau à Paris." {
+		t.Errorf("result %+v, body %s", res, res.Body)
+	}
+}
+
+func TestNotJSONBody(t *testing.T) {
+	rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
+	rc.Body(502, []byte("<html>Bad Gateway\xff</html>"))
+	res := rc.Result()
+	var s string
+	if json.Unmarshal(res.Body, &s) != nil || s != "<html>Bad Gateway\uFFFD</html>" || res.Error != nil || !res.Done {
+		t.Errorf("result %+v, body %s", res, res.Body)
+	}
+}
+
+func TestMalformedEvents(t *testing.T) {
+	for _, path := range []string{PathChat, PathResponses} {
+		t.Run(path, func(t *testing.T) {
+			rc := Provider{}.NewResponse(endpoint(path), &gateway.Call{}, 1<<20)
+			rc.Event("", []byte("not json"))
+			rc.Event("", []byte(`{"choices":[{"index":-5}],"type":"response.output_text.delta","output_index":-1}`))
+			if res := rc.Result(); res.Attributes[attrMalformed] != 2 || res.Done {
 				t.Errorf("result %+v", res)
 			}
 		})
 	}
 }
 
-func TestParseRequest(t *testing.T) {
-	for _, tc := range []struct{ body, want string }{
-		{``, "empty"},
-		{`[1]`, "not a JSON object"},
-		{`{"model":`, "not valid JSON"},
-		{`{"messages":[]}`, `no "model"`},
-		{`{"model":7}`, `"model" must be a non-empty string`},
-		{`{"model":""}`, `"model" must be a non-empty string`},
-	} {
-		_, err := Provider{}.ParseRequest(endpoint(PathChat), []byte(tc.body))
-		if !errors.Is(err, infertrail.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
-		}
+// A stream may not make the rebuilt body grow past the limit by opening
+// choices or tool calls, nor by long names.
+func TestStreamBounds(t *testing.T) {
+	rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1000)
+	for i := range 3000 {
+		rc.Event("", []byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":`+itoa(i%maxIndex)+`,"id":"c","function":{"name":"`+strings.Repeat("n", 100)+`"}}]}}]}`))
 	}
-	c, err := Provider{}.ParseRequest(endpoint(PathChat), []byte(`{"model":"gpt-4o","stream":true,"max_completion_tokens":100,"temperature":"hot",
-		"stop":"END","tools":[{"type":"function","function":{"name":"pay"}}],"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"secret prompt"}]}`))
-	if err != nil || c.Model != "gpt-4o" || !c.Stream || string(c.Attributes["gen_ai.request.max_tokens"].(json.RawMessage)) != "100" ||
-		c.Attributes["gen_ai.request.temperature"] != nil || !reflect.DeepEqual(c.Attributes["gen_ai.request.stop_sequences"], []string{"END"}) ||
-		!reflect.DeepEqual(c.Attributes["gen_ai.request.tool_names"], []string{"pay"}) || c.Attributes["openai.request.stream_include_usage"] != true {
-		t.Errorf("call %+v %v", c, err)
-	}
-	for _, v := range c.Attributes {
-		if b, _ := json.Marshal(v); strings.Contains(string(b), "secret prompt") {
-			t.Error("message content in attributes")
-		}
+	res := rc.Result()
+	if len(res.ToolCalls) != maxIndex-1 || len(res.ToolCalls[0].Name) > maxString || !res.Truncated {
+		t.Errorf("%d tool calls, name of %d bytes, truncated %v", len(res.ToolCalls), len(res.ToolCalls[0].Name), res.Truncated)
 	}
 }
 
-func TestCredentialsAndErrors(t *testing.T) {
-	h := http.Header{}
-	h.Set("api-key", "azure-key")
-	if got := (Provider{}).Credential(h); got != "azure-key" {
-		t.Errorf("api-key: %q", got)
-	}
-	Provider{}.SetCredential(h, "sk-new")
-	if h.Get("api-key") != "" || h.Get("Authorization") != "Bearer sk-new" || (Provider{}).Credential(h) != "sk-new" {
-		t.Errorf("after SetCredential %v", h)
-	}
-	for status, typ := range map[int]string{400: "invalid_request_error", 401: "invalid_request_error", 413: "invalid_request_error", 503: "server_error", 504: "server_error"} {
-		var e struct {
-			Error struct{ Message, Type string } `json:"error"`
-		}
-		if json.Unmarshal(Provider{}.ErrorBody(status, "why"), &e) != nil || e.Error.Type != typ || e.Error.Message != "why" {
-			t.Errorf("%d: %+v", status, e)
-		}
-	}
-}
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
+// FuzzReconstruct feeds arbitrary events, cut at arbitrary places, to the
+// stream reconstructors: they must not panic, and what they rebuild must
+// be JSON.
 func FuzzReconstruct(f *testing.F) {
-	f.Add([]byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":3,"function":{"arguments":"x"}}]}}]}`), "")
-	f.Add([]byte(`{"type":"response.output_text.delta","output_index":2,"content_index":1,"delta":"y"}`), "response.output_text.delta")
-	f.Fuzz(func(t *testing.T, data []byte, name string) {
+	for _, file := range []string{"chat_text.sse", "chat_parallel_tools.sse", "chat_n2_logprobs.sse", "chat_error.sse",
+		"responses_text.sse", "responses_function_calls.sse", "responses_broken.sse", "responses_error_event.sse"} {
+		b, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint16(1<<15))
+		f.Add(b, uint16(40))
+	}
+	f.Add([]byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":-1,\"function\":{\"arguments\":\"\\xff\"}}]}}]}\n\n"), uint16(3))
+	f.Fuzz(func(t *testing.T, transcript []byte, limit uint16) {
+		evs := events(t, string(transcript))
 		for _, path := range []string{PathChat, PathResponses} {
-			rc := Provider{}.NewResponse(endpoint(path), &gateway.Call{}, 256)
-			rc.Event(name, data)
-			rc.Event(name, data)
-			if res := rc.Result(); res.Body != nil && !json.Valid(res.Body) {
+			rc := Provider{}.NewResponse(endpoint(path), &gateway.Call{}, int(limit))
+			for _, e := range evs {
+				rc.Event(e[0], []byte(e[1]))
+			}
+			res := rc.Result()
+			if res.Body != nil && !json.Valid(res.Body) {
 				t.Fatalf("%s: body is not JSON: %s", path, res.Body)
+			}
+			if res.Error != nil && !json.Valid(res.Error) {
+				t.Fatalf("%s: error is not JSON: %s", path, res.Error)
+			}
+			if _, err := json.Marshal(res.Attributes); err != nil {
+				t.Fatalf("%s: attributes: %v", path, err)
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 
@@ -16,6 +17,7 @@ type responsesResponse struct {
 	limit, used int
 	truncated   bool
 	malformed   int
+	opened      int // output items and content parts
 
 	body   json.RawMessage
 	status int
@@ -23,13 +25,15 @@ type responsesResponse struct {
 	last  json.RawMessage // the latest response object seen before the end
 	done  bool            // a terminal event came
 	final json.RawMessage // its response object, if it fit within the limit
-	meta  gateway.Response
-	items map[int64]*itemState
-	err   json.RawMessage
+	// meta is what the terminal response object says, if it came whole.
+	meta    gateway.Response
+	hasMeta bool
+	items   map[int64]*itemState
+	err     json.RawMessage
 }
 
 type itemState struct {
-	item         map[string]json.RawMessage // as added, or as done
+	item         json.RawMessage // as added, or as done
 	done         bool
 	parts        map[int64]*partState // a message's content parts by index
 	args         strings.Builder
@@ -55,8 +59,10 @@ type event struct {
 	Arguments   *string         `json:"arguments"`
 }
 
+// keep reports whether n more bytes fit within the limit, and counts them.
+// Once something did not fit, nothing more does.
 func (r *responsesResponse) keep(n int) bool {
-	if r.used+n > r.limit {
+	if r.truncated || r.used+n > r.limit {
 		r.truncated = true
 		return false
 	}
@@ -64,10 +70,28 @@ func (r *responsesResponse) keep(n int) bool {
 	return true
 }
 
-// maxItems bounds the output and content indexes a stream may use.
+// maxItems bounds the output and content indexes a stream may use, and
+// the output items and content parts it may open in all.
 const maxItems = 4096
 
+// open counts a new output item or content part, reporting whether one
+// more fits.
+func (r *responsesResponse) open() bool {
+	if r.opened >= maxItems {
+		r.malformed++
+		return false
+	}
+	r.opened++
+	return true
+}
+
 func (r *responsesResponse) Event(name string, data []byte) {
+	if len(data) == 0 && isTerminal(name) {
+		// A terminal event whose data the gateway could not keep (it
+		// passed the limit): the response ended, its object is lost.
+		r.done, r.truncated = true, true
+		return
+	}
 	var e event
 	if json.Unmarshal(data, &e) != nil {
 		r.malformed++
@@ -94,15 +118,19 @@ func (r *responsesResponse) Event(name string, data []byte) {
 		}
 		// The terminal object replaces what was assembled: it is kept
 		// whole if it fits, and its metadata is read either way.
-		r.done = true
+		r.done, r.hasMeta = true, true
 		r.meta = gateway.Response{}
 		readResponseObject(e.Response, &r.meta)
 		if len(e.Response) <= r.limit {
 			r.final = e.Response
 		}
 	case "response.output_item.added", "response.output_item.done":
-		var item map[string]json.RawMessage
-		if json.Unmarshal(e.Item, &item) != nil {
+		var item struct {
+			Type   string `json:"type"`
+			CallID string `json:"call_id"`
+			Name   string `json:"name"`
+		}
+		if len(e.Item) == 0 || e.Item[0] != '{' || json.Unmarshal(e.Item, &item) != nil {
 			r.malformed++
 			return
 		}
@@ -110,17 +138,24 @@ func (r *responsesResponse) Event(name string, data []byte) {
 			return
 		}
 		st := r.item(e.OutputIndex)
-		st.item, st.done = item, e.Type == "response.output_item.done"
-		json.Unmarshal(item["type"], &st.typ)
-		json.Unmarshal(item["call_id"], &st.callID)
-		json.Unmarshal(item["name"], &st.name)
+		if st == nil {
+			return
+		}
+		st.item, st.done = e.Item, e.Type == "response.output_item.done"
+		st.typ, st.callID, st.name = item.Type, item.CallID, item.Name
 	case "response.output_text.delta", "response.refusal.delta":
 		if !r.keep(len(e.Delta)) {
 			return
 		}
 		st := r.item(e.OutputIndex)
+		if st == nil {
+			return
+		}
 		p := st.parts[e.ContentIdx]
 		if p == nil {
+			if !r.open() {
+				return
+			}
 			p = &partState{typ: strings.TrimSuffix(strings.TrimPrefix(e.Type, "response."), ".delta")}
 			st.parts[e.ContentIdx] = p
 		}
@@ -129,15 +164,21 @@ func (r *responsesResponse) Event(name string, data []byte) {
 		if !r.keep(len(e.Delta)) {
 			return
 		}
-		r.item(e.OutputIndex).args.WriteString(e.Delta)
+		if st := r.item(e.OutputIndex); st != nil {
+			st.args.WriteString(e.Delta)
+		}
 	case "response.function_call_arguments.done":
 		st := r.item(e.OutputIndex)
-		if e.Arguments == nil || !r.keep(max(0, len(*e.Arguments)-st.args.Len())) {
+		if st == nil || e.Arguments == nil || !r.keep(max(0, len(*e.Arguments)-st.args.Len())) {
 			return
 		}
 		st.args.Reset()
 		st.args.WriteString(*e.Arguments)
 	}
+}
+
+func isTerminal(typ string) bool {
+	return typ == "response.completed" || typ == "response.failed" || typ == "response.incomplete"
 }
 
 // streamError returns the error object of a stream's error event: the
@@ -157,12 +198,17 @@ func streamError(data []byte) json.RawMessage {
 	return b
 }
 
+// item returns the state of output item i, or nil if the stream opened
+// too many items and parts.
 func (r *responsesResponse) item(i int64) *itemState {
 	if r.items == nil {
 		r.items = map[int64]*itemState{}
 	}
 	st := r.items[i]
 	if st == nil {
+		if !r.open() {
+			return nil
+		}
 		st = &itemState{parts: map[int64]*partState{}}
 		r.items[i] = st
 	}
@@ -188,7 +234,7 @@ func (r *responsesResponse) Result() gateway.Response {
 	case r.final != nil:
 		res = r.meta
 		res.Body = r.final
-	case r.done:
+	case r.hasMeta:
 		// The terminal object passed the limit: its metadata, and the
 		// body as far as it was assembled.
 		res = r.meta
@@ -222,9 +268,11 @@ func (r *responsesResponse) Result() gateway.Response {
 
 // args returns a function call's arguments: as done, or as assembled.
 func (r *responsesResponse) args(st *itemState) string {
-	var s string
-	if st.done && json.Unmarshal(st.item["arguments"], &s) == nil {
-		return s
+	var item struct {
+		Arguments *string `json:"arguments"`
+	}
+	if st.done && json.Unmarshal(st.item, &item) == nil && item.Arguments != nil {
+		return *item.Arguments
 	}
 	return validUTF8(st.args.String())
 }
@@ -232,45 +280,95 @@ func (r *responsesResponse) args(st *itemState) string {
 // assemble rebuilds the response object of a stream that broke off: the
 // last response object seen, with the output items seen so far.
 func (r *responsesResponse) assemble() json.RawMessage {
-	resp := map[string]json.RawMessage{}
-	if r.last != nil {
-		json.Unmarshal(r.last, &resp)
-	}
-	if len(resp) == 0 && len(r.items) == 0 {
+	if r.last == nil && len(r.items) == 0 {
 		return nil
 	}
-	out := []map[string]json.RawMessage{}
+	out := []json.RawMessage{}
 	for _, i := range sortedKeys(r.items) {
 		st := r.items[i]
 		item := st.item
 		if item == nil {
-			item = map[string]json.RawMessage{}
+			item = json.RawMessage("{}")
 		}
 		if !st.done {
 			switch st.typ {
 			case "function_call":
-				item["arguments"], _ = json.Marshal(validUTF8(st.args.String()))
+				args, _ := json.Marshal(validUTF8(st.args.String()))
+				item = setMember(item, "arguments", args)
 			case "message", "":
-				var parts []map[string]any
+				type part struct {
+					Type        string    `json:"type"`
+					Annotations *[]string `json:"annotations,omitempty"`
+					Text        *string   `json:"text,omitempty"`
+					Refusal     *string   `json:"refusal,omitempty"`
+				}
+				var parts []part
 				for _, j := range sortedKeys(st.parts) {
 					p := st.parts[j]
 					switch text := validUTF8(p.text.String()); p.typ {
 					case "refusal":
-						parts = append(parts, map[string]any{"type": "refusal", "refusal": text})
+						parts = append(parts, part{Type: "refusal", Refusal: &text})
 					default:
-						parts = append(parts, map[string]any{"type": "output_text", "text": text, "annotations": []any{}})
+						parts = append(parts, part{Type: "output_text", Annotations: &[]string{}, Text: &text})
 					}
 				}
 				if parts != nil {
-					item["content"], _ = json.Marshal(parts)
+					content, _ := json.Marshal(parts)
+					item = setMember(item, "content", content)
 				}
 			}
 		}
-		out = append(out, item)
+		if string(item) != "{}" {
+			out = append(out, item)
+		}
 	}
-	resp["output"], _ = json.Marshal(out)
-	b, _ := json.Marshal(resp)
-	return b
+	resp := r.last
+	if resp == nil {
+		resp = json.RawMessage("{}")
+	}
+	output, _ := json.Marshal(out)
+	return setMember(resp, "output", output)
+}
+
+// setMember returns the JSON object obj with member key set to v, in its
+// place if obj has it, else at the end; the other members keep their
+// order. An obj that is not an object is replaced by {key: v}.
+func setMember(obj json.RawMessage, key string, v json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	set := false
+	if t, err := dec.Token(); err == nil && t == json.Delim('{') {
+		for dec.More() {
+			t, err := dec.Token()
+			k, ok := t.(string)
+			var val json.RawMessage
+			if err != nil || !ok || dec.Decode(&val) != nil {
+				break
+			}
+			if b.Len() > 1 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k)
+			b.Write(kb)
+			b.WriteByte(':')
+			if k == key {
+				val, set = v, true
+			}
+			b.Write(val)
+		}
+	}
+	if !set {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(key)
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 // readResponseObject reads a Responses API response object's metadata.

@@ -307,3 +307,74 @@ func TestSDKNoKeyStored(t *testing.T) {
 		}
 	}
 }
+
+func TestSDKResponsesParallelCallsAndUsageDetails(t *testing.T) {
+	rig := newRig(t, &openaitest.Upstream{CallTools: true, CachedTokens: 1024, ReasoningTokens: 64, ChunkBytes: 3})
+	stream := rig.client.Responses.NewStreaming(t.Context(), responses.ResponseNewParams{
+		Model: "o4-mini", Input: responses.ResponseNewParamsInputUnion{OfString: sdk.String("Pay invoice 7")},
+		Tools: []responses.ToolUnionParam{
+			responses.ToolParamOfFunction("pay_invoice", map[string]any{"type": "object"}, false),
+			responses.ToolParamOfFunction("lookup_vendor", map[string]any{"type": "object"}, false),
+		},
+	})
+	var calls []string
+	for stream.Next() {
+		if ev := stream.Current(); ev.Type == "response.output_item.done" {
+			calls = append(calls, ev.AsResponseOutputItemDone().Item.AsFunctionCall().CallID)
+		}
+	}
+	if err := stream.Err(); err != nil || len(calls) != 2 {
+		t.Fatalf("calls %v, err %v", calls, err)
+	}
+	rig.checkPassthrough(t)
+	req, resp := split(t, rig.records(t))
+	if names, _ := req.Attr("gen_ai.request.tool_names").([]any); len(names) != 2 || names[1] != "lookup_vendor" {
+		t.Errorf("request %v", req.Attributes)
+	}
+	if ids := toolCallIDs(resp); len(ids) != 2 || ids[0] != calls[0] || ids[1] != calls[1] {
+		t.Errorf("tool call ids %v, want %v", ids, calls)
+	}
+	if resp.Attr("gen_ai.usage.cache_read.input_tokens") != 1024.0 || resp.Attr("gen_ai.usage.reasoning.output_tokens") != 64.0 ||
+		resp.Attr("openai.response.status") != "completed" {
+		t.Errorf("response %v", resp.Attributes)
+	}
+}
+
+func TestSDKStreamErrors(t *testing.T) {
+	t.Run("chat error chunk", func(t *testing.T) {
+		rig := newRig(t, &openaitest.Upstream{ErrorAfterEvents: 3, ErrorMessage: "upstream exploded"})
+		stream := rig.client.Chat.Completions.NewStreaming(t.Context(), chatParams())
+		for stream.Next() {
+		}
+		if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "upstream exploded") {
+			t.Fatalf("err %v", err)
+		}
+		rig.checkPassthrough(t)
+		_, resp := split(t, rig.records(t))
+		if resp.Attr("infertrail.incomplete") != true || resp.Attr("infertrail.incomplete_reason") != "error_event" ||
+			!strings.Contains(string(resp.Content["error"]), "upstream exploded") {
+			t.Fatalf("response %v %s", resp.Attributes, resp.Content["error"])
+		}
+	})
+	t.Run("response failed", func(t *testing.T) {
+		rig := newRig(t, &openaitest.Upstream{ErrorAfterEvents: 4, ErrorMessage: "upstream exploded"})
+		stream := rig.client.Responses.NewStreaming(t.Context(), responses.ResponseNewParams{
+			Model: "gpt-4.1", Input: responses.ResponseNewParamsInputUnion{OfString: sdk.String("hello")},
+		})
+		var failed responses.Response
+		for stream.Next() {
+			if ev := stream.Current(); ev.Type == "response.failed" {
+				failed = ev.AsResponseFailed().Response
+			}
+		}
+		if err := stream.Err(); err != nil || failed.Error.Message != "upstream exploded" {
+			t.Fatalf("failed %+v, err %v", failed, err)
+		}
+		rig.checkPassthrough(t)
+		_, resp := split(t, rig.records(t))
+		if resp.Attr("openai.response.status") != "failed" || resp.Attr("gen_ai.response.id") != failed.ID ||
+			!strings.Contains(string(resp.Content["error"]), "upstream exploded") {
+			t.Fatalf("response %v %s", resp.Attributes, resp.Content["error"])
+		}
+	})
+}

@@ -190,6 +190,7 @@ func ReplyOfSize(n int) string {
 	return strings.Repeat(s, n/len(s)+1)[:n]
 }
 
+// ServeHTTP answers one request as the fields script and records it.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.init()
 	body, _ := io.ReadAll(r.Body)

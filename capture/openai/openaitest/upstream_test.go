@@ -174,8 +174,8 @@ func TestChat(t *testing.T) {
 			if wantFP == "" {
 				wantFP = "fp_scripted"
 			}
-			if cc.SystemFingerprint != wantFP || cc.ServiceTier != "default" {
-				t.Errorf("fingerprint %q, tier %q", cc.SystemFingerprint, cc.ServiceTier)
+			if fp := member(cc.RawJSON(), "system_fingerprint"); fp != wantFP || cc.ServiceTier != "default" {
+				t.Errorf("fingerprint %q, tier %q", fp, cc.ServiceTier)
 			}
 			u := cc.Usage
 			if u.TotalTokens != u.PromptTokens+u.CompletionTokens || u.PromptTokens == 0 ||
@@ -197,6 +197,14 @@ func TestChat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// member returns the string member key of the JSON object raw.
+func member(raw, key string) string {
+	var m map[string]any
+	json.Unmarshal([]byte(raw), &m)
+	s, _ := m[key].(string)
+	return s
 }
 
 func toolCalls(list []openai.ChatCompletionMessageToolCallUnion) []openaitest.ToolCall {
@@ -255,7 +263,7 @@ func TestChatStream(t *testing.T) {
 			}
 			cc := acc.ChatCompletion
 			if cc.Choices[0].Message.Content != text || cc.Choices[0].FinishReason != "stop" || cc.Model != "gpt-4o-mini-2024-07-18" ||
-				cc.SystemFingerprint != "fp_s" || cc.ID != "chatcmpl-1" {
+				member(chunks[0].RawJSON(), "system_fingerprint") != "fp_s" || cc.ID != "chatcmpl-1" {
 				t.Errorf("accumulated %+v", cc)
 			}
 			final := chunks[len(chunks)-1]
@@ -667,5 +675,27 @@ func TestKeepNone(t *testing.T) {
 	}
 	if _, ok := u.Last(); ok || u.Count() != 1 || len(u.Requests()) != 0 {
 		t.Errorf("count %d, remembered %d", u.Count(), len(u.Requests()))
+	}
+}
+
+// BenchmarkUpstream measures the upstream's own cost per answer, without
+// the network: the 2 KiB chat completion and the stream of the gateway's
+// benchmarks.
+func BenchmarkUpstream(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"body", `{"model":"gpt-bench","messages":[{"role":"user","content":"Say something about foxes."}],"max_tokens":512}`},
+		{"stream", `{"model":"gpt-bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say something about foxes."}]}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			u := &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), ChunkBytes: 200, Keep: -1}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				u.ServeHTTP(w, httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(bc.body)))
+				if w.Code != 200 {
+					b.Fatal(w.Code)
+				}
+			}
+		})
 	}
 }

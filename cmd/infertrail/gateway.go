@@ -50,6 +50,10 @@ type virtualKeyConfig struct {
 	Upstream map[string]string `yaml:"upstream"` // provider name → secret reference
 }
 
+// sdkBasePath is the path that each provider's SDKs take as their base
+// URL on the gateway.
+var sdkBasePath = map[string]string{"openai": "/openai/v1", "anthropic": "/anthropic"}
+
 const (
 	defaultOpenAIUpstream    = "https://api.openai.com/v1"
 	defaultAnthropicUpstream = "https://api.anthropic.com"

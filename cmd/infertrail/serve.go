@@ -291,7 +291,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, keys.origin, keys.vkey)
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
-		fmt.Fprintf(stdout, "  gateway:      %s/%s → %s (%s)\n", gwBase, up.Provider.Name(), up.BaseURL, gwDurability)
+		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", keys.origin)
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -20,6 +19,7 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
 
+	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
 	"github.com/infertrail/infertrail/capture/openai/openaitest"
 )
 
@@ -33,14 +33,14 @@ const (
 type client struct {
 	openai.Client
 	up  *openaitest.Upstream
-	tee *tee
+	tee *gatewaytest.Tee
 }
 
 func serve(tb testing.TB, u *openaitest.Upstream, opts ...option.RequestOption) *client {
 	tb.Helper()
 	srv := httptest.NewServer(u)
 	tb.Cleanup(srv.Close)
-	t := &tee{}
+	t := &gatewaytest.Tee{}
 	return &client{
 		Client: openai.NewClient(append([]option.RequestOption{
 			option.WithBaseURL(srv.URL + "/v1/"), option.WithAPIKey(testKey), option.WithMaxRetries(0),
@@ -48,45 +48,6 @@ func serve(tb testing.TB, u *openaitest.Upstream, opts ...option.RequestOption) 
 		}, opts...)...),
 		up: u, tee: t,
 	}
-}
-
-// tee keeps the bytes of every response body the SDK reads.
-type tee struct {
-	mu     sync.Mutex
-	bodies []*bytes.Buffer
-}
-
-func (t *tee) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	b := &bytes.Buffer{}
-	t.mu.Lock()
-	t.bodies = append(t.bodies, b)
-	t.mu.Unlock()
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.TeeReader(resp.Body, &lockedWriter{&t.mu, b}), resp.Body}
-	return resp, nil
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (t *tee) last() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return bytes.Clone(t.bodies[len(t.bodies)-1].Bytes())
 }
 
 // checkLast checks the upstream's record of the last request: what it
@@ -106,7 +67,7 @@ func (c *client) checkLast(tb testing.TB, method, path string, status int) opena
 	if got := last.Header.Get("traceparent"); got != traceparent {
 		tb.Errorf("recorded traceparent %q", got)
 	}
-	if got := c.tee.last(); !bytes.Equal(got, last.Sent) {
+	if got := c.tee.Last(); !bytes.Equal(got, last.Sent) {
 		tb.Errorf("the client read %d bytes that differ from the %d recorded as sent:\n%q\n%q", len(got), len(last.Sent), got, last.Sent)
 	}
 	return last

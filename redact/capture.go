@@ -1,0 +1,189 @@
+package redact
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Profile is a capture profile: what of a record's content is kept.
+type Profile string
+
+// Capture profiles.
+const (
+	// Minimal keeps metadata and commitments: content is committed in the
+	// leaf but not stored.
+	Minimal Profile = "minimal"
+	// Standard stores content encrypted, with every detector on.
+	Standard Profile = "standard"
+	// Forensic stores content encrypted and in full: secrets are still
+	// redacted, personal data is kept.
+	Forensic Profile = "forensic"
+)
+
+// ParseProfile checks a profile name.
+func ParseProfile(s string) (Profile, error) {
+	switch p := Profile(s); p {
+	case Minimal, Standard, Forensic:
+		return p, nil
+	case "":
+		return Standard, nil
+	}
+	return "", fmt.Errorf("capture profile %q: want minimal, standard or forensic: %w", s, infertrail.ErrInvalid)
+}
+
+// CaptureConfig configures a Capture.
+type CaptureConfig struct {
+	Redaction Config
+	Profile   Profile            // default Standard
+	Tenants   map[string]Profile // per-tenant profiles
+}
+
+// Capture applies a tenant's capture profile and redaction to records
+// before they are hashed or stored (ledger.Config.Capture). It is safe for
+// concurrent use.
+type Capture struct {
+	profile            Profile
+	tenants            map[string]Profile
+	standard, forensic *Redactor
+}
+
+// NewCapture validates cfg and builds the redactors the profiles use.
+func NewCapture(cfg CaptureConfig) (*Capture, error) {
+	c := &Capture{profile: cfg.Profile, tenants: cfg.Tenants}
+	if c.profile == "" {
+		c.profile = Standard
+	}
+	if _, err := ParseProfile(string(c.profile)); err != nil {
+		return nil, err
+	}
+	for t, p := range cfg.Tenants {
+		if _, err := ParseProfile(string(p)); err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", t, err)
+		}
+	}
+	var err error
+	if c.standard, err = New(cfg.Redaction); err != nil {
+		return nil, err
+	}
+	// Forensic keeps personal data: every PII detector's action is keep,
+	// whatever the configuration says; secrets are handled as configured.
+	f := cfg.Redaction
+	f.Actions = maps.Clone(f.Actions)
+	if f.Actions == nil {
+		f.Actions = map[string]Action{}
+	}
+	f.Fields = nil
+	rules := f.Rules
+	if rules == nil {
+		rules = DefaultRules()
+	}
+	for _, r := range rules.Rules() {
+		if r.Class == ClassPII {
+			f.Actions[r.ID] = Keep
+		}
+	}
+	f.Actions[ClassPII] = Keep
+	for field, acts := range cfg.Redaction.Fields {
+		keep := map[string]Action{}
+		for k, a := range acts {
+			if k != ClassPII && !slices.ContainsFunc(rules.Rules(), func(r Rule) bool { return r.ID == k && r.Class == ClassPII }) {
+				keep[k] = a
+			}
+		}
+		if len(keep) > 0 {
+			if f.Fields == nil {
+				f.Fields = map[string]map[string]Action{}
+			}
+			f.Fields[field] = keep
+		}
+	}
+	if c.forensic, err = New(f); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ProfileOf returns the profile of a tenant.
+func (c *Capture) ProfileOf(tenant string) Profile {
+	if p, ok := c.tenants[tenant]; ok {
+		return p
+	}
+	return c.profile
+}
+
+// Apply redacts r in place: its content fields, and the metadata that is
+// written in clear into the leaf (attribute values, session id, actor
+// fields), where a secret could otherwise never be erased. It records what
+// fired in the attribute redaction.findings (detector, field, count and
+// action: never a value). It returns whether the content is to be stored.
+func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
+	p := c.ProfileOf(r.Tenant)
+	red := c.standard
+	if p == Forensic {
+		red = c.forensic
+	}
+	var all []Finding
+	for _, f := range slices.Sorted(maps.Keys(r.Attributes)) {
+		out, fs, err := red.Redact("attributes."+f, r.Attributes[f])
+		if err != nil {
+			return false, fmt.Errorf("redact attribute %s: %w", f, err)
+		}
+		if out == nil {
+			delete(r.Attributes, f)
+		} else {
+			r.Attributes[f] = out
+		}
+		all = append(all, fs...)
+	}
+	for _, s := range []struct {
+		name string
+		v    *string
+	}{{"session_id", &r.SessionID}, {"actor.id", &r.Actor.ID}, {"actor.on_behalf_of", &r.Actor.OnBehalfOf}, {"actor.workload", &r.Actor.Workload}} {
+		if *s.v == "" {
+			continue
+		}
+		v, fs := red.String(s.name, *s.v)
+		*s.v = v
+		all = append(all, fs...)
+	}
+	// Minimal content is redacted too: its commitments are stored, and a
+	// commitment to a guessable secret could be checked against guesses.
+	{
+		for _, f := range slices.Sorted(maps.Keys(r.Content)) {
+			out, fs, err := red.Redact(f, r.Content[f])
+			if err != nil {
+				return false, fmt.Errorf("redact content field %s: %w", f, err)
+			}
+			if out == nil {
+				delete(r.Content, f)
+			} else {
+				r.Content[f] = out
+			}
+			all = append(all, fs...)
+		}
+	}
+	if len(all) > 0 {
+		b, err := json.Marshal(all)
+		if err != nil {
+			return false, err
+		}
+		if b, err = infertrail.Canonicalize(b); err != nil {
+			return false, err
+		}
+		if r.Attributes == nil {
+			r.Attributes = map[string]json.RawMessage{}
+		}
+		r.Attributes["redaction.findings"] = b
+	}
+	if p != Standard {
+		if r.Attributes == nil {
+			r.Attributes = map[string]json.RawMessage{}
+		}
+		r.Attributes["capture.profile"] = infertrail.AppendString(nil, string(p))
+	}
+	return p != Minimal, nil
+}

@@ -1,0 +1,88 @@
+package redact_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/redact"
+)
+
+func captureRecord(tenant string) *infertrail.Record {
+	return &infertrail.Record{
+		Kind: infertrail.KindInference, Tenant: tenant, SessionID: "sess-1",
+		Actor: infertrail.Actor{ID: "agent:a", OnBehalfOf: "alice@example.com"},
+		Attributes: map[string]json.RawMessage{
+			"gen_ai.request.model": []byte(`"m"`),
+			"note":                 []byte(`"token ghp_` + strings.Repeat("a1B2", 9) + `"`),
+		},
+		Content: map[string]json.RawMessage{
+			"prompt":         []byte(`"card 4111 1111 1111 1111, mail bob@example.com"`),
+			"tool.arguments": []byte(`{"api_key":"sk-proj-` + strings.Repeat("Zx9", 16) + `"}`),
+		},
+	}
+}
+
+func TestCaptureProfiles(t *testing.T) {
+	c, err := redact.NewCapture(redact.CaptureConfig{
+		Redaction: redact.Config{FingerprintSecret: bytes.Repeat([]byte{1}, 32)},
+		Tenants:   map[string]redact.Profile{"min": redact.Minimal, "for": redact.Forensic},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant    string
+		store     bool
+		cardKept  bool
+		profAttr  string
+		findings  int
+		emailKept bool
+	}{
+		{"std", true, false, "", 5, true},
+		{"min", false, false, `"minimal"`, 5, true},
+		{"for", true, true, `"forensic"`, 5, true},
+	} {
+		t.Run(tc.tenant, func(t *testing.T) {
+			r := captureRecord(tc.tenant)
+			store, err := c.Apply(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if store != tc.store {
+				t.Errorf("store = %v, want %v", store, tc.store)
+			}
+			all := string(r.Content["prompt"]) + string(r.Content["tool.arguments"]) + string(r.Attributes["note"])
+			for _, secret := range []string{"ghp_a1B2", "sk-proj-Zx9"} {
+				if strings.Contains(all, secret) {
+					t.Errorf("secret %s left in %s", secret, all)
+				}
+			}
+			if got := strings.Contains(all, "4111 1111 1111 1111"); got != tc.cardKept {
+				t.Errorf("card kept = %v, want %v: %s", got, tc.cardKept, all)
+			}
+			if string(r.Attributes["capture.profile"]) != tc.profAttr {
+				t.Errorf("capture.profile = %s, want %s", r.Attributes["capture.profile"], tc.profAttr)
+			}
+			var fs []redact.Finding
+			if err := json.Unmarshal(r.Attributes["redaction.findings"], &fs); err != nil {
+				t.Fatalf("redaction.findings %s: %v", r.Attributes["redaction.findings"], err)
+			}
+			if len(fs) == 0 || strings.Contains(string(r.Attributes["redaction.findings"]), "ghp_") {
+				t.Errorf("findings %s", r.Attributes["redaction.findings"])
+			}
+			if _, err := infertrail.Canonicalize(r.Attributes["redaction.findings"]); err != nil {
+				t.Error(err)
+			}
+			if err := r.Validate(infertrail.Limits{}); err != nil && !errors.Is(err, infertrail.ErrInvalid) {
+				t.Error(err)
+			}
+		})
+	}
+	if _, err := redact.NewCapture(redact.CaptureConfig{Profile: "paranoid"}); !errors.Is(err, infertrail.ErrInvalid) {
+		t.Errorf("unknown profile: %v", err)
+	}
+}

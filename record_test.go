@@ -199,7 +199,8 @@ func sampleRefs() []infertrail.ContentRef {
 	}
 	return []infertrail.ContentRef{
 		{Field: "gen_ai.input.messages", Salt: salt, Array: true, Blobs: []infertrail.BlobID{a, b, a}},
-		{Field: "gen_ai.output.messages", Salt: salt, Blobs: []infertrail.BlobID{b}},
+		{Field: "gen_ai.output.messages", Salt: salt, Key: infertrail.KeyID{9, 8, 7}, Blobs: []infertrail.BlobID{b}},
+		{Field: "tool.arguments", Salt: salt, Omitted: true},
 		{Field: "", Blobs: []infertrail.BlobID{}},
 		{Field: strings.Repeat("é", 200), Array: true, Blobs: []infertrail.BlobID{}},
 	}
@@ -214,8 +215,13 @@ func TestContentRefsRoundTrip(t *testing.T) {
 	}
 	refs := sampleRefs()
 	b := infertrail.MarshalContentRefs(refs)
-	if b[0] != 1 {
+	if b[0] != 2 {
 		t.Errorf("version byte %d", b[0])
+	}
+	// Version 1 (no data key) still decodes.
+	v1 := append(append([]byte{1, 1, 1, 'f'}, make([]byte, infertrail.SaltSize)...), 0, 0)
+	if got, err := infertrail.UnmarshalContentRefs(v1); err != nil || len(got) != 1 || got[0].Field != "f" || !got[0].Key.IsZero() {
+		t.Errorf("version 1 refs = %+v, %v", got, err)
 	}
 	back, err := infertrail.UnmarshalContentRefs(b)
 	if err != nil {
@@ -244,7 +250,7 @@ func TestContentRefsRoundTrip(t *testing.T) {
 // refsEqual compares refs, treating nil and empty blob lists alike.
 func refsEqual(a, b []infertrail.ContentRef) bool {
 	return slices.EqualFunc(a, b, func(x, y infertrail.ContentRef) bool {
-		return x.Field == y.Field && x.Salt == y.Salt && x.Array == y.Array && slices.Equal(x.Blobs, y.Blobs)
+		return x.Field == y.Field && x.Salt == y.Salt && x.Array == y.Array && x.Key == y.Key && x.Omitted == y.Omitted && slices.Equal(x.Blobs, y.Blobs)
 	})
 }
 

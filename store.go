@@ -34,12 +34,17 @@ type Entry struct {
 
 // ContentRef locates one content field of a record. The field's value is the
 // concatenation of its blobs (for an array: "[" blob "," blob … "]"), and its
-// commitment in the leaf is SHA-256(Salt || value).
+// commitment in the leaf is SHA-256(Salt || value). Its blobs are encrypted
+// under the data key Key (zero for content stored before encryption).
 type ContentRef struct {
 	Field string
 	Salt  [SaltSize]byte
 	Array bool
+	Key   KeyID
 	Blobs []BlobID
+	// Omitted marks a field that is committed in the leaf but was not
+	// stored, by the capture profile's choice: it has no blobs.
+	Omitted bool
 }
 
 // SaltSize is the size in bytes of a content commitment's salt.
@@ -59,9 +64,11 @@ const (
 )
 
 // Blob is stored content: the canonical JSON bytes of one content value, or
-// of one element of an array value, encoded with Codec.
+// of one element of an array value, encoded with Codec and, when Key is not
+// zero, then sealed with AES-256-GCM under that data key.
 type Blob struct {
 	ID    BlobID
+	Key   KeyID
 	Codec Codec
 	Data  []byte
 }
@@ -80,6 +87,8 @@ type Store interface {
 	HashReader
 	EntryReader
 	CheckpointStore
+	KeyStore
+	HoldStore
 	io.Closer
 }
 
@@ -103,6 +112,10 @@ type AppendTx interface {
 	// Size returns the tree size when the transaction began: the sequence
 	// number the next entry must have.
 	Size() int64
+	// Erasures returns the number of Erase calls committed before the
+	// transaction began, by any process sharing the store: a writer that
+	// sees it change drops the data keys it holds in memory.
+	Erasures() int64
 	// Lookup returns the entries among ids that are already in the log, by
 	// id, with at least Seq and MAC set. Ids not in the log are absent.
 	Lookup(ctx context.Context, ids []UUID) (map[UUID]Entry, error)
@@ -124,6 +137,20 @@ type AppendTx interface {
 	// (callers Lookup first). After Append fails the transaction can only be
 	// rolled back: Commit fails.
 	Append(ctx context.Context, entries []Entry, blobs []Blob, hashes []tlog.Hash) error
+	// AddKeys stores new data keys, before or after the Append calls whose
+	// blobs they encrypt. A key whose id is already stored is skipped.
+	AddKeys(ctx context.Context, keys []DataKey) error
+	// Keys returns the stored keys that f selects, seeing the transaction's
+	// own writes. Erasures use it to find what to erase under the write lock.
+	Keys(ctx context.Context, f KeyFilter) ([]DataKey, error)
+	// Holds returns the tenant's active legal holds.
+	Holds(ctx context.Context, tenant string) ([]Hold, error)
+	// Erase crypto-shreds the keys with the given ids: it destroys their
+	// wrapped forms, marks them erased by the record with sequence number
+	// by, and deletes the blobs encrypted under them, so that no copy is left
+	// in the live database. It returns how many blobs it deleted. Keys already
+	// erased are left as they are.
+	Erase(ctx context.Context, ids []KeyID, by int64) (int64, error)
 	// Commit makes everything appended durable: once Commit returns nil, a
 	// crash of the process or the machine loses none of it.
 	Commit() error
@@ -210,20 +237,24 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 	}
 	n := 1
 	for _, r := range refs {
-		n += 2 + len(r.Field) + SaltSize + 1 + 2 + len(r.Blobs)*len(BlobID{})
+		n += 2 + len(r.Field) + SaltSize + 1 + len(KeyID{}) + 2 + len(r.Blobs)*len(BlobID{})
 	}
 	b := make([]byte, 0, n)
-	b = append(b, 1) // version
+	b = append(b, 2) // version: 1 had no key
 	b = binary.AppendUvarint(b, uint64(len(refs)))
 	for _, r := range refs {
 		b = binary.AppendUvarint(b, uint64(len(r.Field)))
 		b = append(b, r.Field...)
 		b = append(b, r.Salt[:]...)
+		var flags byte
 		if r.Array {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
+			flags |= 1
 		}
+		if r.Omitted {
+			flags |= 2
+		}
+		b = append(b, flags)
+		b = append(b, r.Key[:]...)
 		b = binary.AppendUvarint(b, uint64(len(r.Blobs)))
 		for _, id := range r.Blobs {
 			b = append(b, id[:]...)
@@ -239,7 +270,8 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	if b[0] != 1 {
+	version := b[0]
+	if version != 1 && version != 2 {
 		return nil, fmt.Errorf("decode content refs: version %d: %w", b[0], errRefs)
 	}
 	b = b[1:]
@@ -268,8 +300,19 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 			return nil, fmt.Errorf("decode content refs: %w", errRefs)
 		}
 		copy(r.Salt[:], b)
-		r.Array = b[SaltSize] == 1
+		flags := b[SaltSize]
+		if flags > 3 || version == 1 && flags > 1 {
+			return nil, fmt.Errorf("decode content refs: flags %#x: %w", flags, errRefs)
+		}
+		r.Array, r.Omitted = flags&1 != 0, flags&2 != 0
 		b = b[SaltSize+1:]
+		if version >= 2 {
+			if len(b) < len(KeyID{}) {
+				return nil, fmt.Errorf("decode content refs: %w", errRefs)
+			}
+			copy(r.Key[:], b)
+			b = b[len(KeyID{}):]
+		}
 		nb, ok := next()
 		if !ok || nb > uint64(len(b))/32 {
 			return nil, fmt.Errorf("decode content refs: %w", errRefs)

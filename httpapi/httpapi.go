@@ -13,10 +13,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/infertrail/infertrail"
-	"github.com/infertrail/infertrail/ledger"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/redact"
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -32,6 +34,13 @@ type Config struct {
 	Gatherer prometheus.Gatherer   // what /metrics serves; default prometheus.DefaultGatherer
 	Registry prometheus.Registerer // where the API registers its own metrics; nil: none
 	Now      func() time.Time
+	// RemoteAdmin lets clients other than loopback ones use the
+	// administrative endpoints (erasure, legal holds): set it only when a
+	// proxy in front authenticates them.
+	RemoteAdmin bool
+	// Fingerprinter computes credential fingerprints for
+	// POST /v1/fingerprints; it must be keyed as the capture paths' are.
+	Fingerprinter *redact.Fingerprinter
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -101,6 +110,11 @@ var Routes = []Route{
 	{"GET /v1/log", "origin, verifier key, tree size and latest checkpoint", (*Server).logInfo},
 	{"GET /checkpoint", "the latest signed checkpoint (C2SP tlog-checkpoint)", (*Server).checkpoint},
 	{"GET /tile/", "C2SP tlog-tiles hash tiles and entry bundles", (*Server).tile},
+	{"POST /v1/erasures", "crypto-shred a scope's content and append the erasure record (administrative)", (*Server).erase},
+	{"GET /v1/holds", "legal holds (?tenant=T, ?all=true for released ones too; administrative)", (*Server).listHolds},
+	{"POST /v1/holds", "place a legal hold on a scope (administrative)", (*Server).addHold},
+	{"POST /v1/holds/{id}/release", "release a legal hold (administrative)", (*Server).releaseHold},
+	{"POST /v1/fingerprints", "the keyed fingerprint of a credential, to find its uses (administrative; recorded)", (*Server).fingerprint},
 	{"GET /healthz", "the process is up", (*Server).healthz},
 	{"GET /readyz", "the store answers", (*Server).readyz},
 	{"GET /metrics", "Prometheus metrics", (*Server).metrics},
@@ -153,8 +167,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &mbe) || errors.Is(err, infertrail.ErrTooLarge):
 		status, code = http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, infertrail.ErrHeld):
+		status, code = http.StatusConflict, "held"
 	case errors.Is(err, infertrail.ErrConflict):
 		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, errForbidden):
+		status, code = http.StatusForbidden, "forbidden"
 	case errors.Is(err, infertrail.ErrInvalid):
 		status, code = http.StatusBadRequest, "invalid"
 	case errors.Is(err, errUnsupportedMedia):

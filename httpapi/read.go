@@ -3,14 +3,16 @@ package httpapi
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/ledger"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // intParam parses a non-negative integer path or query parameter.
@@ -37,6 +39,9 @@ type recordResponse struct {
 	Record   json.RawMessage            `json:"record"`
 	Content  map[string]json.RawMessage `json:"content,omitempty"`
 	Salts    map[string]string          `json:"salts,omitempty"`
+	// ErasedBy is the sequence number of the erasure record that
+	// crypto-shredded the record's content, if one did.
+	ErasedBy *int64 `json:"content_erased_by,omitempty"`
 }
 
 // record serves one record's leaf. With ?content=true it also serves the
@@ -61,13 +66,20 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		if resp.Content, err = s.log.Content(r.Context(), &e); err != nil {
+		resp.Content, err = s.log.Content(r.Context(), &e)
+		var erased *infertrail.ErasedError
+		if errors.As(err, &erased) {
+			resp.ErasedBy, err = &erased.ErasedBy, nil
+		}
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		resp.Salts = make(map[string]string, len(e.Content))
 		for _, ref := range e.Content {
-			resp.Salts[ref.Field] = hex.EncodeToString(ref.Salt[:])
+			if _, ok := resp.Content[ref.Field]; ok {
+				resp.Salts[ref.Field] = hex.EncodeToString(ref.Salt[:])
+			}
 		}
 	default:
 		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "content", Reason: fmt.Sprintf("%q: want true or false", v), Err: infertrail.ErrInvalid})

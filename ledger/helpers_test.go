@@ -18,7 +18,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
 
@@ -31,6 +33,7 @@ type testLog struct {
 	path   string
 	signer note.Signer
 	verif  note.Verifier
+	kek    keys.KEK
 }
 
 // testKeys returns a fresh checkpoint key pair named testOrigin.
@@ -69,7 +72,7 @@ func newTestLog(tb testing.TB, storeCfg sqlite.Config, edit func(*ledger.Config)
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	cfg := ledger.Config{Store: db, Signer: s, Verifier: v, Origin: testOrigin, Secret: secret,
-		CheckpointInterval: 50 * time.Millisecond}
+		KEK: ledgertest.NewKEK(tb), CheckpointInterval: 50 * time.Millisecond}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -78,7 +81,7 @@ func newTestLog(tb testing.TB, storeCfg sqlite.Config, edit func(*ledger.Config)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { l.Close() })
-	return &testLog{Log: l, db: db, path: path, signer: s, verif: v}
+	return &testLog{Log: l, db: db, path: path, signer: s, verif: v, kek: cfg.KEK}
 }
 
 // recordJSON returns an ingest record with a fresh id and the given content

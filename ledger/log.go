@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/infertrail/infertrail"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
 )
 
 // Config configures a Log. Zero values mean the documented defaults.
@@ -23,6 +25,20 @@ type Config struct {
 	Verifier note.Verifier    // required: the signer's public half
 	Origin   string           // required: the checkpoint origin line; must match the signer's name
 	Secret   []byte           // required, ≥ 32 bytes: keys the idempotency MAC and blob ids
+	// KEK wraps the data keys that encrypt content (required). It lives
+	// outside the store, so that whoever can read the database cannot read
+	// content, and erasing a data key erases its content.
+	KEK keys.KEK
+	// ScopeFields names the erasure scope of content besides its tenant,
+	// among infertrail.ScopeFields (default DefaultScopeFields: session).
+	// Content of one scope, record kind and UTC day shares a data key.
+	ScopeFields []string
+	// Capture, if set, sees each record before anything of it is hashed or
+	// stored: it may rewrite its content and metadata (redaction) and add
+	// attributes (which detectors fired, never the values). When it returns
+	// store false, the content is committed in the leaf but not stored (the
+	// "minimal" capture profile). It must be safe for concurrent use.
+	Capture func(r *infertrail.Record) (store bool, err error)
 
 	// MaxBatch is the number of records above which the sequencer stops
 	// adding requests to a transaction (default 4096). One request's records
@@ -53,6 +69,9 @@ type Log struct {
 	cfg      Config
 	store    infertrail.Store
 	sealer   *sealer
+	keys     *writeKeys
+	content  *ContentReader
+	erasures int64 // the store's erasure count the sequencer last saw; -1 before the first
 	verifier note.Verifier
 	log      *slog.Logger
 	m        *Metrics
@@ -92,13 +111,17 @@ type request struct {
 	results []Result
 	err     error
 	done    chan struct{}
+	// hook, when set, runs inside the transaction after the request's
+	// records are appended, before commit; its error rolls everything back.
+	// A request with a hook commits in a transaction of its own.
+	hook func(ctx context.Context, tx infertrail.AppendTx, results []Result) error
 }
 
 // Open starts a log over cfg.Store and its background sequencer and
 // checkpoint signer. Close stops them.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
-	if cfg.Store == nil || cfg.Signer == nil || cfg.Verifier == nil {
-		return nil, errors.New("open log: Store, Signer and Verifier are required")
+	if cfg.Store == nil || cfg.Signer == nil || cfg.Verifier == nil || cfg.KEK == nil {
+		return nil, errors.New("open log: Store, Signer, Verifier and KEK are required")
 	}
 	if err := CheckOrigin(cfg.Origin); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
@@ -124,7 +147,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s, err := newSealer(cfg.Secret)
+	wk, err := newWriteKeys(cfg.KEK, cfg.ScopeFields)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	s, err := newSealer(cfg.Secret, wk)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
@@ -133,7 +160,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	l := &Log{
-		cfg: cfg, store: cfg.Store, sealer: s, verifier: v, log: cfg.Logger, m: cfg.Metrics,
+		cfg: cfg, store: cfg.Store, sealer: s, keys: wk, content: NewContentReader(cfg.Store, cfg.KEK), erasures: -1,
+		verifier: v, log: cfg.Logger, m: cfg.Metrics,
 		queue:   make(chan *request, cfg.QueueLimit),
 		queued:  make(chan struct{}, cfg.QueueLimit),
 		done:    make(chan struct{}),
@@ -220,7 +248,14 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		if raw == nil {
 			raw = goForm(r)
 		}
-		s, err := l.sealer.seal(r, raw)
+		store := true
+		if l.cfg.Capture != nil {
+			var err error
+			if store, err = l.cfg.Capture(r); err != nil {
+				return nil, atIndex(fmt.Errorf("capture: %w", err), i)
+			}
+		}
+		s, err := l.sealer.seal(ctx, r, raw, store)
 		if err != nil {
 			return nil, fmt.Errorf("append record %d: %w", i, err)
 		}
@@ -231,6 +266,11 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		}
 		req.items[i] = s
 	}
+	return l.submit(ctx, req)
+}
+
+// submit queues a sealed request and waits for its commit.
+func (l *Log) submit(ctx context.Context, req *request) ([]Result, error) {
 	// Reserve queue room for every record, or push back.
 	for i := range req.items {
 		select {
@@ -283,6 +323,10 @@ func goForm(r *infertrail.Record) []byte {
 	return b
 }
 
+// errRefused marks a batch that a request's hook refused: the request's
+// own error says why, and it is not a failure of the log.
+var errRefused = errors.New("refused")
+
 func atIndex(err error, i int) error {
 	var fe *infertrail.FieldError
 	if errors.As(err, &fe) {
@@ -295,8 +339,14 @@ func atIndex(err error, i int) error {
 // sequence is the single writer: it gathers queued requests into batches
 // and commits each batch in one store transaction.
 func (l *Log) sequence() {
+	var carry *request // a request with a hook met while gathering: it goes next, alone
 	for {
 		var first *request
+		if carry != nil {
+			first, carry = carry, nil
+			l.commit([]*request{first})
+			continue
+		}
 		select {
 		case first = <-l.queue:
 		case <-l.done:
@@ -310,6 +360,10 @@ func (l *Log) sequence() {
 				}
 			}
 		}
+		if first.hook != nil {
+			l.commit([]*request{first})
+			continue
+		}
 		batch := []*request{first}
 		n := len(first.items)
 		var timer <-chan time.Time
@@ -318,23 +372,25 @@ func (l *Log) sequence() {
 		}
 	gather:
 		for n < l.cfg.MaxBatch {
+			var r *request
 			select {
-			case r := <-l.queue:
-				batch = append(batch, r)
-				n += len(r.items)
-				continue
+			case r = <-l.queue:
 			default:
+				if timer == nil {
+					break gather
+				}
+				select {
+				case r = <-l.queue:
+				case <-timer:
+					break gather
+				}
 			}
-			if timer == nil {
+			if r.hook != nil {
+				carry = r
 				break
 			}
-			select {
-			case r := <-l.queue:
-				batch = append(batch, r)
-				n += len(r.items)
-			case <-timer:
-				break gather
-			}
+			batch = append(batch, r)
+			n += len(r.items)
 		}
 		l.commit(batch)
 	}
@@ -357,8 +413,10 @@ func (l *Log) commit(batch []*request) {
 		close(r.done)
 	}
 	if err != nil {
-		l.log.Error("commit batch", "records", n, "err", err)
-		l.m.commitFailed()
+		if !errors.Is(err, errRefused) {
+			l.log.Error("commit batch", "records", n, "err", err)
+			l.m.commitFailed()
+		}
 		return
 	}
 	l.m.committed(n, size, time.Since(start))
@@ -371,6 +429,15 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 	}
 	defer tx.Rollback()
 	size = tx.Size()
+	if e := tx.Erasures(); e != l.erasures {
+		// Another writer erased data keys, which this node may hold: new
+		// content gets new keys. (Content of this batch, sealed already,
+		// may use such a key; it is then unreadable, erased with its scope.)
+		if l.erasures >= 0 {
+			l.keys.forget(nil)
+		}
+		l.erasures = e
+	}
 
 	var ids []infertrail.UUID
 	for _, r := range batch {
@@ -497,13 +564,45 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 			}
 		}
 	}
+	// New data keys commit with the first content they encrypt.
+	var newKeys []*writeKey
+	for _, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		for i, it := range r.items {
+			if k := it.key; k != nil && !r.results[i].Duplicate && !k.committed.Load() && !slices.Contains(newKeys, k) {
+				newKeys = append(newKeys, k)
+			}
+		}
+	}
+	if len(newKeys) > 0 {
+		dks := make([]infertrail.DataKey, len(newKeys))
+		for i, k := range newKeys {
+			dks[i] = k.key
+		}
+		if err := tx.AddKeys(ctx, dks); err != nil {
+			return 0, size, fmt.Errorf("store %d data keys: %w", len(dks), err)
+		}
+	}
 	if len(entries) > 0 {
 		if err := tx.Append(ctx, entries, blobs, hashes); err != nil {
 			return 0, size, fmt.Errorf("append %d records at %d: %w", len(entries), size, err)
 		}
 	}
+	for _, r := range batch {
+		if r.hook != nil && r.err == nil {
+			if err := r.hook(ctx, tx, r.results); err != nil {
+				r.err, r.results = err, nil
+				return 0, size, fmt.Errorf("%w: %w", errRefused, err)
+			}
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, size, fmt.Errorf("commit %d records at %d: %w", len(entries), size, err)
+	}
+	for _, k := range newKeys {
+		k.committed.Store(true)
 	}
 	stored := make([]infertrail.BlobID, len(blobs))
 	for i, b := range blobs {

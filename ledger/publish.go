@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/infertrail/infertrail"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
 )
 
 // hashReader reads committed hashes from a store.
@@ -225,54 +226,12 @@ func (l *Log) Entry(ctx context.Context, seq int64) (infertrail.Entry, error) {
 	return infertrail.ReadEntry(ctx, l.store, seq)
 }
 
-// Content returns the plain content of an entry, by field.
+// Content returns the plain content of an entry, by field. A field whose
+// data key was erased is left out, and the error is an
+// *infertrail.ErasedError, returned with the other fields.
 func (l *Log) Content(ctx context.Context, e *infertrail.Entry) (map[string]json.RawMessage, error) {
-	return ReadContent(ctx, l.store, e)
+	return l.content.Read(ctx, e)
 }
 
-// ReadContent reassembles an entry's content fields from their blobs.
-func ReadContent(ctx context.Context, s infertrail.EntryReader, e *infertrail.Entry) (map[string]json.RawMessage, error) {
-	if len(e.Content) == 0 {
-		return nil, nil
-	}
-	var ids []infertrail.BlobID
-	for _, r := range e.Content {
-		ids = append(ids, r.Blobs...)
-	}
-	blobs, err := s.Blobs(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
-	}
-	out := make(map[string]json.RawMessage, len(e.Content))
-	for _, r := range e.Content {
-		v, err := assemble(r, blobs)
-		if err != nil {
-			return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
-		}
-		out[r.Field] = v
-	}
-	return out, nil
-}
-
-// assemble rebuilds a content value from its blobs.
-func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Blob) ([]byte, error) {
-	parts := make([][]byte, len(r.Blobs))
-	for i, id := range r.Blobs {
-		b, ok := blobs[id]
-		if !ok {
-			return nil, fmt.Errorf("field %q: blob %x is missing: %w", r.Field, id[:8], infertrail.ErrNotFound)
-		}
-		p, err := DecodeBlob(b)
-		if err != nil {
-			return nil, fmt.Errorf("field %q: %w", r.Field, err)
-		}
-		parts[i] = p
-	}
-	if r.Array {
-		return infertrail.JoinArray(nil, parts), nil
-	}
-	if len(parts) != 1 {
-		return nil, fmt.Errorf("field %q: %d blobs for a value that is not an array", r.Field, len(parts))
-	}
-	return parts[0], nil
-}
+// ContentReader returns the log's content reader.
+func (l *Log) ContentReader() *ContentReader { return l.content }

@@ -1,16 +1,20 @@
 package ledger
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
-	"github.com/infertrail/infertrail"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/infertrail/infertrail"
 )
 
 // minCompress is the smallest blob worth compressing.
@@ -21,6 +25,7 @@ const minCompress = 96
 // idempotency MAC. It is safe for concurrent use; callers seal in parallel
 // so that the sequencer only writes.
 type sealer struct {
+	keys            *writeKeys
 	macKey, blobKey []byte
 	enc             *zstd.Encoder
 	hmacs           sync.Pool // of *keyedHashes
@@ -62,7 +67,7 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 
 type keyedHashes struct{ mac, blob hash.Hash }
 
-func newSealer(secret []byte) (*sealer, error) {
+func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 	if len(secret) < 32 {
 		return nil, fmt.Errorf("new sealer: secret is %d bytes, want at least 32", len(secret))
 	}
@@ -71,6 +76,7 @@ func newSealer(secret []byte) (*sealer, error) {
 		return nil, fmt.Errorf("new sealer: %w", err)
 	}
 	s := &sealer{
+		keys:    wk,
 		macKey:  deriveKey(secret, "infertrail record mac v1"),
 		blobKey: deriveKey(secret, "infertrail blob id v1"),
 		enc:     enc,
@@ -94,16 +100,27 @@ type sealed struct {
 	entry          infertrail.Entry  // everything but Seq and Leaf
 	prefix, suffix []byte            // leaf = prefix + seq + suffix
 	blobs          []infertrail.Blob // content not known to be stored yet
+	key            *writeKey         // the data key of the content, if any
 }
 
 // seal prepares r, whose defaults are already filled in. raw is the
-// canonical form of the record as submitted, or nil.
-func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
+// canonical form of the record as submitted, or nil. With store false, the
+// content is committed but not stored.
+func (s *sealer) seal(ctx context.Context, r *infertrail.Record, raw []byte, store bool) (*sealed, error) {
 	kh := s.hmacs.Get().(*keyedHashes)
 	defer s.hmacs.Put(kh)
 
 	out := &sealed{}
-	if len(r.Content) > 0 {
+	if len(r.Content) > 0 && !store {
+		if err := s.commitOnly(r, out); err != nil {
+			return nil, err
+		}
+	} else if len(r.Content) > 0 {
+		key, err := s.keys.forRecord(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("seal record: %w", err)
+		}
+		out.key = key
 		fields := make([]string, 0, len(r.Content))
 		for f := range r.Content {
 			fields = append(fields, f)
@@ -117,7 +134,7 @@ func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
 		out.entry.Content = make([]infertrail.ContentRef, len(fields))
 		for i, f := range fields {
 			v := r.Content[f]
-			ref := infertrail.ContentRef{Field: f}
+			ref := infertrail.ContentRef{Field: f, Key: key.key.ID}
 			copy(ref.Salt[:], salts[i*infertrail.SaltSize:])
 			r.Commitments[f] = infertrail.Commitment(ref.Salt[:], v)
 			parts := [][]byte{v}
@@ -126,13 +143,17 @@ func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
 			}
 			ref.Blobs = make([]infertrail.BlobID, len(parts))
 			for j, part := range parts {
+				// Blob ids are keyed and name the data key, so equal
+				// content is stored once per key, and erasing a key
+				// leaves nothing shared with another scope.
 				kh.blob.Reset()
+				kh.blob.Write(key.key.ID[:])
 				kh.blob.Write(part)
 				var id infertrail.BlobID
 				kh.blob.Sum(id[:0])
 				ref.Blobs[j] = id
 				if !s.stored.has(id) {
-					out.blobs = append(out.blobs, s.blob(id, part))
+					out.blobs = append(out.blobs, s.blob(id, key, part))
 				}
 			}
 			out.entry.Content[i] = ref
@@ -157,15 +178,40 @@ func (s *sealer) seal(r *infertrail.Record, raw []byte) (*sealed, error) {
 	return out, nil
 }
 
-func (s *sealer) blob(id infertrail.BlobID, plain []byte) infertrail.Blob {
+// commitOnly commits r's content in the leaf and stores none of it.
+func (s *sealer) commitOnly(r *infertrail.Record, out *sealed) error {
+	fields := slices.Sorted(maps.Keys(r.Content))
+	salts := make([]byte, infertrail.SaltSize*len(fields))
+	if _, err := rand.Read(salts); err != nil {
+		return fmt.Errorf("seal record: salt: %w", err)
+	}
+	r.Commitments = make(map[string]string, len(fields))
+	out.entry.Content = make([]infertrail.ContentRef, len(fields))
+	for i, f := range fields {
+		ref := infertrail.ContentRef{Field: f, Omitted: true}
+		copy(ref.Salt[:], salts[i*infertrail.SaltSize:])
+		r.Commitments[f] = infertrail.Commitment(ref.Salt[:], r.Content[f])
+		out.entry.Content[i] = ref
+	}
+	return nil
+}
+
+// blob compresses plain if that pays, then seals it under key with the
+// blob id as additional data, so a blob cannot be moved to another id.
+func (s *sealer) blob(id infertrail.BlobID, key *writeKey, plain []byte) infertrail.Blob {
+	b := infertrail.Blob{ID: id, Key: key.key.ID, Codec: infertrail.CodecRaw, Data: plain}
 	if len(plain) >= minCompress {
 		c := s.enc.EncodeAll(plain, make([]byte, 0, len(plain)/2))
 		if len(c) < len(plain) {
-			return infertrail.Blob{ID: id, Codec: infertrail.CodecZstd, Data: c}
+			b.Codec, b.Data = infertrail.CodecZstd, c
 		}
 	}
-	return infertrail.Blob{ID: id, Codec: infertrail.CodecRaw, Data: plain}
+	b.Data = key.cipher.Seal(make([]byte, 0, len(b.Data)+sealOverhead), b.Data, id[:])
+	return b
 }
+
+// sealOverhead is what sealing adds to a blob: nonce and tag.
+const sealOverhead = 12 + 16
 
 var blobDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 

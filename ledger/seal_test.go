@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/load"
 )
 
@@ -14,7 +15,11 @@ import (
 func BenchmarkSeal(b *testing.B) {
 	for _, mix := range []load.Mix{load.MixFixed, load.MixAgent} {
 		b.Run(mix.String(), func(b *testing.B) {
-			s, err := newSealer(make([]byte, 32))
+			wk, err := newWriteKeys(ledgertest.NewKEK(b), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := newSealer(make([]byte, 32), wk)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -35,7 +40,7 @@ func BenchmarkSeal(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				sb := subs[i%len(subs)]
-				out, err := s.seal(sb.r, sb.raw)
+				out, err := s.seal(b.Context(), sb.r, sb.raw, true)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/load"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
@@ -38,7 +39,7 @@ func BenchmarkStorage(b *testing.B) {
 			b.Fatal(err)
 		}
 		l, err := ledger.Open(b.Context(), ledger.Config{Store: st, Signer: signer, Verifier: verifier,
-			Origin: "bench.example/storage", Secret: make([]byte, 32), CheckpointInterval: time.Second})
+			Origin: "bench.example/storage", Secret: make([]byte, 32), KEK: ledgertest.NewKEK(b), CheckpointInterval: time.Second})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
-	"github.com/infertrail/infertrail"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
 )
 
 // Report sums up a successful verification.
@@ -19,6 +22,26 @@ type Report struct {
 	Root        tlog.Hash // root of the whole tree
 	Latest      int64     // size of the latest checkpoint, 0 if none
 	Unsigned    int64     // records past the latest checkpoint (verified, not yet signed)
+	// ErasedBy maps the sequence number of each erasure record that
+	// crypto-shredded content to the number of records whose content it
+	// erased. Their leaves, proofs and checkpoints still verify; only their
+	// content can no longer be checked against its commitments.
+	ErasedBy map[int64]int64
+	// Sealed counts records with encrypted content that was not checked
+	// against its commitments because no key-encryption key was given.
+	Sealed int64
+	// Omitted counts records whose content was committed in the leaf but,
+	// by the capture profile's choice, never stored.
+	Omitted int64
+}
+
+// Erased returns the number of records whose content was erased.
+func (r *Report) Erased() int64 {
+	var n int64
+	for _, c := range r.ErasedBy {
+		n += c
+	}
+	return n
 }
 
 // verifyChunk is how many records are checked per step.
@@ -33,8 +56,17 @@ const verifyChunk = 4096
 // stops at the first failure and returns a *VerificationError that names
 // the record (or the checkpoint) at fault. progress, if not nil, is called
 // after each chunk with the records done and the total.
-func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.Verifier, progress func(done, total int64)) (Report, error) {
-	var rep Report
+//
+// Content is decrypted with kek to be checked. Content whose data key was
+// erased is reported in Report.ErasedBy, not as a failure, provided the
+// record that erased it is an erasure record; a data key or blob missing
+// with no erasure record is a failure. With a nil kek, encrypted content is
+// counted in Report.Sealed, unchecked.
+func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.Verifier, kek keys.KEK, progress func(done, total int64)) (Report, error) {
+	rep := Report{ErasedBy: map[int64]int64{}}
+	cr := NewContentReader(s, kek)
+	erasures := map[int64]bool{} // sequence numbers of erasure records
+	firstErased := map[int64]int64{}
 	size, err := s.TreeSize(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
@@ -104,6 +136,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		start, end int64
 		entries    []infertrail.Entry
 		blobs      map[infertrail.BlobID]infertrail.Blob
+		keys       map[infertrail.KeyID]keyState
 		stored     []tlog.Hash
 		err        error
 	}
@@ -114,7 +147,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		defer close(chunks)
 		for start := int64(0); start < size; start += verifyChunk {
 			c := chunk{start: start, end: min(start+verifyChunk, size)}
-			c.entries, c.blobs, c.stored, c.err = readChunk(rctx, s, c.start, c.end, size)
+			c.entries, c.blobs, c.keys, c.stored, c.err = readChunk(rctx, s, cr, c.start, c.end, size)
 			select {
 			case chunks <- c:
 			case <-rctx.Done():
@@ -132,7 +165,8 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		start, entries, stored := c.start, c.entries, c.stored
 		// Check the entries on other goroutines while this one hashes.
 		checked := make(chan error, 1)
-		go func() { checked <- checkEntries(entries, c.blobs) }()
+		outcomes := make([]entryOutcome, len(entries))
+		go func() { checked <- checkEntries(entries, c.blobs, c.keys, outcomes) }()
 		next := 0
 		var hashErr error
 		for i := range entries {
@@ -171,6 +205,23 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		if hashErr != nil {
 			return rep, hashErr
 		}
+		for i, o := range outcomes {
+			if entries[i].Kind == infertrail.KindErasure {
+				erasures[entries[i].Seq] = true
+			}
+			if o.erasedBy >= 0 {
+				rep.ErasedBy[o.erasedBy]++
+				if _, ok := firstErased[o.erasedBy]; !ok {
+					firstErased[o.erasedBy] = entries[i].Seq
+				}
+			}
+			if o.sealed {
+				rep.Sealed++
+			}
+			if o.omitted {
+				rep.Omitted++
+			}
+		}
 		rep.Records = c.end
 		if progress != nil {
 			progress(c.end, size)
@@ -188,6 +239,28 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 	if len(cps) > 0 {
 		return rep, &VerificationError{Index: size, What: fmt.Sprintf("checkpoint of size %d", cps[0].Size),
 			Err: fmt.Errorf("signed for %d records, but the log holds %d: records %d to %d were removed (the log was truncated)", cps[0].Size, size, size, cps[0].Size-1)}
+	}
+	// Content may only be missing because an erasure record erased it.
+	var bad []int64
+	for by := range rep.ErasedBy {
+		if !erasures[by] {
+			bad = append(bad, firstErased[by])
+		}
+	}
+	if len(bad) > 0 {
+		at := slices.Min(bad)
+		var by int64
+		for b, first := range firstErased {
+			if first == at {
+				by = b
+			}
+		}
+		what := fmt.Sprintf("record %d is not an erasure record", by)
+		if by >= size {
+			what = fmt.Sprintf("there is no record %d", by)
+		}
+		return rep, &VerificationError{Index: at, What: "content",
+			Err: fmt.Errorf("its data key is marked erased by record %d, but %s: content was removed without an erasure record", by, what)}
 	}
 	if size > 0 {
 		root, err := tlog.TreeHash(size, front.reader())
@@ -210,56 +283,76 @@ func hashRange(from, to int64) []int64 {
 
 // readChunk reads records [start, end), the blobs they reference and the
 // stored hashes they should have produced.
-func readChunk(ctx context.Context, s infertrail.Store, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, []tlog.Hash, error) {
+func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, map[infertrail.KeyID]keyState, []tlog.Hash, error) {
 	entries := make([]infertrail.Entry, 0, end-start)
 	err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
 		entries = append(entries, e.Clone())
 		return nil
 	})
 	if ce := (*infertrail.CorruptError)(nil); errors.As(err, &ce) {
-		return nil, nil, nil, &VerificationError{Index: ce.Seq, What: "stored record", Err: ce.Err}
+		return nil, nil, nil, nil, &VerificationError{Index: ce.Seq, What: "stored record", Err: ce.Err}
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
+		return nil, nil, nil, nil, fmt.Errorf("verify: read records %d to %d: %w", start, end-1, err)
 	}
 	for i := range entries {
 		if want := start + int64(i); entries[i].Seq != want {
-			return nil, nil, nil, &VerificationError{Index: want, What: "record", Err: fmt.Errorf("missing (the next stored record is %d)", entries[i].Seq)}
+			return nil, nil, nil, nil, &VerificationError{Index: want, What: "record", Err: fmt.Errorf("missing (the next stored record is %d)", entries[i].Seq)}
 		}
 	}
 	if int64(len(entries)) != end-start {
-		return nil, nil, nil, &VerificationError{Index: start + int64(len(entries)), What: "record",
+		return nil, nil, nil, nil, &VerificationError{Index: start + int64(len(entries)), What: "record",
 			Err: fmt.Errorf("missing: the log head says %d records but the store holds records only to %d", size, start+int64(len(entries))-1)}
 	}
-	var ids []infertrail.BlobID
+	var (
+		ids  []infertrail.BlobID
+		kids []infertrail.KeyID
+	)
 	for i := range entries {
 		for _, r := range entries[i].Content {
 			ids = append(ids, r.Blobs...)
+			if !r.Key.IsZero() && !slices.Contains(kids, r.Key) {
+				kids = append(kids, r.Key)
+			}
 		}
+	}
+	ks, err := cr.keyStates(ctx, kids)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("verify: read data keys of records %d to %d: %w", start, end-1, err)
 	}
 	blobs, err := s.Blobs(ctx, ids)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("verify: read content of records %d to %d: %w", start, end-1, err)
+		return nil, nil, nil, nil, fmt.Errorf("verify: read content of records %d to %d: %w", start, end-1, err)
 	}
 	stored, err := s.ReadHashes(ctx, hashRange(tlog.StoredHashCount(start), tlog.StoredHashCount(end)))
 	if err != nil {
-		return nil, nil, nil, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
+		return nil, nil, nil, nil, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
 	}
-	return entries, blobs, stored, nil
+	return entries, blobs, ks, stored, nil
 }
 
-// checkEntries checks each entry's leaf, columns and content, in parallel.
-func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob) error {
+// entryOutcome is what checking one entry found besides failures.
+type entryOutcome struct {
+	erasedBy int64 // ≥ 0: its content was erased by this record
+	sealed   bool  // its content is encrypted and could not be opened
+	omitted  bool  // some content was committed but not stored
+}
+
+// checkEntries checks each entry's leaf, columns and content, in parallel,
+// and notes each one's outcome.
+func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, outcomes []entryOutcome) error {
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(entries); i += workers {
-				if err := CheckEntry(&entries[i], blobs); err != nil {
+				o, err := checkEntry(&entries[i], blobs, ks)
+				if err != nil {
 					errs[w] = err
 					return
 				}
+				outcomes[i] = o
 			}
 		})
 	}
@@ -280,9 +373,26 @@ func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infert
 
 // CheckEntry checks one entry against itself: its leaf is canonical and
 // carries its sequence number, its columns agree with the leaf, and each
-// content field, rebuilt from blobs, matches its commitment.
-func CheckEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob) error {
-	fail := func(what string, err error) error { return &VerificationError{Index: e.Seq, What: what, Err: err} }
+// content field, rebuilt from blobs and decrypted by cr, matches its
+// commitment. Content erased by an erasure record is not an error.
+func CheckEntry(ctx context.Context, cr *ContentReader, e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob) error {
+	var kids []infertrail.KeyID
+	for _, r := range e.Content {
+		kids = append(kids, r.Key)
+	}
+	ks, err := cr.keyStates(ctx, kids)
+	if err != nil {
+		return err
+	}
+	_, err = checkEntry(e, blobs, ks)
+	return err
+}
+
+func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) (entryOutcome, error) {
+	out := entryOutcome{erasedBy: -1}
+	fail := func(what string, err error) (entryOutcome, error) {
+		return out, &VerificationError{Index: e.Seq, What: what, Err: err}
+	}
 	r, err := infertrail.ParseLeaf(e.Leaf)
 	if err != nil {
 		return fail("leaf", err)
@@ -310,15 +420,26 @@ func CheckEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob
 		if !ok {
 			return fail("content field "+ref.Field, errors.New("stored but not committed in the leaf"))
 		}
-		v, err := assemble(ref, blobs)
-		if err != nil {
+		v, err := assemble(ref, blobs, ks)
+		var ee *infertrail.ErasedError
+		switch {
+		case errors.As(err, &ee):
+			out.erasedBy = ee.ErasedBy
+			continue
+		case errors.Is(err, ErrNoKEK):
+			out.sealed = true
+			continue
+		case errors.Is(err, errOmitted):
+			out.omitted = true
+			continue
+		case err != nil:
 			return fail("content field "+ref.Field, err)
 		}
 		if got := infertrail.Commitment(ref.Salt[:], v); got != want {
 			return fail("content field "+ref.Field, fmt.Errorf("does not match its commitment: the content was changed"))
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // rightEdge holds the right edge of a tree being rebuilt: the last complete

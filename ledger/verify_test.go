@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
@@ -126,6 +128,29 @@ func (b *tamperBase) blob(tb testing.TB, seq int64, field string, i int, codec i
 }
 
 // firstUser returns the first record whose field uses blob id.
+// firstKeyUser returns the first record whose content is sealed under the
+// data key of blob id.
+func (b *tamperBase) firstKeyUser(tb testing.TB, id infertrail.BlobID) int64 {
+	tb.Helper()
+	var key infertrail.KeyID
+	for _, e := range b.entries {
+		for _, r := range e.Content {
+			if slices.Contains(r.Blobs, id) {
+				key = r.Key
+			}
+		}
+	}
+	for _, e := range b.entries {
+		for _, r := range e.Content {
+			if r.Key == key {
+				return e.Seq
+			}
+		}
+	}
+	tb.Fatalf("no record uses blob %x", id[:8])
+	return -1
+}
+
 func (b *tamperBase) firstUser(tb testing.TB, id infertrail.BlobID, field string) int64 {
 	tb.Helper()
 	for _, e := range b.entries {
@@ -199,6 +224,29 @@ func editBlob(tb testing.TB, db *sql.DB, id infertrail.BlobID, edit func([]byte)
 		tb.Fatal(err)
 	}
 	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", edit(data), id[:])
+}
+
+// editPlain decrypts a blob with its data key, edits the plain bytes and
+// seals them again, as an insider holding the key-encryption key could.
+func editPlain(tb testing.TB, db *sql.DB, kek keys.KEK, id infertrail.BlobID, edit func([]byte) []byte) {
+	tb.Helper()
+	var data, keyID, wrapped []byte
+	if err := db.QueryRow("SELECT b.data, b.key_id, k.wrapped FROM blobs b JOIN data_keys k ON k.id = b.key_id WHERE b.id = ?", id[:]).Scan(&data, &keyID, &wrapped); err != nil {
+		tb.Fatal(err)
+	}
+	dek, err := kek.Unwrap(tb.Context(), wrapped, keyID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := keys.NewCipher(dek)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	plain, err := c.Open(nil, data, id[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", c.Seal(nil, edit(plain), id[:]), id[:])
 }
 
 // rehash rewrites every stored hash from the stored leaves, as an attacker
@@ -288,12 +336,30 @@ func TestVerifyStoreTampering(t *testing.T) {
 		{"leaf not a record", func(t *testing.T, db *sql.DB) {
 			editLeaf(t, db, 126, `"kind":"inference"`, `"kind":"inferenc!"`)
 		}, 126, "leaf", ""},
+		// Someone holding the key-encryption key re-encrypts altered
+		// content: the commitment in the leaf still catches it.
 		{"plain blob byte", func(t *testing.T, db *sql.DB) {
-			editBlob(t, db, uniquePlain, func(b []byte) []byte { return bytes.Replace(b, []byte("question"), []byte("Question"), 1) })
+			editPlain(t, db, base.log.kek, uniquePlain, func(b []byte) []byte { return bytes.Replace(b, []byte("question"), []byte("Question"), 1) })
 		}, 200, "content field messages", "commitment"},
 		{"shared plain blob byte", func(t *testing.T, db *sql.DB) {
-			editBlob(t, db, sharedPlain, func(b []byte) []byte { return bytes.Replace(b, []byte("search"), []byte("Search"), 1) })
-		}, base.firstUser(t, sharedPlain, "tools"), "content field tools", ""},
+			editPlain(t, db, base.log.kek, sharedPlain, func(b []byte) []byte { return bytes.Replace(b, []byte("search"), []byte("Search"), 1) })
+		}, base.firstUser(t, sharedPlain, "tools"), "content field tools", "commitment"},
+		{"ciphertext byte", func(t *testing.T, db *sql.DB) {
+			editBlob(t, db, uniquePlain, flipByte(func(n int) int { return n / 2 }))
+		}, 200, "content field messages", "authentication"},
+		{"blob moved to another id", func(t *testing.T, db *sql.DB) {
+			var data []byte
+			if err := db.QueryRow("SELECT data FROM blobs WHERE id = ?", uniqueZstd[:]).Scan(&data); err != nil {
+				t.Fatal(err)
+			}
+			exec(t, db, "UPDATE blobs SET data = ?, codec = 1 WHERE id = ?", data, uniquePlain[:])
+		}, 200, "content field messages", "authentication"},
+		{"data key removed", func(t *testing.T, db *sql.DB) {
+			exec(t, db, "DELETE FROM data_keys WHERE id = (SELECT key_id FROM blobs WHERE id = ?)", uniquePlain[:])
+		}, base.firstKeyUser(t, uniquePlain), "content field", "no erasure record"},
+		{"data key erased without an erasure record", func(t *testing.T, db *sql.DB) {
+			exec(t, db, "UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = 3 WHERE id = (SELECT key_id FROM blobs WHERE id = ?)", uniquePlain[:])
+		}, base.firstKeyUser(t, uniquePlain), "content", "not an erasure record"},
 		{"zstd blob byte", func(t *testing.T, db *sql.DB) {
 			editBlob(t, db, uniqueZstd, flipByte(func(n int) int { return n / 2 }))
 		}, 205, "content field output", ""},
@@ -397,7 +463,7 @@ func TestVerifyStoreTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := openStore(t, path, sqlite.Config{})
-			_, err := ledger.VerifyStore(t.Context(), st, testOrigin, base.log.verif, nil)
+			_, err := ledger.VerifyStore(t.Context(), st, testOrigin, base.log.verif, base.log.kek, nil)
 			ve := wantVerificationError(t, err, tc.index, tc.what)
 			if !strings.Contains(ve.Error(), tc.msg) {
 				t.Errorf("error %q does not say %q", ve, tc.msg)
@@ -409,15 +475,15 @@ func TestVerifyStoreTampering(t *testing.T) {
 	t.Run("untouched", func(t *testing.T) {
 		st := openStore(t, copyDB(t, base.path), sqlite.Config{})
 		var progress [][2]int64
-		rep, err := ledger.VerifyStore(t.Context(), st, testOrigin, base.log.verif, func(done, total int64) {
+		rep, err := ledger.VerifyStore(t.Context(), st, testOrigin, base.log.verif, base.log.kek, func(done, total int64) {
 			progress = append(progress, [2]int64{done, total})
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := ledger.Report{Records: tamperRecords, Checkpoints: len(tamperCheckpoints), Root: base.roots[tamperRecords],
-			Latest: tamperRecords, Unsigned: 0}
-		if rep != want {
+			Latest: tamperRecords, Unsigned: 0, ErasedBy: map[int64]int64{}}
+		if !reflect.DeepEqual(rep, want) {
 			t.Errorf("report %+v, want %+v", rep, want)
 		}
 		if len(progress) == 0 || progress[len(progress)-1] != [2]int64{tamperRecords, tamperRecords} {
@@ -427,14 +493,14 @@ func TestVerifyStoreTampering(t *testing.T) {
 	t.Run("wrong verifier", func(t *testing.T) {
 		st := openStore(t, copyDB(t, base.path), sqlite.Config{})
 		_, other := testKeys(t)
-		_, err := ledger.VerifyStore(t.Context(), st, testOrigin, other, nil)
+		_, err := ledger.VerifyStore(t.Context(), st, testOrigin, other, base.log.kek, nil)
 		wantVerificationError(t, err, -1, "checkpoint of size 150")
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		st := openStore(t, copyDB(t, base.path), sqlite.Config{})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := ledger.VerifyStore(ctx, st, testOrigin, base.log.verif, nil)
+		_, err := ledger.VerifyStore(ctx, st, testOrigin, base.log.verif, base.log.kek, nil)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("got %v, want context.Canceled", err)
 		}
@@ -445,8 +511,8 @@ func TestVerifyStoreReport(t *testing.T) {
 	ctx := t.Context()
 	l := newTestLog(t, sqlite.Config{}, func(c *ledger.Config) { c.CheckpointInterval = time.Hour })
 
-	rep, err := ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, nil)
-	if err != nil || rep != (ledger.Report{}) {
+	rep, err := ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, l.kek, nil)
+	if err != nil || !reflect.DeepEqual(rep, ledger.Report{ErasedBy: map[int64]int64{}}) {
 		t.Fatalf("empty log: report %+v, %v", rep, err)
 	}
 
@@ -462,7 +528,7 @@ func TestVerifyStoreReport(t *testing.T) {
 	mustAppend(t, l.Log, parseAll(t, srcs[4100:]))
 
 	var progress [][2]int64
-	rep, err = ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, func(done, total int64) {
+	rep, err = ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, l.kek, func(done, total int64) {
 		progress = append(progress, [2]int64{done, total})
 	})
 	if err != nil {
@@ -472,8 +538,8 @@ func TestVerifyStoreReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ledger.Report{Records: 4200, Checkpoints: 1, Root: root, Latest: cp.Size, Unsigned: 4200 - cp.Size}
-	if cp.Size != 4100 || rep != want {
+	want := ledger.Report{Records: 4200, Checkpoints: 1, Root: root, Latest: cp.Size, Unsigned: 4200 - cp.Size, ErasedBy: map[int64]int64{}}
+	if cp.Size != 4100 || !reflect.DeepEqual(rep, want) {
 		t.Errorf("report %+v, want %+v", rep, want)
 	}
 	if !slices.Equal(progress, [][2]int64{{4096, 4200}, {4200, 4200}}) {

@@ -21,8 +21,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/infertrail/infertrail"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/redact"
 )
 
 // Durability says when a proxied call's records must be durable.
@@ -139,7 +141,7 @@ type Config struct {
 type Gateway struct {
 	cfg   Config
 	rec   infertrail.Recorder
-	fp    *fingerprinter
+	fp    *redact.Fingerprinter
 	vkeys map[string]*VirtualKey // by fingerprint of the key
 	mux   *http.ServeMux
 	log   *slog.Logger
@@ -192,8 +194,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	fp, err := redact.NewFingerprinter(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	g := &Gateway{
-		cfg: cfg, rec: cfg.Recorder, fp: newFingerprinter(cfg.Secret),
+		cfg: cfg, rec: cfg.Recorder, fp: fp,
 		vkeys: map[string]*VirtualKey{}, mux: http.NewServeMux(), log: cfg.Logger,
 		slots: make(chan struct{}, cfg.MaxPending), drained: make(chan struct{}),
 	}
@@ -216,7 +222,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("new gateway: two virtual keys are named %q", vk.Name)
 		}
 		names[vk.Name] = true
-		fp := g.fp.of(string(vk.Key))
+		fp := g.fp.Of(string(vk.Key))
 		if _, dup := g.vkeys[fp]; dup {
 			return nil, fmt.Errorf("new gateway: virtual key %q has the same key as another", vk.Name)
 		}

@@ -1,17 +1,13 @@
 package gateway
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/infertrail/infertrail"
 )
@@ -55,27 +51,6 @@ type identity struct {
 
 var errUnauthenticated = errors.New("unauthenticated")
 
-// fingerprinter computes keyed fingerprints of credentials.
-type fingerprinter struct{ pool sync.Pool }
-
-func newFingerprinter(secret []byte) *fingerprinter {
-	key := append([]byte("infertrail credential fingerprint\x00"), secret...)
-	return &fingerprinter{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
-}
-
-// of returns "hmac-sha256:" and the hex HMAC-SHA256 of cred under the
-// server secret: it lets records correlate a credential's uses, and
-// cannot be reversed or recomputed without the secret.
-func (f *fingerprinter) of(cred string) string {
-	h := f.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(cred))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	f.pool.Put(h)
-	return "hmac-sha256:" + hex.EncodeToString(sum[:])
-}
-
 // identify works out who is calling from the request's credential and
 // headers. Headers are claims: with a virtual key the agent comes from the
 // key, and a different X-InferTrail-Agent is kept only as a claim.
@@ -84,7 +59,7 @@ func (g *Gateway) identify(p Provider, h http.Header) (identity, error) {
 	claimed := strings.TrimSpace(h.Get(HeaderAgent))
 	id := identity{tenant: g.cfg.Tenant}
 	if cred != "" {
-		fp := g.fp.of(cred)
+		fp := g.fp.Of(cred)
 		id.actor.CredentialFingerprint = fp
 		if vk, ok := g.vkeys[fp]; ok {
 			up, ok := vk.Upstream[p.Name()]

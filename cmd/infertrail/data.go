@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
 )
 
@@ -19,8 +20,11 @@ import (
 const (
 	logKeyFile    = "log.key"    // the checkpoint signing key (note private key)
 	secretKeyFile = "secret.key" // 32 random bytes, hex: keys MACs and content ids
-	dbFile        = "infertrail.db"
-	defaultData   = "infertrail-data"
+	// contentKeysFile holds the key-encryption keys that wrap content's
+	// data keys (package keys' keyring file).
+	contentKeysFile = "content-keys"
+	dbFile          = "infertrail.db"
+	defaultData     = "infertrail-data"
 )
 
 // dataKeys are the keys of a data folder.
@@ -29,6 +33,7 @@ type dataKeys struct {
 	vkey   string
 	origin string
 	secret []byte
+	kek    *keys.Keyring // nil when opened without create and the file is missing
 }
 
 // openDataFolder creates dir (0700) if needed and loads its keys, creating
@@ -91,7 +96,17 @@ func openDataFolder(dir, origin string, create bool) (*dataKeys, bool, error) {
 	if err != nil || len(secret) < 32 {
 		return nil, false, fmt.Errorf("%s: want at least 64 hex digits", secretPath)
 	}
-	return &dataKeys{skey: skey, vkey: vkey, origin: name, secret: secret}, created, nil
+	kekPath := filepath.Join(dir, contentKeysFile)
+	var kek *keys.Keyring
+	if create {
+		kek, _, err = keys.OpenOrCreateKeyring(kekPath)
+	} else if kek, err = keys.OpenKeyring(kekPath); errors.Is(err, fs.ErrNotExist) {
+		kek, err = nil, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &dataKeys{skey: skey, vkey: vkey, origin: name, secret: secret, kek: kek}, created, nil
 }
 
 // readKeyFile reads a key file and refuses one that others can read.

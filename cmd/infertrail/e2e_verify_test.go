@@ -206,7 +206,7 @@ func copyDataFolder(tb testing.TB, dir string) string {
 	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
 		tb.Fatal(err)
 	}
-	for _, k := range []string{"log.key", "secret.key"} {
+	for _, k := range []string{"log.key", "secret.key", "content-keys"} {
 		if err := os.Chmod(filepath.Join(dst, k), 0o600); err != nil {
 			tb.Fatal(err)
 		}

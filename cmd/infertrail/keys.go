@@ -8,9 +8,15 @@ import (
 	"github.com/infertrail/infertrail/store/postgres"
 )
 
-func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func keysCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "list-kek", "rotate-kek", "remove-kek", "rewrap":
+			return kekCmd(ctx, args[0], args[1:], stdout, stderr)
+		}
+	}
 	if len(args) == 0 || args[0] != "show" {
-		return withHint(fmt.Errorf("keys: want a subcommand"), "infertrail keys show [--data DIR]")
+		return withHint(fmt.Errorf("keys: want a subcommand"), "infertrail keys show|list-kek|rotate-kek|remove-kek [--data DIR]")
 	}
 	fs := newFlagSet("keys show", stderr)
 	data := fs.String("data", defaultData, "data `folder`")

@@ -20,7 +20,10 @@ const usage = `InferTrail: an inference-level audit trail.
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
   infertrail verify  --data DIR [--key VKEY] | --server URL --key VKEY
-  infertrail keys show [--data DIR]
+  infertrail keys show|list-kek|rotate-kek|rewrap|remove-kek ID [--data DIR] [--store DSN]
+  infertrail erase   --scope tenant=T[,session=S] --reason TEXT [--authority TEXT] (--data DIR | --server URL)
+  infertrail hold    add --scope S --reason TEXT | list [--tenant T] [--all] | release ID --tenant T  (--data DIR | --server URL)
+  infertrail retention run [--data DIR] [--config FILE]
   infertrail migrate --store postgres://…
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail version
@@ -81,7 +84,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "verify":
 		return verify(ctx, rest, stdout, stderr)
 	case "keys":
-		return keys(ctx, rest, stdout, stderr)
+		return keysCmd(ctx, rest, stdout, stderr)
+	case "erase":
+		return eraseCmd(ctx, rest, stdout, stderr)
+	case "hold":
+		return holdCmd(ctx, rest, stdout, stderr)
+	case "retention":
+		return retentionCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
 	case "bench":

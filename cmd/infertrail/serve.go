@@ -15,15 +15,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
+
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/redact"
 	"github.com/infertrail/infertrail/store/postgres"
 	"github.com/infertrail/infertrail/store/sqlite"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.yaml.in/yaml/v3"
 )
 
 // config is the server configuration: defaults, then the YAML file, then
@@ -40,6 +42,7 @@ type config struct {
 		MaxBatch     int   `yaml:"max_batch"`
 	} `yaml:"ingest"`
 	Gateway   gatewayConfig `yaml:"gateway"`
+	Privacy   privacyConfig `yaml:"privacy"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
@@ -199,6 +202,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	retention, err := cfg.Privacy.retentionRules()
+	if err != nil {
+		return err
+	}
 	upstreams, err := cfg.Gateway.upstreams()
 	if err != nil {
 		return err
@@ -208,7 +215,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	keys, created, err := openDataFolder(cfg.Data, cfg.Origin, true)
+	dk, created, err := openDataFolder(cfg.Data, cfg.Origin, true)
 	if err != nil {
 		return err
 	}
@@ -217,15 +224,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := checkKeyring(ctx, st, dk.kek, dk.kek.Path()); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	signer, verifier, _, err := ledger.KeyPair(keys.skey)
+	signer, verifier, _, err := ledger.KeyPair(dk.skey)
+	if err != nil {
+		return err
+	}
+	capture, err := cfg.Privacy.capture(dk.secret)
 	if err != nil {
 		return err
 	}
 	lg, err := ledger.Open(ctx, ledger.Config{
-		Store: st, Signer: signer, Verifier: verifier, Origin: keys.origin, Secret: keys.secret,
+		Store: st, Signer: signer, Verifier: verifier, Origin: dk.origin, Secret: dk.secret,
+		KEK: dk.kek, ScopeFields: cfg.Privacy.Scope, Capture: capture.Apply,
 		MaxBatch: cfg.Sequencer.MaxBatch, MaxWait: cfg.Sequencer.MaxWait, QueueLimit: cfg.Sequencer.QueueLimit,
 		CheckpointInterval: cfg.Sequencer.CheckpointInterval,
 		Logger:             logger, Metrics: ledger.NewMetrics(reg),
@@ -233,8 +248,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fingerprinter, err := redact.NewFingerprinter(dk.secret)
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	api, err := httpapi.New(httpapi.Config{
-		Log: lg, VerifierKey: keys.vkey, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch,
+		Log: lg, VerifierKey: dk.vkey, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch,
+		RemoteAdmin: cfg.AllowUnauthenticated, Fingerprinter: fingerprinter,
 		Logger: logger, Gatherer: reg, Registry: reg,
 	})
 	if err != nil {
@@ -242,7 +263,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Recorder: lg, Secret: keys.secret, Upstreams: upstreams, Durability: gwDurability,
+		Recorder: lg, Secret: dk.secret, Upstreams: upstreams, Durability: gwDurability,
 		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey,
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
 		Logger: logger, Registry: reg,
@@ -288,12 +309,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Created a new signing key in %s (keep it secret; back it up).\n", filepath.Join(absData, logKeyFile))
 	}
 	fmt.Fprintf(stdout, "InferTrail is listening on http://%s\n", ln.Addr())
-	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, keys.origin, keys.vkey)
+	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, dk.origin, dk.vkey)
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
 		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", keys.origin)
+	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", dk.origin)
 
 	if *debugListen != "" {
 		if !isLoopback(*debugListen) {
@@ -308,6 +329,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 		defer dbg.Close()
 	}
+	retCtx, stopRetention := context.WithCancel(context.Background())
+	retDone := make(chan struct{})
+	go func() {
+		defer close(retDone)
+		runRetention(retCtx, lg, retention, time.Duration(cfg.Privacy.RetentionInterval), logger)
+	}()
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }()
@@ -329,6 +356,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := gw.Close(shutCtx); err != nil {
 		logger.Error("shutdown", "err", err)
 	}
+	stopRetention()
+	<-retDone
 	lg.Close()
 	if serveErr != nil {
 		return serveErr

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/infertrail/infertrail"
-	"github.com/infertrail/infertrail/ledger"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
+	"github.com/infertrail/infertrail/ledger"
 )
 
 func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,12 +42,12 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *data != "" && *server != "":
 		return withHint(errors.New("give --data or --server, not both"), "")
 	case *data != "":
-		keys, _, err := openDataFolder(*data, "", false)
+		dk, _, err := openDataFolder(*data, "", false)
 		if err != nil {
 			return err
 		}
 		if verifier == nil {
-			_, v, _, err := ledger.KeyPair(keys.skey)
+			_, v, _, err := ledger.KeyPair(dk.skey)
 			if err != nil {
 				return err
 			}
@@ -56,7 +60,13 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer st.Close()
 		start := time.Now()
-		rep, err := ledger.VerifyStore(ctx, st, verifier.Name(), verifier, progress.report)
+		var kek keys.KEK
+		if dk.kek != nil {
+			kek = dk.kek
+		} else {
+			fmt.Fprintf(stderr, "infertrail: no %s in %s: encrypted content is not checked against its commitments\n", contentKeysFile, *data)
+		}
+		rep, err := ledger.VerifyStore(ctx, st, verifier.Name(), verifier, kek, progress.report)
 		progress.done()
 		if err != nil {
 			return verifyFailed(stdout, err)
@@ -124,6 +134,12 @@ func printReport(w io.Writer, rep ledger.Report, d time.Duration) {
 		fmt.Fprintf(w, "; %d later records are verified but not yet covered by a signed checkpoint", rep.Unsigned)
 	}
 	fmt.Fprintln(w, ".")
+	for _, by := range slices.Sorted(maps.Keys(rep.ErasedBy)) {
+		fmt.Fprintf(w, "Content of %d records erased by record %d (crypto-shredded; their leaves and proofs verify).\n", rep.ErasedBy[by], by)
+	}
+	if rep.Sealed > 0 {
+		fmt.Fprintf(w, "Content of %d records is encrypted and was not checked: no key-encryption key.\n", rep.Sealed)
+	}
 }
 
 // httpFetcher fetches tiles from a server, with a timeout per request and

@@ -94,10 +94,13 @@ type appendTx struct {
 	// Rollback has handed it back to the pool.
 	mu sync.Mutex
 
-	size   int64 // tree size when the transaction began
-	n      int64 // entries appended so far
-	period int32
-	failed error // the first Append error; the transaction is then unusable
+	size     int64 // tree size when the transaction began
+	erasures int64 // log_head.erasures when the transaction began
+	n        int64 // entries appended so far
+	period   int32
+	// failed is the first error of a statement run in the transaction;
+	// PostgreSQL has then aborted it, and it can only be rolled back.
+	failed error
 	done   bool
 }
 
@@ -114,7 +117,7 @@ func (t *appendTx) abandon() {
 func (t *appendTx) begin(ctx context.Context) error {
 	var head int32
 	var now time.Time
-	err := t.tx.QueryRow(ctx, `SELECT size, period, clock_timestamp() FROM log_head WHERE id FOR UPDATE`).Scan(&t.size, &head, &now)
+	err := t.tx.QueryRow(ctx, `SELECT size, period, erasures, clock_timestamp() FROM log_head WHERE id FOR UPDATE`).Scan(&t.size, &head, &t.erasures, &now)
 	if err != nil {
 		return fmt.Errorf("lock log head: %w", err)
 	}
@@ -140,6 +143,17 @@ func (t *appendTx) begin(ctx context.Context) error {
 }
 
 func (t *appendTx) Size() int64 { return t.size }
+
+func (t *appendTx) Erasures() int64 { return t.erasures }
+
+// fail records err, the error of a statement run in the transaction, which
+// PostgreSQL has therefore aborted, and returns it.
+func (t *appendTx) fail(err error) error {
+	if t.failed == nil {
+		t.failed = err
+	}
+	return err
+}
 
 func (t *appendTx) usable() error {
 	switch {
@@ -255,14 +269,15 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		ids := make([][]byte, len(blobs))
 		codecs := make([]int16, len(blobs))
 		data := make([][]byte, len(blobs))
+		keys := make([][]byte, len(blobs)) // nil, which is NULL, when not encrypted
 		for i := range blobs {
-			ids[i], codecs[i], data[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data
+			ids[i], codecs[i], data[i], keys[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data, keyArg(&blobs[i].Key)
 		}
-		b.Queue(`INSERT INTO blobs (period, id, codec, data)
-			SELECT $1, u.id, u.codec, u.data
-			FROM unnest($2::bytea[], $3::int2[], $4::bytea[]) WITH ORDINALITY AS u (id, codec, data, n)
+		b.Queue(`INSERT INTO blobs (period, id, codec, data, key_id)
+			SELECT $1, u.id, u.codec, u.data, u.key_id
+			FROM unnest($2::bytea[], $3::int2[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS u (id, codec, data, key_id, n)
 			ORDER BY u.n
-			ON CONFLICT DO NOTHING`, t.period, ids, codecs, data)
+			ON CONFLICT DO NOTHING`, t.period, ids, codecs, data, keys)
 	}
 	if missing := unsentBlobs(entries, blobs); len(missing) > 0 {
 		// Blobs that entries reference but that the caller did not send,
@@ -272,8 +287,8 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		b.Queue(`WITH need AS MATERIALIZED (
 				SELECT u.id FROM unnest($2::bytea[]) AS u (id)
 				WHERE NOT EXISTS (SELECT FROM blobs c WHERE c.period = $1 AND c.id = u.id))
-			INSERT INTO blobs (period, id, codec, data)
-			SELECT DISTINCT ON (o.id) $1, o.id, o.codec, o.data
+			INSERT INTO blobs (period, id, codec, data, key_id)
+			SELECT DISTINCT ON (o.id) $1, o.id, o.codec, o.data, o.key_id
 			FROM need JOIN blobs o ON o.id = need.id AND o.period < $1
 			ORDER BY o.id, o.period
 			ON CONFLICT DO NOTHING`, t.period, missing)

@@ -93,7 +93,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if err != nil {
 		return err
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	return migrateTo(ctx, pool, schema, ms)
+}
+
+// migrateTo applies those of ms, the first migrations in order, that the
+// schema lacks.
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, ms []migration) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, migrateLockClass, schema); err != nil {
 			return fmt.Errorf("lock schema: %w", err)
 		}

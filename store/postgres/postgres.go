@@ -60,6 +60,26 @@
 // periods, uniqueness rests on the serialised append path, which looks ids
 // up before it appends; looking an id up probes one index per month kept.
 //
+// # Erasure
+//
+// An erasure (the append transaction's Erase) clears the data keys' wrapped
+// forms and deletes the blobs sealed under them from every period's
+// partition, through a partial index on key_id in each. At commit the
+// content is gone from the live database: no query, replica or new backup
+// can return it. The old row versions stay on disk as dead tuples until
+// VACUUM reclaims them and new rows overwrite their pages, and they stay in
+// the WAL, in WAL archives and in earlier backups, for as long as those are
+// kept. The store does not run VACUUM after an erasure (autovacuum reclaims
+// the space; VACUUM would not reach the other copies). To make an erasure
+// reach those copies, rotate the key-encryption key (rewrap the live data
+// keys under a new one) and destroy the old one: the wrapped data keys in
+// old copies can then no longer be unwrapped, so their blobs cannot be read.
+//
+// A legal hold and an erasure never both succeed on the same content:
+// [DB.AddHold] locks the log head FOR SHARE in the transaction that inserts
+// the hold, so it waits for an append transaction to end, and an append
+// transaction begun meanwhile waits for the hold and then sees it.
+//
 // # Schema versions
 //
 // The schema is versioned in a schema_migrations table and migrated from

@@ -87,12 +87,18 @@ func openTest(t testing.TB, cfg Config) (*DB, string) {
 // withSearchPath returns dsn with its search_path set to schema.
 func withSearchPath(t testing.TB, dsn, schema string) string {
 	t.Helper()
+	return withParam(t, dsn, "search_path", schema)
+}
+
+// withParam returns dsn with the connection parameter name set to value.
+func withParam(t testing.TB, dsn, name, value string) string {
+	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		t.Fatalf("test DSN must be a URL: %q", dsn)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
+	q.Set(name, value)
 	u.RawQuery = q.Encode()
 	return u.String()
 }

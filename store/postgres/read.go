@@ -189,7 +189,7 @@ func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrai
 		keys[i] = ids[i][:]
 	}
 	// A blob may be stored once in each period; the first stored is the one.
-	rows, err := db.pool.Query(ctx, `SELECT DISTINCT ON (id) id, codec, data FROM blobs WHERE id = ANY($1) ORDER BY id, period`, keys)
+	rows, err := db.pool.Query(ctx, `SELECT DISTINCT ON (id) id, codec, data, key_id FROM blobs WHERE id = ANY($1) ORDER BY id, period`, keys)
 	if err != nil {
 		return nil, fmt.Errorf("read blobs: %w", classify(err))
 	}
@@ -197,13 +197,18 @@ func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrai
 		id    []byte
 		codec int16
 		data  []byte
+		key   []byte
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &codec, &data}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&id, &codec, &data, &key}, func() error {
 		var b infertrail.Blob
 		if len(id) != len(b.ID) {
 			return fmt.Errorf("blob id of %d bytes", len(id))
 		}
+		if key != nil && len(key) != len(b.Key) {
+			return fmt.Errorf("blob %x: key id of %d bytes", id[:4], len(key))
+		}
 		copy(b.ID[:], id)
+		copy(b.Key[:], key)
 		b.Codec, b.Data = infertrail.Codec(codec), data
 		out[b.ID] = b
 		data = nil

@@ -26,7 +26,7 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 		return nil, fmt.Errorf("begin append: %w: %w", infertrail.ErrUnavailable, err)
 	}
 	t := &appendTx{db: db, tx: tx}
-	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(ctx).Scan(&t.size); err != nil {
+	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(ctx).Scan(&t.size, &t.erasures); err != nil {
 		tx.Rollback()
 		return nil, fmt.Errorf("begin append: read tree size: %w", err)
 	}
@@ -49,12 +49,18 @@ type appendTx struct {
 	tailLoaded bool
 
 	insRecord, insRecords, insBlob, insBlobs, putChunk, getChunk *sql.Stmt
+	insKey, insKeys                                              *sql.Stmt
 
 	failed error // set when an Append failed after writing: Commit must not commit
 	done   bool
+
+	erasures int64 // log_head.erasures when the transaction began
+	erased   bool  // Erase deleted something: truncate the WAL after commit
 }
 
 func (t *appendTx) Size() int64 { return t.size }
+
+func (t *appendTx) Erasures() int64 { return t.erasures }
 
 func (t *appendTx) stmt(ctx context.Context, dst **sql.Stmt, s *sql.Stmt) *sql.Stmt {
 	if *dst == nil {
@@ -170,7 +176,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		}
 		args = args[:0]
 		for _, b := range blobs[i : i+n] {
-			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data))
+			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data), keyArg(b.Key))
 		}
 		if _, err := st.ExecContext(rowCtx, args...); err != nil {
 			return fmt.Errorf("append blobs: %w", err)
@@ -279,6 +285,9 @@ func (t *appendTx) Commit() error {
 	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+	}
+	if t.erased {
+		t.db.truncateWAL()
 	}
 	return nil
 }

@@ -78,14 +78,16 @@ func (c *Config) setDefaults() error {
 // concurrent use, and several DBs, in one process or several, may share a
 // file.
 type DB struct {
-	path    string
-	writer  *sql.DB // one connection: append transactions and checkpoint writes
-	readers *sql.DB // read-only connections
+	path        string
+	busyTimeout time.Duration
+	writer      *sql.DB // one connection: append transactions and checkpoint writes
+	readers     *sql.DB // read-only connections
 
 	// Prepared statements on writer, used inside append transactions.
 	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, setSize *sql.Stmt
 	// The same inserts, of multiRows rows at once.
 	insRecords, insBlobs *sql.Stmt
+	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
 	getChunk, getChunks, getChunkRange, entryByID, blobsByID *sql.Stmt
 	nreaders                                                 int
@@ -109,12 +111,12 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: is a directory, not a database file", abs)
 	}
 	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
-	db := &DB{path: abs}
+	db := &DB{path: abs, busyTimeout: cfg.BusyTimeout}
 	// SQLite's default 4 KiB pages: a commit writes each page it dirtied
 	// whole to the WAL, and inserts into the indexes on random ids (blob
 	// ids, trace ids) dirty pages at random, so small pages write less.
 	// 16 KiB pages measured no faster.
-	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32768)", "wal_autocheckpoint(1000)"))
+	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-32768)", "wal_autocheckpoint(1000)"))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
@@ -174,19 +176,21 @@ func (db *DB) open(ctx context.Context) error {
 	}{
 		{w, &db.insRecord, insertRecords + values(1, 12)},
 		{w, &db.insRecords, insertRecords + values(multiRows, 12)},
-		{w, &db.insBlob, insertBlobs + values(1, 3)},
-		{w, &db.insBlobs, insertBlobs + values(multiRows, 3)},
+		{w, &db.insBlob, insertBlobs + values(1, 4)},
+		{w, &db.insBlobs, insertBlobs + values(multiRows, 4)},
+		{w, &db.insKey, insertKeys + values(1, 8)},
+		{w, &db.insKeys, insertKeys + values(multiRows, 8)},
 		{w, &db.putChunk, `INSERT OR REPLACE INTO hash_chunks (chunk, hashes) VALUES (?, ?)`},
 		{w, &db.getChunkW, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{w, &db.lookupID, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{w, &db.lookupIDSmall, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupSmall-1) + `)`},
-		{w, &db.readSize, `SELECT size FROM log_head WHERE one = 1`},
+		{w, &db.readSize, `SELECT size, erasures FROM log_head WHERE one = 1`},
 		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
 		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{r, &db.getChunks, `SELECT chunk, hashes FROM hash_chunks WHERE chunk IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.getChunkRange, `SELECT chunk, hashes FROM hash_chunks WHERE chunk BETWEEN ? AND ?`},
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
-		{r, &db.blobsByID, `SELECT id, codec, data FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.blobsByID, `SELECT id, codec, data, key_id FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -197,7 +201,8 @@ func (db *DB) open(ctx context.Context) error {
 
 const (
 	insertRecords = `INSERT INTO records (seq, id, mac, tenant, kind, time, received, session_id, trace_id, actor_id, leaf, content) VALUES `
-	insertBlobs   = `INSERT OR IGNORE INTO blobs (id, codec, data) VALUES `
+	insertBlobs   = `INSERT OR IGNORE INTO blobs (id, codec, data, key_id) VALUES `
+	insertKeys    = `INSERT OR IGNORE INTO data_keys (id, tenant, scope, kind, period, created, kek, wrapped) VALUES `
 	// multiRows is the number of rows that one multi-row insert writes.
 	multiRows = 32
 	// lookupBatch is the number of ids that one Lookup query asks for;
@@ -244,7 +249,7 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
-		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
+		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
 			db.readSize, db.setSize, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
 			if s != nil {
 				errs = append(errs, s.Close())
@@ -549,11 +554,12 @@ func (db *DB) readBlobs(ctx context.Context, batch []infertrail.BlobID, args []a
 	var got []infertrail.Blob
 	for rows.Next() {
 		var b infertrail.Blob
-		var id []byte
-		if err := rows.Scan(&id, &b.Codec, &b.Data); err != nil {
+		var id, key []byte
+		if err := rows.Scan(&id, &b.Codec, &b.Data, &key); err != nil {
 			return nil, fmt.Errorf("read blobs: %w", err)
 		}
 		copy(b.ID[:], id)
+		copy(b.Key[:], key)
 		got = append(got, b)
 	}
 	if err := rows.Err(); err != nil {

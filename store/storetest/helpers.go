@@ -216,10 +216,16 @@ func MakeEntry(n int) (infertrail.Entry, []infertrail.Blob) {
 	e.ActorID = fmt.Sprintf("agent:bot-%d", n%4)
 	e.Leaf = fmt.Appendf(nil, `{"id":"%s","kind":"%s","n":%d,"pad":"%s"}`, e.ID, e.Kind, n, strings.Repeat("x", n%50))
 
+	// Odd entries' own blobs are encrypted under their scope's data key.
+	var key infertrail.KeyID
+	if n%2 == 1 {
+		key = TestKeyID(e.Tenant, e.SessionID)
+	}
 	var blobs []infertrail.Blob
-	blob := func(id [32]byte) infertrail.BlobID {
+	blob := func(id [32]byte, key infertrail.KeyID) infertrail.BlobID {
 		var b infertrail.Blob
 		b.ID = id
+		b.Key = key
 		b.Codec = infertrail.Codec(id[0] % 2)
 		b.Data = bytes.Repeat(id[:], 1+int(id[1]%6))
 		blobs = append(blobs, b)
@@ -236,21 +242,45 @@ func MakeEntry(n int) (infertrail.Entry, []infertrail.Blob) {
 		copy(r.Salt[:], salt[:])
 		switch j {
 		case 0:
-			r.Blobs = []infertrail.BlobID{blob(sharedBlobID(n % sharedBlobs))}
+			r.Blobs = []infertrail.BlobID{blob(sharedBlobID(n%sharedBlobs), infertrail.KeyID{})}
 		case 2:
 			r.Array = true
 			for k := range n % 3 {
-				r.Blobs = append(r.Blobs, blob(d("elem", n, k)))
+				r.Blobs = append(r.Blobs, blob(d("elem", n, k), key))
 			}
 			if r.Blobs == nil {
 				r.Blobs = []infertrail.BlobID{}
 			}
 		default:
-			r.Blobs = []infertrail.BlobID{blob(d("blob", n, j))}
+			r.Blobs = []infertrail.BlobID{blob(d("blob", n, j), key)}
+		}
+		if j != 0 {
+			r.Key = key
 		}
 		e.Content = append(e.Content, r)
 	}
 	return e, blobs
+}
+
+// TestKeyID is the id of the data key that MakeEntry's entries of the
+// tenant and session use; TestKey returns that key.
+func TestKeyID(tenant, session string) infertrail.KeyID {
+	sum := sha256.Sum256(fmt.Appendf(nil, "key %s %s", tenant, session))
+	return infertrail.KeyID(sum[:16])
+}
+
+// TestKey returns a data key for MakeEntry's entries of the tenant and
+// session, as the ledger would store it (its wrapped form is fake).
+func TestKey(tenant, session string) infertrail.DataKey {
+	var b infertrail.ScopeBuilder
+	b.Add("tenant", tenant)
+	b.Add("session", session)
+	id := TestKeyID(tenant, session)
+	return infertrail.DataKey{
+		ID: id, Tenant: tenant, Scope: b.Scope(), Kind: infertrail.KindInference,
+		Period: 1_750_000_000 / 86400 * 86400, Created: 1_750_000_000_000_000_000,
+		KEK: "kek-test", Wrapped: append([]byte("wrapped "), id[:]...), ErasedBy: -1,
+	}
 }
 
 // MakeBatch returns entries first to first+count-1 of MakeEntry's sequence

@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 		{"Checkpoints", testCheckpoints},
 		{"Concurrent", testConcurrent},
 	}
+	tests = append(tests, privacyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -159,14 +159,14 @@ func (n *node) kill(t testing.TB) {
 	n.up.Store(false)
 }
 
-// shareKeys copies the log and secret keys of from into to's data folder,
+// shareKeys copies the log key, secret key and keyring of from into to's data folder,
 // so that both nodes sign as one log.
 func shareKeys(t testing.TB, from, to *node) {
 	t.Helper()
 	if err := os.MkdirAll(to.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"log.key", "secret.key"} {
+	for _, f := range []string{"log.key", "secret.key", "content-keys"} {
 		b, err := os.ReadFile(filepath.Join(from.dir, f))
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
 
@@ -51,7 +52,7 @@ func NewTrail(tb testing.TB) *Trail {
 	}
 	lg, err := ledger.Open(tb.Context(), ledger.Config{
 		Store: db, Signer: signer, Verifier: verif, Origin: origin,
-		Secret: bytes.Repeat([]byte{7}, 32), CheckpointInterval: 50 * time.Millisecond,
+		Secret: bytes.Repeat([]byte{7}, 32), KEK: ledgertest.NewKEK(tb), CheckpointInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -98,7 +99,7 @@ func (t *Trail) Records(tb testing.TB) []Record {
 		if err != nil {
 			tb.Fatalf("record %d: %v", seq, err)
 		}
-		c, err := ledger.ReadContent(ctx, t.DB, &e)
+		c, err := t.Log.Content(ctx, &e)
 		if err != nil {
 			tb.Fatalf("record %d content: %v", seq, err)
 		}

@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
+)
+
+// maxAdminBody bounds the body of an erasure or hold request.
+const maxAdminBody = 16 << 10
+
+// errForbidden refuses an administrative request from a client the API
+// cannot trust with it.
+var errForbidden = errors.New("forbidden")
+
+// admin checks that an administrative request may run, and decodes its
+// JSON body into v (if v is not nil). Until the API authenticates callers,
+// administrative endpoints answer loopback clients only, unless
+// Config.RemoteAdmin says a proxy in front authenticates them.
+func (s *Server) admin(r *http.Request, v any) (infertrail.Actor, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if !s.cfg.RemoteAdmin && (ip == nil || !ip.IsLoopback()) {
+		return infertrail.Actor{}, fmt.Errorf("administrative endpoints answer loopback clients only: %w", errForbidden)
+	}
+	actor := infertrail.Actor{ID: "api:" + host, Type: "client"}
+	if v == nil {
+		return actor, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxAdminBody))
+	if err != nil {
+		return actor, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return actor, &infertrail.FieldError{Record: -1, Field: "body", Reason: "not the expected JSON object: " + err.Error(), Err: infertrail.ErrInvalid}
+	}
+	return actor, nil
+}
+
+type erasureRequest struct {
+	Scope     string `json:"scope"`
+	Reason    string `json:"reason"`
+	Authority string `json:"authority,omitempty"`
+}
+
+type erasureResponse struct {
+	Seq   int64  `json:"seq"`
+	ID    string `json:"id"`
+	Keys  int    `json:"keys"`
+	Blobs int64  `json:"blobs"`
+}
+
+// erase crypto-shreds a scope's content and appends the erasure record.
+func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
+	var req erasureRequest
+	actor, err := s.admin(r, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out, err := s.log.Erase(r.Context(), ledger.Erasure{Scope: infertrail.Scope(req.Scope), Reason: req.Reason,
+		Authority: req.Authority, Actor: actor, Source: "api"})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, erasureResponse{Seq: out.Seq, ID: out.ID.String(), Keys: out.Keys, Blobs: out.Blobs})
+}
+
+type holdJSON struct {
+	ID         string `json:"id"`
+	Tenant     string `json:"tenant"`
+	Scope      string `json:"scope"`
+	Reason     string `json:"reason"`
+	CreatedBy  string `json:"created_by"`
+	Created    string `json:"created"`
+	ReleasedBy string `json:"released_by,omitempty"`
+	Released   string `json:"released,omitempty"`
+}
+
+func toHoldJSON(h infertrail.Hold) holdJSON {
+	j := holdJSON{ID: h.ID.String(), Tenant: h.Tenant, Scope: string(h.Scope), Reason: h.Reason, CreatedBy: h.CreatedBy,
+		Created: time.Unix(0, h.Created).UTC().Format(time.RFC3339Nano)}
+	if !h.Active() {
+		j.ReleasedBy, j.Released = h.ReleasedBy, time.Unix(0, h.Released).UTC().Format(time.RFC3339Nano)
+	}
+	return j
+}
+
+type holdRequest struct {
+	Scope  string `json:"scope"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) addHold(w http.ResponseWriter, r *http.Request) {
+	var req holdRequest
+	actor, err := s.admin(r, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h, err := s.log.PlaceHold(r.Context(), infertrail.Scope(req.Scope), req.Reason, actor)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toHoldJSON(h))
+}
+
+func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.admin(r, nil); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	all := false
+	switch v := q.Get("all"); v {
+	case "", "false":
+	case "true":
+		all = true
+	default:
+		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "all", Reason: fmt.Sprintf("%q: want true or false", v), Err: infertrail.ErrInvalid})
+		return
+	}
+	hs, err := s.log.Holds(r.Context(), q.Get("tenant"), !all)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]holdJSON, len(hs))
+	for i, h := range hs {
+		out[i] = toHoldJSON(h)
+	}
+	writeJSON(w, http.StatusOK, map[string][]holdJSON{"holds": out})
+}
+
+type releaseRequest struct {
+	Tenant string `json:"tenant"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
+	var req releaseRequest
+	actor, err := s.admin(r, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id, err := infertrail.ParseUUID(r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "id", Reason: err.Error(), Err: infertrail.ErrInvalid})
+		return
+	}
+	if req.Tenant == "" {
+		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "tenant", Reason: "required", Err: infertrail.ErrInvalid})
+		return
+	}
+	if err := s.log.ReleaseHold(r.Context(), req.Tenant, id, req.Reason, actor); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type fingerprintRequest struct {
+	Credential string `json:"credential"`
+}
+
+// fingerprint answers the keyed fingerprint of a credential, as records
+// carry it (actor.credential_fingerprint, and redacted content), so an
+// investigator can find the credential's uses without the trail holding
+// it. The request is recorded with the fingerprint, never the credential.
+func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
+	var req fingerprintRequest
+	actor, err := s.admin(r, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Credential == "" {
+		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "credential", Reason: "required", Err: infertrail.ErrInvalid})
+		return
+	}
+	if s.cfg.Fingerprinter == nil {
+		s.writeError(w, r, fmt.Errorf("no fingerprint key configured: %w", infertrail.ErrUnavailable))
+		return
+	}
+	fp := s.cfg.Fingerprinter.Of(req.Credential)
+	tenant := r.URL.Query().Get("tenant")
+	if tenant == "" {
+		tenant = infertrail.DefaultTenant
+	}
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: tenant, Source: "api", Actor: actor,
+		Attributes: map[string]json.RawMessage{
+			"access.action":      jsonString("fingerprint"),
+			"access.fingerprint": jsonString(fp),
+		}}
+	if _, err := s.log.Record(r.Context(), rec); err != nil {
+		s.writeError(w, r, fmt.Errorf("record access: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"fingerprint": fp})
+}

@@ -1,0 +1,131 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/redact"
+)
+
+func TestEraseAPI(t *testing.T) {
+	s := newTestServer(t, nil)
+	s.fill(t, 0, 3) // tenant acme, no session
+	jsonHeader := http.Header{"Content-Type": {"application/json"}}
+	size := s.size(t)
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code       string
+		msg        string
+		field      string
+	}{
+		{"no reason", `{"scope":"tenant=acme"}`, 400, "invalid", "reason", ""},
+		{"no tenant", `{"scope":"session=x","reason":"r"}`, 400, "invalid", "tenant", ""},
+		{"unknown field", `{"scope":"tenant=acme","reason":"r","everything":true}`, 400, "invalid", "everything", "body"},
+		{"not JSON", `scope=tenant=acme`, 400, "invalid", "JSON", "body"},
+		{"too large", `{"scope":"tenant=acme","reason":"` + strings.Repeat("x", 20000) + `"}`, 413, "too_large", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := s.do(t, "POST", "/v1/erasures", jsonHeader, []byte(tc.body))
+			e := wantError(t, resp, b, tc.status, tc.code, -1, tc.field)
+			if !strings.Contains(e.Message, tc.msg) {
+				t.Errorf("message %q does not name %q", e.Message, tc.msg)
+			}
+		})
+	}
+	if n := s.size(t); n != size {
+		t.Fatalf("refused erasures appended %d records", n-size)
+	}
+
+	// A hold blocks the erasure with 409.
+	resp, b := s.do(t, "POST", "/v1/holds", jsonHeader, []byte(`{"scope":"tenant=acme","reason":"litigation"}`))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/holds = %d %s", resp.StatusCode, b)
+	}
+	var hold struct{ ID, Tenant, Scope, Reason string }
+	json.Unmarshal(b, &hold)
+	resp, b = s.do(t, "POST", "/v1/erasures", jsonHeader, []byte(`{"scope":"tenant=acme","reason":"request"}`))
+	if e := wantError(t, resp, b, http.StatusConflict, "held", -1, ""); !strings.Contains(e.Message, hold.ID) {
+		t.Errorf("held erasure: %q does not name the hold %s", e.Message, hold.ID)
+	}
+	resp, b = s.get(t, "/v1/holds?tenant=acme")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), hold.ID) {
+		t.Errorf("GET /v1/holds = %d %s", resp.StatusCode, b)
+	}
+	resp, b = s.do(t, "POST", "/v1/holds/"+hold.ID+"/release", jsonHeader, []byte(`{"tenant":"acme","reason":"closed"}`))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("release = %d %s", resp.StatusCode, b)
+	}
+	resp, b = s.do(t, "POST", "/v1/holds/"+hold.ID+"/release", jsonHeader, []byte(`{"tenant":"acme"}`))
+	wantError(t, resp, b, http.StatusNotFound, "not_found", -1, "")
+
+	resp, b = s.do(t, "POST", "/v1/erasures", jsonHeader, []byte(`{"scope":"tenant=acme","reason":"GDPR request 9","authority":"DPO"}`))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/erasures = %d %s", resp.StatusCode, b)
+	}
+	var out struct {
+		Seq  int64 `json:"seq"`
+		Keys int   `json:"keys"`
+	}
+	json.Unmarshal(b, &out)
+	if out.Keys == 0 {
+		t.Errorf("erasure answer %s: no keys erased", b)
+	}
+	// Reading the content now says who erased it.
+	resp, b = s.get(t, "/v1/records/1?content=true")
+	var rec struct {
+		Content  map[string]json.RawMessage `json:"content"`
+		ErasedBy *int64                     `json:"content_erased_by"`
+	}
+	json.Unmarshal(b, &rec)
+	if resp.StatusCode != 200 || rec.ErasedBy == nil || *rec.ErasedBy != out.Seq || len(rec.Content) != 0 {
+		t.Errorf("GET erased record = %d %s; want content_erased_by %d", resp.StatusCode, b, out.Seq)
+	}
+}
+
+func TestAdminLoopbackOnly(t *testing.T) {
+	var cfg httpapi.Config
+	newTestServer(t, func(c *httpapi.Config) { cfg = *c })
+	cfg.Registry = nil
+	for _, remote := range []bool{false, true} {
+		cfg.RemoteAdmin = remote
+		api, err := httpapi.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/v1/erasures", "/v1/holds"} {
+			r := httptest.NewRequest("POST", path, strings.NewReader(`{"scope":"tenant=acme","reason":"x"}`))
+			r.RemoteAddr = "192.0.2.7:5555"
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, r)
+			if got := w.Code == http.StatusForbidden; got != !remote {
+				t.Errorf("RemoteAdmin %v: POST %s from a remote address = %d %s", remote, path, w.Code, w.Body)
+			}
+		}
+	}
+}
+
+func TestFingerprintAPI(t *testing.T) {
+	s := newTestServer(t, nil)
+	jsonHeader := http.Header{"Content-Type": {"application/json"}}
+	const cred = "sk-proj-planted-credential-0123456789"
+	resp, b := s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{"credential":"`+cred+`"}`))
+	var out struct{ Fingerprint string }
+	json.Unmarshal(b, &out)
+	fp, _ := redact.NewFingerprinter(bytes.Repeat([]byte{7}, 32))
+	if resp.StatusCode != 200 || out.Fingerprint != fp.Of(cred) {
+		t.Fatalf("POST /v1/fingerprints = %d %s, want %s", resp.StatusCode, b, fp.Of(cred))
+	}
+	// The request is recorded with the fingerprint, not the credential.
+	leaves := s.leaves(t)
+	if len(leaves) != 1 || !strings.Contains(string(leaves[0]), out.Fingerprint) || strings.Contains(string(leaves[0]), cred) {
+		t.Errorf("access record: %q", leaves)
+	}
+	resp, b = s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{}`))
+	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "credential")
+}

@@ -1,0 +1,370 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/keys"
+)
+
+// DefaultScopeFields is the erasure scope of content when Config.ScopeFields
+// is empty: tenant and session.
+var DefaultScopeFields = []string{"session"}
+
+// writeKey is a data key that the sealer encrypts new content under.
+type writeKey struct {
+	key       infertrail.DataKey // as stored
+	cipher    *keys.Cipher
+	committed atomic.Bool // the key row is known to be committed
+}
+
+type writeKeyName struct {
+	scope  infertrail.Scope
+	kind   infertrail.Kind
+	period int64
+}
+
+// writeKeys hands out one data key per erasure scope, record kind and UTC
+// day, creating keys as new scopes appear. It is safe for concurrent use.
+type writeKeys struct {
+	kek    keys.KEK
+	fields []string
+	limit  int
+
+	mu       sync.Mutex
+	cur, old map[writeKeyName]*writeKey
+}
+
+func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
+	if len(fields) == 0 {
+		fields = DefaultScopeFields
+	}
+	for i, f := range fields {
+		if !slices.Contains(infertrail.ScopeFields, f) {
+			return nil, fmt.Errorf("scope field %q: want one of %v", f, infertrail.ScopeFields)
+		}
+		if slices.Contains(fields[:i], f) {
+			return nil, fmt.Errorf("scope field %q given twice", f)
+		}
+	}
+	// Scopes list their names in ScopeFields order.
+	sorted := make([]string, 0, len(fields))
+	for _, f := range infertrail.ScopeFields {
+		if slices.Contains(fields, f) {
+			sorted = append(sorted, f)
+		}
+	}
+	return &writeKeys{kek: kek, fields: sorted, limit: 1 << 16}, nil
+}
+
+// ScopeOf returns the erasure scope of r's content when scopes name fields.
+func ScopeOf(r *infertrail.Record, fields []string) infertrail.Scope {
+	var b infertrail.ScopeBuilder
+	b.Add("tenant", r.Tenant)
+	for _, f := range fields {
+		switch f {
+		case "session":
+			b.Add(f, r.SessionID)
+		case "user":
+			b.Add(f, r.Actor.OnBehalfOf)
+		case "actor":
+			b.Add(f, r.Actor.ID)
+		case "trace":
+			b.Add(f, r.TraceID)
+		}
+	}
+	return b.Scope()
+}
+
+// dayOf returns the start of t's UTC day in Unix seconds.
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	return s - ((s%86400)+86400)%86400
+}
+
+// forRecord returns the key for r's content, creating it if needed.
+func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*writeKey, error) {
+	name := writeKeyName{scope: ScopeOf(r, w.fields), kind: r.Kind, period: dayOf(r.Time)}
+	w.mu.Lock()
+	k := w.cur[name]
+	if k == nil {
+		if k = w.old[name]; k != nil {
+			w.put(name, k)
+		}
+	}
+	w.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	k, err := w.create(ctx, name, r.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if other := w.cur[name]; other != nil {
+		return other, nil // a concurrent call won; its key serves both
+	}
+	w.put(name, k)
+	return k, nil
+}
+
+func (w *writeKeys) put(name writeKeyName, k *writeKey) {
+	if w.cur == nil || len(w.cur) >= w.limit {
+		w.old, w.cur = w.cur, make(map[writeKeyName]*writeKey, 64)
+	}
+	w.cur[name] = k
+}
+
+func (w *writeKeys) create(ctx context.Context, name writeKeyName, tenant string) (*writeKey, error) {
+	dek, err := keys.NewDataKey()
+	if err != nil {
+		return nil, fmt.Errorf("new data key: %w", err)
+	}
+	c, err := keys.NewCipher(dek)
+	if err != nil {
+		return nil, fmt.Errorf("new data key: %w", err)
+	}
+	k := &writeKey{cipher: c, key: infertrail.DataKey{
+		Tenant: tenant, Scope: name.scope, Kind: name.kind, Period: name.period,
+		Created: time.Now().UnixNano(), KEK: w.kek.Current(), ErasedBy: -1,
+	}}
+	if _, err := rand.Read(k.key.ID[:]); err != nil {
+		return nil, fmt.Errorf("new data key: %w", err)
+	}
+	wrapped, err := w.kek.Wrap(ctx, dek, k.key.ID[:])
+	if err != nil {
+		return nil, fmt.Errorf("wrap data key for %s: %w", name.scope, err)
+	}
+	k.key.Wrapped = wrapped
+	if by, err := keys.WrappedBy(wrapped); err == nil {
+		k.key.KEK = by
+	}
+	return k, nil
+}
+
+// forget drops every cached key, or only the given ones, so that new content
+// gets new keys: after an erasure here (ids) or by another writer (all).
+func (w *writeKeys) forget(ids []infertrail.KeyID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ids == nil {
+		w.cur, w.old = nil, nil
+		return
+	}
+	for _, m := range []map[writeKeyName]*writeKey{w.cur, w.old} {
+		for name, k := range m {
+			if slices.Contains(ids, k.key.ID) {
+				delete(m, name)
+			}
+		}
+	}
+}
+
+// ContentReader decrypts stored content: it reads data keys from the store,
+// unwraps them with the key-encryption key, and keeps a bounded cache of
+// them. It is safe for concurrent use.
+type ContentReader struct {
+	store infertrail.Store
+	kek   keys.KEK // nil: encrypted content cannot be opened
+
+	mu       sync.Mutex
+	cur, old map[infertrail.KeyID]*keys.Cipher
+}
+
+// NewContentReader returns a reader of s's content. With a nil kek, only
+// content stored before encryption can be read.
+func NewContentReader(s infertrail.Store, kek keys.KEK) *ContentReader {
+	return &ContentReader{store: s, kek: kek}
+}
+
+// keyState is what a reader knows of one data key.
+type keyState struct {
+	cipher   *keys.Cipher // nil when erased, missing or not openable
+	erasedBy int64        // ≥ 0 when erased
+	missing  bool         // no such key is stored
+	err      error        // it could not be unwrapped
+}
+
+// errOmitted marks a field committed but not stored by the capture profile.
+var errOmitted = errors.New("committed, not stored (capture profile)")
+
+// ErrNoKEK means that content is encrypted and no key-encryption key was
+// given to open it.
+var ErrNoKEK = errors.New("content is encrypted and no key-encryption key was given")
+
+// keyStates looks up the data keys ids.
+func (c *ContentReader) keyStates(ctx context.Context, ids []infertrail.KeyID) (map[infertrail.KeyID]keyState, error) {
+	out := make(map[infertrail.KeyID]keyState, len(ids))
+	var need []infertrail.KeyID
+	c.mu.Lock()
+	for _, id := range ids {
+		if id.IsZero() {
+			continue
+		}
+		if ci := c.cached(id); ci != nil {
+			out[id] = keyState{cipher: ci, erasedBy: -1}
+		} else if !slices.Contains(need, id) {
+			need = append(need, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(need) == 0 {
+		return out, nil
+	}
+	stored, err := c.store.DataKeys(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range need {
+		k, ok := stored[id]
+		switch {
+		case !ok:
+			out[id] = keyState{missing: true, erasedBy: -1}
+		case !k.Live():
+			out[id] = keyState{erasedBy: k.ErasedBy}
+		case c.kek == nil:
+			out[id] = keyState{erasedBy: -1, err: ErrNoKEK}
+		default:
+			ci, err := c.open(ctx, &k)
+			out[id] = keyState{cipher: ci, erasedBy: -1, err: err}
+		}
+	}
+	return out, nil
+}
+
+func (c *ContentReader) cached(id infertrail.KeyID) *keys.Cipher {
+	if ci := c.cur[id]; ci != nil {
+		return ci
+	}
+	return c.old[id]
+}
+
+func (c *ContentReader) open(ctx context.Context, k *infertrail.DataKey) (*keys.Cipher, error) {
+	dek, err := c.kek.Unwrap(ctx, k.Wrapped, k.ID[:])
+	if err != nil {
+		return nil, fmt.Errorf("data key %x: %w", k.ID[:4], err)
+	}
+	ci, err := keys.NewCipher(dek)
+	if err != nil {
+		return nil, fmt.Errorf("data key %x: %w", k.ID[:4], err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= 1<<14 {
+		c.old, c.cur = c.cur, make(map[infertrail.KeyID]*keys.Cipher, 64)
+	}
+	c.cur[k.ID] = ci
+	return ci, nil
+}
+
+// forget drops erased keys from the cache.
+func (c *ContentReader) forget(ids []infertrail.KeyID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		delete(c.cur, id)
+		delete(c.old, id)
+	}
+}
+
+// Read reassembles and decrypts an entry's content fields. A field whose key
+// was erased is left out, and the error is then an *infertrail.ErasedError
+// for the first such field, returned with the other fields.
+func (c *ContentReader) Read(ctx context.Context, e *infertrail.Entry) (map[string]json.RawMessage, error) {
+	if len(e.Content) == 0 {
+		return nil, nil
+	}
+	var (
+		ids  []infertrail.BlobID
+		kids []infertrail.KeyID
+	)
+	for _, r := range e.Content {
+		ids = append(ids, r.Blobs...)
+		kids = append(kids, r.Key)
+	}
+	ks, err := c.keyStates(ctx, kids)
+	if err != nil {
+		return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+	}
+	blobs, err := c.store.Blobs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+	}
+	out := make(map[string]json.RawMessage, len(e.Content))
+	var erased error
+	for _, r := range e.Content {
+		if r.Omitted {
+			continue // committed, never stored
+		}
+		v, err := assemble(r, blobs, ks)
+		var ee *infertrail.ErasedError
+		if errors.As(err, &ee) {
+			if erased == nil {
+				erased = err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+		}
+		out[r.Field] = v
+	}
+	return out, erased
+}
+
+// assemble rebuilds a content value from its blobs.
+func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) ([]byte, error) {
+	if r.Omitted {
+		return nil, fmt.Errorf("field %q: %w", r.Field, errOmitted)
+	}
+	var key keyState
+	if !r.Key.IsZero() {
+		key = ks[r.Key]
+		switch {
+		case key.erasedBy >= 0:
+			return nil, &infertrail.ErasedError{Field: r.Field, ErasedBy: key.erasedBy}
+		case key.missing:
+			return nil, fmt.Errorf("field %q: its data key %x is missing, but no erasure record erased it", r.Field, r.Key[:4])
+		case key.err != nil:
+			return nil, fmt.Errorf("field %q: %w", r.Field, key.err)
+		}
+	}
+	parts := make([][]byte, len(r.Blobs))
+	for i, id := range r.Blobs {
+		b, ok := blobs[id]
+		if !ok {
+			return nil, fmt.Errorf("field %q: blob %x is missing: %w", r.Field, id[:8], infertrail.ErrNotFound)
+		}
+		if b.Key != r.Key {
+			return nil, fmt.Errorf("field %q: blob %x is sealed under key %x, not the field's key %x", r.Field, id[:8], b.Key[:4], r.Key[:4])
+		}
+		if key.cipher != nil {
+			plain, err := key.cipher.Open(nil, b.Data, id[:])
+			if err != nil {
+				return nil, fmt.Errorf("field %q: blob %x: %w", r.Field, id[:8], err)
+			}
+			b.Data = plain
+		}
+		p, err := DecodeBlob(b)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", r.Field, err)
+		}
+		parts[i] = p
+	}
+	if r.Array {
+		return infertrail.JoinArray(nil, parts), nil
+	}
+	if len(parts) != 1 {
+		return nil, fmt.Errorf("field %q: %d blobs for a value that is not an array", r.Field, len(parts))
+	}
+	return parts[0], nil
+}

@@ -1,0 +1,380 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/infertrail/infertrail"
+)
+
+// keyArg is the key_id column value of a blob: nil, which pgx sends as
+// NULL, when it is not encrypted.
+func keyArg(k *infertrail.KeyID) []byte {
+	if k.IsZero() {
+		return nil
+	}
+	return k[:]
+}
+
+func keyIDs(ids []infertrail.KeyID) [][]byte {
+	out := make([][]byte, len(ids))
+	for i := range ids {
+		out[i] = ids[i][:]
+	}
+	return out
+}
+
+const keyColumns = `id, tenant, scope, kind, period, created, kek, wrapped, erased_by`
+
+// scanKey scans a row of keyColumns into k. k.Wrapped is the row's own
+// copy.
+func scanKey(row pgx.Row, k *infertrail.DataKey) error {
+	var (
+		id     []byte
+		scope  string
+		kind   string
+		kek    pgtype.Text
+		erased pgtype.Int8
+	)
+	*k = infertrail.DataKey{}
+	if err := row.Scan(&id, &k.Tenant, &scope, &kind, &k.Period, &k.Created, &kek, &k.Wrapped, &erased); err != nil {
+		return err
+	}
+	if len(id) != len(k.ID) {
+		return fmt.Errorf("data key id of %d bytes", len(id))
+	}
+	copy(k.ID[:], id)
+	k.Scope, k.Kind, k.KEK = infertrail.Scope(scope), infertrail.Kind(kind), kek.String
+	k.ErasedBy = -1
+	if erased.Valid {
+		k.ErasedBy = erased.Int64
+	}
+	return nil
+}
+
+// keyWhere returns the conditions that select f, joined by AND (or "true"),
+// and their arguments, numbered from $1.
+func keyWhere(f infertrail.KeyFilter) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Tenant != "" {
+		conds = append(conds, "tenant = "+arg(f.Tenant))
+	}
+	if f.ScopePrefix != "" {
+		// A range on the scope index; scope's "C" collation compares bytes.
+		conds = append(conds, "scope >= "+arg(f.ScopePrefix)+" AND scope < "+arg(prefixEnd(f.ScopePrefix)))
+	}
+	if f.Kind != "" {
+		conds = append(conds, "kind = "+arg(string(f.Kind)))
+	}
+	if f.PeriodBefore != 0 {
+		conds = append(conds, "period < "+arg(f.PeriodBefore))
+	}
+	if f.Live || f.NotKEK != "" {
+		conds = append(conds, "erased_by IS NULL")
+	}
+	if f.NotKEK != "" {
+		conds = append(conds, "kek <> "+arg(f.NotKEK))
+	}
+	if len(conds) == 0 {
+		return "true", nil
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// prefixEnd returns the least string greater than every string that starts
+// with p (p is not empty and does not end in 0xff: scopes are UTF-8).
+func prefixEnd(p string) string {
+	b := []byte(p)
+	b[len(b)-1]++
+	return string(b)
+}
+
+// AddKeys stores new data keys in one statement; ids already stored are
+// skipped, the first copy stored wins.
+func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error {
+	if err := t.usable(); err != nil {
+		return fmt.Errorf("add keys: %w", err)
+	}
+	for i := range keys {
+		if k := &keys[i]; k.ID.IsZero() || len(k.Wrapped) == 0 || k.Scope == "" {
+			return fmt.Errorf("add key %x: no id, scope or wrapped key: %w", k.ID[:4], infertrail.ErrInvalid)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	var (
+		ids, wrapped                [][]byte
+		tenants, scopes, kinds, kek []string
+		periods, created            []int64
+	)
+	for i := range keys {
+		k := &keys[i]
+		ids, wrapped = append(ids, k.ID[:]), append(wrapped, k.Wrapped)
+		tenants, scopes, kinds, kek = append(tenants, k.Tenant), append(scopes, string(k.Scope)), append(kinds, string(k.Kind)), append(kek, k.KEK)
+		periods, created = append(periods, k.Period), append(created, k.Created)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO data_keys (id, tenant, scope, kind, period, created, kek, wrapped)
+		SELECT u.id, u.tenant, u.scope, u.kind, u.period, u.created, u.kek, u.wrapped
+		FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::bytea[])
+			WITH ORDINALITY AS u (id, tenant, scope, kind, period, created, kek, wrapped, n)
+		ORDER BY u.n
+		ON CONFLICT (id) DO NOTHING`, ids, tenants, scopes, kinds, periods, created, kek, wrapped)
+	if err != nil {
+		return fmt.Errorf("add %d keys: %w", len(keys), classify(t.fail(err)))
+	}
+	return nil
+}
+
+// Keys returns the keys f selects, in id order, as the transaction sees
+// them.
+func (t *appendTx) Keys(ctx context.Context, f infertrail.KeyFilter) ([]infertrail.DataKey, error) {
+	if err := t.usable(); err != nil {
+		return nil, fmt.Errorf("read keys: %w", err)
+	}
+	where, args := keyWhere(f)
+	keys, err := queryKeys(ctx, t.tx, `SELECT `+keyColumns+` FROM data_keys WHERE `+where+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read keys: %w", classify(t.fail(err)))
+	}
+	return keys, nil
+}
+
+func queryKeys(ctx context.Context, q rowsQuerier, sql string, args ...any) ([]infertrail.DataKey, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []infertrail.DataKey
+	for rows.Next() {
+		var k infertrail.DataKey
+		if err := scanKey(rows, &k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Holds returns the tenant's active holds, as the transaction sees them:
+// those committed before the statement runs. A hold being added waits for
+// the transaction (see DB.AddHold), so none can commit between this read
+// and the transaction's commit.
+func (t *appendTx) Holds(ctx context.Context, tenant string) ([]infertrail.Hold, error) {
+	if err := t.usable(); err != nil {
+		return nil, fmt.Errorf("read holds: %w", err)
+	}
+	hs, err := queryHolds(ctx, t.tx, tenant, true)
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", classify(t.fail(err)))
+	}
+	return hs, nil
+}
+
+// Erase crypto-shreds the live keys among ids in one statement: it clears
+// their wrapped forms, marks them erased by the record by, deletes their
+// blobs from every period's partition (through each partition's key_id
+// index), and counts the erasure in the log head. It returns the number of
+// distinct blobs deleted: a blob stored in several periods counts once.
+//
+// It does not run VACUUM. The deleted rows are invisible at commit and
+// autovacuum reclaims their space; a VACUUM here would run outside the
+// transaction, after the append path has released the log head, for minutes
+// on a large table, and still not reach the copies that matter (WAL,
+// archives, backups: see the package documentation).
+func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) (int64, error) {
+	if err := t.usable(); err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	if next := t.size + t.n; by < 0 || by >= next {
+		return 0, fmt.Errorf("erase: erasure record %d is not in the log (size %d): %w", by, next, infertrail.ErrInvalid)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// ARRAY(SELECT …) is computed once, before the DELETE scans, so each
+	// partition is probed through its blobs_key index.
+	var blobs int64
+	err := t.tx.QueryRow(ctx, `WITH erased AS (
+			UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = $2
+			WHERE id = ANY($1) AND erased_by IS NULL
+			RETURNING id),
+		deleted AS (
+			DELETE FROM blobs WHERE key_id = ANY(ARRAY(SELECT id FROM erased))
+			RETURNING id),
+		counted AS (
+			UPDATE log_head SET erasures = erasures + 1
+			WHERE id AND EXISTS (SELECT FROM erased))
+		SELECT count(DISTINCT id) FROM deleted`, keyIDs(ids), by).Scan(&blobs)
+	if err != nil {
+		return 0, fmt.Errorf("erase %d keys: %w", len(ids), classify(t.fail(err)))
+	}
+	return blobs, nil
+}
+
+// DataKeys returns the stored keys among ids.
+func (db *DB) DataKeys(ctx context.Context, ids []infertrail.KeyID) (map[infertrail.KeyID]infertrail.DataKey, error) {
+	out := make(map[infertrail.KeyID]infertrail.DataKey, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys, err := queryKeys(ctx, db.pool, `SELECT `+keyColumns+` FROM data_keys WHERE id = ANY($1)`, keyIDs(ids))
+	if err != nil {
+		return nil, fmt.Errorf("read %d keys: %w", len(ids), classify(err))
+	}
+	for _, k := range keys {
+		out[k.ID] = k
+	}
+	return out, nil
+}
+
+// keysPerQuery is how many keys ScanKeys reads with one query. It holds no
+// connection while fn runs, so fn may call the store (RewrapKey, say).
+const keysPerQuery = 1000
+
+// ScanKeys calls fn for each key f selects, in id order (bytea compares
+// bytewise), after the id after.
+func (db *DB) ScanKeys(ctx context.Context, f infertrail.KeyFilter, after infertrail.KeyID, fn func(*infertrail.DataKey) error) error {
+	where, args := keyWhere(f)
+	n := len(args)
+	sql := `SELECT ` + keyColumns + ` FROM data_keys WHERE ` + where +
+		` AND id > $` + strconv.Itoa(n+1) + ` ORDER BY id LIMIT ` + strconv.Itoa(keysPerQuery)
+	args = append(args, nil)
+	for {
+		args[n] = after[:]
+		keys, err := queryKeys(ctx, db.pool, sql, args...)
+		if err != nil {
+			return fmt.Errorf("scan keys: %w", classify(err))
+		}
+		for i := range keys {
+			if err := fn(&keys[i]); err != nil {
+				return err
+			}
+		}
+		if len(keys) < keysPerQuery {
+			return nil
+		}
+		after = keys[len(keys)-1].ID
+	}
+}
+
+// RewrapKey replaces a live key's wrapped form if it is still old.
+func (db *DB) RewrapKey(ctx context.Context, id infertrail.KeyID, old, new []byte, kek string) (bool, error) {
+	if len(new) == 0 {
+		return false, fmt.Errorf("rewrap key %x: no wrapped key: %w", id[:4], infertrail.ErrInvalid)
+	}
+	tag, err := db.pool.Exec(ctx, `UPDATE data_keys SET wrapped = $3, kek = $4
+		WHERE id = $1 AND wrapped = $2 AND erased_by IS NULL`, id[:], old, new, kek)
+	if err != nil {
+		return false, fmt.Errorf("rewrap key %x: %w", id[:4], classify(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// AddHold stores a new hold. It locks the log head FOR SHARE in the
+// transaction that inserts the hold, so it waits for an append transaction
+// (which may be erasing content the hold covers) to end, from this process
+// or another, and an append transaction begun meanwhile waits for it, and
+// then sees the hold. A hold whose id is stored already is an error
+// wrapping infertrail.ErrConflict.
+func (db *DB) AddHold(ctx context.Context, h infertrail.Hold) error {
+	if err := checkHold(h); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT FROM log_head WHERE id FOR SHARE`); err != nil {
+			return fmt.Errorf("lock log head: %w", err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO holds (id, tenant, scope, reason, created_by, created) VALUES ($1, $2, $3, $4, $5, $6)`,
+			pgtype.UUID{Bytes: h.ID, Valid: true}, h.Tenant, string(h.Scope), h.Reason, h.CreatedBy, h.Created)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+			return fmt.Errorf("%w: hold id already stored: %w", infertrail.ErrConflict, err)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("add hold %v: %w", h.ID, classify(err))
+	}
+	return nil
+}
+
+func checkHold(h infertrail.Hold) error {
+	switch {
+	case h.ID.IsZero():
+		return fmt.Errorf("add hold: no id: %w", infertrail.ErrInvalid)
+	case h.Tenant == "" || h.Scope.Tenant() != h.Tenant:
+		return fmt.Errorf("add hold %v: scope %q is not in tenant %q: %w", h.ID, h.Scope, h.Tenant, infertrail.ErrInvalid)
+	case h.Reason == "":
+		return fmt.Errorf("add hold %v: no reason: %w", h.ID, infertrail.ErrInvalid)
+	}
+	return nil
+}
+
+// ReleaseHold marks the tenant's active hold with the id released.
+func (db *DB) ReleaseHold(ctx context.Context, tenant string, id infertrail.UUID, by string, at int64) error {
+	tag, err := db.pool.Exec(ctx, `UPDATE holds SET released_by = $3, released = $4
+		WHERE id = $1 AND tenant = $2 AND released IS NULL`, pgtype.UUID{Bytes: id, Valid: true}, tenant, by, at)
+	if err != nil {
+		return fmt.Errorf("release hold %v: %w", id, classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("release hold %v: no active hold with this id in tenant %q: %w", id, tenant, infertrail.ErrNotFound)
+	}
+	return nil
+}
+
+// Holds returns the tenant's holds (every tenant's when tenant is ""),
+// oldest first.
+func (db *DB) Holds(ctx context.Context, tenant string, active bool) ([]infertrail.Hold, error) {
+	hs, err := queryHolds(ctx, db.pool, tenant, active)
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", classify(err))
+	}
+	return hs, nil
+}
+
+func queryHolds(ctx context.Context, q rowsQuerier, tenant string, active bool) ([]infertrail.Hold, error) {
+	sql := `SELECT id, tenant, scope, reason, created_by, created, coalesce(released_by, ''), coalesce(released, 0) FROM holds WHERE true`
+	var args []any
+	if tenant != "" {
+		sql, args = sql+` AND tenant = $1`, append(args, tenant)
+	}
+	if active {
+		sql += ` AND released IS NULL`
+	}
+	rows, err := q.Query(ctx, sql+` ORDER BY created, id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		h     infertrail.Hold
+		id    pgtype.UUID
+		scope string
+		out   []infertrail.Hold
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &h.Tenant, &scope, &h.Reason, &h.CreatedBy, &h.Created, &h.ReleasedBy, &h.Released}, func() error {
+		h.ID, h.Scope = id.Bytes, infertrail.Scope(scope)
+		out = append(out, h)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

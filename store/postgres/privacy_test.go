@@ -1,0 +1,424 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/storetest"
+)
+
+// appendEncrypted appends entries and blobs, with the data keys their
+// encrypted content uses, in one transaction, and returns the keys.
+func appendEncrypted(t *testing.T, db *DB, entries []infertrail.Entry, blobs []infertrail.Blob) map[infertrail.KeyID]infertrail.DataKey {
+	t.Helper()
+	ctx := t.Context()
+	keys := map[infertrail.KeyID]infertrail.DataKey{}
+	var ks []infertrail.DataKey
+	for _, e := range entries {
+		for _, r := range e.Content {
+			if _, ok := keys[r.Key]; !ok && !r.Key.IsZero() {
+				keys[r.Key] = storetest.TestKey(e.Tenant, e.SessionID)
+				ks = append(ks, keys[r.Key])
+			}
+		}
+	}
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := tx.AddKeys(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	if err := storetest.NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// firstKeyed returns the first encrypted content reference of entries.
+func firstKeyed(t *testing.T, entries []infertrail.Entry) (infertrail.Entry, infertrail.ContentRef) {
+	t.Helper()
+	for _, e := range entries {
+		for _, r := range e.Content {
+			if !r.Key.IsZero() && len(r.Blobs) > 0 {
+				return e, r
+			}
+		}
+	}
+	t.Fatal("no encrypted content in the test entries")
+	panic("unreachable")
+}
+
+// checkKeyIndexes checks that every partition of blobs has the key_id
+// index that erasures use.
+func checkKeyIndexes(t *testing.T, db *DB) {
+	t.Helper()
+	var parts, indexed int
+	err := db.pool.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE EXISTS (
+			SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+			WHERE x.indrelid = i.inhrelid AND a.attname = 'key_id' AND x.indpred IS NOT NULL))
+		FROM pg_inherits i WHERE i.inhparent = 'blobs'::regclass`).Scan(&parts, &indexed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts == 0 || indexed != parts {
+		t.Errorf("%d of %d blob partitions have a partial index on key_id", indexed, parts)
+	}
+}
+
+// TestHoldWaitsForErasure adds a hold from a second store (another node)
+// while an append transaction that erases content holds the log head, and
+// checks that the hold waits for the erasure to commit and is then seen by
+// the next append transaction.
+func TestHoldWaitsForErasure(t *testing.T) {
+	writer, schema := openTest(t, Config{})
+	app := "infertrail-hold-" + schema
+	holder, err := Open(t.Context(), withParam(t, testDSN(t), "application_name", app), Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	ctx := t.Context()
+	entries, blobs := storetest.MakeBatch(0, 20)
+	appendEncrypted(t, writer, entries, blobs)
+	e, ref := firstKeyed(t, entries)
+
+	tx, err := writer.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if hs, err := tx.Holds(ctx, e.Tenant); err != nil || len(hs) != 0 {
+		t.Fatalf("tx.Holds = %v, %v; want none", hs, err)
+	}
+	h := infertrail.Hold{ID: infertrail.NewUUID(), Tenant: e.Tenant, Scope: infertrail.Scope("tenant=" + e.Tenant),
+		Reason: "case 1", CreatedBy: "token:legal", Created: time.Now().UnixNano()}
+	done := make(chan error, 1)
+	go func() { done <- holder.AddHold(ctx, h) }()
+
+	// Wait until the hold's transaction waits for the log head's lock.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		err := writer.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("AddHold returned (%v) while an append transaction held the log head", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("AddHold is not waiting for the log head")
+		}
+	}
+
+	rec, _ := storetest.MakeEntry(1000)
+	rec.Content = nil
+	if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := tx.Erase(ctx, []infertrail.KeyID{ref.Key}, rec.Seq); err != nil || n == 0 {
+		t.Fatalf("Erase = %d, %v", n, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("AddHold returned (%v) before the erasure committed", err)
+	default:
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("AddHold after the erasure committed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AddHold still waits after the erasure committed")
+	}
+
+	tx, err = writer.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if tx.Erasures() != 1 {
+		t.Errorf("Erasures = %d, want 1", tx.Erasures())
+	}
+	if hs, err := tx.Holds(ctx, e.Tenant); err != nil || len(hs) != 1 || hs[0].ID != h.ID {
+		t.Errorf("tx.Holds after AddHold = %+v, %v; want the hold", hs, err)
+	}
+}
+
+// TestErasePartitions erases a key whose blobs are stored in two months'
+// partitions (stored in January, copied into February by a record that
+// references them again) from a transaction in March, and checks that
+// every copy is gone and the copy carried the key.
+func TestErasePartitions(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC)
+	set := func(t time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		now = t
+	}
+	db, _ := openTest(t, Config{Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}})
+	ctx := t.Context()
+	entries, blobs := storetest.MakeBatch(0, 40)
+	appendEncrypted(t, db, entries, blobs)
+	_, ref := firstKeyed(t, entries)
+	victim := ref.Key
+
+	// February: a record references January's encrypted blobs without
+	// sending them, so they are copied into February's partition.
+	set(time.Date(2025, 2, 10, 0, 0, 0, 0, time.UTC))
+	again, _ := storetest.MakeEntry(500)
+	again.Content = []infertrail.ContentRef{ref}
+	storetest.AppendEntries(t, db, []infertrail.Entry{again}, nil)
+	var copied int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM blobs_2025_02 WHERE key_id = $1`, victim[:]).Scan(&copied); err != nil || copied != len(ref.Blobs) {
+		t.Fatalf("%d blobs copied into February with key %x (%v), want %d", copied, victim[:4], err, len(ref.Blobs))
+	}
+	got, err := db.Blobs(ctx, ref.Blobs)
+	if err != nil || got[ref.Blobs[0]].Key != victim {
+		t.Fatalf("Blobs of a copied blob = %+v, %v; want key %x", got, err, victim[:4])
+	}
+
+	count := func(where string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM blobs WHERE `+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	others := count(`key_id <> $1 OR key_id IS NULL`, victim[:])
+	distinct := map[infertrail.BlobID]bool{}
+	for _, b := range blobs {
+		if b.Key == victim {
+			distinct[b.ID] = true
+		}
+	}
+	if n := count(`key_id = $1`, victim[:]); n != len(distinct)+len(ref.Blobs) {
+		t.Fatalf("%d blob rows with key %x before erasure, want %d", n, victim[:4], len(distinct)+len(ref.Blobs))
+	}
+
+	set(time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC))
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	rec, _ := storetest.MakeEntry(1000)
+	rec.Content = nil
+	if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := tx.Erase(ctx, []infertrail.KeyID{victim}, rec.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(len(distinct)) {
+		t.Errorf("Erase = %d blobs, want %d (each blob once, whatever the number of periods holding it)", n, len(distinct))
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`key_id = $1`, victim[:]); n != 0 {
+		t.Errorf("%d blob rows with the erased key left", n)
+	}
+	if n := count(`key_id <> $1 OR key_id IS NULL`, victim[:]); n != others {
+		t.Errorf("%d other blob rows after erasure, want %d", n, others)
+	}
+	checkKeyIndexes(t, db)
+}
+
+// TestEraseFailedStatement checks that a failed erasure statement leaves
+// the transaction failed, so that Commit fails, as after a failed Append.
+func TestEraseFailedStatement(t *testing.T) {
+	db, _ := openTest(t, Config{})
+	ctx := t.Context()
+	entries, blobs := storetest.MakeBatch(0, 10)
+	keys := appendEncrypted(t, db, entries, blobs)
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	// Another session locks blobs and the transaction will not wait for
+	// it, so the erasure's statement fails in the database, after the
+	// checks in Go pass and after it has updated data_keys.
+	if _, err := tx.(*appendTx).tx.Exec(ctx, `SET LOCAL lock_timeout = '1ms'`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgx.Connect(ctx, withSearchPath(t, testDSN(t), db.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	otx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otx.Rollback(context.Background())
+	if _, err := otx.Exec(ctx, `LOCK TABLE blobs IN ACCESS EXCLUSIVE MODE NOWAIT`); err != nil {
+		t.Fatal(err)
+	}
+	var ids []infertrail.KeyID
+	for id := range keys {
+		ids = append(ids, id)
+	}
+	var pgErr *pgconn.PgError
+	if _, err := tx.Erase(ctx, ids, 0); !errors.As(err, &pgErr) || pgErr.Code != "55P03" { // lock_not_available
+		t.Fatalf("Erase with blobs locked and a lock timeout of 1ms: err = %v, want a lock timeout", err)
+	}
+	if _, err := tx.Keys(ctx, infertrail.KeyFilter{}); err == nil {
+		t.Error("Keys after a failed Erase succeeded")
+	}
+	if err := tx.Commit(); err == nil {
+		t.Fatal("Commit after a failed Erase succeeded")
+	}
+	otx.Rollback(ctx)
+	got, err := db.DataKeys(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range keys {
+		if k := got[id]; !k.Live() {
+			t.Errorf("key %x erased by a failed transaction", id[:4])
+		}
+	}
+}
+
+// TestMigratePrivacy migrates a version 1 schema that already has a blob
+// partition and checks that the partition gains key_id and its index, that
+// old blobs read as unencrypted, and that erasure works across old and new
+// partitions.
+func TestMigratePrivacy(t *testing.T) {
+	dsn := testDSN(t)
+	ctx := t.Context()
+	schema := freshSchema(t, dsn)
+	pool, _, err := connect(ctx, dsn, Config{Schema: schema, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(ctx, pool, schema, ms[:1]); err != nil {
+		t.Fatal(err)
+	}
+	jan := periodOf(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	old := infertrail.BlobID{1, 2, 3}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := ensurePartitions(ctx, tx, jan); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO blobs (period, id, codec, data) VALUES ($1, $2, 0, 'old')`, jan, old[:])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true, Now: func() time.Time {
+		return time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	}})
+	checkKeyIndexes(t, db)
+	got, err := db.Blobs(ctx, []infertrail.BlobID{old})
+	if b := got[old]; err != nil || string(b.Data) != "old" || !b.Key.IsZero() {
+		t.Fatalf("Blobs of a version 1 blob = %+v, %v", got, err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 10)
+	appendEncrypted(t, db, entries, blobs)
+	checkKeyIndexes(t, db)
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if tx.Erasures() != 0 {
+		t.Errorf("Erasures of a migrated log = %d, want 0", tx.Erasures())
+	}
+	_, ref := firstKeyed(t, entries)
+	if n, err := tx.Erase(ctx, []infertrail.KeyID{ref.Key}, 0); err != nil || n == 0 {
+		t.Errorf("Erase on a migrated log = %d, %v", n, err)
+	}
+}
+
+// TestScanKeysPages scans more keys than one query reads, with one
+// connection, rewrapping each key from fn: ScanKeys must hold no
+// connection while fn runs, and must neither skip nor repeat keys across
+// pages.
+func TestScanKeysPages(t *testing.T) {
+	db, _ := openTest(t, Config{MaxConns: 1})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	const n = keysPerQuery*2 + 7
+	keys := make([]infertrail.DataKey, n)
+	for i := range keys {
+		keys[i] = storetest.TestKey("acme", fmt.Sprint(i))
+	}
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := tx.AddKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		seen int
+		last infertrail.KeyID
+	)
+	err = db.ScanKeys(ctx, infertrail.KeyFilter{NotKEK: "kek-2"}, infertrail.KeyID{}, func(k *infertrail.DataKey) error {
+		if bytes.Compare(k.ID[:], last[:]) <= 0 {
+			return fmt.Errorf("key %x after %x", k.ID, last)
+		}
+		last = k.ID
+		seen++
+		ok, err := db.RewrapKey(ctx, k.ID, k.Wrapped, []byte("rewrapped"), "kek-2")
+		if err == nil && !ok {
+			err = fmt.Errorf("key %x not rewrapped", k.ID)
+		}
+		return err
+	})
+	if err != nil || seen != n {
+		t.Fatalf("ScanKeys saw %d keys (%v), want %d", seen, err, n)
+	}
+	var left int
+	if err := db.ScanKeys(ctx, infertrail.KeyFilter{NotKEK: "kek-2"}, infertrail.KeyID{}, func(*infertrail.DataKey) error { left++; return nil }); err != nil || left != 0 {
+		t.Errorf("%d keys not under kek-2 after rewrapping (%v)", left, err)
+	}
+}

@@ -1,0 +1,39 @@
+-- Content encryption and crypto-shredding. A blob's key_id names the data
+-- key it is sealed under; NULL marks a blob stored before encryption.
+ALTER TABLE blobs ADD COLUMN key_id BLOB;
+CREATE INDEX blobs_key ON blobs (key_id) WHERE key_id IS NOT NULL;
+
+-- Data keys, wrapped by a key-encryption key kept outside the database.
+-- Erasing a key sets wrapped and kek to NULL and erased_by to the sequence
+-- number of the erasure record; the row stays, so verification can say
+-- which record erased the content.
+CREATE TABLE data_keys (
+	id        BLOB    PRIMARY KEY,
+	tenant    TEXT    NOT NULL,
+	scope     TEXT    NOT NULL,
+	kind      TEXT    NOT NULL,
+	period    INTEGER NOT NULL, -- start of the UTC day, Unix seconds
+	created   INTEGER NOT NULL, -- Unix nanoseconds
+	kek       TEXT,
+	wrapped   BLOB,
+	erased_by INTEGER
+) WITHOUT ROWID;
+CREATE INDEX data_keys_scope ON data_keys (scope);
+CREATE INDEX data_keys_period ON data_keys (period) WHERE erased_by IS NULL;
+
+-- Erasures committed so far; other writers sharing the database compare it
+-- to drop data keys they hold in memory that were erased.
+ALTER TABLE log_head ADD COLUMN erasures INTEGER NOT NULL DEFAULT 0;
+
+-- Legal holds. Released holds stay, as history.
+CREATE TABLE holds (
+	id          BLOB    PRIMARY KEY,
+	tenant      TEXT    NOT NULL,
+	scope       TEXT    NOT NULL,
+	reason      TEXT    NOT NULL,
+	created_by  TEXT    NOT NULL,
+	created     INTEGER NOT NULL,
+	released_by TEXT,
+	released    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX holds_tenant ON holds (tenant, created);

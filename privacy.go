@@ -10,7 +10,9 @@ import (
 )
 
 // KeyID names a data key: the AES-256-GCM key that encrypts the content of
-// one erasure scope (for one record kind and one day). Ids are random.
+// one erasure scope (for one record kind and one day). An id is the key's
+// creation time in Unix milliseconds (6 bytes, big-endian) and 10 random
+// bytes, so ids grow with time.
 type KeyID [16]byte
 
 // IsZero reports whether k is the zero id, which marks content stored
@@ -40,10 +42,15 @@ func (k *DataKey) Live() bool { return k.ErasedBy < 0 }
 // KeyFilter selects data keys. Zero fields select everything.
 type KeyFilter struct {
 	Tenant string
-	// ScopePrefix selects keys whose scope starts with it (a coarse,
-	// indexable cut; callers match the scope exactly with Scope.Covers).
+	// ScopePrefix selects keys whose scope starts with it (a coarse cut;
+	// callers match the scope exactly with Scope.Covers). Stores need not
+	// index it: with Tenant, it may scan the tenant's keys.
 	ScopePrefix string
-	Kind        Kind
+	// IDFrom, when not zero, selects keys with ids from it on. Key ids
+	// start with their creation time in milliseconds, so this selects the
+	// keys created since a moment, through the (tenant, id) index.
+	IDFrom KeyID
+	Kind   Kind
 	// PeriodBefore, when not 0, selects keys with Period < PeriodBefore.
 	PeriodBefore int64
 	// Live selects keys that are not erased.
@@ -212,7 +219,11 @@ func (s *ScopeBuilder) Add(name, value string) {
 	}
 	s.b.WriteString(name)
 	s.b.WriteByte('=')
-	scopeEscaper.WriteString(&s.b, value)
+	if strings.ContainsAny(value, "%,=") {
+		scopeEscaper.WriteString(&s.b, value)
+	} else {
+		s.b.WriteString(value)
+	}
 }
 
 // Scope returns the scope built.

@@ -47,6 +47,11 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 	if len(fields) == 0 {
 		fields = DefaultScopeFields
 	}
+	if len(fields) == 1 && fields[0] == "tenant" {
+		// One scope per tenant: erasure by tenant only, and content shared
+		// across every session of the tenant is stored once.
+		return &writeKeys{kek: kek, limit: 1 << 14}, nil
+	}
 	for i, f := range fields {
 		if !slices.Contains(infertrail.ScopeFields, f) {
 			return nil, fmt.Errorf("scope field %q: want one of %v", f, infertrail.ScopeFields)
@@ -62,7 +67,7 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 			sorted = append(sorted, f)
 		}
 	}
-	return &writeKeys{kek: kek, fields: sorted, limit: 1 << 16}, nil
+	return &writeKeys{kek: kek, fields: sorted, limit: 1 << 14}, nil
 }
 
 // ScopeOf returns the erasure scope of r's content when scopes name fields.
@@ -119,7 +124,7 @@ func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*write
 
 func (w *writeKeys) put(name writeKeyName, k *writeKey) {
 	if w.cur == nil || len(w.cur) >= w.limit {
-		w.old, w.cur = w.cur, make(map[writeKeyName]*writeKey, 64)
+		w.old, w.cur = w.cur, make(map[writeKeyName]*writeKey, w.limit)
 	}
 	w.cur[name] = k
 }
@@ -137,7 +142,11 @@ func (w *writeKeys) create(ctx context.Context, name writeKeyName, tenant string
 		Tenant: tenant, Scope: name.scope, Kind: name.kind, Period: name.period,
 		Created: time.Now().UnixNano(), KEK: w.kek.Current(), ErasedBy: -1,
 	}}
-	if _, err := rand.Read(k.key.ID[:]); err != nil {
+	// Ids start with the time in milliseconds, so new keys, and the blob
+	// index on key ids, grow at the end of their b-trees instead of
+	// dirtying a random page per key (measured: random ids cost 2x).
+	k.key.ID = keyIDAt(time.Now())
+	if _, err := rand.Read(k.key.ID[6:]); err != nil {
 		return nil, fmt.Errorf("new data key: %w", err)
 	}
 	wrapped, err := w.kek.Wrap(ctx, dek, k.key.ID[:])

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,13 +68,29 @@ func (l *Log) Erase(ctx context.Context, e Erasure) (Erased, error) {
 	if e.Authority != "" {
 		attrs["erasure.authority"] = e.Authority
 	}
-	filter := infertrail.KeyFilter{Tenant: sel.Tenant(), ScopePrefix: l.scopePrefix(sel), Live: true}
-	return l.erase(ctx, sel.Tenant(), e.Actor, e.Source, attrs, func(ctx context.Context, tx infertrail.AppendTx) ([]infertrail.KeyID, error) {
-		ks, err := tx.Keys(ctx, filter)
-		if err != nil {
-			return nil, err
-		}
-		holds, err := tx.Holds(ctx, sel.Tenant())
+	// Find the scope's keys without holding the log's write lock (a
+	// tenant's keys may be many), then, under the lock, the keys created
+	// since (key ids start with their creation time; the margin covers
+	// clock differences between nodes and keys created just before the
+	// scan that committed after it).
+	tenant := sel.Tenant()
+	from := keyIDAt(l.cfg.Now().Add(-eraseMargin))
+	var found []infertrail.KeyID
+	err = l.store.ScanKeys(ctx, infertrail.KeyFilter{Tenant: tenant, ScopePrefix: l.scopePrefix(sel), Live: true}, infertrail.KeyID{},
+		func(k *infertrail.DataKey) error {
+			if sel.Covers(k.Scope) {
+				found = append(found, k.ID)
+			}
+			return nil
+		})
+	if err != nil {
+		return Erased{}, fmt.Errorf("erase: find keys: %w", err)
+	}
+	if testHookAfterEraseScan != nil {
+		testHookAfterEraseScan()
+	}
+	return l.erase(ctx, tenant, e.Actor, e.Source, attrs, func(ctx context.Context, tx infertrail.AppendTx) ([]infertrail.KeyID, error) {
+		holds, err := tx.Holds(ctx, tenant)
 		if err != nil {
 			return nil, err
 		}
@@ -83,14 +100,36 @@ func (l *Log) Erase(ctx context.Context, e Erasure) (Erased, error) {
 					sel, h.ID, h.Reason, h.CreatedBy, time.Unix(0, h.Created).UTC().Format(time.RFC3339), infertrail.ErrHeld)
 			}
 		}
-		var ids []infertrail.KeyID
-		for _, k := range ks {
-			if sel.Covers(k.Scope) {
+		recent, err := tx.Keys(ctx, infertrail.KeyFilter{Tenant: tenant, IDFrom: from, Live: true})
+		if err != nil {
+			return nil, err
+		}
+		ids := slices.Clone(found)
+		for _, k := range recent {
+			if sel.Covers(k.Scope) && !slices.Contains(found, k.ID) {
 				ids = append(ids, k.ID)
 			}
 		}
 		return ids, nil
 	})
+}
+
+// testHookAfterEraseScan, when set by a test, runs between an erasure's
+// search without the lock and its transaction.
+var testHookAfterEraseScan func()
+
+// eraseMargin is how far back, under the write lock, an erasure looks for
+// keys created while it searched without the lock.
+const eraseMargin = 2 * time.Minute
+
+// keyIDAt returns the least key id created at t.
+func keyIDAt(t time.Time) infertrail.KeyID {
+	var id infertrail.KeyID
+	ms := uint64(max(t.UnixMilli(), 0))
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	return id
 }
 
 // erase appends an erasure record with attrs and, in the same transaction,

@@ -366,3 +366,48 @@ func TestRotateKEK(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestEraseTenantScope(t *testing.T) {
+	ctx := t.Context()
+	l := newTestLog(t, sqlite.Config{}, func(c *ledger.Config) { c.ScopeFields = []string{"tenant"} })
+	res := mustAppend(t, l.Log, []ledger.Submission{
+		sessionRecord(t, "acme", "s1", "same prompt"), sessionRecord(t, "acme", "s2", "same prompt"), sessionRecord(t, "beta", "s1", "same prompt"),
+	})
+	if _, err := l.Erase(ctx, ledger.Erasure{Scope: "tenant=acme,session=s1", Reason: "x"}); !errors.Is(err, infertrail.ErrInvalid) || !strings.Contains(err.Error(), "tenant alone") {
+		t.Errorf("erase of a session when content is keyed by tenant: %v", err)
+	}
+	out, err := l.Erase(ctx, ledger.Erasure{Scope: "tenant=acme", Reason: "tenant offboarded"})
+	if err != nil || out.Keys != 1 {
+		t.Fatalf("Erase = %+v, %v; want one key (the tenant's)", out, err)
+	}
+	for i, erased := range []bool{true, true, false} {
+		e, _ := l.Entry(ctx, res[i].Seq)
+		_, err := l.Content(ctx, &e)
+		var ee *infertrail.ErasedError
+		if errors.As(err, &ee) != erased {
+			t.Errorf("record %d: %v, erased should be %v", i, err, erased)
+		}
+	}
+}
+
+// TestCaptureMinimal commits content without storing it when the capture
+// hook says so: verification counts it, reading shows no content.
+func TestCaptureMinimal(t *testing.T) {
+	ctx := t.Context()
+	l := newTestLog(t, sqlite.Config{}, func(c *ledger.Config) {
+		c.Capture = func(r *infertrail.Record) (bool, error) { return r.Tenant != "min", nil }
+	})
+	res := mustAppend(t, l.Log, []ledger.Submission{sessionRecord(t, "min", "s1", "not kept"), sessionRecord(t, "acme", "s1", "kept")})
+	e, _ := l.Entry(ctx, res[0].Seq)
+	r, _ := infertrail.ParseLeaf(e.Leaf)
+	if c, err := l.Content(ctx, &e); err != nil || len(c) != 0 || len(r.Commitments) != 2 {
+		t.Errorf("minimal record: content %v, %v; %d commitments", c, err, len(r.Commitments))
+	}
+	if fileHas(t, l.path, []byte("not kept")) {
+		t.Error("minimal content stored")
+	}
+	rep, err := ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, l.kek, nil)
+	if err != nil || rep.Omitted != 1 {
+		t.Errorf("verify: %+v, %v; want 1 record committed, not stored", rep, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/infertrail/infertrail"
 )
@@ -68,7 +69,11 @@ func (l *Log) checkSelector(sel infertrail.Scope) error {
 			found = found || f == p[0]
 		}
 		if !found {
-			return fmt.Errorf("scope %s: content is keyed by tenant and %v, not by %s: %w", sel, l.keys.fields, p[0], infertrail.ErrInvalid)
+			keyed := "tenant alone"
+			if len(l.keys.fields) > 0 {
+				keyed = "tenant and " + strings.Join(l.keys.fields, ", ")
+			}
+			return fmt.Errorf("scope %s: content is keyed by %s, not by %s: %w", sel, keyed, p[0], infertrail.ErrInvalid)
 		}
 	}
 	return nil

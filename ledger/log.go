@@ -30,8 +30,10 @@ type Config struct {
 	// content, and erasing a data key erases its content.
 	KEK keys.KEK
 	// ScopeFields names the erasure scope of content besides its tenant,
-	// among infertrail.ScopeFields (default DefaultScopeFields: session).
-	// Content of one scope, record kind and UTC day shares a data key.
+	// among infertrail.ScopeFields (default DefaultScopeFields: session), or
+	// is ["tenant"] for the tenant alone. Content of one scope, record kind
+	// and UTC day shares a data key, and equal content is stored once per
+	// data key.
 	ScopeFields []string
 	// Capture, if set, sees each record before anything of it is hashed or
 	// stored: it may rewrite its content and metadata (redaction) and add

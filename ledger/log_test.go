@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -828,6 +829,20 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// benchMix is the traffic of BenchmarkAppend: INFERTRAIL_BENCH_MIX=agent
+// for realistic agent sessions, else 1 KiB of unique content per record.
+func benchMix(b *testing.B) load.Mix {
+	v := os.Getenv("INFERTRAIL_BENCH_MIX")
+	if v == "" {
+		return load.MixFixed
+	}
+	m, err := load.ParseMix(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
 func benchmarkAppend(b *testing.B, redaction bool) {
 	const appenders, batch = 16, 100
 	l := newTestLog(b, sqlite.Config{}, func(c *ledger.Config) {
@@ -842,7 +857,7 @@ func benchmarkAppend(b *testing.B, redaction bool) {
 	})
 	gens := make([]*load.Generator, appenders)
 	for i := range gens {
-		gens[i] = load.NewGenerator(load.GenConfig{Stream: uint64(i)})
+		gens[i] = load.NewGenerator(load.GenConfig{Stream: uint64(i), Mix: benchMix(b)})
 	}
 	work := make(chan [][]byte, b.N/batch+1)
 	for i, n := 0, 0; n < b.N; i++ {

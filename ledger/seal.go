@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"sort"
@@ -30,6 +31,7 @@ type sealer struct {
 	enc             *zstd.Encoder
 	hmacs           sync.Pool // of *keyedHashes
 	stored          blobSet   // blobs known to be committed: not compressed or sent again
+	packed          packCache // compressed forms of recent content, whatever its key
 }
 
 // blobSet remembers up to about 2·limit blob ids in two generations: when
@@ -201,13 +203,105 @@ func (s *sealer) commitOnly(r *infertrail.Record, out *sealed) error {
 func (s *sealer) blob(id infertrail.BlobID, key *writeKey, plain []byte) infertrail.Blob {
 	b := infertrail.Blob{ID: id, Key: key.key.ID, Codec: infertrail.CodecRaw, Data: plain}
 	if len(plain) >= minCompress {
-		c := s.enc.EncodeAll(plain, make([]byte, 0, len(plain)/2))
-		if len(c) < len(plain) {
-			b.Codec, b.Data = infertrail.CodecZstd, c
-		}
+		b.Codec, b.Data = s.compress(plain)
 	}
 	b.Data = key.cipher.Seal(make([]byte, 0, len(b.Data)+sealOverhead), b.Data, id[:])
 	return b
+}
+
+// compress returns plain compressed with zstd if that makes it smaller.
+// Blobs are stored once per data key, and so once per session: the system
+// prompt and tool schemas every session of an agent sends are the same
+// bytes, compressed once here and then only encrypted, per session.
+func (s *sealer) compress(plain []byte) (infertrail.Codec, []byte) {
+	if !s.packed.again(plain) {
+		// Content seen for the first time is likely unique: compress it
+		// without the cost of remembering it.
+		if z := s.enc.EncodeAll(plain, make([]byte, 0, len(plain)/2)); len(z) < len(plain) {
+			return infertrail.CodecZstd, z
+		}
+		return infertrail.CodecRaw, plain
+	}
+	if c, ok := s.packed.get(plain); ok {
+		if c.codec == infertrail.CodecRaw {
+			return c.codec, plain
+		}
+		return c.codec, c.data
+	}
+	c := packed{codec: infertrail.CodecRaw, data: plain}
+	if z := s.enc.EncodeAll(plain, make([]byte, 0, len(plain)/2)); len(z) < len(plain) {
+		c = packed{codec: infertrail.CodecZstd, data: z}
+	}
+	s.packed.put(plain, c)
+	return c.codec, c.data
+}
+
+type packed struct {
+	codec infertrail.Codec
+	data  []byte
+}
+
+// packCache remembers the compressed form of recent content seen more than
+// once, keyed by the content itself, in two generations of at most
+// packCacheBytes/2 bytes each. It is safe for concurrent use.
+type packCache struct {
+	mu       sync.RWMutex
+	cur, old map[string]packed
+	size     int
+
+	seenMu        sync.Mutex
+	seen, seenOld map[uint64]struct{} // hashes of content seen, in two generations
+	seed          maphash.Seed
+	seedOnce      sync.Once
+}
+
+// again reports whether content with plain's hash was seen before, and
+// notes it. (A collision only costs remembering a unique blob.)
+func (c *packCache) again(plain []byte) bool {
+	c.seedOnce.Do(func() { c.seed = maphash.MakeSeed() })
+	h := maphash.Bytes(c.seed, plain)
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	if _, ok := c.seen[h]; ok {
+		return true
+	}
+	if _, ok := c.seenOld[h]; ok {
+		return true
+	}
+	if c.seen == nil || len(c.seen) >= 1<<18 {
+		c.seenOld, c.seen = c.seen, make(map[uint64]struct{}, 1024)
+	}
+	c.seen[h] = struct{}{}
+	return false
+}
+
+const packCacheBytes = 64 << 20
+
+func (c *packCache) get(plain []byte) (packed, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if p, ok := c.cur[string(plain)]; ok {
+		return p, true
+	}
+	p, ok := c.old[string(plain)]
+	return p, ok
+}
+
+func (c *packCache) put(plain []byte, p packed) {
+	n := len(plain) + len(p.data)
+	if n > packCacheBytes/64 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || c.size+n > packCacheBytes/2 {
+		c.old, c.cur, c.size = c.cur, make(map[string]packed, 1024), 0
+	}
+	if p.codec == infertrail.CodecRaw {
+		p.data = nil // the key is the data
+	}
+	c.cur[string(plain)] = p
+	c.size += n
 }
 
 // sealOverhead is what sealing adds to a blob: nonce and tag.

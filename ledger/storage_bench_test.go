@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/infertrail/infertrail/load"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
+
+var storageScope = flag.String("storage.scope", "", "erasure scope fields, space-separated (default: session; \"tenant\" for the tenant alone)")
 
 var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorage appends")
 
@@ -39,7 +42,8 @@ func BenchmarkStorage(b *testing.B) {
 			b.Fatal(err)
 		}
 		l, err := ledger.Open(b.Context(), ledger.Config{Store: st, Signer: signer, Verifier: verifier,
-			Origin: "bench.example/storage", Secret: make([]byte, 32), KEK: ledgertest.NewKEK(b), CheckpointInterval: time.Second})
+			Origin: "bench.example/storage", Secret: make([]byte, 32), KEK: ledgertest.NewKEK(b), CheckpointInterval: time.Second,
+			ScopeFields: strings.Fields(*storageScope)})
 		if err != nil {
 			b.Fatal(err)
 		}

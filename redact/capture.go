@@ -49,6 +49,10 @@ type Capture struct {
 	profile            Profile
 	tenants            map[string]Profile
 	standard, forensic *Redactor
+	// meta runs the secret detectors only, on metadata: identifiers such as
+	// actor.on_behalf_of are expected to name people, and attributes carry
+	// model names, ids and counts.
+	meta *Redactor
 }
 
 // NewCapture validates cfg and builds the redactors the profiles use.
@@ -104,6 +108,23 @@ func NewCapture(cfg CaptureConfig) (*Capture, error) {
 	if c.forensic, err = New(f); err != nil {
 		return nil, err
 	}
+	m := cfg.Redaction
+	m.Fields = nil
+	m.Disable = slices.Clone(m.Disable)
+	for _, r := range rules.Rules() {
+		if r.Class == ClassPII && !slices.Contains(m.Disable, r.ID) {
+			m.Disable = append(m.Disable, r.ID)
+		}
+	}
+	m.Actions = map[string]Action{}
+	for k, a := range cfg.Redaction.Actions {
+		if k != ClassPII && !slices.ContainsFunc(rules.Rules(), func(r Rule) bool { return r.ID == k && r.Class == ClassPII }) {
+			m.Actions[k] = a
+		}
+	}
+	if c.meta, err = New(m); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -115,9 +136,10 @@ func (c *Capture) ProfileOf(tenant string) Profile {
 	return c.profile
 }
 
-// Apply redacts r in place: its content fields, and the metadata that is
-// written in clear into the leaf (attribute values, session id, actor
-// fields), where a secret could otherwise never be erased. It records what
+// Apply redacts r in place: its content fields with every detector, and
+// with the secret detectors the metadata written in clear into the leaf
+// (attribute values, session id, actor fields), where a secret could
+// otherwise never be erased. It records what
 // fired in the attribute redaction.findings (detector, field, count and
 // action: never a value). It returns whether the content is to be stored.
 func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
@@ -128,7 +150,7 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 	}
 	var all []Finding
 	for _, f := range slices.Sorted(maps.Keys(r.Attributes)) {
-		out, fs, err := red.Redact("attributes."+f, r.Attributes[f])
+		out, fs, err := c.meta.Redact("attributes."+f, r.Attributes[f])
 		if err != nil {
 			return false, fmt.Errorf("redact attribute %s: %w", f, err)
 		}
@@ -146,7 +168,7 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 		if *s.v == "" {
 			continue
 		}
-		v, fs := red.String(s.name, *s.v)
+		v, fs := c.meta.String(s.name, *s.v)
 		*s.v = v
 		all = append(all, fs...)
 	}

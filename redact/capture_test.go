@@ -86,3 +86,33 @@ func TestCaptureProfiles(t *testing.T) {
 		t.Errorf("unknown profile: %v", err)
 	}
 }
+
+// TestScanCache redacts the same strings again, under fields with other
+// actions: remembered scan results must give the same answers as a scan.
+func TestScanCache(t *testing.T) {
+	r, err := redact.New(redact.Config{
+		FingerprintSecret: bytes.Repeat([]byte{1}, 32),
+		Fields:            map[string]map[string]redact.Action{"keep.me": {"secret": redact.Keep, "pii": redact.Keep}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := []byte(`["a long enough message with card 4111 1111 1111 1111 and token ghp_` + strings.Repeat("a1B2", 9) + `","a clean and long enough message, nothing to see here at all"]`)
+	first, f1, err := r.Redact("prompt", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		again, f2, err := r.Redact("prompt", v)
+		if err != nil || !bytes.Equal(again, first) || len(f2) != len(f1) {
+			t.Fatalf("second redaction %s %v, want %s %v", again, f2, first, f1)
+		}
+		kept, fk, err := r.Redact("keep.me", v)
+		if err != nil || !bytes.Equal(kept, v) || len(fk) != len(f1) {
+			t.Fatalf("keep field: %s %v, want the input and %d findings", kept, fk, len(f1))
+		}
+	}
+	if bytes.Equal(first, v) || bytes.Contains(first, []byte("ghp_")) {
+		t.Errorf("not redacted: %s", first)
+	}
+}

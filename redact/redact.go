@@ -110,6 +110,7 @@ type Redactor struct {
 	fp          *Fingerprinter
 	markerIDs   map[string]bool // every id of the rule set, enabled or not
 	pool        sync.Pool       // of *scratch
+	seen        scanCache       // results of strings scanned recently
 }
 
 func configErr(format string, args ...any) error {

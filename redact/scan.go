@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -443,6 +444,17 @@ const maxNamedValue = 1024
 func (r *Redactor) find(sc *scratch, s string, name string, names uint64) (own uint64) {
 	sc.wins, sc.cands, sc.matches = sc.wins[:0], sc.cands[:0], sc.matches[:0]
 	sc.markers = sc.markers[:0]
+	// Agents re-send their system prompt and history in every call: a
+	// string scanned before gives the same matches again. Only strings
+	// whose result does not depend on a member name are remembered.
+	cacheable := !sc.rescan && names == 0 && len(s) >= minCached
+	if cacheable {
+		if res, ok := r.seen.get(s); ok {
+			sc.matches = append(sc.matches, res.matches...)
+			return res.own
+		}
+		defer func() { r.seen.put(s, scanResult{own: own, matches: slices.Clone(sc.matches)}) }()
+	}
 	if sc.rescan {
 		r.markerSpans(sc, s)
 	}
@@ -582,4 +594,51 @@ next:
 		slices.SortFunc(ms, func(a, b cand) int { return cmp.Compare(a.start, b.start) })
 	}
 	sc.matches = ms
+}
+
+// minCached is the shortest string whose scan result is remembered.
+const minCached = 48
+
+// scanResult is what find returned for a string.
+type scanResult struct {
+	own     uint64
+	matches []cand
+}
+
+// scanCache remembers the scan results of recent strings, exactly (keyed by
+// the string itself, so no collision can hide a secret), in two
+// generations of at most maxCacheBytes/2 bytes of strings each. It is safe
+// for concurrent use.
+type scanCache struct {
+	mu       sync.RWMutex
+	cur, old map[string]scanResult
+	size     int
+}
+
+const maxCacheBytes = 16 << 20
+
+func (c *scanCache) get(s string) (scanResult, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if r, ok := c.cur[s]; ok {
+		return r, true
+	}
+	r, ok := c.old[s]
+	return r, ok
+}
+
+func (c *scanCache) put(s string, r scanResult) {
+	if len(s) > maxCacheBytes/64 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cur[s]; ok {
+		return
+	}
+	if c.cur == nil || c.size+len(s) > maxCacheBytes/2 {
+		c.old, c.cur, c.size = c.cur, make(map[string]scanResult, 1024), 0
+	}
+	c.cur[strings.Clone(s)] = r
+	c.size += len(s)
 }

@@ -238,3 +238,41 @@ func TestE2EForeignKeyring(t *testing.T) {
 		t.Errorf("serve with a foreign keyring:\n%s", r)
 	}
 }
+
+// TestE2ERetention runs the retention job from the CLI on a data folder
+// and checks what it erased and what a hold kept.
+func TestE2ERetention(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("privacy:\n  retention:\n    - {content: 30d}\n    - {tenant: keepall, content: forever}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir, "--config", cfg)
+	old := time.Now().Add(-40 * 24 * time.Hour).UTC().Format(time.RFC3339Nano)
+	var recs []any
+	for i, tenant := range []string{"acme", "acme", "keepall"} {
+		r := testRecord(newID(), i, true)
+		r["tenant"], r["time"], r["session_id"] = tenant, old, fmt.Sprintf("old-%d", i)
+		recs = append(recs, r)
+	}
+	recs = append(recs, testRecord(newID(), 9, true)) // recent
+	body, _ := json.Marshal(recs)
+	res := mustPost(t, s.url, body, len(recs))
+	if code := s.stop(); code != 0 {
+		t.Fatalf("server exit %d", code)
+	}
+	r := runCLI(t, nil, 60*time.Second, "hold", "add", "--data", dir, "--scope", "tenant=acme,session=old-1", "--reason", "audit")
+	if r.code != 0 {
+		t.Fatalf("hold add:\n%s", r)
+	}
+	r = runCLI(t, nil, 60*time.Second, "retention", "run", "--data", dir, "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "1 erasure records appended, 1 data keys destroyed") || !strings.Contains(r.stdout, "1 expired keys kept under legal hold") {
+		t.Fatalf("retention run:\n%s", r)
+	}
+	s = startServer(t, dir, "--config", cfg)
+	for i, erased := range []bool{true, false, false, false} {
+		if c := readContent(t, s.url, res[i].Seq); (c.ErasedBy != nil) != erased {
+			t.Errorf("record %d: erased %v, want %v", i, c.ErasedBy != nil, erased)
+		}
+	}
+}

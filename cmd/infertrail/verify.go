@@ -137,6 +137,9 @@ func printReport(w io.Writer, rep ledger.Report, d time.Duration) {
 	for _, by := range slices.Sorted(maps.Keys(rep.ErasedBy)) {
 		fmt.Fprintf(w, "Content of %d records erased by record %d (crypto-shredded; their leaves and proofs verify).\n", rep.ErasedBy[by], by)
 	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(w, "Content of %d records is committed but was not stored (capture profile minimal).\n", rep.Omitted)
+	}
 	if rep.Sealed > 0 {
 		fmt.Fprintf(w, "Content of %d records is encrypted and was not checked: no key-encryption key.\n", rep.Sealed)
 	}

@@ -74,8 +74,11 @@ func keyWhere(f infertrail.KeyFilter) (string, []any) {
 		conds = append(conds, "tenant = "+arg(f.Tenant))
 	}
 	if f.ScopePrefix != "" {
-		// A range on the scope index; scope's "C" collation compares bytes.
+		// scope's "C" collation compares bytes.
 		conds = append(conds, "scope >= "+arg(f.ScopePrefix)+" AND scope < "+arg(prefixEnd(f.ScopePrefix)))
+	}
+	if !f.IDFrom.IsZero() {
+		conds = append(conds, "id >= "+arg(f.IDFrom[:]))
 	}
 	if f.Kind != "" {
 		conds = append(conds, "kind = "+arg(string(f.Kind)))

@@ -55,8 +55,11 @@ func keyWhere(f infertrail.KeyFilter) (string, []any) {
 		conds, args = append(conds, "tenant = ?"), append(args, f.Tenant)
 	}
 	if f.ScopePrefix != "" {
-		// A range on the scope index; SQLite compares text bytewise.
+		// SQLite compares text bytewise.
 		conds, args = append(conds, "scope >= ? AND scope < ?"), append(args, f.ScopePrefix, prefixEnd(f.ScopePrefix))
+	}
+	if !f.IDFrom.IsZero() {
+		conds, args = append(conds, "id >= ?"), append(args, f.IDFrom[:])
 	}
 	if f.Kind != "" {
 		conds, args = append(conds, "kind = ?"), append(args, string(f.Kind))

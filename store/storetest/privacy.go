@@ -116,6 +116,9 @@ func testKeysScan(t *testing.T, s infertrail.Store) {
 		return out
 	}
 	base := keys[0].Period
+	sorted := slices.Clone(keys)
+	slices.SortFunc(sorted, func(a, b infertrail.DataKey) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	mid := sorted[len(sorted)/2].ID
 	for _, tc := range []struct {
 		name string
 		f    infertrail.KeyFilter
@@ -128,6 +131,9 @@ func testKeysScan(t *testing.T, s infertrail.Store) {
 		{"prefix", infertrail.KeyFilter{ScopePrefix: "tenant=acme,session=s1"}, func(i int, _ infertrail.DataKey) bool { return i == 10 }},
 		{"prefix-tenant", infertrail.KeyFilter{ScopePrefix: "tenant=acme,"}, func(_ int, k infertrail.DataKey) bool { return k.Tenant == "acme" }},
 		{"not-kek", infertrail.KeyFilter{NotKEK: "kek-test"}, func(i int, _ infertrail.DataKey) bool { return i == 5 }},
+		{"id-from", infertrail.KeyFilter{Tenant: "acme", IDFrom: mid}, func(_ int, k infertrail.DataKey) bool {
+			return k.Tenant == "acme" && bytes.Compare(k.ID[:], mid[:]) >= 0
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, w := scan(tc.f, infertrail.KeyID{}), want(tc.keep)

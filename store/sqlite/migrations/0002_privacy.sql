@@ -18,7 +18,11 @@ CREATE TABLE data_keys (
 	wrapped   BLOB,
 	erased_by INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX data_keys_scope ON data_keys (scope);
+-- Erasures find a scope's keys by tenant (and, for keys created while they
+-- run, by id, which starts with the creation time). No index on scope: its
+-- values are random, and an index on them dirtied a random page per new
+-- key on the one write path (measured: -25% ingest with a session per record).
+CREATE INDEX data_keys_tenant ON data_keys (tenant, id);
 CREATE INDEX data_keys_period ON data_keys (period) WHERE erased_by IS NULL;
 
 -- Erasures committed so far; other writers sharing the database compare it

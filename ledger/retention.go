@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/infertrail/infertrail"
@@ -95,83 +96,88 @@ func (l *Log) Expire(ctx context.Context, rules []RetentionRule, now time.Time, 
 		return out, nil
 	}
 	// A key covers one UTC day: its content is expired once the day's end
-	// plus the retention is past.
+	// plus the retention is past. The keys are found without the log's write
+	// lock (this reads every live key older than the shortest retention);
+	// each erasure then takes the lock for a chunk of them only.
 	type group struct {
 		tenant string
 		kind   infertrail.Kind
 	}
-	cutoffs := map[group]int64{}
+	type expiring struct {
+		id    infertrail.KeyID
+		scope infertrail.Scope
+	}
+	found := map[group][]expiring{}
 	var order []group
 	err := l.store.ScanKeys(ctx, infertrail.KeyFilter{Live: true, PeriodBefore: cutoff(now, shortest)}, infertrail.KeyID{}, func(k *infertrail.DataKey) error {
-		g := group{k.Tenant, k.Kind}
-		if _, ok := cutoffs[g]; ok {
-			return nil
-		}
 		r, ok := rule(rules, k.Tenant, k.Kind)
-		if !ok {
-			cutoffs[g] = 0
+		if !ok || k.Period >= cutoff(now, r.Content) {
 			return nil
 		}
-		cutoffs[g] = cutoff(now, r.Content)
-		order = append(order, g)
+		g := group{k.Tenant, k.Kind}
+		if _, seen := found[g]; !seen {
+			order = append(order, g)
+		}
+		found[g] = append(found[g], expiring{k.ID, k.Scope})
 		return nil
 	})
 	if err != nil {
 		return out, fmt.Errorf("expire content: %w", err)
 	}
 	for _, g := range order {
-		before := cutoffs[g]
 		r, _ := rule(rules, g.tenant, g.kind)
 		var b infertrail.ScopeBuilder
 		b.Add("tenant", g.tenant)
 		attrs := map[string]any{
 			"erasure.scope":   string(b.Scope()),
 			"erasure.kind":    string(g.kind),
-			"erasure.before":  time.Unix(before, 0).UTC().Format(time.RFC3339),
+			"erasure.before":  time.Unix(cutoff(now, r.Content), 0).UTC().Format(time.RFC3339),
 			"erasure.reason":  fmt.Sprintf("retention: %s content is kept %s", g.kind, formatDays(r.Content)),
 			"erasure.trigger": "retention",
 		}
-		held := 0
-		res, err := l.erase(ctx, g.tenant, infertrail.Actor{ID: "infertrail:retention", Type: "service"}, retentionSource, attrs,
-			func(ctx context.Context, tx infertrail.AppendTx) ([]infertrail.KeyID, error) {
-				ks, err := tx.Keys(ctx, infertrail.KeyFilter{Tenant: g.tenant, Kind: g.kind, PeriodBefore: before, Live: true})
-				if err != nil {
-					return nil, err
-				}
-				holds, err := tx.Holds(ctx, g.tenant)
-				if err != nil {
-					return nil, err
-				}
-				held = 0
-				var ids []infertrail.KeyID
-			keys:
-				for _, k := range ks {
-					for _, h := range holds {
-						if h.Scope.Covers(k.Scope) {
-							held++
-							continue keys
-						}
+		for chunk := range slices.Chunk(found[g], maxExpireKeys) {
+			held := 0
+			res, err := l.erase(ctx, g.tenant, infertrail.Actor{ID: "infertrail:retention", Type: "service"}, retentionSource, attrs,
+				func(ctx context.Context, tx infertrail.AppendTx) ([]infertrail.KeyID, error) {
+					holds, err := tx.Holds(ctx, g.tenant)
+					if err != nil {
+						return nil, err
 					}
-					ids = append(ids, k.ID)
-				}
-				return ids, nil
-			})
-		out.Held += held
-		if errors.Is(err, errNothingToErase) {
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("expire %s content of tenant %q: %w", g.kind, g.tenant, err)
-		}
-		out.Erasures++
-		out.Keys += res.Keys
-		out.Blobs += res.Blobs
-		if progress != nil {
-			progress(out)
+					held = 0
+					ids := make([]infertrail.KeyID, 0, len(chunk))
+				keys:
+					for _, k := range chunk {
+						for _, h := range holds {
+							if h.Scope.Covers(k.scope) {
+								held++
+								continue keys
+							}
+						}
+						ids = append(ids, k.id)
+					}
+					return ids, nil
+				})
+			out.Held += held
+			if errors.Is(err, errNothingToErase) {
+				continue
+			}
+			if err != nil {
+				return out, fmt.Errorf("expire %s content of tenant %q: %w", g.kind, g.tenant, err)
+			}
+			out.Erasures++
+			out.Keys += res.Keys
+			out.Blobs += res.Blobs
+			if progress != nil {
+				progress(out)
+			}
 		}
 	}
 	return out, nil
 }
+
+// maxExpireKeys bounds the keys one retention erasure destroys, and so how
+// long it holds the log's write lock.
+const maxExpireKeys = 10000
 
 // cutoff returns the period before which keys are expired at now under a
 // retention of d: a key's day must have ended d before now.

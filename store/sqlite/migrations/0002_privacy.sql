@@ -23,7 +23,9 @@ CREATE TABLE data_keys (
 -- values are random, and an index on them dirtied a random page per new
 -- key on the one write path (measured: -25% ingest with a session per record).
 CREATE INDEX data_keys_tenant ON data_keys (tenant, id);
-CREATE INDEX data_keys_period ON data_keys (period) WHERE erased_by IS NULL;
+-- Retention reads every live key in the background, without the write lock,
+-- rather than keep an index on period up to date on the write path
+-- (measured: +3% ingest without it).
 
 -- Erasures committed so far; other writers sharing the database compare it
 -- to drop data keys they hold in memory that were erased.

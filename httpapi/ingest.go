@@ -11,6 +11,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/redact"
 )
 
 var errUnsupportedMedia = errors.New("unsupported media type")
@@ -55,6 +56,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	subs := make([]ledger.Submission, len(recs))
 	for i, rec := range recs {
+		for _, a := range []string{redact.ProfileAttribute, redact.FindingsAttribute} {
+			if _, ok := rec.Attributes[a]; ok {
+				s.writeError(w, r, &infertrail.FieldError{Record: i, Field: fmt.Sprintf("attributes[%q]", a),
+					Reason: "reserved: the server sets it", Err: infertrail.ErrInvalid})
+				return
+			}
+		}
 		rec.ReceivedTime = received
 		rec.Source = "ingest"
 		subs[i] = ledger.Submission{Record: rec, Raw: raws[i]}

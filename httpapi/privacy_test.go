@@ -129,3 +129,16 @@ func TestFingerprintAPI(t *testing.T) {
 	resp, b = s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{}`))
 	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "credential")
 }
+
+// TestIngestReservedAttributes refuses attributes only the server sets.
+func TestIngestReservedAttributes(t *testing.T) {
+	s := newTestServer(t, nil)
+	for _, a := range []string{"capture.profile", "redaction.findings"} {
+		rec := strings.Replace(testRecord(1), `"n":1`, `"n":1,"`+a+`":"forensic"`, 1)
+		resp, b := s.post(t, "application/json", "["+testRecord(0)+","+rec+"]")
+		wantError(t, resp, b, http.StatusBadRequest, "invalid", 1, `attributes["`+a+`"]`)
+	}
+	if n := s.size(t); n != 0 {
+		t.Errorf("%d records stored from refused batches", n)
+	}
+}

@@ -24,6 +24,14 @@ const (
 	Forensic Profile = "forensic"
 )
 
+// ProfileAttribute is the record attribute through which a capture path
+// (an LLM gateway route) chooses the profile of its records. Native ingest
+// refuses it from clients.
+const ProfileAttribute = "capture.profile"
+
+// FindingsAttribute is the record attribute that lists what redaction found.
+const FindingsAttribute = "redaction.findings"
+
 // ParseProfile checks a profile name.
 func ParseProfile(s string) (Profile, error) {
 	switch p := Profile(s); p {
@@ -144,6 +152,17 @@ func (c *Capture) ProfileOf(tenant string) Profile {
 // action: never a value). It returns whether the content is to be stored.
 func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 	p := c.ProfileOf(r.Tenant)
+	if v, ok := r.Attributes[ProfileAttribute]; ok {
+		var name string
+		if err := json.Unmarshal(v, &name); err != nil {
+			return false, fmt.Errorf("attribute %s: %w", ProfileAttribute, infertrail.ErrInvalid)
+		}
+		rp, err := ParseProfile(name)
+		if err != nil {
+			return false, err
+		}
+		p = rp
+	}
 	red := c.standard
 	if p == Forensic {
 		red = c.forensic
@@ -199,13 +218,13 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 		if r.Attributes == nil {
 			r.Attributes = map[string]json.RawMessage{}
 		}
-		r.Attributes["redaction.findings"] = b
+		r.Attributes[FindingsAttribute] = b
 	}
 	if p != Standard {
 		if r.Attributes == nil {
 			r.Attributes = map[string]json.RawMessage{}
 		}
-		r.Attributes["capture.profile"] = infertrail.AppendString(nil, string(p))
+		r.Attributes[ProfileAttribute] = infertrail.AppendString(nil, string(p))
 	}
 	return p != Minimal, nil
 }

@@ -116,3 +116,21 @@ func TestScanCache(t *testing.T) {
 		t.Errorf("not redacted: %s", first)
 	}
 }
+
+// TestCaptureRouteProfile honours the profile a capture path asks for.
+func TestCaptureRouteProfile(t *testing.T) {
+	c, err := redact.NewCapture(redact.CaptureConfig{Redaction: redact.Config{FingerprintSecret: bytes.Repeat([]byte{1}, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := captureRecord("std")
+	r.Attributes[redact.ProfileAttribute] = []byte(`"minimal"`)
+	if store, err := c.Apply(r); err != nil || store {
+		t.Errorf("minimal route: store %v, %v", store, err)
+	}
+	r = captureRecord("std")
+	r.Attributes[redact.ProfileAttribute] = []byte(`"lavish"`)
+	if _, err := c.Apply(r); !errors.Is(err, infertrail.ErrInvalid) {
+		t.Errorf("unknown route profile: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/redact"
 )
 
 type ctxKey struct{}
@@ -263,7 +264,7 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	ex.stream = mt == "text/event-stream"
 	c := &capture{ex: ex, body: resp.Body, rec: rt.p.NewResponse(rt.ep, &ex.call, g.cfg.MaxCaptureBytes),
-		limit: g.cfg.MaxCaptureBytes, hash: sha256.New()}
+		limit: g.cfg.MaxCaptureBytes, hash: sha256.New(), keepRaw: ex.stream && rt.up.Profile == string(redact.Forensic)}
 	switch enc := strings.ToLower(resp.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 		if ex.stream {
@@ -360,9 +361,13 @@ type capture struct {
 	undecodable string
 	hash        hash.Hash
 	n           int64
-	idle        *time.Timer
-	trailer     http.Header
-	respSeq     int64
+	// keepRaw keeps the stream's bytes as sent (forensic routes).
+	keepRaw   bool
+	rawStream []byte
+	rawOver   bool
+	idle      *time.Timer
+	trailer   http.Header
+	respSeq   int64
 }
 
 func (c *capture) Read(p []byte) (int, error) {
@@ -400,6 +405,11 @@ func (c *capture) observe(b []byte) {
 	c.n += int64(len(b))
 	c.idle.Reset(c.ex.rt.up.IdleTimeout)
 	c.hash.Write(b)
+	if c.keepRaw && !c.rawOver {
+		n := min(len(b), c.limit-len(c.rawStream))
+		c.rawStream = append(c.rawStream, b[:n]...)
+		c.rawOver = n < len(b)
+	}
 	if c.sse != nil {
 		c.sse.feed(b)
 		return
@@ -521,11 +531,15 @@ func (ex *exchange) finish(res Response, reason string, c *capture) (int64, erro
 }
 
 func (ex *exchange) baseRecord() *infertrail.Record {
-	return &infertrail.Record{
+	r := &infertrail.Record{
 		Kind: ex.rt.ep.Kind, Time: ex.start, Tenant: ex.id.tenant, Actor: ex.id.actor,
 		SessionID: ex.session, TraceID: ex.tc.traceID, SpanID: ex.tc.spanID, ParentSpanID: ex.tc.parentID,
 		Source: ex.rt.p.Name(), Attributes: map[string]json.RawMessage{},
 	}
+	if p := ex.rt.up.Profile; p != "" {
+		r.Attributes[redact.ProfileAttribute] = jsonString(p)
+	}
+	return r
 }
 
 func (ex *exchange) requestAttributes(r *infertrail.Record) {
@@ -688,6 +702,14 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 	}
 	if res.Error != nil {
 		content["error"] = res.Error
+	}
+	if c != nil && c.keepRaw && c.n > 0 {
+		// The stream as the client received it: SSE is text, so a JSON
+		// string holds it (invalid UTF-8, which SSE forbids, is replaced).
+		content["response.raw"] = jsonString(strings.ToValidUTF8(string(c.rawStream), "\uFFFD"))
+		if c.rawOver {
+			a["infertrail.response.raw_truncated"] = json.RawMessage("true")
+		}
 	}
 	if len(content) > 0 {
 		r.Content = content

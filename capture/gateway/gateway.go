@@ -101,6 +101,13 @@ type Upstream struct {
 	TLS *tls.Config
 	// Transport, if set, replaces the transport built from the settings above.
 	Transport http.RoundTripper
+	// Profile is the capture profile of this route's records ("minimal",
+	// "standard" or "forensic"; empty: the tenant's). It is written as the
+	// attribute capture.profile, which the log's capture step honours.
+	// "forensic" also keeps the raw bytes of every streamed response, as the
+	// client received them (up to MaxCaptureBytes), in the content field
+	// response.raw.
+	Profile string
 }
 
 // Config configures a Gateway. Zero values mean the documented defaults.
@@ -234,6 +241,11 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, errors.New("new gateway: an upstream has no Provider")
 		}
 		name := up.Provider.Name()
+		if up.Profile != "" {
+			if _, err := redact.ParseProfile(up.Profile); err != nil {
+				return nil, fmt.Errorf("new gateway: upstream %s: %w", name, err)
+			}
+		}
 		if seen[name] {
 			return nil, fmt.Errorf("new gateway: two upstreams for provider %q", name)
 		}

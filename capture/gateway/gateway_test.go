@@ -685,3 +685,43 @@ func TestRefusedRecordIsolated(t *testing.T) {
 		t.Errorf("%d records with refused attributes, want 1", refused)
 	}
 }
+
+// TestForensicRoute keeps the raw stream of a forensic route, byte for
+// byte as the client received it, and marks its records' profile.
+func TestForensicRoute(t *testing.T) {
+	up := newUpstream(t, sseUpstream(3, nil, true))
+	rig := newRig(t, up, func(c *gateway.Config) {
+		c.Upstreams[0].Profile = "forensic"
+		c.MaxCaptureBytes = 40 // the raw stream (52 bytes) is cut: its first events are kept
+	})
+	resp := rig.post(t, t.Context(), `{"model":"m","stream":true}`, nil)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	recs := rig.records(t)
+	res := recs[1]
+	if res.Attr("capture.profile") != "forensic" || recs[0].Attr("capture.profile") != "forensic" {
+		t.Errorf("profile attributes %v / %v", recs[0].Attr("capture.profile"), res.Attr("capture.profile"))
+	}
+	var prefix string
+	json.Unmarshal(res.Content["response.raw"], &prefix)
+	if prefix == "" || !strings.HasPrefix(string(got), prefix) || len(prefix) > 40 || res.Attr("infertrail.response.raw_truncated") != true {
+		t.Errorf("a raw stream over the limit: %q, truncated %v; want a prefix of %q", prefix, res.Attr("infertrail.response.raw_truncated"), got)
+	}
+
+	rig = newRig(t, up, func(c *gateway.Config) { c.Upstreams[0].Profile = "forensic" })
+	resp = rig.post(t, t.Context(), `{"model":"m","stream":true}`, nil)
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	res = rig.records(t)[1]
+	var raw string
+	if err := json.Unmarshal(res.Content["response.raw"], &raw); err != nil || raw != string(got) {
+		t.Errorf("response.raw = %q (%v), want what the client got: %q", raw, err, got)
+	}
+	if string(res.Content["response"]) != `{"text":"chunk0chunk1chunk2"}` {
+		t.Errorf("rebuilt response %s", res.Content["response"])
+	}
+	if _, err := gateway.New(gateway.Config{Recorder: rig.trail.Log, Secret: gatewaytest.Secret,
+		Upstreams: []gateway.Upstream{{Provider: echo{}, BaseURL: up.URL, Profile: "everything"}}}); err == nil {
+		t.Error("an unknown profile was accepted")
+	}
+}

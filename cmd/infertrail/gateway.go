@@ -36,6 +36,9 @@ type upstreamConfig struct {
 	Timeout               time.Duration `yaml:"timeout"`
 	CAFile                string        `yaml:"ca_file"` // PEM roots to trust instead of the system's
 	InsecureSkipVerify    bool          `yaml:"insecure_skip_verify"`
+	// Profile is the capture profile of the route's records (minimal,
+	// standard or forensic; default: the tenant's).
+	Profile string `yaml:"profile"`
 }
 
 // virtualKeyConfig is one virtual key. Key and the upstream keys are
@@ -98,7 +101,7 @@ func (c *gatewayConfig) upstreams() ([]gateway.Upstream, error) {
 		up := gateway.Upstream{
 			Provider: u.p, BaseURL: u.cfg.URL,
 			ConnectTimeout: u.cfg.ConnectTimeout, ResponseHeaderTimeout: u.cfg.ResponseHeaderTimeout,
-			IdleTimeout: u.cfg.IdleTimeout, Timeout: u.cfg.Timeout,
+			IdleTimeout: u.cfg.IdleTimeout, Timeout: u.cfg.Timeout, Profile: u.cfg.Profile,
 		}
 		if up.BaseURL == "" {
 			up.BaseURL = u.def

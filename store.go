@@ -50,8 +50,13 @@ type ContentRef struct {
 // SaltSize is the size in bytes of a content commitment's salt.
 const SaltSize = 16
 
-// BlobID names a content blob: a keyed hash of its plain bytes, so that equal
-// content is stored once without a plain hash of it ever being stored.
+// BlobID names a content blob. A blob encrypted under a data key has an id
+// that starts with the key's 16-byte id, followed by 16 bytes of a keyed
+// hash of its plain bytes: equal content is stored once per key without a
+// plain hash of it ever being stored, a key's blobs are one range of ids
+// (which is how an erasure finds them), and new blobs, whose keys are new,
+// go at the end of the id index. A blob stored before encryption has an id
+// that is the whole keyed hash.
 type BlobID [32]byte
 
 // Codec says how a blob's Data is encoded.
@@ -147,8 +152,8 @@ type AppendTx interface {
 	Holds(ctx context.Context, tenant string) ([]Hold, error)
 	// Erase crypto-shreds the keys with the given ids: it destroys their
 	// wrapped forms, marks them erased by the record with sequence number
-	// by, and deletes the blobs encrypted under them, so that no copy is left
-	// in the live database. It returns how many blobs it deleted. Keys already
+	// by, and deletes the blobs encrypted under them (the blobs whose ids
+	// start with the key's id), so that no copy is left in the live database. It returns how many blobs it deleted. Keys already
 	// erased are left as they are.
 	Erase(ctx context.Context, ids []KeyID, by int64) (int64, error)
 	// Commit makes everything appended durable: once Commit returns nil, a

@@ -145,14 +145,19 @@ func (s *sealer) seal(ctx context.Context, r *infertrail.Record, raw []byte, sto
 			}
 			ref.Blobs = make([]infertrail.BlobID, len(parts))
 			for j, part := range parts {
-				// Blob ids are keyed and name the data key, so equal
-				// content is stored once per key, and erasing a key
-				// leaves nothing shared with another scope.
+				// A blob id is the data key's id and a keyed hash of the
+				// content: equal content is stored once per key, erasing a
+				// key leaves nothing shared with another scope, and a
+				// key's blobs are one range of the id index, at its end
+				// (random ids measured 1.7x slower ingest).
 				kh.blob.Reset()
 				kh.blob.Write(key.key.ID[:])
 				kh.blob.Write(part)
+				var sum [sha256.Size]byte
+				kh.blob.Sum(sum[:0])
 				var id infertrail.BlobID
-				kh.blob.Sum(id[:0])
+				copy(id[:16], key.key.ID[:])
+				copy(id[16:], sum[:16])
 				ref.Blobs[j] = id
 				if !s.stored.has(id) {
 					out.blobs = append(out.blobs, s.blob(id, key, part))

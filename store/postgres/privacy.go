@@ -210,16 +210,17 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	// ARRAY(SELECT …) is computed once, before the DELETE scans, so each
-	// partition is probed through its blobs_key index.
+	// An encrypted blob's id starts with its key's id: each erased key's
+	// blobs are one range of every partition's primary key.
 	var blobs int64
 	err := t.tx.QueryRow(ctx, `WITH erased AS (
 			UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = $2
 			WHERE id = ANY($1) AND erased_by IS NULL
 			RETURNING id),
 		deleted AS (
-			DELETE FROM blobs WHERE key_id = ANY(ARRAY(SELECT id FROM erased))
-			RETURNING id),
+			DELETE FROM blobs b USING erased e
+			WHERE b.id > e.id AND b.id <= e.id || '\xffffffffffffffffffffffffffffffff'::bytea
+			RETURNING b.id),
 		counted AS (
 			UPDATE log_head SET erasures = erasures + 1
 			WHERE id AND EXISTS (SELECT FROM erased))

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -160,7 +161,8 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue
 		}
-		res, err = t.tx.ExecContext(ctx, `DELETE FROM blobs WHERE key_id = ?`, id[:])
+		lo, hi := keyBlobRange(id)
+		res, err = t.tx.ExecContext(ctx, `DELETE FROM blobs WHERE id BETWEEN ? AND ?`, lo, hi)
 		if err != nil {
 			t.failed = err
 			return 0, fmt.Errorf("erase content of key %x: %w", id[:4], err)
@@ -333,4 +335,11 @@ func queryHolds(ctx context.Context, q querier, tenant string, active bool) ([]i
 		return nil, fmt.Errorf("read holds: %w", err)
 	}
 	return out, nil
+}
+
+// keyBlobRange returns the least and the greatest blob id of a key's blobs.
+func keyBlobRange(k infertrail.KeyID) ([]byte, []byte) {
+	lo := append(k[:len(k):len(k)], make([]byte, 16)...)
+	hi := append(k[:len(k):len(k)], bytes.Repeat([]byte{0xff}, 16)...)
+	return lo, hi
 }

@@ -225,6 +225,9 @@ func MakeEntry(n int) (infertrail.Entry, []infertrail.Blob) {
 	blob := func(id [32]byte, key infertrail.KeyID) infertrail.BlobID {
 		var b infertrail.Blob
 		b.ID = id
+		if !key.IsZero() {
+			copy(b.ID[:16], key[:]) // an encrypted blob's id starts with its key's
+		}
 		b.Key = key
 		b.Codec = infertrail.Codec(id[0] % 2)
 		b.Data = bytes.Repeat(id[:], 1+int(id[1]%6))

@@ -3,14 +3,8 @@
 -- Adding a nullable column to the partitioned parent adds it to every
 -- partition without rewriting any; partitions created later copy it (LIKE).
 ALTER TABLE blobs ADD COLUMN key_id bytea;
-
--- An index on the parent is built on every partition now, and on every
--- partition attached later (ATTACH PARTITION builds a missing one), so an
--- erasure's DELETE … WHERE key_id = ANY(…) probes one index per period
--- kept. Partial: content stored before encryption is never erased by key.
--- Building it reads every blob partition's heap once (not the TOASTed
--- data), under a SHARE lock that holds appends back while it runs.
-CREATE INDEX blobs_key ON blobs (key_id) WHERE key_id IS NOT NULL;
+-- No index on key_id: an encrypted blob's id starts with its key's id, so
+-- an erasure deletes a range of each partition's primary key.
 
 -- Data keys, wrapped by a key-encryption key kept outside the database.
 -- Erasing a key sets wrapped and kek to NULL and erased_by to the sequence

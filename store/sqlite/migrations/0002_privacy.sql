@@ -1,7 +1,8 @@
 -- Content encryption and crypto-shredding. A blob's key_id names the data
--- key it is sealed under; NULL marks a blob stored before encryption.
+-- key it is sealed under; NULL marks a blob stored before encryption. No
+-- index on it: an encrypted blob's id starts with its key's id, so an
+-- erasure deletes a range of the id index.
 ALTER TABLE blobs ADD COLUMN key_id BLOB;
-CREATE INDEX blobs_key ON blobs (key_id) WHERE key_id IS NOT NULL;
 
 -- Data keys, wrapped by a key-encryption key kept outside the database.
 -- Erasing a key sets wrapped and kek to NULL and erased_by to the sequence

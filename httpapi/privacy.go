@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/infertrail/infertrail"
@@ -177,12 +179,42 @@ func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
 
 type fingerprintRequest struct {
 	Credential string `json:"credential"`
+	// Before, when set, continues an earlier answer's scan below this
+	// sequence number (its next_before).
+	Before *int64 `json:"before,omitempty"`
 }
 
+type credentialUse struct {
+	Seq    int64  `json:"seq"`
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant"`
+	Time   string `json:"time"`
+}
+
+type fingerprintResponse struct {
+	Fingerprint string          `json:"fingerprint"`
+	Uses        []credentialUse `json:"uses"`
+	// The records scanned: [scanned_from, scanned_to).
+	ScannedFrom int64 `json:"scanned_from"`
+	ScannedTo   int64 `json:"scanned_to"`
+	// NextBefore is set when older records remain to be scanned.
+	NextBefore *int64 `json:"next_before,omitempty"`
+}
+
+// fingerprintScan is how many records one fingerprint request scans, newest
+// first; maxUses bounds the uses it lists.
+const (
+	fingerprintScan = 200_000
+	maxUses         = 1000
+)
+
 // fingerprint answers the keyed fingerprint of a credential, as records
-// carry it (actor.credential_fingerprint, and redacted content), so an
-// investigator can find the credential's uses without the trail holding
-// it. The request is recorded with the fingerprint, never the credential.
+// carry it (actor.credential_fingerprint, and redacted content), and the
+// records whose metadata carries it, scanning the log from the newest
+// record back (fingerprintScan records a request; next_before continues).
+// The trail never holds the credential: the request is recorded with the
+// fingerprint only.
 func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 	var req fingerprintRequest
 	actor, err := s.admin(r, &req)
@@ -199,18 +231,46 @@ func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := s.cfg.Fingerprinter.Of(req.Credential)
-	tenant := r.URL.Query().Get("tenant")
-	if tenant == "" {
-		tenant = infertrail.DefaultTenant
+	size, err := s.log.Store().TreeSize(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: tenant, Source: "api", Actor: actor,
+	to := size
+	if req.Before != nil {
+		if *req.Before < 0 {
+			s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "before", Reason: "negative", Err: infertrail.ErrInvalid})
+			return
+		}
+		to = min(*req.Before, size)
+	}
+	from := max(0, to-fingerprintScan)
+	resp := fingerprintResponse{Fingerprint: fp, Uses: []credentialUse{}, ScannedFrom: from, ScannedTo: to}
+	needle := []byte(fp)
+	err = s.log.Store().Entries(r.Context(), from, to, func(e *infertrail.Entry) error {
+		if len(resp.Uses) < maxUses && bytes.Contains(e.Leaf, needle) {
+			resp.Uses = append(resp.Uses, credentialUse{Seq: e.Seq, ID: e.ID.String(), Kind: string(e.Kind), Tenant: e.Tenant,
+				Time: time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano)})
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	slices.Reverse(resp.Uses) // newest first
+	if from > 0 {
+		resp.NextBefore = &from
+	}
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: infertrail.DefaultTenant, Source: "api", Actor: actor,
 		Attributes: map[string]json.RawMessage{
 			"access.action":      jsonString("fingerprint"),
 			"access.fingerprint": jsonString(fp),
+			"access.uses":        json.RawMessage(strconv.Itoa(len(resp.Uses))),
 		}}
 	if _, err := s.log.Record(r.Context(), rec); err != nil {
 		s.writeError(w, r, fmt.Errorf("record access: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"fingerprint": fp})
+	writeJSON(w, http.StatusOK, resp)
 }

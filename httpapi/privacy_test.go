@@ -114,20 +114,44 @@ func TestFingerprintAPI(t *testing.T) {
 	s := newTestServer(t, nil)
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	const cred = "sk-proj-planted-credential-0123456789"
-	resp, b := s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{"credential":"`+cred+`"}`))
-	var out struct{ Fingerprint string }
-	json.Unmarshal(b, &out)
 	fp, _ := redact.NewFingerprinter(bytes.Repeat([]byte{7}, 32))
-	if resp.StatusCode != 200 || out.Fingerprint != fp.Of(cred) {
-		t.Fatalf("POST /v1/fingerprints = %d %s, want %s", resp.StatusCode, b, fp.Of(cred))
+	// Two records made with the credential, one without.
+	var recs []string
+	for i := range 3 {
+		r := testRecord(i)
+		if i != 1 {
+			r = strings.Replace(r, `"tenant":"acme",`, `"tenant":"acme","actor":{"id":"agent:x","credential_fingerprint":"`+fp.Of(cred)+`"},`, 1)
+		}
+		recs = append(recs, r)
 	}
-	// The request is recorded with the fingerprint, not the credential.
-	leaves := s.leaves(t)
-	if len(leaves) != 1 || !strings.Contains(string(leaves[0]), out.Fingerprint) || strings.Contains(string(leaves[0]), cred) {
-		t.Errorf("access record: %q", leaves)
+	s.ingest(t, "application/json", "["+strings.Join(recs, ",")+"]")
+
+	resp, b := s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{"credential":"`+cred+`"}`))
+	var out struct {
+		Fingerprint string
+		Uses        []struct{ Seq int64 }
+		NextBefore  *int64 `json:"next_before"`
+	}
+	json.Unmarshal(b, &out)
+	if resp.StatusCode != 200 || out.Fingerprint != fp.Of(cred) || len(out.Uses) != 2 || out.Uses[0].Seq != 2 || out.Uses[1].Seq != 0 || out.NextBefore != nil {
+		t.Fatalf("POST /v1/fingerprints = %d %s; want %s used by records 2 and 0", resp.StatusCode, b, fp.Of(cred))
+	}
+	// Continue below a sequence number.
+	resp, b = s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{"credential":"`+cred+`","before":1}`))
+	json.Unmarshal(b, &out)
+	if resp.StatusCode != 200 || len(out.Uses) != 1 || out.Uses[0].Seq != 0 {
+		t.Errorf("before 1: %s", b)
+	}
+	// The requests are recorded with the fingerprint, never the credential.
+	for _, leaf := range s.leaves(t) {
+		if strings.Contains(string(leaf), cred) {
+			t.Errorf("the credential is in a record: %s", leaf)
+		}
 	}
 	resp, b = s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{}`))
 	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "credential")
+	resp, b = s.do(t, "POST", "/v1/fingerprints", jsonHeader, []byte(`{"credential":"x","before":-1}`))
+	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "before")
 }
 
 // TestIngestReservedAttributes refuses attributes only the server sets.

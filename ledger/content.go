@@ -37,10 +37,9 @@ type writeKeyName struct {
 type writeKeys struct {
 	kek    keys.KEK
 	fields []string
-	limit  int
 
-	mu       sync.Mutex
-	cur, old map[writeKeyName]*writeKey
+	mu   sync.Mutex
+	keys generations[writeKeyName, *writeKey]
 }
 
 func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
@@ -50,7 +49,7 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 	if len(fields) == 1 && fields[0] == "tenant" {
 		// One scope per tenant: erasure by tenant only, and content shared
 		// across every session of the tenant is stored once.
-		return &writeKeys{kek: kek, limit: 1 << 14}, nil
+		return &writeKeys{kek: kek, keys: generations[writeKeyName, *writeKey]{limit: writeKeysLimit}}, nil
 	}
 	for i, f := range fields {
 		if !slices.Contains(infertrail.ScopeFields, f) {
@@ -67,7 +66,7 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 			sorted = append(sorted, f)
 		}
 	}
-	return &writeKeys{kek: kek, fields: sorted, limit: 1 << 14}, nil
+	return &writeKeys{kek: kek, fields: sorted, keys: generations[writeKeyName, *writeKey]{limit: writeKeysLimit}}, nil
 }
 
 // ScopeOf returns the erasure scope of r's content when scopes name fields.
@@ -99,14 +98,9 @@ func dayOf(t time.Time) int64 {
 func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*writeKey, error) {
 	name := writeKeyName{scope: ScopeOf(r, w.fields), kind: r.Kind, period: dayOf(r.Time)}
 	w.mu.Lock()
-	k := w.cur[name]
-	if k == nil {
-		if k = w.old[name]; k != nil {
-			w.put(name, k)
-		}
-	}
+	k, ok := w.keys.get(name)
 	w.mu.Unlock()
-	if k != nil {
+	if ok {
 		return k, nil
 	}
 	k, err := w.create(ctx, name, r.Tenant)
@@ -115,19 +109,16 @@ func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*write
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if other := w.cur[name]; other != nil {
+	if other, ok := w.keys.get(name); ok {
 		return other, nil // a concurrent call won; its key serves both
 	}
-	w.put(name, k)
+	w.keys.put(name, k, 1)
 	return k, nil
 }
 
-func (w *writeKeys) put(name writeKeyName, k *writeKey) {
-	if w.cur == nil || len(w.cur) >= w.limit {
-		w.old, w.cur = w.cur, make(map[writeKeyName]*writeKey, w.limit)
-	}
-	w.cur[name] = k
-}
+// writeKeysLimit is how many data keys a writer keeps at hand (twice that
+// at most).
+const writeKeysLimit = 1 << 14
 
 func (w *writeKeys) create(ctx context.Context, name writeKeyName, tenant string) (*writeKey, error) {
 	dek, err := keys.NewDataKey()
@@ -166,16 +157,10 @@ func (w *writeKeys) forget(ids []infertrail.KeyID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if ids == nil {
-		w.cur, w.old = nil, nil
+		w.keys.clear()
 		return
 	}
-	for _, m := range []map[writeKeyName]*writeKey{w.cur, w.old} {
-		for name, k := range m {
-			if slices.Contains(ids, k.key.ID) {
-				delete(m, name)
-			}
-		}
-	}
+	w.keys.deleteFunc(func(_ writeKeyName, k *writeKey) bool { return slices.Contains(ids, k.key.ID) })
 }
 
 // ContentReader decrypts stored content: it reads data keys from the store,
@@ -185,14 +170,14 @@ type ContentReader struct {
 	store infertrail.Store
 	kek   keys.KEK // nil: encrypted content cannot be opened
 
-	mu       sync.Mutex
-	cur, old map[infertrail.KeyID]*keys.Cipher
+	mu      sync.Mutex
+	ciphers generations[infertrail.KeyID, *keys.Cipher]
 }
 
 // NewContentReader returns a reader of s's content. With a nil kek, only
 // content stored before encryption can be read.
 func NewContentReader(s infertrail.Store, kek keys.KEK) *ContentReader {
-	return &ContentReader{store: s, kek: kek}
+	return &ContentReader{store: s, kek: kek, ciphers: generations[infertrail.KeyID, *keys.Cipher]{limit: 1 << 14}}
 }
 
 // keyState is what a reader knows of one data key.
@@ -219,7 +204,7 @@ func (c *ContentReader) keyStates(ctx context.Context, ids []infertrail.KeyID) (
 		if id.IsZero() {
 			continue
 		}
-		if ci := c.cached(id); ci != nil {
+		if ci, ok := c.ciphers.get(id); ok {
 			out[id] = keyState{cipher: ci, erasedBy: -1}
 		} else if !slices.Contains(need, id) {
 			need = append(need, id)
@@ -250,13 +235,6 @@ func (c *ContentReader) keyStates(ctx context.Context, ids []infertrail.KeyID) (
 	return out, nil
 }
 
-func (c *ContentReader) cached(id infertrail.KeyID) *keys.Cipher {
-	if ci := c.cur[id]; ci != nil {
-		return ci
-	}
-	return c.old[id]
-}
-
 func (c *ContentReader) open(ctx context.Context, k *infertrail.DataKey) (*keys.Cipher, error) {
 	dek, err := c.kek.Unwrap(ctx, k.Wrapped, k.ID[:])
 	if err != nil {
@@ -268,10 +246,7 @@ func (c *ContentReader) open(ctx context.Context, k *infertrail.DataKey) (*keys.
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur == nil || len(c.cur) >= 1<<14 {
-		c.old, c.cur = c.cur, make(map[infertrail.KeyID]*keys.Cipher, 64)
-	}
-	c.cur[k.ID] = ci
+	c.ciphers.put(k.ID, ci, 1)
 	return ci, nil
 }
 
@@ -280,8 +255,7 @@ func (c *ContentReader) forget(ids []infertrail.KeyID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
-		delete(c.cur, id)
-		delete(c.old, id)
+		c.ciphers.delete(id)
 	}
 }
 

@@ -34,24 +34,20 @@ type sealer struct {
 	packed          packCache // compressed forms of recent content, whatever its key
 }
 
-// blobSet remembers up to about 2·limit blob ids in two generations: when
-// the current one is full it becomes the old one. Agent traffic re-sends the
-// same system prompts, tool schemas and history in every request, so most
-// content elements are already stored; knowing it saves compressing them
-// again and writing them to the store's insert-or-ignore path.
+// blobSet remembers up to about 2·limit blob ids known to be committed.
+// Agent traffic re-sends the same system prompts, tool schemas and history
+// in every request, so most content elements are already stored; knowing it
+// saves compressing them again and writing them to the store's
+// insert-or-ignore path.
 type blobSet struct {
-	mu       sync.RWMutex
-	cur, old map[infertrail.BlobID]struct{}
-	limit    int
+	mu  sync.Mutex
+	ids generations[infertrail.BlobID, struct{}]
 }
 
 func (s *blobSet) has(id infertrail.BlobID) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if _, ok := s.cur[id]; ok {
-		return true
-	}
-	_, ok := s.old[id]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ids.get(id)
 	return ok
 }
 
@@ -60,10 +56,7 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		if s.cur == nil || len(s.cur) >= s.limit {
-			s.old, s.cur = s.cur, make(map[infertrail.BlobID]struct{}, s.limit)
-		}
-		s.cur[id] = struct{}{}
+		s.ids.put(id, struct{}{}, 1)
 	}
 }
 
@@ -82,7 +75,7 @@ func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 		macKey:  deriveKey(secret, "infertrail record mac v1"),
 		blobKey: deriveKey(secret, "infertrail blob id v1"),
 		enc:     enc,
-		stored:  blobSet{limit: 1 << 16},
+		stored:  blobSet{ids: generations[infertrail.BlobID, struct{}]{limit: 1 << 16}},
 	}
 	s.hmacs.New = func() any {
 		return &keyedHashes{mac: hmac.New(sha256.New, s.macKey), blob: hmac.New(sha256.New, s.blobKey)}
@@ -248,16 +241,18 @@ type packed struct {
 
 // packCache remembers the compressed form of recent content seen more than
 // once, keyed by the content itself, in two generations of at most
-// packCacheBytes/2 bytes each. It is safe for concurrent use.
+// packCacheBytes/2 bytes each. It is safe for concurrent use. (It indexes
+// its maps itself rather than use generations: m[string(b)] looks a []byte
+// up without copying it.)
 type packCache struct {
 	mu       sync.RWMutex
 	cur, old map[string]packed
 	size     int
 
-	seenMu        sync.Mutex
-	seen, seenOld map[uint64]struct{} // hashes of content seen, in two generations
-	seed          maphash.Seed
-	seedOnce      sync.Once
+	seenMu   sync.Mutex
+	seen     generations[uint64, struct{}] // hashes of content seen
+	seed     maphash.Seed
+	seedOnce sync.Once
 }
 
 // again reports whether content with plain's hash was seen before, and
@@ -267,16 +262,13 @@ func (c *packCache) again(plain []byte) bool {
 	h := maphash.Bytes(c.seed, plain)
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
-	if _, ok := c.seen[h]; ok {
+	if c.seen.limit == 0 {
+		c.seen.limit = 1 << 18
+	}
+	if _, ok := c.seen.get(h); ok {
 		return true
 	}
-	if _, ok := c.seenOld[h]; ok {
-		return true
-	}
-	if c.seen == nil || len(c.seen) >= 1<<18 {
-		c.seenOld, c.seen = c.seen, make(map[uint64]struct{}, 1024)
-	}
-	c.seen[h] = struct{}{}
+	c.seen.put(h, struct{}{}, 1)
 	return false
 }
 

@@ -1,0 +1,34 @@
+package ledger
+
+import "testing"
+
+func TestGenerations(t *testing.T) {
+	g := generations[int, string]{limit: 3}
+	for i := range 3 {
+		g.put(i, "v", 1)
+	}
+	g.put(3, "v", 1) // 0..2 become the old generation
+	if _, ok := g.get(0); !ok {
+		t.Fatal("an entry of the old generation is lost")
+	}
+	// 0 moved to the current generation with 3; 1 and 2 go with the next turn.
+	g.put(4, "v", 1)
+	g.put(5, "v", 1)
+	for k, want := range map[int]bool{0: true, 1: false, 2: false, 3: true, 4: true, 5: true} {
+		if _, ok := g.get(k); ok != want {
+			t.Errorf("get(%d) found %v, want %v", k, ok, want)
+		}
+	}
+	g.delete(3)
+	g.deleteFunc(func(k int, _ string) bool { return k == 4 })
+	if _, ok := g.get(3); ok {
+		t.Error("deleted entry found")
+	}
+	if _, ok := g.get(4); ok {
+		t.Error("entry deleted by deleteFunc found")
+	}
+	g.clear()
+	if _, ok := g.get(0); ok {
+		t.Error("entry found after clear")
+	}
+}

@@ -85,6 +85,10 @@ func TestE2EErase(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "not by user") {
 		t.Errorf("erase by a field content is not keyed by:\n%s", r)
 	}
+	r = cli("erase", "--data", dir, "--scope", "tenant=acme,session=no-such-session", "--reason", "request 12")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing was erased") {
+		t.Errorf("erase of a scope with no content:\n%s", r)
+	}
 	r = cli("verify", "--data", dir)
 	if r.code != 0 ||
 		!strings.Contains(r.stdout, fmt.Sprintf("Content of 2 records erased by record %s", m[1])) ||

@@ -367,6 +367,11 @@ func eraseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		out.Seq, out.Keys, out.Blobs = res.Seq, res.Keys, res.Blobs
 	}
+	if out.Keys == 0 {
+		fmt.Fprintf(stdout, "No stored content matched %s: nothing was erased.\n", *scope)
+		fmt.Fprintf(stdout, "Erasure record: %d (the request is recorded all the same).\n", out.Seq)
+		return nil
+	}
 	fmt.Fprintf(stdout, "Erased the content of %s: %d data keys destroyed, %d stored blobs deleted.\n", *scope, out.Keys, out.Blobs)
 	fmt.Fprintf(stdout, "Erasure record: %d. The log still verifies; the erased records' content reads as \"erased by record %d\".\n", out.Seq, out.Seq)
 	return nil

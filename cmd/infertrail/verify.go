@@ -135,13 +135,13 @@ func printReport(w io.Writer, rep ledger.Report, d time.Duration) {
 	}
 	fmt.Fprintln(w, ".")
 	for _, by := range slices.Sorted(maps.Keys(rep.ErasedBy)) {
-		fmt.Fprintf(w, "Content of %d records erased by record %d (crypto-shredded; their leaves and proofs verify).\n", rep.ErasedBy[by], by)
+		fmt.Fprintf(w, "Content of %s erased by record %d (crypto-shredded; leaves and proofs verify).\n", records(rep.ErasedBy[by]), by)
 	}
 	if rep.Omitted > 0 {
-		fmt.Fprintf(w, "Content of %d records is committed but was not stored (capture profile minimal).\n", rep.Omitted)
+		fmt.Fprintf(w, "Content of %s is committed but was not stored (capture profile minimal).\n", records(rep.Omitted))
 	}
 	if rep.Sealed > 0 {
-		fmt.Fprintf(w, "Content of %d records is encrypted and was not checked: no key-encryption key.\n", rep.Sealed)
+		fmt.Fprintf(w, "Content of %s is encrypted and was not checked: no key-encryption key.\n", records(rep.Sealed))
 	}
 }
 
@@ -198,4 +198,12 @@ func (p *progressPrinter) done() {
 	if p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// records says "1 record" or "N records".
+func records(n int64) string {
+	if n == 1 {
+		return "1 record"
+	}
+	return fmt.Sprintf("%d records", n)
 }

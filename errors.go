@@ -3,6 +3,7 @@ package infertrail
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors that callers branch on. Errors returned by this module wrap
@@ -22,7 +23,28 @@ var (
 	ErrPushback = errors.New("busy, retry later")
 	// ErrUnavailable means that the store cannot be reached right now.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrUnauthenticated means that a request carried no credential, or one
+	// that is unknown, expired or revoked (HTTP 401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden means that the caller is known but may not do what it
+	// asked, or not in that tenant (HTTP 403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrRateLimited means that the caller sent more requests than its rate
+	// limit allows (HTTP 429); a *RateLimitError says when to retry.
+	ErrRateLimited = errors.New("rate limited")
 )
+
+// RateLimitError is a request refused by a rate limit.
+type RateLimitError struct {
+	Limit      float64 // requests per second
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("more than %g requests per second; retry in %s", e.Limit, e.RetryAfter.Round(time.Millisecond))
+}
+
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
 // FieldError reports a problem with one field of one record of a batch.
 type FieldError struct {

@@ -94,6 +94,7 @@ type Store interface {
 	CheckpointStore
 	KeyStore
 	HoldStore
+	TokenStore
 	io.Closer
 }
 

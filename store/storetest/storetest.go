@@ -26,6 +26,11 @@
 //   - Rollback after Commit, and a second Rollback, return nil.
 //   - Append rejects entries whose Seq do not run on without gaps, and a
 //     hashes slice of the wrong length.
+//   - AddToken stores a token's roles sorted and without repeats, and
+//     refuses, with an error wrapping ErrInvalid, a token with an unknown
+//     role, a zero hash, or a rate limit that is negative, NaN or infinite.
+//   - RevokeToken refuses a time that is not positive (a Revoked of 0 means
+//     not revoked) with an error wrapping ErrInvalid.
 //   - Run closes each store it opens, once, when its subtest ends.
 //
 // The helpers (Sequencer, AppendEntries, AppendLeaves, MakeEntry, MakeBatch,
@@ -72,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 		{"Concurrent", testConcurrent},
 	}
 	tests = append(tests, privacyTests...)
+	tests = append(tests, tokenTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

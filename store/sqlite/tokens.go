@@ -1,0 +1,137 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/infertrail/infertrail"
+)
+
+// AddToken stores a new token, its roles sorted and without repeats.
+func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
+	roles, err := checkToken(t)
+	if err != nil {
+		return err
+	}
+	var revokedBy, revoked any
+	if t.Revoked != 0 {
+		revokedBy, revoked = t.RevokedBy, t.Revoked
+	}
+	_, err = db.writer.ExecContext(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID[:], t.Name, t.Tenant, roles, t.Hash[:], t.RateLimit, t.CreatedBy, t.Created, t.Expires, revokedBy, revoked)
+	var se *sqlite.Error
+	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		return fmt.Errorf("add token %v: the id or hash is taken: %w", t.ID, infertrail.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("add token %v: %w", t.ID, err)
+	}
+	return nil
+}
+
+// checkToken checks a token to be added and returns its roles column.
+func checkToken(t infertrail.Token) (string, error) {
+	switch {
+	case t.ID.IsZero():
+		return "", fmt.Errorf("add token: no id: %w", infertrail.ErrInvalid)
+	case t.Name == "":
+		return "", fmt.Errorf("add token %v: no name: %w", t.ID, infertrail.ErrInvalid)
+	case t.Tenant == "":
+		return "", fmt.Errorf("add token %v: no tenant: %w", t.ID, infertrail.ErrInvalid)
+	case len(t.Roles) == 0:
+		return "", fmt.Errorf("add token %v: no role: %w", t.ID, infertrail.ErrInvalid)
+	case t.Hash == [32]byte{}:
+		return "", fmt.Errorf("add token %v: no hash: %w", t.ID, infertrail.ErrInvalid)
+	case !(t.RateLimit >= 0) || math.IsInf(t.RateLimit, 1):
+		return "", fmt.Errorf("add token %v: rate limit %v is not a finite number >= 0: %w", t.ID, t.RateLimit, infertrail.ErrInvalid)
+	}
+	names := make([]string, len(t.Roles))
+	for i, r := range t.Roles {
+		if r.Permissions() == 0 {
+			return "", fmt.Errorf("add token %v: unknown role %q: %w", t.ID, r, infertrail.ErrInvalid)
+		}
+		names[i] = string(r)
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ","), nil
+}
+
+// TokenByHash returns the token with the hash, read from the database.
+func (db *DB) TokenByHash(ctx context.Context, hash [32]byte) (infertrail.Token, error) {
+	t, err := scanToken(db.readers.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return infertrail.Token{}, fmt.Errorf("read token: no token with this hash: %w", infertrail.ErrNotFound)
+	}
+	if err != nil {
+		return infertrail.Token{}, fmt.Errorf("read token: %w", err)
+	}
+	return t, nil
+}
+
+// RevokeToken marks a token revoked by by at time at (Unix nanoseconds,
+// which must be positive: a Revoked of 0 means not revoked).
+func (db *DB) RevokeToken(ctx context.Context, id infertrail.UUID, by string, at int64) error {
+	if at <= 0 {
+		return fmt.Errorf("revoke token %v: time %d is not positive: %w", id, at, infertrail.ErrInvalid)
+	}
+	res, err := db.writer.ExecContext(ctx, `UPDATE tokens SET revoked_by = ?, revoked = ? WHERE id = ? AND revoked IS NULL`, by, at, id[:])
+	if err != nil {
+		return fmt.Errorf("revoke token %v: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("revoke token %v: no unrevoked token with this id: %w", id, infertrail.ErrNotFound)
+	}
+	return nil
+}
+
+// Tokens returns every token, oldest first.
+func (db *DB) Tokens(ctx context.Context) ([]infertrail.Token, error) {
+	rows, err := db.readers.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens ORDER BY created, id`)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []infertrail.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read tokens: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	return out, nil
+}
+
+const tokenColumns = `id, name, tenant, roles, hash, rate_limit, created_by, created, expires, coalesce(revoked_by, ''), coalesce(revoked, 0)`
+
+func scanToken(row interface{ Scan(...any) error }) (infertrail.Token, error) {
+	var (
+		t        infertrail.Token
+		id, hash []byte
+		roles    string
+	)
+	if err := row.Scan(&id, &t.Name, &t.Tenant, &roles, &hash, &t.RateLimit, &t.CreatedBy, &t.Created, &t.Expires, &t.RevokedBy, &t.Revoked); err != nil {
+		return t, err
+	}
+	if len(id) != len(t.ID) || len(hash) != len(t.Hash) {
+		return t, errors.New("token id or hash of the wrong length")
+	}
+	copy(t.ID[:], id)
+	copy(t.Hash[:], hash)
+	for r := range strings.SplitSeq(roles, ",") {
+		t.Roles = append(t.Roles, infertrail.Role(r))
+	}
+	return t, nil
+}

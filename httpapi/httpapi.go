@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
 )
@@ -34,10 +35,15 @@ type Config struct {
 	Gatherer prometheus.Gatherer   // what /metrics serves; default prometheus.DefaultGatherer
 	Registry prometheus.Registerer // where the API registers its own metrics; nil: none
 	Now      func() time.Time
-	// RemoteAdmin lets clients other than loopback ones use the
-	// administrative endpoints (erasure, legal holds): set it only when a
-	// proxy in front authenticates them.
-	RemoteAdmin bool
+	// Auth authenticates callers (Authorization: Bearer …). Nil turns
+	// authentication off: every caller may do anything, in every tenant —
+	// for a server that only loopback clients reach, or behind a proxy
+	// that authenticates.
+	Auth infertrail.Authenticator
+	// Tokens manages API tokens for /v1/tokens; nil answers 503 there.
+	Tokens *access.Tokens
+	// RequireReason refuses content reads without an X-InferTrail-Reason.
+	RequireReason bool
 	// Fingerprinter computes credential fingerprints for
 	// POST /v1/fingerprints; it must be keyed as the capture paths' are.
 	Fingerprinter *redact.Fingerprinter
@@ -88,36 +94,54 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, rt := range Routes {
 		h := rt.handler
-		s.mux.Handle(rt.Pattern, s.instrument(rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) }))
+		s.mux.Handle(rt.Pattern, s.instrument(rt.Pattern, s.authorize(rt, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) })))
 	}
 	return s, nil
 }
 
 // Route is one endpoint of the API.
 type Route struct {
-	Pattern string // net/http ServeMux pattern
+	Pattern string                // net/http ServeMux pattern
+	Perm    infertrail.Permission // what the caller needs; 0: public
 	Doc     string
-	handler func(*Server, http.ResponseWriter, *http.Request)
+	// Variants are forms of the request that need more than Perm.
+	Variants []Variant
+	handler  func(*Server, http.ResponseWriter, *http.Request)
 }
 
-// Routes lists every endpoint; tests walk it so that no route escapes them.
+// Variant is a form of a route's request that needs another permission,
+// or a caller that reaches every tenant.
+type Variant struct {
+	Path       string // a path the pattern matches, with {seq} for a record of the tenant under test
+	Query      string
+	Perm       infertrail.Permission
+	AllTenants bool
+}
+
+// Routes lists every endpoint with what it needs; the authorization
+// matrix test walks it, so that no route escapes it.
 var Routes = []Route{
-	{"POST /v1/records", "append records (JSON array or NDJSON); answers once they are durable", (*Server).ingest},
-	{"GET /v1/records/{seq}", "one record: its leaf, and its content with ?content=true (the read is itself recorded)", (*Server).record},
-	{"GET /v1/records/{seq}/proof", "inclusion proof of a record to a signed checkpoint (?tree_size=N)", (*Server).proof},
-	{"GET /v1/records/{seq}/receipt", "C2SP tlog-proof receipt for a record", (*Server).receipt},
-	{"GET /v1/consistency", "consistency proof between two tree sizes (?from=N&to=M)", (*Server).consistency},
-	{"GET /v1/log", "origin, verifier key, tree size and latest checkpoint", (*Server).logInfo},
-	{"GET /checkpoint", "the latest signed checkpoint (C2SP tlog-checkpoint)", (*Server).checkpoint},
-	{"GET /tile/", "C2SP tlog-tiles hash tiles and entry bundles", (*Server).tile},
-	{"POST /v1/erasures", "crypto-shred a scope's content and append the erasure record (administrative)", (*Server).erase},
-	{"GET /v1/holds", "legal holds (?tenant=T, ?all=true for released ones too; administrative)", (*Server).listHolds},
-	{"POST /v1/holds", "place a legal hold on a scope (administrative)", (*Server).addHold},
-	{"POST /v1/holds/{id}/release", "release a legal hold (administrative)", (*Server).releaseHold},
-	{"POST /v1/fingerprints", "the keyed fingerprint of a credential, to find its uses (administrative; recorded)", (*Server).fingerprint},
-	{"GET /healthz", "the process is up", (*Server).healthz},
-	{"GET /readyz", "the store answers", (*Server).readyz},
-	{"GET /metrics", "Prometheus metrics", (*Server).metrics},
+	{"POST /v1/records", infertrail.PermIngest, "append records (JSON array or NDJSON) in the caller's tenant; answers once they are durable", nil, (*Server).ingest},
+	{"GET /v1/records/{seq}", infertrail.PermRead, "one record's leaf; with ?content=true its content too (investigators; the read is itself recorded)",
+		[]Variant{{Query: "content=true", Perm: infertrail.PermRead | infertrail.PermContent}}, (*Server).record},
+	{"GET /v1/records/{seq}/proof", infertrail.PermRead, "inclusion proof of a record to a signed checkpoint (?tree_size=N)", nil, (*Server).proof},
+	{"GET /v1/records/{seq}/receipt", infertrail.PermRead, "C2SP tlog-proof receipt for a record", nil, (*Server).receipt},
+	{"GET /v1/consistency", infertrail.PermRead, "consistency proof between two tree sizes (?from=N&to=M)", nil, (*Server).consistency},
+	{"GET /v1/log", infertrail.PermRead, "origin, verifier key, tree size and latest checkpoint", nil, (*Server).logInfo},
+	{"GET /checkpoint", infertrail.PermRead, "the latest signed checkpoint (C2SP tlog-checkpoint)", nil, (*Server).checkpoint},
+	{"GET /tile/", infertrail.PermRead, "C2SP tlog-tiles hash tiles; entry bundles (every tenant's leaves) for callers that reach every tenant",
+		[]Variant{{Path: "/tile/entries/000.p/1", Perm: infertrail.PermRead, AllTenants: true}}, (*Server).tile},
+	{"POST /v1/erasures", infertrail.PermErase, "crypto-shred a scope's content and append the erasure record", nil, (*Server).erase},
+	{"GET /v1/holds", infertrail.PermAdmin, "legal holds (?tenant=T, ?all=true for released ones too)", nil, (*Server).listHolds},
+	{"POST /v1/holds", infertrail.PermAdmin, "place a legal hold on a scope (recorded)", nil, (*Server).addHold},
+	{"POST /v1/holds/{id}/release", infertrail.PermAdmin, "release a legal hold (recorded)", nil, (*Server).releaseHold},
+	{"POST /v1/fingerprints", infertrail.PermRead, "the keyed fingerprint of a credential, and the records that carry it (recorded)", nil, (*Server).fingerprint},
+	{"GET /v1/tokens", infertrail.PermAdmin, "API tokens of the caller's tenants (never their secrets)", nil, (*Server).listTokens},
+	{"POST /v1/tokens", infertrail.PermAdmin, "create an API token; the answer holds its secret, once (recorded)", nil, (*Server).createToken},
+	{"POST /v1/tokens/{id}/revoke", infertrail.PermAdmin, "revoke an API token, at once on every node (recorded)", nil, (*Server).revokeToken},
+	{"GET /healthz", 0, "the process is up", nil, (*Server).healthz},
+	{"GET /readyz", 0, "the store answers", nil, (*Server).readyz},
+	{"GET /metrics", infertrail.PermMetrics, "Prometheus metrics", nil, (*Server).metrics},
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -171,8 +195,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusConflict, "held"
 	case errors.Is(err, infertrail.ErrConflict):
 		status, code = http.StatusConflict, "conflict"
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, infertrail.ErrUnauthenticated):
+		status, code = http.StatusUnauthorized, "unauthenticated"
+		unauthorizedHeaders(w, err)
+	case errors.Is(err, infertrail.ErrForbidden):
 		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, infertrail.ErrRateLimited):
+		status, code = http.StatusTooManyRequests, "rate_limited"
+		unauthorizedHeaders(w, err)
 	case errors.Is(err, infertrail.ErrInvalid):
 		status, code = http.StatusBadRequest, "invalid"
 	case errors.Is(err, errUnsupportedMedia):

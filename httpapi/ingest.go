@@ -55,7 +55,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subs := make([]ledger.Submission, len(recs))
+	p := principal(r)
 	for i, rec := range recs {
+		if rec.Tenant == "" {
+			rec.Tenant = ownTenant(r)
+		} else if !p.Reaches(rec.Tenant) {
+			s.writeError(w, r, &infertrail.FieldError{Record: i, Field: "tenant",
+				Reason: fmt.Sprintf("%q: this caller writes to tenant %q only", rec.Tenant, p.Tenant), Err: infertrail.ErrForbidden})
+			return
+		}
 		for _, a := range []string{redact.ProfileAttribute, redact.FindingsAttribute} {
 			if _, ok := rec.Attributes[a]; ok {
 				s.writeError(w, r, &infertrail.FieldError{Record: i, Field: fmt.Sprintf("attributes[%q]", a),

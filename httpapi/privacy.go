@@ -3,10 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,41 +13,8 @@ import (
 	"github.com/infertrail/infertrail/ledger"
 )
 
-// maxAdminBody bounds the body of an erasure or hold request.
+// maxAdminBody bounds the body of an administrative request.
 const maxAdminBody = 16 << 10
-
-// errForbidden refuses an administrative request from a client the API
-// cannot trust with it.
-var errForbidden = errors.New("forbidden")
-
-// admin checks that an administrative request may run, and decodes its
-// JSON body into v (if v is not nil). Until the API authenticates callers,
-// administrative endpoints answer loopback clients only, unless
-// Config.RemoteAdmin says a proxy in front authenticates them.
-func (s *Server) admin(r *http.Request, v any) (infertrail.Actor, error) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip := net.ParseIP(host)
-	if !s.cfg.RemoteAdmin && (ip == nil || !ip.IsLoopback()) {
-		return infertrail.Actor{}, fmt.Errorf("administrative endpoints answer loopback clients only: %w", errForbidden)
-	}
-	actor := infertrail.Actor{ID: "api:" + host, Type: "client"}
-	if v == nil {
-		return actor, nil
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxAdminBody))
-	if err != nil {
-		return actor, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return actor, &infertrail.FieldError{Record: -1, Field: "body", Reason: "not the expected JSON object: " + err.Error(), Err: infertrail.ErrInvalid}
-	}
-	return actor, nil
-}
 
 type erasureRequest struct {
 	Scope     string `json:"scope"`
@@ -68,13 +32,16 @@ type erasureResponse struct {
 // erase crypto-shreds a scope's content and appends the erasure record.
 func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
 	var req erasureRequest
-	actor, err := s.admin(r, &req)
-	if err != nil {
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := reachScope(r, req.Scope); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	out, err := s.log.Erase(r.Context(), ledger.Erasure{Scope: infertrail.Scope(req.Scope), Reason: req.Reason,
-		Authority: req.Authority, Actor: actor, Source: "api"})
+		Authority: req.Authority, Actor: actor(r), Source: "api"})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -109,12 +76,15 @@ type holdRequest struct {
 
 func (s *Server) addHold(w http.ResponseWriter, r *http.Request) {
 	var req holdRequest
-	actor, err := s.admin(r, &req)
-	if err != nil {
+	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	h, err := s.log.PlaceHold(r.Context(), infertrail.Scope(req.Scope), req.Reason, actor)
+	if err := reachScope(r, req.Scope); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h, err := s.log.PlaceHold(r.Context(), infertrail.Scope(req.Scope), req.Reason, actor(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -123,11 +93,17 @@ func (s *Server) addHold(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.admin(r, nil); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	q := r.URL.Query()
+	tenant := q.Get("tenant")
+	if p := principal(r); tenant == "" && p.Tenant != infertrail.AllTenants {
+		tenant = p.Tenant
+	}
+	if tenant != "" {
+		if err := reachTenant(r, "tenant", tenant); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	all := false
 	switch v := q.Get("all"); v {
 	case "", "false":
@@ -137,7 +113,7 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "all", Reason: fmt.Sprintf("%q: want true or false", v), Err: infertrail.ErrInvalid})
 		return
 	}
-	hs, err := s.log.Holds(r.Context(), q.Get("tenant"), !all)
+	hs, err := s.log.Holds(r.Context(), tenant, !all)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -156,8 +132,7 @@ type releaseRequest struct {
 
 func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
 	var req releaseRequest
-	actor, err := s.admin(r, &req)
-	if err != nil {
+	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -167,10 +142,13 @@ func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Tenant == "" {
-		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "tenant", Reason: "required", Err: infertrail.ErrInvalid})
+		req.Tenant = ownTenant(r)
+	}
+	if err := reachTenant(r, "tenant", req.Tenant); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	if err := s.log.ReleaseHold(r.Context(), req.Tenant, id, req.Reason, actor); err != nil {
+	if err := s.log.ReleaseHold(r.Context(), req.Tenant, id, req.Reason, actor(r)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -217,11 +195,11 @@ const (
 // fingerprint only.
 func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 	var req fingerprintRequest
-	actor, err := s.admin(r, &req)
-	if err != nil {
+	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	p := principal(r)
 	if req.Credential == "" {
 		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "credential", Reason: "required", Err: infertrail.ErrInvalid})
 		return
@@ -248,7 +226,7 @@ func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 	resp := fingerprintResponse{Fingerprint: fp, Uses: []credentialUse{}, ScannedFrom: from, ScannedTo: to}
 	needle := []byte(fp)
 	err = s.log.Store().Entries(r.Context(), from, to, func(e *infertrail.Entry) error {
-		if len(resp.Uses) < maxUses && bytes.Contains(e.Leaf, needle) {
+		if len(resp.Uses) < maxUses && p.Reaches(e.Tenant) && bytes.Contains(e.Leaf, needle) {
 			resp.Uses = append(resp.Uses, credentialUse{Seq: e.Seq, ID: e.ID.String(), Kind: string(e.Kind), Tenant: e.Tenant,
 				Time: time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano)})
 		}
@@ -262,7 +240,7 @@ func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 	if from > 0 {
 		resp.NextBefore = &from
 	}
-	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: infertrail.DefaultTenant, Source: "api", Actor: actor,
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: ownTenant(r), Source: "api", Actor: actor(r),
 		Attributes: map[string]json.RawMessage{
 			"access.action":      jsonString("fingerprint"),
 			"access.fingerprint": jsonString(fp),
@@ -273,4 +251,14 @@ func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// reachScope refuses a scope in a tenant the caller does not reach. A
+// malformed scope passes, for the ledger to refuse with its reason.
+func reachScope(r *http.Request, scope string) error {
+	sel, err := infertrail.ParseScope(scope)
+	if err != nil {
+		return nil
+	}
+	return reachTenant(r, "scope", sel.Tenant())
 }

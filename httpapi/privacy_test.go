@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/redact"
 )
 
@@ -85,28 +83,6 @@ func TestEraseAPI(t *testing.T) {
 	json.Unmarshal(b, &rec)
 	if resp.StatusCode != 200 || rec.ErasedBy == nil || *rec.ErasedBy != out.Seq || len(rec.Content) != 0 {
 		t.Errorf("GET erased record = %d %s; want content_erased_by %d", resp.StatusCode, b, out.Seq)
-	}
-}
-
-func TestAdminLoopbackOnly(t *testing.T) {
-	var cfg httpapi.Config
-	newTestServer(t, func(c *httpapi.Config) { cfg = *c })
-	cfg.Registry = nil
-	for _, remote := range []bool{false, true} {
-		cfg.RemoteAdmin = remote
-		api, err := httpapi.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, path := range []string{"/v1/erasures", "/v1/holds"} {
-			r := httptest.NewRequest("POST", path, strings.NewReader(`{"scope":"tenant=acme","reason":"x"}`))
-			r.RemoteAddr = "192.0.2.7:5555"
-			w := httptest.NewRecorder()
-			api.ServeHTTP(w, r)
-			if got := w.Code == http.StatusForbidden; got != !remote {
-				t.Errorf("RemoteAdmin %v: POST %s from a remote address = %d %s", remote, path, w.Code, w.Body)
-			}
-		}
 	}
 }
 

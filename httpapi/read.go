@@ -53,7 +53,11 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	e, err := s.log.Entry(r.Context(), seq)
+	if r.URL.Query().Get("content") == "true" && !principal(r).Can(infertrail.PermContent) {
+		s.writeError(w, r, forbidden(principal(r), infertrail.PermContent))
+		return
+	}
+	e, err := s.entry(r, seq)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -96,15 +100,17 @@ func (s *Server) recordAccess(r *http.Request, action string, e *infertrail.Entr
 		"access.record.seq": json.RawMessage(strconv.FormatInt(e.Seq, 10)),
 		"http.request.path": jsonString(r.URL.Path),
 	}
-	if reason := r.Header.Get("X-InferTrail-Reason"); reason != "" {
-		if len(reason) > 1024 {
-			return &infertrail.FieldError{Record: -1, Field: "X-InferTrail-Reason", Reason: "longer than 1,024 bytes", Err: infertrail.ErrTooLarge}
-		}
+	reason, err := s.reason(r, s.cfg.RequireReason)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
 		attrs["access.reason"] = jsonString(reason)
 	}
 	rec := &infertrail.Record{
 		Kind:       infertrail.KindAccess,
 		Tenant:     e.Tenant,
+		Actor:      actor(r),
 		Source:     "api",
 		Links:      []infertrail.Link{{Rel: "reads", ID: e.ID}},
 		Attributes: attrs,
@@ -113,6 +119,16 @@ func (s *Server) recordAccess(r *http.Request, action string, e *infertrail.Entr
 		return fmt.Errorf("record access: %w", err)
 	}
 	return nil
+}
+
+// entry reads a record of a tenant the caller reaches; another tenant's
+// record is not found, as if it did not exist.
+func (s *Server) entry(r *http.Request, seq int64) (infertrail.Entry, error) {
+	e, err := s.log.Entry(r.Context(), seq)
+	if err == nil && !principal(r).Reaches(e.Tenant) {
+		return infertrail.Entry{}, fmt.Errorf("record %d: %w", seq, infertrail.ErrNotFound)
+	}
+	return e, err
 }
 
 func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, s) }
@@ -136,7 +152,7 @@ func (s *Server) inclusion(r *http.Request) (infertrail.Entry, tlog.RecordProof,
 			return infertrail.Entry{}, nil, ledger.Checkpoint{}, err
 		}
 	}
-	e, err := s.log.Entry(r.Context(), seq)
+	e, err := s.entry(r, seq)
 	if err != nil {
 		return infertrail.Entry{}, nil, ledger.Checkpoint{}, err
 	}
@@ -227,6 +243,10 @@ func (s *Server) tile(w http.ResponseWriter, r *http.Request) {
 	level, index, width, entries, err := ledger.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("%w: %v", infertrail.ErrNotFound, err))
+		return
+	}
+	if entries && principal(r).Tenant != infertrail.AllTenants {
+		s.writeError(w, r, fmt.Errorf("entry bundles hold every tenant's records: only a caller that reaches every tenant may read them: %w", infertrail.ErrForbidden))
 		return
 	}
 	var data []byte

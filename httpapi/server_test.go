@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
@@ -571,10 +572,15 @@ func TestUnavailable(t *testing.T) {
 // TestRoutes makes sure that every route of httpapi.Routes has a request
 // here that it answers with a 2xx status, so that no route is added untested.
 func TestRoutes(t *testing.T) {
-	s := newTestServer(t, nil)
+	s := newTestServer(t, func(c *httpapi.Config) { c.Tokens = &access.Tokens{Store: c.Log.Store(), Recorder: c.Log} })
 	s.fill(t, 0, 3)
 	s.checkpoint(t)
 	hold, err := s.log.PlaceHold(t.Context(), "tenant=gamma", "case 1", infertrail.Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := (&access.Tokens{Store: s.db, Recorder: s.log}).Create(t.Context(), access.TokenRequest{Name: "n", Tenant: "acme",
+		Roles: []infertrail.Role{infertrail.RoleIngest}}, nil, infertrail.Actor{ID: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,6 +604,9 @@ func TestRoutes(t *testing.T) {
 		"POST /v1/holds":                {"POST", "/v1/holds", "application/json", `{"scope":"tenant=beta","reason":"case 2"}`},
 		"POST /v1/holds/{id}/release":   {"POST", "/v1/holds/" + hold.ID.String() + "/release", "application/json", `{"tenant":"gamma"}`},
 		"POST /v1/fingerprints":         {"POST", "/v1/fingerprints", "application/json", `{"credential":"sk-test-123"}`},
+		"GET /v1/tokens":                {"GET", "/v1/tokens", "", ""},
+		"POST /v1/tokens":               {"POST", "/v1/tokens", "application/json", `{"name":"t","tenant":"acme","roles":["auditor"]}`},
+		"POST /v1/tokens/{id}/revoke":   {"POST", "/v1/tokens/" + tok.ID.String() + "/revoke", "", ""},
 	}
 	var patterns []string
 	for _, rt := range httpapi.Routes {

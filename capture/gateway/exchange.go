@@ -67,15 +67,30 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.leave()
 	ex := &exchange{rt: rt, start: g.cfg.Now(), reqSeq: -1, inCtx: r.Context(), respID: infertrail.NewUUID()}
-	id, err := g.identify(rt.p, r.Header)
+	id, err := g.identify(r.Context(), rt.p, r.Header)
 	ex.id = id
 	ex.tc = newTraceContext(r.Header)
 	ex.session = strings.TrimSpace(r.Header.Get(HeaderSession))
 	if err != nil {
+		var rl *infertrail.RateLimitError
+		if errors.As(err, &rl) {
+			// Not recorded: a flood of refusals must not flood the trail.
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, rl.RetryAfter+time.Second-1).Seconds())))
+			rt.answer(w, http.StatusTooManyRequests, err.Error())
+			return
+		}
+		status := http.StatusUnauthorized
+		if errors.Is(err, infertrail.ErrForbidden) {
+			status = http.StatusForbidden
+		} else if !errors.Is(err, infertrail.ErrUnauthenticated) {
+			g.log.Error("gateway: authentication failed", "provider", rt.p.Name(), "err", err)
+			rt.answer(w, http.StatusServiceUnavailable, "InferTrail cannot authenticate callers right now; try again")
+			return
+		}
 		// The attempt is evidence too (a revoked or stolen key): it is
 		// recorded with the credential's fingerprint, without the body.
 		g.log.Warn("gateway: caller refused", "provider", rt.p.Name(), "path", r.URL.Path, "err", err)
-		rt.refuse(w, ex, nil, http.StatusUnauthorized, err.Error())
+		rt.refuse(w, ex, nil, status, err.Error())
 		return
 	}
 
@@ -559,10 +574,13 @@ func (ex *exchange) requestAttributes(r *infertrail.Record) {
 	if ex.id.vkey != "" {
 		a["infertrail.virtual_key"] = jsonString(ex.id.vkey)
 	}
+	if ex.id.token != "" {
+		a["infertrail.token"] = jsonString(ex.id.token)
+	}
 	if ex.id.claimed != "" {
 		a["infertrail.claimed_agent"] = jsonString(ex.id.claimed)
 	}
-	if ex.id.actor.ID != "" && ex.id.vkey == "" {
+	if ex.id.actor.ID != "" && ex.id.vkey == "" && ex.id.token == "" {
 		// Without a virtual key the agent id is the caller's claim; the
 		// credential fingerprint is what was authenticated upstream.
 		a["infertrail.agent_claimed"] = json.RawMessage("true")

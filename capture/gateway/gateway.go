@@ -68,6 +68,9 @@ func ParseDurability(s string) (Durability, error) {
 const (
 	HeaderAgent   = "X-InferTrail-Agent"   // the calling agent's id, as the caller claims it
 	HeaderSession = "X-InferTrail-Session" // the caller's session id
+	// HeaderToken carries the caller's InferTrail token when its API key
+	// is its own provider key. Never forwarded.
+	HeaderToken = "X-InferTrail-Token"
 	// HeaderRecord carries the sequence numbers of the call's records that
 	// were durable when the response was sent: the request record's, and in
 	// fail-closed mode the response record's too ("41, 42"). For a stream
@@ -101,6 +104,9 @@ type Upstream struct {
 	TLS *tls.Config
 	// Transport, if set, replaces the transport built from the settings above.
 	Transport http.RoundTripper
+	// Key, if set, is the provider key sent upstream for callers whose
+	// API key is an InferTrail token.
+	Key Secret
 	// Profile is the capture profile of this route's records ("minimal",
 	// "standard" or "forensic"; empty: the tenant's). It is written as the
 	// attribute capture.profile, which the log's capture step honours.
@@ -119,6 +125,11 @@ type Config struct {
 	Durability Durability
 	// VirtualKeys are keys issued to agents in place of provider keys.
 	VirtualKeys []VirtualKey
+	// Auth, if set, authenticates every caller that presents no virtual
+	// key: it must present an InferTrail token whose roles grant the
+	// gateway permission (see identify). Nil: callers are not
+	// authenticated; their provider key is passed through.
+	Auth infertrail.Authenticator
 	// RequireVirtualKey refuses callers that do not present a virtual key.
 	// By default their own provider key is passed through, and only its
 	// fingerprint recorded.
@@ -150,6 +161,7 @@ type Gateway struct {
 	rec   infertrail.Recorder
 	fp    *redact.Fingerprinter
 	vkeys map[string]*VirtualKey // by fingerprint of the key
+	keys  map[string]Secret      // upstream keys for token callers, by provider name
 	mux   *http.ServeMux
 	log   *slog.Logger
 	m     *metrics
@@ -207,7 +219,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, rec: cfg.Recorder, fp: fp,
-		vkeys: map[string]*VirtualKey{}, mux: http.NewServeMux(), log: cfg.Logger,
+		vkeys: map[string]*VirtualKey{}, keys: map[string]Secret{}, mux: http.NewServeMux(), log: cfg.Logger,
 		slots: make(chan struct{}, cfg.MaxPending), drained: make(chan struct{}),
 	}
 	g.blTimer = time.AfterFunc(time.Hour, g.flushBacklog)
@@ -245,6 +257,9 @@ func New(cfg Config) (*Gateway, error) {
 			if _, err := redact.ParseProfile(up.Profile); err != nil {
 				return nil, fmt.Errorf("new gateway: upstream %s: %w", name, err)
 			}
+		}
+		if up.Key != "" {
+			g.keys[name] = up.Key
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("new gateway: two upstreams for provider %q", name)

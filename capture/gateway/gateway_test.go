@@ -17,12 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infertrail/infertrail"
-	"github.com/infertrail/infertrail/capture/gateway"
-	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
 )
 
 // echo is a minimal provider for the gateway's own tests: its requests are

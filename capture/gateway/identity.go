@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -44,27 +45,68 @@ type identity struct {
 	actor    infertrail.Actor
 	tenant   string
 	vkey     string // the virtual key's name, if one was used
+	token    string // the InferTrail token's name, if one was used
 	claimed  string // the X-InferTrail-Agent header when it is not the authenticated agent
 	upstream string // the key to send upstream
 	replace  bool   // replace the caller's credential with upstream
 }
 
-var errUnauthenticated = errors.New("unauthenticated")
-
 // identify works out who is calling from the request's credential and
-// headers. Headers are claims: with a virtual key the agent comes from the
-// key, and a different X-InferTrail-Agent is kept only as a claim.
-func (g *Gateway) identify(p Provider, h http.Header) (identity, error) {
+// headers. Headers are claims: with a virtual key or an InferTrail token
+// the agent comes from the key, and a different X-InferTrail-Agent is kept
+// only as a claim. With Config.Auth set, a caller must present a virtual
+// key or an InferTrail token that grants the gateway permission: in
+// X-InferTrail-Token (its own provider key then passes through), or as its
+// API key (the upstream's configured key then replaces it).
+func (g *Gateway) identify(ctx context.Context, p Provider, h http.Header) (identity, error) {
 	cred := p.Credential(h)
 	claimed := strings.TrimSpace(h.Get(HeaderAgent))
 	id := identity{tenant: g.cfg.Tenant}
+	if tok := strings.TrimSpace(h.Get(HeaderToken)); tok != "" || cred != "" && g.cfg.Auth != nil && g.vkeys[g.fp.Of(cred)] == nil {
+		if g.cfg.Auth == nil {
+			return id, fmt.Errorf("this gateway does not authenticate InferTrail tokens: leave %s out: %w", HeaderToken, infertrail.ErrUnauthenticated)
+		}
+		asKey := tok == ""
+		if asKey {
+			tok = cred
+		}
+		pr, err := g.cfg.Auth.Authenticate(ctx, tok)
+		if err != nil && asKey && errors.Is(err, infertrail.ErrUnauthenticated) {
+			err = fmt.Errorf("the API key is neither a virtual key nor a valid InferTrail token (to pass your own provider key through, send your InferTrail token in %s): %w", HeaderToken, err)
+		}
+		if err != nil {
+			return id, err
+		}
+		if cred != "" {
+			id.actor.CredentialFingerprint = g.fp.Of(cred)
+		}
+		if !pr.Can(infertrail.PermGateway) {
+			return id, fmt.Errorf("%s may not use the gateway: it needs the gateway role: %w", pr.ID, infertrail.ErrForbidden)
+		}
+		if asKey {
+			up := g.keys[p.Name()]
+			if up == "" {
+				return id, fmt.Errorf("the API key is an InferTrail token, and the %s gateway has no provider key of its own to send in its place: send your provider key as the API key and the token in %s: %w",
+					p.Name(), HeaderToken, infertrail.ErrUnauthenticated)
+			}
+			id.upstream, id.replace = string(up), true
+		}
+		id.actor.ID, id.actor.Type, id.token = pr.ID, "agent", pr.Name
+		if pr.Tenant != infertrail.AllTenants {
+			id.tenant = pr.Tenant
+		}
+		if claimed != "" {
+			id.claimed = claimed
+		}
+		return id, nil
+	}
 	if cred != "" {
 		fp := g.fp.Of(cred)
 		id.actor.CredentialFingerprint = fp
 		if vk, ok := g.vkeys[fp]; ok {
 			up, ok := vk.Upstream[p.Name()]
 			if !ok {
-				return id, fmt.Errorf("virtual key %q may not use the %s gateway: %w", vk.Name, p.Name(), errUnauthenticated)
+				return id, fmt.Errorf("virtual key %q may not use the %s gateway: %w", vk.Name, p.Name(), infertrail.ErrUnauthenticated)
 			}
 			id.actor.ID, id.actor.Type, id.actor.OnBehalfOf = vk.Agent, "agent", vk.Owner
 			if vk.Tenant != "" {
@@ -77,11 +119,14 @@ func (g *Gateway) identify(p Provider, h http.Header) (identity, error) {
 			return id, nil
 		}
 	}
+	if g.cfg.Auth != nil {
+		return id, fmt.Errorf("no credential: send an InferTrail token with the gateway role as the API key or in %s, or a virtual key: %w", HeaderToken, infertrail.ErrUnauthenticated)
+	}
 	if g.cfg.RequireVirtualKey {
 		if cred == "" {
-			return id, fmt.Errorf("no API key: this gateway takes virtual keys only: %w", errUnauthenticated)
+			return id, fmt.Errorf("no API key: this gateway takes virtual keys only: %w", infertrail.ErrUnauthenticated)
 		}
-		return id, fmt.Errorf("the API key is not a virtual key of this gateway: %w", errUnauthenticated)
+		return id, fmt.Errorf("the API key is not a virtual key of this gateway: %w", infertrail.ErrUnauthenticated)
 	}
 	if claimed != "" {
 		id.actor.ID, id.actor.Type = claimed, "agent"

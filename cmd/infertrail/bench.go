@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 
 	"github.com/infertrail/infertrail/load"
 )
@@ -27,6 +26,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ndjson := fs.Bool("ndjson", false, "send NDJSON instead of JSON arrays")
 	seed := fs.Int64("seed", 0, "generator seed; the same seed sends the same records (0: a new random seed)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	token := tokenFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*duration = 10_000_000_000
 	}
 	cfg := load.Config{
-		Server: *server, Token: os.Getenv("INFERTRAIL_TOKEN"), Clients: *clients, BatchSize: *batch,
+		Server: *server, Token: resolveToken(*token), Clients: *clients, BatchSize: *batch,
 		Records: *records, Duration: *duration, Rate: *rate, NDJSON: *ndjson,
 		Gen: load.GenConfig{Mix: m, Seed: *seed, ContentBytes: *contentBytes},
 	}

@@ -14,12 +14,13 @@ func TestE2EBenchIngest(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	args := []string{"bench", "ingest", "--server", s.url, "--records", "2000", "--clients", "4", "--batch", "100"}
 
-	r := runCLI(t, nil, 60*time.Second, args...)
+	env := []string{"INFERTRAIL_TOKEN=" + s.token}
+	r := runCLI(t, env, 60*time.Second, args...)
 	if r.code != 0 || !regexp.MustCompile(`(?m)^throughput: [1-9]\d* records/s`).MatchString(r.stdout) {
 		t.Errorf("bench ingest: want a throughput line\n%s", r)
 	}
 
-	r = runCLI(t, nil, 60*time.Second, append(args, "--json")...)
+	r = runCLI(t, env, 60*time.Second, append(args, "--json")...)
 	if r.code != 0 {
 		t.Fatalf("bench ingest --json:\n%s", r)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -15,13 +16,14 @@ import (
 
 	anthropicsdk "github.com/anthropics/anthropic-sdk-go/v2"
 	anthropicopt "github.com/anthropics/anthropic-sdk-go/v2/option"
+	openaisdk "github.com/openai/openai-go/v3"
+	openaiopt "github.com/openai/openai-go/v3/option"
+
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/anthropic/anthropictest"
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/capture/openai/openaitest"
 	"github.com/infertrail/infertrail/ledger"
-	openaisdk "github.com/openai/openai-go/v3"
-	openaiopt "github.com/openai/openai-go/v3/option"
 )
 
 const (
@@ -114,10 +116,10 @@ func TestE2EGateway(t *testing.T) {
 		t.Fatalf("verify: %s", res)
 	}
 	s2 := startServer(t, dir)
-	if n := treeSize(t, s2.url); n != 2 {
-		t.Fatalf("tree size %d, want the request and the response record", n)
+	if n := treeSize(t, s2.url); n != seq+2 {
+		t.Fatalf("tree size %d, want the request and the response record after record %d", n, seq)
 	}
-	resp2, body := getContent(t, s2.url, 1)
+	resp2, body := getContent(t, s2.url, seq+1)
 	if !strings.Contains(body, "toolu_e2e_1") || !strings.Contains(body, `"amount_eur":1200`) || !strings.Contains(resp2, "claude-e2e-answered") {
 		t.Fatalf("response record %s\ncontent %s", resp2, body)
 	}
@@ -166,7 +168,17 @@ func TestE2EGatewayOpenAI(t *testing.T) {
 	dir := t.TempDir()
 	s := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1", "INFERTRAIL_GATEWAY_DURABILITY=fail-closed"},
 		"serve", "--data", dir, "--listen", "127.0.0.1:0")
-	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"), openaiopt.WithMaxRetries(0))
+	// Without an InferTrail token the gateway refuses, in OpenAI's error shape.
+	anon := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"), openaiopt.WithMaxRetries(0))
+	_, err := anon.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+		Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+	})
+	var apiErr *openaisdk.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized || up.Count() != 0 {
+		t.Fatalf("call without a token: %v (upstream calls %d)", err, up.Count())
+	}
+	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
+		openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
 	var resp *http.Response
 	cc, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
 		Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
@@ -174,10 +186,17 @@ func TestE2EGatewayOpenAI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n--- stderr:\n%s", err, s.stderr)
 	}
-	if cc.Model != "gpt-e2e-answered" || resp.Header.Get(gateway.HeaderRecord) != "0, 1" {
+	var reqSeq, respSeq int64
+	if _, err := fmt.Sscanf(resp.Header.Get(gateway.HeaderRecord), "%d, %d", &reqSeq, &respSeq); err != nil || cc.Model != "gpt-e2e-answered" {
 		t.Fatalf("model %q, %s %q: want both records durable in fail-closed mode", cc.Model, gateway.HeaderRecord, resp.Header.Get(gateway.HeaderRecord))
 	}
-	leaf, content := getContent(t, s.url, 1)
+	if last, _ := up.Last(); last.Header.Get(gateway.HeaderToken) != "" || last.Header.Get("Authorization") != "Bearer sk-e2e-caller-key-0123456789" {
+		t.Fatalf("upstream saw %v", last.Header)
+	}
+	leaf, content := getContent(t, s.url, respSeq)
+	if r, _ := infertrail.ParseLeaf([]byte(leaf)); r == nil || !strings.HasPrefix(r.Actor.ID, "token:") {
+		t.Errorf("response record's actor is not the token: %s", leaf)
+	}
 	if !strings.Contains(leaf, `"gen_ai.response.model":"gpt-e2e-answered"`) || !strings.Contains(content, cc.Choices[0].Message.Content) {
 		t.Fatalf("response record %s\ncontent %s", leaf, content)
 	}
@@ -197,6 +216,7 @@ func TestE2EGatewayOwnListener(t *testing.T) {
 	get := func(url string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
 		req.Header.Set("Authorization", "Bearer sk-e2e-0123456789")
+		req.Header.Set(gateway.HeaderToken, s.token)
 		resp, err := httpClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -209,5 +229,62 @@ func TestE2EGatewayOwnListener(t *testing.T) {
 	}
 	if code := get(s.url + "/openai/v1/models"); code != 404 {
 		t.Errorf("main listener serves the gateway too: %d", code)
+	}
+}
+
+// TestE2EGatewayTokenAsKey: an agent configured with an InferTrail token
+// as its API key never holds the provider key: the gateway sends its own,
+// and the records are the token's tenant's.
+func TestE2EGatewayTokenAsKey(t *testing.T) {
+	up := &openaitest.Upstream{Model: "gpt-e2e-answered"}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "infertrail.yaml")
+	os.WriteFile(cfg, []byte("gateway:\n  openai:\n    upstream: "+upSrv.URL+"/v1\n    api_key: env:E2E_UPSTREAM_KEY\n"), 0o600)
+	s := startServerWith(t, dir, "127.0.0.1:0", []string{"E2E_UPSTREAM_KEY=" + e2eUpstreamKey},
+		"serve", "--data", dir, "--listen", "127.0.0.1:0", "--config", cfg)
+	r := runCLI(t, []string{"INFERTRAIL_TOKEN=" + s.admin}, time.Minute, "tokens", "create", "--server", s.url,
+		"--role", "gateway", "--tenant", "acme", "--name", "support-bot")
+	agentToken := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(agentToken, "itk_") {
+		t.Fatalf("tokens create:\n%s", r)
+	}
+	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey(agentToken), openaiopt.WithMaxRetries(0))
+	var resp *http.Response
+	if _, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+		Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+	}, openaiopt.WithResponseInto(&resp)); err != nil {
+		t.Fatalf("%v\n--- stderr:\n%s", err, s.stderr)
+	}
+	if last, _ := up.Last(); last.Header.Get("Authorization") != "Bearer "+e2eUpstreamKey {
+		t.Fatalf("upstream saw Authorization %q, want the gateway's own key", last.Header.Get("Authorization"))
+	}
+	var seq int64
+	fmt.Sscan(resp.Header.Get(gateway.HeaderRecord), &seq)
+	rec, found, err := getRecord(t.Context(), s.url, seq)
+	if err != nil || !found {
+		t.Fatal(found, err)
+	}
+	if !strings.Contains(string(rec.Record), `"tenant":"acme"`) || !strings.Contains(string(rec.Record), `"infertrail.token":"support-bot"`) ||
+		strings.Contains(string(rec.Record), agentToken) {
+		t.Fatalf("request record %s", rec.Record)
+	}
+	// Revoked: refused from the next call, in OpenAI's error shape.
+	var list struct{ Tokens []struct{ ID, Name string } }
+	json.Unmarshal(getBody(t, s.url, "/v1/tokens"), &list)
+	for _, tok := range list.Tokens {
+		if tok.Name == "support-bot" {
+			if r := runCLI(t, []string{"INFERTRAIL_TOKEN=" + s.admin}, time.Minute, "tokens", "revoke", tok.ID, "--server", s.url); r.code != 0 {
+				t.Fatalf("tokens revoke:\n%s", r)
+			}
+		}
+	}
+	_, err = client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+		Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+	})
+	var apiErr *openaisdk.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized || !strings.Contains(apiErr.RawJSON(), "revoked") {
+		t.Fatalf("call with a revoked token: %v", err)
 	}
 }

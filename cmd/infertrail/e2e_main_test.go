@@ -55,10 +55,26 @@ func buildAndRun(m *testing.M) int {
 	return m.Run()
 }
 
-// httpClient is shared by the tests; its pool suits a few concurrent clients.
+// httpClient is shared by the tests; its pool suits a few concurrent
+// clients. It sends each server's test token (see startServerWith) unless
+// a request carries its own Authorization.
 var httpClient = &http.Client{
 	Timeout:   30 * time.Second,
-	Transport: &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true},
+	Transport: tokenTransport{&http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true}},
+}
+
+// serverTokens maps a server's host:port to the API token the tests use
+// with it.
+var serverTokens sync.Map
+
+type tokenTransport struct{ next http.RoundTripper }
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if tok, ok := serverTokens.Load(r.URL.Host); ok && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+	return t.next.RoundTrip(r)
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
@@ -145,6 +161,8 @@ type server struct {
 	addr, url      string
 	dir            string
 	vkey           string
+	admin, token   string // the admin token serve created; a test token with every role but erase, for every tenant
+	base           int64  // the tree size once the test token was made: the records of the tokens' creation
 	stdout, stderr *syncBuffer
 	done           chan struct{} // closed when the process has exited
 	state          *os.ProcessState
@@ -220,7 +238,45 @@ func startServerWith(tb testing.TB, dir, addr string, env []string, args ...stri
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	s.tokens()
 	return s
+}
+
+// tokens reads the admin token serve wrote at its first start and, with
+// it, creates the token the tests use (kept in the data folder, so that a
+// restarted server's tests find it again). A server with authentication
+// off has neither.
+func (s *server) tokens() {
+	s.tb.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, "admin-token"))
+	if err != nil {
+		return
+	}
+	s.admin = strings.TrimSpace(string(b))
+	testTokenFile := filepath.Join(s.dir, "e2e-token")
+	if b, err := os.ReadFile(testTokenFile); err == nil {
+		s.token = strings.TrimSpace(string(b))
+	} else {
+		req, _ := http.NewRequest("POST", s.url+"/v1/tokens", strings.NewReader(
+			`{"name":"e2e","tenant":"*","roles":["ingest","gateway","investigator","admin","monitor"],"expires_in":"1h","rate_limit":1000000}`))
+		req.Header.Set("Authorization", "Bearer "+s.admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			s.tb.Fatalf("create the test token: %v", err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Token string }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+			s.tb.Fatalf("create the test token: %d %v", resp.StatusCode, err)
+		}
+		s.token = out.Token
+		if err := os.WriteFile(testTokenFile, []byte(s.token), 0o600); err != nil {
+			s.tb.Fatal(err)
+		}
+	}
+	serverTokens.Store(s.addr, s.token)
+	s.base = treeSize(s.tb, s.url)
 }
 
 // waitReady polls /readyz until it answers 200, the process exits, or the

@@ -15,6 +15,7 @@ import (
 	openaisdk "github.com/openai/openai-go/v3"
 	openaiopt "github.com/openai/openai-go/v3/option"
 
+	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/capture/openai/openaitest"
 )
 
@@ -41,15 +42,39 @@ func TestE2EErase(t *testing.T) {
 		t.Fatal("plain content in the database file")
 	}
 
-	cli := func(args ...string) cliResult { return runCLI(t, nil, 60*time.Second, args...) }
+	cli := func(args ...string) cliResult {
+		return runCLI(t, []string{"INFERTRAIL_TOKEN=" + srv.admin}, 60*time.Second, args...)
+	}
 	r := cli("hold", "add", "--server", srv.url, "--scope", "tenant=acme,session=sess-1", "--reason", "litigation 2026-17")
 	holdID := regexp.MustCompile(`Hold (\S+) placed`).FindStringSubmatch(r.stdout)
 	if r.code != 0 || holdID == nil {
 		t.Fatalf("hold add:\n%s", r)
 	}
+	// Erasure needs the erase permission, which an admin does not hold
+	// and cannot grant: the operator grants it on the data folder.
 	r = cli("erase", "--server", srv.url, "--scope", "tenant=acme,session=sess-1", "--reason", "GDPR Art. 17 request 9")
+	if r.code != 1 || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "erase permission") {
+		t.Fatalf("erase with an admin token:\n%s", r)
+	}
+	r = cli("tokens", "create", "--server", srv.url, "--role", "erase", "--tenant", "acme", "--name", "dpo")
+	if r.code != 1 || !strings.Contains(r.stderr, "only a holder of the erase permission") {
+		t.Fatalf("an admin grants erase:\n%s", r)
+	}
+	r = cli("tokens", "create", "--data", dir, "--role", "erase", "--tenant", "acme", "--name", "dpo", "--expires", "1h")
+	eraser := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(eraser, "itk_") || !strings.Contains(r.stderr, "only time the token is shown") {
+		t.Fatalf("tokens create --data:\n%s", r)
+	}
+	eraseCLI := func(args ...string) cliResult {
+		return runCLI(t, nil, 60*time.Second, append(args, "--token", eraser)...)
+	}
+	r = eraseCLI("erase", "--server", srv.url, "--scope", "tenant=acme,session=sess-1", "--reason", "GDPR Art. 17 request 9")
 	if r.code != 1 || !strings.Contains(r.stderr, "legal hold "+holdID[1]) {
 		t.Fatalf("erase under hold:\n%s", r)
+	}
+	r = eraseCLI("erase", "--server", srv.url, "--scope", "tenant=globex,session=sess-1", "--reason", "GDPR Art. 17 request 10")
+	if r.code != 1 || !strings.Contains(r.stderr, "403") {
+		t.Fatalf("erase in another tenant:\n%s", r)
 	}
 	r = cli("hold", "list", "--server", srv.url, "--tenant", "acme")
 	if r.code != 0 || !strings.Contains(r.stdout, holdID[1]) || !strings.Contains(r.stdout, "litigation 2026-17") {
@@ -59,7 +84,7 @@ func TestE2EErase(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("hold release:\n%s", r)
 	}
-	r = cli("erase", "--server", srv.url, "--scope", "tenant=acme,session=sess-1", "--reason", "GDPR Art. 17 request 9", "--authority", "DPO")
+	r = eraseCLI("erase", "--server", srv.url, "--scope", "tenant=acme,session=sess-1", "--reason", "GDPR Art. 17 request 9", "--authority", "DPO")
 	m := regexp.MustCompile(`Erasure record: (\d+)\.`).FindStringSubmatch(r.stdout)
 	if r.code != 0 || m == nil {
 		t.Fatalf("erase:\n%s", r)
@@ -171,12 +196,15 @@ func TestE2ESecretsNeverLand(t *testing.T) {
 		},
 	}
 	body, _ := json.Marshal([]any{rec})
-	mustPost(t, s.url, body, 1)
+	ingested := mustPost(t, s.url, body, 1)
+	// The API tokens are secrets too: never in a record or a log line.
+	secrets["admin token"], secrets["test token"] = s.admin, s.token
 
 	// The gateway: the caller's own key, a secret in the prompt, in the
 	// tool-call arguments of the history, and in a session header.
 	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey(secrets["callerkey"]),
-		openaiopt.WithMaxRetries(0), openaiopt.WithHeader("X-InferTrail-Session", "sess-"+secrets["header"]))
+		openaiopt.WithMaxRetries(0), openaiopt.WithHeader("X-InferTrail-Session", "sess-"+secrets["header"]),
+		openaiopt.WithHeader(gateway.HeaderToken, s.token))
 	_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
 		Model: "gpt-e2e",
 		Messages: []openaisdk.ChatCompletionMessageParamUnion{
@@ -193,7 +221,7 @@ func TestE2ESecretsNeverLand(t *testing.T) {
 		t.Errorf("the upstream did not get the caller's prompt as sent")
 	}
 	// Content reads back with fingerprints in place of secrets.
-	_, content := getContent(t, s.url, 0)
+	_, content := getContent(t, s.url, ingested[0].Seq)
 	if !strings.Contains(content, "hmac-sha256:") {
 		t.Errorf("ingested content has no fingerprint: %s", content)
 	}

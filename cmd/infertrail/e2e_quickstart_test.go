@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,7 +24,7 @@ func TestE2EQuickStart(t *testing.T) {
 	if got := fi.Mode().Perm(); got != 0o700 {
 		t.Errorf("data folder mode = %v, want 0700", got)
 	}
-	for _, name := range []string{"log.key", "secret.key"} {
+	for _, name := range []string{"log.key", "secret.key", "admin-token"} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -39,6 +40,10 @@ func TestE2EQuickStart(t *testing.T) {
 	if !strings.Contains(out, "Created a new signing key") {
 		t.Errorf("first start does not say it created a key:\n%s", out)
 	}
+	if !strings.Contains(out, "Created the first admin token in "+filepath.Join(dir, "admin-token")) || !strings.HasPrefix(s.admin, "itk_") ||
+		strings.Contains(out+s.stderr.String(), s.admin) {
+		t.Errorf("first start does not say where the admin token is, or prints it:\n%s", out)
+	}
 	if !strings.HasPrefix(s.vkey, "example.com/e2e-quickstart+") {
 		t.Errorf("verifier key %q does not carry the --origin", s.vkey)
 	}
@@ -53,6 +58,7 @@ func TestE2EQuickStart(t *testing.T) {
 
 	body, _ := batchBody(t, 5, 0, true)
 	mustPost(t, s.url, body, 5)
+	size := treeSize(t, s.url) // the 5 records, and the access records of the tokens' creation
 	if code := s.stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d, want 0\n--- stderr:\n%s", code, s.stderr)
 	}
@@ -60,7 +66,7 @@ func TestE2EQuickStart(t *testing.T) {
 		t.Errorf("stderr does not log the clean stop:\n%s", s.stderr)
 	}
 	// What was acknowledged before SIGTERM is there after it.
-	if v := runCLI(t, nil, 60*time.Second, "verify", "--data", dir); v.code != 0 || !strings.Contains(v.stdout, "OK: 5 records") {
+	if v := runCLI(t, nil, 60*time.Second, "verify", "--data", dir); v.code != 0 || !strings.Contains(v.stdout, fmt.Sprintf("OK: %d records", size)) {
 		t.Errorf("verify after SIGTERM:\n%s", v)
 	}
 
@@ -72,8 +78,11 @@ func TestE2EQuickStart(t *testing.T) {
 	if strings.Contains(s2.stdout.String(), "Created a new signing key") {
 		t.Errorf("second start says it created a key:\n%s", s2.stdout)
 	}
-	if got := treeSize(t, s2.url); got != 5 {
-		t.Errorf("tree size after restart = %d, want 5", got)
+	if got := treeSize(t, s2.url); got != size {
+		t.Errorf("tree size after restart = %d, want %d", got, size)
+	}
+	if strings.Contains(s2.stdout.String(), "Created the first admin token") || s2.admin != s.admin {
+		t.Errorf("second start made a new admin token:\n%s", s2.stdout)
 	}
 	if code := s2.stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d\n--- stderr:\n%s", code, s2.stderr)
@@ -113,6 +122,10 @@ func TestE2EServeRefuses(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nlisten_adress: 127.0.0.1:9\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	noAuth := filepath.Join(tmp, "no-auth.yaml")
+	if err := os.WriteFile(noAuth, []byte("auth:\n  disabled: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
 	for _, tc := range []struct {
 		name string
@@ -122,7 +135,8 @@ func TestE2EServeRefuses(t *testing.T) {
 		{"unknown flag", []string{"serve", "--bogus"}, []string{"flag provided but not defined: -bogus"}},
 		{"stray argument", []string{"serve", "extra"}, []string{`unexpected argument "extra"`, "infertrail: hint:"}},
 		{"unknown command", []string{"sevre"}, []string{`unknown command "sevre"`}},
-		{"all interfaces", []string{"serve", "--listen", "0.0.0.0:" + port}, []string{"refusing to listen on 0.0.0.0:" + port, "no authentication", "infertrail: hint:"}},
+		{"all interfaces without auth", []string{"serve", "--listen", "0.0.0.0:" + port, "--config", noAuth},
+			[]string{"refusing to listen on 0.0.0.0:" + port, "without authentication", "infertrail: hint:"}},
 		{"unknown config key", []string{"serve", "--config", cfg}, []string{"listen_adress"}},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, []string{`log level "loud"`}},
 	} {

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infertrail/infertrail"
-	"github.com/infertrail/infertrail/store/sqlite"
 	"golang.org/x/mod/sumdb/note"
 	_ "modernc.org/sqlite"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/sqlite"
 )
 
 // otherKey returns a verifier key for origin that the log did not sign with.
@@ -39,30 +40,31 @@ func TestE2EVerify(t *testing.T) {
 		body, _ := batchBody(t, 10, i, true)
 		mustPost(t, s.url, body, 10)
 	}
-	waitCheckpoint(t, s.url, n)
+	total := s.base + n // the tokens' access records come first
+	waitCheckpoint(t, s.url, total)
 	origin := strings.SplitN(s.vkey, "+", 2)[0]
 	wrong := otherKey(t, origin)
 
 	t.Run("data", func(t *testing.T) {
 		r := runCLI(t, nil, 60*time.Second, "verify", "--data", dir)
-		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", total)) {
 			t.Errorf("verify --data:\n%s", r)
 		}
 		r = runCLI(t, nil, 60*time.Second, "verify", "--data", dir, "--key", s.vkey)
-		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", total)) {
 			t.Errorf("verify --data --key:\n%s", r)
 		}
 	})
 	t.Run("server", func(t *testing.T) {
-		r := runCLI(t, nil, 60*time.Second, "verify", "--server", s.url, "--key", s.vkey)
-		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", n)) {
+		r := runCLI(t, nil, 60*time.Second, "verify", "--server", s.url, "--key", s.vkey, "--token", s.token)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d records", total)) {
 			t.Errorf("verify --server:\n%s", r)
 		}
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"verify", "--data", dir, "--key", wrong},
-			{"verify", "--server", s.url, "--key", wrong},
+			{"verify", "--server", s.url, "--key", wrong, "--token", s.token},
 		} {
 			r := runCLI(t, nil, 60*time.Second, args...)
 			if r.code != 1 || !strings.Contains(r.stdout, "FAILED") {
@@ -87,7 +89,7 @@ func TestE2EVerify(t *testing.T) {
 
 	t.Run("tampered leaf", func(t *testing.T) {
 		tdir := copyDataFolder(t, dir)
-		const bad = 17
+		bad := s.base + 17
 		withDB(t, tdir, func(db *sql.DB) {
 			var leaf []byte
 			if err := db.QueryRow(`SELECT leaf FROM records WHERE seq = ?`, bad).Scan(&leaf); err != nil {
@@ -144,12 +146,12 @@ func TestE2EVerify(t *testing.T) {
 			}
 			// A blob of a record in the middle of the log.
 			for id, seqs := range users {
-				if slices.Contains(seqs, 12) {
+				if slices.Contains(seqs, s.base+12) {
 					target = id
 				}
 			}
 			if users[target] == nil {
-				t.Fatalf("record 12 has no content blob; blobs: %v", users)
+				t.Fatalf("record %d has no content blob; blobs: %v", s.base+12, users)
 			}
 			var data []byte
 			if err := db.QueryRow(`SELECT data FROM blobs WHERE id = ?`, target[:]).Scan(&data); err != nil {

@@ -39,6 +39,9 @@ type upstreamConfig struct {
 	// Profile is the capture profile of the route's records (minimal,
 	// standard or forensic; default: the tenant's).
 	Profile string `yaml:"profile"`
+	// APIKey is a secret reference ("env:NAME", "file:PATH") to the
+	// provider key sent for callers whose API key is an InferTrail token.
+	APIKey string `yaml:"api_key"`
 }
 
 // virtualKeyConfig is one virtual key. Key and the upstream keys are
@@ -105,6 +108,13 @@ func (c *gatewayConfig) upstreams() ([]gateway.Upstream, error) {
 		}
 		if up.BaseURL == "" {
 			up.BaseURL = u.def
+		}
+		if u.cfg.APIKey != "" {
+			k, err := resolveSecret(u.cfg.APIKey, fmt.Sprintf("gateway %s api_key", u.p.Name()))
+			if err != nil {
+				return nil, err
+			}
+			up.Key = k
 		}
 		if u.cfg.CAFile != "" || u.cfg.InsecureSkipVerify {
 			tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.cfg.InsecureSkipVerify}

@@ -19,15 +19,17 @@ const usage = `InferTrail: an inference-level audit trail.
 
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
-  infertrail verify  --data DIR [--key VKEY] | --server URL --key VKEY
+  infertrail verify  --data DIR [--key VKEY] | --server URL --key VKEY [--token T]
   infertrail keys show|list-kek|rotate-kek|rewrap|remove-kek ID [--data DIR] [--store DSN]
   infertrail erase   --scope tenant=T[,session=S] --reason TEXT [--authority TEXT] (--data DIR | --server URL)
   infertrail hold    add --scope S --reason TEXT | list [--tenant T] [--all] | release ID --tenant T  (--data DIR | --server URL)
   infertrail retention run [--data DIR] [--config FILE]
+  infertrail tokens  create --role R[,R] --tenant T --name N [--expires 90d] | list [--all] | revoke ID  (--data DIR | --server URL)
   infertrail migrate --store postgres://…
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail version
 
+Commands that take --server send an API token from --token or $INFERTRAIL_TOKEN.
 Run 'infertrail COMMAND -h' for a command's flags.
 `
 
@@ -91,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return holdCmd(ctx, rest, stdout, stderr)
 	case "retention":
 		return retentionCmd(ctx, rest, stdout, stderr)
+	case "tokens":
+		return tokensCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
 	case "bench":

@@ -204,7 +204,7 @@ func runRetention(ctx context.Context, lg *ledger.Log, rules []ledger.RetentionR
 // target is where an administrative command acts: a data folder, opened
 // directly, or a running server's API.
 type target struct {
-	data, store, server, config *string
+	data, store, server, config, token *string
 }
 
 func addTarget(fs *flag.FlagSet) target {
@@ -213,6 +213,7 @@ func addTarget(fs *flag.FlagSet) target {
 		store:  fs.String("store", "", "with --data: the store `DSN`, if not SQLite in the data folder"),
 		server: fs.String("server", "", "act through a running server's API at `URL`"),
 		config: fs.String("config", "", "with --data: the server's YAML configuration `file` (for privacy.scope and retention)"),
+		token:  tokenFlag(fs),
 	}
 }
 
@@ -304,7 +305,7 @@ func (t target) call(ctx context.Context, method, path string, body, out any) er
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clientWithToken(resolveToken(*t.token), 0).Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

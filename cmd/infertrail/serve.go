@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
@@ -41,6 +42,7 @@ type config struct {
 		MaxBodyBytes int64 `yaml:"max_body_bytes"`
 		MaxBatch     int   `yaml:"max_batch"`
 	} `yaml:"ingest"`
+	Auth      authConfig    `yaml:"auth"`
 	Gateway   gatewayConfig `yaml:"gateway"`
 	Privacy   privacyConfig `yaml:"privacy"`
 	Sequencer struct {
@@ -191,9 +193,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, addr := range []string{cfg.Listen, cfg.Gateway.Listen} {
-		if addr != "" && !isLoopback(addr) && !cfg.AllowUnauthenticated {
-			return withHint(fmt.Errorf("refusing to listen on %s: the API has no authentication yet, and this address is reachable from other machines", addr),
-				"listen on 127.0.0.1, or set allow_unauthenticated_remote: true in the config file if a proxy in front authenticates")
+		if cfg.Auth.Disabled && addr != "" && !isLoopback(addr) && !cfg.AllowUnauthenticated {
+			return withHint(fmt.Errorf("refusing to listen on %s without authentication (auth.disabled is set): this address is reachable from other machines", addr),
+				"remove auth.disabled, listen on 127.0.0.1, or set allow_unauthenticated_remote: true if a proxy in front authenticates every request")
 		}
 	}
 	gwDurability := gateway.RequestAhead
@@ -253,9 +255,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	var (
+		auth          infertrail.Authenticator
+		tokens        *access.Tokens
+		adminToken    string
+		adminTokenNew bool
+	)
+	if !cfg.Auth.Disabled {
+		a, err := cfg.Auth.authenticator(ctx, st, fingerprinter.Of)
+		if err != nil {
+			lg.Close()
+			return err
+		}
+		auth, tokens = a, &access.Tokens{Store: st, Recorder: lg}
+		absData, _ := filepath.Abs(cfg.Data)
+		if adminToken, adminTokenNew, err = bootstrapAdminToken(ctx, tokens, st, absData); err != nil {
+			lg.Close()
+			return err
+		}
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Log: lg, VerifierKey: dk.vkey, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch,
-		RemoteAdmin: cfg.AllowUnauthenticated, Fingerprinter: fingerprinter,
+		Auth: auth, Tokens: tokens, RequireReason: cfg.Auth.RequireReason, Fingerprinter: fingerprinter,
 		Logger: logger, Gatherer: reg, Registry: reg,
 	})
 	if err != nil {
@@ -264,7 +285,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	gw, err := gateway.New(gateway.Config{
 		Recorder: lg, Secret: dk.secret, Upstreams: upstreams, Durability: gwDurability,
-		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey,
+		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth,
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
 		Logger: logger, Registry: reg,
 	})
@@ -310,6 +331,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "InferTrail is listening on http://%s\n", ln.Addr())
 	fmt.Fprintf(stdout, "  data:         %s\n  store:        %s\n  origin:       %s\n  verifier key: %s\n", absData, desc, dk.origin, dk.vkey)
+	switch {
+	case cfg.Auth.Disabled:
+		fmt.Fprintf(stdout, "  auth:         off (auth.disabled): every caller may do anything\n")
+	case adminTokenNew:
+		fmt.Fprintf(stdout, "Created the first admin token in %s (0600). Use it with:\n  export INFERTRAIL_TOKEN=$(cat %s)\n", adminToken, adminToken)
+	default:
+		fmt.Fprintf(stdout, "  auth:         API tokens (infertrail tokens list --data %s)\n", cfg.Data)
+	}
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
 		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)

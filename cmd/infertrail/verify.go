@@ -26,6 +26,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	server := fs.String("server", "", "verify a running server's log over its tiles, at `URL`")
 	vkey := fs.String("key", "", "the log's verifier `key` (name+hash+key); required with --server")
 	quiet := fs.Bool("q", false, "print no progress")
+	token := tokenFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil || base.Scheme != "http" && base.Scheme != "https" {
 			return fmt.Errorf("server URL %q: want http:// or https://", *server)
 		}
-		fetch := httpFetcher(base)
+		fetch := httpFetcher(base, resolveToken(*token))
 		start := time.Now()
 		var records int64
 		cp, err := ledger.VerifyTiles(ctx, fetch, verifier.Name(), verifier, func(index int64, leaf []byte) error {
@@ -147,8 +148,8 @@ func printReport(w io.Writer, rep ledger.Report, d time.Duration) {
 
 // httpFetcher fetches tiles from a server, with a timeout per request and
 // a bound on what it reads.
-func httpFetcher(base *url.URL) ledger.TileFetcher {
-	client := &http.Client{Timeout: 60 * time.Second}
+func httpFetcher(base *url.URL, token string) ledger.TileFetcher {
+	client := clientWithToken(token, 60*time.Second)
 	return func(ctx context.Context, path string) ([]byte, error) {
 		u := base.ResolveReference(&url.URL{Path: path})
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

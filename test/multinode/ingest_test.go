@@ -54,6 +54,11 @@ type ack struct {
 // ledgerAcks is every acknowledged record, checked as answers arrive:
 // one seq per id and one id per seq.
 type ledgerAcks struct {
+	// base is how many records the log held before the clients began: the
+	// access records the servers append for each API token created (the
+	// first admin token and the clients' token).
+	base int64
+
 	mu      sync.Mutex
 	seqOf   map[string]int64
 	idOf    map[int64]string
@@ -66,8 +71,28 @@ type ledgerAcks struct {
 	connErrors  atomic.Int64
 }
 
-func newAcks() *ledgerAcks {
-	return &ledgerAcks{seqOf: map[string]int64{}, idOf: map[int64]string{}, perNode: map[string]int64{}}
+// newAcks returns an empty ledgerAcks for the log in dsn, noting the
+// records the log already holds; call it before any client sends.
+func newAcks(t testing.TB, dsn string) *ledgerAcks {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var base int64
+	if err := conn.QueryRow(ctx, `SELECT size FROM log_head`).Scan(&base); err != nil {
+		t.Fatal(err)
+	}
+	return &ledgerAcks{base: base, seqOf: map[string]int64{}, idOf: map[int64]string{}, perNode: map[string]int64{}}
+}
+
+// logged returns how many records the log should hold: those there before
+// the clients began and those acknowledged since.
+func (a *ledgerAcks) logged() int64 {
+	return a.base + a.count()
 }
 
 func (a *ledgerAcks) count() int64 {
@@ -118,14 +143,16 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
 }
 
-// post sends one batch and returns the status, the parsed answer (on 200),
-// the error body (otherwise) and the Retry-After header.
-func post(ctx context.Context, url string, body []byte) (int, []ack, []byte, string, error) {
+// post sends one batch with the API token and returns the status, the
+// parsed answer (on 200), the error body (otherwise) and the Retry-After
+// header.
+func post(ctx context.Context, url, token string, body []byte) (int, []ack, []byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/records", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, nil, nil, "", err
@@ -155,7 +182,7 @@ func sendUntilAcked(ctx context.Context, t testing.TB, n *node, b batch, a *ledg
 	t.Helper()
 	deadline := time.Now().Add(giveUp)
 	for {
-		status, got, errBody, retryAfter, err := post(ctx, n.url(), b.body)
+		status, got, errBody, retryAfter, err := post(ctx, n.url(), n.token, b.body)
 		switch {
 		case err == nil && status == http.StatusOK:
 			return got
@@ -229,9 +256,9 @@ func drive(ctx context.Context, t testing.TB, nodes []*node, clientsPerNode, bat
 }
 
 // checkStored compares the database with the acknowledgements: the tree
-// size and the number of records both equal the number acknowledged, seqs
-// run 0..N-1 with no gap or repeat, and every acknowledged id is stored at
-// its acknowledged seq.
+// size and the number of records both equal the number acknowledged plus
+// the records there before the clients began, seqs run 0..N-1 with no gap
+// or repeat, and every acknowledged id is stored at its acknowledged seq.
 func checkStored(t testing.TB, dsn string, a *ledgerAcks) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -241,7 +268,7 @@ func checkStored(t testing.TB, dsn string, a *ledgerAcks) {
 		t.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	want := a.count()
+	want := a.logged()
 	var size, rows, distinct, minSeq, maxSeq int64
 	if err := conn.QueryRow(ctx, `SELECT size FROM log_head`).Scan(&size); err != nil {
 		t.Fatal(err)
@@ -251,8 +278,8 @@ func checkStored(t testing.TB, dsn string, a *ledgerAcks) {
 		t.Fatal(err)
 	}
 	if size != want || rows != want || distinct != want || minSeq != 0 || maxSeq != want-1 {
-		t.Errorf("tree size %d, %d rows, %d distinct seqs from %d to %d; want %d acknowledged records, seqs 0..%d",
-			size, rows, distinct, minSeq, maxSeq, want, want-1)
+		t.Errorf("tree size %d, %d rows, %d distinct seqs from %d to %d; want %d records (%d there before, %d acknowledged), seqs 0..%d",
+			size, rows, distinct, minSeq, maxSeq, want, a.base, want-a.base, want-1)
 	}
 	stored, err := conn.Query(ctx, `SELECT id::text, seq FROM records`)
 	if err != nil {

@@ -13,7 +13,7 @@ func TestThreeNodes(t *testing.T) {
 	nodes := startNodes(t, dsn, 3)
 
 	d := ingestDuration()
-	a := newAcks()
+	a := newAcks(t, dsn)
 	stop := make(chan struct{})
 	time.AfterFunc(d, func() { close(stop) })
 	start := time.Now()
@@ -31,8 +31,8 @@ func TestThreeNodes(t *testing.T) {
 	for _, n := range nodes {
 		n.stop(t)
 	}
-	if got := verifyLog(t, nodes[0].dir, dsn); got != total {
-		t.Errorf("verify checked %d records; %d were acknowledged", got, total)
+	if got, want := verifyLog(t, nodes[0].dir, dsn), a.logged(); got != want {
+		t.Errorf("verify checked %d records; want %d (%d acknowledged, %d there before)", got, want, total, a.base)
 	}
 	checkStored(t, dsn, a)
 }
@@ -45,7 +45,7 @@ func TestKillNodeMidIngest(t *testing.T) {
 	nodes := startNodes(t, dsn, 2)
 	survivor, victim := nodes[0], nodes[1]
 
-	a := newAcks()
+	a := newAcks(t, dsn)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -77,8 +77,8 @@ func TestKillNodeMidIngest(t *testing.T) {
 		n.stop(t)
 	}
 	checkStored(t, dsn, a)
-	if got, want := verifyLog(t, survivor.dir, dsn), a.count(); got != want {
-		t.Errorf("verify checked %d records; %d were acknowledged", got, want)
+	if got, want := verifyLog(t, survivor.dir, dsn), a.logged(); got != want {
+		t.Errorf("verify checked %d records; want %d (%d acknowledged, %d there before)", got, want, a.count(), a.base)
 	}
 }
 
@@ -91,7 +91,7 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 	dsn := freshSchema(t, pg.dsn)
 	nodes := startNodes(t, dsn, 1)
 
-	a := newAcks()
+	a := newAcks(t, dsn)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -123,22 +123,29 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 	t.Logf("%d records acknowledged in all", a.count())
 	nodes[0].stop(t)
 	checkStored(t, dsn, a)
-	if got, want := verifyLog(t, nodes[0].dir, dsn), a.count(); got != want {
-		t.Errorf("verify checked %d records; %d were acknowledged", got, want)
+	if got, want := verifyLog(t, nodes[0].dir, dsn), a.logged(); got != want {
+		t.Errorf("verify checked %d records; want %d (%d acknowledged, %d there before)", got, want, a.count(), a.base)
 	}
 }
 
-// startNodes starts n nodes on dsn: the first creates the keys, the others
-// get copies of them.
+// startNodes starts n nodes on dsn: the first creates the keys, and the
+// admin token (the token store being empty), the others get copies of the
+// keys. With the admin token it creates one API token for every tenant,
+// able to ingest and read, which every node's clients send.
 func startNodes(t testing.TB, dsn string, n int) []*node {
 	t.Helper()
 	nodes := make([]*node, n)
+	var token string
 	for i := range nodes {
 		nodes[i] = newNode(t, "node"+string(rune('1'+i)), dsn)
 		if i > 0 {
 			shareKeys(t, nodes[0], nodes[i])
 		}
 		nodes[i].start(t)
+		if i == 0 {
+			token = createToken(t, nodes[0], adminToken(t, nodes[0]), "multinode clients", "ingest", "auditor").Token
+		}
+		nodes[i].token = token
 	}
 	return nodes
 }

@@ -20,12 +20,13 @@ import (
 
 // node is one infertrail serve process.
 type node struct {
-	name string
-	dir  string // its data folder
-	dsn  string
-	mu   sync.Mutex
-	addr string // host:port, kept across restarts; clients read it while the node restarts
-	logs string // its stderr, appended across restarts
+	name  string
+	dir   string // its data folder
+	dsn   string
+	token string // the API token clients send it; set by startNodes before any client runs
+	mu    sync.Mutex
+	addr  string // host:port, kept across restarts; clients read it while the node restarts
+	logs  string // its stderr, appended across restarts
 
 	cmd  *exec.Cmd
 	exit chan error // receives the process's exit once

@@ -3,6 +3,7 @@ package infertrail
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -200,6 +201,43 @@ type Token struct {
 	Expires   int64 // Unix nanoseconds; 0: never
 	RevokedBy string
 	Revoked   int64 // Unix nanoseconds; 0 while not revoked
+}
+
+// Validate checks a token before a store adds it: it needs an id, a
+// name, a tenant, known roles, a hash and a finite rate limit ≥ 0. The
+// error wraps ErrInvalid.
+func (t *Token) Validate() error {
+	switch {
+	case t.ID.IsZero():
+		return fmt.Errorf("add token: no id: %w", ErrInvalid)
+	case t.Name == "":
+		return fmt.Errorf("add token %v: no name: %w", t.ID, ErrInvalid)
+	case t.Tenant == "":
+		return fmt.Errorf("add token %v: no tenant: %w", t.ID, ErrInvalid)
+	case len(t.Roles) == 0:
+		return fmt.Errorf("add token %v: no role: %w", t.ID, ErrInvalid)
+	case t.Hash == [32]byte{}:
+		return fmt.Errorf("add token %v: no hash: %w", t.ID, ErrInvalid)
+	case !(t.RateLimit >= 0) || math.IsInf(t.RateLimit, 1):
+		return fmt.Errorf("add token %v: rate limit %v is not a finite number >= 0: %w", t.ID, t.RateLimit, ErrInvalid)
+	}
+	for _, r := range t.Roles {
+		if r.Permissions() == 0 {
+			return fmt.Errorf("add token %v: unknown role %q: %w", t.ID, r, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// JoinRoles returns the roles sorted, without repeats and comma-separated,
+// as stores keep them and messages show them ("" for none).
+func JoinRoles(roles []Role) string {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ",")
 }
 
 // Valid reports whether the token may be used at time now (Unix ns).

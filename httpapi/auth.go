@@ -68,11 +68,7 @@ func joinRoles(rs []infertrail.Role) string {
 	if len(rs) == 0 {
 		return "none"
 	}
-	s := make([]string, len(rs))
-	for i, r := range rs {
-		s[i] = string(r)
-	}
-	return strings.Join(s, ",")
+	return infertrail.JoinRoles(rs)
 }
 
 // principal is the caller of an authorized route.
@@ -295,9 +291,9 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	id, err := infertrail.ParseUUID(r.PathValue("id"))
+	id, err := uuidParam("id", r.PathValue("id"))
 	if err != nil {
-		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "id", Reason: err.Error(), Err: infertrail.ErrInvalid})
+		s.writeError(w, r, err)
 		return
 	}
 	t, err := tm.Revoke(r.Context(), id, req.Reason, principal(r), actor(r))

@@ -136,9 +136,9 @@ func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	id, err := infertrail.ParseUUID(r.PathValue("id"))
+	id, err := uuidParam("id", r.PathValue("id"))
 	if err != nil {
-		s.writeError(w, r, &infertrail.FieldError{Record: -1, Field: "id", Reason: err.Error(), Err: infertrail.ErrInvalid})
+		s.writeError(w, r, err)
 		return
 	}
 	if req.Tenant == "" {

@@ -24,6 +24,15 @@ func intParam(name, v string) (int64, error) {
 	return n, nil
 }
 
+// uuidParam parses a UUID path or query parameter.
+func uuidParam(name, v string) (infertrail.UUID, error) {
+	id, err := infertrail.ParseUUID(v)
+	if err != nil {
+		return id, &infertrail.FieldError{Record: -1, Field: name, Reason: err.Error(), Err: infertrail.ErrInvalid}
+	}
+	return id, nil
+}
+
 func hashesB64(hs []tlog.Hash) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,16 +15,16 @@ import (
 
 // AddToken stores a new token, its roles sorted and without repeats.
 func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
-	roles, err := checkToken(t)
-	if err != nil {
+	if err := t.Validate(); err != nil {
 		return err
 	}
+	roles := infertrail.JoinRoles(t.Roles)
 	var revokedBy pgtype.Text
 	var revoked pgtype.Int8
 	if t.Revoked != 0 {
 		revokedBy, revoked = pgtype.Text{String: t.RevokedBy, Valid: true}, pgtype.Int8{Int64: t.Revoked, Valid: true}
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
+	_, err := db.pool.Exec(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		pgtype.UUID{Bytes: t.ID, Valid: true}, t.Name, t.Tenant, roles, t.Hash[:], t.RateLimit, t.CreatedBy, t.Created, t.Expires, revokedBy, revoked)
 	var pgErr *pgconn.PgError
@@ -41,33 +39,6 @@ func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
 		return fmt.Errorf("add token %v: %w", t.ID, classify(err))
 	}
 	return nil
-}
-
-// checkToken checks a token to be added and returns its roles column.
-func checkToken(t infertrail.Token) (string, error) {
-	switch {
-	case t.ID.IsZero():
-		return "", fmt.Errorf("add token: no id: %w", infertrail.ErrInvalid)
-	case t.Name == "":
-		return "", fmt.Errorf("add token %v: no name: %w", t.ID, infertrail.ErrInvalid)
-	case t.Tenant == "":
-		return "", fmt.Errorf("add token %v: no tenant: %w", t.ID, infertrail.ErrInvalid)
-	case len(t.Roles) == 0:
-		return "", fmt.Errorf("add token %v: no role: %w", t.ID, infertrail.ErrInvalid)
-	case t.Hash == [32]byte{}:
-		return "", fmt.Errorf("add token %v: no hash: %w", t.ID, infertrail.ErrInvalid)
-	case !(t.RateLimit >= 0) || math.IsInf(t.RateLimit, 1):
-		return "", fmt.Errorf("add token %v: rate limit %v is not a finite number >= 0: %w", t.ID, t.RateLimit, infertrail.ErrInvalid)
-	}
-	names := make([]string, len(t.Roles))
-	for i, r := range t.Roles {
-		if r.Permissions() == 0 {
-			return "", fmt.Errorf("add token %v: unknown role %q: %w", t.ID, r, infertrail.ErrInvalid)
-		}
-		names[i] = string(r)
-	}
-	slices.Sort(names)
-	return strings.Join(slices.Compact(names), ","), nil
 }
 
 // TokenByHash returns the token with the hash, read from the database.

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 	"strings"
 
 	sqlite "modernc.org/sqlite"
@@ -17,15 +15,15 @@ import (
 
 // AddToken stores a new token, its roles sorted and without repeats.
 func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
-	roles, err := checkToken(t)
-	if err != nil {
+	if err := t.Validate(); err != nil {
 		return err
 	}
+	roles := infertrail.JoinRoles(t.Roles)
 	var revokedBy, revoked any
 	if t.Revoked != 0 {
 		revokedBy, revoked = t.RevokedBy, t.Revoked
 	}
-	_, err = db.writer.ExecContext(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
+	_, err := db.writer.ExecContext(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID[:], t.Name, t.Tenant, roles, t.Hash[:], t.RateLimit, t.CreatedBy, t.Created, t.Expires, revokedBy, revoked)
 	var se *sqlite.Error
@@ -36,33 +34,6 @@ func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
 		return fmt.Errorf("add token %v: %w", t.ID, err)
 	}
 	return nil
-}
-
-// checkToken checks a token to be added and returns its roles column.
-func checkToken(t infertrail.Token) (string, error) {
-	switch {
-	case t.ID.IsZero():
-		return "", fmt.Errorf("add token: no id: %w", infertrail.ErrInvalid)
-	case t.Name == "":
-		return "", fmt.Errorf("add token %v: no name: %w", t.ID, infertrail.ErrInvalid)
-	case t.Tenant == "":
-		return "", fmt.Errorf("add token %v: no tenant: %w", t.ID, infertrail.ErrInvalid)
-	case len(t.Roles) == 0:
-		return "", fmt.Errorf("add token %v: no role: %w", t.ID, infertrail.ErrInvalid)
-	case t.Hash == [32]byte{}:
-		return "", fmt.Errorf("add token %v: no hash: %w", t.ID, infertrail.ErrInvalid)
-	case !(t.RateLimit >= 0) || math.IsInf(t.RateLimit, 1):
-		return "", fmt.Errorf("add token %v: rate limit %v is not a finite number >= 0: %w", t.ID, t.RateLimit, infertrail.ErrInvalid)
-	}
-	names := make([]string, len(t.Roles))
-	for i, r := range t.Roles {
-		if r.Permissions() == 0 {
-			return "", fmt.Errorf("add token %v: unknown role %q: %w", t.ID, r, infertrail.ErrInvalid)
-		}
-		names[i] = string(r)
-	}
-	slices.Sort(names)
-	return strings.Join(slices.Compact(names), ","), nil
 }
 
 // TokenByHash returns the token with the hash, read from the database.

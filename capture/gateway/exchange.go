@@ -32,7 +32,7 @@ type exchange struct {
 	start    time.Time
 	call     Call
 	id       identity
-	tc       traceContext
+	tc       TraceContext
 	session  string
 	req      *infertrail.Record
 	reqSeq   int64 // -1 until the request record is durable
@@ -69,7 +69,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{rt: rt, start: g.cfg.Now(), reqSeq: -1, inCtx: r.Context(), respID: infertrail.NewUUID()}
 	id, err := g.identify(r.Context(), rt.p, r.Header)
 	ex.id = id
-	ex.tc = newTraceContext(r.Header)
+	ex.tc = NewTraceContext(r.Header.Get("traceparent"))
 	ex.session = strings.TrimSpace(r.Header.Get(HeaderSession))
 	if err != nil {
 		var rl *infertrail.RateLimitError
@@ -132,31 +132,22 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.unrecorded(w, err)
 			return
 		}
-		if err := g.reserve(r.Context()); err != nil {
+		if err := g.sp.Reserve(r.Context()); err != nil {
 			rt.unrecorded(w, err)
 			return
 		}
-		g.writeLater(ex.req)
+		g.sp.WriteLater(ex.req)
 	} else {
 		// Records waiting to be written after the fact share this commit.
-		backlog := g.takeBacklog()
-		seqs, err := g.rec.Record(r.Context(), append(backlog, ex.req)...)
-		if err != nil && len(backlog) > 0 {
-			// Whatever failed, the backlog is retried on its own, and the
-			// request is not refused for a fault of another record.
-			go g.persistAll(backlog)
-			backlog = nil
-			seqs, err = g.rec.Record(r.Context(), ex.req)
-		}
+		seq, err := g.sp.RecordNow(r.Context(), ex.req)
 		if err != nil {
 			rt.unrecorded(w, err)
 			return
 		}
-		g.written(backlog)
-		ex.reqSeq = seqs[len(seqs)-1]
+		ex.reqSeq = seq
 	}
 	if g.cfg.Durability != FailClosed {
-		if err := g.reserve(r.Context()); err != nil {
+		if err := g.sp.Reserve(r.Context()); err != nil {
 			// The request is on record but will not be forwarded: say so.
 			ex.gatewayBody = rt.p.ErrorBody(http.StatusServiceUnavailable, "the InferTrail gateway is busy; try again")
 			rt.answer(w, http.StatusServiceUnavailable, "the InferTrail gateway is busy; try again")
@@ -232,10 +223,10 @@ func (rt *route) refuse(w http.ResponseWriter, ex *exchange, body []byte, status
 		r.Content = nil
 		r.SessionID, r.Actor.ID = "", ""
 	}
-	if rt.g.reserve(ex.inCtx) == nil {
-		rt.g.writeLater(r)
+	if rt.g.sp.Reserve(ex.inCtx) == nil {
+		rt.g.sp.WriteLater(r)
 	} else {
-		rt.g.persist(r) // no room to wait in: write it now
+		rt.g.sp.Persist(r) // no room to wait in: write it now
 	}
 }
 
@@ -256,7 +247,7 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	if ex.id.replace {
 		rt.p.SetCredential(h, ex.id.upstream)
 	}
-	h.Set("traceparent", ex.tc.header())
+	h.Set("traceparent", ex.tc.Header())
 	// Ask only for what the record can be rebuilt from.
 	if ae := h.Get("Accept-Encoding"); strings.Contains(strings.ToLower(ae), "gzip") {
 		h.Set("Accept-Encoding", "gzip")
@@ -283,7 +274,7 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 	switch enc := strings.ToLower(resp.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 		if ex.stream {
-			c.sse = newSSEParser(g.cfg.MaxCaptureBytes, c.rec.Event)
+			c.sse = NewSSEParser(g.cfg.MaxCaptureBytes, c.rec.Event)
 		}
 	case "gzip":
 		c.gzip = true
@@ -291,7 +282,7 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 		c.undecodable = enc
 	}
 	h := resp.Header
-	h.Set("traceparent", ex.tc.header())
+	h.Set("traceparent", ex.tc.Header())
 	h.Set(HeaderRecordID, ex.req.ID.String()+", "+ex.respID.String())
 	if ex.reqSeq >= 0 {
 		h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
@@ -348,7 +339,7 @@ func (rt *route) errorHandler(w http.ResponseWriter, r *http.Request, err error)
 	if status != 499 {
 		ex.gatewayBody = rt.p.ErrorBody(status, msg)
 		h := w.Header()
-		h.Set("traceparent", ex.tc.header())
+		h.Set("traceparent", ex.tc.Header())
 		h.Set(HeaderRecordID, ex.req.ID.String()+", "+ex.respID.String())
 		if ex.reqSeq >= 0 {
 			h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
@@ -368,7 +359,7 @@ type capture struct {
 	ex          *exchange
 	body        io.ReadCloser
 	rec         Reconstructor
-	sse         *sseParser
+	sse         *SSEParser
 	raw         []byte // the body, for one not streamed or compressed, up to limit
 	limit       int
 	over        bool
@@ -426,7 +417,7 @@ func (c *capture) observe(b []byte) {
 		c.rawOver = n < len(b)
 	}
 	if c.sse != nil {
-		c.sse.feed(b)
+		c.sse.Feed(b)
 		return
 	}
 	if c.over {
@@ -463,7 +454,7 @@ func (c *capture) finishOnce(reason string) error {
 		case body == nil:
 		case c.ex.stream:
 			if c.sse == nil {
-				newSSEParser(c.limit, c.rec.Event).feed(body)
+				NewSSEParser(c.limit, c.rec.Event).Feed(body)
 			}
 		default:
 			c.rec.Body(c.ex.status, body)
@@ -527,12 +518,12 @@ func (ex *exchange) finish(res Response, reason string, c *capture) (int64, erro
 	}
 	r := ex.responseRecord(res, reason, c)
 	if ex.reserved {
-		g.writeLater(r)
+		g.sp.WriteLater(r)
 		return -1, nil
 	}
 	if g.cfg.Durability != FailClosed {
 		// No slot could be held: write it anyway, waiting as needed.
-		g.persist(r)
+		g.sp.Persist(r)
 		return -1, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -548,7 +539,7 @@ func (ex *exchange) finish(res Response, reason string, c *capture) (int64, erro
 func (ex *exchange) baseRecord() *infertrail.Record {
 	r := &infertrail.Record{
 		Kind: ex.rt.ep.Kind, Time: ex.start, Tenant: ex.id.tenant, Actor: ex.id.actor,
-		SessionID: ex.session, TraceID: ex.tc.traceID, SpanID: ex.tc.spanID, ParentSpanID: ex.tc.parentID,
+		SessionID: ex.session, TraceID: ex.tc.TraceID, SpanID: ex.tc.SpanID, ParentSpanID: ex.tc.ParentID,
 		Source: ex.rt.p.Name(), Attributes: map[string]json.RawMessage{},
 	}
 	if p := ex.rt.up.Profile; p != "" {

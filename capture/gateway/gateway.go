@@ -8,7 +8,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,11 +165,7 @@ type Gateway struct {
 	log   *slog.Logger
 	m     *metrics
 
-	slots   chan struct{} // one per record waiting to be written after the fact
-	wg      sync.WaitGroup
-	blMu    sync.Mutex
-	backlog []*infertrail.Record
-	blTimer *time.Timer
+	sp *Spool
 
 	mu      sync.Mutex
 	closed  bool
@@ -220,11 +215,11 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, rec: cfg.Recorder, fp: fp,
 		vkeys: map[string]*VirtualKey{}, keys: map[string]Secret{}, mux: http.NewServeMux(), log: cfg.Logger,
-		slots: make(chan struct{}, cfg.MaxPending), drained: make(chan struct{}),
+		drained: make(chan struct{}),
 	}
-	g.blTimer = time.AfterFunc(time.Hour, g.flushBacklog)
-	g.blTimer.Stop()
 	g.m = newMetrics(cfg.Registry, g)
+	g.sp = NewSpool(SpoolConfig{Recorder: cfg.Recorder, MaxPending: cfg.MaxPending, PendingWait: cfg.PendingWait,
+		Logger: cfg.Logger, OnWait: g.m.waited, OnFail: g.m.failed})
 	names := map[string]bool{}
 	for i := range cfg.VirtualKeys {
 		vk := &cfg.VirtualKeys[i]
@@ -305,17 +300,10 @@ func (g *Gateway) Close(ctx context.Context) error {
 		g.mu.Unlock()
 		return fmt.Errorf("close gateway: %d calls still in flight: %w", n, ctx.Err())
 	}
-	g.flushBacklog()
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		n := len(g.slots)
-		g.log.Error("gateway: records not yet written at shutdown", "records", n)
-		return fmt.Errorf("close gateway: %d records not yet written: %w", n, ctx.Err())
+	if err := g.sp.Flush(ctx); err != nil {
+		return fmt.Errorf("close gateway: %w", err)
 	}
+	return nil
 }
 
 // enter counts a call in flight; it fails once Close has begun.
@@ -425,135 +413,4 @@ func writeProviderError(w http.ResponseWriter, p Provider, status int, msg strin
 	}
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// reserve takes room for one record to be written after the fact,
-// waiting up to PendingWait when the trail is behind.
-func (g *Gateway) reserve(ctx context.Context) error {
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	g.m.waited()
-	t := time.NewTimer(g.cfg.PendingWait)
-	defer t.Stop()
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("%d records are waiting to be written: %w", g.cfg.MaxPending, infertrail.ErrPushback)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// writeLater writes r after the fact, holding a slot taken by reserve: a
-// record handed here is never dropped while the process runs. Records
-// wait in a backlog for up to backlogDelay, so that the next request record
-// written synchronously carries them into the same commit: at low
-// concurrency a call then costs one commit, not two.
-func (g *Gateway) writeLater(r *infertrail.Record) {
-	g.wg.Add(1)
-	g.blMu.Lock()
-	g.backlog = append(g.backlog, r)
-	if len(g.backlog) == 1 {
-		g.blTimer.Reset(backlogDelay)
-	}
-	g.blMu.Unlock()
-}
-
-// backlogDelay is the longest a record written after the fact waits for a
-// request record to share its commit.
-const backlogDelay = 2 * time.Millisecond
-
-// takeBacklog removes and returns the records waiting in the backlog.
-func (g *Gateway) takeBacklog() []*infertrail.Record {
-	g.blMu.Lock()
-	defer g.blMu.Unlock()
-	b := g.backlog
-	g.backlog = nil
-	return b
-}
-
-// flushBacklog writes what waits in the backlog in the background.
-func (g *Gateway) flushBacklog() {
-	if b := g.takeBacklog(); len(b) > 0 {
-		go g.persistAll(b)
-	}
-}
-
-// written releases the slots of records that are durable.
-func (g *Gateway) written(b []*infertrail.Record) {
-	for range b {
-		<-g.slots
-		g.wg.Done()
-	}
-}
-
-// persistAll writes b in one call, retrying while the trail is busy or
-// down; if the trail refuses the batch, it writes each record on its own.
-func (g *Gateway) persistAll(b []*infertrail.Record) {
-	defer g.written(b)
-	backoff := 5 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, err := g.rec.Record(ctx, b...)
-		cancel()
-		if err == nil {
-			return
-		}
-		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
-			for _, r := range b {
-				g.persist(r)
-			}
-			return
-		}
-		g.log.Warn("gateway: writing records failed; retrying", "records", len(b), "err", err)
-		time.Sleep(backoff)
-		backoff = min(backoff*2, time.Second)
-	}
-}
-
-// coreAttributes are kept when the trail refuses a record's attributes.
-var coreAttributes = []string{"infertrail.phase", "gen_ai.operation.name", "gen_ai.provider.name",
-	"gen_ai.request.model", "gen_ai.response.model", "http.response.status_code", "infertrail.incomplete_reason"}
-
-// persist writes one record, retrying until it is durable.
-func (g *Gateway) persist(r *infertrail.Record) {
-	backoff := 5 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, err := g.rec.Record(ctx, r)
-		cancel()
-		if err == nil {
-			return
-		}
-		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
-			// Keep the evidence that the call happened, without what the
-			// trail refused: first the content, then all but the core
-			// attributes.
-			switch {
-			case len(r.Content) > 0:
-				r.Content = nil
-				r.Attributes["infertrail.content_refused"] = jsonString(err.Error())
-				continue
-			case r.Attributes["infertrail.attributes_refused"] == nil:
-				core := map[string]json.RawMessage{"infertrail.attributes_refused": jsonString(err.Error())}
-				for _, k := range coreAttributes {
-					if v, ok := r.Attributes[k]; ok {
-						core[k] = v
-					}
-				}
-				r.Attributes = core
-				continue
-			}
-			g.m.failed()
-			g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
-			return
-		}
-		g.log.Warn("gateway: writing a record failed; retrying", "id", r.ID.String(), "err", err)
-		time.Sleep(backoff)
-		backoff = min(backoff*2, time.Second)
-	}
 }

@@ -134,31 +134,36 @@ func (g *Gateway) identify(ctx context.Context, p Provider, h http.Header) (iden
 	return id, nil
 }
 
-// traceContext is the W3C trace context of one proxied call: the caller's
+// TraceContext is the W3C trace context of one proxied call: the caller's
 // trace (or a new one), the caller's span as parent, and the gateway's own
 // span, which is what the upstream sees as its parent.
-type traceContext struct {
-	traceID, parentID, spanID, flags string
+type TraceContext struct {
+	TraceID  string // 32 lowercase hex digits
+	ParentID string // the caller's span, 16 lowercase hex digits; "" for a new trace
+	SpanID   string // the capture point's own span
+	Flags    string
 }
 
-// parseTraceparent reads a version-00 traceparent header; anything else
-// (absent, malformed, all-zero ids) starts a new trace.
-func newTraceContext(h http.Header) traceContext {
-	tc := traceContext{spanID: randomHex(8), flags: "01"}
-	v := strings.TrimSpace(h.Get("traceparent"))
+// NewTraceContext continues the trace of a W3C traceparent value; anything
+// else (absent, malformed, all-zero ids) starts a new trace.
+func NewTraceContext(traceparent string) TraceContext {
+	tc := TraceContext{SpanID: randomHex(8), Flags: "01"}
+	v := strings.TrimSpace(traceparent)
 	if len(v) >= 55 && v[2] == '-' && v[35] == '-' && v[52] == '-' && v[:2] != "ff" &&
 		isHex(v[:2]) && isLowerHex(v[3:35]) && isLowerHex(v[36:52]) && isHex(v[53:55]) &&
 		(len(v) == 55 || v[:2] != "00") &&
 		strings.Trim(v[3:35], "0") != "" && strings.Trim(v[36:52], "0") != "" {
-		tc.traceID, tc.parentID, tc.flags = v[3:35], v[36:52], strings.ToLower(v[53:55])
+		tc.TraceID, tc.ParentID, tc.Flags = v[3:35], v[36:52], strings.ToLower(v[53:55])
 		return tc
 	}
-	tc.traceID = randomHex(16)
+	tc.TraceID = randomHex(16)
 	return tc
 }
 
-func (tc traceContext) header() string {
-	return "00-" + tc.traceID + "-" + tc.spanID + "-" + tc.flags
+// Header returns the traceparent value that makes the capture point's
+// span the parent of what it calls.
+func (tc TraceContext) Header() string {
+	return "00-" + tc.TraceID + "-" + tc.SpanID + "-" + tc.Flags
 }
 
 func randomHex(n int) string {

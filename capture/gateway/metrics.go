@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Help: "Records the trail refused outright (each is logged)."}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infertrail_gateway_records_pending",
-		Help: "Records waiting to be written after the fact."}, func() float64 { return float64(len(g.slots)) })
+		Help: "Records waiting to be written after the fact."}, func() float64 { return float64(g.sp.Pending()) })
 	reg.MustRegister(m.requests, m.incompletes, m.waits, m.failures, pending)
 	return m
 }

@@ -2,14 +2,14 @@ package gateway
 
 import "bytes"
 
-// sseParser splits a server-sent event stream into events as its bytes
+// SSEParser splits a server-sent event stream into events as its bytes
 // arrive, following the WHATWG event-stream grammar: lines end in CRLF, LF
 // or CR; "event:" names an event, "data:" lines are joined by "\n", a line
 // starting with ":" is a comment, and a blank line dispatches the event.
 // An event whose data passes max bytes is dropped and counted in dropped;
 // emit then gets its name with nil data, so that a reconstructor still
 // learns that, say, a stream's terminal event arrived.
-type sseParser struct {
+type SSEParser struct {
 	emit    func(name string, data []byte)
 	max     int
 	line    []byte // a line not yet ended
@@ -21,12 +21,12 @@ type sseParser struct {
 	dropped int
 }
 
-func newSSEParser(max int, emit func(name string, data []byte)) *sseParser {
-	return &sseParser{emit: emit, max: max}
+func NewSSEParser(max int, emit func(name string, data []byte)) *SSEParser {
+	return &SSEParser{emit: emit, max: max}
 }
 
 // feed parses b, emitting every event it completes.
-func (p *sseParser) feed(b []byte) {
+func (p *SSEParser) Feed(b []byte) {
 	for len(b) > 0 {
 		if p.skipLF {
 			p.skipLF = false
@@ -59,7 +59,7 @@ func (p *sseParser) feed(b []byte) {
 	}
 }
 
-func (p *sseParser) processLine(l []byte) {
+func (p *SSEParser) processLine(l []byte) {
 	if len(l) == 0 {
 		p.dispatch()
 		return
@@ -90,7 +90,7 @@ func (p *sseParser) processLine(l []byte) {
 	}
 }
 
-func (p *sseParser) dispatch() {
+func (p *SSEParser) dispatch() {
 	if p.tooBig {
 		p.dropped++
 		p.emit(string(p.name), nil)

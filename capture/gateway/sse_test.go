@@ -28,9 +28,9 @@ func TestSSEParser(t *testing.T) {
 			// Every split of the input into two reads must give the same events.
 			for cut := 0; cut <= len(tc.in); cut++ {
 				var got []ev
-				p := newSSEParser(16, func(n string, d []byte) { got = append(got, ev{n, string(d)}) })
-				p.feed([]byte(tc.in[:cut]))
-				p.feed([]byte(tc.in[cut:]))
+				p := NewSSEParser(16, func(n string, d []byte) { got = append(got, ev{n, string(d)}) })
+				p.Feed([]byte(tc.in[:cut]))
+				p.Feed([]byte(tc.in[cut:]))
 				if !slices.Equal(got, tc.want) || p.dropped != tc.dropped {
 					t.Fatalf("cut %d: got %q dropped %d, want %q dropped %d", cut, got, p.dropped, tc.want, tc.dropped)
 				}
@@ -45,14 +45,14 @@ func TestSSEParserByteByByte(t *testing.T) {
 		fmt.Fprintf(&b, "event: e%d\r\ndata: {\"i\":%d}\r\n\r\n", i, i)
 	}
 	n := 0
-	p := newSSEParser(1<<10, func(name string, d []byte) {
+	p := NewSSEParser(1<<10, func(name string, d []byte) {
 		if name != fmt.Sprintf("e%d", n) || string(d) != fmt.Sprintf(`{"i":%d}`, n) {
 			t.Fatalf("event %d: %q %q", n, name, d)
 		}
 		n++
 	})
 	for _, c := range []byte(b.String()) {
-		p.feed([]byte{c})
+		p.Feed([]byte{c})
 	}
 	if n != 100 {
 		t.Fatalf("got %d events, want 100", n)
@@ -63,14 +63,14 @@ func FuzzSSEParser(f *testing.F) {
 	f.Add([]byte("event: a\ndata: b\n\n"), 3)
 	f.Fuzz(func(t *testing.T, in []byte, cut int) {
 		var whole, split []string
-		p := newSSEParser(64, func(n string, d []byte) { whole = append(whole, n+"\x00"+string(d)) })
-		p.feed(in)
+		p := NewSSEParser(64, func(n string, d []byte) { whole = append(whole, n+"\x00"+string(d)) })
+		p.Feed(in)
 		if cut < 0 || cut > len(in) {
 			cut = len(in) / 2
 		}
-		q := newSSEParser(64, func(n string, d []byte) { split = append(split, n+"\x00"+string(d)) })
-		q.feed(in[:cut])
-		q.feed(in[cut:])
+		q := NewSSEParser(64, func(n string, d []byte) { split = append(split, n+"\x00"+string(d)) })
+		q.Feed(in[:cut])
+		q.Feed(in[cut:])
 		if !slices.Equal(whole, split) {
 			t.Fatalf("split at %d changes the events: %q vs %q", cut, whole, split)
 		}

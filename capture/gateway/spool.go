@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Spool writes records after the fact, bounded: a capture path reserves
+// room for a record, hands it over, and goes on; the spool writes it,
+// retrying while the trail is busy or down, and keeps what the trail
+// refuses as far as it can. The LLM and MCP gateways share it. It is safe
+// for concurrent use.
+type Spool struct {
+	rec    infertrail.Recorder
+	log    *slog.Logger
+	wait   time.Duration
+	onWait func()
+	onFail func()
+
+	slots   chan struct{} // one per record waiting to be written after the fact
+	wg      sync.WaitGroup
+	blMu    sync.Mutex
+	backlog []*infertrail.Record
+	blTimer *time.Timer
+}
+
+// SpoolConfig configures a Spool. Zero values are documented defaults.
+type SpoolConfig struct {
+	Recorder infertrail.Recorder // required
+	// MaxPending bounds the records waiting to be written (default 16384);
+	// Reserve waits up to PendingWait (default 30 s) for room.
+	MaxPending  int
+	PendingWait time.Duration
+	Logger      *slog.Logger
+	// OnWait and OnFail, if set, count waits for room and records the
+	// trail refused outright.
+	OnWait, OnFail func()
+}
+
+// NewSpool returns a spool writing to cfg.Recorder.
+func NewSpool(cfg SpoolConfig) *Spool {
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 16384
+	}
+	if cfg.PendingWait <= 0 {
+		cfg.PendingWait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	nop := func() {}
+	if cfg.OnWait == nil {
+		cfg.OnWait = nop
+	}
+	if cfg.OnFail == nil {
+		cfg.OnFail = nop
+	}
+	s := &Spool{rec: cfg.Recorder, log: cfg.Logger, wait: cfg.PendingWait, onWait: cfg.OnWait, onFail: cfg.OnFail,
+		slots: make(chan struct{}, cfg.MaxPending)}
+	s.blTimer = time.AfterFunc(time.Hour, s.flushBacklog)
+	s.blTimer.Stop()
+	return s
+}
+
+// Pending returns how many records wait to be written.
+func (g *Spool) Pending() int { return len(g.slots) }
+
+// RecordNow writes r at once, durably, and with it the records waiting in
+// the backlog (one commit for both); it returns r's sequence number. A
+// failure that is the backlog's is not r's: the backlog is retried on its
+// own and r alone is written again.
+func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record) (int64, error) {
+	backlog := g.TakeBacklog()
+	seqs, err := g.rec.Record(ctx, append(backlog, r)...)
+	if err != nil && len(backlog) > 0 {
+		go g.PersistAll(backlog)
+		backlog = nil
+		seqs, err = g.rec.Record(ctx, r)
+	}
+	if err != nil {
+		return -1, err
+	}
+	g.Written(backlog)
+	return seqs[len(seqs)-1], nil
+}
+
+// Flush writes the backlog and waits until every record handed over is
+// durable, or ctx ends.
+func (g *Spool) Flush(ctx context.Context) error {
+	g.flushBacklog()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		n := len(g.slots)
+		g.log.Error("records not yet written at shutdown", "records", n)
+		return fmt.Errorf("%d records not yet written: %w", n, ctx.Err())
+	}
+}
+
+// Reserve takes room for one record to be written after the fact,
+// waiting up to PendingWait when the trail is behind.
+func (g *Spool) Reserve(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	g.onWait()
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%d records are waiting to be written: %w", cap(g.slots), infertrail.ErrPushback)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WriteLater writes r after the fact, holding a slot taken by Reserve: a
+// record handed here is never dropped while the process runs. Records
+// wait in a backlog for up to backlogDelay, so that the next request record
+// written synchronously carries them into the same commit: at low
+// concurrency a call then costs one commit, not two.
+func (g *Spool) WriteLater(r *infertrail.Record) {
+	g.wg.Add(1)
+	g.blMu.Lock()
+	g.backlog = append(g.backlog, r)
+	if len(g.backlog) == 1 {
+		g.blTimer.Reset(backlogDelay)
+	}
+	g.blMu.Unlock()
+}
+
+// backlogDelay is the longest a record written after the fact waits for a
+// request record to share its commit.
+const backlogDelay = 2 * time.Millisecond
+
+// TakeBacklog removes and returns the records waiting in the backlog.
+func (g *Spool) TakeBacklog() []*infertrail.Record {
+	g.blMu.Lock()
+	defer g.blMu.Unlock()
+	b := g.backlog
+	g.backlog = nil
+	return b
+}
+
+// flushBacklog writes what waits in the backlog in the background.
+func (g *Spool) flushBacklog() {
+	if b := g.TakeBacklog(); len(b) > 0 {
+		go g.PersistAll(b)
+	}
+}
+
+// Written releases the slots of records that are durable.
+func (g *Spool) Written(b []*infertrail.Record) {
+	for range b {
+		<-g.slots
+		g.wg.Done()
+	}
+}
+
+// PersistAll writes b in one call, retrying while the trail is busy or
+// down; if the trail refuses the batch, it writes each record on its own.
+func (g *Spool) PersistAll(b []*infertrail.Record) {
+	defer g.Written(b)
+	backoff := 5 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := g.rec.Record(ctx, b...)
+		cancel()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+			for _, r := range b {
+				g.Persist(r)
+			}
+			return
+		}
+		g.log.Warn("gateway: writing records failed; retrying", "records", len(b), "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// coreAttributes are kept when the trail refuses a record's attributes.
+var coreAttributes = []string{"infertrail.phase", "gen_ai.operation.name", "gen_ai.provider.name",
+	"gen_ai.request.model", "gen_ai.response.model", "http.response.status_code", "infertrail.incomplete_reason"}
+
+// Persist writes one record, retrying until it is durable.
+func (g *Spool) Persist(r *infertrail.Record) {
+	backoff := 5 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := g.rec.Record(ctx, r)
+		cancel()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+			// Keep the evidence that the call happened, without what the
+			// trail refused: first the content, then all but the core
+			// attributes.
+			switch {
+			case len(r.Content) > 0:
+				r.Content = nil
+				r.Attributes["infertrail.content_refused"] = jsonString(err.Error())
+				continue
+			case r.Attributes["infertrail.attributes_refused"] == nil:
+				core := map[string]json.RawMessage{"infertrail.attributes_refused": jsonString(err.Error())}
+				for _, k := range coreAttributes {
+					if v, ok := r.Attributes[k]; ok {
+						core[k] = v
+					}
+				}
+				r.Attributes = core
+				continue
+			}
+			g.onFail()
+			g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
+			return
+		}
+		g.log.Warn("gateway: writing a record failed; retrying", "id", r.ID.String(), "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}

@@ -128,8 +128,9 @@ const AllTenants = "*"
 // Principal is an authenticated caller: an API token, an OIDC identity, or
 // the operator when authentication is off.
 type Principal struct {
-	// ID identifies the caller in records: "token:<uuid>" for an API token,
-	// "oidc:<subject>" for an OIDC identity.
+	// ID identifies the caller in records: "token/<uuid>" for an API
+	// token (not "token:…", which secret detectors rightly take for a
+	// credential), "oidc:<issuer>#<subject>" for an OIDC identity.
 	ID string
 	// Name is a label for people: the token's name, or the identity's
 	// name or e-mail claim.

@@ -134,7 +134,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred string) (*infertr
 		case t.Expires != 0 && a.cfg.Now().UnixNano() >= t.Expires:
 			return nil, fmt.Errorf("API token %s (%s) expired at %s: %w", t.ID, t.Name, fmtTime(t.Expires), infertrail.ErrUnauthenticated)
 		}
-		p = &infertrail.Principal{ID: "token:" + t.ID.String(), Name: t.Name, Tenant: t.Tenant, Roles: t.Roles,
+		p = &infertrail.Principal{ID: "token/" + t.ID.String(), Name: t.Name, Tenant: t.Tenant, Roles: t.Roles,
 			Perms: infertrail.PermissionsOf(t.Roles)}
 		if t.RateLimit != 0 {
 			limit = t.RateLimit

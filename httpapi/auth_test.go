@@ -396,7 +396,7 @@ func TestContentReadReason(t *testing.T) {
 		Attributes map[string]any
 	}
 	json.Unmarshal(e.Leaf, &rec)
-	if rec.Kind != "access" || rec.Actor.ID != "token:"+tok.ID.String() || rec.Attributes["access.reason"] != "incident 4711" {
+	if rec.Kind != "access" || rec.Actor.ID != "token/"+tok.ID.String() || rec.Attributes["access.reason"] != "incident 4711" {
 		t.Errorf("access record = %s", e.Leaf)
 	}
 }

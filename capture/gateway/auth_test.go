@@ -85,7 +85,7 @@ func TestTokens(t *testing.T) {
 			refusals++
 		case r.Attr("infertrail.phase") == "request":
 			calls++
-			if r.Tenant != "acme" || r.Actor.ID != "token:"+agentTok.ID.String() || r.Attr("infertrail.token") != "bot-acme" {
+			if r.Tenant != "acme" || r.Actor.ID != "token/"+agentTok.ID.String() || r.Attr("infertrail.token") != "bot-acme" {
 				t.Errorf("request record %+v %v", r.Actor, r.Attributes)
 			}
 		}

@@ -194,7 +194,7 @@ func TestE2EGatewayOpenAI(t *testing.T) {
 		t.Fatalf("upstream saw %v", last.Header)
 	}
 	leaf, content := getContent(t, s.url, respSeq)
-	if r, _ := infertrail.ParseLeaf([]byte(leaf)); r == nil || !strings.HasPrefix(r.Actor.ID, "token:") {
+	if r, _ := infertrail.ParseLeaf([]byte(leaf)); r == nil || !strings.HasPrefix(r.Actor.ID, "token/") {
 		t.Errorf("response record's actor is not the token: %s", leaf)
 	}
 	if !strings.Contains(leaf, `"gen_ai.response.model":"gpt-e2e-answered"`) || !strings.Contains(content, cc.Choices[0].Message.Content) {

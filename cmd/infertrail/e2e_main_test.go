@@ -23,12 +23,25 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/infertrail/infertrail/capture/mcp/mcptest"
 )
 
 // binPath is the infertrail binary that TestMain builds.
 var binPath string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("INFERTRAIL_E2E_MCP_SERVER") == "1" {
+		// Re-executed by a test as the MCP server that 'infertrail mcp
+		// wrap' runs: serve the scripted server over stdio.
+		if err := mcptest.NewServer(nil, nil).Run(context.Background(), &sdk.StdioTransport{}); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e MCP server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(buildAndRun(m))
 }
 

@@ -24,6 +24,7 @@ Usage:
   infertrail erase   --scope tenant=T[,session=S] --reason TEXT [--authority TEXT] (--data DIR | --server URL)
   infertrail hold    add --scope S --reason TEXT | list [--tenant T] [--all] | release ID --tenant T  (--data DIR | --server URL)
   infertrail retention run [--data DIR] [--config FILE]
+  infertrail mcp wrap --name NAME (--data DIR | --server URL) [--agent ID] -- SERVER-COMMAND [ARGS…]
   infertrail tokens  create --role R[,R] --tenant T --name N [--expires 90d] | list [--all] | revoke ID  (--data DIR | --server URL)
   infertrail migrate --store postgres://…
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
@@ -95,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return retentionCmd(ctx, rest, stdout, stderr)
 	case "tokens":
 		return tokensCmd(ctx, rest, stdout, stderr)
+	case "mcp":
+		return mcpCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
 	case "bench":

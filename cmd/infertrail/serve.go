@@ -22,6 +22,7 @@ import (
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/capture/mcp"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
@@ -44,6 +45,7 @@ type config struct {
 	} `yaml:"ingest"`
 	Auth      authConfig    `yaml:"auth"`
 	Gateway   gatewayConfig `yaml:"gateway"`
+	MCP       mcpConfig     `yaml:"mcp"`
 	Privacy   privacyConfig `yaml:"privacy"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
@@ -170,7 +172,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	openaiUp := fs.String("openai-upstream", "", "OpenAI-compatible API base `URL` for the gateway (default "+defaultOpenAIUpstream+")")
 	anthropicUp := fs.String("anthropic-upstream", "", "Anthropic API base `URL` for the gateway (default "+defaultAnthropicUpstream+")")
 	durability := fs.String("gateway-durability", "", "when gateway records are durable: request-ahead (default), fail-closed or async")
-	gatewayListen := fs.String("gateway-listen", "", "serve the LLM gateway on this `address` instead of the main one")
+	gatewayListen := fs.String("gateway-listen", "", "serve the LLM and MCP gateways on this `address` instead of the main one")
+	var mcpServers mcpFlag
+	fs.Var(&mcpServers, "mcp", "relay an MCP server at /mcp/NAME: `NAME=URL` of its Streamable HTTP endpoint (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -188,6 +192,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			*f.dst = *f.v
 		}
 	}
+	cfg.MCP.Servers = append(cfg.MCP.Servers, mcpServers...)
 	logger, err := newLogger(cfg.LogLevel, stderr)
 	if err != nil {
 		return err
@@ -213,6 +218,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	vkeys, err := cfg.Gateway.virtualKeys()
+	if err != nil {
+		return err
+	}
+	mcpUpstreams, err := cfg.MCP.servers()
+	if err != nil {
+		return err
+	}
+	mcpDurability, err := mcp.ParseDurability(cfg.MCP.Durability)
 	if err != nil {
 		return err
 	}
@@ -293,6 +306,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth,
+		Durability: mcpDurability, MaxMessageBytes: cfg.MCP.MaxMessageBytes, Logger: logger})
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	gateways := http.NewServeMux()
+	for _, p := range gw.Prefixes() {
+		gateways.Handle(p, gw)
+	}
+	gateways.Handle("/mcp/", mcpGw)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		lg.Close()
@@ -315,6 +339,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, p := range gw.Prefixes() {
 			mux.Handle(p, gw)
 		}
+		mux.Handle("/mcp/", mcpGw)
 	} else {
 		gln, err := net.Listen("tcp", cfg.Gateway.Listen)
 		if err != nil {
@@ -322,7 +347,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			lg.Close()
 			return withHint(fmt.Errorf("gateway listen: %w", err), "another process may be using the port; choose one with --gateway-listen")
 		}
-		servers = append(servers, newServer(gw))
+		servers = append(servers, newServer(gateways))
 		listeners = append(listeners, gln)
 	}
 	absData, _ := filepath.Abs(cfg.Data)
@@ -342,6 +367,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
 		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)
+	}
+	for _, s := range mcpUpstreams {
+		fmt.Fprintf(stdout, "  mcp:          %s/mcp/%s → %s\n", gwBase, s.Name, s.URL)
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "store", desc, "origin", dk.origin)
 
@@ -383,6 +411,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if err := gw.Close(shutCtx); err != nil {
+		logger.Error("shutdown", "err", err)
+	}
+	if err := mcpGw.Close(shutCtx); err != nil {
 		logger.Error("shutdown", "err", err)
 	}
 	stopRetention()

@@ -1,0 +1,252 @@
+// Package mcp is InferTrail's MCP gateway: it relays the Model Context
+// Protocol between agents and MCP servers — over Streamable HTTP, and over
+// stdio by wrapping a server command — and records what the agents did:
+// initialize, tools/list, tools/call, resources/read, prompts/get and
+// protocol errors. The relay is byte-faithful: capture never changes a
+// message. A tools/call is durable in the trail before it is forwarded.
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/redact"
+)
+
+// Server is an upstream MCP server reached over Streamable HTTP.
+type Server struct {
+	Name string // the path segment: the gateway serves it at /mcp/{Name}
+	URL  string // the server's MCP endpoint, http:// or https://
+	// ConnectTimeout bounds TCP and TLS setup (default 10 s);
+	// ResponseHeaderTimeout the wait for a response's headers (default 10
+	// minutes: a server may answer a long tool call as one JSON body);
+	// Timeout a POST exchange, stream included (default 30 minutes). GET
+	// streams of server messages have no total timeout.
+	ConnectTimeout        time.Duration
+	ResponseHeaderTimeout time.Duration
+	Timeout               time.Duration
+	// Authorization, if set, is sent upstream as the Authorization header
+	// for callers who authenticated with an InferTrail token in theirs.
+	Authorization gateway.Secret
+	// Transport, if set, replaces the transport built from the settings above.
+	Transport http.RoundTripper
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Durability says when a tool call's request record must be durable.
+type Durability int
+
+// The durability modes.
+const (
+	// RequestAhead (the default): a tools/call request is durable before
+	// it is forwarded; if the trail cannot write it, the call fails with a
+	// JSON-RPC error rather than run unrecorded.
+	RequestAhead Durability = iota
+	// Async: every record is written after the fact; nothing waits, but
+	// nothing is dropped (calls wait for room when the trail falls behind).
+	Async
+)
+
+// ParseDurability parses "request-ahead" or "async".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "", "request-ahead":
+		return RequestAhead, nil
+	case "async":
+		return Async, nil
+	}
+	return 0, fmt.Errorf("MCP durability %q: want request-ahead or async: %w", s, infertrail.ErrInvalid)
+}
+
+// Config configures a Gateway. Zero values are documented defaults.
+type Config struct {
+	Recorder infertrail.Recorder // required
+	Secret   []byte              // ≥ 32 bytes, required with Auth: keys credential fingerprints
+	Servers  []Server            // HTTP upstreams; none is fine for a stdio-only gateway
+	// Auth, if set, authenticates HTTP callers: an InferTrail token with
+	// the gateway role, in X-InferTrail-Token or as the bearer token.
+	Auth       infertrail.Authenticator
+	Durability Durability
+	// Tenant is the tenant of records whose caller has none (default "default").
+	Tenant string
+	// MaxMessageBytes bounds one message, or one HTTP request body, that
+	// the gateway reads (default 4 MiB). A larger client message is
+	// refused with a JSON-RPC error; a larger server message is relayed
+	// without being captured, and recorded as such.
+	MaxMessageBytes int
+	// MaxCaptureBytes bounds what is kept of one HTTP response to rebuild
+	// its messages (default 16 MiB).
+	MaxCaptureBytes int
+	// MaxSessions bounds the HTTP sessions whose initialize the gateway
+	// remembers (default 10,000; the oldest is forgotten first).
+	MaxSessions int
+	Spool       gateway.SpoolConfig // the after-the-fact writer; Recorder and Logger are filled in
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Gateway is the MCP gateway. It is an http.Handler serving
+// /mcp/{name} for each configured server, and runs stdio sessions
+// (Gateway.Stdio). It is safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	fp      *redact.Fingerprinter
+	sp      *gateway.Spool
+	log     *slog.Logger
+	servers map[string]*upstream
+	mux     *http.ServeMux
+
+	mu       sync.Mutex
+	sessions map[string]*sessionInfo // by Mcp-Session-Id
+	order    []string                // session ids, oldest first
+}
+
+type upstream struct {
+	Server
+	url   *url.URL
+	proxy *httputil.ReverseProxy
+}
+
+// New returns a gateway over cfg.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Recorder == nil {
+		return nil, errors.New("new MCP gateway: Recorder is required")
+	}
+	if cfg.Tenant == "" {
+		cfg.Tenant = infertrail.DefaultTenant
+	} else if !infertrail.ValidTenant(cfg.Tenant) {
+		return nil, fmt.Errorf("new MCP gateway: tenant %q is not a valid tenant name", cfg.Tenant)
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 4 << 20
+	}
+	if cfg.MaxCaptureBytes <= 0 {
+		cfg.MaxCaptureBytes = 16 << 20
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var fp *redact.Fingerprinter
+	if cfg.Auth != nil || cfg.Secret != nil {
+		var err error
+		if fp, err = redact.NewFingerprinter(cfg.Secret); err != nil {
+			return nil, fmt.Errorf("new MCP gateway: %w", err)
+		}
+	}
+	sc := cfg.Spool
+	sc.Recorder, sc.Logger = cfg.Recorder, cfg.Logger
+	g := &Gateway{cfg: cfg, fp: fp, sp: gateway.NewSpool(sc), log: cfg.Logger, servers: map[string]*upstream{},
+		mux: http.NewServeMux(), sessions: map[string]*sessionInfo{}}
+	for _, s := range cfg.Servers {
+		if !namePattern.MatchString(s.Name) {
+			return nil, fmt.Errorf("new MCP gateway: server name %q: want 1 to 64 of A-Z a-z 0-9 . _ -", s.Name)
+		}
+		if g.servers[s.Name] != nil {
+			return nil, fmt.Errorf("new MCP gateway: two servers are named %q", s.Name)
+		}
+		u, err := url.Parse(s.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("new MCP gateway: server %s: URL %q: want http:// or https://", s.Name, s.URL)
+		}
+		up := &upstream{Server: s, url: u}
+		if up.ConnectTimeout <= 0 {
+			up.ConnectTimeout = 10 * time.Second
+		}
+		if up.ResponseHeaderTimeout <= 0 {
+			up.ResponseHeaderTimeout = 10 * time.Minute
+		}
+		if up.Timeout <= 0 {
+			up.Timeout = 30 * time.Minute
+		}
+		if up.Transport == nil {
+			up.Transport = &http.Transport{
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           (&net.Dialer{Timeout: up.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout:   up.ConnectTimeout,
+				ResponseHeaderTimeout: up.ResponseHeaderTimeout,
+				MaxIdleConnsPerHost:   64,
+				IdleConnTimeout:       90 * time.Second,
+				ForceAttemptHTTP2:     true,
+			}
+		}
+		up.proxy = g.newProxy(up)
+		g.servers[s.Name] = up
+	}
+	g.mux.HandleFunc("/mcp/{name}", g.serveHTTP)
+	return g, nil
+}
+
+// ServeHTTP relays one Streamable HTTP request to the named server.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// Names returns the configured HTTP servers' names.
+func (g *Gateway) Names() []string {
+	var out []string
+	for _, s := range g.cfg.Servers {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// Close waits until every record handed to the trail is durable, or ctx
+// ends.
+func (g *Gateway) Close(ctx context.Context) error {
+	if err := g.sp.Flush(ctx); err != nil {
+		return fmt.Errorf("close MCP gateway: %w", err)
+	}
+	return nil
+}
+
+// sessionInfo is what an initialize exchange told about a session.
+type sessionInfo struct {
+	client, server  implementation
+	protocolVersion string
+}
+
+type implementation struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+func (g *Gateway) session(id string) *sessionInfo {
+	if id == "" {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[id]
+}
+
+func (g *Gateway) remember(id string, si *sessionInfo) {
+	if id == "" || si == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.sessions[id]; !ok {
+		g.order = append(g.order, id)
+	}
+	g.sessions[id] = si
+	for len(g.order) > g.cfg.MaxSessions {
+		delete(g.sessions, g.order[0])
+		g.order = g.order[1:]
+	}
+}

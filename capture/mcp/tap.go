@@ -1,0 +1,633 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/capture/gateway"
+)
+
+// message is one JSON-RPC 2.0 message, as far as the gateway reads it.
+type message struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *rpcError       `json:"error,omitempty"`
+	raw     []byte
+}
+
+type rpcError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func (m *message) isRequest() bool  { return m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null" }
+func (m *message) isResponse() bool { return m.Method == "" && len(m.ID) > 0 }
+
+// JSON-RPC error codes the gateway answers with.
+const (
+	codeInvalidRequest = -32600
+	// codeNotRecorded is an implementation-defined server error: the trail
+	// could not record a tool call, so it was not forwarded.
+	codeNotRecorded = -32001
+)
+
+// parseMessages parses a message, or a batch of them. A malformed one is
+// an error that says why.
+func parseMessages(b []byte) ([]message, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, errors.New("empty message")
+	}
+	var raws []json.RawMessage
+	if b[0] == '[' {
+		if err := json.Unmarshal(b, &raws); err != nil {
+			return nil, fmt.Errorf("not JSON: %v", err)
+		}
+		if len(raws) == 0 {
+			return nil, errors.New("empty batch")
+		}
+	} else {
+		raws = []json.RawMessage{b}
+	}
+	out := make([]message, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &out[i]); err != nil {
+			return nil, fmt.Errorf("not a JSON-RPC message: %v", err)
+		}
+		m := &out[i]
+		if m.JSONRPC != "2.0" {
+			return nil, fmt.Errorf("jsonrpc is %q, want \"2.0\"", m.JSONRPC)
+		}
+		if m.Method == "" && len(m.ID) == 0 {
+			return nil, errors.New("neither a request, a notification nor a response")
+		}
+		m.raw = raw
+	}
+	return out, nil
+}
+
+// errorResponse is a JSON-RPC error response to id (null when unknown).
+func errorResponse(id json.RawMessage, code int, msg string) []byte {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	b, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   rpcError        `json:"error"`
+	}{"2.0", id, rpcError{Code: code, Message: msg}})
+	return b
+}
+
+// identity is who the client is, as far as the gateway can tell.
+type identity struct {
+	actor   infertrail.Actor
+	tenant  string
+	token   string // the InferTrail token's name, if one was used
+	claimed string // an X-InferTrail-Agent that is not the authenticated identity
+}
+
+// tap observes the messages between one client and one server: an HTTP
+// exchange (a POST and its response stream, or a GET stream) or a whole
+// stdio session. It records what the agent did, and never changes a
+// message.
+type tap struct {
+	g          *Gateway
+	server     string // the configured server name
+	transport  string // "tcp" or "pipe"
+	id         identity
+	sessionID  string // the records' session id
+	mcpSession string // Mcp-Session-Id, for HTTP
+	info       *sessionInfo
+
+	mu       sync.Mutex
+	pending  map[string]*call // by JSON-RPC id
+	progress map[string]*call // by progress token
+}
+
+// maxPending bounds the calls a tap waits answers for; past it the oldest
+// is recorded as unanswered.
+const maxPending = 4096
+
+// call is a request the client sent that the gateway waits the answer of.
+type call struct {
+	msg        message
+	key        string
+	start      time.Time
+	tc         gateway.TraceContext
+	toolCallID string
+	req        *infertrail.Record // tools/call: its request record
+	progress   int
+	// What the request's own _meta says (MCP 2026-07-28 and later carry
+	// the client's name and the protocol version on every request), and
+	// what the response's says of the server.
+	client, server implementation
+	proto          string
+	cancelled      string // the reason of the client's notifications/cancelled, if it sent one
+}
+
+// requestMeta is what the gateway reads of a request's params._meta.
+type requestMeta struct {
+	Traceparent     string          `json:"traceparent"`
+	ProgressToken   any             `json:"progressToken"`
+	ClientInfo      *implementation `json:"io.modelcontextprotocol/clientInfo"`
+	ProtocolVersion string          `json:"io.modelcontextprotocol/protocolVersion"`
+	ToolCallID      string          `json:"io.infertrail/tool_call_id"`
+	ToolCallIDAlt   string          `json:"tool_call_id"`
+}
+
+// callHints are what HTTP headers say about the calls of a request.
+type callHints struct {
+	traceparent string
+	toolCallID  string
+}
+
+func (t *tap) now() time.Time { return t.g.cfg.Now() }
+
+// fromClient observes a client's message (or batch) before it is
+// forwarded. It returns the error responses to send the client instead of
+// forwarding, when a tool call cannot be recorded first; then nothing of
+// the message may be forwarded.
+func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [][]byte {
+	var calls []*call
+	for _, m := range msgs {
+		if m.Method == "notifications/cancelled" {
+			var p struct {
+				RequestID json.RawMessage `json:"requestId"`
+				Reason    string          `json:"reason"`
+			}
+			if json.Unmarshal(m.Params, &p) == nil {
+				t.mu.Lock()
+				if c := t.pending[string(p.RequestID)]; c != nil {
+					c.cancelled = "cancelled"
+					if p.Reason != "" {
+						c.cancelled = clipString(p.Reason)
+					}
+				}
+				t.mu.Unlock()
+			}
+		}
+		if !m.isRequest() {
+			continue
+		}
+		c := &call{msg: m, key: string(m.ID), start: t.now()}
+		var p struct {
+			Meta requestMeta `json:"_meta"`
+		}
+		json.Unmarshal(m.Params, &p)
+		meta := p.Meta
+		tp := hints.traceparent
+		if meta.Traceparent != "" {
+			tp = meta.Traceparent
+		}
+		c.tc = gateway.NewTraceContext(tp)
+		c.toolCallID = clipString(hints.toolCallID)
+		for _, v := range []string{meta.ToolCallIDAlt, meta.ToolCallID} {
+			if v != "" {
+				c.toolCallID = clipString(v)
+			}
+		}
+		if meta.ClientInfo != nil {
+			c.client = clip(*meta.ClientInfo)
+		}
+		c.proto = clipString(meta.ProtocolVersion)
+		if m.Method == "tools/call" {
+			c.req = t.requestRecord(c)
+		}
+		calls = append(calls, c)
+		if meta.ProgressToken != nil {
+			t.mu.Lock()
+			if t.progress == nil {
+				t.progress = map[string]*call{}
+			}
+			if len(t.progress) >= maxPending {
+				clear(t.progress)
+			}
+			t.progress[fmt.Sprint(meta.ProgressToken)] = c
+			t.mu.Unlock()
+		}
+	}
+	// Tool calls are on record before anything is forwarded.
+	for _, c := range calls {
+		if c.req == nil {
+			continue
+		}
+		var err error
+		if t.g.cfg.Durability == Async {
+			if err = c.req.Validate(infertrail.Limits{}); err == nil {
+				if err = t.g.sp.Reserve(ctx); err == nil {
+					t.g.sp.WriteLater(c.req)
+				}
+			}
+		} else {
+			_, err = t.g.sp.RecordNow(ctx, c.req)
+		}
+		if err != nil {
+			t.g.log.Warn("mcp: tool call not forwarded: its record could not be written", "server", t.server, "err", err)
+			reason := "the InferTrail audit trail cannot record this tool call right now, so it was not run; try again"
+			if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+				reason = "InferTrail cannot record this tool call, so it was not run: " + err.Error()
+			}
+			var out [][]byte
+			for _, m := range msgs {
+				if m.isRequest() {
+					out = append(out, errorResponse(m.ID, codeNotRecorded, reason))
+				}
+			}
+			return out
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending == nil {
+		t.pending = map[string]*call{}
+	}
+	for _, c := range calls {
+		if old := t.pending[c.key]; old != nil {
+			go t.finish(old, nil, "the client reused its JSON-RPC id before the answer came")
+		}
+		t.pending[c.key] = c
+	}
+	for len(t.pending) > maxPending {
+		var oldest *call
+		for _, c := range t.pending {
+			if oldest == nil || c.start.Before(oldest.start) {
+				oldest = c
+			}
+		}
+		delete(t.pending, oldest.key)
+		go t.finish(oldest, nil, "no answer among the next "+strconv.Itoa(maxPending)+" calls")
+	}
+	return nil
+}
+
+// fromServer observes a message the server sent, after it was relayed.
+func (t *tap) fromServer(raw []byte) {
+	msgs, err := parseMessages(raw)
+	if err != nil {
+		t.protocolError("server", raw, err.Error())
+		return
+	}
+	for _, m := range msgs {
+		switch {
+		case m.isResponse():
+			t.mu.Lock()
+			c := t.pending[string(m.ID)]
+			delete(t.pending, string(m.ID))
+			t.mu.Unlock()
+			if c != nil {
+				t.finish(c, &m, "")
+			} else if m.Error != nil {
+				t.protocolError("server", m.raw, fmt.Sprintf("error response %d %q to a request the gateway did not see", m.Error.Code, m.Error.Message))
+			}
+		case m.Method == "notifications/progress":
+			var p struct {
+				Token any `json:"progressToken"`
+			}
+			if json.Unmarshal(m.Params, &p) == nil {
+				t.mu.Lock()
+				if c := t.progress[fmt.Sprint(p.Token)]; c != nil {
+					c.progress++
+				}
+				t.mu.Unlock()
+			}
+		}
+	}
+}
+
+// end records every call still waiting for its answer as incomplete.
+func (t *tap) end(reason string) {
+	t.mu.Lock()
+	calls := make([]*call, 0, len(t.pending))
+	for _, c := range t.pending {
+		calls = append(calls, c)
+	}
+	t.pending = nil
+	t.mu.Unlock()
+	for _, c := range calls {
+		t.finish(c, nil, reason)
+	}
+}
+
+// waiting reports whether calls still wait for an answer.
+func (t *tap) waiting() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending) > 0
+}
+
+// kindOf is the record kind of a method's records.
+func kindOf(method string) infertrail.Kind {
+	switch method {
+	case "tools/call":
+		return infertrail.KindToolCall
+	case "resources/read", "prompts/get":
+		return infertrail.KindRetrieval
+	}
+	return infertrail.KindDownstreamCall
+}
+
+// base returns a record of the call with what every record of it carries.
+func (t *tap) base(c *call, kind infertrail.Kind) *infertrail.Record {
+	r := &infertrail.Record{ID: infertrail.NewUUID(), Kind: kind, Time: c.start, Tenant: t.id.tenant, Actor: t.id.actor,
+		SessionID: t.sessionID, TraceID: c.tc.TraceID, SpanID: c.tc.SpanID, ParentSpanID: c.tc.ParentID, Source: "mcp",
+		Attributes: map[string]json.RawMessage{}}
+	a := r.Attributes
+	a["mcp.method.name"] = jsonString(c.msg.Method)
+	a["mcp.server.name"] = jsonString(t.server)
+	a["network.transport"] = jsonString(t.transport)
+	a["jsonrpc.request.id"] = jsonString(idString(c.msg.ID))
+	if t.mcpSession != "" {
+		a["mcp.session.id"] = jsonString(t.mcpSession)
+	}
+	if t.id.token != "" {
+		a["infertrail.token"] = jsonString(t.id.token)
+	}
+	if t.id.claimed != "" {
+		a["infertrail.claimed_agent"] = jsonString(t.id.claimed)
+	}
+	client, server, proto := c.client, c.server, c.proto
+	if si := t.sessionInfo(); si != nil {
+		if client.Name == "" {
+			client = si.client
+		}
+		if server.Name == "" {
+			server = si.server
+		}
+		if proto == "" {
+			proto = si.protocolVersion
+		}
+	}
+	if client.Name != "" {
+		a["mcp.client.name"] = jsonString(client.Name)
+		a["mcp.client.version"] = jsonString(client.Version)
+		if r.Actor.ID == "" {
+			// Without an authenticated identity, the client's own name is
+			// the acting identity, as the client claims it.
+			r.Actor.ID, r.Actor.Type = "mcp-client:"+client.Name, "agent"
+			a["infertrail.agent_claimed"] = json.RawMessage("true")
+		}
+	}
+	if server.Name != "" {
+		a["mcp.server.implementation.name"] = jsonString(server.Name)
+		a["mcp.server.implementation.version"] = jsonString(server.Version)
+	}
+	if proto != "" {
+		a["mcp.protocol.version"] = jsonString(proto)
+	}
+	if name := toolName(c); name != "" {
+		a["gen_ai.tool.name"] = jsonString(name)
+		a["gen_ai.operation.name"] = jsonString("execute_tool")
+	}
+	if c.toolCallID != "" {
+		a["gen_ai.tool.call.id"] = jsonString(c.toolCallID)
+	}
+	return r
+}
+
+func (t *tap) sessionInfo() *sessionInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.info
+}
+
+// toolName is the name of the tool a tools/call calls.
+func toolName(c *call) string {
+	if c.msg.Method != "tools/call" {
+		return ""
+	}
+	var p struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(c.msg.Params, &p)
+	return clipString(p.Name)
+}
+
+// requestRecord is a tools/call's request record: written before the call
+// is forwarded.
+func (t *tap) requestRecord(c *call) *infertrail.Record {
+	r := t.base(c, infertrail.KindToolCall)
+	r.Attributes["infertrail.phase"] = jsonString("request")
+	var p struct {
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if json.Unmarshal(c.msg.Params, &p) == nil && len(p.Arguments) > 0 && string(p.Arguments) != "null" {
+		r.Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": p.Arguments}
+	}
+	return r
+}
+
+// finish records the end of a call: its answer, or why none came.
+func (t *tap) finish(c *call, resp *message, incomplete string) {
+	end := t.now()
+	if resp != nil && resp.Error == nil {
+		var res struct {
+			Meta struct {
+				ServerInfo *implementation `json:"io.modelcontextprotocol/serverInfo"`
+			} `json:"_meta"`
+		}
+		if json.Unmarshal(resp.Result, &res) == nil && res.Meta.ServerInfo != nil {
+			c.server = clip(*res.Meta.ServerInfo)
+		}
+		if c.msg.Method == "initialize" {
+			t.learn(c, resp)
+		}
+	}
+	var r *infertrail.Record
+	if c.req != nil {
+		r = t.base(c, infertrail.KindToolCall)
+		r.Time = end
+		r.Links = []infertrail.Link{{Rel: "answers", ID: c.req.ID}}
+		r.Attributes["infertrail.phase"] = jsonString("response")
+	} else {
+		switch c.msg.Method {
+		case "initialize", "server/discover", "tools/list", "resources/read", "prompts/get":
+		default:
+			if resp == nil || resp.Error == nil {
+				return // relayed, not recorded (ping, completion, logging, …)
+			}
+		}
+		r = t.base(c, kindOf(c.msg.Method))
+		if len(c.msg.Params) > 0 {
+			r.Content = map[string]json.RawMessage{"mcp.request": c.msg.Params}
+		}
+	}
+	a := r.Attributes
+	a["infertrail.duration_ns"] = jsonInt(end.Sub(c.start).Nanoseconds())
+	t.mu.Lock()
+	progress, cancelled := c.progress, c.cancelled
+	t.mu.Unlock()
+	if progress > 0 {
+		a["mcp.progress.notifications"] = jsonInt(int64(progress))
+	}
+	if cancelled != "" {
+		a["mcp.cancelled"] = json.RawMessage("true")
+		a["mcp.cancel.reason"] = jsonString(cancelled)
+	}
+	if r.Content == nil {
+		r.Content = map[string]json.RawMessage{}
+	}
+	switch {
+	case incomplete != "":
+		a["infertrail.incomplete"] = json.RawMessage("true")
+		a["infertrail.incomplete_reason"] = jsonString(incomplete)
+	case resp.Error != nil:
+		a["rpc.jsonrpc.error_code"] = jsonInt(int64(resp.Error.Code))
+		a["error.type"] = jsonString(strconv.Itoa(resp.Error.Code))
+		if b, err := json.Marshal(resp.Error); err == nil {
+			r.Content["mcp.error"] = b
+		}
+	default:
+		t.resultAttributes(c, r, resp.Result)
+	}
+	if len(r.Content) == 0 {
+		r.Content = nil
+	}
+	t.write(r)
+}
+
+// resultAttributes puts what a successful answer says in clear, and the
+// answer itself in content.
+func (t *tap) resultAttributes(c *call, r *infertrail.Record, result json.RawMessage) {
+	a := r.Attributes
+	switch c.msg.Method {
+	case "tools/call":
+		var res struct {
+			IsError bool `json:"isError"`
+		}
+		json.Unmarshal(result, &res)
+		a["mcp.tool.is_error"] = json.RawMessage(strconv.FormatBool(res.IsError))
+		if res.IsError {
+			a["error.type"] = jsonString("tool_error")
+		}
+		r.Content["gen_ai.tool.call.result"] = result
+	case "tools/list":
+		var res struct {
+			Tools []struct {
+				Name string `json:"name"`
+			} `json:"tools"`
+			Next string `json:"nextCursor"`
+		}
+		json.Unmarshal(result, &res)
+		names := make([]string, len(res.Tools))
+		for i, tl := range res.Tools {
+			names[i] = tl.Name
+		}
+		nb, _ := json.Marshal(names)
+		a["mcp.tools.names"] = nb
+		a["mcp.tools.count"] = jsonInt(int64(len(names)))
+		if canon, err := infertrail.Canonicalize(result); err == nil {
+			sum := sha256.Sum256(canon)
+			a["mcp.tools.digest"] = jsonString("sha256:" + hex.EncodeToString(sum[:]))
+		}
+		r.Content["mcp.response"] = result
+	case "resources/read":
+		var p struct {
+			URI string `json:"uri"`
+		}
+		json.Unmarshal(c.msg.Params, &p)
+		if p.URI != "" {
+			a["mcp.resource.uri"] = jsonString(p.URI)
+		}
+		r.Content["mcp.response"] = result
+	case "prompts/get":
+		var p struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal(c.msg.Params, &p)
+		if p.Name != "" {
+			a["mcp.prompt.name"] = jsonString(p.Name)
+		}
+		r.Content["mcp.response"] = result
+	default: // initialize, server/discover
+		r.Content["mcp.response"] = result
+	}
+}
+
+// learn keeps what an initialize exchange says about the session: the
+// client's and server's names and versions, and the protocol version.
+func (t *tap) learn(c *call, resp *message) {
+	var req struct {
+		ClientInfo implementation `json:"clientInfo"`
+	}
+	var res struct {
+		ServerInfo      implementation `json:"serverInfo"`
+		ProtocolVersion string         `json:"protocolVersion"`
+	}
+	json.Unmarshal(c.msg.Params, &req)
+	json.Unmarshal(resp.Result, &res)
+	si := &sessionInfo{client: clip(req.ClientInfo), server: clip(res.ServerInfo), protocolVersion: clipString(res.ProtocolVersion)}
+	t.mu.Lock()
+	t.info = si
+	t.mu.Unlock()
+}
+
+// clip bounds what a peer says of itself before it goes into records.
+func clip(i implementation) implementation {
+	return implementation{Name: clipString(i.Name), Version: clipString(i.Version)}
+}
+
+func clipString(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > 256 {
+		s = strings.ToValidUTF8(s[:256], "")
+	}
+	return s
+}
+
+// protocolError records a malformed message from one side.
+func (t *tap) protocolError(from string, raw []byte, reason string) {
+	c := &call{start: t.now(), tc: gateway.NewTraceContext("")}
+	r := t.base(c, infertrail.KindDownstreamCall)
+	delete(r.Attributes, "jsonrpc.request.id")
+	delete(r.Attributes, "mcp.method.name")
+	r.Attributes["mcp.protocol_error"] = jsonString(clipString(reason))
+	r.Attributes["mcp.protocol_error.from"] = jsonString(from)
+	if len(raw) > 0 {
+		keep := raw
+		if len(keep) > 64<<10 {
+			keep = keep[:64<<10]
+			r.Attributes["infertrail.truncated"] = json.RawMessage("true")
+		}
+		r.Content = map[string]json.RawMessage{"mcp.message": jsonString(strings.ToValidUTF8(string(keep), "\uFFFD"))}
+	}
+	t.write(r)
+}
+
+// write hands a record to the spool, waiting for room if the trail is
+// behind; with no room it writes it at once.
+func (t *tap) write(r *infertrail.Record) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if t.g.sp.Reserve(ctx) == nil {
+		t.g.sp.WriteLater(r)
+		return
+	}
+	t.g.sp.Persist(r)
+}
+
+func idString(id json.RawMessage) string {
+	var s string
+	if json.Unmarshal(id, &s) == nil {
+		return s
+	}
+	return string(id)
+}
+
+func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, s) }
+
+func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }

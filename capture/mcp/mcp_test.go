@@ -649,3 +649,48 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// TestStdioServerCrash: the server process dies in the middle of a call;
+// the call gets a record that says so, and the relay ends.
+func TestStdioServerCrash(t *testing.T) {
+	trail := gatewaytest.NewTrail(t)
+	gw, err := mcp.New(mcp.Config{Recorder: trail.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	server := mcptest.NewServer(make(chan struct{}), started)
+	clientToGW, clientW := io.Pipe()
+	gwToClient, gwToClientW := io.Pipe()
+	serverR, gwToServer := io.Pipe()
+	serverToGW, serverW := io.Pipe()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go server.Run(ctx, &sdk.IOTransport{Reader: serverR, Writer: serverW})
+	relayDone := make(chan error, 1)
+	go func() {
+		relayDone <- gw.Stdio(ctx, mcp.StdioSession{Server: "payments"}, clientToGW, gwToClientW, gwToServer, serverToGW)
+		gwToClientW.Close()
+	}()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "finance-agent", Version: "0.9.0"}, nil).Connect(t.Context(),
+		&sdk.IOTransport{Reader: gwToClient, Writer: clientW}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "hang", Arguments: map[string]any{}})
+	<-started
+	serverW.CloseWithError(io.ErrUnexpectedEOF) // the server's output ends: it crashed
+	select {
+	case <-relayDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end when the server died")
+	}
+	if err := gw.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resp := byMethod(trail.Records(t))["tools/call response"]
+	if len(resp) != 1 || resp[0].Attr("infertrail.incomplete") != true || !strings.Contains(fmt.Sprint(resp[0].Attr("infertrail.incomplete_reason")), "exited") {
+		t.Fatalf("response records %v", resp)
+	}
+	cs.Close()
+}

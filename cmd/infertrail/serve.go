@@ -18,11 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/capture/mcp"
+	"github.com/infertrail/infertrail/capture/otlp"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
@@ -43,9 +45,16 @@ type config struct {
 		MaxBodyBytes int64 `yaml:"max_body_bytes"`
 		MaxBatch     int   `yaml:"max_batch"`
 	} `yaml:"ingest"`
-	Auth      authConfig    `yaml:"auth"`
-	Gateway   gatewayConfig `yaml:"gateway"`
-	MCP       mcpConfig     `yaml:"mcp"`
+	Auth    authConfig    `yaml:"auth"`
+	Gateway gatewayConfig `yaml:"gateway"`
+	MCP     mcpConfig     `yaml:"mcp"`
+	OTLP    struct {
+		// GRPCListen, if set, serves OTLP/gRPC on this address (such as
+		// 127.0.0.1:4317); OTLP/HTTP is always on the main listener.
+		GRPCListen     string `yaml:"grpc_listen"`
+		MaxBodyBytes   int64  `yaml:"max_body_bytes"`
+		KeepIrrelevant bool   `yaml:"keep_irrelevant"`
+	} `yaml:"otlp"`
 	Privacy   privacyConfig `yaml:"privacy"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
@@ -81,6 +90,7 @@ func applyEnv(c *config) {
 		{"INFERTRAIL_ORIGIN", &c.Origin}, {"INFERTRAIL_LOG_LEVEL", &c.LogLevel},
 		{"INFERTRAIL_OPENAI_UPSTREAM", &c.Gateway.OpenAI.URL}, {"INFERTRAIL_ANTHROPIC_UPSTREAM", &c.Gateway.Anthropic.URL},
 		{"INFERTRAIL_GATEWAY_DURABILITY", &c.Gateway.Durability}, {"INFERTRAIL_GATEWAY_LISTEN", &c.Gateway.Listen},
+		{"INFERTRAIL_OTLP_GRPC_LISTEN", &c.OTLP.GRPCListen},
 	} {
 		if v, ok := os.LookupEnv(e.name); ok {
 			*e.dst = v
@@ -197,7 +207,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, addr := range []string{cfg.Listen, cfg.Gateway.Listen} {
+	for _, addr := range []string{cfg.Listen, cfg.Gateway.Listen, cfg.OTLP.GRPCListen} {
 		if cfg.Auth.Disabled && addr != "" && !isLoopback(addr) && !cfg.AllowUnauthenticated {
 			return withHint(fmt.Errorf("refusing to listen on %s without authentication (auth.disabled is set): this address is reachable from other machines", addr),
 				"remove auth.disabled, listen on 127.0.0.1, or set allow_unauthenticated_remote: true if a proxy in front authenticates every request")
@@ -312,6 +322,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	mapper, err := otlp.NewMapper(otlp.MapConfig{KeepIrrelevant: cfg.OTLP.KeepIrrelevant})
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	receiver, err := otlp.New(otlp.Config{Recorder: lg, Mapper: mapper, Auth: auth, MaxBodyBytes: cfg.OTLP.MaxBodyBytes,
+		Logger: logger, Registry: reg})
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	gateways := http.NewServeMux()
 	for _, p := range gw.Prefixes() {
 		gateways.Handle(p, gw)
@@ -333,6 +354,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", readDeadline(api, 2*time.Minute))
+	for _, p := range otlp.Paths {
+		mux.Handle(p, readDeadline(receiver, 2*time.Minute))
+	}
 	servers := []*http.Server{newServer(mux)}
 	listeners := []net.Listener{ln}
 	if cfg.Gateway.Listen == "" {
@@ -349,6 +373,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		servers = append(servers, newServer(gateways))
 		listeners = append(listeners, gln)
+	}
+	var (
+		grpcServer *grpc.Server
+		grpcAddr   string
+	)
+	if cfg.OTLP.GRPCListen != "" {
+		gl, err := net.Listen("tcp", cfg.OTLP.GRPCListen)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			lg.Close()
+			return withHint(fmt.Errorf("OTLP gRPC listen: %w", err), "another process may be using the port; choose one with otlp.grpc_listen")
+		}
+		maxMsg := int(cfg.OTLP.MaxBodyBytes)
+		if maxMsg <= 0 {
+			maxMsg = 16 << 20
+		}
+		grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.ConnectionTimeout(10*time.Second))
+		receiver.Register(grpcServer)
+		go func() {
+			if err := grpcServer.Serve(gl); err != nil {
+				logger.Error("OTLP gRPC listener", "err", err)
+			}
+		}()
+		grpcAddr = gl.Addr().String()
 	}
 	absData, _ := filepath.Abs(cfg.Data)
 	if created {
@@ -367,6 +417,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
 		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)
+	}
+	fmt.Fprintf(stdout, "  otlp:         http://%s/v1/traces, /v1/logs\n", ln.Addr())
+	if grpcAddr != "" {
+		fmt.Fprintf(stdout, "  otlp grpc:    %s\n", grpcAddr)
 	}
 	for _, s := range mcpUpstreams {
 		fmt.Fprintf(stdout, "  mcp:          %s/mcp/%s → %s\n", gwBase, s.Name, s.URL)
@@ -415,6 +469,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := mcpGw.Close(shutCtx); err != nil {
 		logger.Error("shutdown", "err", err)
+	}
+	if grpcServer != nil {
+		stopped := make(chan struct{})
+		go func() { grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-shutCtx.Done():
+			grpcServer.Stop()
+		}
 	}
 	stopRetention()
 	<-retDone

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -271,4 +272,31 @@ func kvs(pairs ...string) []*commonpb.KeyValue {
 		out = append(out, &commonpb.KeyValue{Key: pairs[i], Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: pairs[i+1]}}})
 	}
 	return out
+}
+
+// TestExportLogs: a logs export in OTLP/JSON (the golden file of GenAI
+// events) over HTTP, gzip-compressed, becomes records.
+func TestExportLogs(t *testing.T) {
+	r := newReceiverRig(t, nil)
+	body, err := os.ReadFile("testdata/logs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(body)
+	zw.Close()
+	resp, b := post(t, r.srv.URL+"/v1/logs", "application/json", "gzip", gz.Bytes())
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("logs export: %d %s", resp.StatusCode, b)
+	}
+	recs := r.trail.Records(t)
+	if len(recs) == 0 {
+		t.Fatal("no record from a logs export of GenAI events")
+	}
+	for _, rec := range recs {
+		if rec.Kind != infertrail.KindInference || rec.Source != "otlp" || len(rec.Content) == 0 {
+			t.Errorf("record %v %v", rec.Kind, rec.Attributes)
+		}
+	}
 }

@@ -39,26 +39,7 @@ func (r *Record) jsonSizeHint() int {
 func (r *Record) appendJSON(dst []byte) ([]byte, error) {
 	// Member names are ASCII, so byte order is RFC 8785's UTF-16 order.
 	dst = append(dst, '{')
-	if r.Actor != (Actor{}) {
-		dst = append(dst, `"actor":{`...)
-		sep := false
-		for _, f := range [...]struct{ k, v string }{
-			{"credential_fingerprint", r.Actor.CredentialFingerprint}, {"id", r.Actor.ID},
-			{"on_behalf_of", r.Actor.OnBehalfOf}, {"type", r.Actor.Type}, {"workload", r.Actor.Workload},
-		} {
-			if f.v == "" {
-				continue
-			}
-			if sep {
-				dst = append(dst, ',')
-			}
-			sep = true
-			dst = AppendString(dst, f.k)
-			dst = append(dst, ':')
-			dst = AppendString(dst, f.v)
-		}
-		dst = append(dst, "},"...)
-	}
+	dst = r.Actor.appendMember(dst)
 	var err error
 	if dst, err = appendValues(dst, "attributes", r.Attributes); err != nil {
 		return nil, err

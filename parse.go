@@ -653,32 +653,40 @@ func (r *Record) AppendLeaf(dst []byte) []byte {
 	return r.AppendLeafSuffix(dst)
 }
 
+// appendMember appends the actor as the envelope's first member,
+// `"actor":{…},`, its members in RFC 8785 order and empty ones left out;
+// nothing for an empty actor.
+func (a *Actor) appendMember(dst []byte) []byte {
+	if *a == (Actor{}) {
+		return dst
+	}
+	dst = append(dst, `"actor":{`...)
+	sep := false
+	for _, f := range [...]struct{ k, v string }{
+		{"credential_fingerprint", a.CredentialFingerprint}, {"id", a.ID},
+		{"on_behalf_of", a.OnBehalfOf}, {"type", a.Type}, {"workload", a.Workload},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if sep {
+			dst = append(dst, ',')
+		}
+		sep = true
+		dst = AppendString(dst, f.k)
+		dst = append(dst, ':')
+		dst = AppendString(dst, f.v)
+	}
+	return append(dst, "},"...)
+}
+
 // AppendLeafPrefix appends the leaf up to and including `"seq":`, so that a
 // sequencer can prepare leaves before it knows their sequence numbers:
 // leaf = prefix + decimal seq + suffix.
 func (r *Record) AppendLeafPrefix(dst []byte) []byte {
 	// Members in RFC 8785 order; every name is ASCII, so byte order is UTF-16 order.
 	dst = append(dst, '{')
-	if r.Actor != (Actor{}) {
-		dst = append(dst, `"actor":{`...)
-		sep := false
-		for _, f := range [...]struct{ k, v string }{
-			{"credential_fingerprint", r.Actor.CredentialFingerprint}, {"id", r.Actor.ID},
-			{"on_behalf_of", r.Actor.OnBehalfOf}, {"type", r.Actor.Type}, {"workload", r.Actor.Workload},
-		} {
-			if f.v == "" {
-				continue
-			}
-			if sep {
-				dst = append(dst, ',')
-			}
-			sep = true
-			dst = AppendString(dst, f.k)
-			dst = append(dst, ':')
-			dst = AppendString(dst, f.v)
-		}
-		dst = append(dst, "},"...)
-	}
+	dst = r.Actor.appendMember(dst)
 	if len(r.Attributes) > 0 {
 		dst = append(dst, `"attributes":`...)
 		dst = appendRawMap(dst, r.Attributes)

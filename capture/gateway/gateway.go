@@ -280,6 +280,24 @@ func (g *Gateway) Prefixes() []string {
 	return out
 }
 
+// NewTransport returns the transport a gateway uses to reach an upstream:
+// connect (TCP and TLS) and response-header timeouts, tls (nil: system
+// roots), a pool sized for many concurrent calls, HTTP/2 when offered.
+func NewTransport(connect, responseHeader time.Duration, tls *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tls,
+		TLSHandshakeTimeout:   connect,
+		ResponseHeaderTimeout: responseHeader,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
 // Close refuses new calls (503), waits for the calls in flight and then
 // for every record still being written, up to ctx's deadline, and reports
 // what it could not finish.
@@ -359,18 +377,7 @@ func (g *Gateway) mount(up Upstream) error {
 		up.Timeout = 30 * time.Minute
 	}
 	if up.Transport == nil {
-		up.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: up.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:       up.TLS,
-			TLSHandshakeTimeout:   up.ConnectTimeout,
-			ResponseHeaderTimeout: up.ResponseHeaderTimeout,
-			ExpectContinueTimeout: time.Second,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
-		}
+		up.Transport = NewTransport(up.ConnectTimeout, up.ResponseHeaderTimeout, up.TLS)
 	}
 	name := up.Provider.Name()
 	var list []string

@@ -191,11 +191,15 @@ func (g *Gateway) newProxy(up *upstream) *httputil.ReverseProxy {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
-			if sid := resp.Header.Get(headerSessionID); sid != "" && ex.t.mcpSession == "" {
-				ex.t.mcpSession = sid
-				if ex.t.sessionID == "" {
-					ex.t.sessionID = sid
+			if sid := resp.Header.Get(headerSessionID); sid != "" {
+				ex.t.mu.Lock()
+				if ex.t.mcpSession == "" {
+					ex.t.mcpSession = sid
+					if ex.t.sessionID == "" {
+						ex.t.sessionID = sid
+					}
 				}
+				ex.t.mu.Unlock()
 			}
 			resp.Body = g.newCapture(ex, resp)
 			return nil
@@ -225,14 +229,16 @@ type capture struct {
 	body    io.ReadCloser
 	sse     *gateway.SSEParser
 	json    bytes.Buffer // a JSON body, kept up to MaxCaptureBytes
+	length  int64        // the JSON body's Content-Length, or -1
 	tooBig  bool
 	isJSON  bool
+	parsed  bool // the JSON body was read whole and handed to the tap
 	once    sync.Once
 	readErr error
 }
 
 func (g *Gateway) newCapture(ex *exchange, resp *http.Response) io.ReadCloser {
-	c := &capture{ex: ex, body: resp.Body}
+	c := &capture{ex: ex, body: resp.Body, length: resp.ContentLength}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mt {
 	case "text/event-stream":
@@ -262,6 +268,12 @@ func (c *capture) Read(p []byte) (int, error) {
 				c.tooBig, c.json = true, bytes.Buffer{}
 			} else {
 				c.json.Write(p[:n])
+				if int64(c.json.Len()) == c.length {
+					// Whole: the tap sees it before the client does, as
+					// the client may send its next request before EOF.
+					c.parsed = true
+					c.ex.t.fromServer(c.json.Bytes())
+				}
 			}
 		}
 	}
@@ -285,7 +297,7 @@ func (c *capture) done() {
 		switch {
 		case c.isJSON && c.tooBig:
 			t.protocolError("server", nil, fmt.Sprintf("a response larger than %d bytes was relayed without being captured", t.g.cfg.MaxCaptureBytes))
-		case c.isJSON && errors.Is(c.readErr, io.EOF) && c.json.Len() > 0:
+		case c.isJSON && !c.parsed && errors.Is(c.readErr, io.EOF) && c.json.Len() > 0:
 			t.fromServer(c.json.Bytes())
 		}
 		if t.waiting() {
@@ -301,7 +313,10 @@ func (c *capture) done() {
 			t.end(reason)
 		}
 		if si := t.sessionInfo(); si != nil {
-			t.g.remember(t.mcpSession, si)
+			t.mu.Lock()
+			sid := t.mcpSession
+			t.mu.Unlock()
+			t.g.remember(sid, si)
 		}
 	})
 }

@@ -8,10 +8,10 @@ package mcp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -39,6 +39,8 @@ type Server struct {
 	// Authorization, if set, is sent upstream as the Authorization header
 	// for callers who authenticated with an InferTrail token in theirs.
 	Authorization gateway.Secret
+	// TLS configures connections to the server (default: system roots).
+	TLS *tls.Config
 	// Transport, if set, replaces the transport built from the settings above.
 	Transport http.RoundTripper
 }
@@ -177,15 +179,7 @@ func New(cfg Config) (*Gateway, error) {
 			up.Timeout = 30 * time.Minute
 		}
 		if up.Transport == nil {
-			up.Transport = &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           (&net.Dialer{Timeout: up.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-				TLSHandshakeTimeout:   up.ConnectTimeout,
-				ResponseHeaderTimeout: up.ResponseHeaderTimeout,
-				MaxIdleConnsPerHost:   64,
-				IdleConnTimeout:       90 * time.Second,
-				ForceAttemptHTTP2:     true,
-			}
+			up.Transport = gateway.NewTransport(up.ConnectTimeout, up.ResponseHeaderTimeout, up.TLS)
 		}
 		up.proxy = g.newProxy(up)
 		g.servers[s.Name] = up

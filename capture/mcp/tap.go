@@ -351,8 +351,12 @@ func (t *tap) base(c *call, kind infertrail.Kind) *infertrail.Record {
 	a["mcp.server.name"] = jsonString(t.server)
 	a["network.transport"] = jsonString(t.transport)
 	a["jsonrpc.request.id"] = jsonString(idString(c.msg.ID))
-	if t.mcpSession != "" {
-		a["mcp.session.id"] = jsonString(t.mcpSession)
+	t.mu.Lock()
+	sid := t.mcpSession
+	r.SessionID = t.sessionID
+	t.mu.Unlock()
+	if sid != "" {
+		a["mcp.session.id"] = jsonString(sid)
 	}
 	if t.id.token != "" {
 		a["infertrail.token"] = jsonString(t.id.token)
@@ -399,10 +403,15 @@ func (t *tap) base(c *call, kind infertrail.Kind) *infertrail.Record {
 	return r
 }
 
+// sessionInfo is what the session's initialize said, if the gateway saw it.
 func (t *tap) sessionInfo() *sessionInfo {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.info
+	si, sid := t.info, t.mcpSession
+	t.mu.Unlock()
+	if si == nil && sid != "" {
+		si = t.g.session(sid)
+	}
+	return si
 }
 
 // toolName is the name of the tool a tools/call calls.
@@ -573,7 +582,9 @@ func (t *tap) learn(c *call, resp *message) {
 	si := &sessionInfo{client: clip(req.ClientInfo), server: clip(res.ServerInfo), protocolVersion: clipString(res.ProtocolVersion)}
 	t.mu.Lock()
 	t.info = si
+	sid := t.mcpSession
 	t.mu.Unlock()
+	t.g.remember(sid, si) // at once: the client's next request may come before this response's end
 }
 
 // clip bounds what a peer says of itself before it goes into records.

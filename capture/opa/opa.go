@@ -1,0 +1,268 @@
+// Package opa receives Open Policy Agent decision logs: the JSON arrays of
+// decision events that OPA's decision_logs plugin uploads become
+// policy_decision records, so that an existing OPA deployment's decisions
+// join the trail. An upload is answered once its records are durable.
+package opa
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Config configures a Receiver. Zero values are documented defaults.
+type Config struct {
+	Recorder infertrail.Recorder // required: where records go; it answers once they are durable
+	// Auth, if set, authenticates OPA: a bearer token (OPA's
+	// services.<name>.credentials.bearer) with the ingest role. The
+	// records go to the token's tenant; a token for every tenant writes
+	// to the default tenant.
+	Auth infertrail.Authenticator
+	// MaxBodyBytes bounds an upload, before and after gzip (default
+	// 16 MiB).
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+	Registry     prometheus.Registerer // where the receiver registers its metrics; nil: none
+}
+
+// Receiver receives OPA decision-log uploads. It is an http.Handler for
+// POST /logs, the path OPA posts to under its service URL by default. It
+// is safe for concurrent use.
+type Receiver struct {
+	cfg Config
+	mux *http.ServeMux
+	m   metrics
+}
+
+// Paths are the HTTP routes the receiver serves.
+var Paths = []string{"POST /logs"}
+
+// metrics are the receiver's counters; the zero value counts nothing.
+type metrics struct {
+	received, recorded prometheus.Counter
+	refused            *prometheus.CounterVec // by HTTP status code
+}
+
+// New returns a receiver.
+func New(cfg Config) (*Receiver, error) {
+	if cfg.Recorder == nil {
+		return nil, errors.New("new OPA decision-log receiver: Recorder is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Receiver{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Registry != nil {
+		r.m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_opa_events_received_total",
+			Help: "OPA decision-log events received."})
+		r.m.recorded = prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_opa_records_total",
+			Help: "OPA decision-log events the trail holds as policy_decision records once their upload was answered (re-sent ones included)."})
+		r.m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infertrail_opa_requests_refused_total",
+			Help: "OPA decision-log uploads refused (bad input, authentication, busy), by HTTP status code."}, []string{"code"})
+		for _, c := range []prometheus.Collector{r.m.received, r.m.recorded, r.m.refused} {
+			if err := cfg.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("new OPA decision-log receiver: register metrics: %w", err)
+			}
+		}
+	}
+	r.mux.HandleFunc(Paths[0], r.serveLogs)
+	return r, nil
+}
+
+// ServeHTTP serves POST /logs.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
+
+// errUnsupportedMedia refuses a content type or encoding OPA does not send.
+var errUnsupportedMedia = errors.New("unsupported media type")
+
+// serveLogs is one upload: the body is read (bounded, gzip undone), every
+// event is mapped, and the records are appended in one call: all of them,
+// or on any error none. The answer comes once they are durable.
+func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		r.refuse(w, req, fmt.Errorf("Content-Type %q: want application/json: %w", req.Header.Get("Content-Type"), errUnsupportedMedia))
+		return
+	}
+	p, err := r.authenticate(req.Context(), bearer(req.Header.Get("Authorization")))
+	if err != nil {
+		r.refuse(w, req, err)
+		return
+	}
+	body, err := r.readBody(w, req)
+	if err != nil {
+		r.refuse(w, req, err)
+		return
+	}
+	tenant := infertrail.DefaultTenant
+	if p != nil && p.Tenant != infertrail.AllTenants {
+		tenant = p.Tenant
+	}
+	events, err := split(body)
+	if err != nil {
+		r.refuse(w, req, err)
+		return
+	}
+	if r.m.received != nil {
+		r.m.received.Add(float64(len(events)))
+	}
+	recs, err := mapEvents(events, tenant)
+	if err != nil {
+		r.refuse(w, req, err)
+		return
+	}
+	if len(recs) > 0 {
+		if _, err := r.cfg.Recorder.Record(req.Context(), recs...); err != nil {
+			r.refuse(w, req, err)
+			return
+		}
+		if r.m.recorded != nil {
+			r.m.recorded.Add(float64(len(recs)))
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, "{}\n")
+}
+
+func bearer(h string) string {
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// authenticate checks the caller's token, when authentication is on.
+func (r *Receiver) authenticate(ctx context.Context, token string) (*infertrail.Principal, error) {
+	if r.cfg.Auth == nil {
+		return nil, nil
+	}
+	p, err := r.cfg.Auth.Authenticate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Can(infertrail.PermIngest) {
+		return nil, fmt.Errorf("%s may not upload decision logs: it needs the ingest role: %w", p.ID, infertrail.ErrForbidden)
+	}
+	return p, nil
+}
+
+// readBody reads the body, bounded before and after gzip.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
+	limit := r.cfg.MaxBodyBytes
+	raw, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("the body is larger than %d bytes: %w", limit, infertrail.ErrTooLarge)
+		}
+		return nil, fmt.Errorf("read the body: %v: %w", err, infertrail.ErrInvalid)
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return raw, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("the body is not gzip: %v: %w", err, infertrail.ErrInvalid)
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, limit+1))
+		if err != nil {
+			return nil, fmt.Errorf("the body is not valid gzip: %v: %w", err, infertrail.ErrInvalid)
+		}
+		if int64(len(out)) > limit {
+			return nil, fmt.Errorf("the body is larger than %d bytes once decompressed: %w", limit, infertrail.ErrTooLarge)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("Content-Encoding %q: want gzip or none: %w", enc, errUnsupportedMedia)
+	}
+}
+
+// apiError is the body of a refusal, in the shape of InferTrail's API
+// errors. OPA reads only the status: any answer but 2xx makes it keep the
+// events and upload them again later, with backoff.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Event   *int   `json:"event,omitempty"` // index of the event at fault in the uploaded array
+	Field   string `json:"field,omitempty"`
+}
+
+// refuse answers an upload that recorded nothing. It is the one place
+// that maps errors to HTTP statuses: 400 for a malformed upload, 401/403,
+// 413, 415, and 429/503 with Retry-After when the trail cannot take it now.
+func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	var rl *infertrail.RateLimitError
+	switch {
+	case errors.Is(err, errUnsupportedMedia):
+		status, code = http.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, infertrail.ErrUnauthenticated):
+		status, code = http.StatusUnauthorized, "unauthenticated"
+		w.Header().Set("WWW-Authenticate", `Bearer realm="infertrail"`)
+	case errors.Is(err, infertrail.ErrForbidden):
+		status, code = http.StatusForbidden, "forbidden"
+	case errors.As(err, &rl):
+		status, code = http.StatusTooManyRequests, "rate_limited"
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(rl.RetryAfter, time.Second).Seconds()))))
+	case errors.Is(err, infertrail.ErrTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, infertrail.ErrInvalid):
+		status, code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, infertrail.ErrConflict):
+		// A decision id already recorded with a different decision.
+		status, code = http.StatusBadRequest, "conflict"
+	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, context.Canceled) && req.Context().Err() != nil:
+		status, code = 499, "canceled" // OPA went away; it uploads again
+	}
+	body := apiError{Code: code, Message: err.Error()}
+	var fe *infertrail.FieldError
+	if errors.As(err, &fe) && fe.Record >= 0 {
+		// One record per event, in order: the record's index is the event's.
+		body.Event, body.Field = &fe.Record, fe.Field
+		if fe.Field == "" {
+			body.Message = fmt.Sprintf("event %d: %s", fe.Record, fe.Reason)
+		} else {
+			body.Message = fmt.Sprintf("event %d: field %s: %s", fe.Record, fe.Field, fe.Reason)
+		}
+	}
+	// OPA logs only the status of a refused upload, and keeps sending it
+	// again: the reason is logged here, where its operator can find it.
+	switch status {
+	case http.StatusInternalServerError:
+		r.cfg.Logger.Error("opa: decision-log upload failed", "remote", req.RemoteAddr, "err", err)
+		body.Message = "internal error"
+	case 499:
+	default:
+		r.cfg.Logger.Warn("opa: decision-log upload refused", "remote", req.RemoteAddr, "status", status, "err", body.Message)
+	}
+	if r.m.refused != nil {
+		r.m.refused.WithLabelValues(strconv.Itoa(status)).Inc()
+	}
+	b, _ := json.Marshal(map[string]apiError{"error": body})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

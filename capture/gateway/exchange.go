@@ -125,6 +125,43 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.req = ex.requestRecord(body)
 
+	// Policy: decided before anything is forwarded; the decision is
+	// recorded with the request record.
+	var decision *infertrail.Record
+	if g.cfg.Policy != nil {
+		d, err := g.cfg.Policy.Decide(r.Context(), infertrail.PointInferenceRequest, ex.policyInput(body))
+		if err != nil {
+			g.log.Error("gateway: policy evaluation failed; the call is refused", "provider", rt.p.Name(), "err", err)
+			rt.refuse(w, ex, body, http.StatusServiceUnavailable, "the request was not forwarded: its policy could not be evaluated")
+			return
+		}
+		if d.PolicyID != "" {
+			decision = infertrail.NewDecisionRecord(d, infertrail.PointInferenceRequest, ex.req.ID)
+			b := ex.baseRecord()
+			decision.Time, decision.Tenant, decision.Actor, decision.SessionID = b.Time, b.Tenant, b.Actor, b.SessionID
+			decision.TraceID, decision.SpanID, decision.ParentSpanID, decision.Source = b.TraceID, b.SpanID, b.ParentSpanID, b.Source
+		}
+		switch d.Result {
+		case infertrail.PolicyAllow, infertrail.PolicyModify:
+		default:
+			msg := "denied by policy"
+			if d.Result == infertrail.PolicyRequireApproval {
+				msg = "this request needs an approval, which this gateway cannot wait for yet; it was not forwarded"
+			}
+			if len(d.Reasons) > 0 {
+				msg += ": " + strings.Join(d.Reasons, "; ")
+			}
+			ex.req.Attributes["infertrail.refused"] = jsonString(msg)
+			ex.req.Attributes["http.response.status_code"] = jsonInt(http.StatusForbidden)
+			if _, err := g.sp.RecordNow(r.Context(), ex.req, nonNil(decision)...); err != nil {
+				rt.unrecorded(w, err)
+				return
+			}
+			rt.answer(w, http.StatusForbidden, msg)
+			return
+		}
+	}
+
 	// Durability: the request record first, then room for the response's.
 	if g.cfg.Durability == Async {
 		// Nothing waits for the record, so check now what the trail would refuse.
@@ -137,9 +174,12 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.sp.WriteLater(ex.req)
+		if decision != nil {
+			g.sp.Persist(decision)
+		}
 	} else {
 		// Records waiting to be written after the fact share this commit.
-		seq, err := g.sp.RecordNow(r.Context(), ex.req)
+		seq, err := g.sp.RecordNow(r.Context(), ex.req, nonNil(decision)...)
 		if err != nil {
 			rt.unrecorded(w, err)
 			return
@@ -736,4 +776,30 @@ func jsonValue(v any) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
+}
+
+// nonNil returns r as a list: empty when r is nil.
+func nonNil(r *infertrail.Record) []*infertrail.Record {
+	if r == nil {
+		return nil
+	}
+	return []*infertrail.Record{r}
+}
+
+// policyInput is the input document of the inference.request point (see
+// docs/policy.md): who calls, and what the request asks of the model.
+func (ex *exchange) policyInput(body []byte) map[string]any {
+	var req map[string]any
+	json.Unmarshal(body, &req)
+	inf := map[string]any{"provider": ex.rt.p.Name(), "model": ex.call.Model, "stream": ex.call.Stream,
+		"operation": ex.rt.ep.Operation, "parameters": ex.call.Attributes}
+	for _, k := range []string{"messages", "input", "system", "instructions", "tools"} {
+		if v, ok := req[k]; ok {
+			inf[k] = v
+		}
+	}
+	caller := map[string]any{"actor": map[string]any{"id": ex.id.actor.ID, "type": ex.id.actor.Type, "on_behalf_of": ex.id.actor.OnBehalfOf},
+		"tenant": ex.id.tenant, "virtual_key": ex.id.vkey, "token": ex.id.token, "credential_fingerprint": ex.id.actor.CredentialFingerprint}
+	return map[string]any{"point": string(infertrail.PointInferenceRequest), "time": ex.start.UTC().Format(time.RFC3339Nano),
+		"caller": caller, "session_id": ex.session, "trace_id": ex.tc.TraceID, "inference": inf, "earlier": []any{}}
 }

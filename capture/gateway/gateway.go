@@ -133,6 +133,12 @@ type Config struct {
 	// By default their own provider key is passed through, and only its
 	// fingerprint recorded.
 	RequireVirtualKey bool
+	// Policy, if set, decides on every request before it is forwarded
+	// (point inference.request): a denial is answered in the provider's
+	// error shape and the request is not forwarded; every decision with a
+	// policy behind it is recorded as a policy_decision record that
+	// governs the request record, durable with it.
+	Policy infertrail.PolicyEngine
 	// Tenant is the tenant of records whose caller has none (default "default").
 	Tenant string
 	// MaxRequestBytes bounds a request body (default 16 MiB).

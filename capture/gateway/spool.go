@@ -72,23 +72,25 @@ func NewSpool(cfg SpoolConfig) *Spool {
 // Pending returns how many records wait to be written.
 func (g *Spool) Pending() int { return len(g.slots) }
 
-// RecordNow writes r at once, durably, and with it the records waiting in
-// the backlog (one commit for both); it returns r's sequence number. A
-// failure that is the backlog's is not r's: the backlog is retried on its
-// own and r alone is written again.
-func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record) (int64, error) {
+// RecordNow writes r (and with it, in the same commit, the records in
+// with) at once, durably, together with the records waiting in the
+// backlog; it returns r's sequence number. A failure that is the
+// backlog's is not r's: the backlog is retried on its own and r (with
+// with) alone is written again.
+func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*infertrail.Record) (int64, error) {
+	own := append([]*infertrail.Record{r}, with...)
 	backlog := g.TakeBacklog()
-	seqs, err := g.rec.Record(ctx, append(backlog, r)...)
+	seqs, err := g.rec.Record(ctx, append(backlog, own...)...)
 	if err != nil && len(backlog) > 0 {
 		go g.PersistAll(backlog)
 		backlog = nil
-		seqs, err = g.rec.Record(ctx, r)
+		seqs, err = g.rec.Record(ctx, own...)
 	}
 	if err != nil {
 		return -1, err
 	}
 	g.Written(backlog)
-	return seqs[len(seqs)-1], nil
+	return seqs[len(backlog)], nil
 }
 
 // Flush writes the backlog and waits until every record handed over is

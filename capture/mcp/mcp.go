@@ -81,6 +81,12 @@ type Config struct {
 	// the gateway role, in X-InferTrail-Token or as the bearer token.
 	Auth       infertrail.Authenticator
 	Durability Durability
+	// Policy, if set, decides on every tools/call before it is forwarded
+	// (point tool.call). A denial is answered with JSON-RPC error -32003
+	// and the call never reaches the server; every decision with a policy
+	// behind it is recorded as a policy_decision record that governs the
+	// call's request record, durable with it.
+	Policy infertrail.PolicyEngine
 	// Tenant is the tenant of records whose caller has none (default "default").
 	Tenant string
 	// MaxMessageBytes bounds one message, or one HTTP request body, that

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/infertrail/infertrail/capture/mcp"
 	"github.com/infertrail/infertrail/capture/mcp/mcptest"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/policy"
 )
 
 type rig struct {
@@ -701,4 +704,68 @@ func TestStdioServerCrash(t *testing.T) {
 		t.Fatalf("response records %v", resp)
 	}
 	cs.Close()
+}
+
+const toolPolicy = `package infertrail.tool.call
+
+import rego.v1
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["refunds need a human"]} if input.tool.name == "refund"
+`
+
+// TestPolicy: a tools/call is decided before it is forwarded; a denied one
+// gets a JSON-RPC error and never reaches the server; the decisions are
+// recorded and govern the calls' request records.
+func TestPolicy(t *testing.T) {
+	var calls atomic.Int32
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tools.rego"), []byte(toolPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, func(c *mcp.Config) {
+		e, err := policy.New(t.Context(), policy.Config{Dir: dir, Recorder: c.Recorder.(*ledger.Log)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = e
+	})
+	r.upstream.Config.Handler = countCalls(r.upstream.Config.Handler, &calls)
+	cs := r.connect(t, "", nil)
+	if _, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-1"}}); err != nil {
+		t.Fatalf("allowed call: %v", err)
+	}
+	before := calls.Load()
+	_, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "refund", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "refunds need a human") {
+		t.Fatalf("denied call: %v", err)
+	}
+	if calls.Load() != before {
+		t.Fatal("the denied call reached the server")
+	}
+	cs.Close()
+	recs := r.records(t)
+	results := map[string]string{}
+	reqs := map[infertrail.UUID]gatewaytest.Record{}
+	for _, rec := range recs {
+		if rec.Attr("infertrail.phase") == "request" {
+			reqs[rec.ID] = rec
+		}
+	}
+	for _, rec := range recs {
+		if rec.Kind == infertrail.KindPolicyDecision {
+			req, ok := reqs[rec.Links[0].ID]
+			if !ok || rec.Links[0].Rel != "governs" {
+				t.Fatalf("decision %v governs nothing recorded", rec.Links)
+			}
+			results[req.Attr("gen_ai.tool.name").(string)] = rec.Attr("policy.result").(string)
+			if rec.Attr("policy.point") != "tool.call" {
+				t.Errorf("decision point %v", rec.Attr("policy.point"))
+			}
+		}
+	}
+	if results["pay"] != "allow" || results["refund"] != "deny" {
+		t.Fatalf("decisions %v", results)
+	}
 }

@@ -43,6 +43,9 @@ const (
 	// codeNotRecorded is an implementation-defined server error: the trail
 	// could not record a tool call, so it was not forwarded.
 	codeNotRecorded = -32001
+	// codeDenied: a policy denied the tool call (or it needs an approval
+	// the gateway cannot wait for), so it was not forwarded.
+	codeDenied = -32003
 )
 
 // parseMessages parses a message, or a batch of them. A malformed one is
@@ -137,7 +140,8 @@ type call struct {
 	// what the response's says of the server.
 	client, server implementation
 	proto          string
-	cancelled      string // the reason of the client's notifications/cancelled, if it sent one
+	cancelled      string             // the reason of the client's notifications/cancelled, if it sent one
+	decision       *infertrail.Record // tools/call: the policy decision that let it go ahead
 }
 
 // requestMeta is what the gateway reads of a request's params._meta.
@@ -207,6 +211,17 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 		c.proto = clipString(meta.ProtocolVersion)
 		if m.Method == "tools/call" {
 			c.req = t.requestRecord(c)
+			if t.g.cfg.Policy != nil {
+				if refusal := t.decide(ctx, c); refusal != "" {
+					var out [][]byte
+					for _, m := range msgs {
+						if m.isRequest() {
+							out = append(out, errorResponse(m.ID, codeDenied, refusal))
+						}
+					}
+					return out
+				}
+			}
 		}
 		calls = append(calls, c)
 		if meta.ProgressToken != nil {
@@ -231,10 +246,13 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 			if err = c.req.Validate(infertrail.Limits{}); err == nil {
 				if err = t.g.sp.Reserve(ctx); err == nil {
 					t.g.sp.WriteLater(c.req)
+					if c.decision != nil {
+						t.g.sp.Persist(c.decision)
+					}
 				}
 			}
 		} else {
-			_, err = t.g.sp.RecordNow(ctx, c.req)
+			_, err = t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...)
 		}
 		if err != nil {
 			t.g.log.Warn("mcp: tool call not forwarded: its record could not be written", "server", t.server, "err", err)
@@ -642,3 +660,67 @@ func idString(id json.RawMessage) string {
 func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, s) }
 
 func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
+
+// decide asks the policy about a tools/call. It returns "" when the call
+// may go ahead (its decision, if any, waits in c.decision to be recorded
+// with the request record), or else the reason it may not, after
+// recording the request and the decision.
+func (t *tap) decide(ctx context.Context, c *call) string {
+	var p struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	json.Unmarshal(c.msg.Params, &p)
+	var args any
+	json.Unmarshal(p.Arguments, &args)
+	si := t.sessionInfo()
+	client := c.client
+	if client.Name == "" && si != nil {
+		client = si.client
+	}
+	input := map[string]any{
+		"point": string(infertrail.PointToolCall), "time": c.start.UTC().Format(time.RFC3339Nano),
+		"caller": map[string]any{"actor": map[string]any{"id": c.req.Actor.ID, "type": c.req.Actor.Type, "on_behalf_of": c.req.Actor.OnBehalfOf},
+			"tenant": t.id.tenant, "token": t.id.token, "credential_fingerprint": t.id.actor.CredentialFingerprint,
+			"mcp_client": map[string]any{"name": client.Name, "version": client.Version}},
+		"session_id": c.req.SessionID, "trace_id": c.tc.TraceID,
+		"tool":    map[string]any{"server": t.server, "name": p.Name, "arguments": args, "call_id": c.toolCallID},
+		"earlier": []any{},
+	}
+	d, err := t.g.cfg.Policy.Decide(ctx, infertrail.PointToolCall, input)
+	if err != nil {
+		t.g.log.Error("mcp: policy evaluation failed; the tool call is refused", "server", t.server, "err", err)
+		reason := "the tool call was not run: its policy could not be evaluated"
+		c.req.Attributes["infertrail.refused"] = jsonString(reason)
+		t.write(c.req)
+		return reason
+	}
+	if d.PolicyID != "" {
+		r := infertrail.NewDecisionRecord(d, infertrail.PointToolCall, c.req.ID)
+		r.Time, r.Tenant, r.Actor, r.SessionID = c.req.Time, c.req.Tenant, c.req.Actor, c.req.SessionID
+		r.TraceID, r.SpanID, r.ParentSpanID, r.Source = c.req.TraceID, c.req.SpanID, c.req.ParentSpanID, c.req.Source
+		c.decision = r
+	}
+	if d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify {
+		return ""
+	}
+	reason := "denied by policy"
+	if d.Result == infertrail.PolicyRequireApproval {
+		reason = "this tool call needs an approval, which this gateway cannot wait for yet; it was not run"
+	}
+	if len(d.Reasons) > 0 {
+		reason += ": " + strings.Join(d.Reasons, "; ")
+	}
+	c.req.Attributes["infertrail.refused"] = jsonString(reason)
+	if _, err := t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...); err != nil {
+		t.g.log.Warn("mcp: a refused tool call could not be recorded", "server", t.server, "err", err)
+	}
+	return reason
+}
+
+func nonNil(r *infertrail.Record) []*infertrail.Record {
+	if r == nil {
+		return nil
+	}
+	return []*infertrail.Record{r}
+}

@@ -24,9 +24,11 @@ import (
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/capture/gateway"
 	"github.com/infertrail/infertrail/capture/mcp"
+	"github.com/infertrail/infertrail/capture/opa"
 	"github.com/infertrail/infertrail/capture/otlp"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/policy"
 	"github.com/infertrail/infertrail/redact"
 	"github.com/infertrail/infertrail/store/postgres"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -55,6 +57,11 @@ type config struct {
 		MaxBodyBytes   int64  `yaml:"max_body_bytes"`
 		KeepIrrelevant bool   `yaml:"keep_irrelevant"`
 	} `yaml:"otlp"`
+	Policy struct {
+		// Dir, if set, is a folder of Rego policies the gateways enforce
+		// (docs/policy.md); it is reloaded when it changes.
+		Dir string `yaml:"dir"`
+	} `yaml:"policy"`
 	Privacy   privacyConfig `yaml:"privacy"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
@@ -90,7 +97,7 @@ func applyEnv(c *config) {
 		{"INFERTRAIL_ORIGIN", &c.Origin}, {"INFERTRAIL_LOG_LEVEL", &c.LogLevel},
 		{"INFERTRAIL_OPENAI_UPSTREAM", &c.Gateway.OpenAI.URL}, {"INFERTRAIL_ANTHROPIC_UPSTREAM", &c.Gateway.Anthropic.URL},
 		{"INFERTRAIL_GATEWAY_DURABILITY", &c.Gateway.Durability}, {"INFERTRAIL_GATEWAY_LISTEN", &c.Gateway.Listen},
-		{"INFERTRAIL_OTLP_GRPC_LISTEN", &c.OTLP.GRPCListen},
+		{"INFERTRAIL_OTLP_GRPC_LISTEN", &c.OTLP.GRPCListen}, {"INFERTRAIL_POLICY_DIR", &c.Policy.Dir},
 	} {
 		if v, ok := os.LookupEnv(e.name); ok {
 			*e.dst = v
@@ -306,9 +313,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	var engine infertrail.PolicyEngine
+	policyCtx, stopPolicy := context.WithCancel(context.Background())
+	defer stopPolicy()
+	if cfg.Policy.Dir != "" {
+		e, err := policy.New(ctx, policy.Config{Dir: cfg.Policy.Dir, Recorder: lg, Logger: logger})
+		if err != nil {
+			lg.Close()
+			return withHint(fmt.Errorf("policy: %w", err), "fix the policy, or leave policy.dir out to run without one")
+		}
+		go e.Run(policyCtx)
+		engine = e
+	}
 	gw, err := gateway.New(gateway.Config{
 		Recorder: lg, Secret: dk.secret, Upstreams: upstreams, Durability: gwDurability,
-		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth,
+		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth, Policy: engine,
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
 		Logger: logger, Registry: reg,
 	})
@@ -316,7 +335,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
-	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth,
+	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth, Policy: engine,
 		Durability: mcpDurability, MaxMessageBytes: cfg.MCP.MaxMessageBytes, Logger: logger})
 	if err != nil {
 		lg.Close()
@@ -329,6 +348,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	receiver, err := otlp.New(otlp.Config{Recorder: lg, Mapper: mapper, Auth: auth, MaxBodyBytes: cfg.OTLP.MaxBodyBytes,
 		Logger: logger, Registry: reg})
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	decisionLogs, err := opa.New(opa.Config{Recorder: lg, Auth: auth, Logger: logger, Registry: reg})
 	if err != nil {
 		lg.Close()
 		return err
@@ -356,6 +380,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("/", readDeadline(api, 2*time.Minute))
 	for _, p := range otlp.Paths {
 		mux.Handle(p, readDeadline(receiver, 2*time.Minute))
+	}
+	for _, p := range opa.Paths {
+		mux.Handle(p, readDeadline(decisionLogs, 2*time.Minute))
 	}
 	servers := []*http.Server{newServer(mux)}
 	listeners := []net.Listener{ln}
@@ -481,6 +508,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	stopRetention()
 	<-retDone
+	stopPolicy()
 	lg.Close()
 	if serveErr != nil {
 		return serveErr

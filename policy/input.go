@@ -1,0 +1,145 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/infertrail/infertrail"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// errSlow means that a value holds something appendJSON leaves to
+// encoding/json: a type other than the JSON ones, or a string that is not
+// valid UTF-8.
+var errSlow = errors.New("not a plain JSON value")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// prepareInput returns the digest of input's RFC 8785 form and the input
+// document the policy evaluates. The document is converted to Rego values
+// lazily, as the policy reaches into it; when input holds other than plain
+// JSON types, it is first replaced by the decoding of its canonical form, so
+// that the policy sees exactly what was digested.
+func prepareInput(input map[string]any) (string, ast.Value, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	canon, err := appendJSON((*bp)[:0], input, 0)
+	if errors.Is(err, errSlow) {
+		var raw []byte
+		if raw, err = json.Marshal(input); err == nil {
+			canon, err = infertrail.AppendCanonical((*bp)[:0], raw)
+		}
+		if err == nil {
+			input = nil
+			err = util.UnmarshalJSON(canon, &input)
+		}
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	*bp = canon
+	sum := sha256.Sum256(canon)
+	return "sha256:" + hex.EncodeToString(sum[:]), ast.LazyObject(input), nil
+}
+
+// appendJSON appends the RFC 8785 form of v, as infertrail.Canonicalize
+// gives it for json.Marshal(v), to dst.
+func appendJSON(dst []byte, v any, depth int) ([]byte, error) {
+	if depth > infertrail.MaxDepth {
+		return dst, errSlow // encoding/json and Canonicalize say what is wrong
+	}
+	var err error
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		return strconv.AppendBool(dst, v), nil
+	case string:
+		if !utf8.ValidString(v) {
+			return dst, errSlow
+		}
+		return infertrail.AppendString(dst, v), nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return dst, errSlow
+		}
+		return infertrail.AppendNumber(dst, v)
+	case int:
+		return appendInt(dst, int64(v))
+	case int64:
+		return appendInt(dst, v)
+	case json.Number:
+		return infertrail.AppendCanonical(dst, []byte(v))
+	case map[string]any:
+		if v == nil {
+			return dst, errSlow // null, as encoding/json has it
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			if !utf8.ValidString(k) {
+				return dst, errSlow
+			}
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, infertrail.CompareKeys)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = infertrail.AppendString(dst, k)
+			dst = append(dst, ':')
+			if dst, err = appendJSON(dst, v[k], depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, '}'), nil
+	case []any:
+		if v == nil {
+			return dst, errSlow
+		}
+		dst = append(dst, '[')
+		for i, x := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = appendJSON(dst, x, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	case []string:
+		if v == nil {
+			return dst, errSlow
+		}
+		dst = append(dst, '[')
+		for i, x := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = appendJSON(dst, x, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	return dst, errSlow
+}
+
+// appendInt appends an integer within ±(2^53-1); Canonicalize decides on
+// the others.
+func appendInt(dst []byte, i int64) ([]byte, error) {
+	const maxSafe = 1<<53 - 1
+	if i > maxSafe || i < -maxSafe {
+		return dst, errSlow
+	}
+	return strconv.AppendInt(dst, i, 10), nil
+}

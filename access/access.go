@@ -210,3 +210,21 @@ func Bearer(h string) string {
 	}
 	return ""
 }
+
+// Require authenticates a credential with a, when a is not nil, and checks
+// that the principal holds perm; what names the action for the error
+// ("export telemetry"). With a nil a (authentication off) it returns a
+// nil principal and no error.
+func Require(ctx context.Context, a infertrail.Authenticator, credential string, perm infertrail.Permission, what string) (*infertrail.Principal, error) {
+	if a == nil {
+		return nil, nil
+	}
+	p, err := a.Authenticate(ctx, credential)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Can(perm) {
+		return nil, fmt.Errorf("%s may not %s: it needs the %s permission: %w", p.ID, what, perm, infertrail.ErrForbidden)
+	}
+	return p, nil
+}

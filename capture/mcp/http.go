@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/capture/gateway"
 )
 
@@ -135,9 +136,8 @@ func (g *Gateway) identify(r *http.Request) (identity, bool, error) {
 	}
 	tok, asBearer := strings.TrimSpace(r.Header.Get(HeaderToken)), false
 	if tok == "" {
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			tok, asBearer = strings.TrimSpace(h[7:]), true
-		}
+		tok = access.Bearer(r.Header.Get("Authorization"))
+		asBearer = tok != ""
 	}
 	if tok == "" {
 		return id, false, fmt.Errorf("no credential: send an InferTrail token with the gateway role in %s or as the bearer token: %w", HeaderToken, infertrail.ErrUnauthenticated)

@@ -5,8 +5,6 @@
 package opa
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,12 +15,13 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
+	"github.com/infertrail/infertrail/capture/body"
 )
 
 // Config configures a Receiver. Zero values are documented defaults.
@@ -90,24 +89,21 @@ func New(cfg Config) (*Receiver, error) {
 // ServeHTTP serves POST /logs.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
 
-// errUnsupportedMedia refuses a content type or encoding OPA does not send.
-var errUnsupportedMedia = errors.New("unsupported media type")
-
 // serveLogs is one upload: the body is read (bounded, gzip undone), every
 // event is mapped, and the records are appended in one call: all of them,
 // or on any error none. The answer comes once they are durable.
 func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		r.refuse(w, req, fmt.Errorf("Content-Type %q: want application/json: %w", req.Header.Get("Content-Type"), errUnsupportedMedia))
+		r.refuse(w, req, fmt.Errorf("Content-Type %q: want application/json: %w", req.Header.Get("Content-Type"), body.ErrUnsupportedMedia))
 		return
 	}
-	p, err := r.authenticate(req.Context(), bearer(req.Header.Get("Authorization")))
+	p, err := access.Require(req.Context(), r.cfg.Auth, access.Bearer(req.Header.Get("Authorization")), infertrail.PermIngest, "upload decision logs")
 	if err != nil {
 		r.refuse(w, req, err)
 		return
 	}
-	body, err := r.readBody(w, req)
+	data, err := body.Read(w, req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		r.refuse(w, req, err)
 		return
@@ -116,7 +112,7 @@ func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 	if p != nil && p.Tenant != infertrail.AllTenants {
 		tenant = p.Tenant
 	}
-	events, err := split(body)
+	events, err := split(data)
 	if err != nil {
 		r.refuse(w, req, err)
 		return
@@ -143,60 +139,6 @@ func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 	io.WriteString(w, "{}\n")
 }
 
-func bearer(h string) string {
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// authenticate checks the caller's token, when authentication is on.
-func (r *Receiver) authenticate(ctx context.Context, token string) (*infertrail.Principal, error) {
-	if r.cfg.Auth == nil {
-		return nil, nil
-	}
-	p, err := r.cfg.Auth.Authenticate(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Can(infertrail.PermIngest) {
-		return nil, fmt.Errorf("%s may not upload decision logs: it needs the ingest role: %w", p.ID, infertrail.ErrForbidden)
-	}
-	return p, nil
-}
-
-// readBody reads the body, bounded before and after gzip.
-func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
-	limit := r.cfg.MaxBodyBytes
-	raw, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("the body is larger than %d bytes: %w", limit, infertrail.ErrTooLarge)
-		}
-		return nil, fmt.Errorf("read the body: %v: %w", err, infertrail.ErrInvalid)
-	}
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-		return raw, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("the body is not gzip: %v: %w", err, infertrail.ErrInvalid)
-		}
-		out, err := io.ReadAll(io.LimitReader(zr, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("the body is not valid gzip: %v: %w", err, infertrail.ErrInvalid)
-		}
-		if int64(len(out)) > limit {
-			return nil, fmt.Errorf("the body is larger than %d bytes once decompressed: %w", limit, infertrail.ErrTooLarge)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("Content-Encoding %q: want gzip or none: %w", enc, errUnsupportedMedia)
-	}
-}
-
 // apiError is the body of a refusal, in the shape of InferTrail's API
 // errors. OPA reads only the status: any answer but 2xx makes it keep the
 // events and upload them again later, with backoff.
@@ -214,7 +156,7 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
 	status, code := http.StatusInternalServerError, "internal"
 	var rl *infertrail.RateLimitError
 	switch {
-	case errors.Is(err, errUnsupportedMedia):
+	case errors.Is(err, body.ErrUnsupportedMedia):
 		status, code = http.StatusUnsupportedMediaType, "unsupported_media_type"
 	case errors.Is(err, infertrail.ErrUnauthenticated):
 		status, code = http.StatusUnauthorized, "unauthenticated"
@@ -237,15 +179,15 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && req.Context().Err() != nil:
 		status, code = 499, "canceled" // OPA went away; it uploads again
 	}
-	body := apiError{Code: code, Message: err.Error()}
+	resp := apiError{Code: code, Message: err.Error()}
 	var fe *infertrail.FieldError
 	if errors.As(err, &fe) && fe.Record >= 0 {
 		// One record per event, in order: the record's index is the event's.
-		body.Event, body.Field = &fe.Record, fe.Field
+		resp.Event, resp.Field = &fe.Record, fe.Field
 		if fe.Field == "" {
-			body.Message = fmt.Sprintf("event %d: %s", fe.Record, fe.Reason)
+			resp.Message = fmt.Sprintf("event %d: %s", fe.Record, fe.Reason)
 		} else {
-			body.Message = fmt.Sprintf("event %d: field %s: %s", fe.Record, fe.Field, fe.Reason)
+			resp.Message = fmt.Sprintf("event %d: field %s: %s", fe.Record, fe.Field, fe.Reason)
 		}
 	}
 	// OPA logs only the status of a refused upload, and keeps sending it
@@ -253,15 +195,15 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
 	switch status {
 	case http.StatusInternalServerError:
 		r.cfg.Logger.Error("opa: decision-log upload failed", "remote", req.RemoteAddr, "err", err)
-		body.Message = "internal error"
+		resp.Message = "internal error"
 	case 499:
 	default:
-		r.cfg.Logger.Warn("opa: decision-log upload refused", "remote", req.RemoteAddr, "status", status, "err", body.Message)
+		r.cfg.Logger.Warn("opa: decision-log upload refused", "remote", req.RemoteAddr, "status", status, "err", resp.Message)
 	}
 	if r.m.refused != nil {
 		r.m.refused.WithLabelValues(strconv.Itoa(status)).Inc()
 	}
-	b, _ := json.Marshal(map[string]apiError{"error": body})
+	b, _ := json.Marshal(map[string]apiError{"error": resp})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))

@@ -8,20 +8,17 @@ package otlp
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +33,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access"
+	"github.com/infertrail/infertrail/capture/body"
 )
 
 // Config configures a Receiver. Zero values are documented defaults.
@@ -122,9 +121,6 @@ func (r *Receiver) Register(s *grpc.Server) {
 	collogspb.RegisterLogsServiceServer(s, &r.logs)
 }
 
-// errUnsupportedMedia refuses a content type or encoding OTLP/HTTP does not use.
-var errUnsupportedMedia = errors.New("unsupported media type")
-
 // export decodes nothing: it maps a decoded request and records it. It
 // returns how many items it dropped.
 func (r *Receiver) export(ctx context.Context, signal string, msg proto.Message, p *infertrail.Principal) (int, error) {
@@ -187,15 +183,15 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, signal st
 	isJSON := mt == "application/json"
 	if err != nil || (!isJSON && mt != "application/x-protobuf") {
 		r.refuse(w, req, signal, isJSON, fmt.Errorf("Content-Type %q: want application/x-protobuf or application/json: %w",
-			req.Header.Get("Content-Type"), errUnsupportedMedia))
+			req.Header.Get("Content-Type"), body.ErrUnsupportedMedia))
 		return
 	}
-	p, err := r.authenticate(req.Context(), bearer(req.Header.Get("Authorization")))
+	p, err := access.Require(req.Context(), r.cfg.Auth, access.Bearer(req.Header.Get("Authorization")), infertrail.PermIngest, "export telemetry")
 	if err != nil {
 		r.refuse(w, req, signal, isJSON, err)
 		return
 	}
-	body, err := r.readBody(w, req)
+	data, err := body.Read(w, req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		r.refuse(w, req, signal, isJSON, err)
 		return
@@ -207,9 +203,9 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, signal st
 		msg, resp = &collogspb.ExportLogsServiceRequest{}, &collogspb.ExportLogsServiceResponse{}
 	}
 	if isJSON {
-		err = unmarshalJSON(body, msg)
+		err = unmarshalJSON(data, msg)
 	} else {
-		err = proto.Unmarshal(body, msg)
+		err = proto.Unmarshal(data, msg)
 	}
 	if err != nil {
 		r.refuse(w, req, signal, isJSON, fmt.Errorf("the body is not an OTLP %s export: %v: %w", signal, err, infertrail.ErrInvalid))
@@ -222,60 +218,6 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, signal st
 	r.write(w, http.StatusOK, isJSON, resp)
 }
 
-func bearer(h string) string {
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// authenticate checks the caller's token, when authentication is on.
-func (r *Receiver) authenticate(ctx context.Context, token string) (*infertrail.Principal, error) {
-	if r.cfg.Auth == nil {
-		return nil, nil
-	}
-	p, err := r.cfg.Auth.Authenticate(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Can(infertrail.PermIngest) {
-		return nil, fmt.Errorf("%s may not export telemetry: it needs the ingest role: %w", p.ID, infertrail.ErrForbidden)
-	}
-	return p, nil
-}
-
-// readBody reads the body, bounded before and after gzip.
-func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
-	limit := r.cfg.MaxBodyBytes
-	raw, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("the body is larger than %d bytes: %w", limit, infertrail.ErrTooLarge)
-		}
-		return nil, fmt.Errorf("read the body: %v: %w", err, infertrail.ErrInvalid)
-	}
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-		return raw, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("the body is not gzip: %v: %w", err, infertrail.ErrInvalid)
-		}
-		out, err := io.ReadAll(io.LimitReader(zr, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("the body is not valid gzip: %v: %w", err, infertrail.ErrInvalid)
-		}
-		if int64(len(out)) > limit {
-			return nil, fmt.Errorf("the body is larger than %d bytes once decompressed: %w", limit, infertrail.ErrTooLarge)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("Content-Encoding %q: want gzip or none: %w", enc, errUnsupportedMedia)
-	}
-}
-
 // refuse answers a request that recorded nothing, with the status the OTLP
 // specification gives: 400 for bad data (not to be retried), 401/403,
 // 413, 415, and 429/503 with Retry-After when the client should retry.
@@ -284,7 +226,7 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, signal strin
 	code, st := http.StatusInternalServerError, codes.Internal
 	var rl *infertrail.RateLimitError
 	switch {
-	case errors.Is(err, errUnsupportedMedia):
+	case errors.Is(err, body.ErrUnsupportedMedia):
 		code, st = http.StatusUnsupportedMediaType, codes.InvalidArgument
 	case errors.Is(err, infertrail.ErrUnauthenticated):
 		code, st = http.StatusUnauthorized, codes.Unauthenticated
@@ -407,10 +349,10 @@ func (r *Receiver) exportGRPC(ctx context.Context, signal string, req proto.Mess
 	var token string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("authorization"); len(v) > 0 {
-			token = bearer(v[0])
+			token = access.Bearer(v[0])
 		}
 	}
-	p, err := r.authenticate(ctx, token)
+	p, err := access.Require(ctx, r.cfg.Auth, token, infertrail.PermIngest, "export telemetry")
 	if err == nil {
 		_, err = r.export(ctx, signal, req, p)
 	}

@@ -11,9 +11,10 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/infertrail/infertrail"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/infertrail/infertrail"
 )
 
 // errSlow means that a value holds something appendJSON leaves to

@@ -8,8 +8,9 @@ import (
 	"math"
 	"testing"
 
-	"github.com/infertrail/infertrail"
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/infertrail/infertrail"
 )
 
 // referenceDigest is the input digest as docs/policy.md defines it.

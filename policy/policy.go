@@ -31,7 +31,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/infertrail/infertrail"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -39,6 +38,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/infertrail/infertrail"
 )
 
 // Config configures an Engine.
@@ -61,6 +62,11 @@ type Config struct {
 	// Now tells the time of records and of the policies' time built-ins
 	// (default time.Now).
 	Now func() time.Time
+	// History fills the input's "earlier" with the session's earlier
+	// decisions on this node (the latest 32 of up to 50,000 sessions), and
+	// keeps each decision for the next. Off, "earlier" is what the caller
+	// gave.
+	History bool
 }
 
 // Engine decides with the policies of one folder. It is safe for
@@ -71,6 +77,8 @@ type Engine struct {
 
 	mu   sync.Mutex // serialises loads
 	seen string     // the folder's fingerprint at the last load attempt
+
+	history *history // each session's earlier decisions, for the input's "earlier"
 }
 
 var _ infertrail.PolicyEngine = (*Engine)(nil)
@@ -156,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, history: newHistory(historySessions)}
 	if err := e.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -189,11 +197,24 @@ func (e *Engine) Decide(ctx context.Context, point infertrail.PolicyPoint, input
 		return infertrail.Decision{Result: infertrail.PolicyAllow, Bundle: l.bundle, EvalTime: time.Since(start)}, nil
 	}
 	d := infertrail.Decision{PolicyID: p.id, Bundle: l.bundle}
+	session, _ := input["session_id"].(string)
+	if e.cfg.History && session != "" {
+		// A copy: the caller's map is not the engine's to change.
+		in := make(map[string]any, len(input)+1)
+		for k, v := range input {
+			in[k] = v
+		}
+		in["earlier"] = e.history.get(session)
+		input = in
+	}
 	err := e.decide(ctx, &d, p, input)
 	d.EvalTime = time.Since(start)
 	if err != nil {
 		d.Result, d.Reasons, d.Obligations = "", nil, nil
 		return d, fmt.Errorf("decide %s: %w", point, err)
+	}
+	if e.cfg.History && session != "" {
+		e.history.add(session, earlier{point: point, result: d.Result, policyID: d.PolicyID, at: start})
 	}
 	return d, nil
 }

@@ -808,3 +808,40 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// TestEarlier: the input's "earlier" holds the session's earlier
+// decisions, so that a policy can escalate.
+func TestEarlier(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "escalate.rego"), []byte(`package infertrail.tool.call
+
+import rego.v1
+
+denials := count([e | some e in input.earlier; e.result == "deny"])
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["delete is not allowed"]} if input.tool.name == "delete"
+
+decision := {"result": "deny", "reasons": [sprintf("%d earlier denials in this session", [denials])]} if {
+	input.tool.name != "delete"
+	denials >= 2
+}
+`), 0o600)
+	e, err := policy.New(t.Context(), policy.Config{Dir: dir, Recorder: gatewaytest.NewTrail(t).Log, History: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(session, tool string) infertrail.PolicyResult {
+		d, err := e.Decide(t.Context(), infertrail.PointToolCall, map[string]any{"session_id": session, "tool": map[string]any{"name": tool}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Result
+	}
+	got := []infertrail.PolicyResult{call("s1", "read"), call("s1", "delete"), call("s1", "delete"), call("s1", "read"), call("s2", "read")}
+	want := []infertrail.PolicyResult{"allow", "deny", "deny", "deny", "allow"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("results %v, want %v", got, want)
+	}
+}

@@ -317,7 +317,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policyCtx, stopPolicy := context.WithCancel(context.Background())
 	defer stopPolicy()
 	if cfg.Policy.Dir != "" {
-		e, err := policy.New(ctx, policy.Config{Dir: cfg.Policy.Dir, Recorder: lg, Logger: logger})
+		e, err := policy.New(ctx, policy.Config{Dir: cfg.Policy.Dir, Recorder: lg, Logger: logger, History: true})
 		if err != nil {
 			lg.Close()
 			return withHint(fmt.Errorf("policy: %w", err), "fix the policy, or leave policy.dir out to run without one")

@@ -2,7 +2,8 @@
 #
 # Evaluated before an MCP tools/call is forwarded (enforcement point
 # tool.call). A call to one of the payment tools whose amount is above the
-# limit is held until an approver posts to /v1/approvals/{id}; every other
+# limit needs an approver (until approvals are built, the gateway refuses
+# it, saying so; see docs/policy.md); every other
 # tool call is allowed. The amount is read from arguments.amount_eur, else
 # from arguments.amount (taken to be in EUR), as a number or a numeric string.
 package infertrail.tool.call

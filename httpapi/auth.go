@@ -52,6 +52,21 @@ func (s *Server) authorize(rt Route, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// recordAction appends the access record of an administrative or
+// investigative action by the caller, before its answer is sent: the
+// trail audits its own use.
+func (s *Server) recordAction(r *http.Request, action string, attrs map[string]json.RawMessage) error {
+	a := map[string]json.RawMessage{"access.action": jsonString(action)}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: ownTenant(r), Source: "api", Actor: actor(r), Attributes: a}
+	if _, err := s.log.Record(r.Context(), rec); err != nil {
+		return fmt.Errorf("record access: %w", err)
+	}
+	return nil
+}
+
 // forbidden is the error of a principal that lacks a permission.
 func forbidden(p *infertrail.Principal, perm infertrail.Permission) error {
 	var need []string
@@ -264,6 +279,10 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	ts, err := tm.List(r.Context(), principal(r))
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.recordAction(r, "token.list", map[string]json.RawMessage{"access.tokens": json.RawMessage(strconv.Itoa(len(ts)))}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

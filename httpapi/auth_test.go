@@ -312,7 +312,7 @@ func TestTokenLifecycle(t *testing.T) {
 			actions = append(actions, fmt.Sprint(rec.Attributes["access.action"]))
 		}
 	}
-	if want := "token.create token.create token.create token.revoke"; strings.Join(actions, " ") != want {
+	if want := "token.create token.create token.list token.create token.revoke"; strings.Join(actions, " ") != want {
 		t.Errorf("access actions = %q, want %q", strings.Join(actions, " "), want)
 	}
 }

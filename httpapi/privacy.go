@@ -118,6 +118,10 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := s.recordAction(r, "hold.list", map[string]json.RawMessage{"access.holds": json.RawMessage(strconv.Itoa(len(hs)))}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	out := make([]holdJSON, len(hs))
 	for i, h := range hs {
 		out[i] = toHoldJSON(h)
@@ -240,14 +244,11 @@ func (s *Server) fingerprint(w http.ResponseWriter, r *http.Request) {
 	if from > 0 {
 		resp.NextBefore = &from
 	}
-	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: ownTenant(r), Source: "api", Actor: actor(r),
-		Attributes: map[string]json.RawMessage{
-			"access.action":      jsonString("fingerprint"),
-			"access.fingerprint": jsonString(fp),
-			"access.uses":        json.RawMessage(strconv.Itoa(len(resp.Uses))),
-		}}
-	if _, err := s.log.Record(r.Context(), rec); err != nil {
-		s.writeError(w, r, fmt.Errorf("record access: %w", err))
+	if err := s.recordAction(r, "fingerprint", map[string]json.RawMessage{
+		"access.fingerprint": jsonString(fp),
+		"access.uses":        json.RawMessage(strconv.Itoa(len(resp.Uses))),
+	}); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)

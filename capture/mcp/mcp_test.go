@@ -2,6 +2,8 @@ package mcp_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -767,5 +769,33 @@ func TestPolicy(t *testing.T) {
 	}
 	if results["pay"] != "allow" || results["refund"] != "deny" {
 		t.Fatalf("decisions %v", results)
+	}
+}
+
+// TestTLSUpstream: an MCP server behind TLS with its own CA, trusted
+// through Server.TLS.
+func TestTLSUpstream(t *testing.T) {
+	trail := gatewaytest.NewTrail(t)
+	server := mcptest.NewServer(nil, nil)
+	up := httptest.NewTLSServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return server }, nil))
+	defer up.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(up.Certificate())
+	gw, err := mcp.New(mcp.Config{Recorder: trail.Log, Servers: []mcp.Server{{Name: "payments", URL: up.URL, TLS: &tls.Config{RootCAs: pool}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "finance-agent", Version: "1"}, nil).Connect(t.Context(),
+		&sdk.StreamableClientTransport{Endpoint: srv.URL + "/mcp/payments", MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-3"}}); err != nil {
+		t.Fatal(err)
+	}
+	cs.Close()
+	if m := byMethod(trail.Drain(t, srv, gw)); len(m["tools/call response"]) != 1 {
+		t.Fatalf("records %v", keys(m))
 	}
 }

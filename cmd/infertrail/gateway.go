@@ -90,6 +90,27 @@ func resolveSecret(ref, what string) (gateway.Secret, error) {
 	return gateway.Secret(ref), nil
 }
 
+// tlsConfig builds the TLS settings of an upstream: trusted roots from a
+// PEM file instead of the system's, and (for tests only) no verification.
+// Neither set gives nil: the system's defaults.
+func tlsConfig(caFile string, insecure bool, what string) (*tls.Config, error) {
+	if caFile == "" && !insecure {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s ca_file: %w", what, err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s ca_file %s: no PEM certificate in it", what, caFile)
+		}
+	}
+	return tc, nil
+}
+
 // gatewayUpstreams builds the enabled upstreams.
 func (c *gatewayConfig) upstreams() ([]gateway.Upstream, error) {
 	var out []gateway.Upstream
@@ -116,20 +137,11 @@ func (c *gatewayConfig) upstreams() ([]gateway.Upstream, error) {
 			}
 			up.Key = k
 		}
-		if u.cfg.CAFile != "" || u.cfg.InsecureSkipVerify {
-			tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.cfg.InsecureSkipVerify}
-			if u.cfg.CAFile != "" {
-				pem, err := os.ReadFile(u.cfg.CAFile)
-				if err != nil {
-					return nil, fmt.Errorf("gateway %s ca_file: %w", u.p.Name(), err)
-				}
-				tc.RootCAs = x509.NewCertPool()
-				if !tc.RootCAs.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("gateway %s ca_file %s: no PEM certificate in it", u.p.Name(), u.cfg.CAFile)
-				}
-			}
-			up.TLS = tc
+		tc, err := tlsConfig(u.cfg.CAFile, u.cfg.InsecureSkipVerify, "gateway "+u.p.Name())
+		if err != nil {
+			return nil, err
 		}
+		up.TLS = tc
 		out = append(out, up)
 	}
 	return out, nil

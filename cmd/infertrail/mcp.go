@@ -30,6 +30,8 @@ type mcpServerConfig struct {
 	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	Timeout               time.Duration `yaml:"timeout"`
+	CAFile                string        `yaml:"ca_file"` // PEM roots to trust instead of the system's
+	InsecureSkipVerify    bool          `yaml:"insecure_skip_verify"`
 	// Authorization is a secret reference ("env:NAME", "file:PATH") to the
 	// Authorization header value sent upstream for callers whose own
 	// Authorization held their InferTrail token.
@@ -56,6 +58,11 @@ func (c *mcpConfig) servers() ([]mcp.Server, error) {
 	for i, s := range c.Servers {
 		srv := mcp.Server{Name: s.Name, URL: s.URL, ConnectTimeout: s.ConnectTimeout,
 			ResponseHeaderTimeout: s.ResponseHeaderTimeout, Timeout: s.Timeout}
+		tc, err := tlsConfig(s.CAFile, s.InsecureSkipVerify, fmt.Sprintf("mcp server %d (%s)", i, s.Name))
+		if err != nil {
+			return nil, err
+		}
+		srv.TLS = tc
 		if s.Authorization != "" {
 			v, err := resolveSecret(s.Authorization, fmt.Sprintf("mcp server %d (%s) authorization", i, s.Name))
 			if err != nil {

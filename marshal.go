@@ -56,20 +56,7 @@ func (r *Record) appendJSON(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, `"kind":`...)
 	dst = AppendString(dst, string(r.Kind))
-	if len(r.Links) > 0 {
-		dst = append(dst, `,"links":[`...)
-		for i, l := range r.Links {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"id":"`...)
-			dst = append(dst, l.ID.String()...)
-			dst = append(dst, `","rel":`...)
-			dst = AppendString(dst, l.Rel)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendLinks(dst, r.Links)
 	for _, f := range [...]struct{ k, v string }{
 		{"parent_span_id", r.ParentSpanID}, {"session_id", r.SessionID}, {"span_id", r.SpanID}, {"tenant", r.Tenant},
 	} {

@@ -680,6 +680,26 @@ func (a *Actor) appendMember(dst []byte) []byte {
 	return append(dst, "},"...)
 }
 
+// appendLinks appends the envelope's `,"links":[…]` member, each link's
+// members in RFC 8785 order; nothing when there is no link.
+func appendLinks(dst []byte, links []Link) []byte {
+	if len(links) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"links":[`...)
+	for i, l := range links {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"id":"`...)
+		dst = append(dst, l.ID.String()...)
+		dst = append(dst, `","rel":`...)
+		dst = AppendString(dst, l.Rel)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
 // AppendLeafPrefix appends the leaf up to and including `"seq":`, so that a
 // sequencer can prepare leaves before it knows their sequence numbers:
 // leaf = prefix + decimal seq + suffix.
@@ -710,20 +730,7 @@ func (r *Record) AppendLeafPrefix(dst []byte) []byte {
 	dst = append(dst, id[:]...)
 	dst = append(dst, `","kind":`...)
 	dst = AppendString(dst, string(r.Kind))
-	if len(r.Links) > 0 {
-		dst = append(dst, `,"links":[`...)
-		for i, l := range r.Links {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"id":"`...)
-			dst = append(dst, l.ID.String()...)
-			dst = append(dst, `","rel":`...)
-			dst = AppendString(dst, l.Rel)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendLinks(dst, r.Links)
 	if r.ParentSpanID != "" {
 		dst = append(dst, `,"parent_span_id":`...)
 		dst = AppendString(dst, r.ParentSpanID)

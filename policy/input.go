@@ -104,33 +104,9 @@ func appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(dst, '}'), nil
 	case []any:
-		if v == nil {
-			return dst, errSlow
-		}
-		dst = append(dst, '[')
-		for i, x := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if dst, err = appendJSON(dst, x, depth+1); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendArray(dst, v, depth)
 	case []string:
-		if v == nil {
-			return dst, errSlow
-		}
-		dst = append(dst, '[')
-		for i, x := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if dst, err = appendJSON(dst, x, depth+1); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendArray(dst, v, depth)
 	}
 	return dst, errSlow
 }
@@ -143,4 +119,23 @@ func appendInt(dst []byte, i int64) ([]byte, error) {
 		return dst, errSlow
 	}
 	return strconv.AppendInt(dst, i, 10), nil
+}
+
+// appendArray appends a JSON array of v's elements; a nil slice takes the
+// slow path, as encoding/json writes it as null.
+func appendArray[T any](dst []byte, v []T, depth int) ([]byte, error) {
+	if v == nil {
+		return dst, errSlow
+	}
+	dst = append(dst, '[')
+	for i, x := range v {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = appendJSON(dst, x, depth+1); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
 }

@@ -6,11 +6,15 @@ package body
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/infertrail/infertrail"
 )
@@ -52,4 +56,38 @@ func Read(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("Content-Encoding %q: want gzip or none: %w", enc, ErrUnsupportedMedia)
 	}
+}
+
+// Status says how a capture request that stored nothing is answered: its
+// HTTP status and a short code for the body, setting WWW-Authenticate or
+// Retry-After when the status calls for one. 400 is for bad data the
+// client must not send again; 429 and 503 ask it to retry.
+func Status(w http.ResponseWriter, r *http.Request, err error) (int, string) {
+	var rl *infertrail.RateLimitError
+	switch {
+	case errors.Is(err, ErrUnsupportedMedia):
+		return http.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, infertrail.ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="infertrail"`)
+		return http.StatusUnauthorized, "unauthenticated"
+	case errors.Is(err, infertrail.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(rl.RetryAfter, time.Second).Seconds()))))
+		return http.StatusTooManyRequests, "rate_limited"
+	case errors.Is(err, infertrail.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, infertrail.ErrInvalid):
+		return http.StatusBadRequest, "invalid"
+	case errors.Is(err, infertrail.ErrConflict):
+		// An id already recorded with different content: the same data
+		// will not be taken on a retry either.
+		return http.StatusBadRequest, "conflict"
+	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		w.Header().Set("Retry-After", "1")
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return 499, "canceled" // the client went away
+	}
+	return http.StatusInternalServerError, "internal"
 }

@@ -5,17 +5,14 @@
 package opa
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -153,32 +150,7 @@ type apiError struct {
 // that maps errors to HTTP statuses: 400 for a malformed upload, 401/403,
 // 413, 415, and 429/503 with Retry-After when the trail cannot take it now.
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
-	var rl *infertrail.RateLimitError
-	switch {
-	case errors.Is(err, body.ErrUnsupportedMedia):
-		status, code = http.StatusUnsupportedMediaType, "unsupported_media_type"
-	case errors.Is(err, infertrail.ErrUnauthenticated):
-		status, code = http.StatusUnauthorized, "unauthenticated"
-		w.Header().Set("WWW-Authenticate", `Bearer realm="infertrail"`)
-	case errors.Is(err, infertrail.ErrForbidden):
-		status, code = http.StatusForbidden, "forbidden"
-	case errors.As(err, &rl):
-		status, code = http.StatusTooManyRequests, "rate_limited"
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(rl.RetryAfter, time.Second).Seconds()))))
-	case errors.Is(err, infertrail.ErrTooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "too_large"
-	case errors.Is(err, infertrail.ErrInvalid):
-		status, code = http.StatusBadRequest, "invalid"
-	case errors.Is(err, infertrail.ErrConflict):
-		// A decision id already recorded with a different decision.
-		status, code = http.StatusBadRequest, "conflict"
-	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		status, code = http.StatusServiceUnavailable, "unavailable"
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, context.Canceled) && req.Context().Err() != nil:
-		status, code = 499, "canceled" // OPA went away; it uploads again
-	}
+	status, code := body.Status(w, req, err)
 	resp := apiError{Code: code, Message: err.Error()}
 	var fe *infertrail.FieldError
 	if errors.As(err, &fe) && fe.Record >= 0 {

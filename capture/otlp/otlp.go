@@ -15,11 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
@@ -223,26 +220,15 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, signal st
 // 413, 415, and 429/503 with Retry-After when the client should retry.
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, signal string, isJSON bool, err error) {
 	r.m.add("refused", signal, 1)
-	code, st := http.StatusInternalServerError, codes.Internal
-	var rl *infertrail.RateLimitError
-	switch {
-	case errors.Is(err, body.ErrUnsupportedMedia):
-		code, st = http.StatusUnsupportedMediaType, codes.InvalidArgument
-	case errors.Is(err, infertrail.ErrUnauthenticated):
-		code, st = http.StatusUnauthorized, codes.Unauthenticated
-		w.Header().Set("WWW-Authenticate", `Bearer realm="infertrail"`)
-	case errors.Is(err, infertrail.ErrForbidden):
-		code, st = http.StatusForbidden, codes.PermissionDenied
-	case errors.As(err, &rl):
-		code, st = http.StatusTooManyRequests, codes.ResourceExhausted
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(rl.RetryAfter, time.Second).Seconds()))))
-	case errors.Is(err, infertrail.ErrTooLarge):
-		code, st = http.StatusRequestEntityTooLarge, codes.InvalidArgument
-	case errors.Is(err, infertrail.ErrInvalid), errors.Is(err, infertrail.ErrConflict):
-		code, st = http.StatusBadRequest, codes.InvalidArgument
-	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		code, st = http.StatusServiceUnavailable, codes.Unavailable
-		w.Header().Set("Retry-After", "1")
+	code, _ := body.Status(w, req, err)
+	st := map[int]codes.Code{
+		http.StatusUnsupportedMediaType: codes.InvalidArgument, http.StatusUnauthorized: codes.Unauthenticated,
+		http.StatusForbidden: codes.PermissionDenied, http.StatusTooManyRequests: codes.ResourceExhausted,
+		http.StatusRequestEntityTooLarge: codes.InvalidArgument, http.StatusBadRequest: codes.InvalidArgument,
+		http.StatusServiceUnavailable: codes.Unavailable, 499: codes.Canceled,
+	}[code]
+	if st == codes.OK {
+		st = codes.Internal
 	}
 	msg := err.Error()
 	if code == http.StatusInternalServerError {

@@ -121,23 +121,7 @@ func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error
 
 func (t *appendTx) Keys(ctx context.Context, f infertrail.KeyFilter) ([]infertrail.DataKey, error) {
 	where, args := keyWhere(f)
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+keyColumns+` FROM data_keys`+where+` ORDER BY id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read keys: %w", err)
-	}
-	defer rows.Close()
-	var out []infertrail.DataKey
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read keys: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, t.tx, "read keys", scanKey, `SELECT `+keyColumns+` FROM data_keys`+where+` ORDER BY id`, args...)
 }
 
 func (t *appendTx) Holds(ctx context.Context, tenant string) ([]infertrail.Hold, error) {
@@ -305,6 +289,28 @@ func (db *DB) Holds(ctx context.Context, tenant string, active bool) ([]infertra
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryAll runs a query and scans every row with scan; what names the
+// read in errors ("read keys").
+func queryAll[T any](ctx context.Context, q querier, what string, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }
 
 func queryHolds(ctx context.Context, q querier, tenant string, active bool) ([]infertrail.Hold, error) {

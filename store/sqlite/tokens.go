@@ -66,23 +66,7 @@ func (db *DB) RevokeToken(ctx context.Context, id infertrail.UUID, by string, at
 
 // Tokens returns every token, oldest first.
 func (db *DB) Tokens(ctx context.Context) ([]infertrail.Token, error) {
-	rows, err := db.readers.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens ORDER BY created, id`)
-	if err != nil {
-		return nil, fmt.Errorf("read tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []infertrail.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read tokens: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, db.readers, "read tokens", scanToken, `SELECT `+tokenColumns+` FROM tokens ORDER BY created, id`)
 }
 
 const tokenColumns = `id, name, tenant, roles, hash, rate_limit, created_by, created, expires, coalesce(revoked_by, ''), coalesce(revoked, 0)`

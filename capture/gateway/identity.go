@@ -60,9 +60,13 @@ type identity struct {
 // API key (the upstream's configured key then replaces it).
 func (g *Gateway) identify(ctx context.Context, p Provider, h http.Header) (identity, error) {
 	cred := p.Credential(h)
+	var fp string // the credential's fingerprint, computed once: it is an HMAC
+	if cred != "" {
+		fp = g.fp.Of(cred)
+	}
 	claimed := strings.TrimSpace(h.Get(HeaderAgent))
 	id := identity{tenant: g.cfg.Tenant}
-	if tok := strings.TrimSpace(h.Get(HeaderToken)); tok != "" || cred != "" && g.cfg.Auth != nil && g.vkeys[g.fp.Of(cred)] == nil {
+	if tok := strings.TrimSpace(h.Get(HeaderToken)); tok != "" || cred != "" && g.cfg.Auth != nil && g.vkeys[fp] == nil {
 		if g.cfg.Auth == nil {
 			return id, fmt.Errorf("this gateway does not authenticate InferTrail tokens: leave %s out: %w", HeaderToken, infertrail.ErrUnauthenticated)
 		}
@@ -78,7 +82,7 @@ func (g *Gateway) identify(ctx context.Context, p Provider, h http.Header) (iden
 			return id, err
 		}
 		if cred != "" {
-			id.actor.CredentialFingerprint = g.fp.Of(cred)
+			id.actor.CredentialFingerprint = fp
 		}
 		if !pr.Can(infertrail.PermGateway) {
 			return id, fmt.Errorf("%s may not use the gateway: it needs the gateway role: %w", pr.ID, infertrail.ErrForbidden)
@@ -101,7 +105,6 @@ func (g *Gateway) identify(ctx context.Context, p Provider, h http.Header) (iden
 		return id, nil
 	}
 	if cred != "" {
-		fp := g.fp.Of(cred)
 		id.actor.CredentialFingerprint = fp
 		if vk, ok := g.vkeys[fp]; ok {
 			up, ok := vk.Upstream[p.Name()]

@@ -149,7 +149,11 @@ func (g *Gateway) identify(r *http.Request) (identity, bool, error) {
 	if !p.Can(infertrail.PermGateway) {
 		return id, false, fmt.Errorf("%s may not use the MCP gateway: it needs the gateway role: %w", p.ID, infertrail.ErrForbidden)
 	}
-	id.actor = infertrail.Actor{ID: p.ID, Type: "agent", CredentialFingerprint: g.fp.Of(tok)}
+	fp := p.Fingerprint // the authenticator's, when it fingerprints credentials
+	if fp == "" {
+		fp = g.fp.Of(tok)
+	}
+	id.actor = infertrail.Actor{ID: p.ID, Type: "agent", CredentialFingerprint: fp}
 	id.token = p.Name
 	if p.Tenant != infertrail.AllTenants {
 		id.tenant = p.Tenant

@@ -23,13 +23,15 @@ const (
 	PermAdmin                          // manage tokens, holds and retention (recorded)
 	PermErase                          // crypto-shred a scope's content (recorded, with a reason)
 	PermMetrics                        // scrape /metrics
+	PermApprove                        // decide on calls held for approval (recorded)
 )
 
 var permNames = []struct {
 	p    Permission
 	name string
 }{{PermIngest, "ingest"}, {PermGateway, "gateway"}, {PermRead, "read"}, {PermContent, "content"},
-	{PermExport, "export"}, {PermAdmin, "admin"}, {PermErase, "erase"}, {PermMetrics, "metrics"}}
+	{PermExport, "export"}, {PermAdmin, "admin"}, {PermErase, "erase"}, {PermMetrics, "metrics"},
+	{PermApprove, "approve"}}
 
 // String lists the permissions in the set, such as "read,export".
 func (p Permission) String() string {
@@ -55,13 +57,14 @@ const (
 	RoleGateway      Role = "gateway"      // uses the LLM and MCP gateways
 	RoleAuditor      Role = "auditor"      // metadata, proofs, exports without content
 	RoleInvestigator Role = "investigator" // what an auditor may, and content
+	RoleApprover     Role = "approver"     // decides on held calls; metadata; never content
 	RoleAdmin        Role = "admin"        // tokens, holds, retention; metadata; never content
 	RoleErase        Role = "erase"        // crypto-shredding, on its own or added to another role
 	RoleMonitor      Role = "monitor"      // Prometheus metrics only
 )
 
 // Roles lists every role, in the order documentation shows them.
-var Roles = []Role{RoleIngest, RoleGateway, RoleAuditor, RoleInvestigator, RoleAdmin, RoleErase, RoleMonitor}
+var Roles = []Role{RoleIngest, RoleGateway, RoleAuditor, RoleInvestigator, RoleApprover, RoleAdmin, RoleErase, RoleMonitor}
 
 // Permissions returns what the role grants (none for an unknown role).
 func (r Role) Permissions() Permission {
@@ -74,6 +77,12 @@ func (r Role) Permissions() Permission {
 		return PermRead | PermExport | PermMetrics
 	case RoleInvestigator:
 		return PermRead | PermExport | PermContent | PermMetrics
+	case RoleApprover:
+		// Approving is kept apart from investigating and administering
+		// (separation of duties): whoever runs the trail or reads its
+		// evidence does not also let held calls through, unless given
+		// this role as well.
+		return PermRead | PermApprove
 	case RoleAdmin:
 		return PermRead | PermAdmin | PermMetrics
 	case RoleErase:

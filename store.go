@@ -95,6 +95,10 @@ type Store interface {
 	KeyStore
 	HoldStore
 	TokenStore
+	Cursors
+	Index
+	FindingStore
+	ApprovalStore
 	io.Closer
 }
 

@@ -189,11 +189,13 @@ func (t *appendTx) Holds(ctx context.Context, tenant string) ([]infertrail.Hold,
 	return hs, nil
 }
 
-// Erase crypto-shreds the live keys among ids in one statement: it clears
-// their wrapped forms, marks them erased by the record by, deletes their
-// blobs from every period's partition (through each partition's key_id
-// index), and counts the erasure in the log head. It returns the number of
-// distinct blobs deleted: a blob stored in several periods counts once.
+// Erase crypto-shreds the live keys among ids: it locks their rows, then in
+// one statement clears their wrapped forms, marks them erased by the record
+// by, deletes their blobs from every period's partition (through each
+// partition's key_id index), and counts the erasure in the log head; then
+// it deletes the postings derived from their content. It returns the
+// number of distinct blobs deleted: a blob stored in several periods
+// counts once.
 //
 // It does not run VACUUM. The deleted rows are invisible at commit and
 // autovacuum reclaims their space; a VACUUM here would run outside the
@@ -209,6 +211,11 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	}
 	if len(ids) == 0 {
 		return 0, nil
+	}
+	// Lock the keys' rows in id order, as AddPostings does (FOR SHARE), so
+	// that the two cannot deadlock on keys they lock in opposite orders.
+	if _, err := t.tx.Exec(ctx, `SELECT FROM data_keys WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, keyIDs(ids)); err != nil {
+		return 0, fmt.Errorf("erase %d keys: lock them: %w", len(ids), classify(t.fail(err)))
 	}
 	// An encrypted blob's id starts with its key's id: each erased key's
 	// blobs are one range of every partition's primary key.
@@ -227,6 +234,16 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		SELECT count(DISTINCT id) FROM deleted`, keyIDs(ids), by).Scan(&blobs)
 	if err != nil {
 		return 0, fmt.Errorf("erase %d keys: %w", len(ids), classify(t.fail(err)))
+	}
+	// The postings derived from the keys' content (search terms) go too, in
+	// a statement that starts once the keys' rows are locked: its snapshot
+	// sees every posting of an AddPostings that locked them first (and had
+	// the lock above wait for it), and an AddPostings that locks them later
+	// waits, then sees them erased (see AddPostings). Keys erased earlier
+	// have no postings left; deleting by every id costs one probe of
+	// postings_data_key each.
+	if _, err := t.tx.Exec(ctx, `DELETE FROM postings WHERE data_key = ANY($1)`, keyIDs(ids)); err != nil {
+		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
 	}
 	return blobs, nil
 }

@@ -153,6 +153,13 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		}
 		n, _ := res.RowsAffected()
 		blobs += n
+		// The postings derived from the key's content (search terms) go
+		// too. AddPostings skips an erased key's postings under the same
+		// write lock, so none can be added after this.
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM postings WHERE data_key = ?`, id[:]); err != nil {
+			t.failed = err
+			return 0, fmt.Errorf("erase postings of key %x: %w", id[:4], err)
+		}
 		t.erased = true
 	}
 	if t.erased {

@@ -78,6 +78,8 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 	}
 	tests = append(tests, privacyTests...)
 	tests = append(tests, tokenTests...)
+	tests = append(tests, indexTests...)
+	tests = append(tests, approvalTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

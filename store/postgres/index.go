@@ -1,0 +1,684 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Cursor returns the named cursor, or 0 when it was never advanced.
+func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
+	var seq int64
+	err := db.pool.QueryRow(ctx, `SELECT seq FROM cursors WHERE name = $1`, name).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cursor %q: %w", name, classify(err))
+	}
+	return seq, nil
+}
+
+// AdvanceCursor moves the named cursor from from to to, in a transaction of
+// its own. Of several nodes advancing it at once, one wins: the others wait
+// for its row lock, then find the cursor moved.
+func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) error {
+	if err := checkAdvance(name, from, to); err != nil {
+		return fmt.Errorf("advance cursor: %w", err)
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return advance(ctx, tx, name, from, to) })
+	if err != nil {
+		return fmt.Errorf("advance cursor %q from %d to %d: %w", name, from, to, classify(err))
+	}
+	return nil
+}
+
+// AddPostings advances the cursor and writes postings in one transaction.
+//
+// An erasure may run at the same time, in an append transaction on another
+// connection or node. So that no posting of an erased data key survives,
+// AddPostings locks the data_keys rows of the keys it posts FOR SHARE and
+// reads whether they are erased under the lock, and Erase locks those rows
+// (FOR NO KEY UPDATE, which conflicts) before, in a later statement, it
+// deletes their postings: if the erasure locks a row first, AddPostings
+// waits for it to commit and then sees the key erased; if AddPostings locks
+// first, the erasure waits, and its delete then sees the committed
+// postings. Both lock in id order, so they cannot deadlock.
+func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, postings []infertrail.Posting) error {
+	if err := checkAdvance(cursor, from, to); err != nil {
+		return fmt.Errorf("add postings: %w", err)
+	}
+	if err := checkPostings(postings); err != nil {
+		return fmt.Errorf("add postings: %w", err)
+	}
+	ps := sortPostings(postings)
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := advance(ctx, tx, cursor, from, to); err != nil {
+			return err
+		}
+		erased, err := lockKeys(ctx, tx, ps)
+		if err != nil {
+			return err
+		}
+		if len(erased) > 0 {
+			ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
+		}
+		return insertPostings(ctx, tx, ps)
+	})
+	if err != nil {
+		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(postings), cursor, from, to, classify(err))
+	}
+	return nil
+}
+
+func checkAdvance(name string, from, to int64) error {
+	if name == "" {
+		return fmt.Errorf("field cursor: empty name: %w", infertrail.ErrInvalid)
+	}
+	if from < 0 || to <= from {
+		return fmt.Errorf("cursor %q: from %d to %d: want 0 <= from < to: %w", name, from, to, infertrail.ErrInvalid)
+	}
+	return nil
+}
+
+func checkPostings(ps []infertrail.Posting) error {
+	for i, p := range ps {
+		if p.Key == "" || len(p.Key) > infertrail.MaxIndexKey {
+			return fmt.Errorf("posting %d: field key: %d bytes, want 1 to %d: %w", i, len(p.Key), infertrail.MaxIndexKey, infertrail.ErrInvalid)
+		}
+		if p.Seq < 0 {
+			return fmt.Errorf("posting %d: field seq: negative: %w", i, infertrail.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// sortPostings returns a copy of ps in primary-key order, without repeats.
+func sortPostings(ps []infertrail.Posting) []infertrail.Posting {
+	out := slices.Clone(ps)
+	slices.SortFunc(out, func(a, b infertrail.Posting) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
+	})
+	return slices.CompactFunc(out, func(a, b infertrail.Posting) bool { return a.Key == b.Key && a.Seq == b.Seq })
+}
+
+// advance moves the named cursor from from to to inside tx, or fails with
+// an error wrapping ErrConflict. Racing transactions serialise on the
+// cursor's row (or, for its first advance, on its primary key), and each
+// loser finds it moved.
+func advance(ctx context.Context, tx pgx.Tx, name string, from, to int64) error {
+	var err error
+	var n int64
+	if from == 0 {
+		tag, e := tx.Exec(ctx, `INSERT INTO cursors (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, to)
+		n, err = tag.RowsAffected(), e
+	} else {
+		tag, e := tx.Exec(ctx, `UPDATE cursors SET seq = $3 WHERE name = $1 AND seq = $2`, name, from, to)
+		n, err = tag.RowsAffected(), e
+	}
+	if err != nil {
+		return fmt.Errorf("move cursor: %w", err)
+	}
+	if n != 1 {
+		var at int64
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM cursors WHERE name = $1`, name).Scan(&at); err != nil {
+			return fmt.Errorf("read cursor: %w", err)
+		}
+		return fmt.Errorf("cursor is at %d, not %d: %w", at, from, infertrail.ErrConflict)
+	}
+	return nil
+}
+
+// lockKeys locks the data_keys rows of the data keys of ps FOR SHARE, in id
+// order, and returns those that are erased.
+func lockKeys(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) (map[infertrail.KeyID]bool, error) {
+	var ids [][]byte
+	seen := map[infertrail.KeyID]bool{}
+	for i := range ps {
+		if k := &ps[i].DataKey; !k.IsZero() && !seen[*k] {
+			seen[*k] = true
+			ids = append(ids, k[:])
+		}
+	}
+	erased := map[infertrail.KeyID]bool{}
+	if len(ids) == 0 {
+		return erased, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id, erased_by IS NOT NULL FROM data_keys WHERE id = ANY($1) ORDER BY id FOR SHARE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock data keys: %w", err)
+	}
+	var (
+		id []byte
+		is bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &is}, func() error {
+		if is {
+			erased[infertrail.KeyID(id)] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("lock data keys: %w", err)
+	}
+	return erased, nil
+}
+
+// insertPostings inserts ps, skipping those already stored, with one
+// statement.
+func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ps))
+	seqs := make([]int64, len(ps))
+	dataKeys := make([][]byte, len(ps)) // nil, which is NULL, for no data key
+	for i := range ps {
+		keys[i], seqs[i], dataKeys[i] = ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq, data_key)
+		SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+		ON CONFLICT DO NOTHING`, keys, seqs, dataKeys)
+	if err != nil {
+		return fmt.Errorf("insert postings: %w", err)
+	}
+	return nil
+}
+
+// Query limits.
+const (
+	defaultQueryLimit = 100
+	// rareCount is how many postings of each key, at most, Query counts to
+	// find the rarest key of a query with several.
+	rareCount = 10_000
+	// maxTenantArms is the most tenants whose entries a query without keys
+	// plans one at a time; with more, it walks the log.
+	maxTenantArms = 32
+)
+
+// Counts that choose a plan. Tests lower them.
+var (
+	// rangeCount is how many of a tenant's entries in a time range, at
+	// most, a query without keys counts, and reads and sorts rather than
+	// walks the log.
+	rangeCount = 20_000
+	// walkSpan is the most entries of the log a query without keys walks
+	// through, by its estimate, to reach a tenant's time range, rather than
+	// read the range whole.
+	walkSpan int64 = 50_000
+)
+
+// queryLimit checks a limit and returns the one to use.
+func queryLimit(limit int) (int, error) {
+	switch {
+	case limit < 0:
+		return 0, fmt.Errorf("field limit: %d is negative: %w", limit, infertrail.ErrInvalid)
+	case limit == 0:
+		return defaultQueryLimit, nil
+	}
+	return min(limit, infertrail.MaxQueryLimit), nil
+}
+
+// entryColumnsR is entryColumns of the table aliased r.
+var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
+
+// Query calls fn for each committed entry q selects, newest first. It reads
+// them all before the first call, so it holds no connection while fn runs.
+// Each query runs as an unnamed statement, planned for its own arguments (a
+// plan cached for a tenant with most of the log would walk the log for a
+// tenant with none of it). The plans, as EXPLAIN ANALYZE shows them on a
+// million records (BenchmarkQuery -queryplans):
+//
+//   - With keys, the postings of the rarest key (the fewest postings below
+//     Before, counted up to rareCount each) newest first, the other keys
+//     and the entry looked up: Limit; Nested Loop; Index Only Scan Backward
+//     using postings_pkey; Index Only Scan using postings_pkey; Append of
+//     Index Scan using each partition's records primary key.
+//   - Without keys, tenants or time bounds, the log newest first: Limit;
+//     Merge Append of Index Scan Backward using each partition's records
+//     primary key.
+//   - Without keys, with tenants (or, with a time bound, every tenant in
+//     the log, up to maxTenantArms), the entries of each tenant in the time
+//     bounds are counted up to rangeCount in records_tenant_observed. A
+//     tenant with fewer has its range read and its sequence numbers sorted
+//     (Index Only Scan using records_..._tenant_observed_idx; Sort). So
+//     have the others whose range ends (by time) further than walkSpan
+//     entries from the log's newest entry; the rest are found by walking
+//     the log newest first. The arms' sequence numbers are merged, limited,
+//     and their entries read by primary key.
+//
+// PostgreSQL does not choose between reading a tenant's time range and
+// walking the log itself because it takes the range's entries to be
+// spread evenly over the log: for an hour in the middle of a million
+// records it walked half the log (700 ms). Kinds do not drive a query: a
+// query for a rare kind of a busy tenant walks many entries. The worst case
+// is a tenant with many entries both in and after the time range (a range
+// of months, open at the start, say): its range is read. BenchmarkQuery on
+// a million records: a 200-record trace 1.8 ms, the first page of every
+// other query under 25 ms (medians), but 32 ms for a range open at the
+// start that ends mid-log, of a tenant with 250,000 entries.
+func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail.Entry) error) error {
+	query, args, err := db.planQuery(ctx, q)
+	if err != nil {
+		return fmt.Errorf("query entries: %w", err)
+	}
+	if query == "" {
+		return nil
+	}
+	rows, err := db.pool.Query(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
+	if err != nil {
+		return fmt.Errorf("query entries: %w", classify(err))
+	}
+	var entries []infertrail.Entry
+	for rows.Next() {
+		var e infertrail.Entry
+		if err := scanEntry(rows, &e); err != nil {
+			rows.Close()
+			return fmt.Errorf("query entries: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query entries: %w", classify(err))
+	}
+	for i := range entries {
+		if err := fn(&entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sqlArgs collects the arguments of an SQL statement.
+type sqlArgs []any
+
+// add appends v and returns its placeholder.
+func (a *sqlArgs) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// entryFilters returns the conditions, each starting with " AND ", that
+// keep the entries of records aliased r that q's kinds and time bounds
+// select, and those of tenants.
+func entryFilters(a *sqlArgs, q infertrail.Query, tenants []string) string {
+	var b strings.Builder
+	switch len(tenants) {
+	case 0:
+	case 1:
+		b.WriteString(` AND r.tenant = ` + a.add(tenants[0]))
+	default:
+		b.WriteString(` AND r.tenant = ANY(` + a.add(tenants) + `::text[])`)
+	}
+	if kinds := uniq(q.Kinds); len(kinds) > 0 {
+		ks := make([]string, len(kinds))
+		for i, k := range kinds {
+			ks[i] = string(k)
+		}
+		b.WriteString(` AND r.kind = ANY(` + a.add(ks) + `::text[])`)
+	}
+	if q.From != 0 {
+		b.WriteString(` AND r.observed >= ` + a.add(q.From))
+	}
+	if q.To != 0 {
+		b.WriteString(` AND r.observed < ` + a.add(q.To))
+	}
+	return b.String()
+}
+
+// planQuery returns the SQL statement that answers q and its arguments, or
+// "" when q selects nothing.
+func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any, error) {
+	limit, err := queryLimit(q.Limit)
+	if err != nil {
+		return "", nil, err
+	}
+	if q.Before < 0 {
+		return "", nil, fmt.Errorf("field before: %d is negative: %w", q.Before, infertrail.ErrInvalid)
+	}
+	for i, k := range q.Keys {
+		if k == "" {
+			return "", nil, fmt.Errorf("field keys[%d]: empty: %w", i, infertrail.ErrInvalid)
+		}
+	}
+	if q.Tenants != nil && len(q.Tenants) == 0 || q.From != 0 && q.To != 0 && q.From >= q.To {
+		return "", nil, nil
+	}
+	before := q.Before
+	if before == 0 {
+		before = math.MaxInt64
+	}
+	tenants := uniq(q.Tenants)
+	var args sqlArgs
+	if keys := uniq(q.Keys); len(keys) > 0 {
+		if len(keys) > 1 {
+			if keys, err = db.rarestFirst(ctx, keys, before); err != nil || keys == nil {
+				return "", nil, err // keys == nil: no entry carries every key
+			}
+		}
+		var b strings.Builder
+		b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p JOIN records r ON r.seq = p.seq
+			WHERE p.key = ` + args.add(keys[0]) + ` AND p.seq < ` + args.add(before))
+		for _, k := range keys[1:] {
+			b.WriteString(` AND EXISTS (SELECT FROM postings k WHERE k.key = ` + args.add(k) + ` AND k.seq = p.seq)`)
+		}
+		b.WriteString(entryFilters(&args, q, tenants) + ` ORDER BY p.seq DESC LIMIT ` + args.add(limit))
+		return b.String(), args, nil
+	}
+	timed := q.From != 0 || q.To != 0
+	if tenants == nil && timed {
+		// A time range of the whole log is the union of its tenants'.
+		if tenants, err = db.logTenants(ctx, maxTenantArms+1); err != nil {
+			return "", nil, err
+		}
+		if len(tenants) == 0 {
+			return "", nil, nil
+		}
+		if len(tenants) > maxTenantArms {
+			tenants = nil
+		}
+	}
+	if len(tenants) == 0 || len(tenants) > maxTenantArms {
+		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, tenants) +
+			` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
+	}
+	ranged, walked, err := db.chooseArms(ctx, q, tenants, before)
+	if err != nil {
+		return "", nil, err
+	}
+	var arms []string
+	for _, t := range ranged {
+		// OFFSET 0 keeps the planner from walking the log to order the
+		// range: it reads the range, and the sort takes its newest.
+		arms = append(arms, `(SELECT seq, period FROM (SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+
+			entryFilters(&args, q, []string{t})+` OFFSET 0) x ORDER BY seq DESC LIMIT `+args.add(limit)+`)`)
+	}
+	if len(walked) > 0 {
+		if len(arms) == 0 {
+			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, walked) +
+				` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
+		}
+		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+entryFilters(&args, q, walked)+
+			` ORDER BY r.seq DESC LIMIT `+args.add(limit)+`)`)
+	}
+	if len(arms) == 0 {
+		return "", nil, nil
+	}
+	return `SELECT ` + entryColumnsR + ` FROM (SELECT seq, period FROM (` + strings.Join(arms, ` UNION ALL `) + `) u ORDER BY seq DESC LIMIT ` +
+		args.add(limit) + `) c JOIN records r ON r.seq = c.seq AND r.period = c.period ORDER BY r.seq DESC`, args, nil
+}
+
+// chooseArms splits tenants into those whose entries in q's time bounds a
+// query reads from records_tenant_observed and those it finds by walking
+// the log; tenants without such entries are in neither. It counts each
+// tenant's entries in the bounds up to rangeCount, and finds the log's
+// newest entry and each tenant's newest in the bounds by time, in one
+// statement.
+func (db *DB) chooseArms(ctx context.Context, q infertrail.Query, tenants []string, before int64) (ranged, walked []string, err error) {
+	var (
+		b    strings.Builder
+		args sqlArgs
+	)
+	b.WriteString(`SELECT (SELECT coalesce(max(seq), -1) FROM records WHERE seq < ` + args.add(before) + `)`)
+	times := infertrail.Query{From: q.From, To: q.To}
+	for _, t := range tenants {
+		b.WriteString(`, (SELECT count(*) FROM (SELECT FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, times, []string{t}) +
+			` LIMIT ` + args.add(rangeCount) + `) c)`)
+		b.WriteString(`, (SELECT r.seq FROM records r WHERE true` + entryFilters(&args, times, []string{t}) + ` ORDER BY r.observed DESC LIMIT 1)`)
+	}
+	counts := make([]int64, len(tenants))
+	lasts := make([]pgtype.Int8, len(tenants))
+	var newest int64
+	dst := []any{&newest}
+	for i := range tenants {
+		dst = append(dst, &counts[i], &lasts[i])
+	}
+	if err := db.pool.QueryRow(ctx, b.String(), append([]any{pgx.QueryExecModeExec}, args...)...).Scan(dst...); err != nil {
+		return nil, nil, fmt.Errorf("count the entries of %d tenants: %w", len(tenants), classify(err))
+	}
+	for i, t := range tenants {
+		switch {
+		case counts[i] == 0:
+		case counts[i] >= int64(rangeCount) && newest-lasts[i].Int64 < walkSpan:
+			walked = append(walked, t)
+		default:
+			ranged = append(ranged, t)
+		}
+	}
+	return ranged, walked, nil
+}
+
+// logTenants returns up to n of the tenants in the log, with one index seek
+// each (a loose index scan of records_tenant_observed).
+func (db *DB) logTenants(ctx context.Context, n int) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `WITH RECURSIVE t (tenant) AS (
+			(SELECT tenant FROM records ORDER BY tenant LIMIT 1)
+			UNION ALL
+			SELECT (SELECT r.tenant FROM records r WHERE r.tenant > t.tenant ORDER BY r.tenant LIMIT 1) FROM t WHERE t.tenant IS NOT NULL)
+		SELECT tenant FROM t WHERE tenant IS NOT NULL LIMIT $1`, n)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", classify(err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", classify(err))
+	}
+	return out, nil
+}
+
+// rarestFirst returns keys ordered by their number of postings below
+// before, counted up to rareCount each, fewest first; or nil if a key has
+// none.
+func (db *DB) rarestFirst(ctx context.Context, keys []string, before int64) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT k.key, (SELECT count(*) FROM (SELECT FROM postings p WHERE p.key = k.key AND p.seq < $2 LIMIT $3) c)
+		FROM unnest($1::text[]) AS k (key)`, keys, before, rareCount)
+	if err != nil {
+		return nil, fmt.Errorf("count postings: %w", classify(err))
+	}
+	counts := make(map[string]int64, len(keys))
+	var (
+		key string
+		n   int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+		counts[key] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("count postings: %w", classify(err))
+	}
+	for _, k := range keys {
+		if counts[k] == 0 {
+			return nil, nil
+		}
+	}
+	out := slices.Clone(keys)
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(counts[a], counts[b]) })
+	return out, nil
+}
+
+// uniq returns vs without repeats, in their first order.
+func uniq[T comparable](vs []T) []T {
+	if len(vs) < 2 {
+		return vs
+	}
+	seen := make(map[T]bool, len(vs))
+	out := make([]T, 0, len(vs))
+	for _, v := range vs {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// AddFindings stores the findings whose ids are not stored yet, with their
+// records and their finding=<detector> postings, in one transaction, and
+// then sets their N and (when zero) Time. It locks the findings table
+// against other writers (readers go on), so that N increases in commit
+// order and a reader paging with Before never skips a finding that commits
+// later with a smaller N.
+func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
+	for i := range fs {
+		if err := checkFinding(&fs[i]); err != nil {
+			return fmt.Errorf("add findings: finding %d: %w", i, err)
+		}
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	ns, times := make([]int64, len(fs)), make([]int64, len(fs))
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		clear(ns)
+		if _, err := tx.Exec(ctx, `LOCK TABLE findings IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return fmt.Errorf("lock findings: %w", err)
+		}
+		b := &pgx.Batch{}
+		for i := range fs {
+			f := &fs[i]
+			times[i] = cmp.Or(f.Time, now)
+			records := f.Records
+			if records == nil {
+				records = []int64{}
+			}
+			b.Queue(`INSERT INTO findings (id, detector, severity, tenant, subject, records, summary, time)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING n`,
+				pgtype.UUID{Bytes: f.ID, Valid: true}, f.Detector, string(f.Severity), f.Tenant, f.Subject, records, f.Summary, times[i]).
+				QueryRow(func(row pgx.Row) error {
+					err := row.Scan(&ns[i])
+					if errors.Is(err, pgx.ErrNoRows) {
+						return nil // stored already
+					}
+					return err
+				})
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("insert findings: %w", err)
+		}
+		var (
+			seqs, fns []int64
+			ps        []infertrail.Posting
+		)
+		for i := range fs {
+			if ns[i] == 0 {
+				continue
+			}
+			key := infertrail.IndexKey(infertrail.IndexFinding, fs[i].Detector)
+			for _, seq := range fs[i].Records {
+				seqs, fns = append(seqs, seq), append(fns, ns[i])
+				ps = append(ps, infertrail.Posting{Key: key, Seq: seq})
+			}
+		}
+		if len(seqs) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO finding_records (seq, n) SELECT * FROM unnest($1::int8[], $2::int8[]) ON CONFLICT DO NOTHING`, seqs, fns); err != nil {
+				return fmt.Errorf("insert records of findings: %w", err)
+			}
+		}
+		return insertPostings(ctx, tx, sortPostings(ps))
+	})
+	if err != nil {
+		return fmt.Errorf("add %d findings: %w", len(fs), classify(err))
+	}
+	for i := range fs {
+		if ns[i] != 0 {
+			fs[i].N, fs[i].Time = ns[i], times[i]
+		}
+	}
+	return nil
+}
+
+func checkFinding(f *infertrail.Finding) error {
+	if f.ID.IsZero() {
+		return fmt.Errorf("field id: nil: %w", infertrail.ErrInvalid)
+	}
+	if f.Detector == "" {
+		return fmt.Errorf("field detector: empty: %w", infertrail.ErrInvalid)
+	}
+	for j, seq := range f.Records {
+		if seq < 0 {
+			return fmt.Errorf("field records[%d]: %d is negative: %w", j, seq, infertrail.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Findings calls fn for each stored finding q selects, newest first. It
+// reads them all before the first call, so fn may call the store. With Seq,
+// the finding_records range of the record drives the query; else the
+// findings are walked newest first, through the (tenant, n), (detector, n)
+// or (subject, n) index where PostgreSQL finds one selective.
+func (db *DB) Findings(ctx context.Context, q infertrail.FindingQuery, fn func(*infertrail.Finding) error) error {
+	limit, err := queryLimit(q.Limit)
+	if err != nil {
+		return fmt.Errorf("query findings: %w", err)
+	}
+	if q.Seq < -1 || q.Before < 0 {
+		return fmt.Errorf("query findings: field seq or before: negative: %w", infertrail.ErrInvalid)
+	}
+	if q.Tenants != nil && len(q.Tenants) == 0 {
+		return nil
+	}
+	before := q.Before
+	if before == 0 {
+		before = math.MaxInt64
+	}
+	var (
+		b    strings.Builder
+		args []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	b.WriteString(`SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM findings f WHERE f.n < ` + arg(before))
+	if len(q.Tenants) > 0 {
+		b.WriteString(` AND f.tenant = ANY(` + arg(uniq(q.Tenants)) + `::text[])`)
+	}
+	if len(q.Detectors) > 0 {
+		b.WriteString(` AND f.detector = ANY(` + arg(uniq(q.Detectors)) + `::text[])`)
+	}
+	if q.Subject != "" {
+		b.WriteString(` AND f.subject = ` + arg(q.Subject))
+	}
+	if q.Seq >= 0 {
+		b.WriteString(` AND f.n IN (SELECT n FROM finding_records WHERE seq = ` + arg(q.Seq) + `)`)
+	}
+	b.WriteString(` ORDER BY f.n DESC LIMIT ` + arg(limit))
+	rows, err := db.pool.Query(ctx, b.String(), append([]any{pgx.QueryExecModeExec}, args...)...)
+	if err != nil {
+		return fmt.Errorf("query findings: %w", classify(err))
+	}
+	var (
+		out      []infertrail.Finding
+		f        infertrail.Finding
+		id       pgtype.UUID
+		sev      string
+		detector string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&f.N, &id, &detector, &sev, &f.Tenant, &f.Subject, &f.Records, &f.Summary, &f.Time}, func() error {
+		f.ID, f.Detector, f.Severity = id.Bytes, detector, infertrail.Severity(sev)
+		out = append(out, f)
+		f.Records = nil
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("query findings: %w", classify(err))
+	}
+	for i := range out {
+		if err := fn(&out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

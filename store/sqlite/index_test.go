@@ -1,0 +1,177 @@
+package sqlite
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/storetest"
+)
+
+// TestStoreSmallCounts runs the conformance suite with small counts, so
+// that queries with several keys walk the postings of the first key rather
+// than those of the rarest, and queries of tenants walk the log for some
+// tenants and read the ranges of records_tenant_time of others.
+func TestStoreSmallCounts(t *testing.T) {
+	defer func(r, n int, w int64) { rareCount, rangeCount, walkSpan = r, n, w }(rareCount, rangeCount, walkSpan)
+	rareCount, rangeCount, walkSpan = 1, 25, 100
+	storetest.Run(t, func(t *testing.T) infertrail.Store { return openTemp(t) })
+}
+
+// TestQueryPlans checks that every kind of query walks an index or reads a
+// bounded range of one (see DB.Query).
+func TestQueryPlans(t *testing.T) {
+	defer func(n int) { rangeCount = n }(rangeCount)
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	entries, blobs := storetest.MakeBatch(0, 30)
+	storetest.AppendEntries(t, db, entries, blobs)
+	if err := db.AddPostings(ctx, "indexer", 0, 30, []infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "b=1", Seq: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	explain := func(query string, args ...any) []string {
+		t.Helper()
+		rows, err := db.readers.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		return plan
+	}
+	toolCall := []infertrail.Kind{infertrail.KindToolCall}
+	two := []string{"acme-corp", "default"}
+	walk := "SEARCH r USING INTEGER PRIMARY KEY (rowid<?)"
+	tenant := "SEARCH r USING COVERING INDEX records_tenant_time (tenant=?)"
+	tenantKind := "SEARCH r USING INDEX records_tenant_time (tenant=?)"
+	timeRange := "SEARCH r USING COVERING INDEX records_tenant_time (tenant=? AND time>? AND time<?)"
+	since := "SEARCH r USING INDEX records_tenant_time (tenant=? AND time>?)"
+	byRowid := "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"
+	merge := "MERGE (UNION ALL)"
+	postings := "SEARCH p USING PRIMARY KEY (key=? AND seq<?)"
+	mid := infertrail.Query{From: entries[19].Time, To: entries[24].Time}
+	for _, c := range []struct {
+		q     infertrail.Query
+		small bool // with rangeCount 1
+		want  []string
+	}{
+		{infertrail.Query{}, false, []string{walk}},
+		{infertrail.Query{Kinds: toolCall}, false, []string{walk}},
+		{infertrail.Query{Kinds: toolCall, From: 5}, false, []string{byRowid, merge, since, since, since}},
+		{infertrail.Query{Kinds: toolCall, From: 5}, true, []string{walk}},
+		{infertrail.Query{Tenants: []string{"acme-corp"}}, false, []string{byRowid, tenant}},
+		{infertrail.Query{Tenants: []string{"acme-corp"}}, true, []string{walk}},
+		{infertrail.Query{Tenants: []string{"acme-corp"}, Kinds: toolCall, Before: 20}, false, []string{byRowid, tenantKind}},
+		{infertrail.Query{Tenants: two}, false, []string{byRowid, merge, tenant, tenant}},
+		{infertrail.Query{Tenants: two}, true, []string{walk}},
+		{infertrail.Query{Tenants: []string{"acme-corp"}, From: mid.From, To: mid.To}, false, []string{byRowid, timeRange}},
+		{infertrail.Query{Tenants: two, From: mid.From, To: mid.To}, false, []string{byRowid, merge, timeRange, timeRange}},
+		{infertrail.Query{From: mid.From, To: mid.To}, false, []string{byRowid, merge, timeRange, timeRange, timeRange}},
+		{infertrail.Query{From: mid.From, To: mid.To}, true, []string{walk}},
+		{infertrail.Query{Keys: []string{"a=1"}}, false, []string{postings, byRowid}},
+		{infertrail.Query{Keys: []string{"a=1", "b=1"}, Tenants: []string{"acme-corp"}, From: 3}, false,
+			[]string{postings, byRowid, "SEARCH k EXISTS USING PRIMARY KEY (key=? AND seq=?)"}},
+	} {
+		rangeCount = 20_000
+		if c.small {
+			rangeCount = 1
+		}
+		tx, err := db.readers.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		query, args, err := planQuery(ctx, tx, c.q)
+		tx.Rollback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(query, args...)
+		if !containsInOrder(plan, c.want) || slices.ContainsFunc(plan, isScan) {
+			t.Errorf("Query(%+v), small counts %v:\n%s\nplan:\n\t%s\nwant steps:\n\t%s", c.q, c.small, query,
+				strings.Join(plan, "\n\t"), strings.Join(c.want, "\n\t"))
+		}
+	}
+	// What chooses a plan reads a bounded range of an index, or seeks.
+	for _, c := range []struct {
+		query string
+		args  []any
+		want  string
+	}{
+		{`SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND seq < ? LIMIT ?)`, []any{"a=1", 5, 10},
+			"SEARCH postings USING PRIMARY KEY (key=? AND seq<?)"},
+		{`SELECT count(*) FROM (SELECT 1 FROM records r INDEXED BY records_tenant_time WHERE r.tenant = ? AND r.seq < ? AND r.time >= ? LIMIT ?)`,
+			[]any{"acme-corp", 5, 1, 10}, "SEARCH r USING COVERING INDEX records_tenant_time (tenant=? AND time>?)"},
+		{`SELECT r.seq FROM records r INDEXED BY records_tenant_time WHERE r.tenant = ? AND r.time >= ? AND r.time < ? ORDER BY r.time DESC, r.seq DESC LIMIT 1`,
+			[]any{"acme-corp", 1, 10}, "SEARCH r USING COVERING INDEX records_tenant_time (tenant=? AND time>? AND time<?)"},
+		{`SELECT seq FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1`, []any{5}, "SEARCH records USING INTEGER PRIMARY KEY (rowid<?)"},
+		{`SELECT tenant FROM records INDEXED BY records_tenant_time WHERE tenant > ? ORDER BY tenant LIMIT 1`,
+			[]any{"acme-corp"}, "SEARCH records USING COVERING INDEX records_tenant_time (tenant>?)"},
+	} {
+		if plan := explain(c.query, c.args...); !slices.Contains(plan, c.want) {
+			t.Errorf("plan of %s:\n\t%s\nwant %s", c.query, strings.Join(plan, "\n\t"), c.want)
+		}
+	}
+}
+
+// containsInOrder reports whether plan has the steps of want, in order.
+func containsInOrder(plan, want []string) bool {
+	i := 0
+	for _, p := range plan {
+		if i < len(want) && p == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+// isScan reports whether a plan step reads a whole table or index.
+func isScan(step string) bool {
+	return strings.HasPrefix(step, "SCAN ") && !strings.HasPrefix(step, "SCAN (subquery-")
+}
+
+var queryDB = flag.String("querydb", "", "BenchmarkQuery: the database file to query, built there if missing (default: a temporary file)")
+var queryRecords = flag.Int("queryrecords", 1_000_000, "BenchmarkQuery: the number of records of the database it builds")
+
+// BenchmarkQuery measures the latency of investigation queries (see
+// storetest.BenchQueries) on a log of -queryrecords records: 1 million take
+// about a minute to build, 10 million about ten.
+//
+//	go test ./store/sqlite -run '^$' -bench Query -benchtime 200x
+//
+// With -querydb, the log is kept in that file and built only once.
+func BenchmarkQuery(b *testing.B) {
+	n := int64(*queryRecords)
+	path := *queryDB
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "query.db")
+	}
+	db, err := Open(b.Context(), path, Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if size, _ := db.TreeSize(b.Context()); size < n {
+		start := time.Now()
+		storetest.BuildQueryLog(b, db, size, n)
+		if _, err := db.writer.ExecContext(b.Context(), `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			b.Fatal(err)
+		}
+		fi, _ := os.Stat(path)
+		b.Logf("built a log of %d records in %v: %d MB", n, time.Since(start).Round(time.Second), fi.Size()>>20)
+	}
+	storetest.BenchQueries(b, db, n)
+}

@@ -56,11 +56,17 @@ func (s *Server) authorize(rt Route, h http.HandlerFunc) http.HandlerFunc {
 // investigative action by the caller, before its answer is sent: the
 // trail audits its own use.
 func (s *Server) recordAction(r *http.Request, action string, attrs map[string]json.RawMessage) error {
+	return s.recordActionLinks(r, action, attrs, nil)
+}
+
+// recordActionLinks is recordAction with links to the records the action
+// read.
+func (s *Server) recordActionLinks(r *http.Request, action string, attrs map[string]json.RawMessage, links []infertrail.Link) error {
 	a := map[string]json.RawMessage{"access.action": jsonString(action)}
 	for k, v := range attrs {
 		a[k] = v
 	}
-	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: ownTenant(r), Source: "api", Actor: actor(r), Attributes: a}
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: ownTenant(r), Source: "api", Actor: actor(r), Attributes: a, Links: links}
 	if _, err := s.log.Record(r.Context(), rec); err != nil {
 		return fmt.Errorf("record access: %w", err)
 	}

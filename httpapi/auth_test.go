@@ -65,6 +65,9 @@ func (s *authServer) as(tb testing.TB, token, method, path, ctype, body string, 
 	return s.do(tb, method, path, h, []byte(body))
 }
 
+// matrixTrace is the trace of each tenant's record in the matrix.
+var matrixTrace = map[string]string{"acme": "4bf92f3577b34da6a3ce929d0e0e4736", "globex": "0af7651916cd43dd8448eb211c80319c"}
+
 // scoping says how a route answers a caller acting on another tenant's data.
 type scoping int
 
@@ -86,10 +89,11 @@ type matrixRequest struct {
 // another's, and checks the answer; a route without an entry here fails the
 // test, so a new route cannot escape it. A refused request appends nothing.
 func TestAuthorizationMatrix(t *testing.T) {
-	s := newAuthServer(t, nil)
+	s := newAuthServer(t, func(c *httpapi.Config, _ *access.Config) { withApprovals(t, c) })
 	seqs := map[string]int64{}
 	for _, tenant := range []string{"acme", "globex"} {
-		ids, err := s.log.Record(t.Context(), &infertrail.Record{Kind: infertrail.KindInference, Tenant: tenant, SessionID: "s1", Source: "test",
+		ids, err := s.log.Record(t.Context(), &infertrail.Record{Kind: infertrail.KindInference, Tenant: tenant, SessionID: "s-" + tenant,
+			TraceID: matrixTrace[tenant], Source: "test",
 			Content: map[string]json.RawMessage{"prompt": json.RawMessage(`"hello from ` + tenant + `"`)}})
 		if err != nil {
 			t.Fatal(err)
@@ -138,6 +142,28 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, tok := s.token(tb, tenant, 0, infertrail.RoleIngest)
 			return "POST", "/v1/tokens/" + tok.ID.String() + "/revoke", "", ""
 		}},
+		"GET /v1/records": {filtered, get("/v1/records")},
+		"GET /v1/traces/{id}": {hidden, func(_ testing.TB, _ *authServer, tenant string) (string, string, string, string) {
+			return "GET", "/v1/traces/" + matrixTrace[tenant], "", ""
+		}},
+		"GET /v1/sessions/{id}": {hidden, func(_ testing.TB, _ *authServer, tenant string) (string, string, string, string) {
+			return "GET", "/v1/sessions/s-" + tenant, "", ""
+		}},
+		"GET /v1/findings": {filtered, get("/v1/findings")},
+		"GET /v1/export": {hidden, func(_ testing.TB, _ *authServer, tenant string) (string, string, string, string) {
+			return "GET", "/v1/export?trace=" + matrixTrace[tenant], "", ""
+		}},
+		"GET /v1/report": {filtered, get("/v1/report")},
+		"POST /v1/detect": {hidden, func(_ testing.TB, _ *authServer, tenant string) (string, string, string, string) {
+			return "POST", "/v1/detect?window=0s&trace=" + matrixTrace[tenant], "", ""
+		}},
+		"GET /v1/approvals": {filtered, get("/v1/approvals?status=pending")},
+		"GET /v1/approvals/{id}": {hidden, func(tb testing.TB, s *authServer, tenant string) (string, string, string, string) {
+			return "GET", "/v1/approvals/" + pendingApproval(tb, s.testServer, tenant).String(), "", ""
+		}},
+		"POST /v1/approvals/{id}": {hidden, func(tb testing.TB, s *authServer, tenant string) (string, string, string, string) {
+			return "POST", "/v1/approvals/" + pendingApproval(tb, s.testServer, tenant).String(), "application/json", `{"decision":"approved","rationale":"matrix"}`
+		}},
 		"GET /healthz": {global, get("/healthz")},
 		"GET /readyz":  {global, get("/readyz")},
 		"GET /metrics": {global, get("/metrics")},
@@ -171,7 +197,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if v.Path != "" {
 						path = v.Path
 					}
-					if v.Query != "" {
+					if v.Query != "" && strings.Contains(path, "?") {
+						path += "&" + v.Query
+					} else if v.Query != "" {
 						path += "?" + v.Query
 					}
 					want := "2xx"

@@ -18,6 +18,9 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
+	"github.com/infertrail/infertrail/approvals"
+	"github.com/infertrail/infertrail/export"
+	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
 )
@@ -47,6 +50,16 @@ type Config struct {
 	// Fingerprinter computes credential fingerprints for
 	// POST /v1/fingerprints; it must be keyed as the capture paths' are.
 	Fingerprinter *redact.Fingerprinter
+	// Investigate answers queries, timelines and detection; nil answers
+	// 503 there.
+	Investigate *investigate.Engine
+	// Controls maps the compliance report's sections to controls (default:
+	// the built-in mapping).
+	Controls *export.Controls
+	// Approvals lists approvals and takes approvers' decisions for
+	// /v1/approvals: the service the gateways hold calls with. Nil
+	// answers 503 there.
+	Approvals *approvals.Service
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -81,6 +94,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Controls == nil {
+		c, err := export.LoadControls("")
+		if err != nil {
+			return nil, fmt.Errorf("new http api: %w", err)
+		}
+		cfg.Controls = &c
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
 	if cfg.Registry != nil {
@@ -131,6 +151,19 @@ var Routes = []Route{
 	{"GET /checkpoint", infertrail.PermRead, "the latest signed checkpoint (C2SP tlog-checkpoint)", nil, (*Server).checkpoint},
 	{"GET /tile/", infertrail.PermRead, "C2SP tlog-tiles hash tiles; entry bundles (every tenant's leaves) for callers that reach every tenant",
 		[]Variant{{Path: "/tile/entries/000.p/1", Perm: infertrail.PermRead, AllTenants: true}}, (*Server).tile},
+	{"GET /v1/records", infertrail.PermRead, "query records, newest first: ?from ?to ?tenant ?kind ?actor ?session ?trace ?model ?tool ?tool_call ?decision ?finding ?credential ?link ?cursor ?limit; ?q full-text search (investigators; recorded)",
+		[]Variant{{Query: "q=payment", Perm: infertrail.PermRead | infertrail.PermContent}}, (*Server).records},
+	{"GET /v1/traces/{id}", infertrail.PermRead, "a trace as a timeline tree, with each record's verification status and findings", nil, timelineOf(infertrail.IndexTrace)},
+	{"GET /v1/sessions/{id}", infertrail.PermRead, "a session as a timeline tree, with each record's verification status and findings", nil, timelineOf(infertrail.IndexSession)},
+	{"GET /v1/findings", infertrail.PermRead, "detector findings, newest first: ?detector ?subject ?seq ?tenant ?cursor ?limit", nil, (*Server).findings},
+	{"POST /v1/detect", infertrail.PermRead, "run the detectors over a trace or session now (?trace or ?session, ?window)", nil, (*Server).detect},
+	{"GET /v1/approvals", infertrail.PermRead, "calls held for approval, newest first: ?status=pending|approved|rejected|expired|cancelled ?tenant ?limit", nil, (*Server).listApprovals},
+	{"GET /v1/approvals/{id}", infertrail.PermRead, "one approval: what waits (a summary, never content), its deadline, and who decided", nil, (*Server).getApproval},
+	{"POST /v1/approvals/{id}", infertrail.PermApprove, "decide on a held call: {\"decision\": \"approved\" or \"rejected\", \"rationale\": …}; the approval record is appended before the decision takes effect", nil, (*Server).decideApproval},
+	{"GET /v1/export", infertrail.PermExport, "an evidence bundle (zip) of ?seq=N,M…, ?trace=, ?session= or the filters of GET /v1/records; ?content=true reveals content (investigators); recorded",
+		[]Variant{{Query: "content=true", Perm: infertrail.PermExport | infertrail.PermContent}}, (*Server).exportBundle},
+	{"GET /v1/report", infertrail.PermRead, "the compliance report of ?from to ?to (RFC 3339; default the last 30 days), ?format=json|html, over the caller's tenant (?tenant=; every tenant for a caller that reaches all); recorded",
+		nil, (*Server).report},
 	{"POST /v1/erasures", infertrail.PermErase, "crypto-shred a scope's content and append the erasure record", nil, (*Server).erase},
 	{"GET /v1/holds", infertrail.PermAdmin, "legal holds (?tenant=T, ?all=true for released ones too)", nil, (*Server).listHolds},
 	{"POST /v1/holds", infertrail.PermAdmin, "place a legal hold on a scope (recorded)", nil, (*Server).addHold},

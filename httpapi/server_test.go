@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/redact"
@@ -35,6 +37,12 @@ const testOrigin = "example.com/infertrail/httpapi-test"
 const exampleRecord = `{"kind":"inference","id":"0193a5b0-7c1e-7000-8000-000000000001","time":"2026-11-26T10:00:00.123456Z","tenant":"acme","actor":{"id":"agent:payments-bot","type":"agent","on_behalf_of":"user:alice@acme.example"},"session_id":"sess-42","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","attributes":{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o","gen_ai.response.model":"gpt-4o-2024-08-06","openai.response.system_fingerprint":"fp_abc123","gen_ai.request.temperature":0.2,"gen_ai.usage.input_tokens":120,"gen_ai.usage.output_tokens":30},"content":{"gen_ai.input.messages":[{"role":"user","parts":[{"type":"text","content":"Pay invoice 7 of 1200 EUR to ACME"}]}],"gen_ai.output.messages":[{"role":"assistant","parts":[{"type":"tool_call","id":"call_1","name":"approve_payment","arguments":{"invoice":7,"amount_eur":1200}}],"finish_reason":"tool_call"}]}}`
 
 const exampleID = "0193a5b0-7c1e-7000-8000-000000000001"
+
+// The trace of testRecord and exampleRecord, and the session of exampleRecord.
+const (
+	testTrace   = "4bf92f3577b34da6a3ce929d0e0e4736"
+	testSession = "sess-42"
+)
 
 // testServer is the HTTP API over a ledger.Log over a real SQLite store in
 // a temporary directory, served by httptest.
@@ -82,7 +90,19 @@ func newTestServer(tb testing.TB, edit func(*httpapi.Config)) *testServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := httpapi.Config{Log: lg, VerifierKey: vkey, Logger: logger, Gatherer: reg, Registry: reg, Fingerprinter: fp}
+	terms, err := investigate.NewTerms(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().Read, Logger: logger,
+		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
+			cp, err := lg.LatestCheckpoint(ctx)
+			return cp.Size, cp.Root, err
+		}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := httpapi.Config{Log: lg, VerifierKey: vkey, Logger: logger, Gatherer: reg, Registry: reg, Fingerprinter: fp, Investigate: engine}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -572,8 +592,12 @@ func TestUnavailable(t *testing.T) {
 // TestRoutes makes sure that every route of httpapi.Routes has a request
 // here that it answers with a 2xx status, so that no route is added untested.
 func TestRoutes(t *testing.T) {
-	s := newTestServer(t, func(c *httpapi.Config) { c.Tokens = &access.Tokens{Store: c.Log.Store(), Recorder: c.Log} })
+	s := newTestServer(t, func(c *httpapi.Config) {
+		c.Tokens = &access.Tokens{Store: c.Log.Store(), Recorder: c.Log}
+		withApprovals(t, c)
+	})
 	s.fill(t, 0, 3)
+	s.ingest(t, "application/json", exampleRecord)
 	s.checkpoint(t)
 	hold, err := s.log.PlaceHold(t.Context(), "tenant=gamma", "case 1", infertrail.Actor{ID: "test"})
 	if err != nil {
@@ -607,6 +631,16 @@ func TestRoutes(t *testing.T) {
 		"GET /v1/tokens":                {"GET", "/v1/tokens", "", ""},
 		"POST /v1/tokens":               {"POST", "/v1/tokens", "application/json", `{"name":"t","tenant":"acme","roles":["auditor"]}`},
 		"POST /v1/tokens/{id}/revoke":   {"POST", "/v1/tokens/" + tok.ID.String() + "/revoke", "", ""},
+		"GET /v1/records":               {"GET", "/v1/records?kind=tool_call&limit=2", "", ""},
+		"GET /v1/traces/{id}":           {"GET", "/v1/traces/" + testTrace, "", ""},
+		"GET /v1/sessions/{id}":         {"GET", "/v1/sessions/" + testSession, "", ""},
+		"GET /v1/findings":              {"GET", "/v1/findings", "", ""},
+		"GET /v1/export":                {"GET", "/v1/export?trace=" + testTrace + "&content=true", "", ""},
+		"GET /v1/report":                {"GET", "/v1/report?format=html", "", ""},
+		"POST /v1/detect":               {"POST", "/v1/detect?window=0s&trace=" + testTrace, "", ""},
+		"GET /v1/approvals":             {"GET", "/v1/approvals?status=pending&tenant=acme", "", ""},
+		"GET /v1/approvals/{id}":        {"GET", "/v1/approvals/" + pendingApproval(t, s, "acme").String(), "", ""},
+		"POST /v1/approvals/{id}":       {"POST", "/v1/approvals/" + pendingApproval(t, s, "acme").String(), "application/json", `{"decision":"rejected","rationale":"test"}`},
 	}
 	var patterns []string
 	for _, rt := range httpapi.Routes {

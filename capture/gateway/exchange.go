@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -49,6 +50,10 @@ type exchange struct {
 	finished    atomic.Bool
 	gatewayBody []byte // an error body the gateway answered itself
 	failure     string // why the call failed, when the gateway saw it fail
+	// A call held for approval: how long it waited, and the approval
+	// record that ended the wait.
+	held     time.Duration
+	approval infertrail.UUID
 }
 
 var (
@@ -128,6 +133,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Policy: decided before anything is forwarded; the decision is
 	// recorded with the request record.
 	var decision *infertrail.Record
+	held := false
 	if g.cfg.Policy != nil {
 		d, err := g.cfg.Policy.Decide(r.Context(), infertrail.PointInferenceRequest, ex.policyInput(body))
 		if err != nil {
@@ -141,12 +147,17 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			decision.Time, decision.Tenant, decision.Actor, decision.SessionID = b.Time, b.Tenant, b.Actor, b.SessionID
 			decision.TraceID, decision.SpanID, decision.ParentSpanID, decision.Source = b.TraceID, b.SpanID, b.ParentSpanID, b.Source
 		}
-		switch d.Result {
-		case infertrail.PolicyAllow, infertrail.PolicyModify:
+		switch {
+		case d.Result == infertrail.PolicyAllow, d.Result == infertrail.PolicyModify:
+		case d.Result == infertrail.PolicyRequireApproval && g.cfg.Approvals != nil && decision != nil:
+			if !rt.hold(w, ex, decision, d.Reasons) {
+				return
+			}
+			held = true
 		default:
 			msg := "denied by policy"
 			if d.Result == infertrail.PolicyRequireApproval {
-				msg = "this request needs an approval, which this gateway cannot wait for yet; it was not forwarded"
+				msg = "this request needs an approval, and this gateway holds no calls for approval (no approvals service is configured); it was not forwarded"
 			}
 			if len(d.Reasons) > 0 {
 				msg += ": " + strings.Join(d.Reasons, "; ")
@@ -163,7 +174,10 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Durability: the request record first, then room for the response's.
-	if g.cfg.Durability == Async {
+	switch {
+	case held:
+		// The request record and the decision are durable already.
+	case g.cfg.Durability == Async:
 		// Nothing waits for the record, so check now what the trail would refuse.
 		if err := ex.req.Validate(infertrail.Limits{}); err != nil {
 			rt.unrecorded(w, err)
@@ -177,7 +191,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if decision != nil {
 			g.sp.Persist(decision)
 		}
-	} else {
+	default:
 		// Records waiting to be written after the fact share this commit.
 		seq, err := g.sp.RecordNow(r.Context(), ex.req, nonNil(decision)...)
 		if err != nil {
@@ -234,6 +248,106 @@ func (rt *route) unrecorded(w http.ResponseWriter, err error) {
 		rt.g.log.Warn("gateway: request not forwarded: its record could not be written", "provider", rt.p.Name(), "err", err)
 		rt.answer(w, http.StatusServiceUnavailable, "the request was not forwarded: the InferTrail audit trail cannot record it right now; try again")
 	}
+}
+
+// hold holds a request its policy says needs an approval. The request
+// record and its decision are made durable first (whatever the
+// durability mode: the approval names them, and a wait of minutes makes
+// a commit cheap); then the call waits, with nothing sent to the client,
+// bounded by the approval timeout and by the client, which may go away.
+// It reports whether the request was approved and may go ahead; if not,
+// the client has been answered, in the provider's error shape, and the
+// refusal recorded as the call's response record.
+func (rt *route) hold(w http.ResponseWriter, ex *exchange, decision *infertrail.Record, reasons []string) bool {
+	g := rt.g
+	seq, err := g.sp.RecordNow(ex.inCtx, ex.req, decision)
+	if err != nil {
+		rt.unrecorded(w, err)
+		return false
+	}
+	ex.reqSeq = seq
+	tenant := ex.req.Tenant
+	if tenant == "" {
+		tenant = g.cfg.Tenant
+	}
+	start := time.Now()
+	a, err := g.cfg.Approvals.Await(ex.inCtx, infertrail.Approval{Tenant: tenant, DecisionID: decision.ID, Governs: ex.req.ID,
+		Point: infertrail.PointInferenceRequest, Summary: ex.approvalSummary(), TraceID: ex.req.TraceID, SessionID: ex.req.SessionID})
+	ex.held = time.Since(start)
+	if err != nil {
+		level := slog.LevelError
+		if ex.inCtx.Err() != nil {
+			level = slog.LevelDebug // the client went away first
+		}
+		g.log.Log(context.WithoutCancel(ex.inCtx), level, "gateway: a request that needs an approval could not be held; it is refused", "provider", rt.p.Name(), "err", err)
+		rt.refuseHeld(w, ex, http.StatusServiceUnavailable, "this request needs an approval, and InferTrail cannot hold it for one right now; it was not forwarded; try again", "approval_unavailable")
+		return false
+	}
+	ex.approval = a.ApprovalRecord
+	if a.Status == infertrail.ApprovalApproved {
+		return true
+	}
+	rt.refuseHeld(w, ex, http.StatusForbidden, ApprovalRefusal("request", "forwarded", a, reasons), "approval_"+string(a.Status))
+	return false
+}
+
+// ApprovalRefusal is the message that refuses a held call whose approval
+// ended as a says: what (a request, a tool call) was not done (forwarded,
+// run), why, and the policy's reasons. The MCP gateway shares it.
+func ApprovalRefusal(what, done string, a infertrail.Approval, reasons []string) string {
+	var msg string
+	switch a.Status {
+	case infertrail.ApprovalRejected:
+		msg = fmt.Sprintf("this %s needs an approval, and approval %s rejected it", what, a.ID)
+	case infertrail.ApprovalExpired:
+		msg = fmt.Sprintf("this %s needs an approval, and approval %s expired: no approver decided within %s", what, a.ID, a.Deadline.Sub(a.Requested))
+	case infertrail.ApprovalCancelled:
+		msg = fmt.Sprintf("this %s needs an approval, and the wait for approval %s was cancelled before anyone decided", what, a.ID)
+	default:
+		msg = fmt.Sprintf("this %s needs an approval, and the wait for approval %s ended (%s)", what, a.ID, a.Status)
+	}
+	msg += "; it was not " + done
+	if len(reasons) > 0 {
+		msg += ": " + strings.Join(reasons, "; ")
+	}
+	return msg
+}
+
+// refuseHeld answers a held call that will not be forwarded, and records
+// the refusal as the call's response record, which answers the durable
+// request record and follows the approval record that ended the wait.
+func (rt *route) refuseHeld(w http.ResponseWriter, ex *exchange, status int, msg, errorType string) {
+	g := rt.g
+	ex.finished.Store(true)
+	ex.status = status
+	ex.gatewayBody = rt.p.ErrorBody(status, msg)
+	h := w.Header()
+	h.Set("traceparent", ex.tc.Header())
+	h.Set(HeaderRecordID, ex.req.ID.String()+", "+ex.respID.String())
+	h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
+	rt.answer(w, status, msg)
+	r := ex.responseRecord(Response{}, "", nil)
+	r.Attributes["infertrail.refused"] = jsonString(msg)
+	r.Attributes["error.type"] = jsonString(errorType)
+	if g.sp.Reserve(ex.inCtx) == nil {
+		g.sp.WriteLater(r)
+	} else {
+		g.sp.Persist(r) // the client went away, or no room to wait in: write it now
+	}
+}
+
+// approvalSummary says what a held request asks, for approvers: names in
+// clear, never the prompt.
+func (ex *exchange) approvalSummary() string {
+	s := ex.rt.ep.Operation + " request"
+	if ex.call.Model != "" {
+		s += fmt.Sprintf(" for model %q", ex.call.Model)
+	}
+	s += " via " + ex.rt.p.Name()
+	if ex.id.actor.ID != "" {
+		s += " by " + ex.id.actor.ID
+	}
+	return s
 }
 
 func statusOf(err error) int {
@@ -647,6 +761,9 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 	r := ex.baseRecord()
 	r.ID, r.Time = ex.respID, end
 	r.Links = []infertrail.Link{{Rel: "answers", ID: ex.req.ID}}
+	if !ex.approval.IsZero() {
+		r.Links = append(r.Links, infertrail.Link{Rel: "follows", ID: ex.approval})
+	}
 	a := r.Attributes
 	a["infertrail.phase"] = jsonString("response")
 	a["gen_ai.operation.name"] = jsonString(ex.rt.ep.Operation)
@@ -661,6 +778,9 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 		a["http.response.status_code"] = jsonInt(int64(ex.status))
 	}
 	a["infertrail.duration_ns"] = jsonInt(end.Sub(ex.start).Nanoseconds())
+	if ex.held > 0 {
+		a["infertrail.held_ns"] = jsonInt(ex.held.Nanoseconds())
+	}
 	if !ex.firstByte.IsZero() && ex.stream {
 		a["infertrail.time_to_first_chunk_ns"] = jsonInt(ex.firstByte.Sub(ex.start).Nanoseconds())
 	}

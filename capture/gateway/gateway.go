@@ -139,6 +139,14 @@ type Config struct {
 	// policy behind it is recorded as a policy_decision record that
 	// governs the request record, durable with it.
 	Policy infertrail.PolicyEngine
+	// Approvals, if set, holds a request its policy says needs an
+	// approval (require_approval) until an approver decides or the wait
+	// ends: the request record and the decision are made durable, then
+	// the call waits, nothing sent to the client, and goes ahead only
+	// if approved. Nil refuses such a request at once, as a denial.
+	// Close the approvals service before the gateway: held calls are
+	// calls in flight.
+	Approvals Approver
 	// Tenant is the tenant of records whose caller has none (default "default").
 	Tenant string
 	// MaxRequestBytes bounds a request body (default 16 MiB).
@@ -157,6 +165,18 @@ type Config struct {
 	Logger      *slog.Logger          // default slog.Default()
 	Registry    prometheus.Registerer // where the gateway registers its metrics; nil: none
 	Now         func() time.Time
+}
+
+// Approver holds a call for a human's approval (approvals.Service
+// implements it).
+type Approver interface {
+	// Await adds a pending approval for req (its Tenant, DecisionID,
+	// Governs, Point, Summary, TraceID and SessionID; the records it names
+	// are durable already) and waits until an approver decides, the wait
+	// times out, or ctx ends; it returns the approval as it ended. Only
+	// the status approved lets the call go ahead. An error means nothing
+	// is held, and the call is refused.
+	Await(ctx context.Context, req infertrail.Approval) (infertrail.Approval, error)
 }
 
 // Gateway is the LLM gateway. It is an http.Handler serving each

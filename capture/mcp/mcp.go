@@ -87,6 +87,14 @@ type Config struct {
 	// behind it is recorded as a policy_decision record that governs the
 	// call's request record, durable with it.
 	Policy infertrail.PolicyEngine
+	// Approvals, if set, holds a tools/call its policy says needs an
+	// approval (require_approval) until an approver decides or the wait
+	// ends: the call's request record and the decision are made durable,
+	// then the call waits and is forwarded only if approved; otherwise it
+	// is answered with JSON-RPC error -32003. Nil refuses such a call at
+	// once, as a denial. Over stdio, messages are relayed in order, so the
+	// client's later messages wait behind a held call.
+	Approvals Approver
 	// Tenant is the tenant of records whose caller has none (default "default").
 	Tenant string
 	// MaxMessageBytes bounds one message, or one HTTP request body, that
@@ -103,6 +111,18 @@ type Config struct {
 	Spool       gateway.SpoolConfig // the after-the-fact writer; Recorder and Logger are filled in
 	Logger      *slog.Logger
 	Now         func() time.Time
+}
+
+// Approver holds a call for a human's approval (approvals.Service
+// implements it).
+type Approver interface {
+	// Await adds a pending approval for req (its Tenant, DecisionID,
+	// Governs, Point, Summary, TraceID and SessionID; the records it names
+	// are durable already) and waits until an approver decides, the wait
+	// times out, or ctx ends; it returns the approval as it ended. Only
+	// the status approved lets the call go ahead. An error means nothing
+	// is held, and the call is refused.
+	Await(ctx context.Context, req infertrail.Approval) (infertrail.Approval, error)
 }
 
 // Gateway is the MCP gateway. It is an http.Handler serving

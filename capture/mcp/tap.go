@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,8 +44,8 @@ const (
 	// codeNotRecorded is an implementation-defined server error: the trail
 	// could not record a tool call, so it was not forwarded.
 	codeNotRecorded = -32001
-	// codeDenied: a policy denied the tool call (or it needs an approval
-	// the gateway cannot wait for), so it was not forwarded.
+	// codeDenied: a policy denied the tool call, or it needs an approval
+	// that it did not get, so it was not forwarded.
 	codeDenied = -32003
 )
 
@@ -142,6 +143,14 @@ type call struct {
 	proto          string
 	cancelled      string             // the reason of the client's notifications/cancelled, if it sent one
 	decision       *infertrail.Record // tools/call: the policy decision that let it go ahead
+	// A tools/call that needs an approval: the policy's reasons; whether
+	// its request record and decision are durable already; how long it
+	// waited; and the approval record that let it go ahead.
+	hold     bool
+	reasons  []string
+	recorded bool
+	held     time.Duration
+	approval infertrail.UUID
 }
 
 // requestMeta is what the gateway reads of a request's params._meta.
@@ -236,9 +245,20 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 			t.mu.Unlock()
 		}
 	}
+	// Tool calls that need an approval wait for it, one after the other;
+	// the message goes ahead only if each is approved.
+	if code, refusal := t.holdCalls(ctx, calls); refusal != "" {
+		var out [][]byte
+		for _, m := range msgs {
+			if m.isRequest() {
+				out = append(out, errorResponse(m.ID, code, refusal))
+			}
+		}
+		return out
+	}
 	// Tool calls are on record before anything is forwarded.
 	for _, c := range calls {
-		if c.req == nil {
+		if c.req == nil || c.recorded {
 			continue
 		}
 		var err error
@@ -259,6 +279,11 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 			reason := "the InferTrail audit trail cannot record this tool call right now, so it was not run; try again"
 			if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
 				reason = "InferTrail cannot record this tool call, so it was not run: " + err.Error()
+			}
+			for _, held := range calls {
+				if held.hold {
+					t.refuseHeld(held, codeNotRecorded, "another tool call of its batch could not be recorded, so none was run")
+				}
 			}
 			var out [][]byte
 			for _, m := range msgs {
@@ -476,10 +501,7 @@ func (t *tap) finish(c *call, resp *message, incomplete string) {
 	}
 	var r *infertrail.Record
 	if c.req != nil {
-		r = t.base(c, infertrail.KindToolCall)
-		r.Time = end
-		r.Links = []infertrail.Link{{Rel: "answers", ID: c.req.ID}}
-		r.Attributes["infertrail.phase"] = jsonString("response")
+		r = t.responseRecord(c, end)
 	} else {
 		switch c.msg.Method {
 		case "initialize", "server/discover", "tools/list", "resources/read", "prompts/get":
@@ -662,9 +684,10 @@ func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, 
 func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
 
 // decide asks the policy about a tools/call. It returns "" when the call
-// may go ahead (its decision, if any, waits in c.decision to be recorded
-// with the request record), or else the reason it may not, after
-// recording the request and the decision.
+// may go ahead, or must first be approved (c.hold; see holdCalls): its
+// decision, if any, waits in c.decision to be recorded with the request
+// record. Otherwise it returns the reason the call may not go ahead,
+// after recording the request and the decision.
 func (t *tap) decide(ctx context.Context, c *call) string {
 	var p struct {
 		Name      string          `json:"name"`
@@ -704,9 +727,13 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 	if d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify {
 		return ""
 	}
+	if d.Result == infertrail.PolicyRequireApproval && t.g.cfg.Approvals != nil && c.decision != nil {
+		c.hold, c.reasons = true, d.Reasons
+		return ""
+	}
 	reason := "denied by policy"
 	if d.Result == infertrail.PolicyRequireApproval {
-		reason = "this tool call needs an approval, which this gateway cannot wait for yet; it was not run"
+		reason = "this tool call needs an approval, and this gateway holds no calls for approval (no approvals service is configured); it was not run"
 	}
 	if len(d.Reasons) > 0 {
 		reason += ": " + strings.Join(d.Reasons, "; ")
@@ -723,4 +750,118 @@ func nonNil(r *infertrail.Record) []*infertrail.Record {
 		return nil
 	}
 	return []*infertrail.Record{r}
+}
+
+// holdCalls holds the tool calls among calls that need an approval, one
+// after the other. It returns "" when each was approved (their records
+// are durable already), or else the JSON-RPC error code and message that
+// refuse the whole message, after recording why each held call was not
+// run: the calls it did not come to are refused unasked, as a denial is.
+func (t *tap) holdCalls(ctx context.Context, calls []*call) (int, string) {
+	var (
+		code     int
+		refusal  string
+		approved []*call
+	)
+	for _, c := range calls {
+		if !c.hold {
+			continue
+		}
+		if refusal != "" {
+			c.req.Attributes["infertrail.refused"] = jsonString("another tool call of its batch was not approved, so this one was not run; it was not asked for")
+			if _, err := t.g.sp.RecordNow(context.WithoutCancel(ctx), c.req, nonNil(c.decision)...); err != nil {
+				t.g.log.Warn("mcp: a refused tool call could not be recorded", "server", t.server, "err", err)
+			}
+			continue
+		}
+		if code, refusal = t.hold(ctx, c); refusal == "" {
+			approved = append(approved, c)
+		}
+	}
+	if refusal != "" {
+		for _, c := range approved {
+			t.refuseHeld(c, codeDenied, "another tool call of its batch was not approved, so none was run")
+		}
+	}
+	return code, refusal
+}
+
+// hold makes a tools/call's request record and its decision durable
+// (whatever the durability mode: the approval names them), then waits
+// for its approval, bounded by the approval timeout and by ctx (the
+// client's request, or the stdio session). It returns "" when the call is
+// approved, or else the JSON-RPC error code and message to refuse it
+// with, after recording the refusal as the call's response record.
+func (t *tap) hold(ctx context.Context, c *call) (int, string) {
+	if _, err := t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...); err != nil {
+		t.g.log.Warn("mcp: tool call not forwarded: its record could not be written", "server", t.server, "err", err)
+		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
+			return codeNotRecorded, "InferTrail cannot record this tool call, so it was not run: " + err.Error()
+		}
+		return codeNotRecorded, "the InferTrail audit trail cannot record this tool call right now, so it was not run; try again"
+	}
+	c.recorded = true
+	tenant := c.req.Tenant
+	if tenant == "" {
+		tenant = t.g.cfg.Tenant
+	}
+	summary := fmt.Sprintf("tool %q on server %s", toolName(c), t.server)
+	if c.req.Actor.ID != "" {
+		summary += " by " + c.req.Actor.ID
+	}
+	start := time.Now()
+	a, err := t.g.cfg.Approvals.Await(ctx, infertrail.Approval{Tenant: tenant, DecisionID: c.decision.ID, Governs: c.req.ID,
+		Point: infertrail.PointToolCall, Summary: summary, TraceID: c.req.TraceID, SessionID: c.req.SessionID})
+	c.held = time.Since(start)
+	if err != nil {
+		level := slog.LevelError
+		if ctx.Err() != nil {
+			level = slog.LevelDebug // the client went away first
+		}
+		t.g.log.Log(context.WithoutCancel(ctx), level, "mcp: a tool call that needs an approval could not be held; it is refused", "server", t.server, "err", err)
+		msg := "this tool call needs an approval, and InferTrail cannot hold it for one right now; it was not run; try again"
+		t.refuseHeld(c, codeDenied, msg)
+		return codeDenied, msg
+	}
+	c.approval = a.ApprovalRecord
+	if a.Status == infertrail.ApprovalApproved {
+		return 0, ""
+	}
+	msg := gateway.ApprovalRefusal("tool call", "run", a, c.reasons)
+	t.refuseHeld(c, codeDenied, msg)
+	return codeDenied, msg
+}
+
+// responseRecord is the start of a tools/call's response record: it
+// answers the request record and, for a call held for approval, follows
+// the approval record that ended the wait.
+func (t *tap) responseRecord(c *call, end time.Time) *infertrail.Record {
+	r := t.base(c, infertrail.KindToolCall)
+	r.Time = end
+	r.Links = []infertrail.Link{{Rel: "answers", ID: c.req.ID}}
+	if !c.approval.IsZero() {
+		r.Links = append(r.Links, infertrail.Link{Rel: "follows", ID: c.approval})
+	}
+	r.Attributes["infertrail.phase"] = jsonString("response")
+	if c.held > 0 {
+		r.Attributes["infertrail.held_ns"] = jsonInt(c.held.Nanoseconds())
+	}
+	return r
+}
+
+// refuseHeld records that a held tools/call was not run, as its response
+// record: the error the client gets, in content, and in clear that it
+// was refused.
+func (t *tap) refuseHeld(c *call, code int, msg string) {
+	end := t.now()
+	r := t.responseRecord(c, end)
+	a := r.Attributes
+	a["infertrail.duration_ns"] = jsonInt(end.Sub(c.start).Nanoseconds())
+	a["infertrail.refused"] = jsonString(msg)
+	a["rpc.jsonrpc.error_code"] = jsonInt(int64(code))
+	a["error.type"] = jsonString(strconv.Itoa(code))
+	if b, err := json.Marshal(rpcError{Code: code, Message: msg}); err == nil {
+		r.Content = map[string]json.RawMessage{"mcp.error": b}
+	}
+	t.write(r)
 }

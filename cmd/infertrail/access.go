@@ -167,7 +167,7 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	)
 	switch sub {
 	case "create":
-		role = fs.String("role", "", "comma-separated `roles`: ingest, gateway, auditor, investigator, admin, erase, monitor")
+		role = fs.String("role", "", "comma-separated `roles`: ingest, gateway, auditor, investigator, approver, admin, erase, monitor")
 		tenant = fs.String("tenant", "", "the `tenant` the token acts in, or * for every tenant (default: the caller's, or default)")
 		name = fs.String("name", "", "a `label` for people, such as the service that uses it (required)")
 		expires = fs.String("expires", "90d", "lifetime: a `duration` such as 90d or 720h, or never")

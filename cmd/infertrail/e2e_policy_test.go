@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	openaisdk "github.com/openai/openai-go/v3"
@@ -36,7 +39,7 @@ func TestE2EPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(t.TempDir(), "infertrail.yaml")
-	os.WriteFile(cfg, []byte("policy:\n  dir: "+policies+"\n"), 0o600)
+	os.WriteFile(cfg, []byte("policy:\n  dir: "+policies+"\n  approval_timeout: 1m\n"), 0o600)
 	dir := t.TempDir()
 	s := startServer(t, dir, "--config", cfg, "--openai-upstream", upSrv.URL+"/v1", "--mcp", "payments="+mcpSrv.URL)
 
@@ -72,9 +75,32 @@ func TestE2EPolicy(t *testing.T) {
 	if _, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-1", "amount_eur": 300}}); err != nil {
 		t.Fatalf("small payment: %v", err)
 	}
-	if _, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-2", "amount_eur": 1200}}); err == nil ||
-		!strings.Contains(err.Error(), "above the 1000 EUR limit") {
-		t.Fatalf("large payment: %v", err)
+	// A payment above the limit is held until an approver decides: the
+	// first is approved and runs, the second is rejected and does not.
+	approver := createToken(t, s, `{"name":"carol","tenant":"*","roles":["approver"],"expires_in":"1h"}`)
+	for _, c := range []struct {
+		invoice, decision string
+		ok                bool
+	}{{"INV-2", "approved", true}, {"INV-3", "rejected", false}} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": c.invoice, "amount_eur": 1200}})
+			done <- err
+		}()
+		id := waitPendingApproval(t, s, approver)
+		select {
+		case err := <-done:
+			t.Fatalf("the held call %s returned before a decision: %v", c.invoice, err)
+		default:
+		}
+		code, body := apiDo(t, approver, "POST", s.url+"/v1/approvals/"+id, `{"decision":"`+c.decision+`","rationale":"checked against PO-2231"}`)
+		if code != http.StatusOK {
+			t.Fatalf("decide %s: %d %s", c.invoice, code, body)
+		}
+		err := <-done
+		if c.ok && err != nil || !c.ok && (err == nil || !strings.Contains(err.Error(), "rejected")) {
+			t.Fatalf("payment %s after %s: %v", c.invoice, c.decision, err)
+		}
 	}
 	cs.Close()
 
@@ -91,11 +117,70 @@ func TestE2EPolicy(t *testing.T) {
 				}
 			}
 		}
+		for _, d := range []string{"approved", "rejected"} {
+			if strings.Contains(string(rec.Record), `"approval.decision":"`+d+`"`) && strings.Contains(string(rec.Record), `"approval.approver":`) {
+				results[d]++
+			}
+		}
 		if strings.Contains(string(rec.Record), `"access.action":"policy.load"`) {
 			results["load"]++
 		}
 	}
-	if results["allow"] != 2 || results["deny"] != 2 || results["require_approval"] != 1 || results["load"] != 1 {
+	if results["allow"] != 2 || results["deny"] != 2 || results["require_approval"] != 2 || results["load"] != 1 ||
+		results["approved"] != 1 || results["rejected"] != 1 {
 		t.Fatalf("decisions on record: %v", results)
 	}
+}
+
+// createToken creates an API token with the server's admin token and
+// returns its secret.
+func createToken(tb testing.TB, s *server, body string) string {
+	tb.Helper()
+	code, b := apiDo(tb, s.admin, "POST", s.url+"/v1/tokens", body)
+	var out struct{ Token string }
+	if code != http.StatusCreated || json.Unmarshal(b, &out) != nil {
+		tb.Fatalf("create token: %d %s", code, b)
+	}
+	return out.Token
+}
+
+// apiDo sends a JSON request with a bearer token and returns the status
+// and body.
+func apiDo(tb testing.TB, token, method, url, body string) (int, []byte) {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(tb.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// waitPendingApproval waits for one pending approval and returns its id.
+func waitPendingApproval(tb testing.TB, s *server, token string) string {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		code, b := apiDo(tb, token, "GET", s.url+"/v1/approvals?status=pending", "")
+		var out struct {
+			Approvals []struct {
+				ID string `json:"id"`
+			} `json:"approvals"`
+		}
+		if code == http.StatusOK && json.Unmarshal(b, &out) == nil && len(out.Approvals) == 1 {
+			return out.Approvals[0].ID
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatal("no pending approval appeared")
+	return ""
 }

@@ -19,13 +19,19 @@ const usage = `InferTrail: an inference-level audit trail.
 
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
-  infertrail verify  --data DIR [--key VKEY] | --server URL --key VKEY [--token T]
+  infertrail verify  BUNDLE.zip [--key VKEY] | --data DIR [--key VKEY] | --server URL --key VKEY [--token T]
+  infertrail export  (--trace ID | --session ID | --seq N[,N…]) [--content] --out FILE.zip (--data DIR | --server URL)
+  infertrail report  --from TIME --to TIME [--format html|json] [--out FILE] [--controls FILE] (--data DIR [--store DSN] | --server URL)
   infertrail keys show|list-kek|rotate-kek|rewrap|remove-kek ID [--data DIR] [--store DSN]
   infertrail erase   --scope tenant=T[,session=S] --reason TEXT [--authority TEXT] (--data DIR | --server URL)
   infertrail hold    add --scope S --reason TEXT | list [--tenant T] [--all] | release ID --tenant T  (--data DIR | --server URL)
   infertrail retention run [--data DIR] [--config FILE]
   infertrail mcp wrap --name NAME (--data DIR | --server URL) [--agent ID] -- SERVER-COMMAND [ARGS…]
   infertrail tokens  create --role R[,R] --tenant T --name N [--expires 90d] | list [--all] | revoke ID  (--data DIR | --server URL)
+  infertrail approvals list [--status pending] | approve ID --rationale TEXT | reject ID --rationale TEXT  (--data DIR | --server URL)
+  infertrail query   [--trace ID] [--session ID] [--actor A] [--model M] [--tool T] [--kind K] [--finding D] [--q WORDS] [--from T] [--to T] [--json] (--data DIR | --server URL)
+  infertrail show    TRACE_OR_SESSION [--session] [--json] (--data DIR | --server URL)
+  infertrail findings [--detector D] [--seq N] [--detect TRACE_OR_SESSION] [--json] (--data DIR | --server URL)
   infertrail migrate --store postgres://…
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail version
@@ -86,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stdout, stderr)
 	case "verify":
 		return verify(ctx, rest, stdout, stderr)
+	case "export":
+		return exportCmd(ctx, rest, stdout, stderr)
+	case "report":
+		return reportCmd(ctx, rest, stdout, stderr)
 	case "keys":
 		return keysCmd(ctx, rest, stdout, stderr)
 	case "erase":
@@ -96,8 +106,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return retentionCmd(ctx, rest, stdout, stderr)
 	case "tokens":
 		return tokensCmd(ctx, rest, stdout, stderr)
+	case "approvals":
+		return approvalsCmd(ctx, rest, stdout, stderr)
 	case "mcp":
 		return mcpCmd(ctx, rest, stdout, stderr)
+	case "query":
+		return queryCmd(ctx, rest, stdout, stderr)
+	case "show":
+		return showCmd(ctx, rest, stdout, stderr)
+	case "findings":
+		return findingsCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
 	case "bench":
@@ -118,6 +136,22 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("infertrail "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// parseFlagsArg parses the flags of a command that takes one optional
+// argument, before or after them; it returns the argument, or "".
+func parseFlagsArg(fs *flag.FlagSet, args []string) (string, error) {
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() == 0 {
+		return "", nil
+	}
+	arg := fs.Arg(0)
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return "", err
+	}
+	return arg, nil
 }
 
 // parseFlags parses args, refusing stray positional arguments.

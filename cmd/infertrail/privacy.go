@@ -281,6 +281,11 @@ func cliActor() infertrail.Actor {
 
 // call sends an administrative request to a server and decodes its answer.
 func (t target) call(ctx context.Context, method, path string, body, out any) error {
+	return t.callWith(ctx, clientWithToken(resolveToken(*t.token), 0), method, path, body, out)
+}
+
+// callWith is call over the given client.
+func (t target) callWith(ctx context.Context, client *http.Client, method, path string, body, out any) error {
 	base, err := url.Parse(strings.TrimSuffix(*t.server, "/") + "/")
 	if err != nil || base.Scheme != "http" && base.Scheme != "https" {
 		return fmt.Errorf("server URL %q: want http:// or https://", *t.server)
@@ -305,7 +310,7 @@ func (t target) call(ctx context.Context, method, path string, body, out any) er
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := clientWithToken(resolveToken(*t.token), 0).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -61,8 +61,15 @@ type config struct {
 		// Dir, if set, is a folder of Rego policies the gateways enforce
 		// (docs/policy.md); it is reloaded when it changes.
 		Dir string `yaml:"dir"`
+		// ApprovalTimeout is how long a call held for approval waits for
+		// a decision (default 5m, at most 1h; docs/policy.md).
+		ApprovalTimeout duration `yaml:"approval_timeout"`
 	} `yaml:"policy"`
-	Privacy   privacyConfig `yaml:"privacy"`
+	Privacy privacyConfig `yaml:"privacy"`
+	// Investigate configures the investigation index and the detectors.
+	Investigate investigateConfig `yaml:"investigate"`
+	// SIEM streams records and findings to SIEMs (docs/siem.md).
+	SIEM      siemConfig `yaml:"siem"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
@@ -304,10 +311,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	investigator, err := newEngine(lg, dk.secret, cfg.Investigate, logger)
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	approvalSvc, err := newApprovals(st, lg, time.Duration(cfg.Policy.ApprovalTimeout), logger)
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Log: lg, VerifierKey: dk.vkey, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch,
 		Auth: auth, Tokens: tokens, RequireReason: cfg.Auth.RequireReason, Fingerprinter: fingerprinter,
-		Logger: logger, Gatherer: reg, Registry: reg,
+		Investigate: investigator, Approvals: approvalSvc, Logger: logger, Gatherer: reg, Registry: reg,
 	})
 	if err != nil {
 		lg.Close()
@@ -327,7 +344,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	gw, err := gateway.New(gateway.Config{
 		Recorder: lg, Secret: dk.secret, Upstreams: upstreams, Durability: gwDurability,
-		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth, Policy: engine,
+		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth, Policy: engine, Approvals: approvalSvc,
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
 		Logger: logger, Registry: reg,
 	})
@@ -335,7 +352,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
-	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth, Policy: engine,
+	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth, Policy: engine, Approvals: approvalSvc,
 		Durability: mcpDurability, MaxMessageBytes: cfg.MCP.MaxMessageBytes, Logger: logger})
 	if err != nil {
 		lg.Close()
@@ -467,11 +484,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 		defer dbg.Close()
 	}
+	cfg.SIEM.Registry = reg
+	stopSIEM, err := startSIEM(ctx, cfg.SIEM, lg, logger)
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	retCtx, stopRetention := context.WithCancel(context.Background())
-	retDone := make(chan struct{})
+	retDone := make(chan struct{}, 2)
 	go func() {
-		defer close(retDone)
+		defer func() { retDone <- struct{}{} }()
 		runRetention(retCtx, lg, retention, time.Duration(cfg.Privacy.RetentionInterval), logger)
+	}()
+	go func() {
+		defer func() { retDone <- struct{}{} }()
+		investigator.Run(retCtx)
 	}()
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
@@ -486,6 +513,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := approvalSvc.Close(shutCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
 	for _, srv := range servers {
 		if err := srv.Shutdown(shutCtx); err != nil {
 			logger.Warn("shutdown", "err", err)
@@ -508,6 +538,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	stopRetention()
 	<-retDone
+	<-retDone
+	stopSIEM()
 	stopPolicy()
 	lg.Close()
 	if serveErr != nil {

@@ -27,7 +27,8 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	vkey := fs.String("key", "", "the log's verifier `key` (name+hash+key); required with --server")
 	quiet := fs.Bool("q", false, "print no progress")
 	token := tokenFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	bundle, err := parseFlagsArg(fs, args)
+	if err != nil {
 		return err
 	}
 	var verifier note.Verifier
@@ -40,6 +41,10 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	progress := newProgress(stderr, *quiet)
 	switch {
+	case bundle != "" && (*data != "" || *server != ""):
+		return withHint(errors.New("give a bundle, --data or --server, not several"), "")
+	case bundle != "":
+		return verifyBundle(bundle, verifier, stdout, stderr)
 	case *data != "" && *server != "":
 		return withHint(errors.New("give --data or --server, not both"), "")
 	case *data != "":
@@ -106,7 +111,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "(Content is not served over tiles; verify --data checks content commitments too.)\n")
 		return nil
 	}
-	return withHint(errors.New("nothing to verify"), "give --data DIR (offline) or --server URL --key VKEY")
+	return withHint(errors.New("nothing to verify"), "give BUNDLE.zip or --data DIR (offline), or --server URL --key VKEY")
 }
 
 func verifyFailed(stdout io.Writer, err error) error {

@@ -1,0 +1,2 @@
+// Package export writes evidence bundles, compliance reports and SIEM streams.
+package export

@@ -1,0 +1,374 @@
+package investigate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
+)
+
+// Store is what the engine reads and writes.
+type Store interface {
+	infertrail.HashReader
+	infertrail.EntryReader
+	infertrail.Cursors
+	infertrail.Index
+	infertrail.FindingStore
+}
+
+// Cursor names the engine keeps in the store.
+const (
+	IndexCursor  = "index"
+	DetectCursor = "detect"
+)
+
+// Config configures an Engine. Zero values mean the documented defaults.
+type Config struct {
+	Store Store // required
+	// Content reads an entry's content, for the full-text index; nil
+	// indexes metadata only. Content it cannot read because it was
+	// erased is left out.
+	Content func(ctx context.Context, e *infertrail.Entry) (map[string]json.RawMessage, error)
+	// Terms keys the full-text index (required with Content).
+	Terms *Terms
+	// Checkpoint returns the latest signed checkpoint, its signature
+	// verified, for the verification status of timeline records; nil
+	// leaves them unchecked.
+	Checkpoint func(ctx context.Context) (size int64, root tlog.Hash, err error)
+	Detect     DetectConfig
+	// Batch is the most entries indexed or swept in one step (default 2000).
+	Batch int
+	// Interval is how often Run looks for new entries (default 1s).
+	Interval time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Engine indexes the log, runs the detectors over it, and answers
+// investigations. It is safe for concurrent use; several nodes may run
+// one each over a shared store.
+type Engine struct {
+	cfg Config
+	st  Store
+}
+
+// New returns an engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("new investigation engine: Store is required")
+	}
+	if cfg.Content != nil && cfg.Terms == nil {
+		return nil, errors.New("new investigation engine: Terms is required with Content")
+	}
+	if err := cfg.Detect.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 2000
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{cfg: cfg, st: cfg.Store}, nil
+}
+
+// Run indexes and sweeps until ctx is done.
+func (e *Engine) Run(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := e.CatchUp(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("investigation index", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CatchUp indexes every committed entry not yet indexed, then runs the
+// detectors over every entry whose window has passed.
+func (e *Engine) CatchUp(ctx context.Context) error {
+	for {
+		n, err := e.IndexStep(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for {
+		n, err := e.DetectStep(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// readEntries returns clones of the committed entries in [from, to).
+func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.Entry, error) {
+	var out []infertrail.Entry
+	err := e.st.Entries(ctx, from, to, func(en *infertrail.Entry) error {
+		out = append(out, en.Clone())
+		return nil
+	})
+	return out, err
+}
+
+// IndexStep indexes the next batch of entries and returns how many it
+// indexed (0 when the index is current, or another node took the batch).
+func (e *Engine) IndexStep(ctx context.Context) (int, error) {
+	from, err := e.st.Cursor(ctx, IndexCursor)
+	if err != nil {
+		return 0, err
+	}
+	size, err := e.st.TreeSize(ctx)
+	if err != nil || from >= size {
+		return 0, err
+	}
+	to := min(size, from+int64(e.cfg.Batch))
+	entries, err := e.readEntries(ctx, from, to)
+	if err != nil {
+		return 0, fmt.Errorf("index entries %d to %d: %w", from, to, err)
+	}
+	var postings []infertrail.Posting
+	for i := range entries {
+		en := &entries[i]
+		r, err := infertrail.ParseLeaf(en.Leaf)
+		if err != nil {
+			// Verification reports it; the index skips what it cannot read.
+			e.cfg.Logger.Warn("index: record does not parse", "seq", en.Seq, "err", err)
+			continue
+		}
+		for _, k := range LeafPostings(r) {
+			postings = append(postings, infertrail.Posting{Key: k, Seq: en.Seq})
+		}
+		if e.cfg.Content != nil && len(en.Content) > 0 {
+			content, err := e.cfg.Content(ctx, en)
+			var ee *infertrail.ErasedError
+			if err != nil && !errors.As(err, &ee) {
+				return 0, fmt.Errorf("index content of record %d: %w", en.Seq, err)
+			}
+			postings = append(postings, e.cfg.Terms.ContentPostings(en, content)...)
+		}
+	}
+	err = e.st.AddPostings(ctx, IndexCursor, from, to, postings)
+	if errors.Is(err, infertrail.ErrConflict) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}
+
+// subject is one group to examine: a tenant's trace, session or single
+// record.
+type subject struct {
+	tenant string
+	key    string
+}
+
+// subjectsOf returns the groups an entry belongs to.
+func subjectsOf(en *infertrail.Entry) []subject {
+	var out []subject
+	if en.TraceID != "" {
+		out = append(out, subject{en.Tenant, infertrail.IndexKey(infertrail.IndexTrace, en.TraceID)})
+	}
+	if en.SessionID != "" {
+		out = append(out, subject{en.Tenant, infertrail.IndexKey(infertrail.IndexSession, en.SessionID)})
+	}
+	if len(out) == 0 {
+		out = append(out, subject{en.Tenant, "record=" + strconv.FormatInt(en.Seq, 10)})
+	}
+	return out
+}
+
+// DetectStep runs the detectors over the groups of the next indexed
+// entries whose window has passed, and returns how many entries it swept.
+func (e *Engine) DetectStep(ctx context.Context) (int, error) {
+	from, err := e.st.Cursor(ctx, DetectCursor)
+	if err != nil {
+		return 0, err
+	}
+	indexed, err := e.st.Cursor(ctx, IndexCursor)
+	if err != nil || from >= indexed {
+		return 0, err
+	}
+	now := e.cfg.Now()
+	cutoff := now.Add(-e.cfg.Detect.window()).UnixNano()
+	entries, err := e.readEntries(ctx, from, min(indexed, from+int64(e.cfg.Batch)))
+	if err != nil {
+		return 0, err
+	}
+	var subjects []subject
+	seen := map[subject]bool{}
+	to := from
+	for i := range entries {
+		if entries[i].Received > cutoff {
+			break
+		}
+		to = entries[i].Seq + 1
+		if entries[i].Kind == infertrail.KindAccess || entries[i].Kind == infertrail.KindErasure {
+			continue
+		}
+		for _, s := range subjectsOf(&entries[i]) {
+			if !seen[s] {
+				seen[s] = true
+				subjects = append(subjects, s)
+			}
+		}
+	}
+	if to == from {
+		return 0, nil
+	}
+	var findings []infertrail.Finding
+	for _, s := range subjects {
+		fs, err := e.detect(ctx, s, now)
+		if err != nil {
+			return 0, err
+		}
+		findings = append(findings, fs...)
+	}
+	if len(findings) > 0 {
+		if err := e.st.AddFindings(ctx, findings); err != nil {
+			return 0, err
+		}
+	}
+	err = e.st.AdvanceCursor(ctx, DetectCursor, from, to)
+	if errors.Is(err, infertrail.ErrConflict) {
+		return 0, nil // another node swept it; the findings it stored are the same
+	}
+	if err != nil {
+		return 0, err
+	}
+	return int(to - from), nil
+}
+
+// detect runs the detectors over one subject.
+func (e *Engine) detect(ctx context.Context, s subject, now time.Time) ([]infertrail.Finding, error) {
+	g, err := e.group(ctx, s.tenant, s.key)
+	if err != nil {
+		return nil, err
+	}
+	return Detect(ctx, g, e.lookup, e.cfg.Detect, now)
+}
+
+// DetectSubject runs the detectors over a subject of a tenant now, stores
+// what they find, and returns it. window, if positive, replaces the
+// configured window (an investigator who does not want to wait).
+func (e *Engine) DetectSubject(ctx context.Context, tenant, key string, window time.Duration) ([]infertrail.Finding, error) {
+	cfg := e.cfg.Detect
+	if window > 0 {
+		cfg.Window = window
+	}
+	g, err := e.group(ctx, tenant, key)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := Detect(ctx, g, e.lookup, cfg, e.cfg.Now())
+	if err != nil || len(fs) == 0 {
+		return fs, err
+	}
+	if err := e.st.AddFindings(ctx, fs); err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// group reads the records of a subject of one tenant.
+func (e *Engine) group(ctx context.Context, tenant, key string) (*Group, error) {
+	var recs []*infertrail.Record
+	if f, v, _ := infertrail.SplitIndexKey(key); f == "record" {
+		seq, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("subject %q: %w", key, infertrail.ErrInvalid)
+		}
+		en, err := infertrail.ReadEntry(ctx, e.st, seq)
+		if err != nil {
+			return nil, err
+		}
+		if r, err := infertrail.ParseLeaf(en.Leaf); err == nil && en.Tenant == tenant {
+			recs = append(recs, r)
+		}
+		return NewGroup(key, recs), nil
+	}
+	recs, err := e.lookup(ctx, tenant, nil, key)
+	if err != nil {
+		return nil, err
+	}
+	return NewGroup(key, recs), nil
+}
+
+// lookup is the detectors' Lookup over the index.
+func (e *Engine) lookup(ctx context.Context, tenant string, kinds []infertrail.Kind, keys ...string) ([]*infertrail.Record, error) {
+	var recs []*infertrail.Record
+	q := infertrail.Query{Tenants: []string{tenant}, Kinds: kinds, Keys: keys, Limit: infertrail.MaxQueryLimit}
+	err := e.st.Query(ctx, q, func(en *infertrail.Entry) error {
+		r, err := infertrail.ParseLeaf(en.Leaf)
+		if err == nil {
+			recs = append(recs, r)
+		}
+		return nil
+	})
+	slices.Reverse(recs)
+	return recs, err
+}
+
+// Lag returns how many committed entries the index and the detectors have
+// still to process.
+func (e *Engine) Lag(ctx context.Context) (index, detect int64, err error) {
+	size, err := e.st.TreeSize(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	i, err := e.st.Cursor(ctx, IndexCursor)
+	if err != nil {
+		return 0, 0, err
+	}
+	d, err := e.st.Cursor(ctx, DetectCursor)
+	if err != nil {
+		return 0, 0, err
+	}
+	return size - i, size - d, nil
+}
+
+// Terms returns the full-text term hasher, or nil when content is not
+// indexed.
+func (e *Engine) Terms() *Terms { return e.cfg.Terms }
+
+// IndexCurrent indexes what is committed but not indexed yet, in at most
+// steps batches, and returns how many entries the index then covers. A
+// read calls it so that it sees what was committed before it.
+func (e *Engine) IndexCurrent(ctx context.Context, steps int) (int64, error) {
+	for range steps {
+		n, err := e.IndexStep(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return e.st.Cursor(ctx, IndexCursor)
+}

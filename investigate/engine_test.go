@@ -1,0 +1,410 @@
+package investigate_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/investigate"
+	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/ledgertest"
+	"github.com/infertrail/infertrail/store/sqlite"
+)
+
+const origin = "example.com/infertrail/investigate-test"
+
+type fixture struct {
+	log    *ledger.Log
+	db     *sqlite.DB
+	path   string
+	secret []byte
+	now    time.Time
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "log.db")
+	db, err := sqlite.Open(context.Background(), path, sqlite.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	skey, _, err := ledger.GenerateKey(origin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, v, _, err := ledger.KeyPair(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	l, err := ledger.Open(context.Background(), ledger.Config{Store: db, Signer: s, Verifier: v, Origin: origin, Secret: secret,
+		KEK: ledgertest.NewKEK(tb), CheckpointInterval: 20 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return &fixture{log: l, db: db, path: path, secret: secret, now: time.Now()}
+}
+
+func (f *fixture) engine(tb testing.TB) *investigate.Engine {
+	tb.Helper()
+	terms, err := investigate.NewTerms(f.secret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().Read,
+		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
+			cp, err := f.log.LatestCheckpoint(ctx)
+			return cp.Size, cp.Root, err
+		},
+		Batch: 7, // several steps even for a small log
+		Now:   func() time.Time { return f.now },
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func raw(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+// paymentTrace appends a finance agent's trace: the prompt, the model's
+// answer asking for a payment, the policy decision, the approval, the tool
+// execution and the payment API call; and a stray downstream call.
+func (f *fixture) paymentTrace(tb testing.TB) map[string]*infertrail.Record {
+	tb.Helper()
+	actor := infertrail.Actor{ID: "agent:payments-bot", OnBehalfOf: "user:alice@acme.example"}
+	base := func(kind infertrail.Kind, span, parent string) *infertrail.Record {
+		return &infertrail.Record{ID: infertrail.NewUUID(), Kind: kind, Tenant: "acme", Actor: actor, SessionID: "sess-42",
+			TraceID: traceID, SpanID: span, ParentSpanID: parent, Source: "ingest", Attributes: map[string]json.RawMessage{}}
+	}
+	r := map[string]*infertrail.Record{}
+	r["prompt"] = base(infertrail.KindInference, "a000000000000001", "")
+	r["prompt"].Attributes["infertrail.phase"] = raw("request")
+	r["prompt"].Attributes["gen_ai.request.model"] = raw("gpt-4o")
+	r["prompt"].Content = map[string]json.RawMessage{"gen_ai.input.messages": raw([]map[string]string{{"role": "user", "content": "Pay invoice INV-7731 of 1,500 EUR to Globex"}})}
+
+	r["answer"] = base(infertrail.KindInference, "a000000000000001", "")
+	r["answer"].Links = []infertrail.Link{{Rel: "answers", ID: r["prompt"].ID}}
+	r["answer"].Attributes["infertrail.phase"] = raw("response")
+	r["answer"].Attributes["gen_ai.response.model"] = raw("gpt-4o-2024-08-06")
+	r["answer"].Attributes["gen_ai.response.tool_calls"] = raw([]map[string]string{{"id": "call_pay1", "name": "pay"}})
+	r["answer"].Content = map[string]json.RawMessage{"gen_ai.output.messages": raw("calling pay for INV-7731")}
+
+	r["call"] = base(infertrail.KindToolCall, "b000000000000002", "")
+	r["call"].Attributes["infertrail.phase"] = raw("request")
+	r["call"].Attributes["gen_ai.tool.name"] = raw("pay")
+	r["call"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
+	r["call"].Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": raw(map[string]any{"invoice": "INV-7731", "amount": 1500, "currency": "EUR"})}
+
+	r["decision"] = base(infertrail.KindPolicyDecision, "", "")
+	r["decision"].Links = []infertrail.Link{{Rel: "governs", ID: r["call"].ID}}
+	r["decision"].Attributes["policy.result"] = raw("require_approval")
+	r["decision"].Attributes["policy.point"] = raw("tool.call")
+
+	r["approval"] = base(infertrail.KindApproval, "", "")
+	r["approval"].Actor = infertrail.Actor{ID: "user:carol@acme.example"}
+	r["approval"].Links = []infertrail.Link{{Rel: "answers", ID: r["decision"].ID}}
+	r["approval"].Attributes["approval.decision"] = raw("approved")
+	r["approval"].Content = map[string]json.RawMessage{"approval.rationale": raw("invoice matches PO-2231")}
+
+	r["payment"] = base(infertrail.KindDownstreamCall, "c000000000000003", "b000000000000002")
+	r["payment"].Attributes["http.request.method"] = raw("POST")
+	r["payment"].Attributes["url.full"] = raw("https://payments.internal/transfer")
+
+	r["result"] = base(infertrail.KindToolCall, "b000000000000002", "")
+	r["result"].Links = []infertrail.Link{{Rel: "answers", ID: r["call"].ID}}
+	r["result"].Attributes["infertrail.phase"] = raw("response")
+	r["result"].Attributes["gen_ai.tool.name"] = raw("pay")
+	r["result"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
+
+	r["stray"] = base(infertrail.KindDownstreamCall, "d000000000000004", "")
+	r["stray"].Attributes["url.full"] = raw("https://payments.internal/transfer")
+
+	order := []string{"prompt", "answer", "call", "decision", "approval", "payment", "result", "stray"}
+	t := time.Now().Add(-time.Minute)
+	var recs []*infertrail.Record
+	for i, k := range order {
+		r[k].Time = t.Add(time.Duration(i) * time.Second)
+		recs = append(recs, r[k])
+	}
+	seqs, err := f.log.Record(context.Background(), recs...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i, k := range order {
+		r[k].Seq = seqs[i]
+	}
+	return r
+}
+
+func (f *fixture) query(tb testing.TB, q infertrail.Query) []int64 {
+	tb.Helper()
+	var out []int64
+	if err := f.db.Query(context.Background(), q, func(e *infertrail.Entry) error {
+		out = append(out, e.Seq)
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (f *fixture) waitCheckpoint(tb testing.TB) {
+	tb.Helper()
+	if _, err := f.log.SignCheckpoint(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestIndexAndQuery(t *testing.T) {
+	f := newFixture(t)
+	r := f.paymentTrace(t)
+	e := f.engine(t)
+	ctx := t.Context()
+	indexed, err := e.IndexCurrent(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if indexed != 8 {
+		t.Fatalf("indexed through %d, want 8", indexed)
+	}
+	all := []int64{0, 1, 2, 3, 4, 5, 6, 7}
+	for _, tc := range []struct {
+		name string
+		keys []string
+		want []int64
+	}{
+		{"trace", []string{infertrail.IndexKey(infertrail.IndexTrace, traceID)}, all},
+		{"model", []string{infertrail.IndexKey(infertrail.IndexModel, "gpt-4o-2024-08-06")}, []int64{r["answer"].Seq}},
+		{"tool", []string{infertrail.IndexKey(infertrail.IndexTool, "pay")}, []int64{r["answer"].Seq, r["call"].Seq, r["result"].Seq}},
+		{"tool call id", []string{infertrail.IndexKey(infertrail.IndexToolCall, "call_pay1")}, []int64{r["answer"].Seq, r["call"].Seq, r["result"].Seq}},
+		{"decision", []string{infertrail.IndexKey(infertrail.IndexDecision, "require_approval")}, []int64{r["decision"].Seq}},
+		{"link", []string{infertrail.IndexKey(infertrail.IndexLink, r["decision"].ID.String())}, []int64{r["approval"].Seq}},
+		{"words", e.Terms().QueryKeys("INV-7731 globex"), []int64{r["prompt"].Seq}},
+		{"words in arguments", e.Terms().QueryKeys("inv-7731"), []int64{r["prompt"].Seq, r["answer"].Seq, r["call"].Seq}},
+		{"number", e.Terms().QueryKeys("1500"), []int64{r["call"].Seq}},
+		{"absent word", e.Terms().QueryKeys("initech"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := f.query(t, infertrail.Query{Keys: tc.keys})
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("records %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := f.query(t, infertrail.Query{Tenants: []string{"other"}, Keys: []string{infertrail.IndexKey(infertrail.IndexTrace, traceID)}}); len(got) != 0 {
+		t.Errorf("another tenant sees %v", got)
+	}
+}
+
+func TestTimeline(t *testing.T) {
+	f := newFixture(t)
+	r := f.paymentTrace(t)
+	f.waitCheckpoint(t)
+	e := f.engine(t)
+	ctx := t.Context()
+	if _, err := e.IndexCurrent(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	tl, err := e.Timeline(ctx, infertrail.IndexKey(infertrail.IndexTrace, traceID), []string{"acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int64]int64{}
+	status := map[int64]string{}
+	var walk func(ns []*investigate.Node, p int64)
+	walk = func(ns []*investigate.Node, p int64) {
+		for _, n := range ns {
+			parent[n.Seq] = p
+			status[n.Seq] = n.Status
+			walk(n.Children, n.Seq)
+		}
+	}
+	walk(tl.Roots, -1)
+	want := map[string]string{"prompt": "", "answer": "prompt", "call": "answer", "decision": "call",
+		"approval": "decision", "result": "call", "payment": "call", "stray": ""}
+	for k, p := range want {
+		wp := int64(-1)
+		if p != "" {
+			wp = r[p].Seq
+		}
+		if parent[r[k].Seq] != wp {
+			t.Errorf("%s (#%d) hangs under #%d, want %s (#%d)", k, r[k].Seq, parent[r[k].Seq], p, wp)
+		}
+		if status[r[k].Seq] != investigate.Verified {
+			t.Errorf("%s: status %s, want verified", k, status[r[k].Seq])
+		}
+	}
+	if _, err := e.Timeline(ctx, infertrail.IndexKey(infertrail.IndexTrace, traceID), []string{"other"}); !errorsIsNotFound(err) {
+		t.Errorf("another tenant's timeline: err = %v, want not found", err)
+	}
+
+	// Tamper with a stored record behind the store's back: its badge
+	// turns red.
+	db, err := sql.Open("sqlite", "file:"+f.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var leaf []byte
+	if err := db.QueryRow("SELECT leaf FROM records WHERE seq = ?", r["payment"].Seq).Scan(&leaf); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := sqlite.DecodeLeafColumn(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := []byte(strings.Replace(string(plain), "payments.internal", "paymentz.internal", 1))
+	if _, err := db.Exec("UPDATE records SET leaf = ? WHERE seq = ?", altered, r["payment"].Seq); err != nil {
+		t.Fatal(err)
+	}
+	tl, err = e.Timeline(ctx, infertrail.IndexKey(infertrail.IndexTrace, traceID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.Walk(func(n *investigate.Node) {
+		want := investigate.Verified
+		if n.Seq == r["payment"].Seq {
+			want = investigate.Failed
+		}
+		if n.Status != want {
+			t.Errorf("after tampering, #%d is %s, want %s", n.Seq, n.Status, want)
+		}
+	})
+	if tl.Broken != 1 {
+		t.Errorf("broken = %d, want 1", tl.Broken)
+	}
+}
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, infertrail.ErrNotFound) }
+
+func TestDetectionSweep(t *testing.T) {
+	f := newFixture(t)
+	r := f.paymentTrace(t)
+	e := f.engine(t)
+	ctx := t.Context()
+	// Within the window nothing is swept.
+	if err := e.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countFindings(t, f.db); n != 0 {
+		t.Fatalf("%d findings before the window passed", n)
+	}
+	f.now = f.now.Add(time.Hour)
+	// Two engines (two nodes) race over the same store.
+	e2 := f.engine(t)
+	var wg sync.WaitGroup
+	for _, en := range []*investigate.Engine{e, e2} {
+		wg.Go(func() {
+			if err := en.CatchUp(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var found []infertrail.Finding
+	f.db.Findings(ctx, infertrail.FindingQuery{Seq: -1, Limit: 100}, func(fd *infertrail.Finding) error {
+		found = append(found, *fd)
+		return nil
+	})
+	if len(found) != 1 || found[0].Detector != investigate.UnattributedAction || !slices.Equal(found[0].Records, []int64{r["stray"].Seq}) {
+		t.Fatalf("findings = %+v, want one unattributed_action on the stray call", found)
+	}
+	got := f.query(t, infertrail.Query{Keys: []string{infertrail.IndexKey(infertrail.IndexFinding, investigate.UnattributedAction)}})
+	if !slices.Equal(got, []int64{r["stray"].Seq}) {
+		t.Errorf("query by finding: %v", got)
+	}
+	_, lag, err := e.Lag(ctx)
+	if err != nil || lag != 0 {
+		t.Errorf("detect lag = %d, %v; want 0", lag, err)
+	}
+}
+
+func countFindings(tb testing.TB, db *sqlite.DB) int {
+	tb.Helper()
+	n := 0
+	if err := db.Findings(context.Background(), infertrail.FindingQuery{Seq: -1, Limit: 1000}, func(*infertrail.Finding) error {
+		n++
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func TestErasureLeavesNothingSearchable(t *testing.T) {
+	f := newFixture(t)
+	f.paymentTrace(t)
+	e := f.engine(t)
+	ctx := t.Context()
+	if _, err := e.IndexCurrent(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.query(t, infertrail.Query{Keys: e.Terms().QueryKeys("globex")}); len(got) != 1 {
+		t.Fatalf("before erasure, globex finds %v", got)
+	}
+	if _, err := f.log.Erase(ctx, ledger.Erasure{Scope: "tenant=acme,session=sess-42", Reason: "GDPR Art. 17 request 2026-113",
+		Actor: infertrail.Actor{ID: "user:dpo"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"globex", "inv-7731", "1500", "po-2231"} {
+		if got := f.query(t, infertrail.Query{Keys: e.Terms().QueryKeys(w)}); len(got) != 0 {
+			t.Errorf("after erasure, %q still finds %v", w, got)
+		}
+	}
+	// Metadata stays: it is in the leaf, which erasure never changes.
+	if got := f.query(t, infertrail.Query{Keys: []string{infertrail.IndexKey(infertrail.IndexTool, "pay")}}); len(got) != 3 {
+		t.Errorf("after erasure, tool=pay finds %v", got)
+	}
+	// Indexing more records after the erasure does not bring it back.
+	if _, err := f.log.Record(ctx, &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", SessionID: "sess-43", Source: "ingest",
+		Content: map[string]json.RawMessage{"gen_ai.input.messages": raw("nothing about that company")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.IndexCurrent(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.query(t, infertrail.Query{Keys: e.Terms().QueryKeys("globex")}); len(got) != 0 {
+		t.Errorf("globex finds %v", got)
+	}
+	if got := f.query(t, infertrail.Query{Keys: e.Terms().QueryKeys("company")}); len(got) != 1 {
+		t.Errorf("company finds %v, want the new record", got)
+	}
+}
+
+func TestIndexerSkipsWhatItCannotParse(t *testing.T) {
+	f := newFixture(t)
+	r := f.paymentTrace(t)
+	db, err := sql.Open("sqlite", "file:"+f.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE records SET leaf = ? WHERE seq = ?", []byte(`{"not":"a leaf"}`), r["call"].Seq); err != nil {
+		t.Fatal(err)
+	}
+	e := f.engine(t)
+	if n, err := e.IndexCurrent(t.Context(), 100); err != nil || n != 8 {
+		t.Fatalf("IndexCurrent = %d, %v; want 8", n, err)
+	}
+}

@@ -203,8 +203,12 @@ func (d *detection) hallucinated() error {
 // execution, a downstream call, or the use of a credential.
 func isAction(op *Op) bool {
 	switch op.Kind() {
-	case infertrail.KindToolCall, infertrail.KindDownstreamCall:
+	case infertrail.KindToolCall:
 		return true
+	case infertrail.KindDownstreamCall:
+		// An MCP gateway's protocol messages (initialize, tools/list, …)
+		// are bookkeeping between agent and server, not actions.
+		return op.Attr("mcp.method.name") == ""
 	case infertrail.KindCredential:
 		return op.Attr("credential.event") == "used"
 	}
@@ -469,6 +473,14 @@ func (d *detection) modelDrift() error {
 	return nil
 }
 
+// The content fields that hold an inference's prompt and its response:
+// the OpenTelemetry GenAI names (OTLP, native ingest), and the bodies the
+// LLM gateway keeps as they went over the wire.
+var (
+	promptFields   = []string{"gen_ai.input.messages", "gen_ai.system_instructions", "request"}
+	responseFields = []string{"gen_ai.output.messages", "response", "response.raw"}
+)
+
 // incomplete flags inferences whose records lack what evidence of an
 // inference needs: the prompt, the response, the model version, the
 // caller's identity.
@@ -478,11 +490,11 @@ func (d *detection) incomplete() error {
 			continue
 		}
 		var missing []string
-		if !op.Has("gen_ai.input.messages") && !op.Has("gen_ai.system_instructions") {
+		if !slices.ContainsFunc(promptFields, op.Has) {
 			missing = append(missing, "prompt")
 		}
 		embeddings := op.Attr("gen_ai.operation.name") == "embeddings"
-		if !embeddings && !op.Has("gen_ai.output.messages") {
+		if !embeddings && !slices.ContainsFunc(responseFields, op.Has) {
 			missing = append(missing, "response")
 		}
 		if op.Attr("gen_ai.response.model") == "" {

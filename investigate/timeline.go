@@ -3,6 +3,7 @@ package investigate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -274,6 +275,9 @@ func (e *Engine) verify(ctx context.Context, entries []infertrail.Entry) ([]reco
 		return out, 0, nil
 	}
 	size, root, err := e.cfg.Checkpoint(ctx)
+	if errors.Is(err, infertrail.ErrNotFound) {
+		size, err = 0, nil // no checkpoint signed yet: every record is pending
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("verify timeline: %w", err)
 	}

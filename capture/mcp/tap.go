@@ -722,6 +722,14 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 		r := infertrail.NewDecisionRecord(d, infertrail.PointToolCall, c.req.ID)
 		r.Time, r.Tenant, r.Actor, r.SessionID = c.req.Time, c.req.Tenant, c.req.Actor, c.req.SessionID
 		r.TraceID, r.SpanID, r.ParentSpanID, r.Source = c.req.TraceID, c.req.SpanID, c.req.ParentSpanID, c.req.Source
+		// The tool and the model's call id, as docs/records.md lists for a
+		// decision: so that an execution recorded elsewhere (an OTLP span
+		// of the tool server) finds the decision that governed it.
+		for _, k := range []string{"gen_ai.tool.name", "gen_ai.tool.call.id"} {
+			if v, ok := c.req.Attributes[k]; ok {
+				r.Attributes[k] = v
+			}
+		}
 		c.decision = r
 	}
 	if d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify {

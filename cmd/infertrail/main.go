@@ -19,6 +19,7 @@ const usage = `InferTrail: an inference-level audit trail.
 
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
+  infertrail demo    [--data DIR] [--listen ADDR] [--once]
   infertrail verify  BUNDLE.zip [--key VKEY] | --data DIR [--key VKEY] | --server URL --key VKEY [--token T]
   infertrail export  (--trace ID | --session ID | --seq N[,N…]) [--content] --out FILE.zip (--data DIR | --server URL)
   infertrail report  --from TIME --to TIME [--format html|json] [--out FILE] [--controls FILE] (--data DIR [--store DSN] | --server URL)
@@ -90,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest, stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, rest, stdout, stderr)
 	case "verify":
 		return verify(ctx, rest, stdout, stderr)
 	case "export":

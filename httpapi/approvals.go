@@ -58,11 +58,9 @@ var approvalStatuses = []string{"pending", "approved", "rejected", "expired", "c
 
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	for name := range v {
-		if !slices.Contains([]string{"tenant", "status", "limit"}, name) {
-			s.writeError(w, r, invalidParam(name, "unknown parameter (known: tenant, status, limit)"))
-			return
-		}
+	if err := knownParams(v, "tenant", "status", "limit"); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	svc, err := s.approvalsOrUnavailable()
 	if err != nil {
@@ -79,14 +77,10 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidParam("status", "%q: want one of %s", status, strings.Join(approvalStatuses, ", ")))
 		return
 	}
-	limit := 100
-	if l := v.Get("limit"); l != "" {
-		n, err := intParam("limit", l)
-		if err != nil || n < 1 || n > 1000 {
-			s.writeError(w, r, invalidParam("limit", "must be from 1 to 1000"))
-			return
-		}
-		limit = int(n)
+	_, limit, err := pageParams(v)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	as, err := svc.List(r.Context(), tenants, infertrail.ApprovalStatus(status), limit)
 	if err != nil {

@@ -194,11 +194,9 @@ func (s *Server) exportBundle(w http.ResponseWriter, r *http.Request) {
 // compliance report of a period, over every tenant.
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	for name := range v {
-		if name != "from" && name != "to" && name != "format" && name != "tenant" {
-			s.writeError(w, r, invalidParam(name, "unknown parameter (known: from, to, format, tenant)"))
-			return
-		}
+	if err := knownParams(v, "from", "to", "format", "tenant"); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	tenants, err := tenantsOf(r)
 	if err != nil {

@@ -18,6 +18,16 @@ func invalidParam(name, format string, args ...any) error {
 	return &infertrail.FieldError{Record: -1, Field: name, Reason: fmt.Sprintf(format, args...), Err: infertrail.ErrInvalid}
 }
 
+// knownParams refuses a query parameter that is not among known, naming it.
+func knownParams(v url.Values, known ...string) error {
+	for name := range v {
+		if !slices.Contains(known, name) {
+			return invalidParam(name, "unknown parameter (known: %s)", strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
 // tenantsOf returns the tenants a read may see: the caller's own, or with
 // ?tenant= one the caller reaches; nil (every tenant) for a caller that
 // reaches every tenant and names none.
@@ -70,10 +80,8 @@ func (s *Server) recordsQuery(r *http.Request, e *investigate.Engine) (infertrai
 	for _, f := range filterParams {
 		known = append(known, f.param)
 	}
-	for name := range v {
-		if !slices.Contains(known, name) {
-			return infertrail.Query{}, 0, invalidParam(name, "unknown parameter (known: %s)", strings.Join(known, ", "))
-		}
+	if err := knownParams(v, known...); err != nil {
+		return infertrail.Query{}, 0, err
 	}
 	var q infertrail.Query
 	var err error
@@ -128,20 +136,29 @@ func (s *Server) recordsQuery(r *http.Request, e *investigate.Engine) (infertrai
 		q.Keys = append(q.Keys, keys...)
 		words = len(keys)
 	}
+	if q.Before, q.Limit, err = pageParams(v); err != nil {
+		return q, 0, err
+	}
+	return q, words, nil
+}
+
+// pageParams reads ?cursor (0 when absent) and ?limit (1 to 1,000; 100
+// when absent).
+func pageParams(v url.Values) (cursor int64, limit int, err error) {
 	if c := v.Get("cursor"); c != "" {
-		if q.Before, err = intParam("cursor", c); err != nil {
-			return q, 0, err
+		if cursor, err = intParam("cursor", c); err != nil {
+			return 0, 0, err
 		}
 	}
-	q.Limit = 100
+	limit = 100
 	if l := v.Get("limit"); l != "" {
 		n, err := intParam("limit", l)
 		if err != nil || n < 1 || n > 1000 {
-			return q, 0, invalidParam("limit", "must be from 1 to 1000")
+			return 0, 0, invalidParam("limit", "must be from 1 to 1000")
 		}
-		q.Limit = int(n)
+		limit = int(n)
 	}
-	return q, words, nil
+	return cursor, limit, nil
 }
 
 // queryItem is one record of a query's answer.
@@ -277,13 +294,11 @@ func findingOf(f *infertrail.Finding) findingJSON {
 // findings answers GET /v1/findings.
 func (s *Server) findings(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	for name := range v {
-		if !slices.Contains([]string{"tenant", "detector", "subject", "seq", "cursor", "limit"}, name) {
-			s.writeError(w, r, invalidParam(name, "unknown parameter (known: tenant, detector, subject, seq, cursor, limit)"))
-			return
-		}
+	if err := knownParams(v, "tenant", "detector", "subject", "seq", "cursor", "limit"); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	q := infertrail.FindingQuery{Seq: -1, Limit: 100}
+	q := infertrail.FindingQuery{Seq: -1}
 	var err error
 	if q.Tenants, err = tenantsOf(r); err != nil {
 		s.writeError(w, r, err)
@@ -303,19 +318,9 @@ func (s *Server) findings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if c := v.Get("cursor"); c != "" {
-		if q.Before, err = intParam("cursor", c); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	if l := v.Get("limit"); l != "" {
-		n, err := intParam("limit", l)
-		if err != nil || n < 1 || n > 1000 {
-			s.writeError(w, r, invalidParam("limit", "must be from 1 to 1000"))
-			return
-		}
-		q.Limit = int(n)
+	if q.Before, q.Limit, err = pageParams(v); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	out := struct {
 		Findings   []findingJSON `json:"findings"`

@@ -98,13 +98,14 @@ func bootstrapAdminToken(ctx context.Context, tm *access.Tokens, tokens infertra
 	return path, true, nil
 }
 
-// writeSecretFile writes a file only its owner can read, atomically.
+// writeSecretFile writes a file only its owner can read (0600), atomically:
+// through a temporary file in the same folder, synced, then renamed.
 func writeSecretFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(f.Name()) // after the rename, there is nothing to remove
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return err
@@ -116,7 +117,7 @@ func writeSecretFile(path string, b []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return os.Rename(f.Name(), path)
 }
 
 // tokenFlag adds --token to a command that talks to a server; its default

@@ -148,9 +148,7 @@ func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(resp)
+		return printJSON(stdout, resp)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tKIND\tWHAT\tACTOR\tTRACE")
@@ -210,9 +208,7 @@ func showCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(tl)
+		return printJSON(stdout, tl)
 	}
 	printTimeline(stdout, &tl)
 	if tl.Broken > 0 {
@@ -318,9 +314,7 @@ func findingsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(resp)
+		return printJSON(stdout, resp)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tSEVERITY\tDETECTOR\tTENANT\tRECORDS\tSUMMARY")
@@ -328,4 +322,11 @@ func findingsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", f.Time, f.Severity, f.Detector, f.Tenant, f.Records, f.Summary)
 	}
 	return tw.Flush()
+}
+
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

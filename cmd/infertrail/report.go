@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -112,7 +110,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, err = stdout.Write(buf.Bytes())
 		return err
 	}
-	if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
+	if err := writeSecretFile(*out, buf.Bytes()); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	if rep != nil {
@@ -232,26 +230,4 @@ func fetchReport(ctx context.Context, server, token string, from, to time.Time, 
 		return nil, fmt.Errorf("server answered %s", resp.Status)
 	}
 	return b, nil
-}
-
-// writeFileAtomic writes a file (0600: a report names tenants and
-// identities) through a temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".report-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

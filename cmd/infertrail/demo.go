@@ -96,7 +96,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		where += " (a scratch folder, removed at exit)"
 	}
 	fmt.Fprintf(stdout, "  server:       %s\n  data:         %s\n  verifier key: %s\n", srv.url, where, dk.vkey)
-	fmt.Fprintf(stdout, "  web UI:       not built yet; it will be at %s/ui/ (each scenario's timeline API URL is below)\n", srv.url)
+	fmt.Fprintf(stdout, "  web UI:       %s/ui/ (sign in with the investigator token in %s)\n", srv.url, filepath.Join(dir, "demo-investigator-token"))
 	fmt.Fprintf(stdout, "  model:        %s (scripted, OpenAI wire format), behind the LLM gateway at %s/openai/v1\n", actors.ModelURL, srv.url)
 	fmt.Fprintf(stdout, "  MCP tools:    %s (pay, deploy, lookup_order, read_secret), behind the MCP gateway at %s/mcp/%s\n", actors.ToolsURL, srv.url, demo.ToolsServer)
 	fmt.Fprintf(stdout, "  services:     %s (vault, payments, deploy and CRM APIs)\n", actors.ServicesURL)
@@ -292,7 +292,7 @@ func printScenario(w io.Writer, s *demo.Scenario, url, tokenFile, vkey string) {
 		return
 	}
 	fmt.Fprintf(w, "  trace %s, session %s\n", s.TraceID, s.SessionID)
-	fmt.Fprintf(w, "  timeline: %s%s\n", url, s.TimelinePath())
+	fmt.Fprintf(w, "  timeline: %s%s (API), %s/ui/traces/%s (web UI)\n", url, s.TimelinePath(), url, s.TraceID)
 	if s.Timeline != nil {
 		var tl bytes.Buffer
 		printTimeline(&tl, s.Timeline)
@@ -423,7 +423,7 @@ func explore(ctx context.Context, w io.Writer, res *demo.Result, srv *inProcess,
 	fmt.Fprintf(w, "  infertrail findings --server %s\n", srv.url)
 	fmt.Fprintf(w, "  infertrail query --tool pay --server %s\n", srv.url)
 	fmt.Fprintf(w, "  curl -H \"Authorization: Bearer $INFERTRAIL_TOKEN\" %s/v1/traces/%s\n", srv.url, trace)
-	fmt.Fprintf(w, "The web UI will be at %s/ui/ once it is built; until then, the API and the commands above show the same.\n", srv.url)
+	fmt.Fprintf(w, "Or open the web UI at %s/ui/ and sign in with the token in %s; each scenario's timeline is at %s/ui/traces/ID.\n", srv.url, tokenFile, srv.url)
 	if scratch {
 		fmt.Fprintln(w, "Press Ctrl-C to stop; the scratch data folder is removed then (give --data DIR to keep it).")
 	} else {

@@ -32,6 +32,7 @@ import (
 	"github.com/infertrail/infertrail/redact"
 	"github.com/infertrail/infertrail/store/postgres"
 	"github.com/infertrail/infertrail/store/sqlite"
+	"github.com/infertrail/infertrail/web"
 )
 
 // config is the server configuration: defaults, then the YAML file, then
@@ -330,6 +331,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	ui, err := web.New(web.Config{API: api, Auth: auth, Log: lg, Logger: logger})
+	if err != nil {
+		lg.Close()
+		return err
+	}
 	var engine infertrail.PolicyEngine
 	policyCtx, stopPolicy := context.WithCancel(context.Background())
 	defer stopPolicy()
@@ -395,6 +401,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", readDeadline(api, 2*time.Minute))
+	mux.Handle("/ui/", readDeadline(ui, 2*time.Minute)) // the investigator UI; /ui redirects to /ui/
 	for _, p := range otlp.Paths {
 		mux.Handle(p, readDeadline(receiver, 2*time.Minute))
 	}

@@ -1,0 +1,214 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/export"
+)
+
+// chromium finds a Chromium binary: Debian's chromium package, or another
+// Chrome the machine has.
+func chromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestBrowser drives the UI in headless Chromium as an investigator
+// would: sign in, search, open the payment trace, see its tool call and
+// policy decision, reveal content, download the evidence bundle, and
+// watch a badge turn red after the database is tampered with. It skips
+// without Chromium unless INFERTRAIL_REQUIRE_BROWSER=1. Screenshots go to
+// INFERTRAIL_ARTIFACTS (default: a temporary directory).
+func TestBrowser(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		if os.Getenv("INFERTRAIL_REQUIRE_BROWSER") == "1" {
+			t.Fatal("no chromium binary found, and INFERTRAIL_REQUIRE_BROWSER=1")
+		}
+		t.Skip("no chromium binary found (apt-get install chromium); set INFERTRAIL_REQUIRE_BROWSER=1 to make this a failure")
+	}
+	artifacts := os.Getenv("INFERTRAIL_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	artifacts = filepath.Join(artifacts, "ui-browser")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	downloads := t.TempDir()
+
+	e := newEnv(t, true)
+	recs := e.paymentTrace(t)
+	token := e.token(t, "acme", time.Hour, infertrail.RoleInvestigator)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644)
+		})
+	}
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			chromedp.Do(ctx, shot("failed-"+step))
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	text := func(step string, sel chromedp.CSS) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
+		if err != nil {
+			chromedp.Do(ctx, shot("failed-"+step))
+			t.Fatalf("%s: %v", step, err)
+		}
+		return s
+	}
+
+	// Sign in.
+	run("sign in",
+		chromedp.Navigate(e.url+"/ui/signin"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		shot("01-signin"),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.ID("f-actor")),
+	)
+
+	// The keyboard reaches the skip link first.
+	run("keyboard", chromedp.KeyEvent("\t"))
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`))
+	if err != nil || focused != "skip" {
+		t.Errorf("the first Tab focuses %q (%v), want the skip link", focused, err)
+	}
+
+	// Search by actor.
+	run("search",
+		chromedp.SendKeys(chromedp.ID("f-actor"), "agent:payments-bot"),
+		chromedp.Submit(chromedp.ID("f-actor")),
+		chromedp.WaitVisible(chromedp.CSS("table.results")),
+		shot("02-search"),
+	)
+
+	// Open the trace: the tool call and the policy decision are there,
+	// each verified.
+	run("open trace",
+		chromedp.Click(chromedp.CSS(`table.results a[href="/ui/traces/`+traceID+`"]`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.ID("tree-h")),
+		shot("03-trace"),
+	)
+	tree := text("read trace", "main")
+	for _, want := range []string{"tool_call", "pay", "policy_decision", "require_approval", "✓ verified", "downstream_call"} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("the trace page lacks %q", want)
+		}
+	}
+
+	// Reveal the prompt's content, with a reason.
+	before := len(e.accessRecords(t))
+	run("reveal content",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/ui/records/%d"]`, recs["prompt"].Seq)), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.ID("reason")),
+		chromedp.SendKeys(chromedp.ID("reason"), "case 1234: disputed payment"),
+		chromedp.Submit(chromedp.ID("reason")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")),
+		shot("04-content"),
+	)
+	if c := text("read content", "main"); !strings.Contains(c, "INV-7731") {
+		t.Errorf("the revealed content lacks the prompt:\n%s", c)
+	}
+	var reads int
+	for _, a := range e.accessRecords(t) {
+		if string(a.Attributes["access.action"]) == `"read_content"` && strings.Contains(string(a.Attributes["access.reason"]), "case 1234") {
+			reads++
+		}
+	}
+	if reads != 1 || len(e.accessRecords(t)) != before+1 {
+		t.Errorf("revealing content left %d access records of the read", reads)
+	}
+
+	// Download the evidence bundle of the trace on screen.
+	progress := chromedp.Events(ctx, browser.DownloadProgress)
+	run("download bundle",
+		chromedp.Navigate(e.url+"/ui/traces/"+traceID),
+		chromedp.WaitVisible(chromedp.ID("tree-h")),
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			allow := true
+			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: &allow})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`form[action="/ui/export"] button`), chromedp.NodeVisible),
+	)
+	var guid string
+	for ev, err := range progress {
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			guid = ev.GUID
+			break
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			t.Fatal("the bundle download was cancelled")
+		}
+	}
+	zip, err := os.ReadFile(filepath.Join(downloads, guid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(artifacts, "bundle.zip"), zip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := export.VerifyBundle(bytes.NewReader(zip), int64(len(zip)), e.verif)
+	if err != nil {
+		t.Fatalf("the downloaded bundle does not verify: %v", err)
+	}
+	if !strings.Contains(rep.Title, traceID) {
+		t.Errorf("the bundle is of %q, want the trace", rep.Title)
+	}
+
+	// Tamper with the payment call in the database: its badge turns red.
+	e.tamper(t, recs["payment"].Seq)
+	failed := chromedp.CSS(fmt.Sprintf(`li[data-seq="%d"][data-status="failed"] > .card .badge`, recs["payment"].Seq))
+	run("tampered trace",
+		chromedp.Navigate(e.url+"/ui/traces/"+traceID),
+		chromedp.WaitVisible(failed),
+		chromedp.ScrollIntoView(failed),
+		shot("05-tampered"),
+	)
+	if b := text("read badge", failed); !strings.Contains(b, "FAILED") {
+		t.Errorf("the tampered record's badge says %q", b)
+	}
+	colour, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('`+string(failed)+`')).backgroundColor`))
+	if err != nil || colour != "rgb(179, 20, 28)" {
+		t.Errorf("the failed badge's background is %s (%v), want red", colour, err)
+	}
+	t.Logf("screenshots in %s", artifacts)
+}

@@ -82,7 +82,7 @@ func openBenchStore(b *testing.B) *benchStore {
 	}
 	b.Cleanup(func() { l.Close() })
 	terms, _ := investigate.NewTerms(secret)
-	e, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: l.ContentReader().Read, Batch: 5000,
+	e, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: l.ContentReader().ReadMany, Batch: 5000,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := l.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err
@@ -240,4 +240,25 @@ func BenchmarkQueryFirstPage(b *testing.B) {
 	p50, p99 := quantiles(ds)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkIndexStep indexes agent traffic: each op is one record (its
+// leaf keys, its content decrypted and its words hashed, the postings
+// written).
+func BenchmarkIndexStep(b *testing.B) {
+	dir := b.TempDir()
+	b.Setenv("INFERTRAIL_BENCH_DIR", dir)
+	b.Setenv("INFERTRAIL_BENCH_RECORDS", "1")
+	s := openBenchStore(b)
+	s.fill(b, 1, int64(b.N)+1)
+	b.ResetTimer()
+	for {
+		n, err := s.e.IndexStep(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
 }

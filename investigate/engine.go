@@ -33,10 +33,11 @@ const (
 // Config configures an Engine. Zero values mean the documented defaults.
 type Config struct {
 	Store Store // required
-	// Content reads an entry's content, for the full-text index; nil
-	// indexes metadata only. Content it cannot read because it was
-	// erased is left out.
-	Content func(ctx context.Context, e *infertrail.Entry) (map[string]json.RawMessage, error)
+	// Content reads the content of entries, for the full-text index (as
+	// ledger.ContentReader.ReadMany does: each entry's fields, and an
+	// erasure error for those whose content was erased, which is then left
+	// out); nil indexes metadata only.
+	Content func(ctx context.Context, es []infertrail.Entry) ([]map[string]json.RawMessage, []error, error)
 	// Terms keys the full-text index (required with Content).
 	Terms *Terms
 	// Checkpoint returns the latest signed checkpoint, its signature
@@ -151,6 +152,13 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("index entries %d to %d: %w", from, to, err)
 	}
+	var contents []map[string]json.RawMessage
+	if e.cfg.Content != nil {
+		var err error
+		if contents, _, err = e.cfg.Content(ctx, entries); err != nil {
+			return 0, fmt.Errorf("index content of records %d to %d: %w", from, to, err)
+		}
+	}
 	var postings []infertrail.Posting
 	for i := range entries {
 		en := &entries[i]
@@ -163,13 +171,8 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 		for _, k := range LeafPostings(r) {
 			postings = append(postings, infertrail.Posting{Key: k, Seq: en.Seq})
 		}
-		if e.cfg.Content != nil && len(en.Content) > 0 {
-			content, err := e.cfg.Content(ctx, en)
-			var ee *infertrail.ErasedError
-			if err != nil && !errors.As(err, &ee) {
-				return 0, fmt.Errorf("index content of record %d: %w", en.Seq, err)
-			}
-			postings = append(postings, e.cfg.Terms.ContentPostings(en, content)...)
+		if contents != nil && len(en.Content) > 0 {
+			postings = append(postings, e.cfg.Terms.ContentPostings(en, contents[i])...)
 		}
 	}
 	err = e.st.AddPostings(ctx, IndexCursor, from, to, postings)

@@ -65,7 +65,7 @@ func (f *fixture) engine(tb testing.TB) *investigate.Engine {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().Read,
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadMany,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := f.log.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err

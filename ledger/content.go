@@ -266,42 +266,67 @@ func (c *ContentReader) Read(ctx context.Context, e *infertrail.Entry) (map[stri
 	if len(e.Content) == 0 {
 		return nil, nil
 	}
+	out, erased, err := c.ReadMany(ctx, []infertrail.Entry{*e})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], erased[0]
+}
+
+// ReadMany is Read for several entries, with one read of their keys and
+// one of their blobs. For each entry it returns its fields and, when some
+// of them were erased, the *infertrail.ErasedError Read would return; an
+// error that is not an erasure fails the whole call.
+func (c *ContentReader) ReadMany(ctx context.Context, es []infertrail.Entry) ([]map[string]json.RawMessage, []error, error) {
 	var (
 		ids  []infertrail.BlobID
 		kids []infertrail.KeyID
 	)
-	for _, r := range e.Content {
-		ids = append(ids, r.Blobs...)
-		kids = append(kids, r.Key)
+	for i := range es {
+		for _, r := range es[i].Content {
+			ids = append(ids, r.Blobs...)
+			kids = append(kids, r.Key)
+		}
+	}
+	out := make([]map[string]json.RawMessage, len(es))
+	erased := make([]error, len(es))
+	if len(kids) == 0 {
+		return out, erased, nil
 	}
 	ks, err := c.keyStates(ctx, kids)
 	if err != nil {
-		return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+		return nil, nil, fmt.Errorf("read content of records %d to %d: %w", es[0].Seq, es[len(es)-1].Seq, err)
 	}
 	blobs, err := c.store.Blobs(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+		return nil, nil, fmt.Errorf("read content of records %d to %d: %w", es[0].Seq, es[len(es)-1].Seq, err)
 	}
-	out := make(map[string]json.RawMessage, len(e.Content))
-	var erased error
-	for _, r := range e.Content {
-		if r.Omitted {
-			continue // committed, never stored
-		}
-		v, err := assemble(r, blobs, ks)
-		var ee *infertrail.ErasedError
-		if errors.As(err, &ee) {
-			if erased == nil {
-				erased = err
-			}
+	for i := range es {
+		e := &es[i]
+		if len(e.Content) == 0 {
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+		m := make(map[string]json.RawMessage, len(e.Content))
+		for _, r := range e.Content {
+			if r.Omitted {
+				continue // committed, never stored
+			}
+			v, err := assemble(r, blobs, ks)
+			var ee *infertrail.ErasedError
+			if errors.As(err, &ee) {
+				if erased[i] == nil {
+					erased[i] = err
+				}
+				continue
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("read content of record %d: %w", e.Seq, err)
+			}
+			m[r.Field] = v
 		}
-		out[r.Field] = v
+		out[i] = m
 	}
-	return out, erased
+	return out, erased, nil
 }
 
 // assemble rebuilds a content value from its blobs.

@@ -92,7 +92,7 @@ func newEnv(tb testing.TB, auth bool) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().Read, Logger: logger,
+	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().ReadMany, Logger: logger,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := lg.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err

@@ -273,7 +273,8 @@ func timelineOf(field string) func(*Server, http.ResponseWriter, *http.Request) 
 	}
 }
 
-type findingJSON struct {
+// FindingJSON is the API form of a finding.
+type FindingJSON struct {
 	N        int64               `json:"n"`
 	ID       string              `json:"id"`
 	Detector string              `json:"detector"`
@@ -285,9 +286,16 @@ type findingJSON struct {
 	Time     string              `json:"time"`
 }
 
+// FindingsPage is the answer of GET /v1/findings.
+type FindingsPage struct {
+	Findings []FindingJSON `json:"findings"`
+	// NextCursor, when set, fetches the next (older) page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // findingOf is the API form of a finding.
-func findingOf(f *infertrail.Finding) findingJSON {
-	return findingJSON{N: f.N, ID: f.ID.String(), Detector: f.Detector, Severity: f.Severity, Tenant: f.Tenant,
+func findingOf(f *infertrail.Finding) FindingJSON {
+	return FindingJSON{N: f.N, ID: f.ID.String(), Detector: f.Detector, Severity: f.Severity, Tenant: f.Tenant,
 		Subject: f.Subject, Records: slices.Clone(f.Records), Summary: f.Summary, Time: infertrail.FormatTime(time.Unix(0, f.Time))}
 }
 
@@ -322,10 +330,7 @@ func (s *Server) findings(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		Findings   []findingJSON `json:"findings"`
-		NextCursor string        `json:"next_cursor,omitempty"`
-	}{Findings: []findingJSON{}}
+	out := FindingsPage{Findings: []FindingJSON{}}
 	err = s.log.Store().Findings(r.Context(), q, func(f *infertrail.Finding) error {
 		out.Findings = append(out.Findings, findingOf(f))
 		return nil
@@ -378,8 +383,8 @@ func (s *Server) detect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Findings []findingJSON `json:"findings"`
-	}{Findings: []findingJSON{}}
+		Findings []FindingJSON `json:"findings"`
+	}{Findings: []FindingJSON{}}
 	for _, tenant := range t.Tenants {
 		fs, err := e.DetectSubject(r.Context(), tenant, key, window)
 		if err != nil {

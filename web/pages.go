@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/investigate"
 )
 
@@ -384,23 +385,12 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request, u signedIn) (
 			q.Set(name, s)
 		}
 	}
-	var resp struct {
-		Findings []struct {
-			Detector string  `json:"detector"`
-			Severity string  `json:"severity"`
-			Tenant   string  `json:"tenant"`
-			Subject  string  `json:"subject"`
-			Records  []int64 `json:"records"`
-			Summary  string  `json:"summary"`
-			Time     string  `json:"time"`
-		} `json:"findings"`
-		NextCursor string `json:"next_cursor"`
-	}
+	var resp httpapi.FindingsPage
 	if err := h.getJSON(r, u, "/v1/findings", q, nil, &resp); err != nil {
 		return "", v, err
 	}
 	for _, f := range resp.Findings {
-		row := findingRow{Detector: f.Detector, Severity: f.Severity, Tenant: f.Tenant, Summary: f.Summary, Time: f.Time,
+		row := findingRow{Detector: f.Detector, Severity: string(f.Severity), Tenant: f.Tenant, Summary: f.Summary, Time: f.Time,
 			Subject: f.Subject, Records: f.Records}
 		switch field, id, _ := infertrail.SplitIndexKey(f.Subject); field {
 		case infertrail.IndexTrace:

@@ -297,19 +297,7 @@ func findingsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 	}
-	var resp struct {
-		Findings []struct {
-			N        int64   `json:"n"`
-			Detector string  `json:"detector"`
-			Severity string  `json:"severity"`
-			Tenant   string  `json:"tenant"`
-			Subject  string  `json:"subject"`
-			Records  []int64 `json:"records"`
-			Summary  string  `json:"summary"`
-			Time     string  `json:"time"`
-		} `json:"findings"`
-		NextCursor string `json:"next_cursor"`
-	}
+	var resp httpapi.FindingsPage
 	if err := t.apiCall(ctx, stderr, http.MethodGet, "v1/findings?"+v.Encode(), &resp); err != nil {
 		return err
 	}

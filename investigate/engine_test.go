@@ -17,6 +17,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/investigate"
+	"github.com/infertrail/infertrail/investigate/investigatetest"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -79,79 +80,14 @@ func (f *fixture) engine(tb testing.TB) *investigate.Engine {
 	return e
 }
 
-func raw(v any) json.RawMessage {
-	b, _ := json.Marshal(v)
-	return b
-}
+const traceID = investigatetest.TraceID
 
-const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-// paymentTrace appends a finance agent's trace: the prompt, the model's
-// answer asking for a payment, the policy decision, the approval, the tool
-// execution and the payment API call; and a stray downstream call.
+// paymentTrace records a finance agent's trace (investigatetest.PaymentTrace).
 func (f *fixture) paymentTrace(tb testing.TB) map[string]*infertrail.Record {
 	tb.Helper()
-	actor := infertrail.Actor{ID: "agent:payments-bot", OnBehalfOf: "user:alice@acme.example"}
-	base := func(kind infertrail.Kind, span, parent string) *infertrail.Record {
-		return &infertrail.Record{ID: infertrail.NewUUID(), Kind: kind, Tenant: "acme", Actor: actor, SessionID: "sess-42",
-			TraceID: traceID, SpanID: span, ParentSpanID: parent, Source: "ingest", Attributes: map[string]json.RawMessage{}}
-	}
-	r := map[string]*infertrail.Record{}
-	r["prompt"] = base(infertrail.KindInference, "a000000000000001", "")
-	r["prompt"].Attributes["infertrail.phase"] = raw("request")
-	r["prompt"].Attributes["gen_ai.request.model"] = raw("gpt-4o")
-	r["prompt"].Content = map[string]json.RawMessage{"gen_ai.input.messages": raw([]map[string]string{{"role": "user", "content": "Pay invoice INV-7731 of 1,500 EUR to Globex"}})}
-
-	r["answer"] = base(infertrail.KindInference, "a000000000000001", "")
-	r["answer"].Links = []infertrail.Link{{Rel: "answers", ID: r["prompt"].ID}}
-	r["answer"].Attributes["infertrail.phase"] = raw("response")
-	r["answer"].Attributes["gen_ai.response.model"] = raw("gpt-4o-2024-08-06")
-	r["answer"].Attributes["gen_ai.response.tool_calls"] = raw([]map[string]string{{"id": "call_pay1", "name": "pay"}})
-	r["answer"].Content = map[string]json.RawMessage{"gen_ai.output.messages": raw("calling pay for INV-7731")}
-
-	r["call"] = base(infertrail.KindToolCall, "b000000000000002", "")
-	r["call"].Attributes["infertrail.phase"] = raw("request")
-	r["call"].Attributes["gen_ai.tool.name"] = raw("pay")
-	r["call"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
-	r["call"].Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": raw(map[string]any{"invoice": "INV-7731", "amount": 1500, "currency": "EUR"})}
-
-	r["decision"] = base(infertrail.KindPolicyDecision, "", "")
-	r["decision"].Links = []infertrail.Link{{Rel: "governs", ID: r["call"].ID}}
-	r["decision"].Attributes["policy.result"] = raw("require_approval")
-	r["decision"].Attributes["policy.point"] = raw("tool.call")
-
-	r["approval"] = base(infertrail.KindApproval, "", "")
-	r["approval"].Actor = infertrail.Actor{ID: "user:carol@acme.example"}
-	r["approval"].Links = []infertrail.Link{{Rel: "answers", ID: r["decision"].ID}}
-	r["approval"].Attributes["approval.decision"] = raw("approved")
-	r["approval"].Content = map[string]json.RawMessage{"approval.rationale": raw("invoice matches PO-2231")}
-
-	r["payment"] = base(infertrail.KindDownstreamCall, "c000000000000003", "b000000000000002")
-	r["payment"].Attributes["http.request.method"] = raw("POST")
-	r["payment"].Attributes["url.full"] = raw("https://payments.internal/transfer")
-
-	r["result"] = base(infertrail.KindToolCall, "b000000000000002", "")
-	r["result"].Links = []infertrail.Link{{Rel: "answers", ID: r["call"].ID}}
-	r["result"].Attributes["infertrail.phase"] = raw("response")
-	r["result"].Attributes["gen_ai.tool.name"] = raw("pay")
-	r["result"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
-
-	r["stray"] = base(infertrail.KindDownstreamCall, "d000000000000004", "")
-	r["stray"].Attributes["url.full"] = raw("https://payments.internal/transfer")
-
-	order := []string{"prompt", "answer", "call", "decision", "approval", "payment", "result", "stray"}
-	t := time.Now().Add(-time.Minute)
-	var recs []*infertrail.Record
-	for i, k := range order {
-		r[k].Time = t.Add(time.Duration(i) * time.Second)
-		recs = append(recs, r[k])
-	}
-	seqs, err := f.log.Record(context.Background(), recs...)
+	r, err := investigatetest.RecordPaymentTrace(context.Background(), f.log)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for i, k := range order {
-		r[k].Seq = seqs[i]
 	}
 	return r
 }
@@ -378,7 +314,7 @@ func TestErasureLeavesNothingSearchable(t *testing.T) {
 	}
 	// Indexing more records after the erasure does not bring it back.
 	if _, err := f.log.Record(ctx, &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", SessionID: "sess-43", Source: "ingest",
-		Content: map[string]json.RawMessage{"gen_ai.input.messages": raw("nothing about that company")}}); err != nil {
+		Content: map[string]json.RawMessage{"gen_ai.input.messages": json.RawMessage(`"nothing about that company"`)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.IndexCurrent(ctx, 100); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/investigate"
+	"github.com/infertrail/infertrail/investigate/investigatetest"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -34,7 +34,7 @@ import (
 
 const (
 	testOrigin = "example.com/infertrail/web-test"
-	traceID    = "4bf92f3577b34da6a3ce929d0e0e4736"
+	traceID    = investigatetest.TraceID
 )
 
 // env is a server with the API at / and the UI at /ui/, over a real
@@ -137,11 +137,6 @@ func (e *env) token(tb testing.TB, tenant string, ttl time.Duration, roles ...in
 	return secret
 }
 
-func raw(v any) json.RawMessage {
-	b, _ := json.Marshal(v)
-	return b
-}
-
 // paymentTrace appends a finance agent's trace in tenant acme: the prompt,
 // the model's answer asking for a payment, the policy decision, the
 // approval, the tool call and the payment API call, then signs a
@@ -149,67 +144,10 @@ func raw(v any) json.RawMessage {
 // name.
 func (e *env) paymentTrace(tb testing.TB) map[string]*infertrail.Record {
 	tb.Helper()
-	actor := infertrail.Actor{ID: "agent:payments-bot", OnBehalfOf: "user:alice@acme.example"}
-	base := func(kind infertrail.Kind, span, parent string) *infertrail.Record {
-		return &infertrail.Record{ID: infertrail.NewUUID(), Kind: kind, Tenant: "acme", Actor: actor, SessionID: "sess-42",
-			TraceID: traceID, SpanID: span, ParentSpanID: parent, Source: "ingest", Attributes: map[string]json.RawMessage{}}
-	}
-	r := map[string]*infertrail.Record{}
-	r["prompt"] = base(infertrail.KindInference, "a000000000000001", "")
-	r["prompt"].Attributes["infertrail.phase"] = raw("request")
-	r["prompt"].Attributes["gen_ai.request.model"] = raw("gpt-4o")
-	r["prompt"].Content = map[string]json.RawMessage{"gen_ai.input.messages": raw([]map[string]string{{"role": "user", "content": "Pay invoice INV-7731 of 1,500 EUR to Globex"}})}
-
-	r["answer"] = base(infertrail.KindInference, "a000000000000001", "")
-	r["answer"].Links = []infertrail.Link{{Rel: "answers", ID: r["prompt"].ID}}
-	r["answer"].Attributes["infertrail.phase"] = raw("response")
-	r["answer"].Attributes["gen_ai.response.model"] = raw("gpt-4o-2024-08-06")
-	r["answer"].Attributes["gen_ai.response.tool_calls"] = raw([]map[string]string{{"id": "call_pay1", "name": "pay"}})
-	r["answer"].Content = map[string]json.RawMessage{"gen_ai.output.messages": raw("calling pay for INV-7731")}
-
-	r["call"] = base(infertrail.KindToolCall, "b000000000000002", "")
-	r["call"].Attributes["infertrail.phase"] = raw("request")
-	r["call"].Attributes["gen_ai.tool.name"] = raw("pay")
-	r["call"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
-	r["call"].Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": raw(map[string]any{"invoice": "INV-7731", "amount": 1500, "currency": "EUR"})}
-
-	r["decision"] = base(infertrail.KindPolicyDecision, "", "")
-	r["decision"].Links = []infertrail.Link{{Rel: "governs", ID: r["call"].ID}}
-	r["decision"].Attributes["policy.result"] = raw("require_approval")
-	r["decision"].Attributes["policy.point"] = raw("tool.call")
-
-	r["approval"] = base(infertrail.KindApproval, "", "")
-	r["approval"].Actor = infertrail.Actor{ID: "user:carol@acme.example"}
-	r["approval"].Links = []infertrail.Link{{Rel: "answers", ID: r["decision"].ID}}
-	r["approval"].Attributes["approval.decision"] = raw("approved")
-
-	r["payment"] = base(infertrail.KindDownstreamCall, "c000000000000003", "b000000000000002")
-	r["payment"].Attributes["http.request.method"] = raw("POST")
-	r["payment"].Attributes["url.full"] = raw("https://payments.internal/transfer")
-
-	r["result"] = base(infertrail.KindToolCall, "b000000000000002", "")
-	r["result"].Links = []infertrail.Link{{Rel: "answers", ID: r["call"].ID}}
-	r["result"].Attributes["infertrail.phase"] = raw("response")
-	r["result"].Attributes["gen_ai.tool.name"] = raw("pay")
-	r["result"].Attributes["gen_ai.tool.call.id"] = raw("call_pay1")
-
-	r["stray"] = base(infertrail.KindDownstreamCall, "d000000000000004", "")
-	r["stray"].Attributes["url.full"] = raw("https://payments.internal/transfer")
-
-	order := []string{"prompt", "answer", "call", "decision", "approval", "payment", "result", "stray"}
-	t := time.Now().Add(-time.Minute)
-	var recs []*infertrail.Record
-	for i, k := range order {
-		r[k].Time = t.Add(time.Duration(i) * time.Second)
-		recs = append(recs, r[k])
-	}
 	ctx := context.Background()
-	seqs, err := e.log.Record(ctx, recs...)
+	r, err := investigatetest.RecordPaymentTrace(ctx, e.log)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for i, k := range order {
-		r[k].Seq = seqs[i]
 	}
 	if _, err := e.log.SignCheckpoint(ctx); err != nil {
 		tb.Fatal(err)

@@ -267,11 +267,16 @@ func (s *Stream) send(ctx context.Context, events []Event) error {
 // current position: the records in between were delivered twice, which
 // at-least-once allows.
 func (s *Stream) advance(ctx context.Context, name string, from, to int64) (int64, error) {
+	// What the receiver took is recorded even when the stream is being
+	// stopped: a stop must not make the next start send it again. The
+	// write is bounded on its own; ctx still ends the retries.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	var at int64
 	err := s.retry(ctx, "advance cursor "+name, func() error {
-		err := s.cfg.Source.AdvanceCursor(ctx, name, from, to)
+		err := s.cfg.Source.AdvanceCursor(wctx, name, from, to)
 		if errors.Is(err, infertrail.ErrConflict) {
-			cur, cerr := s.cfg.Source.Cursor(ctx, name)
+			cur, cerr := s.cfg.Source.Cursor(wctx, name)
 			if cerr != nil {
 				return cerr
 			}
@@ -280,7 +285,7 @@ func (s *Stream) advance(ctx context.Context, name string, from, to int64) (int6
 			at = max(cur, to)
 			if cur < to {
 				// It is behind what this node delivered: move it on.
-				if err := s.cfg.Source.AdvanceCursor(ctx, name, cur, to); err != nil && !errors.Is(err, infertrail.ErrConflict) {
+				if err := s.cfg.Source.AdvanceCursor(wctx, name, cur, to); err != nil && !errors.Is(err, infertrail.ErrConflict) {
 					return err
 				}
 			}

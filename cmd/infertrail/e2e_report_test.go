@@ -271,6 +271,18 @@ func TestSIEMConfig(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The receiver has the records; the cursor moves once the stream has
+	// read its 2xx answer.
+	for {
+		c, _ := db.Cursor(ctx, "siem:test")
+		if c == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cursor %d", c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stop()
 	if !strings.Contains(got[0], `"class_uid":6003`) {
 		t.Errorf("event: %s", got[0])

@@ -50,6 +50,14 @@ type PolicyEngine interface {
 	Decide(ctx context.Context, point PolicyPoint, input map[string]any) (Decision, error)
 }
 
+// PointDefiner is implemented by a PolicyEngine that can tell whether a
+// policy decides at a point, so that an enforcement point does work for
+// it (such as holding a response) only when one does. An engine that
+// does not implement it is taken to decide at every point.
+type PointDefiner interface {
+	Defines(point PolicyPoint) bool
+}
+
 // NewDecisionRecord returns the policy_decision record of d, taken at
 // point about the record with id governs (zero: none). The caller sets
 // the time, tenant, actor, session, trace and source, as for the record

@@ -176,6 +176,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 // file in byte order of names, which is what `sha256sum` prints for them.
 func (e *Engine) Bundle() string { return e.cur.Load().bundle }
 
+// Defines says whether a policy in force decides at point: a gateway
+// holds a response back for the inference.response point only when one
+// does.
+func (e *Engine) Defines(point infertrail.PolicyPoint) bool {
+	i := pointIndex(point)
+	return i >= 0 && e.cur.Load().points[i].defined
+}
+
 // ErrPolicy marks an evaluation that gave no decision: the policy failed
 // at run time, its decision is undefined for the input, or it is not a
 // decision object. The call must not go ahead.

@@ -131,3 +131,64 @@ func TestSDKApproval(t *testing.T) {
 		t.Errorf("approval records %v", decisions)
 	}
 }
+
+// falconPolicy denies a model response that names project Falcon, and
+// masks e-mail addresses in one that has them.
+const falconPolicy = `package infertrail.inference.response
+
+import rego.v1
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["the response names project Falcon"]} if contains(input.response.text, "Falcon")
+
+decision := {"result": "modify", "obligations": [{"redact": "response", "detectors": ["email"]}]} if contains(input.response.text, "@")
+`
+
+// TestSDKResponsePolicy: the inference.response point reads the text of
+// Anthropic's content blocks; a denied response, streamed and held or
+// not streamed, reaches the client as Anthropic's error, and a redacted
+// one arrives masked.
+func TestSDKResponsePolicy(t *testing.T) {
+	rig := func(text string) *rig {
+		return newRig(t, &anthropictest.Upstream{Text: text}, callerKey, func(c *gateway.Config) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "response.rego"), []byte(falconPolicy), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e, err := policy.New(t.Context(), policy.Config{Dir: dir, Recorder: c.Recorder.(*ledger.Log)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Policy, c.HoldStreams = e, true
+		})
+	}
+	denied := func(err error) {
+		t.Helper()
+		var ae *sdk.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden || ae.Type() != "permission_error" ||
+			!strings.Contains(ae.Error(), "denied by policy: the response names project Falcon") {
+			t.Fatalf("denied response: %v", err)
+		}
+	}
+	r := rig("Project Falcon launches on Monday.")
+	_, err := r.client.Messages.New(t.Context(), params())
+	denied(err)
+	_, err = accumulate(t, r.client.Messages.NewStreaming(t.Context(), params()))
+	denied(err)
+	var withheld int
+	for _, rec := range r.records(t) {
+		if rec.Attr("infertrail.withheld") != nil {
+			withheld++
+		}
+	}
+	if withheld != 2 {
+		t.Fatalf("%d responses recorded as withheld, want 2", withheld)
+	}
+
+	r = rig("Write to bob@example.com about it.")
+	m, err := r.client.Messages.New(t.Context(), params())
+	if err != nil || len(m.Content) == 0 || m.Content[0].Text != "Write to [redacted:email] about it." {
+		t.Fatalf("redacted response: %v %+v", err, m)
+	}
+}

@@ -54,12 +54,29 @@ type exchange struct {
 	// record that ended the wait.
 	held     time.Duration
 	approval infertrail.UUID
+
+	// Policy. policyIn is the inference.request input, which the
+	// inference.response input extends.
+	policyIn map[string]any
+	// The inference.response point: a policy decides on the response
+	// (respPolicy), its decision record, a spool slot held for that
+	// record, why the response was withheld from the client and with what
+	// status, the body delivered in its place when an obligation changed
+	// it, what that masked, and why the policy could not decide.
+	respPolicy     bool
+	respDecision   *infertrail.Record
+	decisionSlot   bool
+	withheld       string
+	withheldStatus int
+	delivered      json.RawMessage
+	respRedactions []redact.Finding
+	policyFailure  string
 }
 
 var (
 	errIdle         = errors.New("the upstream sent nothing for too long")
 	errNotRecorded  = errors.New("the audit trail could not record the response, so it was withheld")
-	errHoldTooLarge = errors.New("the response is larger than the gateway holds in fail-closed mode")
+	errHoldTooLarge = errors.New("the response is larger than the gateway holds back (in fail-closed mode, or for a policy to decide on it)")
 )
 
 // ServeHTTP proxies one call: it identifies the caller, records the
@@ -134,20 +151,33 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// recorded with the request record.
 	var decision *infertrail.Record
 	held := false
+	fwd := body // what is forwarded: the body, or what a policy's obligations made of it
 	if g.cfg.Policy != nil {
-		d, err := g.cfg.Policy.Decide(r.Context(), infertrail.PointInferenceRequest, ex.policyInput(body))
+		ex.policyIn = ex.policyInput(body)
+		d, err := g.cfg.Policy.Decide(r.Context(), infertrail.PointInferenceRequest, ex.policyIn)
 		if err != nil {
 			g.log.Error("gateway: policy evaluation failed; the call is refused", "provider", rt.p.Name(), "err", err)
 			rt.refuse(w, ex, body, http.StatusServiceUnavailable, "the request was not forwarded: its policy could not be evaluated")
 			return
 		}
 		if d.PolicyID != "" {
-			decision = infertrail.NewDecisionRecord(d, infertrail.PointInferenceRequest, ex.req.ID)
-			b := ex.baseRecord()
-			decision.Time, decision.Tenant, decision.Actor, decision.SessionID = b.Time, b.Tenant, b.Actor, b.SessionID
-			decision.TraceID, decision.SpanID, decision.ParentSpanID, decision.Source = b.TraceID, b.SpanID, b.ParentSpanID, b.Source
+			decision = ex.decisionRecord(d, infertrail.PointInferenceRequest, ex.req.ID)
+		}
+		var oblErr error
+		if (d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify) && len(d.Obligations) > 0 {
+			var out []byte
+			var found []redact.Finding
+			out, found, oblErr = ex.obligations(infertrail.PointInferenceRequest, d.Obligations, body)
+			if out != nil {
+				fwd = out
+				ex.req.Content["request.forwarded"] = out
+				ex.req.Attributes["infertrail.redactions"] = jsonValue(found)
+			}
 		}
 		switch {
+		case oblErr != nil:
+			rt.denyRequest(w, ex, decision, "the request was not forwarded: its policy's obligations cannot be carried out: "+oblErr.Error())
+			return
 		case d.Result == infertrail.PolicyAllow, d.Result == infertrail.PolicyModify:
 		case d.Result == infertrail.PolicyRequireApproval && g.cfg.Approvals != nil && decision != nil:
 			if !rt.hold(w, ex, decision, d.Reasons) {
@@ -162,13 +192,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if len(d.Reasons) > 0 {
 				msg += ": " + strings.Join(d.Reasons, "; ")
 			}
-			ex.req.Attributes["infertrail.refused"] = jsonString(msg)
-			ex.req.Attributes["http.response.status_code"] = jsonInt(http.StatusForbidden)
-			if _, err := g.sp.RecordNow(r.Context(), ex.req, nonNil(decision)...); err != nil {
-				rt.unrecorded(w, err)
-				return
-			}
-			rt.answer(w, http.StatusForbidden, msg)
+			rt.denyRequest(w, ex, decision, msg)
 			return
 		}
 	}
@@ -218,8 +242,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel(nil)
 	ex.ctx, ex.cancel = context.WithValue(ctx, ctxKey{}, ex), cancel
 	out := r.WithContext(ex.ctx)
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
+	out.Body = io.NopCloser(bytes.NewReader(fwd))
+	out.ContentLength = int64(len(fwd))
 	defer func() {
 		// A call that never reached modifyResponse or errorHandler (the
 		// handler was aborted) still gets its response record.
@@ -228,6 +252,19 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	rt.proxy.ServeHTTP(w, out)
+}
+
+// denyRequest refuses a request its policy did not let through: the
+// request record, marked refused, is written with the decision before
+// the client gets a 403 in the provider's shape.
+func (rt *route) denyRequest(w http.ResponseWriter, ex *exchange, decision *infertrail.Record, msg string) {
+	ex.req.Attributes["infertrail.refused"] = jsonString(msg)
+	ex.req.Attributes["http.response.status_code"] = jsonInt(http.StatusForbidden)
+	if _, err := rt.g.sp.RecordNow(ex.inCtx, ex.req, nonNil(decision)...); err != nil {
+		rt.unrecorded(w, err)
+		return
+	}
+	rt.answer(w, http.StatusForbidden, msg)
 }
 
 // answer writes an error in the provider's shape.
@@ -423,7 +460,7 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	ex.stream = mt == "text/event-stream"
-	c := &capture{ex: ex, body: resp.Body, rec: rt.p.NewResponse(rt.ep, &ex.call, g.cfg.MaxCaptureBytes),
+	c := &capture{ex: ex, body: resp.Body, respSeq: -1, rec: rt.p.NewResponse(rt.ep, &ex.call, g.cfg.MaxCaptureBytes),
 		limit: g.cfg.MaxCaptureBytes, hash: sha256.New(), keepRaw: ex.stream && rt.up.Profile == string(redact.Forensic)}
 	switch enc := strings.ToLower(resp.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
@@ -442,24 +479,45 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 		h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10))
 	}
 	c.idle = time.AfterFunc(rt.up.IdleTimeout, func() { ex.cancel(errIdle) })
-	if g.cfg.Durability == FailClosed {
-		if !ex.stream {
-			// Hold the whole response until its record is durable.
-			held, err := io.ReadAll(io.LimitReader(c, int64(g.cfg.MaxCaptureBytes)+1))
-			if err == nil && len(held) > g.cfg.MaxCaptureBytes {
-				c.finishOnce("response_too_large")
-				return errHoldTooLarge
-			}
-			if err != nil {
-				return err // c has recorded the failure
-			}
-			resp.Body.Close()
-			h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10)+", "+strconv.FormatInt(c.respSeq, 10))
-			resp.Body = io.NopCloser(bytes.NewReader(held))
-			resp.ContentLength = int64(len(held))
-			h.Set("Content-Length", strconv.Itoa(len(held)))
-			return nil
+	// A policy on responses decides on a complete 2xx response of a model
+	// call; the response is held back for it, unless it is a stream and
+	// streams pass through.
+	ex.respPolicy = rt.ep.Kind == infertrail.KindInference && resp.StatusCode/100 == 2 && g.decidesResponses()
+	if ex.respPolicy && g.cfg.Durability != FailClosed && g.sp.Reserve(ex.ctx) == nil {
+		ex.decisionSlot = true
+	}
+	c.held = (g.cfg.Durability == FailClosed && !ex.stream) || (ex.respPolicy && (!ex.stream || g.cfg.HoldStreams))
+	if c.held {
+		// Hold the whole response until its record is durable (in
+		// fail-closed mode) and its policy has decided.
+		held, err := io.ReadAll(io.LimitReader(c, int64(g.cfg.MaxCaptureBytes)+1))
+		if err == nil && len(held) > g.cfg.MaxCaptureBytes {
+			c.finishOnce("response_too_large")
+			return errHoldTooLarge
 		}
+		if err != nil {
+			return err // c has recorded the failure
+		}
+		resp.Body.Close()
+		switch {
+		case ex.withheld != "":
+			held = ex.gatewayBody
+			resp.StatusCode, resp.Status = ex.withheldStatus, fmt.Sprintf("%d %s", ex.withheldStatus, http.StatusText(ex.withheldStatus))
+			h.Del("Content-Encoding")
+			h.Set("Content-Type", "application/json")
+		case ex.delivered != nil:
+			held = ex.delivered
+			h.Del("Content-Encoding")
+		}
+		if c.respSeq >= 0 {
+			h.Set(HeaderRecord, strconv.FormatInt(ex.reqSeq, 10)+", "+strconv.FormatInt(c.respSeq, 10))
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(held))
+		resp.ContentLength = int64(len(held))
+		h.Set("Content-Length", strconv.Itoa(len(held)))
+		return nil
+	}
+	if g.cfg.Durability == FailClosed {
 		if resp.Trailer == nil {
 			resp.Trailer = http.Header{}
 		}
@@ -527,7 +585,8 @@ type capture struct {
 	rawOver   bool
 	idle      *time.Timer
 	trailer   http.Header
-	respSeq   int64
+	respSeq   int64 // the response record's sequence number, once durable; -1 before
+	held      bool  // the response is held back whole until recorded or decided on
 }
 
 func (c *capture) Read(p []byte) (int, error) {
@@ -621,6 +680,9 @@ func (c *capture) finishOnce(reason string) error {
 	if c.sse != nil && c.sse.dropped > 0 {
 		res.Truncated = true
 	}
+	if c.ex.respPolicy && reason == "" && c.decideResponse(&res) {
+		return nil // written, and held for an approval
+	}
 	seq, err := c.ex.finish(res, reason, c)
 	if err != nil {
 		return err
@@ -671,18 +733,14 @@ func (ex *exchange) finish(res Response, reason string, c *capture) (int64, erro
 		g.m.request(ex.rt.p.Name(), ex.rt.ep.Operation, ex.status)
 	}
 	r := ex.responseRecord(res, reason, c)
-	if ex.reserved {
-		g.sp.WriteLater(r)
-		return -1, nil
-	}
 	if g.cfg.Durability != FailClosed {
-		// No slot could be held: write it anyway, waiting as needed.
-		g.sp.Persist(r)
+		// Where no slot could be held, written anyway, waiting as needed.
+		ex.writeLater(r, ex.respDecision)
 		return -1, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	seqs, err := g.rec.Record(ctx, r)
+	seqs, err := g.rec.Record(ctx, append([]*infertrail.Record{r}, nonNil(ex.respDecision)...)...)
 	if err != nil {
 		g.log.Error("gateway: response withheld: its record could not be written", "provider", ex.rt.p.Name(), "err", err)
 		return -1, fmt.Errorf("%w: %w", errNotRecorded, err)
@@ -855,6 +913,16 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 	if res.Truncated {
 		a["infertrail.truncated"] = json.RawMessage("true")
 	}
+	if ex.withheld != "" {
+		a["infertrail.withheld"] = jsonString(ex.withheld)
+		a["error.type"] = jsonString("withheld")
+	}
+	if len(ex.respRedactions) > 0 {
+		a["infertrail.redactions"] = jsonValue(ex.respRedactions)
+	}
+	if ex.policyFailure != "" {
+		a["infertrail.policy_error"] = jsonString(ex.policyFailure)
+	}
 	if c != nil {
 		a["infertrail.response.bytes"] = jsonInt(c.n)
 		a["infertrail.response.sha256"] = jsonString("sha256:" + hex.EncodeToString(c.hash.Sum(nil)))
@@ -871,6 +939,12 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 	}
 	if res.Error != nil {
 		content["error"] = res.Error
+	}
+	switch {
+	case ex.withheld != "":
+		content["response.delivered"] = ex.gatewayBody
+	case ex.delivered != nil:
+		content["response.delivered"] = ex.delivered
 	}
 	if c != nil && c.keepRaw && c.n > 0 {
 		// The stream as the client received it: SSE is text, so a JSON
@@ -904,22 +978,4 @@ func nonNil(r *infertrail.Record) []*infertrail.Record {
 		return nil
 	}
 	return []*infertrail.Record{r}
-}
-
-// policyInput is the input document of the inference.request point (see
-// docs/policy.md): who calls, and what the request asks of the model.
-func (ex *exchange) policyInput(body []byte) map[string]any {
-	var req map[string]any
-	json.Unmarshal(body, &req)
-	inf := map[string]any{"provider": ex.rt.p.Name(), "model": ex.call.Model, "stream": ex.call.Stream,
-		"operation": ex.rt.ep.Operation, "parameters": ex.call.Attributes}
-	for _, k := range []string{"messages", "input", "system", "instructions", "tools"} {
-		if v, ok := req[k]; ok {
-			inf[k] = v
-		}
-	}
-	caller := map[string]any{"actor": map[string]any{"id": ex.id.actor.ID, "type": ex.id.actor.Type, "on_behalf_of": ex.id.actor.OnBehalfOf},
-		"tenant": ex.id.tenant, "virtual_key": ex.id.vkey, "token": ex.id.token, "credential_fingerprint": ex.id.actor.CredentialFingerprint}
-	return map[string]any{"point": string(infertrail.PointInferenceRequest), "time": ex.start.UTC().Format(time.RFC3339Nano),
-		"caller": caller, "session_id": ex.session, "trace_id": ex.tc.TraceID, "inference": inf, "earlier": []any{}}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 )
 
@@ -137,7 +138,10 @@ type Config struct {
 	// (point inference.request): a denial is answered in the provider's
 	// error shape and the request is not forwarded; every decision with a
 	// policy behind it is recorded as a policy_decision record that
-	// governs the request record, durable with it.
+	// governs the request record, durable with it. When it decides at the
+	// inference.response point too, it decides on every complete 2xx
+	// response of a model call, which is held back for it (see
+	// HoldStreams), and its decision governs the response record.
 	Policy infertrail.PolicyEngine
 	// Approvals, if set, holds a request its policy says needs an
 	// approval (require_approval) until an approver decides or the wait
@@ -147,6 +151,17 @@ type Config struct {
 	// Close the approvals service before the gateway: held calls are
 	// calls in flight.
 	Approvals Approver
+	// HoldStreams holds a streamed response back, whole, until the
+	// inference.response policy has decided on it, when a policy decides
+	// at that point (docs/policy.md): the client then gets the stream at
+	// once, or an error in its place. Off, a stream passes through as it
+	// comes, and the policy's decision on it is recorded but cannot be
+	// enforced. A response that is not streamed is always held when a
+	// policy decides on responses.
+	HoldStreams bool
+	// Redactors carries out the redact obligations of policy decisions
+	// (nil: the default redaction rules).
+	Redactors *obligation.Redactors
 	// Tenant is the tenant of records whose caller has none (default "default").
 	Tenant string
 	// MaxRequestBytes bounds a request body (default 16 MiB).
@@ -233,6 +248,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Redactors == nil {
+		cfg.Redactors = obligation.NewRedactors(cfg.Secret, nil)
 	}
 	fp, err := redact.NewFingerprinter(cfg.Secret)
 	if err != nil {

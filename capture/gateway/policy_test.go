@@ -85,3 +85,46 @@ func TestPolicy(t *testing.T) {
 		t.Fatalf("%d allow and %d deny decisions recorded", allow, deny)
 	}
 }
+
+const responseModelPolicy = `package infertrail.inference.response
+
+import rego.v1
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["echo-answered is not approved"]} if input.response.model == "echo-answered"
+`
+
+// TestResponsePolicyFailClosed: in fail-closed mode, a response held for
+// its policy is released only once its record and the decision are
+// durable, and the record header names both; a withheld one answers 403
+// and records the decision that withheld it.
+func TestResponsePolicyFailClosed(t *testing.T) {
+	up := newUpstream(t, okUpstream)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "response.rego"), []byte(responseModelPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rig := newRig(t, up, func(c *gateway.Config) {
+		e, err := policy.New(t.Context(), policy.Config{Dir: dir, Recorder: c.Recorder.(*ledger.Log)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy, c.Durability = e, gateway.FailClosed
+	})
+	resp := rig.post(t, t.Context(), `{"model":"m"}`, nil)
+	b := readAll(t, resp)
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "echo-answered is not approved") || strings.Contains(string(b), "hello") {
+		t.Fatalf("withheld response: %d %s", resp.StatusCode, b)
+	}
+	if h := resp.Header.Get(gateway.HeaderRecord); h != "1, 2" {
+		t.Errorf("%s = %q, want the request's and the response's seqs", gateway.HeaderRecord, h)
+	}
+	recs := rig.records(t)
+	if len(recs) != 4 { // the policy load, request, response, decision
+		t.Fatalf("%d records", len(recs))
+	}
+	if recs[2].Attr("infertrail.withheld") == nil || recs[3].Attr("policy.result") != "deny" || recs[3].Links[0].ID != recs[2].ID {
+		t.Fatalf("records %v / %v %v", recs[2].Attributes, recs[3].Attributes, recs[3].Links)
+	}
+}

@@ -130,6 +130,9 @@ func (g *Spool) Reserve(ctx context.Context) error {
 	}
 }
 
+// Release gives back a slot taken by Reserve that no record will use.
+func (g *Spool) Release() { <-g.slots }
+
 // WriteLater writes r after the fact, holding a slot taken by Reserve: a
 // record handed here is never dropped while the process runs. Records
 // wait in a backlog for up to backlogDelay, so that the next request record

@@ -44,14 +44,23 @@ type approvalRig struct {
 }
 
 func newApprovalRig(tb testing.TB, timeout time.Duration) *approvalRig {
+	return newPolicyRig(tb, &openaitest.Upstream{Model: "gpt-held"}, map[string]string{"held.rego": heldPolicy}, timeout, nil)
+}
+
+// newPolicyRig is the official SDK → the gateway with the policy files
+// given (name → text) and an approvals service with the timeout given,
+// over a real trail → up. mod, if set, changes the gateway's
+// configuration.
+func newPolicyRig(tb testing.TB, up *openaitest.Upstream, files map[string]string, timeout time.Duration, mod func(*gateway.Config)) *approvalRig {
 	tb.Helper()
-	up := &openaitest.Upstream{Model: "gpt-held"}
 	upSrv := httptest.NewServer(up)
 	tb.Cleanup(upSrv.Close)
 	trail := gatewaytest.NewTrail(tb)
 	dir := tb.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "held.rego"), []byte(heldPolicy), 0o600); err != nil {
-		tb.Fatal(err)
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	engine, err := policy.New(tb.Context(), policy.Config{Dir: dir, Recorder: trail.Log})
 	if err != nil {
@@ -63,10 +72,14 @@ func newApprovalRig(tb testing.TB, timeout time.Duration) *approvalRig {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { svc.Close(context.Background()) })
-	gw, err := gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		Recorder: trail.Log, Secret: gatewaytest.Secret, Policy: engine, Approvals: svc,
 		Upstreams: []gateway.Upstream{{Provider: openai.Provider{}, BaseURL: upSrv.URL + "/v1"}},
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	gw, err := gateway.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -54,35 +54,45 @@ type redactionConfig struct {
 	Fields              map[string]map[string]string `yaml:"fields"`
 }
 
+// rules returns the redaction rule set the section configures: nil for
+// the default rules.
+func (p *privacyConfig) rules() (*redact.Rules, error) {
+	if len(p.Redaction.RulesFiles) == 0 && !p.Redaction.ReplaceDefaultRules {
+		return nil, nil
+	}
+	var rules *redact.Rules
+	if !p.Redaction.ReplaceDefaultRules {
+		rules = redact.DefaultRules()
+	}
+	for _, path := range p.Redaction.RulesFiles {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("config privacy.redaction.rules_files: %w", err)
+		}
+		extra, err := redact.LoadRules(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("config privacy.redaction.rules_files: %s: %w", path, err)
+		}
+		if rules == nil {
+			rules = extra
+		} else {
+			rules = rules.Merge(extra)
+		}
+	}
+	if rules == nil {
+		return nil, errors.New("config privacy.redaction: replace_default_rules needs rules_files")
+	}
+	return rules, nil
+}
+
 // capture builds the capture profiles and redaction of the privacy section;
 // fingerprints are keyed by the server secret, as the gateway's are.
 func (p *privacyConfig) capture(secret []byte) (*redact.Capture, error) {
 	rc := redact.Config{FingerprintSecret: secret, Disable: p.Redaction.Disable}
-	if len(p.Redaction.RulesFiles) > 0 || p.Redaction.ReplaceDefaultRules {
-		var rules *redact.Rules
-		if !p.Redaction.ReplaceDefaultRules {
-			rules = redact.DefaultRules()
-		}
-		for _, path := range p.Redaction.RulesFiles {
-			f, err := os.Open(path)
-			if err != nil {
-				return nil, fmt.Errorf("config privacy.redaction.rules_files: %w", err)
-			}
-			extra, err := redact.LoadRules(f)
-			f.Close()
-			if err != nil {
-				return nil, fmt.Errorf("config privacy.redaction.rules_files: %s: %w", path, err)
-			}
-			if rules == nil {
-				rules = extra
-			} else {
-				rules = rules.Merge(extra)
-			}
-		}
-		if rules == nil {
-			return nil, errors.New("config privacy.redaction: replace_default_rules needs rules_files")
-		}
-		rc.Rules = rules
+	var err error
+	if rc.Rules, err = p.rules(); err != nil {
+		return nil, err
 	}
 	if len(p.Redaction.Actions) > 0 {
 		rc.Actions = map[string]redact.Action{}
@@ -100,7 +110,6 @@ func (p *privacyConfig) capture(secret []byte) (*redact.Capture, error) {
 		}
 	}
 	cc := redact.CaptureConfig{Redaction: rc, Tenants: map[string]redact.Profile{}}
-	var err error
 	if cc.Profile, err = redact.ParseProfile(p.Profile); err != nil {
 		return nil, fmt.Errorf("config privacy.profile: %w", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/policy"
+	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 	"github.com/infertrail/infertrail/store/postgres"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -65,6 +66,9 @@ type config struct {
 		// ApprovalTimeout is how long a call held for approval waits for
 		// a decision (default 5m, at most 1h; docs/policy.md).
 		ApprovalTimeout duration `yaml:"approval_timeout"`
+		// HoldStreams holds a streamed model response back, whole, until
+		// the inference.response policy has decided on it (docs/policy.md).
+		HoldStreams bool `yaml:"hold_streams"`
 	} `yaml:"policy"`
 	Privacy privacyConfig `yaml:"privacy"`
 	// Investigate configures the investigation index and the detectors.
@@ -348,9 +352,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		go e.Run(policyCtx)
 		engine = e
 	}
+	rules, err := cfg.Privacy.rules()
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	redactors := obligation.NewRedactors(dk.secret, rules)
 	gw, err := gateway.New(gateway.Config{
 		Recorder: lg, Secret: dk.secret, Upstreams: upstreams, Durability: gwDurability,
 		VirtualKeys: vkeys, RequireVirtualKey: cfg.Gateway.RequireVirtualKey, Auth: auth, Policy: engine, Approvals: approvalSvc,
+		HoldStreams: cfg.Policy.HoldStreams, Redactors: redactors,
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes, MaxCaptureBytes: cfg.Gateway.MaxCaptureBytes,
 		Logger: logger, Registry: reg,
 	})

@@ -81,3 +81,25 @@ func TestApply(t *testing.T) {
 		t.Fatalf("not an object: %v", err)
 	}
 }
+
+// TestApplyAmbiguous: a member on a redaction's path that is there twice,
+// or in another case, is an error. encoding/json reads the last of two,
+// and "IBAN" as "iban": masking the one found could forward the other.
+func TestApplyAmbiguous(t *testing.T) {
+	rs := obligation.NewRedactors(secret, nil)
+	for _, doc := range []string{
+		`{"arguments":{"iban":"DE89370400440532013000","iban":"none"}}`,
+		`{"arguments":{"IBAN":"DE89370400440532013000"}}`,
+		`{"arguments":{"to":"x"},"Arguments":{"iban":"DE89370400440532013000"}}`,
+	} {
+		_, _, err := rs.Apply([]byte(doc), []obligation.Redaction{{Field: "arguments.iban"}})
+		if !errors.Is(err, infertrail.ErrInvalid) || !strings.Contains(err.Error(), "twice or in another case") {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+	// Other members may be anything; what is masked is found either way.
+	out, a, err := rs.Apply([]byte(`{"arguments":{"memo":"a","Memo":"b","iban":"DE89370400440532013000"}}`), []obligation.Redaction{{Field: "arguments.iban"}})
+	if err != nil || !a.Changed() || strings.Contains(string(out), "DE89370400440532013000") {
+		t.Fatalf("%s %+v %v", out, a, err)
+	}
+}

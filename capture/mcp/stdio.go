@@ -70,6 +70,10 @@ func (g *Gateway) Stdio(ctx context.Context, s StdioSession, clientIn io.Reader,
 	r := bufio.NewReaderSize(serverOut, 64<<10)
 	var werr error
 	for {
+		// Wait for the server's next message without holding the client's
+		// output: meanwhile the client's relay may answer a message itself
+		// (a refused tool call).
+		r.Peek(1)
 		outMu.Lock()
 		line, tooLong, err := readLine(r, max, func(chunk []byte) {
 			if werr == nil {

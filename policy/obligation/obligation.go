@@ -286,8 +286,11 @@ func member(v []byte, name string) (json.RawMessage, error) {
 		if !strings.EqualFold(k, name) {
 			continue
 		}
-		if found != nil || k != name {
-			return nil, fmt.Errorf("an object has the member %q twice or in another case (%q), and receivers differ on which they read: %w", name, k, infertrail.ErrInvalid)
+		if k != name {
+			return nil, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
+		}
+		if found != nil {
+			return nil, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
 		}
 		found = val
 	}

@@ -830,6 +830,9 @@ func relayRaw(tb testing.TB, gw *mcp.Gateway, in string) (toServer []string, toC
 	if err := <-done; err != nil {
 		tb.Fatal(err)
 	}
+	if err := gw.Close(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
 	return toServer, out.String()
 }
 

@@ -102,7 +102,8 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			t.protocolError("client", body, perr.Error())
 		} else {
 			hints := callHints{traceparent: r.Header.Get("traceparent"), toolCallID: strings.TrimSpace(r.Header.Get(HeaderToolCallID))}
-			if refusals := t.fromClient(ctx, msgs, hints); refusals != nil {
+			forward, refusals := t.fromClient(ctx, body, msgs, hints)
+			if refusals != nil {
 				answer := refusals[0]
 				if len(refusals) > 1 || bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
 					answer = append(append([]byte("["), bytes.Join(refusals, []byte(","))...), ']')
@@ -112,6 +113,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				w.Write(answer)
 				return
 			}
+			body = forward
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))

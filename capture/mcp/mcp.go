@@ -3,7 +3,8 @@
 // stdio by wrapping a server command — and records what the agents did:
 // initialize, tools/list, tools/call, resources/read, prompts/get and
 // protocol errors. The relay is byte-faithful: capture never changes a
-// message. A tools/call is durable in the trail before it is forwarded.
+// message; only a policy's obligation to redact a tools/call's arguments
+// does. A tools/call is durable in the trail before it is forwarded.
 package mcp
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 )
 
@@ -85,8 +87,14 @@ type Config struct {
 	// (point tool.call). A denial is answered with JSON-RPC error -32003
 	// and the call never reaches the server; every decision with a policy
 	// behind it is recorded as a policy_decision record that governs the
-	// call's request record, durable with it.
+	// call's request record, durable with it. The obligations of an allow
+	// or modify are carried out on the call's arguments before it is
+	// forwarded (see Redactors); a call whose obligations cannot be
+	// carried out is refused as a denial is.
 	Policy infertrail.PolicyEngine
+	// Redactors is the rule set obligations redact with (nil:
+	// obligation.NewRedactors(Secret, nil), the default rules).
+	Redactors *obligation.Redactors
 	// Approvals, if set, holds a tools/call its policy says needs an
 	// approval (require_approval) until an approver decides or the wait
 	// ends: the call's request record and the decision are made durable,
@@ -171,6 +179,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Redactors == nil {
+		cfg.Redactors = obligation.NewRedactors(cfg.Secret, nil)
 	}
 	var fp *redact.Fingerprinter
 	if cfg.Auth != nil || cfg.Secret != nil {

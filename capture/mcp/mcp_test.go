@@ -1,6 +1,8 @@
 package mcp_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -770,6 +772,68 @@ func TestPolicy(t *testing.T) {
 	if results["pay"] != "allow" || results["refund"] != "deny" {
 		t.Fatalf("decisions %v", results)
 	}
+}
+
+// TestStdioPolicy: over stdio, a denied tools/call is answered at once,
+// while the server is silent, and never reaches it; the next is relayed.
+func TestStdioPolicy(t *testing.T) {
+	trail := gatewaytest.NewTrail(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tools.rego"), []byte(toolPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.New(t.Context(), policy.Config{Dir: dir, Recorder: trail.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := mcp.New(mcp.Config{Recorder: trail.Log, Policy: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refund := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{}}}`
+	pay := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pay","arguments":{"invoice":"INV-1"}}}`
+	toServer, toClient := relayRaw(t, gw, refund+"\n"+pay+"\n")
+	if len(toServer) != 1 || toServer[0] != pay {
+		t.Errorf("the server received %q", toServer)
+	}
+	if !strings.Contains(toClient, `"id":1`) || !strings.Contains(toClient, `"code":-32003`) || !strings.Contains(toClient, "refunds need a human") {
+		t.Errorf("the client got %s", toClient)
+	}
+}
+
+// relayRaw relays the client's lines in over stdio to a server that reads
+// them and says nothing until its input ends, and returns the lines the
+// server received and what the client got.
+func relayRaw(tb testing.TB, gw *mcp.Gateway, in string) (toServer []string, toClient string) {
+	tb.Helper()
+	serverR, serverIn := io.Pipe()
+	serverOutR, serverOut := io.Pipe()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(serverR)
+		for sc.Scan() {
+			toServer = append(toServer, sc.Text())
+		}
+	}()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- gw.Stdio(tb.Context(), mcp.StdioSession{Server: "payments"}, strings.NewReader(in), &out, serverIn, serverOutR)
+	}()
+	select {
+	case <-read: // the client's input ended, and the gateway closed the server's
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the relay did not take the client's input to its end")
+	}
+	serverOut.Close()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	if err := gw.Close(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	return toServer, out.String()
 }
 
 // TestTLSUpstream: an MCP server behind TLS with its own CA, trusted

@@ -24,8 +24,10 @@ type StdioSession struct {
 // (clientIn, clientOut) and a server (serverIn, serverOut) until the
 // server's output ends, recording as the HTTP relay does. Every byte is
 // relayed as it came, except a client message that is larger than
-// MaxMessageBytes or a tool call the trail cannot record first: those are
-// answered with a JSON-RPC error instead. When the client's input ends,
+// MaxMessageBytes or a tool call the trail cannot record first or its
+// policy does not let go ahead: those are answered with a JSON-RPC error
+// instead. A tool call whose policy's obligations redact its arguments is
+// forwarded with them redacted, as over HTTP. When the client's input ends,
 // the server's input is closed, so that the server exits. Stdio returns
 // when the server's output ends (the server exited or closed it), or ctx
 // ends.
@@ -70,6 +72,10 @@ func (g *Gateway) Stdio(ctx context.Context, s StdioSession, clientIn io.Reader,
 	r := bufio.NewReaderSize(serverOut, 64<<10)
 	var werr error
 	for {
+		// Wait for the server's next message without holding the client's
+		// output: meanwhile the client's relay may answer a message itself
+		// (a refused tool call).
+		r.Peek(1)
 		outMu.Lock()
 		line, tooLong, err := readLine(r, max, func(chunk []byte) {
 			if werr == nil {
@@ -108,8 +114,12 @@ func (t *tap) relayClient(ctx context.Context, line []byte, serverIn io.Writer, 
 	msgs, err := parseMessages(line)
 	if err != nil {
 		t.protocolError("client", line, err.Error()) // relayed: the server answers as the specification requires
-	} else if refusals := t.fromClient(ctx, msgs, callHints{}); refusals != nil {
-		return toClient(refusals...) == nil
+	} else {
+		forward, refusals := t.fromClient(ctx, line, msgs, callHints{})
+		if refusals != nil {
+			return toClient(refusals...) == nil
+		}
+		line = forward
 	}
 	_, err = serverIn.Write(append(line, '\n'))
 	return err == nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/policy/obligation"
+	"github.com/infertrail/infertrail/redact"
 )
 
 // message is one JSON-RPC 2.0 message, as far as the gateway reads it.
@@ -107,8 +110,8 @@ type identity struct {
 
 // tap observes the messages between one client and one server: an HTTP
 // exchange (a POST and its response stream, or a GET stream) or a whole
-// stdio session. It records what the agent did, and never changes a
-// message.
+// stdio session. It records what the agent did, and changes a message
+// only to carry out a policy's obligation to redact a tools/call.
 type tap struct {
 	g          *Gateway
 	server     string // the configured server name
@@ -151,6 +154,9 @@ type call struct {
 	recorded bool
 	held     time.Duration
 	approval infertrail.UUID
+	// forward is the message as forwarded, when its decision's
+	// obligations changed it (nil: as the client sent it).
+	forward []byte
 }
 
 // requestMeta is what the gateway reads of a request's params._meta.
@@ -171,13 +177,18 @@ type callHints struct {
 
 func (t *tap) now() time.Time { return t.g.cfg.Now() }
 
-// fromClient observes a client's message (or batch) before it is
-// forwarded. It returns the error responses to send the client instead of
-// forwarding, when a tool call cannot be recorded first; then nothing of
-// the message may be forwarded.
-func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [][]byte {
-	var calls []*call
-	for _, m := range msgs {
+// fromClient observes a client's message (or batch) raw, parsed as msgs,
+// before it is forwarded. It returns what to forward: raw itself, or raw
+// with a tools/call changed by its policy's obligations. Or it returns the
+// error responses to send the client instead, when a tool call may not go
+// ahead or cannot be recorded first; then nothing of the message may be
+// forwarded.
+func (t *tap) fromClient(ctx context.Context, raw []byte, msgs []message, hints callHints) (forward []byte, refusals [][]byte) {
+	var (
+		calls []*call
+		fwd   [][]byte // by index in msgs: the messages obligations changed
+	)
+	for i, m := range msgs {
 		if m.Method == "notifications/cancelled" {
 			var p struct {
 				RequestID json.RawMessage `json:"requestId"`
@@ -228,7 +239,13 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 							out = append(out, errorResponse(m.ID, codeDenied, refusal))
 						}
 					}
-					return out
+					return nil, out
+				}
+				if c.forward != nil {
+					if fwd == nil {
+						fwd = make([][]byte, len(msgs))
+					}
+					fwd[i] = c.forward
 				}
 			}
 		}
@@ -254,7 +271,7 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 				out = append(out, errorResponse(m.ID, code, refusal))
 			}
 		}
-		return out
+		return nil, out
 	}
 	// Tool calls are on record before anything is forwarded.
 	for _, c := range calls {
@@ -291,7 +308,7 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 					out = append(out, errorResponse(m.ID, codeNotRecorded, reason))
 				}
 			}
-			return out
+			return nil, out
 		}
 	}
 	t.mu.Lock()
@@ -315,7 +332,31 @@ func (t *tap) fromClient(ctx context.Context, msgs []message, hints callHints) [
 		delete(t.pending, oldest.key)
 		go t.finish(oldest, nil, "no answer among the next "+strconv.Itoa(maxPending)+" calls")
 	}
-	return nil
+	return relayed(raw, msgs, fwd), nil
+}
+
+// relayed is what to forward of raw, a client's message or batch parsed
+// as msgs: raw itself, or raw with the messages fwd holds (by index in
+// msgs) in place of the client's.
+func relayed(raw []byte, msgs []message, fwd [][]byte) []byte {
+	if fwd == nil {
+		return raw
+	}
+	if bytes.TrimSpace(raw)[0] != '[' {
+		return fwd[0]
+	}
+	b := []byte{'['}
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if fwd[i] != nil {
+			b = append(b, fwd[i]...)
+		} else {
+			b = append(b, m.raw...)
+		}
+	}
+	return append(b, ']')
 }
 
 // fromServer observes a message the server sent, after it was relayed.
@@ -684,10 +725,12 @@ func jsonString(s string) json.RawMessage { return infertrail.AppendString(nil, 
 func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
 
 // decide asks the policy about a tools/call. It returns "" when the call
-// may go ahead, or must first be approved (c.hold; see holdCalls): its
-// decision, if any, waits in c.decision to be recorded with the request
-// record. Otherwise it returns the reason the call may not go ahead,
-// after recording the request and the decision.
+// may go ahead (with c.forward set when its decision's obligations changed
+// it), or must first be approved (c.hold; see holdCalls): its decision, if
+// any, waits in c.decision to be recorded with the request record.
+// Otherwise it returns the reason the call may not go ahead (a denial, or
+// obligations that cannot be carried out), after recording the request
+// and the decision.
 func (t *tap) decide(ctx context.Context, c *call) string {
 	var p struct {
 		Name      string          `json:"name"`
@@ -733,6 +776,23 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 		c.decision = r
 	}
 	if d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify {
+		if len(d.Obligations) == 0 {
+			return ""
+		}
+		// Obligations InferTrail cannot carry out are the policy's fault;
+		// arguments that cannot be redacted reliably the call's.
+		set, err := obligation.Parse(infertrail.PointToolCall, d.Obligations)
+		for i := 0; err == nil && i < len(set.Redact); i++ {
+			_, err = t.g.cfg.Redactors.For(set.Redact[i].Detectors)
+		}
+		if err != nil {
+			t.g.log.Error("mcp: a tool.call policy asks for obligations InferTrail cannot carry out; the call is refused", "server", t.server, "policy", d.PolicyID, "err", err)
+		} else if err = t.oblige(c, set); err != nil {
+			t.g.log.Warn("mcp: a tool call's arguments cannot be redacted as its policy obliges; the call is refused", "server", t.server, "policy", d.PolicyID, "err", err)
+		}
+		if err != nil {
+			return t.refuse(ctx, c, "the tool call was not run: its policy's obligations cannot be carried out: "+err.Error())
+		}
 		return ""
 	}
 	if d.Result == infertrail.PolicyRequireApproval && t.g.cfg.Approvals != nil && c.decision != nil {
@@ -746,11 +806,116 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 	if len(d.Reasons) > 0 {
 		reason += ": " + strings.Join(d.Reasons, "; ")
 	}
+	return t.refuse(ctx, c, reason)
+}
+
+// refuse records that a tools/call may not go ahead, for reason: its
+// request record, marked refused, durable with its decision. It returns
+// reason.
+func (t *tap) refuse(ctx context.Context, c *call, reason string) string {
 	c.req.Attributes["infertrail.refused"] = jsonString(reason)
 	if _, err := t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...); err != nil {
 		t.g.log.Warn("mcp: a refused tool call could not be recorded", "server", t.server, "err", err)
 	}
 	return reason
+}
+
+// oblige carries out the redactions of a tools/call's decision on its
+// arguments, or returns why it cannot. When they mask something,
+// c.forward is the message with the masked arguments in place of the
+// client's (every other byte as the client sent it), and the request
+// record holds the findings (infertrail.redactions) and the arguments as
+// forwarded (content gen_ai.tool.call.arguments.forwarded).
+func (t *tap) oblige(c *call, set obligation.Set) error {
+	params, pStart, _, err := member(c.msg.raw, "params")
+	if err != nil {
+		return err
+	}
+	var (
+		args         json.RawMessage
+		aStart, aEnd int
+	)
+	if params != nil && string(params) != "null" {
+		if params[0] != '{' {
+			return fmt.Errorf("params is not a JSON object: %w", infertrail.ErrInvalid)
+		}
+		if args, aStart, aEnd, err = member(params, "arguments"); err != nil {
+			return fmt.Errorf("params: %w", err)
+		}
+		if args != nil && string(args) != "null" && args[0] != '{' {
+			return fmt.Errorf("params.arguments is not a JSON object: %w", infertrail.ErrInvalid)
+		}
+	}
+	doc := []byte("{}")
+	if args != nil {
+		doc = slices.Concat([]byte(`{"arguments":`), args, []byte("}"))
+	}
+	out, applied, err := t.g.cfg.Redactors.Apply(doc, set.Redact)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(out, doc) {
+		return nil
+	}
+	var red struct {
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(out, &red); err != nil {
+		return fmt.Errorf("redact obligation: %w", err)
+	}
+	var findings []redact.Finding
+	for _, f := range applied.Findings {
+		if f.Count > 0 {
+			findings = append(findings, f)
+		}
+	}
+	fb, err := json.Marshal(findings)
+	if err != nil {
+		return fmt.Errorf("redact obligation: %w", err)
+	}
+	c.forward = slices.Concat(c.msg.raw[:pStart+aStart], red.Arguments, c.msg.raw[pStart+aEnd:])
+	c.req.Attributes["infertrail.redactions"] = fb
+	if c.req.Content == nil {
+		c.req.Content = map[string]json.RawMessage{}
+	}
+	c.req.Content["gen_ai.tool.call.arguments.forwarded"] = red.Arguments
+	return nil
+}
+
+// member returns the member name of the JSON object obj, and where its
+// value starts and ends in obj; nil when obj is not an object or has no
+// such member. A name that is there twice, or in another case, is an
+// error: receivers differ on which of them they read (encoding/json takes
+// the last, and matches names regardless of case), so redacting one could
+// leave the one the server reads unredacted.
+func member(obj []byte, name string) (v json.RawMessage, start, end int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, 0, 0, nil
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+		}
+		k, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+		}
+		if !strings.EqualFold(k, name) {
+			continue
+		}
+		if k != name {
+			return nil, 0, 0, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
+		}
+		if v != nil {
+			return nil, 0, 0, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
+		}
+		end = int(dec.InputOffset())
+		v, start = val, end-len(val)
+	}
+	return v, start, end, nil
 }
 
 func nonNil(r *infertrail.Record) []*infertrail.Record {

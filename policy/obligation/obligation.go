@@ -194,7 +194,8 @@ func (a Applied) Changed() bool {
 // are the paths' roots (for "prompt", the PromptFields), and returns the
 // new document: doc itself when nothing was masked. A path that names no
 // member is not an error: there is nothing to redact. A doc that is not a
-// JSON object is an error.
+// JSON object is an error, and so is an object on a path that has the
+// path's member twice, or in another case (see member).
 func (rs *Redactors) Apply(doc []byte, redactions []Redaction) ([]byte, Applied, error) {
 	var applied Applied
 	if len(redactions) == 0 {
@@ -204,7 +205,7 @@ func (rs *Redactors) Apply(doc []byte, redactions []Redaction) ([]byte, Applied,
 	if err := json.Unmarshal(doc, &root); err != nil || root == nil {
 		return nil, applied, fmt.Errorf("redact obligation: the document is not a JSON object: %w", infertrail.ErrInvalid)
 	}
-	changed := false
+	out := doc
 	for _, red := range redactions {
 		r, err := rs.For(red.Detectors)
 		if err != nil {
@@ -218,54 +219,80 @@ func (rs *Redactors) Apply(doc []byte, redactions []Redaction) ([]byte, Applied,
 			}
 		}
 		for _, p := range paths {
-			c, err := redactPath(r, root, p, red.Field, &applied)
-			if err != nil {
+			if out, err = redactPath(r, out, p, red.Field, &applied); err != nil {
 				return nil, applied, err
 			}
-			changed = changed || c
 		}
-	}
-	if !changed {
-		return doc, applied, nil
-	}
-	out, err := json.Marshal(root)
-	if err != nil {
-		return nil, applied, fmt.Errorf("redact obligation: %w", err)
 	}
 	return out, applied, nil
 }
 
-// redactPath masks the member at path p of obj, and reports whether it
-// changed.
-func redactPath(r *redact.Redactor, obj map[string]json.RawMessage, p []string, field string, applied *Applied) (bool, error) {
-	v, ok := obj[p[0]]
-	if !ok {
-		return false, nil
-	}
-	if len(p) > 1 {
-		var inner map[string]json.RawMessage
-		if json.Unmarshal(v, &inner) != nil || inner == nil {
-			return false, nil // not an object: no such member
-		}
-		c, err := redactPath(r, inner, p[1:], field, applied)
-		if err != nil || !c {
-			return false, err
-		}
-		b, err := json.Marshal(inner)
+// redactPath masks the member at path p of the JSON value v, and returns
+// the new value: v itself when nothing changed, or when v is not an
+// object that has the path.
+func redactPath(r *redact.Redactor, v []byte, p []string, field string, applied *Applied) ([]byte, error) {
+	if len(p) == 0 {
+		out, findings, err := r.Redact(field, v)
 		if err != nil {
-			return false, fmt.Errorf("redact obligation: %w", err)
+			return nil, fmt.Errorf("redact obligation: %w", err)
 		}
-		obj[p[0]] = b
-		return true, nil
+		applied.Findings = append(applied.Findings, findings...)
+		return out, nil
 	}
-	out, findings, err := r.Redact(field, v)
+	m, err := member(v, p[0])
 	if err != nil {
-		return false, fmt.Errorf("redact obligation: %w", err)
+		return nil, fmt.Errorf("redact obligation: %s: %w", field, err)
 	}
-	applied.Findings = append(applied.Findings, findings...)
-	if bytes.Equal(out, v) {
-		return false, nil
+	if m == nil {
+		return v, nil // not an object, or no such member
+	}
+	out, err := redactPath(r, m, p[1:], field, applied)
+	if err != nil || bytes.Equal(out, m) {
+		return v, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(v, &obj); err != nil {
+		return nil, fmt.Errorf("redact obligation: %w", err)
 	}
 	obj[p[0]] = out
-	return true, nil
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("redact obligation: %w", err)
+	}
+	return b, nil
+}
+
+// member returns the member name of v, or nil when v is not a JSON object
+// or has no such member. A name that is there twice, or in another case,
+// is an error wrapping infertrail.ErrInvalid: receivers differ on which
+// of them they read (encoding/json takes the last, and matches names
+// regardless of case), so masking one could leave the one read unmasked.
+func member(v []byte, name string) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, nil
+	}
+	var found json.RawMessage
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+		}
+		k, _ := t.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+		}
+		if !strings.EqualFold(k, name) {
+			continue
+		}
+		if k != name {
+			return nil, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
+		}
+		if found != nil {
+			return nil, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
+		}
+		found = val
+	}
+	return found, nil
 }

@@ -81,3 +81,26 @@ func TestApply(t *testing.T) {
 		t.Fatalf("not an object: %v", err)
 	}
 }
+
+// TestApplyAmbiguous: a member on a redaction's path that is there twice,
+// or in another case, is an error. encoding/json reads the last of two,
+// and "IBAN" as "iban": masking the one found could forward the other.
+func TestApplyAmbiguous(t *testing.T) {
+	rs := obligation.NewRedactors(secret, nil)
+	for doc, want := range map[string]string{
+		`{"arguments":{"iban":"DE89370400440532013000","iban":"none"}}`:               `"iban" is there twice`,
+		`{"arguments":{"IBAN":"DE89370400440532013000"}}`:                             `"iban" is there as "IBAN"`,
+		`{"arguments":{"to":"x"},"Arguments":{"iban":"DE89370400440532013000"}}`:      `"arguments" is there as "Arguments"`,
+		`{"arguments":{"iban":"DE89370400440532013000"},"arguments":{"iban":"none"}}`: `"arguments" is there twice`,
+	} {
+		_, _, err := rs.Apply([]byte(doc), []obligation.Redaction{{Field: "arguments.iban"}})
+		if !errors.Is(err, infertrail.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", doc, err, want)
+		}
+	}
+	// Other members may be anything; what is masked is found either way.
+	out, a, err := rs.Apply([]byte(`{"arguments":{"memo":"a","Memo":"b","iban":"DE89370400440532013000"}}`), []obligation.Redaction{{Field: "arguments.iban"}})
+	if err != nil || !a.Changed() || strings.Contains(string(out), "DE89370400440532013000") {
+		t.Fatalf("%s %+v %v", out, a, err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -132,11 +133,43 @@ func validSDName(s string, at bool) bool {
 	return true
 }
 
-// alive reports whether the receiver still holds the connection open: a
-// read that times out means yes; EOF or an error means it closed. (A
-// deadline already past would fail the read before it looks at the
-// socket, hence a short wait.)
+// alive reports whether the receiver still holds the connection open. A
+// receiver that closed it would get a write that the kernel accepts, and
+// then drops when the receiver's reset comes back: a batch lost with no
+// error. So before each batch the socket is looked at without blocking
+// (peek, where the platform has it): nothing waiting means open; the end
+// of the stream or an error means closed; bytes waiting (a TLS alert, say)
+// are read through the connection, which sees the close.
 func alive(c net.Conn) bool {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		switch peek(sc) {
+		case peekOpen:
+			return true
+		case peekClosed:
+			return false
+		}
+	}
+	return aliveByRead(c)
+}
+
+// The states peek sees.
+const (
+	peekUnknown = iota // the platform cannot peek: read instead
+	peekOpen           // nothing waiting
+	peekClosed         // the end of the stream, or an error
+	peekData           // bytes waiting
+)
+
+// aliveByRead reads with a short deadline: a read that times out means
+// open; EOF or an error means closed. (A deadline already past would fail
+// the read before it looks at the socket, hence a short wait; on a busy
+// machine it can still pass before the read looks, which is why peek
+// comes first.)
+func aliveByRead(c net.Conn) bool {
 	c.SetReadDeadline(time.Now().Add(time.Millisecond))
 	var b [1]byte
 	_, err := c.Read(b[:])

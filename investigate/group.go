@@ -123,7 +123,8 @@ func (o *Op) refused() bool {
 		if _, ok := r.Attributes["infertrail.refused"]; ok {
 			return true
 		}
-		if Attr(r, "error.type") == "-32003" { // MCP: denied by policy
+		switch Attr(r, "error.type") {
+		case "-32011", "-32003": // MCP: denied by policy (-32003 before 2026-11-27)
 			return true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/infertrail/infertrail"
@@ -188,7 +189,7 @@ func TestApprovalApproved(t *testing.T) {
 }
 
 // TestApprovalDenied: a rejection, or a wait that times out, answers the
-// call with JSON-RPC error -32003 and the server never sees it; a client
+// call with JSON-RPC error -32011 and the server never sees it; a client
 // that goes away while held cancels the wait.
 func TestApprovalDenied(t *testing.T) {
 	for _, c := range []struct {
@@ -225,6 +226,12 @@ func TestApprovalDenied(t *testing.T) {
 			if c.message != "" && (err == nil || !strings.Contains(err.Error(), c.message)) {
 				t.Fatalf("call: %v, want an error saying %q", err, c.message)
 			}
+			// The SDK sees the gateway's own error, not one of its own
+			// conditions (it reports -32003 as a closed connection).
+			var je *jsonrpc.Error
+			if c.message != "" && (!errors.As(err, &je) || je.Code != -32011 || errors.Is(err, sdk.ErrConnectionClosed)) {
+				t.Fatalf("call: %#v, want JSON-RPC error -32011", err)
+			}
 			if c.message == "" && !errors.Is(err, context.Canceled) {
 				t.Fatalf("cancelled call: %v", err)
 			}
@@ -252,7 +259,7 @@ func TestApprovalDenied(t *testing.T) {
 			if appr.Record == nil || appr.Attr("approval.decision") != string(c.status) || c.reason != "" && appr.Attr("approval.reason") != c.reason {
 				t.Fatalf("approval record %+v", appr)
 			}
-			if len(resp) != 1 || resp[0].Attr("infertrail.refused") == nil || resp[0].Attr("error.type") != "-32003" || !hasLink(resp[0], "follows", appr.ID) {
+			if len(resp) != 1 || resp[0].Attr("infertrail.refused") == nil || resp[0].Attr("error.type") != "-32011" || !hasLink(resp[0], "follows", appr.ID) {
 				t.Fatalf("refusal records %+v", resp)
 			}
 		})

@@ -84,7 +84,7 @@ type Config struct {
 	Auth       infertrail.Authenticator
 	Durability Durability
 	// Policy, if set, decides on every tools/call before it is forwarded
-	// (point tool.call). A denial is answered with JSON-RPC error -32003
+	// (point tool.call). A denial is answered with JSON-RPC error -32011
 	// and the call never reaches the server; every decision with a policy
 	// behind it is recorded as a policy_decision record that governs the
 	// call's request record, durable with it. The obligations of an allow
@@ -99,7 +99,7 @@ type Config struct {
 	// approval (require_approval) until an approver decides or the wait
 	// ends: the call's request record and the decision are made durable,
 	// then the call waits and is forwarded only if approved; otherwise it
-	// is answered with JSON-RPC error -32003. Nil refuses such a call at
+	// is answered with JSON-RPC error -32011. Nil refuses such a call at
 	// once, as a denial. Over stdio, messages are relayed in order, so the
 	// client's later messages wait behind a held call.
 	Approvals Approver

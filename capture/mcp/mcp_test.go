@@ -796,7 +796,7 @@ func TestStdioPolicy(t *testing.T) {
 	if len(toServer) != 1 || toServer[0] != pay {
 		t.Errorf("the server received %q", toServer)
 	}
-	if !strings.Contains(toClient, `"id":1`) || !strings.Contains(toClient, `"code":-32003`) || !strings.Contains(toClient, "refunds need a human") {
+	if !strings.Contains(toClient, `"id":1`) || !strings.Contains(toClient, `"code":-32011`) || !strings.Contains(toClient, "refunds need a human") {
 		t.Errorf("the client got %s", toClient)
 	}
 }

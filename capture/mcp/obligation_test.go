@@ -382,7 +382,7 @@ func checkForwarded(t *testing.T, sent, received []byte) {
 // TestObligationsRaw: the bytes a server receives of a tools/call whose
 // arguments an obligation redacts (every byte but the arguments' as the
 // client sent it), and the calls whose arguments cannot be redacted
-// reliably: each is refused with JSON-RPC error -32003.
+// reliably: each is refused with JSON-RPC error -32011.
 func TestObligationsRaw(t *testing.T) {
 	for _, c := range []struct {
 		name, in, want, refusal string
@@ -422,7 +422,7 @@ func TestObligationsRaw(t *testing.T) {
 				}
 				return
 			}
-			if len(toServer) != 0 || !strings.Contains(toClient, c.refusal) || !strings.Contains(toClient, `"code":-32003`) {
+			if len(toServer) != 0 || !strings.Contains(toClient, c.refusal) || !strings.Contains(toClient, `"code":-32011`) {
 				t.Fatalf("the server received %q; the client got %s, want %s", toServer, toClient, c.refusal)
 			}
 		})

@@ -41,15 +41,20 @@ type rpcError struct {
 func (m *message) isRequest() bool  { return m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null" }
 func (m *message) isResponse() bool { return m.Method == "" && len(m.ID) > 0 }
 
-// JSON-RPC error codes the gateway answers with.
+// JSON-RPC error codes the gateway answers with. The two of its own are
+// implementation-defined server errors (-32000 to -32099) that neither
+// the MCP specification nor the official SDKs use: the Go SDK, for one,
+// takes -32001 to -32005 for its own conditions (-32003 for "client is
+// closing", which its clients report as a closed connection).
 const (
 	codeInvalidRequest = -32600
-	// codeNotRecorded is an implementation-defined server error: the trail
-	// could not record a tool call, so it was not forwarded.
-	codeNotRecorded = -32001
+	// codeNotRecorded: the trail could not record a tool call, so it was
+	// not forwarded.
+	codeNotRecorded = -32010
 	// codeDenied: a policy denied the tool call, or it needs an approval
-	// that it did not get, so it was not forwarded.
-	codeDenied = -32003
+	// that it did not get, or its obligations cannot be carried out, so it
+	// was not forwarded.
+	codeDenied = -32011
 )
 
 // parseMessages parses a message, or a batch of them. A malformed one is

@@ -1,6 +1,6 @@
 // Package oidctest runs a scripted OpenID provider for tests: discovery,
-// an authorization endpoint that signs a configured user in at once (or
-// refuses), a token endpoint that checks the code, the client and PKCE,
+// an authorization endpoint that signs a configured user in (at once, or
+// when Approve is pressed on its page) or refuses, a token endpoint that checks the code, the client and PKCE,
 // and a JWKS, all in the wire format of OpenID Connect Core 1.0, RFC 6749
 // and RFC 7636.
 package oidctest
@@ -13,6 +13,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"maps"
 	"net"
 	"net/http"
@@ -45,6 +47,11 @@ type Config struct {
 	// Host is the host name in the issuer URL: "127.0.0.1" (the default)
 	// or "localhost", which a browser takes for another site.
 	Host string
+	// Consent makes the authorization endpoint show a page with an
+	// Approve button, as a real provider shows its login page, instead of
+	// redirecting back at once; the navigation back to the client then
+	// starts on the provider's site, as it does for a real person.
+	Consent bool
 	// TokenTTL is how long an ID token is valid (default 10 minutes).
 	TokenTTL time.Duration
 	// Discovery, if set, edits the discovery document before it is served.
@@ -77,8 +84,9 @@ type Provider struct {
 	mu        sync.Mutex
 	redirect  string
 	login     Login
-	grants    map[string]*grant // by code
-	used      map[string]bool   // codes exchanged already
+	grants    map[string]*grant     // by code
+	consents  map[string]url.Values // authorization requests waiting for Approve, by ticket
+	used      map[string]bool       // codes exchanged already
 	refusals  []string
 	exchanges int
 }
@@ -110,12 +118,13 @@ func Start(tb testing.TB, cfg Config) *Provider {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Provider{cfg: cfg, redirect: cfg.RedirectURL, grants: map[string]*grant{}, used: map[string]bool{},
-		key: jose.JSONWebKey{Key: priv, KeyID: "test-" + randomString(6), Algorithm: string(jose.ES256), Use: "sig"},
+	p := &Provider{cfg: cfg, redirect: cfg.RedirectURL, grants: map[string]*grant{}, used: map[string]bool{}, consents: map[string]url.Values{},
+		key:   jose.JSONWebKey{Key: priv, KeyID: "test-" + randomString(6), Algorithm: string(jose.ES256), Use: "sig"},
 		login: Login{Claims: map[string]any{"sub": "user-1", "email": "user@bank.example", "roles": []string{"investigator"}}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /realms/test/.well-known/openid-configuration", p.discovery)
 	mux.HandleFunc("GET /realms/test/authorize", p.authorize)
+	mux.HandleFunc("POST /realms/test/approve", p.approve)
 	mux.HandleFunc("/realms/test/token", p.token)
 	mux.HandleFunc("GET /realms/test/jwks", p.jwks)
 	p.srv = httptest.NewServer(mux)
@@ -207,11 +216,11 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 
 // authorize is the authorization endpoint (RFC 6749 §4.1.1, RFC 7636
 // §4.3, OpenID Connect Core 1.0 §3.1.2). It signs the configured user
-// in at once.
+// in at once or, with Consent, once Approve is pressed.
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p.mu.Lock()
-	redirect, login := p.redirect, p.login
+	redirect := p.redirect
 	p.mu.Unlock()
 	// A bad client_id or redirect_uri is shown, never redirected to.
 	switch {
@@ -224,15 +233,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "redirect_uri is not registered", http.StatusBadRequest)
 		return
 	}
-	back := func(v url.Values) {
-		if s := q.Get("state"); s != "" {
-			v.Set("state", s)
-		}
-		http.Redirect(w, r, redirect+"?"+v.Encode(), http.StatusFound)
-	}
 	fail := func(code, desc string) {
 		p.refuse("authorize", code, desc)
-		back(url.Values{"error": {code}, "error_description": {desc}})
+		p.back(w, r, q, url.Values{"error": {code}, "error_description": {desc}})
 	}
 	scopes := strings.Fields(q.Get("scope"))
 	switch {
@@ -248,16 +251,60 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "state is required")
 	case q.Get("nonce") == "":
 		fail("invalid_request", "nonce is required")
-	case login.Error != "":
-		back(url.Values{"error": {login.Error}, "error_description": {login.ErrorDescription}})
-	default:
-		code := randomString(32)
+	case p.cfg.Consent:
+		ticket := randomString(32)
 		p.mu.Lock()
-		p.grants[code] = &grant{redirect: redirect, challenge: q.Get("code_challenge"), nonce: q.Get("nonce"), login: login,
-			expires: p.cfg.Now().Add(time.Minute)}
+		p.consents[ticket] = q
 		p.mu.Unlock()
-		back(url.Values{"code": {code}})
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html lang="en"><title>Test IdP</title><h1>Sign in to %s?</h1>
+<form method="post" action="approve"><input type="hidden" name="ticket" value="%s"><button id="approve" type="submit">Approve</button></form></html>`,
+			html.EscapeString(p.cfg.ClientID), ticket)
+	default:
+		p.answer(w, r, q)
 	}
+}
+
+// approve is the consent page's Approve button.
+func (p *Provider) approve(w http.ResponseWriter, r *http.Request) {
+	ticket := r.PostFormValue("ticket")
+	p.mu.Lock()
+	q, ok := p.consents[ticket]
+	delete(p.consents, ticket)
+	p.mu.Unlock()
+	if !ok {
+		p.refuse("approve", "invalid_request", "unknown ticket")
+		http.Error(w, "unknown ticket", http.StatusBadRequest)
+		return
+	}
+	p.answer(w, r, q)
+}
+
+// answer sends the browser back to the client with a code for the
+// authorization request q, or with the error Login says.
+func (p *Provider) answer(w http.ResponseWriter, r *http.Request, q url.Values) {
+	p.mu.Lock()
+	login := p.login
+	p.mu.Unlock()
+	if login.Error != "" {
+		p.back(w, r, q, url.Values{"error": {login.Error}, "error_description": {login.ErrorDescription}})
+		return
+	}
+	code := randomString(32)
+	p.mu.Lock()
+	p.grants[code] = &grant{redirect: q.Get("redirect_uri"), challenge: q.Get("code_challenge"), nonce: q.Get("nonce"), login: login,
+		expires: p.cfg.Now().Add(time.Minute)}
+	p.mu.Unlock()
+	p.back(w, r, q, url.Values{"code": {code}})
+}
+
+// back redirects to the redirect URI of the authorization request q with
+// v and q's state.
+func (p *Provider) back(w http.ResponseWriter, r *http.Request, q, v url.Values) {
+	if s := q.Get("state"); s != "" {
+		v.Set("state", s)
+	}
+	http.Redirect(w, r, q.Get("redirect_uri")+"?"+v.Encode(), http.StatusFound)
 }
 
 // token is the token endpoint (RFC 6749 §4.1.3 and §5, RFC 7636 §4.5,

@@ -1,7 +1,10 @@
 package access
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -105,4 +108,25 @@ func TestDiscoveryURL(t *testing.T) {
 			t.Errorf("DiscoveryURL(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func ExampleDiscover() {
+	ctx := context.Background()
+	const issuer = "https://login.bank.example/realms/acme"
+	md, err := Discover(ctx, issuer, nil)
+	if err != nil {
+		log.Fatal(err) // names the document and what is wrong with it
+	}
+	// Verify ID tokens issued to the web UI, with the provider's keys.
+	o, err := NewOIDC(ctx, OIDCConfig{Issuer: md.Issuer, ClientID: "infertrail-ui", JWKSURL: md.JWKSURI,
+		RolesClaim: "realm_access.roles", Tenant: "acme"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	idToken, nonce := "eyJ…", "the nonce the sign-in sent"
+	p, err := o.VerifyIDToken(ctx, idToken, nonce)
+	if err != nil {
+		log.Fatal(err) // wraps infertrail.ErrUnauthenticated
+	}
+	fmt.Println("sign in", p.ID, "at", md.AuthorizationEndpoint)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,8 +36,14 @@ import (
 type OIDCConfig struct {
 	// Issuer is the iss claim that tokens must carry (required).
 	Issuer string
-	// Audience is a value that the aud claim must contain (required).
+	// Audience is a value that the aud claim must contain: a token is
+	// accepted when its aud contains Audience or ClientID. At least one of
+	// the two is required.
 	Audience string
+	// ClientID is InferTrail's client id at the provider, when people sign
+	// in to the web UI through it: the ID tokens issued to the UI carry it
+	// as their audience. VerifyIDToken requires it.
+	ClientID string
 
 	// JWKSURL is the provider's JSON Web Key Set: https://, or http:// for
 	// a loopback host only. JWKSFile is a JWKS file instead, reread when it
@@ -150,8 +158,8 @@ func checkOIDCConfig(cfg *OIDCConfig) error {
 	switch {
 	case cfg.Issuer == "":
 		return invalid("Issuer is required")
-	case cfg.Audience == "":
-		return invalid("Audience is required")
+	case cfg.Audience == "" && cfg.ClientID == "":
+		return invalid("Audience is required (or ClientID)")
 	case cfg.JWKSURL == "" && cfg.JWKSFile == "":
 		return invalid("one of JWKSURL and JWKSFile is required")
 	case cfg.JWKSURL != "" && cfg.JWKSFile != "":
@@ -168,7 +176,7 @@ func checkOIDCConfig(cfg *OIDCConfig) error {
 		if err != nil {
 			return invalid("JWKSURL: %v", err)
 		}
-		if err := checkJWKSURL(u); err != nil {
+		if err := checkProviderURL(u); err != nil {
 			return invalid("JWKSURL %s: %v", cfg.JWKSURL, err)
 		}
 	}
@@ -213,25 +221,32 @@ func checkOIDCConfig(cfg *OIDCConfig) error {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{
-			Timeout: jwksFetchTimeout,
-			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if len(via) >= 5 {
-					return errors.New("stopped after 5 redirects")
-				}
-				if err := checkJWKSURL(req.URL); err != nil {
-					return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), err)
-				}
-				return nil
-			},
-		}
+		cfg.HTTPClient = providerClient()
 	}
 	return nil
 }
 
-// checkJWKSURL refuses a URL that would fetch keys over plain HTTP from
-// another machine.
-func checkJWKSURL(u *url.URL) error {
+// providerClient is the default HTTP client for an OpenID provider's
+// documents: a 10 s timeout, and redirects only to URLs that
+// checkProviderURL accepts.
+func providerClient() *http.Client {
+	return &http.Client{
+		Timeout: jwksFetchTimeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("stopped after 5 redirects")
+			}
+			if err := checkProviderURL(req.URL); err != nil {
+				return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), err)
+			}
+			return nil
+		},
+	}
+}
+
+// checkProviderURL refuses a URL that would talk to the provider (fetch
+// its keys, send it a code) over plain HTTP to another machine.
+func checkProviderURL(u *url.URL) error {
 	switch {
 	case u.Host == "":
 		return errors.New("want an absolute https:// URL")
@@ -303,6 +318,27 @@ func clipClaim(s string) string {
 // starts runs to its end (at most 10 s) even when ctx is cancelled, as
 // other callers may be waiting for it.
 func (o *OIDC) Verify(ctx context.Context, raw string) (*infertrail.Principal, error) {
+	return o.verify(ctx, raw, nil)
+}
+
+// VerifyIDToken checks an ID token that the provider issued to the web
+// UI's sign-in, as Verify does, and also that its aud contains ClientID
+// (and azp, if present, is ClientID) and that its nonce claim is nonce,
+// the value the sign-in sent. It fails with an error wrapping
+// infertrail.ErrInvalid when ClientID is not configured.
+func (o *OIDC) VerifyIDToken(ctx context.Context, raw, nonce string) (*infertrail.Principal, error) {
+	switch {
+	case o.cfg.ClientID == "":
+		return nil, fmt.Errorf("verify ID token: OIDCConfig.ClientID is not set: %w", infertrail.ErrInvalid)
+	case nonce == "":
+		return nil, fmt.Errorf("verify ID token: no nonce to check: %w", infertrail.ErrInvalid)
+	}
+	return o.verify(ctx, raw, &nonce)
+}
+
+// verify checks a JWT: for an ID token, nonce is the nonce it must carry;
+// for a bearer token, it is nil.
+func (o *OIDC) verify(ctx context.Context, raw string, nonce *string) (*infertrail.Principal, error) {
 	if len(raw) > maxJWT {
 		return nil, refuseJWT("is longer than %d bytes", maxJWT)
 	}
@@ -339,7 +375,7 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (*infertrail.Principal, e
 	if err := tok.Claims(key, &std, &claims); err != nil {
 		return nil, refuseJWT("has malformed claims: %s", joseReason(err))
 	}
-	return o.principal(&std, claims)
+	return o.principal(&std, claims, nonce)
 }
 
 // joseReason is a go-jose error's text without its package prefix.
@@ -351,13 +387,17 @@ func joseReason(err error) string {
 	return s
 }
 
-func (o *OIDC) principal(std *jwt.Claims, claims map[string]any) (*infertrail.Principal, error) {
+// principal checks the claims of a token whose signature is good and
+// maps them to a principal. A non-nil nonce makes it an ID token's check.
+func (o *OIDC) principal(std *jwt.Claims, claims map[string]any, nonce *string) (*infertrail.Principal, error) {
 	now := o.cfg.Now()
 	switch {
 	case std.Issuer != o.cfg.Issuer:
 		return nil, refuseJWT("has the wrong issuer %q: want %q", clipClaim(std.Issuer), o.cfg.Issuer)
-	case !std.Audience.Contains(o.cfg.Audience):
-		return nil, refuseJWT("has the wrong audience %q: want %q", clipClaim(strings.Join(std.Audience, " ")), o.cfg.Audience)
+	case nonce != nil && !std.Audience.Contains(o.cfg.ClientID):
+		return nil, refuseJWT("has the wrong audience %q: want the client id %q", clipClaim(strings.Join(std.Audience, " ")), o.cfg.ClientID)
+	case nonce == nil && !o.audience(std.Audience):
+		return nil, refuseJWT("has the wrong audience %q: want %s", clipClaim(strings.Join(std.Audience, " ")), o.wantAudience())
 	case std.Expiry == nil:
 		return nil, refuseJWT("has no expiry (exp)")
 	}
@@ -378,6 +418,11 @@ func (o *OIDC) principal(std *jwt.Claims, claims map[string]any) (*infertrail.Pr
 		return nil, refuseJWT("has a subject (sub) longer than %d bytes", maxSubject)
 	case !printableClaim(std.Subject):
 		return nil, refuseJWT("has a subject (sub) that is not printable UTF-8")
+	}
+	if nonce != nil {
+		if err := o.checkNonce(claims, *nonce); err != nil {
+			return nil, err
+		}
 	}
 	roles, err := o.roles(claims)
 	if err != nil {
@@ -400,6 +445,41 @@ func (o *OIDC) principal(std *jwt.Claims, claims map[string]any) (*infertrail.Pr
 		Roles:  roles,
 		Perms:  infertrail.PermissionsOf(roles),
 	}, nil
+}
+
+// audience reports whether a bearer token's aud names InferTrail: the
+// configured Audience or ClientID.
+func (o *OIDC) audience(aud jwt.Audience) bool {
+	return o.cfg.Audience != "" && aud.Contains(o.cfg.Audience) || o.cfg.ClientID != "" && aud.Contains(o.cfg.ClientID)
+}
+
+// wantAudience says which audiences a bearer token may have.
+func (o *OIDC) wantAudience() string {
+	switch {
+	case o.cfg.ClientID == "":
+		return strconv.Quote(o.cfg.Audience)
+	case o.cfg.Audience == "":
+		return strconv.Quote(o.cfg.ClientID)
+	}
+	return strconv.Quote(o.cfg.Audience) + " or " + strconv.Quote(o.cfg.ClientID)
+}
+
+// checkNonce checks an ID token's nonce and authorized party (OpenID
+// Connect Core 1.0, §3.1.3.7).
+func (o *OIDC) checkNonce(claims map[string]any, nonce string) error {
+	got, _ := claims["nonce"].(string)
+	switch {
+	case got == "":
+		return refuseJWT("has no nonce: it was not issued for this sign-in")
+	case subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1:
+		return refuseJWT("has the wrong nonce: it was not issued for this sign-in")
+	}
+	if azp, ok := claims["azp"]; ok {
+		if s, _ := azp.(string); s != o.cfg.ClientID {
+			return refuseJWT("was issued to another client (azp %q): want %q", clipClaim(fmt.Sprint(azp)), o.cfg.ClientID)
+		}
+	}
+	return nil
 }
 
 func printableClaim(s string) bool {

@@ -599,7 +599,7 @@ func TestNewOIDCErrors(t *testing.T) {
 		want    []string
 	}{
 		{name: "no issuer", cfg: func(c *OIDCConfig) { c.Issuer = "" }, invalid: true, want: []string{"Issuer is required"}},
-		{name: "no audience", cfg: func(c *OIDCConfig) { c.Audience = "" }, invalid: true, want: []string{"Audience is required"}},
+		{name: "no audience", cfg: func(c *OIDCConfig) { c.Audience = "" }, invalid: true, want: []string{"Audience is required (or ClientID)"}},
 		{name: "no JWKS", cfg: func(c *OIDCConfig) { c.JWKSURL = "" }, invalid: true, want: []string{"JWKSURL and JWKSFile"}},
 		{name: "two JWKS", cfg: func(c *OIDCConfig) { c.JWKSFile = missing }, invalid: true, want: []string{"both set"}},
 		{name: "plain http", cfg: func(c *OIDCConfig) { c.JWKSURL = "http://idp.example/jwks" }, invalid: true,

@@ -7,14 +7,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/access/oidctest"
 	"github.com/infertrail/infertrail/export"
 )
 
@@ -29,13 +33,19 @@ func chromium() string {
 	return ""
 }
 
-// TestBrowser drives the UI in headless Chromium as an investigator
-// would: sign in, search, open the payment trace, see its tool call and
-// policy decision, reveal content, download the evidence bundle, and
-// watch a badge turn red after the database is tampered with. It skips
-// without Chromium unless INFERTRAIL_REQUIRE_BROWSER=1. Screenshots go to
-// INFERTRAIL_ARTIFACTS (default: a temporary directory).
-func TestBrowser(t *testing.T) {
+// chrome is a headless Chromium that a test drives, and where its
+// screenshots go.
+type chrome struct {
+	t         *testing.T
+	ctx       context.Context
+	artifacts string
+}
+
+// newChrome starts Chromium for t. It skips t without Chromium unless
+// INFERTRAIL_REQUIRE_BROWSER=1. Screenshots go to INFERTRAIL_ARTIFACTS
+// (default: a temporary directory), under ui-browser/.
+func newChrome(t *testing.T) *chrome {
+	t.Helper()
 	exe := chromium()
 	if exe == "" {
 		if os.Getenv("INFERTRAIL_REQUIRE_BROWSER") == "1" {
@@ -51,45 +61,60 @@ func TestBrowser(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(cancelBrowser)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(cancel)
+	t.Cleanup(func() { t.Logf("screenshots in %s", artifacts) })
+	return &chrome{t: t, ctx: ctx, artifacts: artifacts}
+}
+
+// shot saves a screenshot of the page as name.png.
+func (c *chrome) shot(name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		png, err := chromedp.FullScreenshot(100)(ctx, tg)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(c.artifacts, name+".png"), png, 0o644)
+	})
+}
+
+// run runs a step's actions; a failure saves failed-<step>.png.
+func (c *chrome) run(step string, actions ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	if err := chromedp.Do(c.ctx, actions...); err != nil {
+		chromedp.Do(c.ctx, c.shot("failed-"+step))
+		c.t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// text returns the visible text of sel.
+func (c *chrome) text(step string, sel chromedp.CSS) string {
+	c.t.Helper()
+	s, err := chromedp.Run(c.ctx, chromedp.Text(sel, chromedp.NodeVisible))
+	if err != nil {
+		chromedp.Do(c.ctx, c.shot("failed-"+step))
+		c.t.Fatalf("%s: %v", step, err)
+	}
+	return s
+}
+
+// TestBrowser drives the UI in headless Chromium as an investigator
+// would: sign in, search, open the payment trace, see its tool call and
+// policy decision, reveal content, download the evidence bundle, and
+// watch a badge turn red after the database is tampered with.
+func TestBrowser(t *testing.T) {
+	c := newChrome(t)
+	ctx, run, text, shot, artifacts := c.ctx, c.run, c.text, c.shot, c.artifacts
 	downloads := t.TempDir()
 
 	e := newEnv(t, true)
 	recs := e.paymentTrace(t)
 	token := e.token(t, "acme", time.Hour, infertrail.RoleInvestigator)
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644)
-		})
-	}
-	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			chromedp.Do(ctx, shot("failed-"+step))
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	text := func(step string, sel chromedp.CSS) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
-		if err != nil {
-			chromedp.Do(ctx, shot("failed-"+step))
-			t.Fatalf("%s: %v", step, err)
-		}
-		return s
-	}
 
 	// Sign in.
 	run("sign in",
@@ -210,5 +235,94 @@ func TestBrowser(t *testing.T) {
 	if err != nil || colour != "rgb(179, 20, 28)" {
 		t.Errorf("the failed badge's background is %s (%v), want red", colour, err)
 	}
-	t.Logf("screenshots in %s", artifacts)
+}
+
+// TestBrowserOIDC signs in with "Sign in with …" in headless Chromium,
+// through a scripted OpenID provider on another site (localhost, while
+// the UI is on 127.0.0.1) whose page asks to approve, as a real
+// provider's login page does, and lands signed in on the search page. It
+// checks what the browser did with the cookies on the provider's
+// redirect back: it sent the SameSite=Lax sign-in cookie and withheld
+// the SameSite=Strict session cookie, which is why the callback answers
+// with a page instead of a redirect.
+func TestBrowserOIDC(t *testing.T) {
+	c := newChrome(t)
+	e := newEnvWith(t, envOptions{idp: &oidctest.Config{ClientSecret: idpSecret, Host: "localhost", Consent: true}})
+	e.paymentTrace(t)
+	e.idp.SetLogin(auditorLogin)
+
+	var (
+		mu      sync.Mutex
+		urls    = map[network.RequestID]string{}
+		cookies = map[network.RequestID][]*network.AssociatedCookie{}
+	)
+	if err := chromedp.Listen(c.ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			urls[ev.RequestID] = ev.Request.URL
+		case *network.EventRequestWillBeSentExtraInfo:
+			cookies[ev.RequestID] = ev.AssociatedCookies
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	c.run("sign in with the provider",
+		chromedp.Navigate(e.url+"/ui/signin"),
+		chromedp.WaitVisible(chromedp.ID("oidc-signin")),
+		c.shot("06-oidc-signin"),
+		chromedp.Click(chromedp.ID("oidc-signin"), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.ID("approve")),
+		c.shot("07-oidc-provider"),
+		chromedp.Click(chromedp.ID("approve"), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.ID("f-actor")),
+		c.shot("08-oidc-signed-in"),
+	)
+	if who := c.text("read who", ".who"); !strings.Contains(who, "ana@bank.example") || !strings.Contains(who, "roles: auditor") {
+		t.Errorf("the page header says %q, want the OIDC user and role", who)
+	}
+	loc, err := chromedp.Run(c.ctx, chromedp.Location())
+	if err != nil || loc != e.url+"/ui/search" {
+		t.Errorf("the browser is at %q (%v), want the search page", loc, err)
+	}
+	if r := e.idp.Refusals(); len(r) != 0 {
+		t.Errorf("the provider refused %q", r)
+	}
+
+	// What the browser sent to the callback, and then to search.
+	time.Sleep(200 * time.Millisecond) // the events come from another goroutine
+	mu.Lock()
+	defer mu.Unlock()
+	sent := func(path string) (sent, blocked map[string][]network.CookieBlockedReason, seen bool) {
+		sent, blocked = map[string][]network.CookieBlockedReason{}, map[string][]network.CookieBlockedReason{}
+		for id, u := range urls {
+			if !strings.HasPrefix(u, e.url+path) {
+				continue
+			}
+			seen = true
+			for _, ac := range cookies[id] {
+				if len(ac.BlockedReasons) == 0 {
+					sent[ac.Cookie.Name] = nil
+				} else {
+					blocked[ac.Cookie.Name] = ac.BlockedReasons
+				}
+			}
+		}
+		return sent, blocked, seen
+	}
+	s, b, seen := sent("/ui/signin/oidc/callback")
+	if !seen {
+		t.Fatalf("no request to the callback was seen: %v", urls)
+	}
+	if _, ok := s["infertrail_oidc"]; !ok {
+		t.Errorf("the callback request did not carry the sign-in cookie (sent %v, blocked %v)", s, b)
+	}
+	if r := b["infertrail_ui"]; !slices.Contains(r, network.CookieBlockedReasonSameSiteStrict) && !slices.Contains(r, network.CookieBlockedReasonSchemefulSameSiteStrict) {
+		t.Errorf("the callback request was not cross-site: the Strict session cookie was not withheld (sent %v, blocked %v)", s, b)
+	}
+	if s, b, _ := sent("/ui/search"); len(b) != 0 || s == nil {
+		t.Errorf("the request to search: sent %v, blocked %v", s, b)
+	}
 }

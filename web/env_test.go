@@ -23,6 +23,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
+	"github.com/infertrail/infertrail/access/oidctest"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/investigate/investigatetest"
@@ -47,6 +48,8 @@ type env struct {
 	engine *investigate.Engine
 	tokens *access.Tokens // nil with authentication off
 	verif  note.Verifier
+	idp    *oidctest.Provider // nil without OIDC sign-in
+	logs   *syncBuffer        // what the server logged
 
 	mu  sync.Mutex
 	now time.Time // the authenticator's clock
@@ -64,10 +67,46 @@ func (e *env) advance(d time.Duration) {
 	e.mu.Unlock()
 }
 
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// envOptions say how to set a test server up.
+type envOptions struct {
+	auth bool // API tokens on
+	// idp, when set, turns OIDC sign-in on (and auth): a scripted OpenID
+	// provider with this configuration; ClientID defaults to
+	// "infertrail-ui", the redirect URL is the server's.
+	idp *oidctest.Config
+	// uiSecret, when set, is the client secret the UI sends in place of
+	// the provider's.
+	uiSecret string
+}
+
 // newEnv starts the server; with auth, API tokens are on.
 func newEnv(tb testing.TB, auth bool) *env {
 	tb.Helper()
-	e := &env{path: filepath.Join(tb.TempDir(), "log.db"), now: time.Now()}
+	return newEnvWith(tb, envOptions{auth: auth})
+}
+
+// newEnvWith starts the server as opts say.
+func newEnvWith(tb testing.TB, opts envOptions) *env {
+	tb.Helper()
+	e := &env{path: filepath.Join(tb.TempDir(), "log.db"), now: time.Now(), logs: &syncBuffer{}}
 	db, err := sqlite.Open(context.Background(), e.path, sqlite.Config{})
 	if err != nil {
 		tb.Fatal(err)
@@ -81,7 +120,7 @@ func newEnv(tb testing.TB, auth bool) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	lg, err := ledger.Open(context.Background(), ledger.Config{Store: db, Signer: signer, Verifier: verif, Origin: testOrigin,
 		Secret: bytes.Repeat([]byte{7}, 32), KEK: ledgertest.NewKEK(tb), CheckpointInterval: 50 * time.Millisecond, Logger: logger})
 	if err != nil {
@@ -100,9 +139,40 @@ func newEnv(tb testing.TB, auth bool) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The server starts first: the provider needs its redirect URL.
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	tb.Cleanup(srv.Close)
 	cfg := httpapi.Config{Log: lg, VerifierKey: vkey, Logger: logger, Investigate: engine}
-	if auth {
-		a, err := access.New(access.Config{Tokens: db, Now: e.clock, RateLimit: -1})
+	uiCfg := web.Config{Log: lg, Logger: logger, Now: e.clock}
+	if opts.auth || opts.idp != nil {
+		ac := access.Config{Tokens: db, Now: e.clock, RateLimit: -1}
+		if opts.idp != nil {
+			ic := *opts.idp
+			if ic.ClientID == "" {
+				ic.ClientID = "infertrail-ui"
+			}
+			ic.RedirectURL = srv.URL + "/ui/signin/oidc/callback"
+			ic.Now = e.clock
+			e.idp = oidctest.Start(tb, ic)
+			md, err := access.Discover(context.Background(), e.idp.Issuer(), nil)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			ac.OIDC, err = access.NewOIDC(context.Background(), access.OIDCConfig{Issuer: md.Issuer, Audience: "infertrail",
+				ClientID: ic.ClientID, JWKSURL: md.JWKSURI, Now: e.clock})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			secret := ic.ClientSecret
+			if opts.uiSecret != "" {
+				secret = opts.uiSecret
+			}
+			uiCfg.OIDC = &web.OIDCSignIn{ProviderName: "Test IdP", AuthURL: md.AuthorizationEndpoint, TokenURL: md.TokenEndpoint,
+				ClientID: ic.ClientID, ClientSecret: web.Secret(secret), SecretInForm: md.SecretInForm(), RedirectURL: ic.RedirectURL,
+				Verifier: ac.OIDC}
+		}
+		a, err := access.New(ac)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -113,15 +183,13 @@ func newEnv(tb testing.TB, auth bool) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ui, err := web.New(web.Config{API: api, Auth: cfg.Auth, Log: lg, Logger: logger})
+	uiCfg.API, uiCfg.Auth = api, cfg.Auth
+	ui, err := web.New(uiCfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("/ui/", ui)
-	srv := httptest.NewServer(mux)
-	tb.Cleanup(srv.Close)
 	e.url, e.log, e.db, e.engine, e.verif = srv.URL, lg, db, engine, verif
 	return e
 }

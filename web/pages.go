@@ -47,6 +47,10 @@ type view struct {
 	// Session.
 	CSRF, User, Tenant, Roles     string
 	SignIn, CanContent, CanExport bool
+	// Provider names the OIDC provider of "Sign in with …", if any.
+	Provider string
+	// Refresh moves the browser on to search (after an OIDC sign-in).
+	Refresh bool
 
 	Search   *searchView
 	Timeline *timelineView

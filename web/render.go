@@ -15,7 +15,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "search", "timeline", "record", "findings", "log", "error"}
+var pageNames = []string{"signin", "signedin", "search", "timeline", "record", "findings", "log", "error"}
 
 var funcs = template.FuncMap{
 	// badge is a verification status in words, with the class that colours it.
@@ -94,8 +94,16 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/search", http.StatusSeeOther)
 		return
 	}
-	s := h.session(w, r)
-	h.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", CSRF: s.csrf, SignIn: true})
+	h.render(w, r, http.StatusOK, "signin", h.signinView(h.session(w, r), ""))
+}
+
+// signinView is the sign-in page with an error message, if any.
+func (h *Handler) signinView(s *session, msg string) view {
+	v := view{Title: "Sign in", Error: msg, CSRF: s.csrf, SignIn: true}
+	if h.oidc != nil {
+		v.Provider = h.oidc.cfg.ProviderName
+	}
+	return v
 }
 
 // signin checks a pasted API token with the API's authenticator and, when
@@ -105,7 +113,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	s := h.session(w, r)
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := checkCSRF(r, s); err != nil {
-		h.render(w, r, http.StatusForbidden, "signin", view{Title: "Sign in", Error: err.Error(), CSRF: s.csrf, SignIn: true})
+		h.render(w, r, http.StatusForbidden, "signin", h.signinView(s, err.Error()))
 		return
 	}
 	if h.cfg.Auth == nil {
@@ -122,17 +130,17 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, infertrail.ErrRateLimited) {
 			status = http.StatusTooManyRequests
 		}
-		h.render(w, r, status, "signin", view{Title: "Sign in", Error: "Sign-in refused: " + err.Error(), CSRF: s.csrf, SignIn: true})
+		h.render(w, r, status, "signin", h.signinView(s, "Sign-in refused: "+err.Error()))
 		return
 	}
 	// A new session id at sign-in, so that an id planted before it is
 	// worth nothing after.
 	h.end(s)
 	h.mu.Lock()
-	ns := h.startLocked(w, r, h.cfg.Now())
+	ns := h.startLocked(w, r, h.cfg.Now(), r.TLS != nil)
 	ns.token, ns.principal = token, p
 	h.mu.Unlock()
-	h.cfg.Logger.Info("ui sign-in", "principal", p.ID)
+	h.cfg.Logger.Info("ui sign-in", "principal", p.ID, "method", "token")
 	http.Redirect(w, r, "/ui/search", http.StatusSeeOther)
 }
 

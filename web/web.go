@@ -43,8 +43,13 @@ type Config struct {
 	// SessionTTL bounds a sign-in (default 8 hours); the token's own
 	// expiry and revocation apply as well, at every request.
 	SessionTTL time.Duration
-	// MaxSessions bounds the sessions held in memory (default 10,000);
-	// beyond it the oldest are dropped.
+	// OIDC, when set, adds "Sign in with <provider>" to the sign-in page
+	// (the OpenID Connect authorization code flow with PKCE). It needs
+	// Auth, which must accept the ID tokens (access.OIDCConfig.ClientID).
+	OIDC *OIDCSignIn
+	// MaxSessions bounds the sessions held in memory (default 10,000),
+	// and apart from them the OIDC sign-ins under way; beyond it the
+	// oldest are dropped.
 	MaxSessions int
 	Logger      *slog.Logger // default slog.Default()
 	Now         func() time.Time
@@ -55,9 +60,11 @@ type Handler struct {
 	cfg   Config
 	mux   *http.ServeMux
 	pages map[string]*template.Template
+	oidc  *oidcSignIn // nil: no OIDC sign-in
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	pending  map[string]*pendingSignIn // OIDC sign-ins under way, by id
 }
 
 // session is one browser's sign-in, kept on the server: the browser holds
@@ -65,7 +72,7 @@ type Handler struct {
 type session struct {
 	id    string
 	csrf  string
-	token string // the API token; empty when signed out (or when auth is off)
+	token string // the API token or OIDC ID token; empty when signed out (or when auth is off)
 	// principal is who the token stood for at sign-in: it decides what
 	// the pages offer. The API authenticates the token again at every
 	// call, so that an expired or revoked token ends the session.
@@ -90,10 +97,20 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: map[string]*session{}, pending: map[string]*pendingSignIn{}}
 	var err error
 	if h.pages, err = parsePages(); err != nil {
 		return nil, fmt.Errorf("new web ui: %w", err)
+	}
+	if cfg.OIDC != nil {
+		if cfg.Auth == nil {
+			return nil, fmt.Errorf("new web ui: OIDC sign-in needs Auth: %w", infertrail.ErrInvalid)
+		}
+		if h.oidc, err = newOIDCSignIn(*cfg.OIDC); err != nil {
+			return nil, fmt.Errorf("new web ui: %w", err)
+		}
+		h.mux.HandleFunc("GET "+oidcPath, h.oidcStart)
+		h.mux.HandleFunc("GET "+oidcCallbackPath, h.oidcCallback)
 	}
 	static, err := fs.Sub(assets, "static")
 	if err != nil {
@@ -152,11 +169,12 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) *session {
 			delete(h.sessions, c.Value)
 		}
 	}
-	return h.startLocked(w, r, now)
+	return h.startLocked(w, r, now, r.TLS != nil)
 }
 
-// startLocked starts a new session and sets its cookie. h.mu is held.
-func (h *Handler) startLocked(w http.ResponseWriter, r *http.Request, now time.Time) *session {
+// startLocked starts a new session and sets its cookie, Secure if secure.
+// h.mu is held.
+func (h *Handler) startLocked(w http.ResponseWriter, r *http.Request, now time.Time, secure bool) *session {
 	if len(h.sessions) >= h.cfg.MaxSessions {
 		var oldest *session
 		for id, s := range h.sessions {
@@ -172,7 +190,7 @@ func (h *Handler) startLocked(w http.ResponseWriter, r *http.Request, now time.T
 	}
 	s := &session{id: randomID(), csrf: randomID(), expires: now.Add(h.cfg.SessionTTL)}
 	h.sessions[s.id] = s
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/ui/", HttpOnly: true, Secure: r.TLS != nil,
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/ui/", HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteStrictMode, Expires: s.expires})
 	return s
 }
@@ -260,7 +278,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, u signedIn, err e
 	if status == http.StatusUnauthorized && h.cfg.Auth != nil {
 		// The token has expired or was revoked since sign-in.
 		h.end(u.s)
-		h.render(w, r, status, "signin", view{Title: "Sign in", Error: "Your sign-in has ended: " + msg, CSRF: h.session(w, r).csrf, SignIn: true})
+		h.render(w, r, status, "signin", h.signinView(h.session(w, r), "Your sign-in has ended: "+msg))
 		return
 	}
 	if status == http.StatusInternalServerError {

@@ -16,6 +16,7 @@ import (
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/web"
 )
 
 // adminTokenFile is where serve writes the admin token it creates at first
@@ -48,31 +49,104 @@ type oidcConfig struct {
 	Tenant      string              `yaml:"tenant"`
 	NameClaim   string              `yaml:"name_claim"`
 	Algorithms  []string            `yaml:"algorithms"`
+
+	// ClientID is InferTrail's client id at the provider: ID tokens
+	// issued to it are accepted too. With RedirectURL, it turns on "Sign
+	// in with <ProviderName>" in the web UI (docs/ui.md).
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is a secret reference ("env:NAME", "file:PATH", or the
+	// secret itself); $INFERTRAIL_OIDC_CLIENT_SECRET, when set, wins.
+	// Empty: a public client (PKCE only).
+	ClientSecret string `yaml:"client_secret"`
+	// RedirectURL is the callback's absolute URL, as registered at the
+	// provider: https://<host>/ui/signin/oidc/callback.
+	RedirectURL  string   `yaml:"redirect_url"`
+	Scopes       []string `yaml:"scopes"`        // default openid, email, profile
+	ProviderName string   `yaml:"provider_name"` // the button's label; default "OIDC"
 }
 
-// authenticator builds the server's authenticator over the token store.
-func (c *authConfig) authenticator(ctx context.Context, tokens infertrail.TokenStore, fingerprint func(string) string) (*access.Authenticator, error) {
+// envOIDCClientSecret holds the OIDC client secret, so that it need not
+// sit in the configuration file.
+const envOIDCClientSecret = "INFERTRAIL_OIDC_CLIENT_SECRET"
+
+// authenticator builds the server's authenticator over the token store
+// and, when auth.oidc configures it, the web UI's OIDC sign-in, whose
+// endpoints it discovers from the provider.
+func (c *authConfig) authenticator(ctx context.Context, tokens infertrail.TokenStore, fingerprint func(string) string) (*access.Authenticator, *web.OIDCSignIn, error) {
 	cfg := access.Config{Tokens: tokens, Fingerprint: fingerprint, RateLimit: c.RateLimit, Burst: c.Burst}
+	var signIn *web.OIDCSignIn
 	if o := c.OIDC; o != nil {
-		oc := access.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, JWKSURL: o.JWKSURL, JWKSFile: o.JWKSFile,
+		oc := access.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, ClientID: o.ClientID, JWKSURL: o.JWKSURL, JWKSFile: o.JWKSFile,
 			RolesClaim: o.RolesClaim, TenantClaim: o.TenantClaim, Tenant: o.Tenant, NameClaim: o.NameClaim, Algorithms: o.Algorithms}
+		var err error
+		if signIn, err = o.signIn(); err != nil {
+			return nil, nil, err
+		}
+		var md *access.ProviderMetadata
+		if signIn != nil {
+			if md, err = access.Discover(ctx, o.Issuer, nil); err != nil {
+				return nil, nil, withHint(fmt.Errorf("auth.oidc: %w", err),
+					"sign-in to the web UI reads the provider's discovery document at start: check auth.oidc.issuer, and that the provider is reachable")
+			}
+			if oc.JWKSURL == "" && oc.JWKSFile == "" {
+				oc.JWKSURL = md.JWKSURI
+			}
+			signIn.AuthURL, signIn.TokenURL, signIn.SecretInForm = md.AuthorizationEndpoint, md.TokenEndpoint, md.SecretInForm()
+		}
 		if o.RoleMap != nil {
 			oc.RoleMap = map[string][]infertrail.Role{}
 			for claim, names := range o.RoleMap {
 				roles, err := infertrail.ParseRoles(names...)
 				if err != nil {
-					return nil, fmt.Errorf("auth.oidc.role_map[%q]: %w", claim, err)
+					return nil, nil, fmt.Errorf("auth.oidc.role_map[%q]: %w", claim, err)
 				}
 				oc.RoleMap[claim] = roles
 			}
 		}
 		v, err := access.NewOIDC(ctx, oc)
 		if err != nil {
-			return nil, withHint(fmt.Errorf("auth.oidc: %w", err), "check issuer, audience and jwks_url or jwks_file in the configuration file")
+			return nil, nil, withHint(fmt.Errorf("auth.oidc: %w", err), "check issuer, audience or client_id, and jwks_url or jwks_file in the configuration file")
 		}
 		cfg.OIDC = v
+		if signIn != nil {
+			signIn.Verifier = v
+		}
 	}
-	return access.New(cfg)
+	a, err := access.New(cfg)
+	return a, signIn, err
+}
+
+// signIn returns the web UI's OIDC sign-in without its endpoints, or nil
+// when client_id and redirect_url do not both turn it on.
+func (o *oidcConfig) signIn() (*web.OIDCSignIn, error) {
+	secret := o.ClientSecret
+	if v := os.Getenv(envOIDCClientSecret); v != "" {
+		secret = v
+	}
+	if o.ClientID == "" || o.RedirectURL == "" {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{
+			{"redirect_url", o.RedirectURL != ""}, {"client_secret (or $" + envOIDCClientSecret + ")", secret != ""},
+			{"scopes", o.Scopes != nil}, {"provider_name", o.ProviderName != ""},
+		} {
+			if k.set {
+				return nil, withHint(fmt.Errorf("auth.oidc.%s is set, but sign-in to the web UI is off", k.name),
+					"set both auth.oidc.client_id and auth.oidc.redirect_url to turn it on")
+			}
+		}
+		return nil, nil
+	}
+	s := &web.OIDCSignIn{ProviderName: o.ProviderName, ClientID: o.ClientID, RedirectURL: o.RedirectURL, Scopes: o.Scopes}
+	if secret != "" {
+		v, err := resolveSecret(secret, "auth.oidc.client_secret")
+		if err != nil {
+			return nil, err
+		}
+		s.ClientSecret = web.Secret(v)
+	}
+	return s, nil
 }
 
 // bootstrapAdminToken creates an admin token for every tenant when the

@@ -299,17 +299,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var (
 		auth          infertrail.Authenticator
+		signIn        *web.OIDCSignIn
 		tokens        *access.Tokens
 		adminToken    string
 		adminTokenNew bool
 	)
 	if !cfg.Auth.Disabled {
-		a, err := cfg.Auth.authenticator(ctx, st, fingerprinter.Of)
+		a, s, err := cfg.Auth.authenticator(ctx, st, fingerprinter.Of)
 		if err != nil {
 			lg.Close()
 			return err
 		}
-		auth, tokens = a, &access.Tokens{Store: st, Recorder: lg}
+		auth, signIn, tokens = a, s, &access.Tokens{Store: st, Recorder: lg}
 		absData, _ := filepath.Abs(cfg.Data)
 		if adminToken, adminTokenNew, err = bootstrapAdminToken(ctx, tokens, st, absData); err != nil {
 			lg.Close()
@@ -335,10 +336,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
-	ui, err := web.New(web.Config{API: api, Auth: auth, Log: lg, Logger: logger})
+	ui, err := web.New(web.Config{API: api, Auth: auth, Log: lg, Logger: logger, OIDC: signIn})
 	if err != nil {
 		lg.Close()
+		if signIn != nil {
+			return withHint(fmt.Errorf("auth.oidc: %w", err), "check auth.oidc.redirect_url (https://<host>/ui/signin/oidc/callback) and auth.oidc.scopes")
+		}
 		return err
+	}
+	if signIn != nil {
+		logger.Info("web ui: sign-in with OIDC", "issuer", cfg.Auth.OIDC.Issuer,
+			"client_id", signIn.ClientID, "redirect_url", signIn.RedirectURL, "public_client", signIn.ClientSecret == "")
 	}
 	var engine infertrail.PolicyEngine
 	policyCtx, stopPolicy := context.WithCancel(context.Background())

@@ -225,7 +225,7 @@ func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	s.token, s.principal = token, p
 	h.mu.Unlock()
 	h.cfg.Logger.Info("ui sign-in", "principal", p.ID, "method", "oidc")
-	v := view{Title: "Signed in", Refresh: true}
+	v := view{Title: "Signed in", Refresh: "/ui/search"}
 	h.fill(&v, signedIn{s: s, p: p})
 	h.render(w, r, http.StatusOK, "signedin", v)
 }

@@ -49,8 +49,9 @@ type view struct {
 	SignIn, CanContent, CanExport bool
 	// Provider names the OIDC provider of "Sign in with …", if any.
 	Provider string
-	// Refresh moves the browser on to search (after an OIDC sign-in).
-	Refresh bool
+	// Refresh, if set, is the page (a path under /ui/) the browser moves
+	// on to at once (after an OIDC sign-in, or a link from another site).
+	Refresh string
 
 	Search   *searchView
 	Timeline *timelineView

@@ -15,7 +15,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "signedin", "search", "timeline", "record", "findings", "log", "error"}
+var pageNames = []string{"signin", "signedin", "continue", "search", "timeline", "record", "findings", "log", "error"}
 
 var funcs = template.FuncMap{
 	// badge is a verification status in words, with the class that colours it.

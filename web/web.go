@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Cache-Control", "no-store")
+	if h.crossSiteArrival(r) {
+		// A link from another site (a ticket, a chat) arrives without the
+		// session cookie, which is SameSite=Strict: starting a session here
+		// would replace the browser's signed-in one. Open the same page again
+		// from this site instead, which sends the cookie.
+		h.render(w, r, http.StatusOK, "continue", view{Title: "Opening the page", Refresh: r.URL.RequestURI()})
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// crossSiteArrival reports a page request that a browser made from another
+// site's page without the session cookie (Sec-Fetch-Site: cross-site),
+// other than the OIDC sign-in's own return.
+func (h *Handler) crossSiteArrival(r *http.Request) bool {
+	if r.Method != http.MethodGet || r.Header.Get("Sec-Fetch-Site") != "cross-site" {
+		return false
+	}
+	if _, err := r.Cookie(cookieName); err == nil {
+		return false
+	}
+	p := r.URL.Path
+	return strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/ui/static/") && !strings.HasPrefix(p, "/ui/signin/oidc")
 }
 
 const cookieName = "infertrail_ui"

@@ -289,3 +289,31 @@ func TestExport(t *testing.T) {
 		t.Errorf("export of an unknown trace = %d", resp.StatusCode)
 	}
 }
+
+// TestCrossSiteLink: a link from another site arrives without the session
+// cookie (SameSite=Strict). The UI must not answer with a new session,
+// which would replace the signed-in one: it opens the same page again from
+// its own origin, and that request carries the cookie.
+func TestCrossSiteLink(t *testing.T) {
+	e := newEnv(t, true)
+	b := e.browser(t)
+	b.signIn(t, e.token(t, "acme", time.Hour, infertrail.RoleInvestigator))
+
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/ui/search?q=refund&kind=tool_call", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req) // no cookie, as the browser sends none
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	page.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 0 ||
+		!strings.Contains(page.String(), `<meta http-equiv="refresh" content="0;url=/ui/search?q=refund&amp;kind=tool_call">`) {
+		t.Fatalf("cross-site arrival = %d, cookies %v:\n%s", resp.StatusCode, resp.Cookies(), page.String())
+	}
+	// The browser's session still stands.
+	if _, p := b.get(t, "/ui/search"); !strings.Contains(p, "roles: investigator") {
+		t.Fatalf("the session did not survive:\n%s", p)
+	}
+}

@@ -177,4 +177,48 @@ func TestE2EMCPWrap(t *testing.T) {
 	if local != 2 {
 		t.Errorf("%d refund records in the data folder, want the request and the response", local)
 	}
+	d2.stop()
+
+	// With --policy, the wrapper enforces it: a denied tool call gets the
+	// gateway's JSON-RPC error and never reaches the server.
+	polDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(polDir, "tools.rego"), []byte(`package infertrail.tool.call
+
+import rego.v1
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["refunds are not for agents"]} if input.tool.name == "refund"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "mcp", "wrap", "--name", "payments", "--data", dataDir, "--policy", polDir, "--", self)
+	cmd.Env = append(cleanEnv(), "INFERTRAIL_E2E_MCP_SERVER=1")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "finance-agent", Version: "0.9.0"}, nil).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect through mcp wrap --policy: %v\n%s", err, stderr.String())
+	}
+	_, err = cs.CallTool(ctx, &sdk.CallToolParams{Name: "refund", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "refunds are not for agents") {
+		t.Fatalf("denied refund: %v", err)
+	}
+	cs.Close()
+	d3 := startServer(t, dataDir)
+	var decisions int
+	for seq := range treeSize(t, d3.url) {
+		rec, _, err := getRecord(t.Context(), d3.url, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(rec.Record), `"policy.result":"deny"`) {
+			decisions++
+		}
+	}
+	if decisions != 1 {
+		t.Errorf("%d deny decisions in the data folder, want 1", decisions)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/mcp"
+	"github.com/infertrail/infertrail/policy"
 	"github.com/infertrail/infertrail/client"
 )
 
@@ -92,6 +93,7 @@ func mcpWrap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	tenant := fs.String("tenant", "", "the records' `tenant` (default: the token's with --server, else default)")
 	session := fs.String("session", "", "the records' session `id` (default: a new one per run)")
 	durability := fs.String("durability", "", "request-ahead (default) or async")
+	policyDir := fs.String("policy", "", "a `folder` of Rego policies to enforce on tool calls (docs/policy.md); a call that needs an approval is refused")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,7 +131,21 @@ func mcpWrap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			*tenant = infertrail.DefaultTenant
 		}
 	}
-	gw, err := mcp.New(mcp.Config{Recorder: rec, Durability: dur, Logger: logger})
+	var engine infertrail.PolicyEngine
+	if *policyDir != "" && *tenant == "" {
+		return withHint(errors.New("mcp wrap: --policy with --server needs --tenant"), "the policy's load records need a tenant the token may write to")
+	}
+	if *policyDir != "" {
+		e, err := policy.New(ctx, policy.Config{Dir: *policyDir, Recorder: rec, Tenant: *tenant, Logger: logger, History: true})
+		if err != nil {
+			return withHint(fmt.Errorf("mcp wrap: policy: %w", err), "fix the policy, or leave --policy out")
+		}
+		policyCtx, stopPolicy := context.WithCancel(ctx)
+		defer stopPolicy()
+		go e.Run(policyCtx)
+		engine = e
+	}
+	gw, err := mcp.New(mcp.Config{Recorder: rec, Durability: dur, Logger: logger, Policy: engine})
 	if err != nil {
 		return err
 	}

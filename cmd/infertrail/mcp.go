@@ -14,8 +14,8 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/mcp"
-	"github.com/infertrail/infertrail/policy"
 	"github.com/infertrail/infertrail/client"
+	"github.com/infertrail/infertrail/policy"
 )
 
 // mcpConfig is the MCP gateway's part of the configuration file.

@@ -163,8 +163,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.PolicyID != "" {
 			decision = ex.decisionRecord(d, infertrail.PointInferenceRequest, ex.req.ID)
 		}
+		// A request held for approval goes ahead, if approved, as its
+		// obligations make it: they are carried out before the wait.
+		holds := d.Result == infertrail.PolicyRequireApproval && g.cfg.Approvals != nil && decision != nil
 		var oblErr error
-		if (d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify) && len(d.Obligations) > 0 {
+		if (d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify || holds) && len(d.Obligations) > 0 {
 			var out []byte
 			var found []redact.Finding
 			out, found, oblErr = ex.obligations(infertrail.PointInferenceRequest, d.Obligations, body)
@@ -179,7 +182,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.denyRequest(w, ex, decision, "the request was not forwarded: its policy's obligations cannot be carried out: "+oblErr.Error())
 			return
 		case d.Result == infertrail.PolicyAllow, d.Result == infertrail.PolicyModify:
-		case d.Result == infertrail.PolicyRequireApproval && g.cfg.Approvals != nil && decision != nil:
+		case holds:
 			if !rt.hold(w, ex, decision, d.Reasons) {
 				return
 			}

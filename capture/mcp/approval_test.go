@@ -32,7 +32,11 @@ import rego.v1
 
 default decision := {"result": "allow"}
 
-decision := {"result": "require_approval", "reasons": [sprintf("a payment of %v EUR needs approval", [input.tool.arguments.amount_eur])]} if {
+decision := {
+	"result": "require_approval",
+	"reasons": [sprintf("a payment of %v EUR needs approval", [input.tool.arguments.amount_eur])],
+	"obligations": [{"redact": "arguments.invoice", "detectors": ["email"]}],
+} if {
 	input.tool.name == "pay"
 	input.tool.arguments.amount_eur > 1000
 }
@@ -46,6 +50,7 @@ type approvalRig struct {
 	*rig
 	approvals *approvals.Service
 	toolCalls *atomic.Int32
+	lastCall  atomic.Value // []byte: the last tools/call as the server got it
 }
 
 func newApprovalRig(tb testing.TB, timeout time.Duration) *approvalRig {
@@ -74,6 +79,7 @@ func newApprovalRig(tb testing.TB, timeout time.Duration) *approvalRig {
 		body, _ := io.ReadAll(r.Body)
 		if bytes.Contains(body, []byte(`"tools/call"`)) {
 			ar.toolCalls.Add(1)
+			ar.lastCall.Store(body)
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		h.ServeHTTP(w, r)
@@ -97,7 +103,7 @@ func (r *approvalRig) pending(tb testing.TB) infertrail.Approval {
 	return infertrail.Approval{}
 }
 
-var bigPayment = &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-7", "amount_eur": 1200},
+var bigPayment = &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-7 (receipt to bob@example.com)", "amount_eur": 1200},
 	Meta: sdk.Meta{"io.infertrail/tool_call_id": "call_pay_7"}}
 
 func hasLink(r gatewaytest.Record, rel string, id infertrail.UUID) bool {
@@ -149,6 +155,10 @@ func TestApprovalApproved(t *testing.T) {
 	}
 	if n := r.toolCalls.Load(); n != 2 {
 		t.Fatalf("%d tool calls reached the server, want 2", n)
+	}
+	// Approved, it ran as its obligations made it.
+	if got, _ := r.lastCall.Load().([]byte); bytes.Contains(got, []byte("bob@example.com")) || !bytes.Contains(got, []byte("INV-7 (receipt to [redacted:email])")) {
+		t.Errorf("the server got %s", got)
 	}
 	cs.Close()
 	m := byMethod(r.records(t))

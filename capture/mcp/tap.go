@@ -780,10 +780,11 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 		}
 		c.decision = r
 	}
-	if d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify {
-		if len(d.Obligations) == 0 {
-			return ""
-		}
+	// A call held for approval goes ahead, if approved, as its
+	// obligations make it: they are carried out before the wait.
+	holds := d.Result == infertrail.PolicyRequireApproval && t.g.cfg.Approvals != nil && c.decision != nil
+	goesAhead := d.Result == infertrail.PolicyAllow || d.Result == infertrail.PolicyModify
+	if (goesAhead || holds) && len(d.Obligations) > 0 {
 		// Obligations InferTrail cannot carry out are the policy's fault;
 		// arguments that cannot be redacted reliably the call's.
 		set, err := obligation.Parse(infertrail.PointToolCall, d.Obligations)
@@ -798,9 +799,11 @@ func (t *tap) decide(ctx context.Context, c *call) string {
 		if err != nil {
 			return t.refuse(ctx, c, "the tool call was not run: its policy's obligations cannot be carried out: "+err.Error())
 		}
+	}
+	if goesAhead {
 		return ""
 	}
-	if d.Result == infertrail.PolicyRequireApproval && t.g.cfg.Approvals != nil && c.decision != nil {
+	if holds {
 		c.hold, c.reasons = true, d.Reasons
 		return ""
 	}

@@ -293,3 +293,30 @@ func TestSDKRequestObligations(t *testing.T) {
 		t.Fatalf("refused request record %v", req[1].Attributes)
 	}
 }
+
+// TestSDKApprovalWithObligations: a request held for approval goes ahead,
+// once approved, with its obligations carried out.
+func TestSDKApprovalWithObligations(t *testing.T) {
+	const held = `package infertrail.inference.request
+
+import rego.v1
+
+default decision := {"result": "require_approval", "reasons": ["every call needs a look"], "obligations": [{"redact": "prompt", "detectors": ["email"]}]}
+`
+	rig := newPolicyRig(t, &openaitest.Upstream{}, map[string]string{"held.rego": held}, time.Minute, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := rig.client.Chat.Completions.New(t.Context(), chat("Mail carol@example.com the report"))
+		done <- err
+	}()
+	a := rig.pending(t)
+	if _, err := rig.approvals.Decide(t.Context(), a.ID, infertrail.ApprovalApproved, "fine", approver, "approver"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := rig.up.Last(); strings.Contains(string(last.Body), "carol@example.com") || !strings.Contains(string(last.Body), "[redacted:email]") {
+		t.Fatalf("the upstream got %s", last.Body)
+	}
+}

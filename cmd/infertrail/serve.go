@@ -378,6 +378,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	mcpGw, err := mcp.New(mcp.Config{Recorder: lg, Secret: dk.secret, Servers: mcpUpstreams, Auth: auth, Policy: engine, Approvals: approvalSvc,
+		Redactors:  redactors,
 		Durability: mcpDurability, MaxMessageBytes: cfg.MCP.MaxMessageBytes, Logger: logger})
 	if err != nil {
 		lg.Close()

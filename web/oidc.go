@@ -214,6 +214,10 @@ func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, se.status, "signin", h.signinView(h.session(w, r), fmt.Sprintf("Sign-in with %s failed: %s", h.oidc.cfg.ProviderName, se.msg)))
 		return
 	}
+	if err := h.recordSign(r, p, actionSignIn, "oidc"); err != nil {
+		h.render(w, r, http.StatusServiceUnavailable, "signin", h.signinView(h.session(w, r), "Sign-in refused: it could not be recorded; try again"))
+		return
+	}
 	now := h.cfg.Now()
 	h.mu.Lock()
 	// A session the browser had is over: a fresh one, with a new id,

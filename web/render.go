@@ -133,6 +133,10 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, status, "signin", h.signinView(s, "Sign-in refused: "+err.Error()))
 		return
 	}
+	if err := h.recordSign(r, p, actionSignIn, "token"); err != nil {
+		h.render(w, r, http.StatusServiceUnavailable, "signin", h.signinView(s, "Sign-in refused: it could not be recorded; try again"))
+		return
+	}
 	// A new session id at sign-in, so that an id planted before it is
 	// worth nothing after.
 	h.end(s)
@@ -151,6 +155,11 @@ func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
 	if err := checkCSRF(r, s); err != nil {
 		h.render(w, r, http.StatusForbidden, "error", view{Title: "Forbidden", Error: err.Error(), CSRF: s.csrf, SignIn: h.cfg.Auth != nil})
 		return
+	}
+	if s.principal != nil {
+		if err := h.recordSign(r, s.principal, actionSignOut, ""); err != nil {
+			h.cfg.Logger.Warn("ui sign-out not recorded", "principal", s.principal.ID, "err", err)
+		}
 	}
 	h.end(s)
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/ui/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})

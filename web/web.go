@@ -13,11 +13,13 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -332,4 +334,37 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "the form is too large"
 	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// The access.action of the records of signing in and out of the UI.
+const (
+	actionSignIn  = "ui.sign_in"
+	actionSignOut = "ui.sign_out"
+)
+
+// recordSign appends the access record of a sign-in (method "token" or
+// "oidc") or sign-out of p, when the UI has the log: who, how, and from
+// where. A sign-in that cannot be recorded does not happen.
+func (h *Handler) recordSign(r *http.Request, p *infertrail.Principal, action, method string) error {
+	if h.cfg.Log == nil {
+		return nil
+	}
+	tenant := p.Tenant
+	if tenant == infertrail.AllTenants || tenant == "" {
+		tenant = infertrail.DefaultTenant
+	}
+	attrs := map[string]json.RawMessage{"access.action": infertrail.AppendString(nil, action)}
+	if method != "" {
+		attrs["access.method"] = infertrail.AppendString(nil, method)
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		attrs["client.address"] = infertrail.AppendString(nil, host)
+	}
+	rec := &infertrail.Record{Kind: infertrail.KindAccess, Tenant: tenant, Actor: p.Actor(), Source: "ui", Attributes: attrs}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if _, err := h.cfg.Log.Append(ctx, []ledger.Submission{{Record: rec}}); err != nil {
+		return fmt.Errorf("record %s: %w", action, err)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,20 @@ func TestSignIn(t *testing.T) {
 		}
 		if resp, _ := b.get(t, "/ui/log"); resp.Request.URL.Path != "/ui/signin" {
 			t.Errorf("after sign-out, /ui/log = %d at %s", resp.StatusCode, resp.Request.URL.Path)
+		}
+		// Signing in and out are on record, with who, how and from where.
+		var signs []string
+		for _, a := range e.accessRecords(t) {
+			switch act := string(a.Attributes["access.action"]); act {
+			case `"ui.sign_in"`, `"ui.sign_out"`:
+				if a.Tenant != "acme" || !strings.HasPrefix(a.Actor.ID, "token/") || a.Source != "ui" || string(a.Attributes["client.address"]) != `"127.0.0.1"` {
+					t.Errorf("%s record %+v %v", act, a, a.Attributes)
+				}
+				signs = append(signs, act+string(a.Attributes["access.method"]))
+			}
+		}
+		if want := []string{`"ui.sign_out"`, `"ui.sign_in""token"`}; !slices.Equal(signs, want) && !slices.Equal(signs, []string{want[1], want[0]}) {
+			t.Errorf("sign records %v", signs)
 		}
 	})
 	t.Run("expired token", func(t *testing.T) {

@@ -3,9 +3,7 @@ package access
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -70,30 +68,9 @@ func Discover(ctx context.Context, issuer string, client *http.Client) (*Provide
 }
 
 func fetchDiscovery(ctx context.Context, client *http.Client, doc string) (*ProviderMetadata, error) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, doc, nil)
+	b, err := getBounded(ctx, client, doc, "application/json", maxDiscovery)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err // without the URL, which the caller names
-		}
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP status %s", resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscovery+1))
-	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if len(b) > maxDiscovery {
-		return nil, fmt.Errorf("response is larger than %d bytes", maxDiscovery)
 	}
 	var md ProviderMetadata
 	if err := json.Unmarshal(b, &md); err != nil {

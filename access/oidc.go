@@ -669,17 +669,28 @@ func (o *OIDC) reloadLocked(ctx context.Context, now time.Time) error {
 }
 
 func (o *OIDC) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.cfg.JWKSURL, nil)
+	b, err := getBounded(ctx, o.cfg.HTTPClient, o.cfg.JWKSURL, "application/jwk-set+json, application/json", maxJWKS)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := o.cfg.HTTPClient.Do(req)
+	return parseJWKS(b)
+}
+
+// getBounded GETs a document of the provider's (a JWKS, the discovery
+// document): at most limit bytes, within jwksFetchTimeout. Its errors do
+// not repeat the URL, which the caller names.
+func getBounded(ctx context.Context, client *http.Client, u, accept string, limit int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := client.Do(req)
 	if err != nil {
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err // without the URL, which the caller names
+			err = ue.Err
 		}
 		return nil, err
 	}
@@ -687,14 +698,14 @@ func (o *OIDC) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read response: %w", err)
 	}
-	if len(b) > maxJWKS {
-		return nil, fmt.Errorf("response is larger than %d bytes", maxJWKS)
+	if len(b) > limit {
+		return nil, fmt.Errorf("response is larger than %d bytes", limit)
 	}
-	return parseJWKS(b)
+	return b, nil
 }
 
 func readJWKSFile(name string) (*jose.JSONWebKeySet, os.FileInfo, error) {

@@ -835,7 +835,7 @@ func (t *tap) refuse(ctx context.Context, c *call, reason string) string {
 // record holds the findings (infertrail.redactions) and the arguments as
 // forwarded (content gen_ai.tool.call.arguments.forwarded).
 func (t *tap) oblige(c *call, set obligation.Set) error {
-	params, pStart, _, err := member(c.msg.raw, "params")
+	params, pStart, _, err := obligation.Member(c.msg.raw, "params")
 	if err != nil {
 		return err
 	}
@@ -847,7 +847,7 @@ func (t *tap) oblige(c *call, set obligation.Set) error {
 		if params[0] != '{' {
 			return fmt.Errorf("params is not a JSON object: %w", infertrail.ErrInvalid)
 		}
-		if args, aStart, aEnd, err = member(params, "arguments"); err != nil {
+		if args, aStart, aEnd, err = obligation.Member(params, "arguments"); err != nil {
 			return fmt.Errorf("params: %w", err)
 		}
 		if args != nil && string(args) != "null" && args[0] != '{' {
@@ -888,42 +888,6 @@ func (t *tap) oblige(c *call, set obligation.Set) error {
 	}
 	c.req.Content["gen_ai.tool.call.arguments.forwarded"] = red.Arguments
 	return nil
-}
-
-// member returns the member name of the JSON object obj, and where its
-// value starts and ends in obj; nil when obj is not an object or has no
-// such member. A name that is there twice, or in another case, is an
-// error: receivers differ on which of them they read (encoding/json takes
-// the last, and matches names regardless of case), so redacting one could
-// leave the one the server reads unredacted.
-func member(obj []byte, name string) (v json.RawMessage, start, end int, err error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, 0, 0, nil
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
-		}
-		k, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
-		}
-		if !strings.EqualFold(k, name) {
-			continue
-		}
-		if k != name {
-			return nil, 0, 0, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
-		}
-		if v != nil {
-			return nil, 0, 0, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
-		}
-		end = int(dec.InputOffset())
-		v, start = val, end-len(val)
-	}
-	return v, start, end, nil
 }
 
 func nonNil(r *infertrail.Record) []*infertrail.Record {

@@ -239,7 +239,7 @@ func redactPath(r *redact.Redactor, v []byte, p []string, field string, applied 
 		applied.Findings = append(applied.Findings, findings...)
 		return out, nil
 	}
-	m, err := member(v, p[0])
+	m, _, _, err := Member(v, p[0])
 	if err != nil {
 		return nil, fmt.Errorf("redact obligation: %s: %w", field, err)
 	}
@@ -262,37 +262,38 @@ func redactPath(r *redact.Redactor, v []byte, p []string, field string, applied 
 	return b, nil
 }
 
-// member returns the member name of v, or nil when v is not a JSON object
-// or has no such member. A name that is there twice, or in another case,
-// is an error wrapping infertrail.ErrInvalid: receivers differ on which
-// of them they read (encoding/json takes the last, and matches names
-// regardless of case), so masking one could leave the one read unmasked.
-func member(v []byte, name string) (json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(v))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, nil
+// Member returns the member name of the JSON object obj, and where its
+// value starts and ends in obj; nil when obj is not an object or has no
+// such member. A name that is there twice, or in another case, is an
+// error wrapping infertrail.ErrInvalid: receivers differ on which of them
+// they read (encoding/json takes the last, and matches names regardless
+// of case), so masking one could leave the one read unmasked.
+func Member(obj []byte, name string) (v json.RawMessage, start, end int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, 0, 0, nil
 	}
-	var found json.RawMessage
 	for dec.More() {
-		t, err := dec.Token()
+		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
 		}
-		k, _ := t.(string)
+		k, _ := tok.(string)
 		var val json.RawMessage
 		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
+			return nil, 0, 0, fmt.Errorf("not JSON: %w", infertrail.ErrInvalid)
 		}
 		if !strings.EqualFold(k, name) {
 			continue
 		}
 		if k != name {
-			return nil, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
+			return nil, 0, 0, fmt.Errorf("the member %[1]q is there as %[2]q, which receivers read as %[1]q or not at all: %[3]w", name, k, infertrail.ErrInvalid)
 		}
-		if found != nil {
-			return nil, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
+		if v != nil {
+			return nil, 0, 0, fmt.Errorf("the member %q is there twice, and receivers differ on which they read: %w", name, infertrail.ErrInvalid)
 		}
-		found = val
+		end = int(dec.InputOffset())
+		v, start = val, end-len(val)
 	}
-	return found, nil
+	return v, start, end, nil
 }

@@ -21,18 +21,20 @@ secret_kinds := {
 	"a PEM private key": {"keywords": ["PRIVATE KEY-----"], "pattern": `-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----`},
 }
 
-keywords := {keyword | some secret in secret_kinds; some keyword in secret.keywords}
-
-# The request fields that hold the prompt.
-prompt_fields := ["system", "instructions", "messages", "input"]
-
-# suspect holds when a keyword appears anywhere in the prompt. Most prompts
-# carry none, and are cleared by a few substring searches of the prompt as
-# JSON (keywords are plain ASCII, which JSON leaves as is).
+# suspect holds when a keyword appears anywhere in the request: in its
+# prompt, or in its model, tools or parameters (a keyword there only costs
+# the scan below, which finds nothing). Most requests carry none, and are
+# cleared by a few substring searches of input.inference as JSON (keywords
+# are plain ASCII, which JSON leaves as is). The whole object is cheaper to
+# write as JSON than its prompt fields: InferTrail hands OPA the input as
+# it came, and json.marshal writes an object of it as it is, whereas
+# reading a field such as input.inference.messages converts it to Rego
+# values first.
 suspect if {
-	prompt := json.marshal([object.get(input.inference, field, null) | some field in prompt_fields])
-	some keyword in keywords
-	contains(prompt, keyword)
+	request := json.marshal(input.inference)
+	some secret in secret_kinds
+	some keyword in secret.keywords
+	contains(request, keyword)
 }
 
 # carries(text) is the kinds of secret in text.

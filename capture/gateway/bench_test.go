@@ -64,27 +64,54 @@ func benchTargets(b *testing.B, script *openaitest.Upstream) []benchTarget {
 	return []benchTarget{
 		{"direct", up.URL + "/v1/chat/completions"},
 		{"bare", bare.URL + "/v1/chat/completions"},
-		{"gateway", benchGateway(b, up.URL, false) + "/openai/v1/chat/completions"},
+		{"gateway", benchGateway(b, up.URL, noPolicy) + "/openai/v1/chat/completions"},
 	}
 }
 
+// benchPolicy is what a benchmark gateway does about policy.
+type benchPolicy int
+
+const (
+	noPolicy benchPolicy = iota
+	// decidedPolicy allows each request at once, evaluating nothing; the
+	// gateway still builds the input document, and records the decision
+	// with the request record as it does the example policies'.
+	decidedPolicy
+	// examplePolicies enforces examples/policies, as a server with
+	// policy.dir pointing there does.
+	examplePolicies
+)
+
+// allowAll is decidedPolicy's engine.
+type allowAll struct{ bundle string }
+
+func (a allowAll) Decide(_ context.Context, point infertrail.PolicyPoint, _ map[string]any) (infertrail.Decision, error) {
+	return infertrail.Decision{Result: infertrail.PolicyAllow, PolicyID: policy.PackageOf(point), Bundle: a.bundle,
+		InputDigest: "sha256:" + strings.Repeat("0", 64)}, nil
+}
+
+func (allowAll) Defines(point infertrail.PolicyPoint) bool {
+	return point == infertrail.PointInferenceRequest
+}
+
 // benchGateway starts the gateway with the OpenAI provider in front of
-// upstream, over a trail of its own, and returns its URL. With policies
-// set, it enforces the example policies (examples/policies), as a server
-// with policy.dir pointing there does.
-func benchGateway(b *testing.B, upstream string, policies bool) string {
+// upstream, over a trail of its own, and returns its URL.
+func benchGateway(b *testing.B, upstream string, p benchPolicy) string {
 	trail := gatewaytest.NewTrail(b)
 	cfg := gateway.Config{
 		Recorder: trail.Log, Secret: gatewaytest.Secret,
 		Upstreams:  []gateway.Upstream{{Provider: openai.Provider{}, BaseURL: upstream}},
 		Durability: benchDurability,
 	}
-	if policies {
+	if p != noPolicy {
 		e, err := policy.New(b.Context(), policy.Config{Dir: "../../examples/policies", Recorder: trail.Log, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil || !e.Defines(infertrail.PointInferenceRequest) {
 			b.Fatalf("example policies: %v, or no inference.request policy", err)
 		}
 		cfg.Policy = e
+		if p == decidedPolicy {
+			cfg.Policy = allowAll{bundle: e.Bundle()}
+		}
 	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
@@ -216,21 +243,25 @@ var benchPolicyRequest = `{"model":"gpt-4o-2024-08-06","temperature":0.2,"max_to
 // BenchmarkGatewayPolicyLatency measures what policy evaluation adds to a
 // request, end to end: at concurrency 1 and alternating between targets in
 // rounds, the latency of benchPolicyRequest (a 2 KiB response) called
-// directly, through the gateway without a policy, and through the same
+// directly, through the gateway without a policy, through the gateway
+// with an engine that allows at once (decidedPolicy), and through the
 // gateway enforcing the example policies (examples/policies), each gateway
-// over a trail of its own. "policy_added" is the policy gateway's
-// percentile minus the gateway's: building the input document, evaluating
-// the policies, and recording the decision with the request record (the
-// garbage the evaluation leaves is collected during the policy rounds
-// mostly, but not only). Run with -benchtime 1x; b.N only repeats the
-// whole measurement.
+// over a trail of its own. "policy_added" is the example policies'
+// percentile minus the gateway's without a policy: building the input
+// document, evaluating, and recording the decision with the request
+// record. It splits into "decision_added" (decided minus no policy: the
+// input document and the decision record) and "eval_added" (example
+// policies minus decided: evaluating, and the garbage it leaves, which is
+// collected during the policy rounds mostly but not only). Run with
+// -benchtime 1x; b.N only repeats the whole measurement.
 func BenchmarkGatewayPolicyLatency(b *testing.B) {
 	up := httptest.NewServer(bodyScript())
 	b.Cleanup(up.Close)
 	ts := []benchTarget{
 		{"direct", up.URL + "/v1/chat/completions"},
-		{"gateway", benchGateway(b, up.URL, false) + "/openai/v1/chat/completions"},
-		{"gateway_policy", benchGateway(b, up.URL, true) + "/openai/v1/chat/completions"},
+		{"gateway", benchGateway(b, up.URL, noPolicy) + "/openai/v1/chat/completions"},
+		{"gateway_decided", benchGateway(b, up.URL, decidedPolicy) + "/openai/v1/chat/completions"},
+		{"gateway_policy", benchGateway(b, up.URL, examplePolicies) + "/openai/v1/chat/completions"},
 	}
 	const n = 300
 	lat := make([][]time.Duration, len(ts))
@@ -252,8 +283,13 @@ func BenchmarkGatewayPolicyLatency(b *testing.B) {
 		b.ReportMetric(ms(percentile(lat[i], 0.5)), t.name+"_p50_ms")
 		b.ReportMetric(ms(percentile(lat[i], 0.99)), t.name+"_p99_ms")
 	}
-	b.ReportMetric(ms(percentile(lat[2], 0.5)-percentile(lat[1], 0.5)), "policy_added_p50_ms")
-	b.ReportMetric(ms(percentile(lat[2], 0.99)-percentile(lat[1], 0.99)), "policy_added_p99_ms")
+	added := func(name string, i, base int) {
+		b.ReportMetric(ms(percentile(lat[i], 0.5)-percentile(lat[base], 0.5)), name+"_added_p50_ms")
+		b.ReportMetric(ms(percentile(lat[i], 0.99)-percentile(lat[base], 0.99)), name+"_added_p99_ms")
+	}
+	added("policy", 3, 1)
+	added("decision", 2, 1)
+	added("eval", 3, 2)
 }
 
 // BenchmarkGatewayThroughput measures requests per second at concurrency

@@ -48,27 +48,31 @@ carries(text) := {kind |
 # text_of(x) is every string in x, one per line.
 text_of(x) := concat("\n", [s | walk(x, [_, s]); is_string(s)])
 
-deny_reasons contains sprintf("message %d carries %s", [i, kind]) if {
+# A suspect request is denied for each secret found in it; most requests
+# are cleared by suspect alone.
+deny_reasons contains reason if {
 	suspect
+	some reason in secrets_found
+}
+
+# secrets_found names each secret in the prompt: its kind, and where it is.
+secrets_found contains sprintf("message %d carries %s", [i, kind]) if {
 	some i, message in input.inference.messages
 	some kind in carries(text_of(message))
 }
 
-deny_reasons contains sprintf("input item %d carries %s", [i, kind]) if {
-	suspect
+secrets_found contains sprintf("input item %d carries %s", [i, kind]) if {
 	is_array(input.inference.input)
 	some i, item in input.inference.input
 	some kind in carries(text_of(item))
 }
 
-deny_reasons contains sprintf("the input carries %s", [kind]) if {
-	suspect
+secrets_found contains sprintf("the input carries %s", [kind]) if {
 	is_string(input.inference.input)
 	some kind in carries(input.inference.input)
 }
 
-deny_reasons contains sprintf("%s %s", [where, kind]) if {
-	suspect
+secrets_found contains sprintf("%s %s", [where, kind]) if {
 	some field, where in {"system": "the system prompt carries", "instructions": "the instructions carry"}
 	some kind in carries(text_of(input.inference[field]))
 }

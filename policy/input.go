@@ -22,7 +22,15 @@ import (
 // valid UTF-8.
 var errSlow = errors.New("not a plain JSON value")
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+// encoder is appendJSON's scratch space, reused across decisions: the
+// canonical form, and the keys of the objects being written (those of an
+// object and of the objects it holds, one after the other).
+type encoder struct {
+	buf  []byte
+	keys []string
+}
+
+var encoders = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 4<<10)} }}
 
 // prepareInput returns the digest of input's RFC 8785 form and the input
 // document the policy evaluates. The document is converted to Rego values
@@ -30,13 +38,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b
 // JSON types, it is first replaced by the decoding of its canonical form, so
 // that the policy sees exactly what was digested.
 func prepareInput(input map[string]any) (string, ast.Value, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	canon, err := appendJSON((*bp)[:0], input, 0)
+	enc := encoders.Get().(*encoder)
+	defer encoders.Put(enc)
+	canon, err := enc.appendJSON(enc.buf[:0], input, 0)
+	clear(enc.keys[:cap(enc.keys)]) // hold on to no key of this input
+	enc.keys = enc.keys[:0]
 	if errors.Is(err, errSlow) {
 		var raw []byte
 		if raw, err = json.Marshal(input); err == nil {
-			canon, err = infertrail.AppendCanonical((*bp)[:0], raw)
+			canon, err = infertrail.AppendCanonical(enc.buf[:0], raw)
 		}
 		if err == nil {
 			input = nil
@@ -46,14 +56,18 @@ func prepareInput(input map[string]any) (string, ast.Value, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	*bp = canon
+	enc.buf = canon
 	sum := sha256.Sum256(canon)
-	return "sha256:" + hex.EncodeToString(sum[:]), ast.LazyObject(input), nil
+	const prefix = "sha256:"
+	var digest [len(prefix) + 2*sha256.Size]byte
+	copy(digest[:], prefix)
+	hex.Encode(digest[len(prefix):], sum[:])
+	return string(digest[:]), ast.LazyObject(input), nil
 }
 
 // appendJSON appends the RFC 8785 form of v, as infertrail.Canonicalize
 // gives it for json.Marshal(v), to dst.
-func appendJSON(dst []byte, v any, depth int) ([]byte, error) {
+func (enc *encoder) appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 	if depth > infertrail.MaxDepth {
 		return dst, errSlow // encoding/json and Canonicalize say what is wrong
 	}
@@ -83,30 +97,35 @@ func appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 		if v == nil {
 			return dst, errSlow // null, as encoding/json has it
 		}
-		keys := make([]string, 0, len(v))
+		// This object's keys are enc.keys[start:end]; the objects it
+		// holds append theirs after them, and take them off again.
+		start := len(enc.keys)
 		for k := range v {
 			if !utf8.ValidString(k) {
 				return dst, errSlow
 			}
-			keys = append(keys, k)
+			enc.keys = append(enc.keys, k)
 		}
-		slices.SortFunc(keys, infertrail.CompareKeys)
+		end := len(enc.keys)
+		slices.SortFunc(enc.keys[start:end], infertrail.CompareKeys)
 		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
+		for i := start; i < end; i++ {
+			if i > start {
 				dst = append(dst, ',')
 			}
+			k := enc.keys[i]
 			dst = infertrail.AppendString(dst, k)
 			dst = append(dst, ':')
-			if dst, err = appendJSON(dst, v[k], depth+1); err != nil {
+			if dst, err = enc.appendJSON(dst, v[k], depth+1); err != nil {
 				return dst, err
 			}
 		}
+		enc.keys = enc.keys[:start]
 		return append(dst, '}'), nil
 	case []any:
-		return appendArray(dst, v, depth)
+		return appendArray(enc, dst, v, depth)
 	case []string:
-		return appendArray(dst, v, depth)
+		return appendArray(enc, dst, v, depth)
 	}
 	return dst, errSlow
 }
@@ -123,7 +142,7 @@ func appendInt(dst []byte, i int64) ([]byte, error) {
 
 // appendArray appends a JSON array of v's elements; a nil slice takes the
 // slow path, as encoding/json writes it as null.
-func appendArray[T any](dst []byte, v []T, depth int) ([]byte, error) {
+func appendArray[T any](enc *encoder, dst []byte, v []T, depth int) ([]byte, error) {
 	if v == nil {
 		return dst, errSlow
 	}
@@ -133,7 +152,7 @@ func appendArray[T any](dst []byte, v []T, depth int) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		var err error
-		if dst, err = appendJSON(dst, x, depth+1); err != nil {
+		if dst, err = enc.appendJSON(dst, x, depth+1); err != nil {
 			return dst, err
 		}
 	}

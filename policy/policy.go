@@ -235,9 +235,11 @@ func (e *Engine) decide(ctx context.Context, d *infertrail.Decision, p *prepared
 	d.InputDigest = digest
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
+	cache := evalCaches.Get().(*evalCache)
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalTime(e.cfg.Now()),
-		rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(cancel))
+		rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(cache))
 	stop()
+	cache.release() // rs holds Go values, not the cache's
 	if err != nil {
 		return fmt.Errorf("%w: data.%s.decision: %w", ErrPolicy, p.id, err)
 	}

@@ -203,6 +203,11 @@ func TestExamplePolicies(t *testing.T) {
 		{"words that look like key prefixes", infertrail.PointInferenceRequest,
 			request("gpt-4o", `[{"role": "user", "content": "task-scheduler-configuration-reference and AKIA as a word, ghp_short"}]`),
 			infertrail.PolicyAllow, nil},
+		{"a keyword outside the prompt", infertrail.PointInferenceRequest,
+			`{"point": "inference.request", "inference": {"provider": "openai", "model": "gpt-4o",
+				"tools": [{"type": "function", "function": {"name": "add_task", "description": "Add to the task-list; ASIA region only"}}],
+				"messages": [{"role": "user", "content": "Plan my week"}]}}`,
+			infertrail.PolicyAllow, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

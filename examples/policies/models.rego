@@ -19,10 +19,7 @@ decision := {"result": "deny", "reasons": sort(deny_reasons)} if count(deny_reas
 # model is the requested model, "" when the request names none.
 model := object.get(input, ["inference", "model"], "")
 
-approved(name) if {
-	some prefix in approved_models
-	startswith(name, prefix)
-}
+approved(name) if strings.any_prefix_match(name, approved_models)
 
 deny_reasons contains sprintf("model %q is not on the approved list", [model]) if {
 	model != ""

@@ -21,18 +21,20 @@ secret_kinds := {
 	"a PEM private key": {"keywords": ["PRIVATE KEY-----"], "pattern": `-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----`},
 }
 
-keywords := {keyword | some secret in secret_kinds; some keyword in secret.keywords}
-
-# The request fields that hold the prompt.
-prompt_fields := ["system", "instructions", "messages", "input"]
-
-# suspect holds when a keyword appears anywhere in the prompt. Most prompts
-# carry none, and are cleared by a few substring searches of the prompt as
-# JSON (keywords are plain ASCII, which JSON leaves as is).
+# suspect holds when a keyword appears anywhere in the request: in its
+# prompt, or in its model, tools or parameters (a keyword there only costs
+# the scan below, which finds nothing). Most requests carry none, and are
+# cleared by a few substring searches of input.inference as JSON (keywords
+# are plain ASCII, which JSON leaves as is). The whole object is cheaper to
+# write as JSON than its prompt fields: InferTrail hands OPA the input as
+# it came, and json.marshal writes an object of it as it is, whereas
+# reading a field such as input.inference.messages converts it to Rego
+# values first.
 suspect if {
-	prompt := json.marshal([object.get(input.inference, field, null) | some field in prompt_fields])
-	some keyword in keywords
-	contains(prompt, keyword)
+	request := json.marshal(input.inference)
+	some secret in secret_kinds
+	some keyword in secret.keywords
+	contains(request, keyword)
 }
 
 # carries(text) is the kinds of secret in text.
@@ -46,27 +48,31 @@ carries(text) := {kind |
 # text_of(x) is every string in x, one per line.
 text_of(x) := concat("\n", [s | walk(x, [_, s]); is_string(s)])
 
-deny_reasons contains sprintf("message %d carries %s", [i, kind]) if {
+# A suspect request is denied for each secret found in it; most requests
+# are cleared by suspect alone.
+deny_reasons contains reason if {
 	suspect
+	some reason in secrets_found
+}
+
+# secrets_found names each secret in the prompt: its kind, and where it is.
+secrets_found contains sprintf("message %d carries %s", [i, kind]) if {
 	some i, message in input.inference.messages
 	some kind in carries(text_of(message))
 }
 
-deny_reasons contains sprintf("input item %d carries %s", [i, kind]) if {
-	suspect
+secrets_found contains sprintf("input item %d carries %s", [i, kind]) if {
 	is_array(input.inference.input)
 	some i, item in input.inference.input
 	some kind in carries(text_of(item))
 }
 
-deny_reasons contains sprintf("the input carries %s", [kind]) if {
-	suspect
+secrets_found contains sprintf("the input carries %s", [kind]) if {
 	is_string(input.inference.input)
 	some kind in carries(input.inference.input)
 }
 
-deny_reasons contains sprintf("%s %s", [where, kind]) if {
-	suspect
+secrets_found contains sprintf("%s %s", [where, kind]) if {
 	some field, where in {"system": "the system prompt carries", "instructions": "the instructions carry"}
 	some kind in carries(text_of(input.inference[field]))
 }

@@ -1,6 +1,7 @@
 package openai_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -318,5 +319,39 @@ default decision := {"result": "require_approval", "reasons": ["every call needs
 	}
 	if last, _ := rig.up.Last(); strings.Contains(string(last.Body), "carol@example.com") || !strings.Contains(string(last.Body), "[redacted:email]") {
 		t.Fatalf("the upstream got %s", last.Body)
+	}
+}
+
+// TestSDKResponseApprovalClientGone: a client that gives up while its
+// response waits for an approval ends the wait: the approval is cancelled,
+// and the response record, written before the wait, keeps what the model
+// said.
+func TestSDKResponseApprovalClientGone(t *testing.T) {
+	rig := newResponseRig(t, "Send the wire to account 7 today.", false)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := rig.client.Chat.Completions.New(ctx, chat("What now?"))
+		done <- err
+	}()
+	a := rig.pending(t)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	var got infertrail.Approval
+	for range 500 {
+		if got, _ = rig.approvals.Get(t.Context(), a.ID); got.Status != infertrail.ApprovalPending {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.Status != infertrail.ApprovalCancelled {
+		t.Fatalf("approval %+v, want cancelled", got)
+	}
+	m := byKind(rig.records(t))
+	if len(m["response"]) != 1 || !strings.Contains(string(m["response"][0].Content["response"]), "Send the wire") ||
+		len(m["approval"]) != 1 || m["approval"][0].Attr("approval.reason") != "client_disconnected" {
+		t.Fatalf("records: %d responses, approvals %+v", len(m["response"]), m["approval"])
 	}
 }

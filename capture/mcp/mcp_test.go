@@ -799,6 +799,35 @@ func TestStdioPolicy(t *testing.T) {
 	if !strings.Contains(toClient, `"id":1`) || !strings.Contains(toClient, `"code":-32011`) || !strings.Contains(toClient, "refunds need a human") {
 		t.Errorf("the client got %s", toClient)
 	}
+
+	// A batch with an allowed call and then a denied one runs neither, and
+	// both are on record as refused, each with its decision.
+	gw, err = mcp.New(mcp.Config{Recorder: trail.Log, Policy: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay3 := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"pay","arguments":{"invoice":"INV-3"}}}`
+	refund4 := `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"refund","arguments":{}}}`
+	toServer, toClient = relayRaw(t, gw, "["+pay3+","+refund4+"]\n")
+	if len(toServer) != 0 || !strings.Contains(toClient, `"id":3`) || !strings.Contains(toClient, `"id":4`) {
+		t.Fatalf("batch: the server received %q, the client got %s", toServer, toClient)
+	}
+	refused := map[string]string{}
+	decided := map[infertrail.UUID]bool{}
+	recs := trail.Records(t)
+	for _, rec := range recs {
+		if rec.Kind == infertrail.KindPolicyDecision {
+			decided[rec.Links[0].ID] = true
+		}
+	}
+	for _, rec := range recs {
+		if r, ok := rec.Attr("infertrail.refused").(string); ok && decided[rec.ID] {
+			refused[string(rec.Content["gen_ai.tool.call.arguments"])] = r
+		}
+	}
+	if !strings.Contains(refused[`{"invoice":"INV-3"}`], "another tool call of its batch was refused") || !strings.Contains(refused[`{}`], "refunds need a human") {
+		t.Fatalf("refused tool calls on record: %v", refused)
+	}
 }
 
 // relayRaw relays the client's lines in over stdio to a server that reads

@@ -238,6 +238,14 @@ func (t *tap) fromClient(ctx context.Context, raw []byte, msgs []message, hints 
 			c.req = t.requestRecord(c)
 			if t.g.cfg.Policy != nil {
 				if refusal := t.decide(ctx, c); refusal != "" {
+					// The batch's tool calls decided before this one are
+					// not run either: on record as refused, with their
+					// decisions.
+					for _, e := range calls {
+						if e.req != nil && !e.recorded {
+							t.refuse(ctx, e, "another tool call of its batch was refused, so this one was not run: "+refusal)
+						}
+					}
 					var out [][]byte
 					for _, m := range msgs {
 						if m.isRequest() {

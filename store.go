@@ -32,6 +32,12 @@ type Entry struct {
 	Content []ContentRef
 }
 
+// TimeBlockBits sizes the blocks of a store's time zone map: for each
+// block of 1<<TimeBlockBits sequence numbers (Seq >> TimeBlockBits), the
+// least and the greatest observed time of its entries, kept by the append
+// transaction. It turns a query's time bounds into sequence bounds.
+const TimeBlockBits = 12
+
 // ContentRef locates one content field of a record. The field's value is the
 // concatenation of its blobs (for an array: "[" blob "," blob … "]"), and its
 // commitment in the leaf is SHA-256(Salt || value). Its blobs are encrypted

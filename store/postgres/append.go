@@ -323,6 +323,20 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		}
 	}
 	if len(entries) > 0 {
+		// Widen the time zone map by the entries' times, one row per
+		// block of sequence numbers they fall in.
+		for i := 0; i < len(entries); {
+			block := entries[i].Seq >> infertrail.TimeBlockBits
+			lo, hi := entries[i].Time, entries[i].Time
+			j := i + 1
+			for ; j < len(entries) && entries[j].Seq>>infertrail.TimeBlockBits == block; j++ {
+				lo, hi = min(lo, entries[j].Time), max(hi, entries[j].Time)
+			}
+			b.Queue(`INSERT INTO time_blocks (block, min_time, max_time) VALUES ($1, $2, $3)
+				ON CONFLICT (block) DO UPDATE SET min_time = least(time_blocks.min_time, excluded.min_time),
+				max_time = greatest(time_blocks.max_time, excluded.max_time)`, block, lo, hi)
+			i = j
+		}
 		b.Queue(`UPDATE log_head SET size = $1 WHERE id`, next+int64(len(entries)))
 	}
 	if b.Len() == 0 {

@@ -358,6 +358,24 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	if before == 0 {
 		before = math.MaxInt64
 	}
+	// The time bounds, as sequence bounds (the zone map of time_blocks):
+	// walks by sequence number start at the last block that can hold a
+	// record before q.To and stop at the first that can hold one from
+	// q.From.
+	floor := int64(0)
+	if q.To != 0 || q.From != 0 {
+		var last, first *int64
+		if err := db.pool.QueryRow(ctx, `SELECT
+			(SELECT max(block) FROM time_blocks WHERE $1::bigint = 0 OR min_time < $1),
+			(SELECT min(block) FROM time_blocks WHERE max_time >= $2)`, q.To, q.From).Scan(&last, &first); err != nil {
+			return "", nil, fmt.Errorf("read the time blocks: %w", classify(err))
+		}
+		if last == nil || first == nil || *first > *last {
+			return "", nil, nil // no block holds a record in the range
+		}
+		before = min(before, (*last+1)<<infertrail.TimeBlockBits)
+		floor = *first << infertrail.TimeBlockBits
+	}
 	tenants := uniq(q.Tenants)
 	var args sqlArgs
 	if keys := uniq(q.Keys); len(keys) > 0 {
@@ -368,7 +386,7 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 		}
 		var b strings.Builder
 		b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p JOIN records r ON r.seq = p.seq
-			WHERE p.key = ` + args.add(keys[0]) + ` AND p.seq < ` + args.add(before))
+			WHERE p.key = ` + args.add(keys[0]) + ` AND p.seq < ` + args.add(before) + seqFloor(&args, "p", floor))
 		for _, k := range keys[1:] {
 			b.WriteString(` AND EXISTS (SELECT FROM postings k WHERE k.key = ` + args.add(k) + ` AND k.seq = p.seq)`)
 		}
@@ -389,7 +407,7 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 		}
 	}
 	if len(tenants) == 0 || len(tenants) > maxTenantArms {
-		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, tenants) +
+		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + seqFloor(&args, "r", floor) + entryFilters(&args, q, tenants) +
 			` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
 	}
 	ranged, walked, err := db.chooseArms(ctx, q, tenants, before)
@@ -405,10 +423,10 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	}
 	if len(walked) > 0 {
 		if len(arms) == 0 {
-			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, walked) +
+			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + seqFloor(&args, "r", floor) + entryFilters(&args, q, walked) +
 				` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
 		}
-		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+entryFilters(&args, q, walked)+
+		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+seqFloor(&args, "r", floor)+entryFilters(&args, q, walked)+
 			` ORDER BY r.seq DESC LIMIT `+args.add(limit)+`)`)
 	}
 	if len(arms) == 0 {
@@ -416,6 +434,15 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	}
 	return `SELECT ` + entryColumnsR + ` FROM (SELECT seq, period FROM (` + strings.Join(arms, ` UNION ALL `) + `) u ORDER BY seq DESC LIMIT ` +
 		args.add(limit) + `) c JOIN records r ON r.seq = c.seq AND r.period = c.period ORDER BY r.seq DESC`, args, nil
+}
+
+// seqFloor is the condition that keeps the sequence numbers of alias a
+// from floor on: none when floor is 0.
+func seqFloor(args *sqlArgs, a string, floor int64) string {
+	if floor <= 0 {
+		return ""
+	}
+	return ` AND ` + a + `.seq >= ` + args.add(floor)
 }
 
 // chooseArms splits tenants into those whose entries in q's time bounds a

@@ -211,12 +211,33 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		}
 		i += n
 	}
+	if err := t.writeBlocks(ctx, rowCtx, entries); err != nil {
+		return err
+	}
 	if err := t.writeHashes(rowCtx, hashes); err != nil {
 		return err
 	}
 	end := t.next + int64(len(entries))
 	if _, err := t.tx.StmtContext(ctx, t.db.setSize).ExecContext(rowCtx, end); err != nil {
 		return fmt.Errorf("append: set tree size %d: %w", end, err)
+	}
+	return nil
+}
+
+// writeBlocks widens the time zone map (time_blocks) by the entries'
+// times, one row per block of sequence numbers they fall in.
+func (t *appendTx) writeBlocks(ctx, rowCtx context.Context, entries []infertrail.Entry) error {
+	for i := 0; i < len(entries); {
+		block := entries[i].Seq >> infertrail.TimeBlockBits
+		lo, hi := entries[i].Time, entries[i].Time
+		j := i + 1
+		for ; j < len(entries) && entries[j].Seq>>infertrail.TimeBlockBits == block; j++ {
+			lo, hi = min(lo, entries[j].Time), max(hi, entries[j].Time)
+		}
+		if _, err := t.tx.StmtContext(ctx, t.db.putBlock).ExecContext(rowCtx, block, lo, hi); err != nil {
+			return fmt.Errorf("append entries: time block %d: %w", block, err)
+		}
+		i = j
 	}
 	return nil
 }

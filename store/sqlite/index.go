@@ -348,12 +348,33 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 	if before == 0 {
 		before = math.MaxInt64
 	}
+	// The time bounds, as sequence bounds (the zone map of time_blocks):
+	// walks by sequence number start at the last block that can hold a
+	// record before q.To and stop at the first that can hold one from
+	// q.From.
+	floor := int64(0)
+	if q.To != 0 || q.From != 0 {
+		var last, first sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT max(block) FROM time_blocks WHERE ? = 0 OR min_time < ?),
+			(SELECT min(block) FROM time_blocks WHERE max_time >= ?)`, q.To, q.To, q.From).Scan(&last, &first); err != nil {
+			return "", nil, fmt.Errorf("read the time blocks: %w", err)
+		}
+		if !last.Valid || !first.Valid || first.Int64 > last.Int64 {
+			return "", nil, nil // no block holds a record in the range
+		}
+		before = min(before, (last.Int64+1)<<infertrail.TimeBlockBits)
+		floor = first.Int64 << infertrail.TimeBlockBits
+	}
 	tenants := uniq(q.Tenants)
 	if keys := uniq(q.Keys); len(keys) > 0 {
-		return planKeys(ctx, tx, q, keys, tenants, before, limit)
+		return planKeys(ctx, tx, q, keys, tenants, before, floor, limit)
 	}
 	walk := func(tenants []string) (string, []any) {
 		conds, args := entryFilters(q, "r", tenants, true)
+		if floor > 0 {
+			conds, args = ` AND r.seq >= ?`+conds, append([]any{floor}, args...)
+		}
 		return ` FROM records r NOT INDEXED WHERE r.seq < ?` + conds + ` ORDER BY r.seq DESC LIMIT ?`,
 			slices.Concat([]any{before}, args, []any{limit})
 	}
@@ -452,7 +473,7 @@ func logTenants(ctx context.Context, tx *sql.Tx, n int) ([]string, error) {
 
 // planKeys plans a query with index keys: it walks the postings of the
 // rarest key and looks the others up.
-func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants []string, before int64, limit int) (string, []any, error) {
+func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants []string, before, floor int64, limit int) (string, []any, error) {
 	if len(keys) > 1 {
 		counts := make(map[string]int, len(keys))
 		for _, k := range keys {
@@ -471,6 +492,10 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 	var b strings.Builder
 	args := []any{keys[0], before}
 	b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p CROSS JOIN records r ON r.seq = p.seq WHERE p.key = ? AND p.seq < ?`)
+	if floor > 0 {
+		b.WriteString(` AND p.seq >= ?`)
+		args = append(args, floor)
+	}
 	for _, k := range keys[1:] {
 		b.WriteString(` AND EXISTS (SELECT 1 FROM postings k WHERE k.key = ? AND k.seq = p.seq)`)
 		args = append(args, k)

@@ -84,7 +84,7 @@ type DB struct {
 	readers     *sql.DB // read-only connections
 
 	// Prepared statements on writer, used inside append transactions.
-	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, setSize *sql.Stmt
+	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, setSize, putBlock *sql.Stmt
 	// The same inserts, of multiRows rows at once.
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
@@ -186,6 +186,8 @@ func (db *DB) open(ctx context.Context) error {
 		{w, &db.lookupIDSmall, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupSmall-1) + `)`},
 		{w, &db.readSize, `SELECT size, erasures FROM log_head WHERE one = 1`},
 		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
+		{w, &db.putBlock, `INSERT INTO time_blocks (block, min_time, max_time) VALUES (?, ?, ?)
+			ON CONFLICT (block) DO UPDATE SET min_time = min(min_time, excluded.min_time), max_time = max(max_time, excluded.max_time)`},
 		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{r, &db.getChunks, `SELECT chunk, hashes FROM hash_chunks WHERE chunk IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.getChunkRange, `SELECT chunk, hashes FROM hash_chunks WHERE chunk BETWEEN ? AND ?`},
@@ -250,7 +252,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.setSize, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
+			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}

@@ -40,6 +40,7 @@ var indexTests = []struct {
 	{"Query", testQuery},
 	{"QueryPaging", testQueryPaging},
 	{"QueryTenants", testQueryTenants},
+	{"QueryLate", testQueryLate},
 	{"PostingsConflict", testPostingsConflict},
 	{"PostingsDuplicate", testPostingsDuplicate},
 	{"PostingsErased", testPostingsErased},
@@ -365,21 +366,69 @@ func testQueryTenants(t *testing.T, s infertrail.Store) {
 		{From: at(600), To: at(1400), Limit: 1000},
 		{Tenants: []string{"t0", "t4"}, Keys: []string{infertrail.IndexKey(infertrail.IndexModel, "gpt-1")}, From: at(10)},
 	} {
-		var want []int64
-		for i := len(entries) - 1; i >= 0; i-- {
-			e := &entries[i]
-			switch {
-			case q.Tenants != nil && !slices.Contains(q.Tenants, e.Tenant),
-				len(q.Kinds) > 0 && !slices.Contains(q.Kinds, e.Kind),
-				q.From != 0 && e.Time < q.From,
-				q.To != 0 && e.Time >= q.To,
-				q.Before != 0 && e.Seq >= q.Before,
-				slices.ContainsFunc(q.Keys, func(k string) bool { return !slices.Contains(keys[e.Seq], k) }):
-				continue
-			}
-			want = append(want, e.Seq)
+		want := bruteQuery(entries, keys, q)
+		if got := query(t, s, q, entries); !slices.Equal(got, want) {
+			t.Errorf("Query(%+v) = %v, want %v", q, got, want)
 		}
-		want = want[:min(len(want), cmp.Or(q.Limit, 100))]
+	}
+}
+
+// bruteQuery answers q by reading every entry: the sequence numbers, newest
+// first.
+func bruteQuery(entries []infertrail.Entry, keys map[int64][]string, q infertrail.Query) []int64 {
+	var want []int64
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := &entries[i]
+		switch {
+		case q.Tenants != nil && !slices.Contains(q.Tenants, e.Tenant),
+			len(q.Kinds) > 0 && !slices.Contains(q.Kinds, e.Kind),
+			q.From != 0 && e.Time < q.From,
+			q.To != 0 && e.Time >= q.To,
+			q.Before != 0 && e.Seq >= q.Before,
+			slices.ContainsFunc(q.Keys, func(k string) bool { return !slices.Contains(keys[e.Seq], k) }):
+			continue
+		}
+		want = append(want, e.Seq)
+	}
+	return want[:min(len(want), cmp.Or(q.Limit, 100))]
+}
+
+// testQueryLate: records whose observed time is far from their neighbours'
+// (an old record appended late, a clock ahead) are found by time bounds
+// like any other, across many blocks of the time zone map.
+func testQueryLate(t *testing.T, s infertrail.Store) {
+	const n = 3*(1<<infertrail.TimeBlockBits) + 500
+	entries, ps := BenchEntries(0, n)
+	late := []int64{n - 1, n - 7, 2*(1<<infertrail.TimeBlockBits) + 3} // appended late: older than every other
+	ahead := []int64{5, 1<<infertrail.TimeBlockBits + 9}                // from a clock ahead: newer than every other
+	for _, i := range late {
+		entries[i].Time = BenchTime(0) - int64(i)
+	}
+	for _, i := range ahead {
+		entries[i].Time = BenchTime(n) + int64(i)
+	}
+	AppendEntries(t, s, entries, nil)
+	if err := s.AddPostings(t.Context(), "indexer", 0, n, ps); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[int64][]string{}
+	for _, p := range ps {
+		keys[p.Seq] = append(keys[p.Seq], p.Key)
+	}
+	at := BenchTime
+	for _, q := range []infertrail.Query{
+		{To: at(0)},
+		{To: at(1)},
+		{Tenants: []string{"t0", "t1", "t2", "t3", "t4"}, To: at(0)},
+		{Tenants: []string{"t2"}, To: at(100)},
+		{From: at(n)},
+		{Tenants: []string{"t0", "t4"}, From: at(n - 1)},
+		{From: at(100), To: at(200)},
+		{Tenants: []string{"t1"}, To: at(n / 2), Limit: 50},
+		{Keys: []string{infertrail.IndexKey(infertrail.IndexModel, "gpt-1")}, To: at(3)},
+		{Keys: []string{infertrail.IndexKey(infertrail.IndexModel, "gpt-1")}, From: at(n)},
+	} {
+		want := bruteQuery(entries, keys, q)
 		if got := query(t, s, q, entries); !slices.Equal(got, want) {
 			t.Errorf("Query(%+v) = %v, want %v", q, got, want)
 		}

@@ -400,7 +400,7 @@ func testQueryLate(t *testing.T, s infertrail.Store) {
 	const n = 3*(1<<infertrail.TimeBlockBits) + 500
 	entries, ps := BenchEntries(0, n)
 	late := []int64{n - 1, n - 7, 2*(1<<infertrail.TimeBlockBits) + 3} // appended late: older than every other
-	ahead := []int64{5, 1<<infertrail.TimeBlockBits + 9}                // from a clock ahead: newer than every other
+	ahead := []int64{5, 1<<infertrail.TimeBlockBits + 9}               // from a clock ahead: newer than every other
 	for _, i := range late {
 		entries[i].Time = BenchTime(0) - int64(i)
 	}

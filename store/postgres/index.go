@@ -360,14 +360,16 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	}
 	// The time bounds, as sequence bounds (the zone map of time_blocks):
 	// walks by sequence number start at the last block that can hold a
-	// record before q.To and stop at the first that can hold one from
-	// q.From.
+	// record before q.To, and a walk of postings stops at the first block
+	// that can hold one from q.From. (A walk of records gets no lower
+	// bound: the planner then reads a bitmap of the range and sorts it,
+	// where walking the primary key backward stops at the page's end.)
 	floor := int64(0)
 	if q.To != 0 || q.From != 0 {
 		var last, first *int64
-		if err := db.pool.QueryRow(ctx, `SELECT
-			(SELECT max(block) FROM time_blocks WHERE $1::bigint = 0 OR min_time < $1),
-			(SELECT min(block) FROM time_blocks WHERE max_time >= $2)`, q.To, q.From).Scan(&last, &first); err != nil {
+		// One pass over the map: one row per 4,096 records.
+		if err := db.pool.QueryRow(ctx, `SELECT max(block) FILTER (WHERE $1::bigint = 0 OR min_time < $1),
+			min(block) FILTER (WHERE max_time >= $2) FROM time_blocks`, q.To, q.From).Scan(&last, &first); err != nil {
 			return "", nil, fmt.Errorf("read the time blocks: %w", classify(err))
 		}
 		if last == nil || first == nil || *first > *last {
@@ -407,7 +409,7 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 		}
 	}
 	if len(tenants) == 0 || len(tenants) > maxTenantArms {
-		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + seqFloor(&args, "r", floor) + entryFilters(&args, q, tenants) +
+		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, tenants) +
 			` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
 	}
 	ranged, walked, err := db.chooseArms(ctx, q, tenants, before)
@@ -423,10 +425,10 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	}
 	if len(walked) > 0 {
 		if len(arms) == 0 {
-			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + seqFloor(&args, "r", floor) + entryFilters(&args, q, walked) +
+			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, walked) +
 				` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
 		}
-		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+seqFloor(&args, "r", floor)+entryFilters(&args, q, walked)+
+		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+entryFilters(&args, q, walked)+
 			` ORDER BY r.seq DESC LIMIT `+args.add(limit)+`)`)
 	}
 	if len(arms) == 0 {

@@ -355,9 +355,9 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 	floor := int64(0)
 	if q.To != 0 || q.From != 0 {
 		var last, first sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT
-			(SELECT max(block) FROM time_blocks WHERE ? = 0 OR min_time < ?),
-			(SELECT min(block) FROM time_blocks WHERE max_time >= ?)`, q.To, q.To, q.From).Scan(&last, &first); err != nil {
+		// One pass over the map: one row per 4,096 records.
+		if err := tx.QueryRowContext(ctx, `SELECT max(CASE WHEN ? = 0 OR min_time < ? THEN block END),
+			min(CASE WHEN max_time >= ? THEN block END) FROM time_blocks`, q.To, q.To, q.From).Scan(&last, &first); err != nil {
 			return "", nil, fmt.Errorf("read the time blocks: %w", err)
 		}
 		if !last.Valid || !first.Valid || first.Int64 > last.Int64 {

@@ -341,14 +341,7 @@ func testQueryPaging(t *testing.T, s infertrail.Store) {
 func testQueryTenants(t *testing.T, s infertrail.Store) {
 	const n = 2000
 	entries, ps := BenchEntries(0, n)
-	AppendEntries(t, s, entries, nil)
-	if err := s.AddPostings(t.Context(), "indexer", 0, n, ps); err != nil {
-		t.Fatal(err)
-	}
-	keys := map[int64][]string{}
-	for _, p := range ps {
-		keys[p.Seq] = append(keys[p.Seq], p.Key)
-	}
+	keys := appendIndexed(t, s, entries, ps)
 	at := func(i int64) int64 { return BenchTime(i) }
 	policy := []infertrail.Kind{infertrail.KindPolicyDecision}
 	for _, q := range []infertrail.Query{
@@ -371,6 +364,21 @@ func testQueryTenants(t *testing.T, s infertrail.Store) {
 			t.Errorf("Query(%+v) = %v, want %v", q, got, want)
 		}
 	}
+}
+
+// appendIndexed appends entries, adds their postings ps, and returns
+// each entry's index keys by sequence number.
+func appendIndexed(t *testing.T, s infertrail.Store, entries []infertrail.Entry, ps []infertrail.Posting) map[int64][]string {
+	t.Helper()
+	AppendEntries(t, s, entries, nil)
+	if err := s.AddPostings(t.Context(), "indexer", 0, int64(len(entries)), ps); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[int64][]string{}
+	for _, p := range ps {
+		keys[p.Seq] = append(keys[p.Seq], p.Key)
+	}
+	return keys
 }
 
 // bruteQuery answers q by reading every entry: the sequence numbers, newest
@@ -407,14 +415,7 @@ func testQueryLate(t *testing.T, s infertrail.Store) {
 	for _, i := range ahead {
 		entries[i].Time = BenchTime(n) + int64(i)
 	}
-	AppendEntries(t, s, entries, nil)
-	if err := s.AddPostings(t.Context(), "indexer", 0, n, ps); err != nil {
-		t.Fatal(err)
-	}
-	keys := map[int64][]string{}
-	for _, p := range ps {
-		keys[p.Seq] = append(keys[p.Seq], p.Key)
-	}
+	keys := appendIndexed(t, s, entries, ps)
 	at := BenchTime
 	for _, q := range []infertrail.Query{
 		{To: at(0)},

@@ -314,17 +314,7 @@ func TestStdio(t *testing.T) {
 	}
 	pay, refund, export, tools := exercise(t, cs)
 	cs.Close() // closes the client's writer: the gateway closes the server's input, the server exits
-	select {
-	case err := <-relayDone:
-		if err != nil {
-			t.Fatalf("stdio relay: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the relay did not end when the client and server did")
-	}
-	if err := gw.Close(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	endStdio(t, relayDone, gw)
 	recs := trail.Records(t)
 	checkRecords(t, recs, "pipe", pay, refund, export, tools)
 	for _, r := range recs {
@@ -827,6 +817,23 @@ func TestStdioPolicy(t *testing.T) {
 	}
 	if !strings.Contains(refused[`{"invoice":"INV-3"}`], "another tool call of its batch was refused") || !strings.Contains(refused[`{}`], "refunds need a human") {
 		t.Fatalf("refused tool calls on record: %v", refused)
+	}
+}
+
+// endStdio waits for a stdio relay to end once the client and the server
+// have, then closes the gateway, so that its records are written.
+func endStdio(tb testing.TB, relayDone <-chan error, gw *mcp.Gateway) {
+	tb.Helper()
+	select {
+	case err := <-relayDone:
+		if err != nil {
+			tb.Fatalf("stdio relay: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the relay did not end when the client and server did")
+	}
+	if err := gw.Close(tb.Context()); err != nil {
+		tb.Fatal(err)
 	}
 }
 

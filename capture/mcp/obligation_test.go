@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -207,17 +206,7 @@ func (r *obligationRig) connectStdio(tb testing.TB) *sdk.ClientSession {
 	r.records = func(tb testing.TB) []gatewaytest.Record {
 		tb.Helper()
 		defer cancel()
-		select {
-		case err := <-relayDone:
-			if err != nil {
-				tb.Fatalf("stdio relay: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			tb.Fatal("the relay did not end when the client and server did")
-		}
-		if err := gw.Close(tb.Context()); err != nil {
-			tb.Fatal(err)
-		}
+		endStdio(tb, relayDone, gw)
 		return r.trail.Records(tb)
 	}
 	return cs

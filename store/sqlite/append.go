@@ -49,7 +49,7 @@ type appendTx struct {
 	tailLoaded bool
 
 	insRecord, insRecords, insBlob, insBlobs, putChunk, getChunk *sql.Stmt
-	insKey, insKeys                                              *sql.Stmt
+	insKey, insKeys, putBlock                                    *sql.Stmt
 
 	failed error // set when an Append failed after writing: Commit must not commit
 	done   bool
@@ -234,7 +234,7 @@ func (t *appendTx) writeBlocks(ctx, rowCtx context.Context, entries []infertrail
 		for ; j < len(entries) && entries[j].Seq>>infertrail.TimeBlockBits == block; j++ {
 			lo, hi = min(lo, entries[j].Time), max(hi, entries[j].Time)
 		}
-		if _, err := t.tx.StmtContext(ctx, t.db.putBlock).ExecContext(rowCtx, block, lo, hi); err != nil {
+		if _, err := t.stmt(ctx, &t.putBlock, t.db.putBlock).ExecContext(rowCtx, block, lo, hi); err != nil {
 			return fmt.Errorf("append entries: time block %d: %w", block, err)
 		}
 		i = j

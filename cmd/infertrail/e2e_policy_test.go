@@ -184,3 +184,89 @@ func waitPendingApproval(tb testing.TB, s *server, token string) string {
 	tb.Fatal("no pending approval appeared")
 	return ""
 }
+
+// TestE2EResponsePolicy runs a response policy and a redact obligation in
+// the built binary, configured with policy.hold_streams: a streamed
+// response the policy denies reaches the OpenAI SDK as a 403 and never as
+// text; e-mail addresses in a prompt are masked before the upstream sees
+// them; a malformed obligation refuses the call.
+func TestE2EResponsePolicy(t *testing.T) {
+	t.Parallel()
+	up := &openaitest.Upstream{Text: "Project Falcon launches on Monday."}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	policies := t.TempDir()
+	for name, text := range map[string]string{
+		"response.rego": `package infertrail.inference.response
+
+import rego.v1
+
+default decision := {"result": "allow"}
+
+decision := {"result": "deny", "reasons": ["the response names project Falcon"]} if contains(input.response.text, "Falcon")
+`,
+		"request.rego": `package infertrail.inference.request
+
+import rego.v1
+
+default decision := {"result": "modify", "obligations": [{"redact": "prompt", "detectors": ["email"]}]}
+
+decision := {"result": "allow", "obligations": [{"redact": "prompt", "detectors": ["no-such-detector"]}]} if {
+	input.inference.model == "gpt-broken"
+}
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(policies, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "infertrail.yaml")
+	os.WriteFile(cfg, []byte("policy:\n  dir: "+policies+"\n  hold_streams: true\n"), 0o600)
+	s := startServer(t, t.TempDir(), "--config", cfg, "--openai-upstream", upSrv.URL+"/v1")
+	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
+		openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
+	params := func(model, prompt string) openaisdk.ChatCompletionNewParams {
+		return openaisdk.ChatCompletionNewParams{Model: model, Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage(prompt)}}
+	}
+
+	stream := client.Chat.Completions.NewStreaming(t.Context(), params("gpt-4o", "Mail bob@example.com: what launches Monday?"))
+	var text strings.Builder
+	for stream.Next() {
+		for _, c := range stream.Current().Choices {
+			text.WriteString(c.Delta.Content)
+		}
+	}
+	var apiErr *openaisdk.Error
+	if err := stream.Err(); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusForbidden ||
+		!strings.Contains(apiErr.Message, "the response names project Falcon") || strings.Contains(text.String(), "Falcon") {
+		t.Fatalf("denied stream: %v, text %q\n%s", err, text.String(), s.stderr)
+	}
+	if last, ok := up.Last(); !ok || strings.Contains(string(last.Body), "bob@example.com") || !strings.Contains(string(last.Body), "[redacted:email]") {
+		t.Fatalf("the upstream got %s", last.Body)
+	}
+
+	_, err := client.Chat.Completions.New(t.Context(), params("gpt-broken", "hello"))
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusForbidden || !strings.Contains(apiErr.Message, `"no-such-detector"`) {
+		t.Fatalf("unfulfillable obligation: %v", err)
+	}
+	if up.Count() != 1 {
+		t.Fatalf("%d upstream calls, want 1", up.Count())
+	}
+
+	var withheld, notEnforced int
+	for seq := range treeSize(t, s.url) {
+		rec, _, err := getRecord(t.Context(), s.url, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(rec.Record), `"infertrail.withheld":`) {
+			withheld++
+		}
+		if strings.Contains(string(rec.Record), `"policy.enforced":false`) {
+			notEnforced++
+		}
+	}
+	if withheld != 1 || notEnforced != 0 {
+		t.Fatalf("%d withheld responses, %d decisions not enforced", withheld, notEnforced)
+	}
+}

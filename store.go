@@ -150,8 +150,8 @@ type AppendTx interface {
 	// again. A blob whose ID is already stored is skipped: the first copy
 	// stored wins. A wrong Seq or a wrong number of hashes fails with
 	// ErrInvalid; an id already in the log may fail with ErrConflict
-	// (callers Lookup first). After Append fails the transaction can only be
-	// rolled back: Commit fails.
+	// (callers Lookup first, unless the transaction is UniqueIDs). After
+	// Append fails the transaction can only be rolled back: Commit fails.
 	Append(ctx context.Context, entries []Entry, blobs []Blob, hashes []tlog.Hash) error
 	// AddKeys stores new data keys, before or after the Append calls whose
 	// blobs they encrypt. A key whose id is already stored is skipped.
@@ -173,6 +173,15 @@ type AppendTx interface {
 	// Rollback abandons the transaction. It returns nil after Commit or an
 	// earlier Rollback.
 	Rollback() error
+}
+
+// UniqueIDs is implemented by an AppendTx whose Append always fails with
+// an error wrapping ErrConflict when an entry's id is already in the log,
+// leaving the transaction to be rolled back. Its caller may then append
+// first and Lookup only after such a failure, in a new transaction: a
+// commit then costs no lookup unless a record is resent.
+type UniqueIDs interface {
+	UniqueIDs() bool
 }
 
 // HashReader reads committed tree hashes.

@@ -403,7 +403,10 @@ func (l *Log) commit(batch []*request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
 	defer cancel()
-	n, size, err := l.appendBatch(ctx, batch)
+	n, size, err := l.appendBatch(ctx, batch, false)
+	if errors.Is(err, errLookUp) {
+		n, size, err = l.appendBatch(ctx, batch, true)
+	}
 	for _, r := range batch {
 		for range r.items {
 			<-l.queued
@@ -424,7 +427,17 @@ func (l *Log) commit(batch []*request) {
 	l.m.committed(n, size, time.Since(start))
 }
 
-func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, size int64, err error) {
+// errLookUp asks for a batch to be appended again, looking its ids up
+// first: one was already in the log.
+var errLookUp = errors.New("an id is already in the log")
+
+// appendBatch appends the records of batch that are not yet in the log, in
+// one transaction. Records resent with an id already in the log are
+// answered with their sequence number, found by a lookup of every id. A
+// store whose ids are unique (infertrail.UniqueIDs) is spared the lookup
+// unless lookup is set: there appendBatch fails with errLookUp when an id
+// is already in the log, and is called again with lookup set.
+func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (appended int, size int64, err error) {
 	tx, err := l.store.BeginAppend(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("begin append: %w", err)
@@ -441,18 +454,24 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 		l.erasures = e
 	}
 
-	var ids []infertrail.UUID
-	for _, r := range batch {
-		for _, it := range r.items {
-			ids = append(ids, it.entry.ID)
+	optimistic := false
+	if u, ok := tx.(infertrail.UniqueIDs); ok && !lookup {
+		optimistic = u.UniqueIDs()
+	}
+	existing := map[infertrail.UUID]infertrail.Entry{}
+	if !optimistic {
+		var ids []infertrail.UUID
+		for _, r := range batch {
+			for _, it := range r.items {
+				ids = append(ids, it.entry.ID)
+			}
 		}
-	}
-	existing, err := tx.Lookup(ctx, ids)
-	if err != nil {
-		return 0, size, fmt.Errorf("look up ids: %w", err)
-	}
-	if existing == nil {
-		existing = map[infertrail.UUID]infertrail.Entry{}
+		if existing, err = tx.Lookup(ctx, ids); err != nil {
+			return 0, size, fmt.Errorf("look up ids: %w", err)
+		}
+		if existing == nil {
+			existing = map[infertrail.UUID]infertrail.Entry{}
+		}
 	}
 
 	base := tlog.StoredHashCount(size)
@@ -495,6 +514,7 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 	})
 
 	for _, r := range batch {
+		r.err, r.results = nil, nil // set again when a batch is appended a second time
 		if r.ctx.Err() != nil {
 			r.err = fmt.Errorf("append: %w", r.ctx.Err())
 			continue
@@ -589,6 +609,9 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request) (appended int, 
 	}
 	if len(entries) > 0 {
 		if err := tx.Append(ctx, entries, blobs, hashes); err != nil {
+			if optimistic && errors.Is(err, infertrail.ErrConflict) {
+				return 0, size, errLookUp
+			}
 			return 0, size, fmt.Errorf("append %d records at %d: %w", len(entries), size, err)
 		}
 	}

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -102,6 +103,21 @@ func TestAppendIdempotent(t *testing.T) {
 		}
 		if n := treeSize(t, l.db); n != size {
 			t.Errorf("tree size %d after a retry, want %d", n, size)
+		}
+	})
+	t.Run("retry among new records", func(t *testing.T) {
+		// The store refuses the resent id; the batch is appended again
+		// after a lookup, and only the new records are appended.
+		a := recordJSON(20, content)
+		first := mustAppend(t, l.Log, parseAll(t, []string{a}))
+		size := treeSize(t, l.db)
+		res := mustAppend(t, l.Log, parseAll(t, []string{recordJSON(21, ""), a, recordJSON(22, content)}))
+		if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate ||
+			res[1].Seq != first[0].Seq || res[0].Seq != size || res[2].Seq != size+1 {
+			t.Errorf("results %+v, want new records at %d and %d, and a duplicate of %d", res, size, size+1, first[0].Seq)
+		}
+		if n := treeSize(t, l.db); n != size+2 {
+			t.Errorf("tree size %d, want %d", n, size+2)
 		}
 	})
 	t.Run("repeat within one call", func(t *testing.T) {
@@ -927,4 +943,36 @@ func BenchmarkVerifyStore(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkRecordOne measures one caller recording one small record at a
+// time, as a gateway does on a call's path: the fixed cost of a commit.
+//
+//	go test ./ledger -run '^$' -bench RecordOne -benchtime 5000x -count 3
+func BenchmarkRecordOne(b *testing.B) {
+	l := newTestLog(b, sqlite.Config{}, nil)
+	ctx := context.Background()
+	rec := func() *infertrail.Record {
+		return &infertrail.Record{ID: infertrail.NewUUID(), Kind: infertrail.KindToolCall, Tenant: "acme", Source: "bench",
+			Actor:      infertrail.Actor{ID: "agent:payments-bot"},
+			Attributes: map[string]json.RawMessage{"gen_ai.tool.name": json.RawMessage(`"pay"`), "mcp.method.name": json.RawMessage(`"tools/call"`)},
+			Content:    map[string]json.RawMessage{"gen_ai.tool.call.arguments": json.RawMessage(`{"invoice":"INV-7","amount_eur":1200}`)}}
+	}
+	for range 100 {
+		if _, err := l.Record(ctx, rec()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		r := rec()
+		t0 := time.Now()
+		if _, err := l.Record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

@@ -26,7 +26,9 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 		return nil, fmt.Errorf("begin append: %w: %w", infertrail.ErrUnavailable, err)
 	}
 	t := &appendTx{db: db, tx: tx}
-	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(ctx).Scan(&t.size, &t.erasures); err != nil {
+	// Statements inside the transaction run without cancellation (see
+	// write): the transaction is bound to ctx, which rolls it back.
+	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(context.WithoutCancel(ctx)).Scan(&t.size, &t.erasures); err != nil {
 		tx.Rollback()
 		return nil, fmt.Errorf("begin append: read tree size: %w", err)
 	}
@@ -69,11 +71,19 @@ func (t *appendTx) stmt(ctx context.Context, dst **sql.Stmt, s *sql.Stmt) *sql.S
 	return *dst
 }
 
+// UniqueIDs implements infertrail.UniqueIDs: records.id is UNIQUE, and
+// Append reports a violation as ErrConflict.
+func (t *appendTx) UniqueIDs() bool { return true }
+
 func (t *appendTx) Lookup(ctx context.Context, ids []infertrail.UUID) (map[infertrail.UUID]infertrail.Entry, error) {
 	out := make(map[infertrail.UUID]infertrail.Entry)
 	if len(ids) == 0 {
 		return out, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("look up ids: %w", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	stmt, n := t.db.lookupID, lookupBatch
 	if len(ids) <= lookupSmall {
 		stmt, n = t.db.lookupIDSmall, lookupSmall
@@ -118,11 +128,24 @@ func (t *appendTx) lookup(ctx context.Context, st *sql.Stmt, args []any, out map
 }
 
 func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read hashes: %w", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	st := t.stmt(ctx, &t.getChunk, t.db.getChunkW)
 	return readHashes(ctx, indexes, tlog.StoredHashCount(t.size), func(chunk int64) ([]byte, error) {
+		if t.tailLoaded && t.tailChunk == chunk {
+			return t.tail, nil
+		}
 		var b []byte
-		err := st.QueryRowContext(ctx, chunk).Scan(&b)
-		return b, err
+		if err := st.QueryRowContext(ctx, chunk).Scan(&b); err != nil {
+			return nil, err
+		}
+		if chunk == t.nhash/chunkSize {
+			// The chunk the next hashes extend: writeHashes needs it too.
+			t.tail, t.tailChunk, t.tailLoaded = b, chunk, true
+		}
+		return b, nil
 	})
 }
 

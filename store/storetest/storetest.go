@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 		{"CancelAbandoned", testCancelAbandoned},
 		{"BlobDedup", testBlobDedup},
 		{"Lookup", testLookup},
+		{"UniqueIDs", testUniqueIDs},
 		{"ReadHashes", testReadHashes},
 		{"TreeHashes", testTreeHashes},
 		{"RejectBadAppend", testRejectBadAppend},
@@ -405,6 +406,40 @@ func testBlobDedup(t *testing.T, s infertrail.Store) {
 	}
 	if d := DiffEntry(&batch[0], &got); d != "" {
 		t.Errorf("%s", d)
+	}
+}
+
+// testUniqueIDs: a transaction that claims infertrail.UniqueIDs refuses an
+// id already in the log with ErrConflict, alone or among many new ones,
+// and the rollback leaves the log as it was.
+func testUniqueIDs(t *testing.T, s infertrail.Store) {
+	ctx := t.Context()
+	committed, blobs := MakeBatch(0, 3)
+	AppendEntries(t, s, committed, blobs)
+	for _, n := range []int{1, 40} { // one row, and the multi-row insert
+		t.Run(fmt.Sprintf("%d entries", n), func(t *testing.T) {
+			tx, err := s.BeginAppend(ctx)
+			if err != nil {
+				t.Fatalf("BeginAppend: %v", err)
+			}
+			defer tx.Rollback()
+			u, ok := tx.(infertrail.UniqueIDs)
+			if !ok || !u.UniqueIDs() {
+				t.Skip("the store does not claim unique ids")
+			}
+			batch, bs := MakeBatch(100, n)
+			batch[n/2].ID = committed[1].ID
+			err = NewSequencer(tx).Append(ctx, batch, bs)
+			if !errors.Is(err, infertrail.ErrConflict) {
+				t.Fatalf("Append of an id already in the log: %v, want ErrConflict", err)
+			}
+			if err := tx.Commit(); err == nil {
+				t.Error("Commit after a failed Append succeeded")
+			}
+			if size, err := s.TreeSize(ctx); err != nil || size != 3 {
+				t.Errorf("TreeSize = %d, %v; want 3", size, err)
+			}
+		})
 	}
 }
 

@@ -176,6 +176,7 @@ func (g *Gateway) newProxy(up *upstream) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport:     up.Transport,
 		FlushInterval: -1, // server-sent events pass through at once
+		BufferPool:    gateway.BufferPool{},
 		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			ex := pr.In.Context().Value(ctxKey{}).(*exchange)

@@ -215,8 +215,13 @@ func TestContentRefsRoundTrip(t *testing.T) {
 	}
 	refs := sampleRefs()
 	b := infertrail.MarshalContentRefs(refs)
-	if b[0] != 2 {
+	if b[0] != 3 {
 		t.Errorf("version byte %d", b[0])
+	}
+	// Version 2 (blob ids always whole) still decodes.
+	v2 := append([]byte{2}, b[1:]...)
+	if got, err := infertrail.UnmarshalContentRefs(v2); err != nil || !refsEqual(refs, got) {
+		t.Errorf("version 2 refs = %+v, %v", got, err)
 	}
 	// Version 1 (no data key) still decodes.
 	v1 := append(append([]byte{1, 1, 1, 'f'}, make([]byte, infertrail.SaltSize)...), 0, 0)
@@ -247,6 +252,51 @@ func TestContentRefsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestContentRefsShortIDs: blob ids that start with their ref's key id are
+// stored without it, and come back whole; a ref with one blob id of
+// another key keeps all its ids whole.
+func TestContentRefsShortIDs(t *testing.T) {
+	key := infertrail.KeyID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	var salt [infertrail.SaltSize]byte
+	ids := make([]infertrail.BlobID, 5)
+	for i := range ids {
+		copy(ids[i][:], key[:])
+		ids[i][20], ids[i][31] = byte(i), byte(100+i)
+	}
+	other := ids[0]
+	other[0] ^= 0xff
+	short := []infertrail.ContentRef{{Field: "gen_ai.input.messages", Salt: salt, Key: key, Array: true, Blobs: ids}}
+	mixed := []infertrail.ContentRef{{Field: "gen_ai.input.messages", Salt: salt, Key: key, Array: true, Blobs: append(slices.Clone(ids), other)}}
+	bs, bm := infertrail.MarshalContentRefs(short), infertrail.MarshalContentRefs(mixed)
+	if d := len(bm) - len(bs); d != 6*len(infertrail.BlobID{})-5*(len(infertrail.BlobID{})-len(infertrail.KeyID{})) {
+		t.Errorf("short ids take %d bytes, mixed %d: want 16 bytes saved per id", len(bs), len(bm))
+	}
+	for _, c := range []struct {
+		refs []infertrail.ContentRef
+		b    []byte
+	}{{short, bs}, {mixed, bm}} {
+		got, err := infertrail.UnmarshalContentRefs(c.b)
+		if err != nil || !refsEqual(c.refs, got) {
+			t.Errorf("round trip: %+v, %v; want %+v", got, err, c.refs)
+		}
+		for i := range len(c.b) {
+			if got, err := infertrail.UnmarshalContentRefs(c.b[:i]); i > 0 && err == nil {
+				t.Errorf("truncated to %d bytes: accepted %+v", i, got)
+			}
+		}
+	}
+	// Short ids need a key to complete them, and version 2 has none.
+	noKey := slices.Clone(bs)
+	at := 1 + 1 + 1 + len("gen_ai.input.messages") + infertrail.SaltSize
+	clear(noKey[at+1 : at+1+len(infertrail.KeyID{})])
+	v2 := append([]byte{2}, bs[1:]...)
+	for _, bad := range [][]byte{noKey, v2} {
+		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
+			t.Errorf("UnmarshalContentRefs(%x) = %+v, want an error", bad, got)
+		}
+	}
+}
+
 // refsEqual compares refs, treating nil and empty blob lists alike.
 func refsEqual(a, b []infertrail.ContentRef) bool {
 	return slices.EqualFunc(a, b, func(x, y infertrail.ContentRef) bool {
@@ -259,6 +309,10 @@ func FuzzContentRefs(f *testing.F) {
 	f.Add(infertrail.MarshalContentRefs(sampleRefs()[:1]))
 	f.Add([]byte{1, 0})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	shortRefs := sampleRefs()[:1]
+	shortRefs[0].Key = infertrail.KeyID(shortRefs[0].Blobs[0][:16])
+	shortRefs[0].Blobs = shortRefs[0].Blobs[:1]
+	f.Add(infertrail.MarshalContentRefs(shortRefs))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		refs, err := infertrail.UnmarshalContentRefs(b)
 		if err != nil {

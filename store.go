@@ -255,7 +255,8 @@ func (e *Entry) Clone() Entry {
 }
 
 // MarshalContentRefs encodes refs in the compact binary form that stores
-// keep in one column.
+// keep in one column. A blob id that starts with its ref's data key id (as
+// every encrypted blob's does) is stored without that prefix.
 func MarshalContentRefs(refs []ContentRef) []byte {
 	if len(refs) == 0 {
 		return nil
@@ -265,7 +266,7 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 		n += 2 + len(r.Field) + SaltSize + 1 + len(KeyID{}) + 2 + len(r.Blobs)*len(BlobID{})
 	}
 	b := make([]byte, 0, n)
-	b = append(b, 2) // version: 1 had no key
+	b = append(b, 3) // version: 1 had no key, 2 no short blob ids
 	b = binary.AppendUvarint(b, uint64(len(refs)))
 	for _, r := range refs {
 		b = binary.AppendUvarint(b, uint64(len(r.Field)))
@@ -273,20 +274,38 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 		b = append(b, r.Salt[:]...)
 		var flags byte
 		if r.Array {
-			flags |= 1
+			flags |= refArray
 		}
 		if r.Omitted {
-			flags |= 2
+			flags |= refOmitted
+		}
+		short := !r.Key.IsZero()
+		for _, id := range r.Blobs {
+			short = short && KeyID(id[:len(KeyID{})]) == r.Key
+		}
+		if short {
+			flags |= refShortIDs
 		}
 		b = append(b, flags)
 		b = append(b, r.Key[:]...)
 		b = binary.AppendUvarint(b, uint64(len(r.Blobs)))
 		for _, id := range r.Blobs {
-			b = append(b, id[:]...)
+			if short {
+				b = append(b, id[len(KeyID{}):]...)
+			} else {
+				b = append(b, id[:]...)
+			}
 		}
 	}
 	return b
 }
+
+// Flags of a content ref in MarshalContentRefs.
+const (
+	refArray    = 1
+	refOmitted  = 2
+	refShortIDs = 4 // version 3: blob ids are stored without the key id they start with
+)
 
 var errRefs = errors.New("malformed content references")
 
@@ -296,7 +315,7 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		return nil, nil
 	}
 	version := b[0]
-	if version != 1 && version != 2 {
+	if version < 1 || version > 3 {
 		return nil, fmt.Errorf("decode content refs: version %d: %w", b[0], errRefs)
 	}
 	b = b[1:]
@@ -326,10 +345,11 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		}
 		copy(r.Salt[:], b)
 		flags := b[SaltSize]
-		if flags > 3 || version == 1 && flags > 1 {
+		if allowed := [...]byte{1: refArray, 2: refArray | refOmitted, 3: refArray | refOmitted | refShortIDs}[version]; flags&^allowed != 0 {
 			return nil, fmt.Errorf("decode content refs: flags %#x: %w", flags, errRefs)
 		}
-		r.Array, r.Omitted = flags&1 != 0, flags&2 != 0
+		r.Array, r.Omitted = flags&refArray != 0, flags&refOmitted != 0
+		short := flags&refShortIDs != 0
 		b = b[SaltSize+1:]
 		if version >= 2 {
 			if len(b) < len(KeyID{}) {
@@ -338,14 +358,26 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 			copy(r.Key[:], b)
 			b = b[len(KeyID{}):]
 		}
+		if short && r.Key.IsZero() {
+			return nil, fmt.Errorf("decode content refs: short blob ids without a key: %w", errRefs)
+		}
+		size := len(BlobID{})
+		if short {
+			size -= len(KeyID{})
+		}
 		nb, ok := next()
-		if !ok || nb > uint64(len(b))/32 {
+		if !ok || nb > uint64(len(b)/size) {
 			return nil, fmt.Errorf("decode content refs: %w", errRefs)
 		}
 		r.Blobs = make([]BlobID, nb)
 		for i := range r.Blobs {
-			copy(r.Blobs[i][:], b)
-			b = b[32:]
+			if short {
+				copy(r.Blobs[i][:], r.Key[:])
+				copy(r.Blobs[i][len(KeyID{}):], b)
+			} else {
+				copy(r.Blobs[i][:], b)
+			}
+			b = b[size:]
 		}
 		refs = append(refs, r)
 	}

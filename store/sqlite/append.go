@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 	sqlite "modernc.org/sqlite"
@@ -56,8 +57,9 @@ type appendTx struct {
 	failed error // set when an Append failed after writing: Commit must not commit
 	done   bool
 
-	erasures int64 // log_head.erasures when the transaction began
-	erased   bool  // Erase deleted something: truncate the WAL after commit
+	erasures int64     // log_head.erasures when the transaction began
+	erased   bool      // Erase deleted something: truncate the WAL after commit
+	block    timeBlock // the last time block written, for DB.block after commit
 }
 
 func (t *appendTx) Size() int64 { return t.size }
@@ -248,21 +250,58 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 }
 
 // writeBlocks widens the time zone map (time_blocks) by the entries'
-// times, one row per block of sequence numbers they fall in.
+// times, one row per block of sequence numbers they fall in. Bounds are
+// widened to whole seconds, which keeps them bounds, so that the commits
+// of one second after the first need not rewrite the row (and its page):
+// a block this process committed bounds for is not written again while
+// the times fall within them.
 func (t *appendTx) writeBlocks(ctx, rowCtx context.Context, entries []infertrail.Entry) error {
+	t.db.blockMu.Lock()
+	known := t.db.block
+	t.db.blockMu.Unlock()
 	for i := 0; i < len(entries); {
-		block := entries[i].Seq >> infertrail.TimeBlockBits
-		lo, hi := entries[i].Time, entries[i].Time
+		b := timeBlock{block: entries[i].Seq >> infertrail.TimeBlockBits, lo: entries[i].Time, hi: entries[i].Time}
 		j := i + 1
-		for ; j < len(entries) && entries[j].Seq>>infertrail.TimeBlockBits == block; j++ {
-			lo, hi = min(lo, entries[j].Time), max(hi, entries[j].Time)
-		}
-		if _, err := t.stmt(ctx, &t.putBlock, t.db.putBlock).ExecContext(rowCtx, block, lo, hi); err != nil {
-			return fmt.Errorf("append entries: time block %d: %w", block, err)
+		for ; j < len(entries) && entries[j].Seq>>infertrail.TimeBlockBits == b.block; j++ {
+			b.lo, b.hi = min(b.lo, entries[j].Time), max(b.hi, entries[j].Time)
 		}
 		i = j
+		if b.within(known) || b.within(t.block) {
+			continue
+		}
+		b.lo, b.hi = floorSecond(b.lo), floorSecond(b.hi)+int64(time.Second)-1
+		if b.block == t.block.block && t.block.set {
+			b.lo, b.hi = min(b.lo, t.block.lo), max(b.hi, t.block.hi)
+		} else if b.block == known.block && known.set {
+			b.lo, b.hi = min(b.lo, known.lo), max(b.hi, known.hi)
+		}
+		if _, err := t.stmt(ctx, &t.putBlock, t.db.putBlock).ExecContext(rowCtx, b.block, b.lo, b.hi); err != nil {
+			return fmt.Errorf("append entries: time block %d: %w", b.block, err)
+		}
+		b.set = true
+		t.block = b
 	}
 	return nil
+}
+
+// timeBlock is a block of time_blocks and bounds its row holds at least.
+type timeBlock struct {
+	block, lo, hi int64
+	set           bool
+}
+
+// within reports whether b's times lie within k's bounds.
+func (b timeBlock) within(k timeBlock) bool {
+	return k.set && b.block == k.block && k.lo <= b.lo && b.hi <= k.hi
+}
+
+// floorSecond rounds a time in Unix nanoseconds down to a whole second.
+func floorSecond(ns int64) int64 {
+	s := int64(time.Second)
+	if ns < 0 && ns%s != 0 {
+		return ns - ns%s - s
+	}
+	return ns - ns%s
 }
 
 func nonNil(b []byte) []byte {
@@ -329,6 +368,11 @@ func (t *appendTx) Commit() error {
 	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+	}
+	if t.block.set {
+		t.db.blockMu.Lock()
+		t.db.block = t.block
+		t.db.blockMu.Unlock()
 	}
 	if t.erased {
 		t.db.truncateWAL()

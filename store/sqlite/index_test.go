@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"flag"
 	"os"
 	"path/filepath"
@@ -174,4 +175,62 @@ func BenchmarkQuery(b *testing.B) {
 		b.Logf("built a log of %d records in %v: %d MB", n, time.Since(start).Round(time.Second), fi.Size()>>20)
 	}
 	storetest.BenchQueries(b, db, n)
+}
+
+// TestTimeBlocksBound: the zone map's bounds, widened to whole seconds and
+// not rewritten while a commit's times fall within them, still hold every
+// record's time, commit after commit, late records and a second process's
+// writes included.
+func TestTimeBlocksBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	other, err := Open(t.Context(), path, Config{}) // another writer of the same file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	base := int64(1_750_000_000_000_000_000)
+	n := 0
+	for c := range 60 {
+		k := 1 + (c*37)%150 // 4,500 records in all: two blocks
+		entries, blobs := storetest.MakeBatch(n, k)
+		for i := range entries {
+			step := int64(n+i) * int64(37*time.Millisecond)
+			entries[i].Time = base + step
+			if (n+i)%11 == 0 {
+				entries[i].Time = base + step - int64(90*time.Second) // late
+			}
+		}
+		w := db
+		if c%5 == 4 {
+			w = other
+		}
+		storetest.AppendEntries(t, w, entries, blobs)
+		n += k
+	}
+	rows, err := db.readers.QueryContext(t.Context(), `SELECT r.seq, r.time, b.min_time, b.max_time FROM records r
+		LEFT JOIN time_blocks b ON b.block = r.seq >> ?`, infertrail.TimeBlockBits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var seq, tm int64
+		var lo, hi sql.NullInt64
+		if err := rows.Scan(&seq, &tm, &lo, &hi); err != nil {
+			t.Fatal(err)
+		}
+		if !lo.Valid || lo.Int64 > tm || tm > hi.Int64 {
+			t.Errorf("record %d at %d: its block's bounds are [%v, %v]", seq, tm, lo, hi)
+		}
+		seen++
+	}
+	if seen != n {
+		t.Errorf("%d records, want %d", seen, n)
+	}
 }

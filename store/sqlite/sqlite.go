@@ -92,6 +92,11 @@ type DB struct {
 	getChunk, getChunks, getChunkRange, entryByID, blobsByID *sql.Stmt
 	nreaders                                                 int
 
+	// block is the time block this process last widened, as committed:
+	// the database's bounds of that block hold at least these.
+	blockMu sync.Mutex
+	block   timeBlock
+
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -890,6 +890,11 @@ func (ex *exchange) responseRecord(res Response, reason string, c *capture) *inf
 			a[k] = b
 		}
 	}
+	if reason == "client_disconnected" && ex.stream && !res.Done && res.Error != nil {
+		// The upstream's error event ended the stream; SDKs close the
+		// connection when they read one, often before it is seen here.
+		reason = ""
+	}
 	switch {
 	case reason != "":
 		a["infertrail.incomplete"] = json.RawMessage("true")

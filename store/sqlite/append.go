@@ -242,10 +242,6 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 	if err := t.writeHashes(rowCtx, hashes); err != nil {
 		return err
 	}
-	end := t.next + int64(len(entries))
-	if _, err := t.tx.StmtContext(ctx, t.db.setSize).ExecContext(rowCtx, end); err != nil {
-		return fmt.Errorf("append: set tree size %d: %w", end, err)
-	}
 	return nil
 }
 

@@ -84,7 +84,7 @@ type DB struct {
 	readers     *sql.DB // read-only connections
 
 	// Prepared statements on writer, used inside append transactions.
-	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, setSize, putBlock *sql.Stmt
+	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, putBlock *sql.Stmt
 	// The same inserts, of multiRows rows at once.
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
@@ -189,8 +189,7 @@ func (db *DB) open(ctx context.Context) error {
 		{w, &db.getChunkW, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
 		{w, &db.lookupID, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{w, &db.lookupIDSmall, `SELECT id, seq, mac FROM records WHERE id IN (?` + strings.Repeat(", ?", lookupSmall-1) + `)`},
-		{w, &db.readSize, `SELECT size, erasures FROM log_head WHERE one = 1`},
-		{w, &db.setSize, `UPDATE log_head SET size = ? WHERE one = 1`},
+		{w, &db.readSize, `SELECT ` + sizeExpr + `, erasures FROM log_head WHERE one = 1`},
 		{w, &db.putBlock, `INSERT INTO time_blocks (block, min_time, max_time) VALUES (?, ?, ?)
 			ON CONFLICT (block) DO UPDATE SET min_time = min(min_time, excluded.min_time), max_time = max(max_time, excluded.max_time)`},
 		{r, &db.getChunk, `SELECT hashes FROM hash_chunks WHERE chunk = ?`},
@@ -257,7 +256,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
+			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -284,7 +283,7 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
 	var pageSize, free int64
 	err := db.readers.QueryRowContext(ctx, `SELECT
-		(SELECT size FROM log_head WHERE one = 1),
+		`+sizeExpr+`,
 		(SELECT count(*) FROM checkpoints),
 		(SELECT page_size FROM pragma_page_size()),
 		(SELECT freelist_count FROM pragma_freelist_count())`).Scan(&s.TreeSize, &s.Checkpoints, &pageSize, &free)
@@ -301,10 +300,15 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
+// sizeExpr is the tree size: one past the last record's sequence number
+// (records are never deleted). SQLite reads max(seq) of the INTEGER
+// PRIMARY KEY from the end of the table's b-tree.
+const sizeExpr = `(SELECT coalesce(max(seq), -1) + 1 FROM records)`
+
 // TreeSize returns the size of the committed tree.
 func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 	var n int64
-	if err := db.readers.QueryRowContext(ctx, `SELECT size FROM log_head WHERE one = 1`).Scan(&n); err != nil {
+	if err := db.readers.QueryRowContext(ctx, `SELECT `+sizeExpr).Scan(&n); err != nil {
 		return 0, fmt.Errorf("read tree size: %w", err)
 	}
 	return n, nil

@@ -13,9 +13,9 @@ import (
 // document, as json.Unmarshal into a map[string]any does: objects as
 // map[string]any, arrays as []any, numbers as float64, invalid UTF-8 and
 // unpaired surrogates as U+FFFD, the last of duplicate names. It reads
-// data once and allocates about half as much, for a gateway that builds
-// the input document from a request body on every call. Where
-// json.Unmarshal gives an error, so does DecodeObject; for a number
+// data once, without reflection, in about half the time, for a gateway
+// that builds the input document from a request body on every call.
+// Where json.Unmarshal gives an error, so does DecodeObject; for a number
 // beyond float64, as json.Unmarshal, it gives the object with nil in its
 // place along with the error. JSON null gives a nil map and no error.
 func DecodeObject(data []byte) (map[string]any, error) {
@@ -63,6 +63,7 @@ type decoder struct {
 	// items holds the elements of the arrays being read, one after the
 	// other, so that each array is allocated once, at its size.
 	items []any
+	buf   []byte // a string with escapes, as it is unescaped
 }
 
 func (d *decoder) syntaxError() error {
@@ -297,12 +298,15 @@ func (d *decoder) string() (string, error) {
 // escape, a control character or a byte beyond ASCII at i.
 func (d *decoder) slowString(start, i int) (string, error) {
 	data := d.data
-	b := make([]byte, i-start, len(data)-start)
-	copy(b, data[start:i])
+	if d.buf == nil {
+		d.buf = make([]byte, 0, 256)
+	}
+	b := append(d.buf[:0], data[start:i]...)
 	for i < len(data) {
 		switch c := data[i]; {
 		case c == '"':
 			d.pos = i + 1
+			d.buf = b
 			return string(b), nil
 		case c < 0x20:
 			d.pos = i

@@ -76,3 +76,26 @@ func FuzzDecodeObject(f *testing.F) {
 	f.Add([]byte(`{"s":"a\\\"\u0000` + "\xff" + `","z":-0.0e-0}`))
 	f.Fuzz(func(t *testing.T, data []byte) { checkDecode(t, data) })
 }
+
+// BenchmarkDecodeObject compares DecodeObject with json.Unmarshal on
+// BenchmarkDecide's chat request.
+func BenchmarkDecodeObject(b *testing.B) {
+	data := []byte(benchRequest)
+	b.Run("DecodeObject", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := policy.DecodeObject(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

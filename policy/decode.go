@@ -27,8 +27,8 @@ func DecodeObject(data []byte) (map[string]any, error) {
 	switch v := v.(type) {
 	case map[string]any:
 		return v, d.rangeErr
-	case nil:
-		return nil, nil
+	case nil: // null, or a number beyond float64
+		return nil, d.rangeErr
 	}
 	return nil, fmt.Errorf("decode JSON: a %s, want an object", kindOf(v))
 }
@@ -41,10 +41,8 @@ func kindOf(v any) string {
 		return "string"
 	case float64:
 		return "number"
-	case bool:
-		return "boolean"
 	}
-	return "number out of range"
+	return "boolean"
 }
 
 // maxNesting is json.Unmarshal's limit on nested arrays and objects.

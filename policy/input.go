@@ -23,11 +23,16 @@ import (
 var errSlow = errors.New("not a plain JSON value")
 
 // encoder is appendJSON's scratch space, reused across decisions: the
-// canonical form, and the keys of the objects being written (those of an
-// object and of the objects it holds, one after the other).
+// canonical form, and the members of the objects being written (those of
+// an object and of the objects it holds, one after the other).
 type encoder struct {
-	buf  []byte
-	keys []string
+	buf     []byte
+	members []member
+}
+
+type member struct {
+	key   string
+	value any
 }
 
 var encoders = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 4<<10)} }}
@@ -41,8 +46,8 @@ func prepareInput(input map[string]any) (string, ast.Value, error) {
 	enc := encoders.Get().(*encoder)
 	defer encoders.Put(enc)
 	canon, err := enc.appendJSON(enc.buf[:0], input, 0)
-	clear(enc.keys[:cap(enc.keys)]) // hold on to no key of this input
-	enc.keys = enc.keys[:0]
+	clear(enc.members[:cap(enc.members)]) // hold on to nothing of this input
+	enc.members = enc.members[:0]
 	if errors.Is(err, errSlow) {
 		var raw []byte
 		if raw, err = json.Marshal(input); err == nil {
@@ -78,10 +83,7 @@ func (enc *encoder) appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(dst, v), nil
 	case string:
-		if !utf8.ValidString(v) {
-			return dst, errSlow
-		}
-		return infertrail.AppendString(dst, v), nil
+		return appendString(dst, v)
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return dst, errSlow
@@ -97,30 +99,29 @@ func (enc *encoder) appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 		if v == nil {
 			return dst, errSlow // null, as encoding/json has it
 		}
-		// This object's keys are enc.keys[start:end]; the objects it
-		// holds append theirs after them, and take them off again.
-		start := len(enc.keys)
-		for k := range v {
-			if !utf8.ValidString(k) {
-				return dst, errSlow
-			}
-			enc.keys = append(enc.keys, k)
+		// This object's members are enc.members[start:end]; the objects
+		// it holds append theirs after them, and take them off again.
+		start := len(enc.members)
+		for k, x := range v {
+			enc.members = append(enc.members, member{k, x})
 		}
-		end := len(enc.keys)
-		slices.SortFunc(enc.keys[start:end], infertrail.CompareKeys)
+		end := len(enc.members)
+		slices.SortFunc(enc.members[start:end], func(a, b member) int { return infertrail.CompareKeys(a.key, b.key) })
 		dst = append(dst, '{')
 		for i := start; i < end; i++ {
 			if i > start {
 				dst = append(dst, ',')
 			}
-			k := enc.keys[i]
-			dst = infertrail.AppendString(dst, k)
+			m := enc.members[i]
+			if dst, err = appendString(dst, m.key); err != nil {
+				return dst, err
+			}
 			dst = append(dst, ':')
-			if dst, err = enc.appendJSON(dst, v[k], depth+1); err != nil {
+			if dst, err = enc.appendJSON(dst, m.value, depth+1); err != nil {
 				return dst, err
 			}
 		}
-		enc.keys = enc.keys[:start]
+		enc.members = enc.members[:start]
 		return append(dst, '}'), nil
 	case []any:
 		return appendArray(enc, dst, v, depth)
@@ -128,6 +129,34 @@ func (enc *encoder) appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 		return appendArray(enc, dst, v, depth)
 	}
 	return dst, errSlow
+}
+
+// plain marks the bytes a JSON string holds as they are: printable ASCII
+// but the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendString appends s as a JSON string, as infertrail.AppendString
+// does, or gives errSlow if s is not valid UTF-8. Most strings need no
+// escape and are copied as they are.
+func appendString(dst []byte, s string) ([]byte, error) {
+	i := 0
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"'), nil
+	}
+	if !utf8.ValidString(s[i:]) {
+		return dst, errSlow
+	}
+	return infertrail.AppendString(dst, s), nil
 }
 
 // appendInt appends an integer within ±(2^53-1); Canonicalize decides on

@@ -770,6 +770,18 @@ func bundleOf(tb testing.TB, dir string) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
+// benchRequest is BenchmarkDecide's inference.request input: a 2.5 KB
+// chat request with five messages, a tool call and its result, an approved
+// model and no secret, so that the example policies allow it after
+// scanning the whole prompt.
+var benchRequest = request("gpt-4o-2024-08-06", `[
+	{"role": "system", "content": "You are a payments assistant for ACME. Never pay without an invoice."},
+	{"role": "user", "content": [{"type": "text", "text": "Pay invoice 7 of 1200 EUR to ACME."}, {"type": "text", "text": "`+
+	strings.Repeat("Invoice 7 from ACME covers consulting for November; net 30 days. ", 30)+`"}]},
+	{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "approve_payment", "arguments": "{\"invoice\": 7, \"amount_eur\": 1200}"}}]},
+	{"role": "tool", "tool_call_id": "call_1", "content": "{\"status\": \"pending_approval\"}"},
+	{"role": "user", "content": "Thanks. What is the status?"}]`)
+
 // BenchmarkDecide measures Decide with the example policies on realistic
 // inputs, and reports the median and 99th percentile latency.
 func BenchmarkDecide(b *testing.B) {
@@ -778,19 +790,13 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	long := strings.Repeat("Invoice 7 from ACME covers consulting for November; net 30 days. ", 30)
 	cases := []struct {
 		name  string
 		point infertrail.PolicyPoint
 		input map[string]any
 	}{
 		{"tool.call", infertrail.PointToolCall, jsonInput(b, toolCall("approve_payment", `{"invoice": 7, "amount_eur": 1200, "iban": "DE89370400440532013000"}`))},
-		{"inference.request", infertrail.PointInferenceRequest, jsonInput(b, request("gpt-4o-2024-08-06", `[
-			{"role": "system", "content": "You are a payments assistant for ACME. Never pay without an invoice."},
-			{"role": "user", "content": [{"type": "text", "text": "Pay invoice 7 of 1200 EUR to ACME."}, {"type": "text", "text": "`+long+`"}]},
-			{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "approve_payment", "arguments": "{\"invoice\": 7, \"amount_eur\": 1200}"}}]},
-			{"role": "tool", "tool_call_id": "call_1", "content": "{\"status\": \"pending_approval\"}"},
-			{"role": "user", "content": "Thanks. What is the status?"}]`))},
+		{"inference.request", infertrail.PointInferenceRequest, jsonInput(b, benchRequest)},
 		{"inference.response", infertrail.PointInferenceResponse, map[string]any{"response": map[string]any{"text": "Done."}}},
 	}
 	for _, c := range cases {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/policy"
 	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 )
@@ -28,8 +29,9 @@ func (g *Gateway) decidesResponses() bool {
 // policyInput is the input document of the inference.request point (see
 // docs/policy.md): who calls, and what the request asks of the model.
 func (ex *exchange) policyInput(body []byte) map[string]any {
-	var req map[string]any
-	json.Unmarshal(body, &req)
+	// The body was checked by the provider's ParseRequest; what does not
+	// decode gives no prompt, as with json.Unmarshal.
+	req, _ := policy.DecodeObject(body)
 	inf := map[string]any{"provider": ex.rt.p.Name(), "model": ex.call.Model, "stream": ex.call.Stream,
 		"operation": ex.rt.ep.Operation, "parameters": ex.call.Attributes}
 	for _, k := range []string{"messages", "input", "system", "instructions", "tools"} {

@@ -126,6 +126,10 @@ func TestE2EServeRefuses(t *testing.T) {
 	if err := os.WriteFile(noAuth, []byte("auth:\n  disabled: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badGC := filepath.Join(tmp, "gc.yaml")
+	if err := os.WriteFile(badGC, []byte("gc_percent: 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
 	for _, tc := range []struct {
 		name string
@@ -139,6 +143,7 @@ func TestE2EServeRefuses(t *testing.T) {
 			[]string{"refusing to listen on 0.0.0.0:" + port, "without authentication", "infertrail: hint:"}},
 		{"unknown config key", []string{"serve", "--config", cfg}, []string{"listen_adress"}},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, []string{`log level "loud"`}},
+		{"gc_percent out of range", []string{"serve", "--config", badGC}, []string{"gc_percent 5: must be between 10 and 10000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(tmp, strings.ReplaceAll(tc.name, " ", "-"))

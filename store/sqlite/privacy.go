@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -185,19 +186,36 @@ func (db *DB) truncateWAL() {
 
 // DataKeys returns the stored keys among ids.
 func (db *DB) DataKeys(ctx context.Context, ids []infertrail.KeyID) (map[infertrail.KeyID]infertrail.DataKey, error) {
-	out := make(map[infertrail.KeyID]infertrail.DataKey, len(ids))
-	for _, id := range ids {
-		if _, ok := out[id]; ok {
-			continue
+	uniq := uniqueSorted(ids, func(a, b infertrail.KeyID) int { return bytes.Compare(a[:], b[:]) })
+	out := make(map[infertrail.KeyID]infertrail.DataKey, len(uniq))
+	var mu sync.Mutex
+	err := inBatches(uniq, db.nreaders, func(batch []infertrail.KeyID, args []any) error {
+		for j := range args {
+			// A short batch repeats its last id: IN ignores repeats.
+			id := batch[min(j, len(batch)-1)]
+			args[j] = id[:]
 		}
-		k, err := scanKey(db.readers.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM data_keys WHERE id = ?`, id[:]))
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
+		rows, err := db.keysByID.QueryContext(ctx, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read key %x: %w", id[:4], err)
+			return fmt.Errorf("read %d keys: %w", len(batch), err)
 		}
-		out[id] = k
+		defer rows.Close()
+		for rows.Next() {
+			k, err := scanKey(rows)
+			if err != nil {
+				return fmt.Errorf("read %d keys: %w", len(batch), err)
+			}
+			mu.Lock()
+			out[k.ID] = k
+			mu.Unlock()
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read %d keys: %w", len(batch), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

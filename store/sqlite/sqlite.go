@@ -26,6 +26,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -89,8 +90,8 @@ type DB struct {
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, getChunks, getChunkRange, entryByID, blobsByID *sql.Stmt
-	nreaders                                                 int
+	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID *sql.Stmt
+	nreaders                                                           int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -193,6 +194,7 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.getChunkRange, `SELECT chunk, hashes FROM hash_chunks WHERE chunk BETWEEN ? AND ?`},
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
 		{r, &db.blobsByID, `SELECT id, codec, data, key_id FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -252,7 +254,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
+			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -489,56 +491,68 @@ func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Ent
 
 // Blobs returns the stored blobs among ids.
 func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrail.BlobID]infertrail.Blob, error) {
-	uniq := make([]infertrail.BlobID, 0, len(ids))
-	seen := make(map[infertrail.BlobID]bool, len(ids))
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			uniq = append(uniq, id)
-		}
-	}
+	uniq := uniqueSorted(ids, func(a, b infertrail.BlobID) int { return bytes.Compare(a[:], b[:]) })
 	out := make(map[infertrail.BlobID]infertrail.Blob, len(uniq))
-	if len(uniq) == 0 {
-		return out, nil
+	var mu sync.Mutex
+	err := inBatches(uniq, db.nreaders, func(batch []infertrail.BlobID, args []any) error {
+		got, err := db.readBlobs(ctx, batch, args)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range got {
+			out[b.ID] = b
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	// Batches of lookupBatch ids, read by up to db.nreaders connections at once.
+	return out, nil
+}
+
+// uniqueSorted returns ids sorted, without repeats: lookups in id order
+// walk an index's pages in order.
+func uniqueSorted[ID comparable](ids []ID, cmp func(a, b ID) int) []ID {
+	uniq := slices.Clone(ids)
+	slices.SortFunc(uniq, cmp)
+	return slices.Compact(uniq)
+}
+
+// inBatches calls read for each run of at most lookupBatch of ids, on up to
+// readers goroutines at once, each with its own lookupBatch arguments to
+// fill. It returns the first error.
+func inBatches[T any](ids []T, readers int, read func(batch []T, args []any) error) error {
 	var (
-		mu   sync.Mutex
 		wg   sync.WaitGroup
 		errs = make(chan error, 1)
-		work = make(chan []infertrail.BlobID)
+		work = make(chan []T)
 	)
-	for range min(db.nreaders, (len(uniq)+lookupBatch-1)/lookupBatch) {
+	for range min(readers, (len(ids)+lookupBatch-1)/lookupBatch) {
 		wg.Go(func() {
 			args := make([]any, lookupBatch)
 			for batch := range work {
-				got, err := db.readBlobs(ctx, batch, args)
-				if err != nil {
+				if err := read(batch, args); err != nil {
 					select {
 					case errs <- err:
 					default:
 					}
-					continue
 				}
-				mu.Lock()
-				for _, b := range got {
-					out[b.ID] = b
-				}
-				mu.Unlock()
 			}
 		})
 	}
-	for i := 0; i < len(uniq); i += lookupBatch {
-		work <- uniq[i:min(i+lookupBatch, len(uniq))]
+	for i := 0; i < len(ids); i += lookupBatch {
+		work <- ids[i:min(i+lookupBatch, len(ids))]
 	}
 	close(work)
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return nil, err
+		return err
 	default:
+		return nil
 	}
-	return out, nil
 }
 
 // readBlobs reads one batch of at most lookupBatch blobs with one query.

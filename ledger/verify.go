@@ -311,7 +311,9 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 	for i := range entries {
 		for _, r := range entries[i].Content {
 			ids = append(ids, r.Blobs...)
-			if !r.Key.IsZero() && !slices.Contains(kids, r.Key) {
+			// Consecutive fields of a record share their key; keyStates
+			// drops the other repeats.
+			if !r.Key.IsZero() && (len(kids) == 0 || kids[len(kids)-1] != r.Key) {
 				kids = append(kids, r.Key)
 			}
 		}

@@ -348,8 +348,9 @@ func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infert
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
+			var lf infertrail.LeafFields
 			for i := w; i < len(entries); i += workers {
-				o, err := checkEntry(&entries[i], blobs, ks)
+				o, err := checkEntry(&entries[i], blobs, ks, &lf)
 				if err != nil {
 					errs[w] = err
 					return
@@ -386,39 +387,47 @@ func CheckEntry(ctx context.Context, cr *ContentReader, e *infertrail.Entry, blo
 	if err != nil {
 		return err
 	}
-	_, err = checkEntry(e, blobs, ks)
+	_, err = checkEntry(e, blobs, ks, new(infertrail.LeafFields))
 	return err
 }
 
-func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) (entryOutcome, error) {
+func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, lf *infertrail.LeafFields) (entryOutcome, error) {
 	out := entryOutcome{erasedBy: -1}
 	fail := func(what string, err error) (entryOutcome, error) {
 		return out, &VerificationError{Index: e.Seq, What: what, Err: err}
 	}
-	r, err := infertrail.ParseLeaf(e.Leaf)
-	if err != nil {
+	if err := infertrail.CheckLeaf(e.Leaf, lf); err != nil {
 		return fail("leaf", err)
 	}
-	if r.Seq != e.Seq {
-		return fail("leaf", fmt.Errorf("carries sequence number %d: records were swapped or moved", r.Seq))
+	if lf.Seq != e.Seq {
+		return fail("leaf", fmt.Errorf("carries sequence number %d: records were swapped or moved", lf.Seq))
 	}
-	for _, c := range []struct {
-		col        string
-		got, inLog any
-	}{
-		{"id", e.ID, r.ID}, {"tenant", e.Tenant, r.Tenant}, {"kind", e.Kind, r.Kind},
-		{"time", e.Time, r.Time.UnixNano()}, {"received", e.Received, r.ReceivedTime.UnixNano()},
-		{"session_id", e.SessionID, r.SessionID}, {"trace_id", e.TraceID, r.TraceID}, {"actor_id", e.ActorID, r.Actor.ID},
-	} {
-		if c.got != c.inLog {
-			return fail("column "+c.col, fmt.Errorf("stored %v but the leaf says %v", c.got, c.inLog))
-		}
+	column := func(col string, got, inLog any) (entryOutcome, error) {
+		return fail("column "+col, fmt.Errorf("stored %v but the leaf says %v", got, inLog))
 	}
-	if len(e.Content) != len(r.Commitments) {
-		return fail("content", fmt.Errorf("%d content fields stored, %d committed in the leaf", len(e.Content), len(r.Commitments)))
+	switch {
+	case e.ID != lf.ID:
+		return column("id", e.ID, lf.ID)
+	case e.Tenant != lf.Tenant:
+		return column("tenant", e.Tenant, lf.Tenant)
+	case e.Kind != lf.Kind:
+		return column("kind", e.Kind, lf.Kind)
+	case e.Time != lf.Time:
+		return column("time", e.Time, lf.Time)
+	case e.Received != lf.Received:
+		return column("received", e.Received, lf.Received)
+	case e.SessionID != lf.SessionID:
+		return column("session_id", e.SessionID, lf.SessionID)
+	case e.TraceID != lf.TraceID:
+		return column("trace_id", e.TraceID, lf.TraceID)
+	case e.ActorID != lf.ActorID:
+		return column("actor_id", e.ActorID, lf.ActorID)
+	}
+	if len(e.Content) != len(lf.Commitments) {
+		return fail("content", fmt.Errorf("%d content fields stored, %d committed in the leaf", len(e.Content), len(lf.Commitments)))
 	}
 	for _, ref := range e.Content {
-		want, ok := r.Commitments[ref.Field]
+		want, ok := lf.Commitment(ref.Field)
 		if !ok {
 			return fail("content field "+ref.Field, errors.New("stored but not committed in the leaf"))
 		}

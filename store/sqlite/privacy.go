@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -182,42 +181,6 @@ func (db *DB) truncateWAL() {
 	ctx, cancel := context.WithTimeout(context.Background(), db.busyTimeout)
 	defer cancel()
 	db.writer.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
-}
-
-// DataKeys returns the stored keys among ids.
-func (db *DB) DataKeys(ctx context.Context, ids []infertrail.KeyID) (map[infertrail.KeyID]infertrail.DataKey, error) {
-	uniq := uniqueSorted(ids, func(a, b infertrail.KeyID) int { return bytes.Compare(a[:], b[:]) })
-	out := make(map[infertrail.KeyID]infertrail.DataKey, len(uniq))
-	var mu sync.Mutex
-	err := inBatches(uniq, db.nreaders, func(batch []infertrail.KeyID, args []any) error {
-		for j := range args {
-			// A short batch repeats its last id: IN ignores repeats.
-			id := batch[min(j, len(batch)-1)]
-			args[j] = id[:]
-		}
-		rows, err := db.keysByID.QueryContext(ctx, args...)
-		if err != nil {
-			return fmt.Errorf("read %d keys: %w", len(batch), err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			k, err := scanKey(rows)
-			if err != nil {
-				return fmt.Errorf("read %d keys: %w", len(batch), err)
-			}
-			mu.Lock()
-			out[k.ID] = k
-			mu.Unlock()
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read %d keys: %w", len(batch), err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // ScanKeys calls fn for each key f selects, in id order, after the id after.

@@ -26,7 +26,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -90,8 +89,8 @@ type DB struct {
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID *sql.Stmt
-	nreaders                                                           int
+	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
+	nreaders                                                                                int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -195,6 +194,8 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
 		{r, &db.blobsByID, `SELECT id, codec, data, key_id FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.blobRange, `SELECT id, codec, data, key_id FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
+		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -254,7 +255,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID} {
+			db.readSize, db.setSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -487,101 +488,6 @@ func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Ent
 		return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, err)
 	}
 	return s.e.Clone(), nil
-}
-
-// Blobs returns the stored blobs among ids.
-func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrail.BlobID]infertrail.Blob, error) {
-	uniq := uniqueSorted(ids, func(a, b infertrail.BlobID) int { return bytes.Compare(a[:], b[:]) })
-	out := make(map[infertrail.BlobID]infertrail.Blob, len(uniq))
-	var mu sync.Mutex
-	err := inBatches(uniq, db.nreaders, func(batch []infertrail.BlobID, args []any) error {
-		got, err := db.readBlobs(ctx, batch, args)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, b := range got {
-			out[b.ID] = b
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// uniqueSorted returns ids sorted, without repeats: lookups in id order
-// walk an index's pages in order.
-func uniqueSorted[ID comparable](ids []ID, cmp func(a, b ID) int) []ID {
-	uniq := slices.Clone(ids)
-	slices.SortFunc(uniq, cmp)
-	return slices.Compact(uniq)
-}
-
-// inBatches calls read for each run of at most lookupBatch of ids, on up to
-// readers goroutines at once, each with its own lookupBatch arguments to
-// fill. It returns the first error.
-func inBatches[T any](ids []T, readers int, read func(batch []T, args []any) error) error {
-	var (
-		wg   sync.WaitGroup
-		errs = make(chan error, 1)
-		work = make(chan []T)
-	)
-	for range min(readers, (len(ids)+lookupBatch-1)/lookupBatch) {
-		wg.Go(func() {
-			args := make([]any, lookupBatch)
-			for batch := range work {
-				if err := read(batch, args); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		})
-	}
-	for i := 0; i < len(ids); i += lookupBatch {
-		work <- ids[i:min(i+lookupBatch, len(ids))]
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
-}
-
-// readBlobs reads one batch of at most lookupBatch blobs with one query.
-func (db *DB) readBlobs(ctx context.Context, batch []infertrail.BlobID, args []any) ([]infertrail.Blob, error) {
-	for j := range args {
-		// A short batch repeats its last id: IN ignores repeats.
-		id := batch[min(j, len(batch)-1)]
-		args[j] = id[:]
-	}
-	rows, err := db.blobsByID.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read blobs: %w", err)
-	}
-	defer rows.Close()
-	var got []infertrail.Blob
-	for rows.Next() {
-		var b infertrail.Blob
-		var id, key []byte
-		if err := rows.Scan(&id, &b.Codec, &b.Data, &key); err != nil {
-			return nil, fmt.Errorf("read blobs: %w", err)
-		}
-		copy(b.ID[:], id)
-		copy(b.Key[:], key)
-		got = append(got, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read blobs: %w", err)
-	}
-	return got, nil
 }
 
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.

@@ -73,6 +73,25 @@ func testKeysReadMany(t *testing.T, s infertrail.Store) {
 			t.Errorf("DataKeys[%x] = %+v, want %+v", k.ID[:4], got[k.ID], k)
 		}
 	}
+	// Every seventh key in id order: most keys stored between the first
+	// and the last are not asked for.
+	slices.SortFunc(stored, func(a, b infertrail.DataKey) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	var sparse []infertrail.KeyID
+	for i := 0; i < len(stored); i += 7 {
+		sparse = append(sparse, stored[i].ID)
+	}
+	got, err = s.DataKeys(t.Context(), sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(sparse) {
+		t.Errorf("a sparse read returned %d keys, want %d", len(got), len(sparse))
+	}
+	for _, id := range sparse {
+		if got[id].ID != id {
+			t.Errorf("a sparse read did not return key %x", id[:4])
+		}
+	}
 }
 
 func testKeysAddAndRead(t *testing.T, s infertrail.Store) {

@@ -72,7 +72,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		return rep, fmt.Errorf("verify: %w", err)
 	}
 	var (
-		front   = rightEdge{}
+		front   = &rightEdge{}
 		cps     []infertrail.StoredCheckpoint // pending checkpoints, ascending
 		cpAfter int64
 		cpDone  bool
@@ -118,7 +118,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 				return &VerificationError{Index: -1, What: fmt.Sprintf("checkpoint stored as size %d", c.Size),
 					Err: fmt.Errorf("its signed text says size %d", cp.Size)}
 			}
-			root, err := tlog.TreeHash(n, front.reader())
+			root, err := tlog.TreeHash(n, front)
 			if err != nil {
 				return fmt.Errorf("verify: tree hash at %d: %w", n, err)
 			}
@@ -174,7 +174,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 			if hashErr = checkCheckpoints(n); hashErr != nil {
 				break
 			}
-			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front.reader())
+			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front)
 			if err != nil {
 				hashErr = fmt.Errorf("verify: hash record %d: %w", n, err)
 				break
@@ -263,7 +263,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 			Err: fmt.Errorf("its data key is marked erased by record %d, but %s: content was removed without an erasure record", by, what)}
 	}
 	if size > 0 {
-		root, err := tlog.TreeHash(size, front.reader())
+		root, err := tlog.TreeHash(size, front)
 		if err != nil {
 			return rep, fmt.Errorf("verify: tree hash: %w", err)
 		}
@@ -285,8 +285,28 @@ func hashRange(from, to int64) []int64 {
 // stored hashes they should have produced.
 func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, map[infertrail.KeyID]keyState, []tlog.Hash, error) {
 	entries := make([]infertrail.Entry, 0, end-start)
+	// The entries' leaves, content references and blob ids are copied into
+	// a few shared arrays instead of a few allocations per entry. An array
+	// that grows leaves the slices taken from it before in the old one.
+	var (
+		leaves []byte
+		refs   []infertrail.ContentRef
+		bids   []infertrail.BlobID
+	)
 	err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
-		entries = append(entries, e.Clone())
+		c := *e
+		n := len(leaves)
+		leaves = append(leaves, e.Leaf...)
+		c.Leaf = leaves[n:len(leaves):len(leaves)]
+		n = len(refs)
+		for _, r := range e.Content {
+			m := len(bids)
+			bids = append(bids, r.Blobs...)
+			r.Blobs = bids[m:len(bids):len(bids)]
+			refs = append(refs, r)
+		}
+		c.Content = refs[n:len(refs):len(refs)]
+		entries = append(entries, c)
 		return nil
 	})
 	if ce := (*infertrail.CorruptError)(nil); errors.As(err, &ce) {
@@ -455,27 +475,33 @@ func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob
 
 // rightEdge holds the right edge of a tree being rebuilt: the last complete
 // node at each level, which is all tlog needs to add the next leaf or to
-// compute the root.
-type rightEdge map[int]frontNode
-
-type frontNode struct {
-	n int64
-	h tlog.Hash
+// compute the root. It is a tlog.HashReader of those nodes.
+type rightEdge struct {
+	nodes []frontNode // by level
 }
 
-func (f rightEdge) set(level int, n int64, h tlog.Hash) { f[level] = frontNode{n, h} }
+type frontNode struct {
+	set bool
+	n   int64
+	h   tlog.Hash
+}
 
-func (f rightEdge) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			level, n := tlog.SplitStoredHashIndex(x)
-			node, ok := f[level]
-			if !ok || node.n != n {
-				return nil, fmt.Errorf("hash at level %d index %d is not on the right edge", level, n)
-			}
-			out[i] = node.h
+func (f *rightEdge) set(level int, n int64, h tlog.Hash) {
+	for len(f.nodes) <= level {
+		f.nodes = append(f.nodes, frontNode{})
+	}
+	f.nodes[level] = frontNode{true, n, h}
+}
+
+// ReadHashes returns the right-edge nodes with the stored-hash indexes idx.
+func (f *rightEdge) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		level, n := tlog.SplitStoredHashIndex(x)
+		if level >= len(f.nodes) || !f.nodes[level].set || f.nodes[level].n != n {
+			return nil, fmt.Errorf("hash at level %d index %d is not on the right edge", level, n)
 		}
-		return out, nil
-	})
+		out[i] = f.nodes[level].h
+	}
+	return out, nil
 }

@@ -20,7 +20,7 @@ import (
 // first id to its last, which walks the index once instead of seeking each
 // id. A range may also hold rows not asked for, so a range read takes at
 // most twice as many rows as it wants, and a batch whose range holds more
-// gets the rest of its ids by an IN list. Once the ranges of a call have
+// gets the rest of its ids by an IN list. Once eight ranges of a call have
 // read more rows not asked for than rows asked for, its later batches are
 // read by IN lists only.
 
@@ -94,7 +94,10 @@ func lookup[ID any](ctx context.Context, db *DB, ids []ID, byRange, byID *sql.St
 	scan func(*sql.Rows) (id []byte, keep func(), err error)) error {
 	var ranges, read, kept atomic.Int64 // range reads so far, and their rows
 	return inBatches(ids, db.nreaders, func(batch []ID, args []any) error {
-		sparse := ranges.Load() >= 4 && 2*kept.Load() < read.Load()
+		// The first batches can be sparse where the others are not: the
+		// lowest ids of a stretch of the log sit among ids of the stretch
+		// before it.
+		sparse := ranges.Load() >= 8 && 2*kept.Load() < read.Load()
 		if len(batch) >= minRange && !sparse {
 			rest, n, k, err := readRange(ctx, byRange, batch, bytesOf, scan)
 			ranges.Add(1)

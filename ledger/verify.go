@@ -286,26 +286,19 @@ func hashRange(from, to int64) []int64 {
 func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, map[infertrail.KeyID]keyState, []tlog.Hash, error) {
 	entries := make([]infertrail.Entry, 0, end-start)
 	// The entries' leaves, content references and blob ids are copied into
-	// a few shared arrays instead of a few allocations per entry. An array
-	// that grows leaves the slices taken from it before in the old one.
+	// a few shared blocks instead of a few allocations per entry.
 	var (
-		leaves []byte
-		refs   []infertrail.ContentRef
-		bids   []infertrail.BlobID
+		leaves block[byte]
+		refs   block[infertrail.ContentRef]
+		bids   block[infertrail.BlobID]
 	)
 	err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
 		c := *e
-		n := len(leaves)
-		leaves = append(leaves, e.Leaf...)
-		c.Leaf = leaves[n:len(leaves):len(leaves)]
-		n = len(refs)
-		for _, r := range e.Content {
-			m := len(bids)
-			bids = append(bids, r.Blobs...)
-			r.Blobs = bids[m:len(bids):len(bids)]
-			refs = append(refs, r)
+		c.Leaf = leaves.copy(e.Leaf, 256<<10)
+		c.Content = refs.copy(e.Content, 1024)
+		for i := range c.Content {
+			c.Content[i].Blobs = bids.copy(c.Content[i].Blobs, 1024)
 		}
-		c.Content = refs[n:len(refs):len(refs)]
 		entries = append(entries, c)
 		return nil
 	})
@@ -351,6 +344,20 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 		return nil, nil, nil, nil, &VerificationError{Index: start, What: "tree hashes", Err: fmt.Errorf("read stored hashes for records %d to %d: %w", start, end-1, err)}
 	}
 	return entries, blobs, ks, stored, nil
+}
+
+// block hands out copies of slices from a shared array, and starts a new
+// array when one is full, leaving the copies made before in the old one.
+type block[T any] []T
+
+// copy returns a copy of src, from an array of at least size elements.
+func (b *block[T]) copy(src []T, size int) []T {
+	if cap(*b)-len(*b) < len(src) {
+		*b = make([]T, 0, max(size, len(src)))
+	}
+	n := len(*b)
+	*b = append(*b, src...)
+	return (*b)[n:len(*b):len(*b)]
 }
 
 // entryOutcome is what checking one entry found besides failures.

@@ -48,3 +48,33 @@ func BenchmarkCanonicalize(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLeafCheck compares ParseLeaf with CheckLeaf, verification's leaf
+// check, on the leaves of generated records.
+func BenchmarkLeafCheck(b *testing.B) {
+	for _, mix := range []load.Mix{load.MixFixed, load.MixAgent} {
+		var leaves [][]byte
+		for _, src := range benchRecords(b, mix) {
+			r, _ := mustParse(b, string(src))
+			sealRecord(b, r)
+			leaves = append(leaves, r.AppendLeaf(nil))
+		}
+		b.Run(mix.String()+"/ParseLeaf", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := infertrail.ParseLeaf(leaves[i%len(leaves)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(mix.String()+"/CheckLeaf", func(b *testing.B) {
+			b.ReportAllocs()
+			var f infertrail.LeafFields
+			for i := 0; b.Loop(); i++ {
+				if err := infertrail.CheckLeaf(leaves[i%len(leaves)], &f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -109,6 +109,7 @@ type parser struct {
 	// re-sorting an object's members. Both are reused across values.
 	members []member
 	tmp     []byte
+	canon   []byte // isCanonical's output
 }
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
@@ -125,6 +126,9 @@ func putParser(p *parser) {
 	p.members = p.members[:0]
 	if cap(p.tmp) > 1<<20 {
 		p.tmp = nil
+	}
+	if cap(p.canon) > 1<<20 {
+		p.canon = nil
 	}
 	parserPool.Put(p)
 }

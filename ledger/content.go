@@ -204,9 +204,13 @@ func (c *ContentReader) keyStates(ctx context.Context, ids []infertrail.KeyID) (
 		if id.IsZero() {
 			continue
 		}
+		if _, ok := out[id]; ok {
+			continue
+		}
 		if ci, ok := c.ciphers.get(id); ok {
 			out[id] = keyState{cipher: ci, erasedBy: -1}
-		} else if !slices.Contains(need, id) {
+		} else {
+			out[id] = keyState{missing: true, erasedBy: -1} // until read
 			need = append(need, id)
 		}
 	}

@@ -72,7 +72,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 		return rep, fmt.Errorf("verify: %w", err)
 	}
 	var (
-		front   = rightEdge{}
+		front   = &rightEdge{}
 		cps     []infertrail.StoredCheckpoint // pending checkpoints, ascending
 		cpAfter int64
 		cpDone  bool
@@ -118,7 +118,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 				return &VerificationError{Index: -1, What: fmt.Sprintf("checkpoint stored as size %d", c.Size),
 					Err: fmt.Errorf("its signed text says size %d", cp.Size)}
 			}
-			root, err := tlog.TreeHash(n, front.reader())
+			root, err := tlog.TreeHash(n, front)
 			if err != nil {
 				return fmt.Errorf("verify: tree hash at %d: %w", n, err)
 			}
@@ -174,7 +174,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 			if hashErr = checkCheckpoints(n); hashErr != nil {
 				break
 			}
-			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front.reader())
+			hs, err := tlog.StoredHashes(n, entries[i].Leaf, front)
 			if err != nil {
 				hashErr = fmt.Errorf("verify: hash record %d: %w", n, err)
 				break
@@ -263,7 +263,7 @@ func VerifyStore(ctx context.Context, s infertrail.Store, origin string, v note.
 			Err: fmt.Errorf("its data key is marked erased by record %d, but %s: content was removed without an erasure record", by, what)}
 	}
 	if size > 0 {
-		root, err := tlog.TreeHash(size, front.reader())
+		root, err := tlog.TreeHash(size, front)
 		if err != nil {
 			return rep, fmt.Errorf("verify: tree hash: %w", err)
 		}
@@ -285,8 +285,21 @@ func hashRange(from, to int64) []int64 {
 // stored hashes they should have produced.
 func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start, end, size int64) ([]infertrail.Entry, map[infertrail.BlobID]infertrail.Blob, map[infertrail.KeyID]keyState, []tlog.Hash, error) {
 	entries := make([]infertrail.Entry, 0, end-start)
+	// The entries' leaves, content references and blob ids are copied into
+	// a few shared blocks instead of a few allocations per entry.
+	var (
+		leaves block[byte]
+		refs   block[infertrail.ContentRef]
+		bids   block[infertrail.BlobID]
+	)
 	err := s.Entries(ctx, start, end, func(e *infertrail.Entry) error {
-		entries = append(entries, e.Clone())
+		c := *e
+		c.Leaf = leaves.copy(e.Leaf, 256<<10)
+		c.Content = refs.copy(e.Content, 1024)
+		for i := range c.Content {
+			c.Content[i].Blobs = bids.copy(c.Content[i].Blobs, 1024)
+		}
+		entries = append(entries, c)
 		return nil
 	})
 	if ce := (*infertrail.CorruptError)(nil); errors.As(err, &ce) {
@@ -311,7 +324,9 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 	for i := range entries {
 		for _, r := range entries[i].Content {
 			ids = append(ids, r.Blobs...)
-			if !r.Key.IsZero() && !slices.Contains(kids, r.Key) {
+			// Consecutive fields of a record share their key; keyStates
+			// drops the other repeats.
+			if !r.Key.IsZero() && (len(kids) == 0 || kids[len(kids)-1] != r.Key) {
 				kids = append(kids, r.Key)
 			}
 		}
@@ -331,6 +346,20 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 	return entries, blobs, ks, stored, nil
 }
 
+// block hands out copies of slices from a shared array, and starts a new
+// array when one is full, leaving the copies made before in the old one.
+type block[T any] []T
+
+// copy returns a copy of src, from an array of at least size elements.
+func (b *block[T]) copy(src []T, size int) []T {
+	if cap(*b)-len(*b) < len(src) {
+		*b = make([]T, 0, max(size, len(src)))
+	}
+	n := len(*b)
+	*b = append(*b, src...)
+	return (*b)[n:len(*b):len(*b)]
+}
+
 // entryOutcome is what checking one entry found besides failures.
 type entryOutcome struct {
 	erasedBy int64 // ≥ 0: its content was erased by this record
@@ -346,8 +375,9 @@ func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infert
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
+			var lf infertrail.LeafFields
 			for i := w; i < len(entries); i += workers {
-				o, err := checkEntry(&entries[i], blobs, ks)
+				o, err := checkEntry(&entries[i], blobs, ks, &lf)
 				if err != nil {
 					errs[w] = err
 					return
@@ -384,39 +414,47 @@ func CheckEntry(ctx context.Context, cr *ContentReader, e *infertrail.Entry, blo
 	if err != nil {
 		return err
 	}
-	_, err = checkEntry(e, blobs, ks)
+	_, err = checkEntry(e, blobs, ks, new(infertrail.LeafFields))
 	return err
 }
 
-func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) (entryOutcome, error) {
+func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, lf *infertrail.LeafFields) (entryOutcome, error) {
 	out := entryOutcome{erasedBy: -1}
 	fail := func(what string, err error) (entryOutcome, error) {
 		return out, &VerificationError{Index: e.Seq, What: what, Err: err}
 	}
-	r, err := infertrail.ParseLeaf(e.Leaf)
-	if err != nil {
+	if err := infertrail.CheckLeaf(e.Leaf, lf); err != nil {
 		return fail("leaf", err)
 	}
-	if r.Seq != e.Seq {
-		return fail("leaf", fmt.Errorf("carries sequence number %d: records were swapped or moved", r.Seq))
+	if lf.Seq != e.Seq {
+		return fail("leaf", fmt.Errorf("carries sequence number %d: records were swapped or moved", lf.Seq))
 	}
-	for _, c := range []struct {
-		col        string
-		got, inLog any
-	}{
-		{"id", e.ID, r.ID}, {"tenant", e.Tenant, r.Tenant}, {"kind", e.Kind, r.Kind},
-		{"time", e.Time, r.Time.UnixNano()}, {"received", e.Received, r.ReceivedTime.UnixNano()},
-		{"session_id", e.SessionID, r.SessionID}, {"trace_id", e.TraceID, r.TraceID}, {"actor_id", e.ActorID, r.Actor.ID},
-	} {
-		if c.got != c.inLog {
-			return fail("column "+c.col, fmt.Errorf("stored %v but the leaf says %v", c.got, c.inLog))
-		}
+	column := func(col string, got, inLog any) (entryOutcome, error) {
+		return fail("column "+col, fmt.Errorf("stored %v but the leaf says %v", got, inLog))
 	}
-	if len(e.Content) != len(r.Commitments) {
-		return fail("content", fmt.Errorf("%d content fields stored, %d committed in the leaf", len(e.Content), len(r.Commitments)))
+	switch {
+	case e.ID != lf.ID:
+		return column("id", e.ID, lf.ID)
+	case e.Tenant != lf.Tenant:
+		return column("tenant", e.Tenant, lf.Tenant)
+	case e.Kind != lf.Kind:
+		return column("kind", e.Kind, lf.Kind)
+	case e.Time != lf.Time:
+		return column("time", e.Time, lf.Time)
+	case e.Received != lf.Received:
+		return column("received", e.Received, lf.Received)
+	case e.SessionID != lf.SessionID:
+		return column("session_id", e.SessionID, lf.SessionID)
+	case e.TraceID != lf.TraceID:
+		return column("trace_id", e.TraceID, lf.TraceID)
+	case e.ActorID != lf.ActorID:
+		return column("actor_id", e.ActorID, lf.ActorID)
+	}
+	if len(e.Content) != len(lf.Commitments) {
+		return fail("content", fmt.Errorf("%d content fields stored, %d committed in the leaf", len(e.Content), len(lf.Commitments)))
 	}
 	for _, ref := range e.Content {
-		want, ok := r.Commitments[ref.Field]
+		want, ok := lf.Commitment(ref.Field)
 		if !ok {
 			return fail("content field "+ref.Field, errors.New("stored but not committed in the leaf"))
 		}
@@ -444,27 +482,33 @@ func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob
 
 // rightEdge holds the right edge of a tree being rebuilt: the last complete
 // node at each level, which is all tlog needs to add the next leaf or to
-// compute the root.
-type rightEdge map[int]frontNode
-
-type frontNode struct {
-	n int64
-	h tlog.Hash
+// compute the root. It is a tlog.HashReader of those nodes.
+type rightEdge struct {
+	nodes []frontNode // by level
 }
 
-func (f rightEdge) set(level int, n int64, h tlog.Hash) { f[level] = frontNode{n, h} }
+type frontNode struct {
+	set bool
+	n   int64
+	h   tlog.Hash
+}
 
-func (f rightEdge) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			level, n := tlog.SplitStoredHashIndex(x)
-			node, ok := f[level]
-			if !ok || node.n != n {
-				return nil, fmt.Errorf("hash at level %d index %d is not on the right edge", level, n)
-			}
-			out[i] = node.h
+func (f *rightEdge) set(level int, n int64, h tlog.Hash) {
+	for len(f.nodes) <= level {
+		f.nodes = append(f.nodes, frontNode{})
+	}
+	f.nodes[level] = frontNode{true, n, h}
+}
+
+// ReadHashes returns the right-edge nodes with the stored-hash indexes idx.
+func (f *rightEdge) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		level, n := tlog.SplitStoredHashIndex(x)
+		if level >= len(f.nodes) || !f.nodes[level].set || f.nodes[level].n != n {
+			return nil, fmt.Errorf("hash at level %d index %d is not on the right edge", level, n)
 		}
-		return out, nil
-	})
+		out[i] = f.nodes[level].h
+	}
+	return out, nil
 }

@@ -183,25 +183,6 @@ func (db *DB) truncateWAL() {
 	db.writer.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 }
 
-// DataKeys returns the stored keys among ids.
-func (db *DB) DataKeys(ctx context.Context, ids []infertrail.KeyID) (map[infertrail.KeyID]infertrail.DataKey, error) {
-	out := make(map[infertrail.KeyID]infertrail.DataKey, len(ids))
-	for _, id := range ids {
-		if _, ok := out[id]; ok {
-			continue
-		}
-		k, err := scanKey(db.readers.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM data_keys WHERE id = ?`, id[:]))
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read key %x: %w", id[:4], err)
-		}
-		out[id] = k
-	}
-	return out, nil
-}
-
 // ScanKeys calls fn for each key f selects, in id order, after the id after.
 func (db *DB) ScanKeys(ctx context.Context, f infertrail.KeyFilter, after infertrail.KeyID, fn func(*infertrail.DataKey) error) error {
 	where, args := keyWhere(f)

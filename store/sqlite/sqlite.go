@@ -89,8 +89,8 @@ type DB struct {
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, getChunks, getChunkRange, entryByID, blobsByID *sql.Stmt
-	nreaders                                                 int
+	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
+	nreaders                                                                                int
 
 	// block is the time block this process last widened, as committed:
 	// the database's bounds of that block hold at least these.
@@ -197,6 +197,9 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.getChunkRange, `SELECT chunk, hashes FROM hash_chunks WHERE chunk BETWEEN ? AND ?`},
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
 		{r, &db.blobsByID, `SELECT id, codec, data, key_id FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.blobRange, `SELECT id, codec, data, key_id FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
+		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -256,7 +259,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID} {
+			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -494,89 +497,6 @@ func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Ent
 		return infertrail.Entry{}, fmt.Errorf("read entry %v: %w", id, err)
 	}
 	return s.e.Clone(), nil
-}
-
-// Blobs returns the stored blobs among ids.
-func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrail.BlobID]infertrail.Blob, error) {
-	uniq := make([]infertrail.BlobID, 0, len(ids))
-	seen := make(map[infertrail.BlobID]bool, len(ids))
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			uniq = append(uniq, id)
-		}
-	}
-	out := make(map[infertrail.BlobID]infertrail.Blob, len(uniq))
-	if len(uniq) == 0 {
-		return out, nil
-	}
-	// Batches of lookupBatch ids, read by up to db.nreaders connections at once.
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errs = make(chan error, 1)
-		work = make(chan []infertrail.BlobID)
-	)
-	for range min(db.nreaders, (len(uniq)+lookupBatch-1)/lookupBatch) {
-		wg.Go(func() {
-			args := make([]any, lookupBatch)
-			for batch := range work {
-				got, err := db.readBlobs(ctx, batch, args)
-				if err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-					continue
-				}
-				mu.Lock()
-				for _, b := range got {
-					out[b.ID] = b
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for i := 0; i < len(uniq); i += lookupBatch {
-		work <- uniq[i:min(i+lookupBatch, len(uniq))]
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return nil, err
-	default:
-	}
-	return out, nil
-}
-
-// readBlobs reads one batch of at most lookupBatch blobs with one query.
-func (db *DB) readBlobs(ctx context.Context, batch []infertrail.BlobID, args []any) ([]infertrail.Blob, error) {
-	for j := range args {
-		// A short batch repeats its last id: IN ignores repeats.
-		id := batch[min(j, len(batch)-1)]
-		args[j] = id[:]
-	}
-	rows, err := db.blobsByID.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read blobs: %w", err)
-	}
-	defer rows.Close()
-	var got []infertrail.Blob
-	for rows.Next() {
-		var b infertrail.Blob
-		var id, key []byte
-		if err := rows.Scan(&id, &b.Codec, &b.Data, &key); err != nil {
-			return nil, fmt.Errorf("read blobs: %w", err)
-		}
-		copy(b.ID[:], id)
-		copy(b.Key[:], key)
-		got = append(got, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read blobs: %w", err)
-	}
-	return got, nil
 }
 
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.

@@ -16,6 +16,7 @@ var privacyTests = []struct {
 	fn   func(t *testing.T, s infertrail.Store)
 }{
 	{"KeysAddAndRead", testKeysAddAndRead},
+	{"KeysReadMany", testKeysReadMany},
 	{"KeysScan", testKeysScan},
 	{"Erase", testErase},
 	{"EraseRolledBack", testEraseRolledBack},
@@ -42,6 +43,55 @@ func addKeys(t *testing.T, s infertrail.Store, keys ...infertrail.DataKey) {
 func sameKey(a, b infertrail.DataKey) bool {
 	return a.ID == b.ID && a.Tenant == b.Tenant && a.Scope == b.Scope && a.Kind == b.Kind && a.Period == b.Period &&
 		a.Created == b.Created && a.KEK == b.KEK && bytes.Equal(a.Wrapped, b.Wrapped) && a.ErasedBy == b.ErasedBy
+}
+
+// testKeysReadMany reads more keys than one query of a store may ask for,
+// with repeats and ids that are not stored, in no particular order.
+func testKeysReadMany(t *testing.T, s infertrail.Store) {
+	var stored []infertrail.DataKey
+	var ids []infertrail.KeyID
+	for i := range 300 {
+		k := TestKey("acme", fmt.Sprintf("many-%d", i))
+		if i%3 != 0 {
+			stored = append(stored, k)
+		}
+		ids = append(ids, k.ID)
+		if i%7 == 0 {
+			ids = append(ids, ids[i/2])
+		}
+	}
+	addKeys(t, s, stored...)
+	got, err := s.DataKeys(t.Context(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(stored) {
+		t.Errorf("DataKeys returned %d keys, want %d", len(got), len(stored))
+	}
+	for _, k := range stored {
+		if !sameKey(got[k.ID], k) {
+			t.Errorf("DataKeys[%x] = %+v, want %+v", k.ID[:4], got[k.ID], k)
+		}
+	}
+	// Every seventh key in id order: most keys stored between the first
+	// and the last are not asked for.
+	slices.SortFunc(stored, func(a, b infertrail.DataKey) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	var sparse []infertrail.KeyID
+	for i := 0; i < len(stored); i += 7 {
+		sparse = append(sparse, stored[i].ID)
+	}
+	got, err = s.DataKeys(t.Context(), sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(sparse) {
+		t.Errorf("a sparse read returned %d keys, want %d", len(got), len(sparse))
+	}
+	for _, id := range sparse {
+		if got[id].ID != id {
+			t.Errorf("a sparse read did not return key %x", id[:4])
+		}
+	}
 }
 
 func testKeysAddAndRead(t *testing.T, s infertrail.Store) {

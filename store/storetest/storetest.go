@@ -212,6 +212,30 @@ func testAppendReadBack(t *testing.T, s infertrail.Store) {
 			t.Errorf("blob %x = {%x %d %d bytes}, want {%x %d %d bytes}", id[:4], g.ID[:4], g.Codec, len(g.Data), w.ID[:4], w.Codec, len(w.Data))
 		}
 	}
+	// Every fifth blob in id order, and a missing id among them: most blobs
+	// stored between the first and the last are not asked for.
+	slices.SortFunc(ids, func(a, b infertrail.BlobID) int { return bytes.Compare(a[:], b[:]) })
+	var sparse []infertrail.BlobID
+	for i := 0; i < len(ids); i += 5 {
+		sparse = append(sparse, ids[i])
+	}
+	sparse = append(sparse, infertrail.BlobID{0x80})
+	bs, err = s.Blobs(ctx, sparse)
+	if err != nil {
+		t.Fatalf("Blobs: %v", err)
+	}
+	n := 0
+	for _, id := range sparse {
+		if w, ok := wantBlobs[id]; ok {
+			n++
+			if g := bs[id]; g.ID != id || !bytes.Equal(g.Data, w.Data) {
+				t.Errorf("blob %x = {%x %d bytes} from a sparse read, want {%x %d bytes}", id[:4], g.ID[:4], len(g.Data), id[:4], len(w.Data))
+			}
+		}
+	}
+	if len(bs) != n {
+		t.Errorf("a sparse read returned %d blobs, want %d", len(bs), n)
+	}
 	checkTree(t, s, leavesOf(want))
 }
 

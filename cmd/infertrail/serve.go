@@ -11,8 +11,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime/debug"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -75,7 +75,7 @@ type config struct {
 	// Investigate configures the investigation index and the detectors.
 	Investigate investigateConfig `yaml:"investigate"`
 	// SIEM streams records and findings to SIEMs (docs/siem.md).
-	SIEM      siemConfig `yaml:"siem"`
+	SIEM siemConfig `yaml:"siem"`
 	// GCPercent is Go's garbage collection target (GOGC) for the server:
 	// the heap may grow by this percentage of the live heap before the
 	// collector runs (default 400; the GOGC environment variable wins).

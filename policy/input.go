@@ -187,3 +187,46 @@ func appendArray[T any](enc *encoder, dst []byte, v []T, depth int) ([]byte, err
 	}
 	return append(dst, ']'), nil
 }
+
+// PromptFields are the members of a model request that hold its prompt,
+// in the order PromptText reads them: Chat Completions' and Anthropic's
+// messages, Anthropic's system prompt, the Responses API's input and
+// instructions.
+var PromptFields = []string{"messages", "system", "input", "instructions"}
+
+// PromptText returns every string value in the prompt fields of req (a
+// request body as decoded), one per line: message text, parts, tool call
+// arguments and tool results alike, objects' members in key order, so that
+// the same request always gives the same text. The gateway puts it in the
+// input document as inference.prompt_text, so that a policy can search the
+// prompt as one string instead of walking it.
+func PromptText(req map[string]any) string {
+	var b []byte
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if len(b) > 0 {
+				b = append(b, '\n')
+			}
+			b = append(b, v...)
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				walk(v[k])
+			}
+		}
+	}
+	for _, f := range PromptFields {
+		walk(req[f])
+	}
+	return string(b)
+}

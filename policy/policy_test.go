@@ -90,6 +90,15 @@ func jsonInput(tb testing.TB, s string) map[string]any {
 	return m
 }
 
+// gatewayInput is an inference.request input document with the prompt
+// as one string, as the gateway gives it.
+func gatewayInput(tb testing.TB, s string) map[string]any {
+	in := jsonInput(tb, s)
+	inf := in["inference"].(map[string]any)
+	inf["prompt_text"] = policy.PromptText(inf)
+	return in
+}
+
 const caller = `"caller": {"actor": {"id": "agent:payments-bot", "type": "agent", "on_behalf_of": "user:alice@acme.example"},
 	"tenant": "acme", "virtual_key": "vk-payments", "credential_fingerprint": "hmac-sha256:1f2e"},
 	"session_id": "sess-42", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "time": "2026-11-26T10:00:01Z"`
@@ -231,7 +240,36 @@ func TestExamplePolicies(t *testing.T) {
 			if d.EvalTime <= 0 {
 				t.Errorf("EvalTime %v", d.EvalTime)
 			}
+			if inf, ok := input["inference"].(map[string]any); ok {
+				// As the gateway gives it: with the prompt as one string.
+				inf["prompt_text"] = policy.PromptText(inf)
+				d, err := e.Decide(t.Context(), tt.point, input)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Result != tt.want || !slices.Equal(d.Reasons, tt.reasons) {
+					t.Errorf("with prompt_text: decision %s %q, want %s %q", d.Result, d.Reasons, tt.want, tt.reasons)
+				}
+			}
 		})
+	}
+}
+
+// TestPromptText: every string of the prompt fields, one per line, in the
+// fields' order and objects' key order, whatever order the members came in.
+func TestPromptText(t *testing.T) {
+	req := jsonInput(t, `{"model": "gpt-4o", "tools": [{"description": "not the prompt"}],
+		"messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]},
+			{"role": "assistant", "tool_calls": [{"id": "call_1", "function": {"name": "pay", "arguments": "{\"amount\": 7}"}}]}],
+		"system": "be brief", "input": ["first", {"z": "last", "a": 1}], "instructions": "sign it"}`)
+	want := "hello\ntext\nuser\nassistant\n{\"amount\": 7}\npay\ncall_1\nbe brief\nfirst\nlast\nsign it"
+	for range 20 {
+		if got := policy.PromptText(req); got != want {
+			t.Fatalf("PromptText = %q, want %q", got, want)
+		}
+	}
+	if got := policy.PromptText(map[string]any{"model": "gpt-4o"}); got != "" {
+		t.Errorf("no prompt: %q", got)
 	}
 }
 
@@ -796,7 +834,7 @@ func BenchmarkDecide(b *testing.B) {
 		input map[string]any
 	}{
 		{"tool.call", infertrail.PointToolCall, jsonInput(b, toolCall("approve_payment", `{"invoice": 7, "amount_eur": 1200, "iban": "DE89370400440532013000"}`))},
-		{"inference.request", infertrail.PointInferenceRequest, jsonInput(b, benchRequest)},
+		{"inference.request", infertrail.PointInferenceRequest, gatewayInput(b, benchRequest)},
 		{"inference.response", infertrail.PointInferenceResponse, map[string]any{"response": map[string]any{"text": "Done."}}},
 	}
 	for _, c := range cases {

@@ -34,11 +34,12 @@ func (ex *exchange) policyInput(body []byte) map[string]any {
 	req, _ := policy.DecodeObject(body)
 	inf := map[string]any{"provider": ex.rt.p.Name(), "model": ex.call.Model, "stream": ex.call.Stream,
 		"operation": ex.rt.ep.Operation, "parameters": ex.call.Attributes}
-	for _, k := range []string{"messages", "input", "system", "instructions", "tools"} {
+	for _, k := range []string{"messages", "system", "input", "instructions", "tools"} {
 		if v, ok := req[k]; ok {
 			inf[k] = v
 		}
 	}
+	inf["prompt_text"] = policy.PromptText(req)
 	caller := map[string]any{"actor": map[string]any{"id": ex.id.actor.ID, "type": ex.id.actor.Type, "on_behalf_of": ex.id.actor.OnBehalfOf},
 		"tenant": ex.id.tenant, "virtual_key": ex.id.vkey, "token": ex.id.token, "credential_fingerprint": ex.id.actor.CredentialFingerprint}
 	return map[string]any{"point": string(infertrail.PointInferenceRequest), "time": ex.start.UTC().Format(time.RFC3339Nano),

@@ -21,21 +21,20 @@ secret_kinds := {
 	"a PEM private key": {"keywords": ["PRIVATE KEY-----"], "pattern": `-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----`},
 }
 
-# suspect holds when a keyword appears anywhere in the request: in its
-# prompt, or in its model, tools or parameters (a keyword there only costs
-# the scan below, which finds nothing). Most requests carry none, and are
-# cleared by a few substring searches of input.inference as JSON (keywords
-# are plain ASCII, which JSON leaves as is). The whole object is cheaper to
-# write as JSON than its prompt fields: InferTrail hands OPA the input as
-# it came, and json.marshal writes an object of it as it is, whereas
-# reading a field such as input.inference.messages converts it to Rego
-# values first.
+# suspect holds when a keyword appears anywhere in the prompt. Most
+# requests carry none, and are cleared by a few substring searches of
+# input.inference.prompt_text, every string of the prompt in one, which
+# the gateway prepares. (An input without it, from elsewhere, is searched
+# as JSON: keywords are plain ASCII, which JSON leaves as is.)
 suspect if {
-	request := json.marshal(input.inference)
 	some secret in secret_kinds
 	some keyword in secret.keywords
-	contains(request, keyword)
+	contains(prompt_text, keyword)
 }
+
+prompt_text := input.inference.prompt_text if {
+	is_string(input.inference.prompt_text)
+} else := json.marshal(input.inference)
 
 # carries(text) is the kinds of secret in text.
 carries(text) := {kind |

@@ -69,23 +69,7 @@ func leafCases(tb testing.TB) map[string]string {
 	r.Links = []infertrail.Link{{Rel: "answers", ID: mustUUID(tb, otherID)}}
 	r.ParentSpanID = "00f067aa0ba902b8"
 	leaf := string(r.AppendLeaf(nil))
-	// member replaces the value of a member of the leaf, or removes it.
-	member := func(key, raw string) string {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(leaf), &m); err != nil {
-			tb.Fatal(err)
-		}
-		if raw == "" {
-			delete(m, key)
-		} else {
-			m[key] = json.RawMessage(raw)
-		}
-		b, err := json.Marshal(m) // sorted, compact: canonical for these ASCII names
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return string(b)
-	}
+	member := func(key, raw string) string { return leafMember(tb, leaf, key, raw) }
 	canonical := func(v string) string {
 		c, err := infertrail.Canonicalize([]byte(v))
 		if err != nil {

@@ -578,23 +578,7 @@ func TestParseLeafRejects(t *testing.T) {
 	if _, err := infertrail.ParseLeaf([]byte(leaf)); err != nil {
 		t.Fatalf("ParseLeaf(good leaf): %v", err)
 	}
-	// member replaces the value of a member of the leaf, or removes it.
-	member := func(key, raw string) string {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(leaf), &m); err != nil {
-			t.Fatal(err)
-		}
-		if raw == "" {
-			delete(m, key)
-		} else {
-			m[key] = json.RawMessage(raw)
-		}
-		b, err := json.Marshal(m) // sorted, compact: canonical for these ASCII names
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	member := func(key, raw string) string { return leafMember(t, leaf, key, raw) }
 	if member("seq", "41") != leaf {
 		t.Fatalf("re-marshalled leaf differs from the leaf:\n%s\n%s", member("seq", "41"), leaf)
 	}
@@ -782,4 +766,24 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("leaf %q parses to another record: %s", leaf, d)
 		}
 	})
+}
+
+// leafMember returns leaf with the value of one member replaced by raw, or
+// the member removed when raw is empty.
+func leafMember(tb testing.TB, leaf, key, raw string) string {
+	tb.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(leaf), &m); err != nil {
+		tb.Fatal(err)
+	}
+	if raw == "" {
+		delete(m, key)
+	} else {
+		m[key] = json.RawMessage(raw)
+	}
+	b, err := json.Marshal(m) // sorted, compact: canonical for these ASCII names
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
 }

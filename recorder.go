@@ -13,3 +13,26 @@ type Recorder interface {
 	// be called with records that are still being changed.
 	Record(ctx context.Context, recs ...*Record) ([]int64, error)
 }
+
+// Preparer is a Recorder that can validate and seal records ahead of
+// appending them, so that the work is done off the path of a call that
+// waits for a later commit. The ledger is one.
+type Preparer interface {
+	Recorder
+	// Prepare validates recs, fills in what is unset and seals them, as
+	// Record does, without appending them. The same rules apply to recs
+	// once handed over.
+	Prepare(ctx context.Context, recs ...*Record) (Prepared, error)
+	// RecordPrepared appends the records of prepared, then recs, all or
+	// none, and returns their sequence numbers in that order once every
+	// one is durable. Prepared values are used once, with the Preparer
+	// that made them.
+	RecordPrepared(ctx context.Context, prepared []Prepared, recs ...*Record) ([]int64, error)
+}
+
+// Prepared is records a Preparer sealed: the records, and the Preparer's
+// own form of them.
+type Prepared struct {
+	Records []*Record
+	Sealed  any
+}

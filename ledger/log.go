@@ -222,8 +222,18 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 	if len(subs) > l.cfg.QueueLimit {
 		return nil, fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", len(subs), l.cfg.QueueLimit, infertrail.ErrTooLarge)
 	}
+	items, err := l.seal(ctx, subs)
+	if err != nil {
+		return nil, err
+	}
+	return l.submit(ctx, &request{ctx: ctx, items: items, done: make(chan struct{})})
+}
+
+// seal validates subs, fills in what is unset and seals them for the
+// sequencer.
+func (l *Log) seal(ctx context.Context, subs []Submission) ([]*sealed, error) {
 	now := l.cfg.Now().UTC()
-	req := &request{ctx: ctx, items: make([]*sealed, len(subs)), done: make(chan struct{})}
+	items := make([]*sealed, len(subs))
 	for i, sub := range subs {
 		r := sub.Record
 		if sub.Raw == nil {
@@ -266,9 +276,9 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 				Reason: fmt.Sprintf("the record's metadata takes %d bytes; a leaf holds at most %d: move large values into content", n, MaxEntrySize),
 				Err:    infertrail.ErrTooLarge}
 		}
-		req.items[i] = s
+		items[i] = s
 	}
-	return l.submit(ctx, req)
+	return items, nil
 }
 
 // submit queues a sealed request and waits for its commit.
@@ -637,22 +647,78 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (a
 	return len(entries), next, nil
 }
 
-var _ infertrail.Recorder = (*Log)(nil)
+var _ infertrail.Preparer = (*Log)(nil)
 
-// Record implements infertrail.Recorder: it appends recs as records built
-// in Go (see Append) and returns their sequence numbers.
-func (l *Log) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
+// preparedItems is a Log's form of records in an infertrail.Prepared.
+type preparedItems struct {
+	log   *Log
+	items []*sealed
+}
+
+// Prepare implements infertrail.Preparer: it seals recs for a later
+// RecordPrepared of this log.
+func (l *Log) Prepare(ctx context.Context, recs ...*infertrail.Record) (infertrail.Prepared, error) {
+	items, err := l.seal(ctx, submissions(recs))
+	if err != nil {
+		return infertrail.Prepared{}, err
+	}
+	return infertrail.Prepared{Records: recs, Sealed: &preparedItems{log: l, items: items}}, nil
+}
+
+// RecordPrepared implements infertrail.Preparer.
+func (l *Log) RecordPrepared(ctx context.Context, prepared []infertrail.Prepared, recs ...*infertrail.Record) ([]int64, error) {
+	var items []*sealed
+	for i, p := range prepared {
+		pi, ok := p.Sealed.(*preparedItems)
+		if !ok || pi.log != l {
+			return nil, fmt.Errorf("append: prepared records %d were not prepared by this log: %w", i, infertrail.ErrInvalid)
+		}
+		items = append(items, pi.items...)
+	}
+	own, err := l.seal(ctx, submissions(recs))
+	if err != nil {
+		if fe := (*infertrail.FieldError)(nil); errors.As(err, &fe) {
+			fe.Record += len(items) // the index among all the records appended
+		}
+		return nil, err
+	}
+	items = append(items, own...)
+	if len(items) == 0 {
+		return nil, nil
+	}
+	if len(items) > l.cfg.QueueLimit {
+		return nil, fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", len(items), l.cfg.QueueLimit, infertrail.ErrTooLarge)
+	}
+	res, err := l.submit(ctx, &request{ctx: ctx, items: items, done: make(chan struct{})})
+	if err != nil {
+		return nil, err
+	}
+	return seqsOf(res), nil
+}
+
+func submissions(recs []*infertrail.Record) []Submission {
 	subs := make([]Submission, len(recs))
 	for i, r := range recs {
 		subs[i].Record = r
 	}
-	res, err := l.Append(ctx, subs)
-	if err != nil {
-		return nil, err
-	}
+	return subs
+}
+
+func seqsOf(res []Result) []int64 {
 	seqs := make([]int64, len(res))
 	for i, r := range res {
 		seqs[i] = r.Seq
 	}
-	return seqs, nil
+	return seqs
+}
+
+
+// Record implements infertrail.Recorder: it appends recs as records built
+// in Go (see Append) and returns their sequence numbers.
+func (l *Log) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
+	res, err := l.Append(ctx, submissions(recs))
+	if err != nil {
+		return nil, err
+	}
+	return seqsOf(res), nil
 }

@@ -976,3 +976,63 @@ func BenchmarkRecordOne(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// TestRecordPrepared: records sealed ahead with Prepare are appended by
+// RecordPrepared before the records given with them, in one commit; a
+// field error names its index among all of them; records prepared by
+// another log are refused, and nothing is appended.
+func TestRecordPrepared(t *testing.T) {
+	ctx := t.Context()
+	l := newTestLog(t, sqlite.Config{}, nil)
+	rec := func(n int) *infertrail.Record {
+		return &infertrail.Record{Kind: infertrail.KindToolCall, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
+			Content: map[string]json.RawMessage{"gen_ai.tool.call.arguments": json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}}
+	}
+	p1, err := l.Prepare(ctx, rec(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := l.Prepare(ctx, rec(2), rec(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := treeSize(t, l.db)
+	own := rec(4)
+	seqs, err := l.RecordPrepared(ctx, []infertrail.Prepared{p1, p2}, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{size, size + 1, size + 2, size + 3}; !slices.Equal(seqs, want) {
+		t.Fatalf("seqs %v, want %v", seqs, want)
+	}
+	for i, r := range append(append(p1.Records, p2.Records...), own) {
+		e, err := l.db.EntryByID(ctx, r.ID)
+		if err != nil || e.Seq != seqs[i] {
+			t.Errorf("record %d: entry %d, %v; want seq %d", i, e.Seq, err, seqs[i])
+		}
+	}
+
+	other := newTestLog(t, sqlite.Config{}, nil)
+	foreign, err := other.Prepare(ctx, rec(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size = treeSize(t, l.db)
+	if _, err := l.RecordPrepared(ctx, []infertrail.Prepared{foreign}, rec(6)); !errors.Is(err, infertrail.ErrInvalid) {
+		t.Errorf("records prepared by another log: %v, want ErrInvalid", err)
+	}
+	p3, err := l.Prepare(ctx, rec(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := rec(8)
+	bad.Kind = "nonsense"
+	_, err = l.RecordPrepared(ctx, []infertrail.Prepared{p3}, rec(9), bad)
+	var fe *infertrail.FieldError
+	if !errors.As(err, &fe) || fe.Record != 2 || fe.Field != "kind" {
+		t.Errorf("a bad record after 2 others: %v, want a FieldError of record 2, field kind", err)
+	}
+	if n := treeSize(t, l.db); n != size {
+		t.Errorf("tree size %d after refused calls, want %d", n, size)
+	}
+}

@@ -27,8 +27,15 @@ type Spool struct {
 	slots   chan struct{} // one per record waiting to be written after the fact
 	wg      sync.WaitGroup
 	blMu    sync.Mutex
-	backlog []*infertrail.Record
+	backlog []later
 	blTimer *time.Timer
+}
+
+// later is a record waiting in the backlog, sealed ahead if the recorder
+// can (prepared.Records is then not empty).
+type later struct {
+	r        *infertrail.Record
+	prepared infertrail.Prepared
 }
 
 // SpoolConfig configures a Spool. Zero values are documented defaults.
@@ -79,18 +86,63 @@ func (g *Spool) Pending() int { return len(g.slots) }
 // with) alone is written again.
 func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*infertrail.Record) (int64, error) {
 	own := append([]*infertrail.Record{r}, with...)
-	backlog := g.TakeBacklog()
-	seqs, err := g.rec.Record(ctx, append(backlog, own...)...)
+	backlog := g.takeBacklog()
+	seqs, err := g.record(ctx, backlog, own)
 	if err != nil && len(backlog) > 0 {
-		go g.PersistAll(backlog)
+		go g.persistLater(backlog)
 		backlog = nil
 		seqs, err = g.rec.Record(ctx, own...)
 	}
 	if err != nil {
 		return -1, err
 	}
-	g.Written(backlog)
+	g.written(len(backlog))
 	return seqs[len(backlog)], nil
+}
+
+// record writes the backlog b, then recs, in one call: the records b
+// holds sealed already go as they are.
+func (g *Spool) record(ctx context.Context, b []later, recs []*infertrail.Record) ([]int64, error) {
+	p, ok := g.rec.(infertrail.Preparer)
+	if !ok || len(b) == 0 {
+		return g.rec.Record(ctx, append(records(b), recs...)...)
+	}
+	// The prepared first, in backlog order; the others with recs.
+	var (
+		prepared []infertrail.Prepared
+		rest     []*infertrail.Record
+		order    = make([]int, 0, len(b)) // backlog index of each seq
+	)
+	for i, l := range b {
+		if len(l.prepared.Records) > 0 {
+			prepared = append(prepared, l.prepared)
+			order = append(order, i)
+		}
+	}
+	for i, l := range b {
+		if len(l.prepared.Records) == 0 {
+			rest = append(rest, l.r)
+			order = append(order, i)
+		}
+	}
+	got, err := p.RecordPrepared(ctx, prepared, append(rest, recs...)...)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]int64, len(got))
+	for k, i := range order {
+		seqs[i] = got[k]
+	}
+	copy(seqs[len(b):], got[len(b):])
+	return seqs, nil
+}
+
+func records(b []later) []*infertrail.Record {
+	out := make([]*infertrail.Record, len(b))
+	for i, l := range b {
+		out[i] = l.r
+	}
+	return out
 }
 
 // Flush writes the backlog and waits until every record handed over is
@@ -137,11 +189,30 @@ func (g *Spool) Release() { <-g.slots }
 // record handed here is never dropped while the process runs. Records
 // wait in a backlog for up to backlogDelay, so that the next request record
 // written synchronously carries them into the same commit: at low
-// concurrency a call then costs one commit, not two.
+// concurrency a call then costs one commit, not two. A recorder that can
+// (infertrail.Preparer) seals r first, on a goroutine of its own, so that
+// the next request does not wait for that either.
 func (g *Spool) WriteLater(r *infertrail.Record) {
 	g.wg.Add(1)
+	p, ok := g.rec.(infertrail.Preparer)
+	if !ok {
+		g.addLater(later{r: r})
+		return
+	}
+	go func() {
+		l := later{r: r}
+		// A record that does not seal goes to the backlog as it is, and
+		// meets its error (and Persist's remedies) when it is written.
+		if prepared, err := p.Prepare(context.Background(), r); err == nil {
+			l.prepared = prepared
+		}
+		g.addLater(l)
+	}()
+}
+
+func (g *Spool) addLater(l later) {
 	g.blMu.Lock()
-	g.backlog = append(g.backlog, r)
+	g.backlog = append(g.backlog, l)
 	if len(g.backlog) == 1 {
 		g.blTimer.Reset(backlogDelay)
 	}
@@ -152,8 +223,8 @@ func (g *Spool) WriteLater(r *infertrail.Record) {
 // request record to share its commit.
 const backlogDelay = 2 * time.Millisecond
 
-// TakeBacklog removes and returns the records waiting in the backlog.
-func (g *Spool) TakeBacklog() []*infertrail.Record {
+// takeBacklog removes and returns the records waiting in the backlog.
+func (g *Spool) takeBacklog() []later {
 	g.blMu.Lock()
 	defer g.blMu.Unlock()
 	b := g.backlog
@@ -163,23 +234,36 @@ func (g *Spool) TakeBacklog() []*infertrail.Record {
 
 // flushBacklog writes what waits in the backlog in the background.
 func (g *Spool) flushBacklog() {
-	if b := g.TakeBacklog(); len(b) > 0 {
-		go g.PersistAll(b)
+	if b := g.takeBacklog(); len(b) > 0 {
+		go g.persistLater(b)
 	}
 }
 
-// Written releases the slots of records that are durable.
-func (g *Spool) Written(b []*infertrail.Record) {
-	for range b {
+// written releases the slots of n records that are durable.
+func (g *Spool) written(n int) {
+	for range n {
 		<-g.slots
 		g.wg.Done()
 	}
 }
 
+// persistLater writes the backlog b, as sealed; if that fails, it writes
+// its records again with PersistAll, which retries.
+func (g *Spool) persistLater(b []later) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	_, err := g.record(ctx, b, nil)
+	cancel()
+	if err == nil {
+		g.written(len(b))
+		return
+	}
+	g.PersistAll(records(b))
+}
+
 // PersistAll writes b in one call, retrying while the trail is busy or
 // down; if the trail refuses the batch, it writes each record on its own.
 func (g *Spool) PersistAll(b []*infertrail.Record) {
-	defer g.Written(b)
+	defer g.written(len(b))
 	backoff := 5 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -712,7 +712,6 @@ func seqsOf(res []Result) []int64 {
 	return seqs
 }
 
-
 // Record implements infertrail.Recorder: it appends recs as records built
 // in Go (see Append) and returns their sequence numbers.
 func (l *Log) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {

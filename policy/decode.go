@@ -167,21 +167,33 @@ func (d *decoder) object() (any, error) {
 			return nil, err
 		}
 		m[k] = v
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.syntaxError()
+		end, err := d.after('}')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			d.depth--
+		if end {
 			return m, nil
-		default:
-			return nil, d.syntaxError()
 		}
 	}
+}
+
+// after reads what follows a member or an element: a comma, or the end of
+// the object or array, which closer is. It reports whether that ended.
+func (d *decoder) after(closer byte) (bool, error) {
+	d.space()
+	if d.pos >= len(d.data) {
+		return false, d.syntaxError()
+	}
+	switch d.data[d.pos] {
+	case ',':
+		d.pos++
+		return false, nil
+	case closer:
+		d.pos++
+		d.depth--
+		return true, nil
+	}
+	return false, d.syntaxError()
 }
 
 func (d *decoder) array() (any, error) {
@@ -202,23 +214,16 @@ func (d *decoder) array() (any, error) {
 			return nil, err
 		}
 		d.items = append(d.items, v)
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.syntaxError()
+		end, err := d.after(']')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			d.depth--
+		if end {
 			a := make([]any, len(d.items)-start)
 			copy(a, d.items[start:])
 			clear(d.items[start:])
 			d.items = d.items[:start]
 			return a, nil
-		default:
-			return nil, d.syntaxError()
 		}
 	}
 }

@@ -100,41 +100,23 @@ func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*in
 	return seqs[len(backlog)], nil
 }
 
-// record writes the backlog b, then recs, in one call: the records b
-// holds sealed already go as they are.
+// record writes the backlog b, then recs, in one call: sealed already,
+// when every record of b could be sealed ahead (a record that could not
+// is rare: then all are sealed again here).
 func (g *Spool) record(ctx context.Context, b []later, recs []*infertrail.Record) ([]int64, error) {
 	p, ok := g.rec.(infertrail.Preparer)
+	prepared := make([]infertrail.Prepared, 0, len(b))
+	for _, l := range b {
+		if len(l.prepared.Records) == 0 {
+			ok = false
+			break
+		}
+		prepared = append(prepared, l.prepared)
+	}
 	if !ok || len(b) == 0 {
 		return g.rec.Record(ctx, append(records(b), recs...)...)
 	}
-	// The prepared first, in backlog order; the others with recs.
-	var (
-		prepared []infertrail.Prepared
-		rest     []*infertrail.Record
-		order    = make([]int, 0, len(b)) // backlog index of each seq
-	)
-	for i, l := range b {
-		if len(l.prepared.Records) > 0 {
-			prepared = append(prepared, l.prepared)
-			order = append(order, i)
-		}
-	}
-	for i, l := range b {
-		if len(l.prepared.Records) == 0 {
-			rest = append(rest, l.r)
-			order = append(order, i)
-		}
-	}
-	got, err := p.RecordPrepared(ctx, prepared, append(rest, recs...)...)
-	if err != nil {
-		return nil, err
-	}
-	seqs := make([]int64, len(got))
-	for k, i := range order {
-		seqs[i] = got[k]
-	}
-	copy(seqs[len(b):], got[len(b):])
-	return seqs, nil
+	return p.RecordPrepared(ctx, prepared, recs...)
 }
 
 func records(b []later) []*infertrail.Record {

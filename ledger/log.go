@@ -219,14 +219,23 @@ func (l *Log) Append(ctx context.Context, subs []Submission) ([]Result, error) {
 		return nil, fmt.Errorf("append: log is closed: %w", infertrail.ErrUnavailable)
 	default:
 	}
-	if len(subs) > l.cfg.QueueLimit {
-		return nil, fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", len(subs), l.cfg.QueueLimit, infertrail.ErrTooLarge)
+	if err := l.checkCount(len(subs)); err != nil {
+		return nil, err
 	}
 	items, err := l.seal(ctx, subs)
 	if err != nil {
 		return nil, err
 	}
 	return l.submit(ctx, &request{ctx: ctx, items: items, done: make(chan struct{})})
+}
+
+// checkCount refuses a call of more records than the queue holds: it
+// could never be queued.
+func (l *Log) checkCount(n int) error {
+	if n > l.cfg.QueueLimit {
+		return fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", n, l.cfg.QueueLimit, infertrail.ErrTooLarge)
+	}
+	return nil
 }
 
 // seal validates subs, fills in what is unset and seals them for the
@@ -675,6 +684,12 @@ func (l *Log) RecordPrepared(ctx context.Context, prepared []infertrail.Prepared
 		}
 		items = append(items, pi.items...)
 	}
+	if len(items)+len(recs) == 0 {
+		return nil, nil
+	}
+	if err := l.checkCount(len(items) + len(recs)); err != nil {
+		return nil, err
+	}
 	own, err := l.seal(ctx, submissions(recs))
 	if err != nil {
 		if fe := (*infertrail.FieldError)(nil); errors.As(err, &fe) {
@@ -683,12 +698,6 @@ func (l *Log) RecordPrepared(ctx context.Context, prepared []infertrail.Prepared
 		return nil, err
 	}
 	items = append(items, own...)
-	if len(items) == 0 {
-		return nil, nil
-	}
-	if len(items) > l.cfg.QueueLimit {
-		return nil, fmt.Errorf("append: %d records in one call, more than the queue holds (%d): %w", len(items), l.cfg.QueueLimit, infertrail.ErrTooLarge)
-	}
 	res, err := l.submit(ctx, &request{ctx: ctx, items: items, done: make(chan struct{})})
 	if err != nil {
 		return nil, err
@@ -715,9 +724,5 @@ func seqsOf(res []Result) []int64 {
 // Record implements infertrail.Recorder: it appends recs as records built
 // in Go (see Append) and returns their sequence numbers.
 func (l *Log) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
-	res, err := l.Append(ctx, submissions(recs))
-	if err != nil {
-		return nil, err
-	}
-	return seqsOf(res), nil
+	return l.RecordPrepared(ctx, nil, recs...)
 }

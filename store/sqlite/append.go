@@ -59,7 +59,7 @@ type appendTx struct {
 
 	erasures int64     // log_head.erasures when the transaction began
 	erased   bool      // Erase deleted something: truncate the WAL after commit
-	block    timeBlock // the last time block written, for DB.block after commit
+	block    timeBlock // the last time block committed or written, for DB.block after commit
 }
 
 func (t *appendTx) Size() int64 { return t.size }
@@ -252,9 +252,11 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 // a block this process committed bounds for is not written again while
 // the times fall within them.
 func (t *appendTx) writeBlocks(ctx, rowCtx context.Context, entries []infertrail.Entry) error {
-	t.db.blockMu.Lock()
-	known := t.db.block
-	t.db.blockMu.Unlock()
+	if !t.block.set {
+		t.db.blockMu.Lock()
+		t.block = t.db.block
+		t.db.blockMu.Unlock()
+	}
 	for i := 0; i < len(entries); {
 		b := timeBlock{block: entries[i].Seq >> infertrail.TimeBlockBits, lo: entries[i].Time, hi: entries[i].Time}
 		j := i + 1
@@ -262,14 +264,12 @@ func (t *appendTx) writeBlocks(ctx, rowCtx context.Context, entries []infertrail
 			b.lo, b.hi = min(b.lo, entries[j].Time), max(b.hi, entries[j].Time)
 		}
 		i = j
-		if b.within(known) || b.within(t.block) {
+		if b.within(t.block) {
 			continue
 		}
 		b.lo, b.hi = floorSecond(b.lo), floorSecond(b.hi)+int64(time.Second)-1
-		if b.block == t.block.block && t.block.set {
+		if t.block.set && b.block == t.block.block {
 			b.lo, b.hi = min(b.lo, t.block.lo), max(b.hi, t.block.hi)
-		} else if b.block == known.block && known.set {
-			b.lo, b.hi = min(b.lo, known.lo), max(b.hi, known.hi)
 		}
 		if _, err := t.stmt(ctx, &t.putBlock, t.db.putBlock).ExecContext(rowCtx, b.block, b.lo, b.hi); err != nil {
 			return fmt.Errorf("append entries: time block %d: %w", b.block, err)

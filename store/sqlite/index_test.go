@@ -234,3 +234,40 @@ func TestTimeBlocksBound(t *testing.T) {
 		t.Errorf("%d records, want %d", seen, n)
 	}
 }
+
+// TestMigrateDerivedSize: a database from before migration 0007, whose
+// log_head holds the tree size, opens with the size its records give, and
+// takes appends on from there.
+func TestMigrateDerivedSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 30)
+	storetest.AppendEntries(t, db, entries, blobs)
+	// Back to version 6, as a previous build left it.
+	for _, q := range []string{`ALTER TABLE log_head ADD COLUMN size INTEGER NOT NULL DEFAULT 0`, `UPDATE log_head SET size = 30`,
+		`DELETE FROM schema_migrations WHERE version = 7`} {
+		if _, err := db.writer.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db, err = Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n, err := db.TreeSize(t.Context()); err != nil || n != 30 {
+		t.Fatalf("TreeSize after migrating = %d, %v; want 30", n, err)
+	}
+	var cols int
+	if err := db.readers.QueryRowContext(t.Context(), `SELECT count(*) FROM pragma_table_info('log_head') WHERE name = 'size'`).Scan(&cols); err != nil || cols != 0 {
+		t.Errorf("log_head.size still there (%d, %v)", cols, err)
+	}
+	more, blobs := storetest.MakeBatch(30, 5)
+	if seqs := storetest.AppendEntries(t, db, more, blobs); seqs[0] != 30 {
+		t.Errorf("next append at %d, want 30", seqs[0])
+	}
+}

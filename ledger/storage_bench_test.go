@@ -19,6 +19,8 @@ var storageScope = flag.String("storage.scope", "", "erasure scope fields, space
 
 var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorage appends")
 
+var storageKeep = flag.String("storage.keep", "", "copy the database BenchmarkStorage wrote to this file, to inspect it")
+
 // BenchmarkStorage appends realistic agent traffic (load.MixAgent: repeated
 // system prompts, tool schemas and re-sent histories) through the ledger
 // into SQLite, and reports the bytes on disk per byte of raw content and per
@@ -76,6 +78,15 @@ func BenchmarkStorage(b *testing.B) {
 		for _, f := range []string{path, path + "-wal"} {
 			if fi, err := os.Stat(f); err == nil {
 				disk += fi.Size()
+			}
+		}
+		if *storageKeep != "" {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(*storageKeep, data, 0o600); err != nil {
+				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(disk)/float64(raw), "disk-bytes/raw-content-byte")

@@ -205,15 +205,26 @@ func editLeaf(tb testing.TB, db *sql.DB, seq int64, old, new string) {
 	exec(tb, db, "UPDATE records SET leaf = ? WHERE seq = ?", bytes.Replace(leaf, []byte(old), []byte(new), 1), seq)
 }
 
+// chunkSize returns the number of stored hashes a hash_chunks row packs.
+func chunkSize(tb testing.TB, db *sql.DB) int64 {
+	tb.Helper()
+	var n int64
+	if err := db.QueryRow("SELECT chunk_size FROM log_head").Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 // flipHash changes one byte of the stored hash with the given index.
 func flipHash(tb testing.TB, db *sql.DB, idx int64) {
 	tb.Helper()
+	size := chunkSize(tb, db)
 	var hashes []byte
-	if err := db.QueryRow("SELECT hashes FROM hash_chunks WHERE chunk = ?", idx/64).Scan(&hashes); err != nil {
+	if err := db.QueryRow("SELECT hashes FROM hash_chunks WHERE chunk = ?", idx/size).Scan(&hashes); err != nil {
 		tb.Fatal(err)
 	}
-	hashes[(idx%64)*tlog.HashSize+7] ^= 0x20
-	exec(tb, db, "UPDATE hash_chunks SET hashes = ? WHERE chunk = ?", hashes, idx/64)
+	hashes[(idx%size)*tlog.HashSize+7] ^= 0x20
+	exec(tb, db, "UPDATE hash_chunks SET hashes = ? WHERE chunk = ?", hashes, idx/size)
 }
 
 // editBlob changes the stored bytes of blob id with edit.
@@ -231,7 +242,7 @@ func editBlob(tb testing.TB, db *sql.DB, id infertrail.BlobID, edit func([]byte)
 func editPlain(tb testing.TB, db *sql.DB, kek keys.KEK, id infertrail.BlobID, edit func([]byte) []byte) {
 	tb.Helper()
 	var data, keyID, wrapped []byte
-	if err := db.QueryRow("SELECT b.data, b.key_id, k.wrapped FROM blobs b JOIN data_keys k ON k.id = b.key_id WHERE b.id = ?", id[:]).Scan(&data, &keyID, &wrapped); err != nil {
+	if err := db.QueryRow("SELECT b.data, k.id, k.wrapped FROM blobs b JOIN data_keys k ON k.id = substr(b.id, 1, 16) WHERE b.id = ?", id[:]).Scan(&data, &keyID, &wrapped); err != nil {
 		tb.Fatal(err)
 	}
 	dek, err := kek.Unwrap(tb.Context(), wrapped, keyID)
@@ -282,9 +293,10 @@ func rehash(tb testing.TB, db *sql.DB) {
 	if _, err := db.Exec("DELETE FROM hash_chunks"); err != nil {
 		tb.Fatal(err)
 	}
-	for k := 0; k*64 < len(hashes); k++ {
+	size := int(chunkSize(tb, db))
+	for k := 0; k*size < len(hashes); k++ {
 		var chunk []byte
-		for _, h := range hashes[k*64 : min(len(hashes), (k+1)*64)] {
+		for _, h := range hashes[k*size : min(len(hashes), (k+1)*size)] {
 			chunk = append(chunk, h[:]...)
 		}
 		exec(tb, db, "INSERT INTO hash_chunks (chunk, hashes) VALUES (?, ?)", k, chunk)
@@ -355,10 +367,10 @@ func TestVerifyStoreTampering(t *testing.T) {
 			exec(t, db, "UPDATE blobs SET data = ?, codec = 1 WHERE id = ?", data, uniquePlain[:])
 		}, 200, "content field messages", "authentication"},
 		{"data key removed", func(t *testing.T, db *sql.DB) {
-			exec(t, db, "DELETE FROM data_keys WHERE id = (SELECT key_id FROM blobs WHERE id = ?)", uniquePlain[:])
+			exec(t, db, "DELETE FROM data_keys WHERE id = substr(?, 1, 16)", uniquePlain[:])
 		}, base.firstKeyUser(t, uniquePlain), "content field", "no erasure record"},
 		{"data key erased without an erasure record", func(t *testing.T, db *sql.DB) {
-			exec(t, db, "UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = 3 WHERE id = (SELECT key_id FROM blobs WHERE id = ?)", uniquePlain[:])
+			exec(t, db, "UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = 3 WHERE id = substr(?, 1, 16)", uniquePlain[:])
 		}, base.firstKeyUser(t, uniquePlain), "content", "not an erasure record"},
 		{"zstd blob byte", func(t *testing.T, db *sql.DB) {
 			editBlob(t, db, uniqueZstd, flipByte(func(n int) int { return n / 2 }))
@@ -414,11 +426,11 @@ func TestVerifyStoreTampering(t *testing.T) {
 			if _, err := db.Exec("DELETE FROM records WHERE seq >= ?", keep); err != nil {
 				t.Fatal(err)
 			}
-			n := tlog.StoredHashCount(keep)
-			if _, err := db.Exec("DELETE FROM hash_chunks WHERE chunk > ?", (n-1)/64); err != nil {
+			n, size := tlog.StoredHashCount(keep), chunkSize(t, db)
+			if _, err := db.Exec("DELETE FROM hash_chunks WHERE chunk > ?", (n-1)/size); err != nil {
 				t.Fatal(err)
 			}
-			exec(t, db, "UPDATE hash_chunks SET hashes = substr(hashes, 1, ?) WHERE chunk = ?", (n-(n-1)/64*64)*tlog.HashSize, (n-1)/64)
+			exec(t, db, "UPDATE hash_chunks SET hashes = substr(hashes, 1, ?) WHERE chunk = ?", (n-(n-1)/size*size)*tlog.HashSize, (n-1)/size)
 		}, tamperRecords - 100, "checkpoint of size 600", "truncated"},
 		{"history rewritten with consistent hashes", func(t *testing.T, db *sql.DB) {
 			editLeaf(t, db, 400, `"gen_ai.usage.input_tokens":1400`, `"gen_ai.usage.input_tokens":1401`)

@@ -135,7 +135,7 @@ func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash
 	}
 	ctx = context.WithoutCancel(ctx)
 	st := t.stmt(ctx, &t.getChunk, t.db.getChunkW)
-	return readHashes(ctx, indexes, tlog.StoredHashCount(t.size), func(chunk int64) ([]byte, error) {
+	return readHashes(ctx, indexes, tlog.StoredHashCount(t.size), t.db.chunkSize, func(chunk int64) ([]byte, error) {
 		if t.tailLoaded && t.tailChunk == chunk {
 			return t.tail, nil
 		}
@@ -143,7 +143,7 @@ func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash
 		if err := st.QueryRowContext(ctx, chunk).Scan(&b); err != nil {
 			return nil, err
 		}
-		if chunk == t.nhash/chunkSize {
+		if chunk == t.nhash/t.db.chunkSize {
 			// The chunk the next hashes extend: writeHashes needs it too.
 			t.tail, t.tailChunk, t.tailLoaded = b, chunk, true
 		}
@@ -201,7 +201,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		}
 		args = args[:0]
 		for _, b := range blobs[i : i+n] {
-			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data), keyArg(b.Key))
+			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data), blobKeyArg(&b))
 		}
 		if _, err := st.ExecContext(rowCtx, args...); err != nil {
 			return fmt.Errorf("append blobs: %w", err)
@@ -313,8 +313,9 @@ func (t *appendTx) writeHashes(ctx context.Context, hashes []tlog.Hash) error {
 	put := t.stmt(ctx, &t.putChunk, t.db.putChunk)
 	idx := t.nhash
 	for len(hashes) > 0 {
-		k, off := idx/chunkSize, idx%chunkSize
-		n := min(chunkSize-off, int64(len(hashes)))
+		size := t.db.chunkSize
+		k, off := idx/size, idx%size
+		n := min(size-off, int64(len(hashes)))
 		data := make([]byte, 0, (off+n)*tlog.HashSize)
 		if off != 0 {
 			tail, err := t.loadTail(ctx, k, off)

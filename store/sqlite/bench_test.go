@@ -92,9 +92,9 @@ func BenchmarkProveRecord(b *testing.B) {
 	db := openTemp(b)
 	defer db.Close()
 	ctx := b.Context()
-	chunks := (tlog.StoredHashCount(size) + chunkSize - 1) / chunkSize
+	chunks := (tlog.StoredHashCount(size) + db.chunkSize - 1) / db.chunkSize
 	_, err := db.writer.ExecContext(ctx, `WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?)
-		INSERT INTO hash_chunks (chunk, hashes) SELECT k, randomblob(?) FROM c`, chunks, chunkSize*tlog.HashSize)
+		INSERT INTO hash_chunks (chunk, hashes) SELECT k, randomblob(?) FROM c`, chunks, db.chunkSize*tlog.HashSize)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/storetest"
 )
@@ -247,8 +249,8 @@ func TestMigrateDerivedSize(t *testing.T) {
 	entries, blobs := storetest.MakeBatch(0, 30)
 	storetest.AppendEntries(t, db, entries, blobs)
 	// Back to version 6, as a previous build left it.
-	for _, q := range []string{`ALTER TABLE log_head ADD COLUMN size INTEGER NOT NULL DEFAULT 0`, `UPDATE log_head SET size = 30`,
-		`DELETE FROM schema_migrations WHERE version = 7`} {
+	for _, q := range []string{`ALTER TABLE log_head DROP COLUMN chunk_size`, `ALTER TABLE log_head ADD COLUMN size INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE log_head SET size = 30`, `DELETE FROM schema_migrations WHERE version >= 7`} {
 		if _, err := db.writer.ExecContext(t.Context(), q); err != nil {
 			t.Fatal(err)
 		}
@@ -269,5 +271,68 @@ func TestMigrateDerivedSize(t *testing.T) {
 	more, blobs := storetest.MakeBatch(30, 5)
 	if seqs := storetest.AppendEntries(t, db, more, blobs); seqs[0] != 30 {
 		t.Errorf("next append at %d, want 30", seqs[0])
+	}
+}
+
+// TestMigrateChunkSize checks that a log whose hash_chunks rows pack 64
+// hashes, as every log did before migration 0008, keeps that layout, and
+// that a new log packs 63: both read and extend the same tree.
+func TestMigrateChunkSize(t *testing.T) {
+	ctx := t.Context()
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(ctx, old, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.chunkSize != 63 {
+		t.Fatalf("new log packs %d hashes per chunk, want 63", db.chunkSize)
+	}
+	// Lay the log out as a build before 0008 did.
+	if _, err := db.writer.ExecContext(ctx, `UPDATE log_head SET chunk_size = 64`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(ctx, old, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 150)
+	storetest.AppendEntries(t, db, entries, blobs)
+	for _, q := range []string{`ALTER TABLE log_head DROP COLUMN chunk_size`, `DELETE FROM schema_migrations WHERE version = 8`} {
+		if _, err := db.writer.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	if db, err = Open(ctx, old, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.chunkSize != 64 {
+		t.Fatalf("migrated log packs %d hashes per chunk, want 64 as before", db.chunkSize)
+	}
+
+	fresh := openTemp(t)
+	storetest.AppendEntries(t, fresh, entries, blobs)
+	more, blobs := storetest.MakeBatch(150, 77)
+	storetest.AppendEntries(t, db, more, blobs)
+	storetest.AppendEntries(t, fresh, more, blobs)
+	var indexes []int64
+	for i := range tlog.StoredHashCount(227) {
+		indexes = append(indexes, i)
+	}
+	want, err := fresh.ReadHashes(ctx, indexes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.ReadHashes(ctx, indexes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Error("the migrated log's tree hashes differ from a new log's")
+	}
+	var rows int
+	if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM hash_chunks`).Scan(&rows); err != nil || int64(rows) != (int64(len(indexes))+63)/64 {
+		t.Errorf("migrated log has %d hash chunks (%v), want %d", rows, err, (len(indexes)+63)/64)
 	}
 }

@@ -22,6 +22,20 @@ func keyArg(k infertrail.KeyID) any {
 	return k[:]
 }
 
+// blobKeyArg is the key_id column value of blob b: NULL when not
+// encrypted, and empty when b's id starts with the key's id, as every
+// encrypted blob's does, so that the id is not stored twice (blobKeyColumn
+// reads it back).
+func blobKeyArg(b *infertrail.Blob) any {
+	if !b.Key.IsZero() && infertrail.KeyID(b.ID[:len(b.Key)]) == b.Key {
+		return []byte{}
+	}
+	return keyArg(b.Key)
+}
+
+// blobKeyColumn reads what blobKeyArg wrote: the key id, or NULL.
+const blobKeyColumn = `CASE WHEN length(key_id) = 0 THEN substr(id, 1, 16) ELSE key_id END`
+
 const keyColumns = `id, tenant, scope, kind, period, created, kek, wrapped, erased_by`
 
 func scanKey(row interface{ Scan(...any) error }) (infertrail.DataKey, error) {

@@ -92,6 +92,10 @@ type DB struct {
 	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
 	nreaders                                                                                int
 
+	// chunkSize is the number of stored hashes packed in one hash_chunks
+	// row: log_head.chunk_size, fixed when the log is made.
+	chunkSize int64
+
 	// block is the time block this process last widened, as committed:
 	// the database's bounds of that block hold at least these.
 	blockMu sync.Mutex
@@ -165,6 +169,12 @@ func (db *DB) open(ctx context.Context) error {
 	if err := migrate(ctx, db.writer); err != nil {
 		return explain(err)
 	}
+	if err := db.writer.QueryRowContext(ctx, `SELECT chunk_size FROM log_head`).Scan(&db.chunkSize); err != nil {
+		return fmt.Errorf("read hash chunk size: %w", explain(err))
+	}
+	if db.chunkSize < 1 || db.chunkSize > 127 {
+		return fmt.Errorf("hash chunk size %d in log_head: want 1 to 127", db.chunkSize)
+	}
 	prepare := func(on *sql.DB, dst **sql.Stmt, query string) error {
 		s, err := on.PrepareContext(ctx, query)
 		if err != nil {
@@ -196,9 +206,9 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.getChunks, `SELECT chunk, hashes FROM hash_chunks WHERE chunk IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.getChunkRange, `SELECT chunk, hashes FROM hash_chunks WHERE chunk BETWEEN ? AND ?`},
 		{r, &db.entryByID, `SELECT ` + entryColumns + ` FROM records WHERE id = ?`},
-		{r, &db.blobsByID, `SELECT id, codec, data, key_id FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
+		{r, &db.blobsByID, `SELECT id, codec, data, ` + blobKeyColumn + ` FROM blobs WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
-		{r, &db.blobRange, `SELECT id, codec, data, key_id FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
+		{r, &db.blobRange, `SELECT id, codec, data, ` + blobKeyColumn + ` FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
@@ -317,9 +327,6 @@ func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// chunkSize is the number of stored hashes packed in one hash_chunks row.
-const chunkSize = 64
-
 // ReadHashes returns the committed stored hashes with the given indexes. It
 // reads each distinct chunk once, with one primary-key lookup.
 func (db *DB) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
@@ -329,7 +336,7 @@ func (db *DB) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 	var ks []int64
 	for _, idx := range indexes {
 		if idx >= 0 {
-			ks = append(ks, idx/chunkSize)
+			ks = append(ks, idx/db.chunkSize)
 		}
 	}
 	slices.Sort(ks)
@@ -368,7 +375,7 @@ func (db *DB) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 			}
 		}
 	}
-	return readHashes(ctx, indexes, -1, func(chunk int64) ([]byte, error) {
+	return readHashes(ctx, indexes, -1, db.chunkSize, func(chunk int64) ([]byte, error) {
 		if b, ok := chunks[chunk]; ok {
 			return b, nil
 		}
@@ -378,10 +385,10 @@ func (db *DB) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 	})
 }
 
-// readHashes reads indexes through get, which returns one chunk. Indexes at
-// or past limit, when limit >= 0, and indexes a chunk does not hold yet are
-// not found.
-func readHashes(ctx context.Context, indexes []int64, limit int64, get func(chunk int64) ([]byte, error)) ([]tlog.Hash, error) {
+// readHashes reads indexes through get, which returns one chunk of size
+// hashes. Indexes at or past limit, when limit >= 0, and indexes a chunk
+// does not hold yet are not found.
+func readHashes(ctx context.Context, indexes []int64, limit, size int64, get func(chunk int64) ([]byte, error)) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	var chunks map[int64][]byte
 	for i, idx := range indexes {
@@ -391,7 +398,7 @@ func readHashes(ctx context.Context, indexes []int64, limit int64, get func(chun
 		if limit >= 0 && idx >= limit {
 			return nil, fmt.Errorf("read hash %d: past the tree's %d hashes: %w", idx, limit, infertrail.ErrNotFound)
 		}
-		k := idx / chunkSize
+		k := idx / size
 		b, ok := chunks[k]
 		if !ok {
 			if err := ctx.Err(); err != nil {
@@ -410,7 +417,7 @@ func readHashes(ctx context.Context, indexes []int64, limit int64, get func(chun
 			}
 			chunks[k] = b
 		}
-		off := (idx % chunkSize) * tlog.HashSize
+		off := (idx % size) * tlog.HashSize
 		if int64(len(b)) < off+tlog.HashSize {
 			return nil, fmt.Errorf("read hash %d: %w", idx, infertrail.ErrNotFound)
 		}

@@ -244,3 +244,35 @@ func TestPragmas(t *testing.T) {
 		t.Errorf("a reader connection wrote to the database")
 	}
 }
+
+// TestBlobKeyColumn checks that a blob keeps its key whether or not its id
+// starts with the key's id (the column is left empty when it does).
+func TestBlobKeyColumn(t *testing.T) {
+	db := openTemp(t)
+	key := infertrail.KeyID{7, 7, 7}
+	prefixed := infertrail.BlobID{7, 7, 7}
+	prefixed[31] = 1
+	other := infertrail.BlobID{9, 9}
+	plain := infertrail.BlobID{5}
+	blobs := []infertrail.Blob{
+		{ID: prefixed, Key: key, Data: []byte("a")},
+		{ID: other, Key: key, Data: []byte("b")},
+		{ID: plain, Data: []byte("c")},
+	}
+	entry, _ := storetest.MakeEntry(0)
+	entry.Content = []infertrail.ContentRef{{Field: "messages", Key: key, Blobs: []infertrail.BlobID{prefixed, other, plain}}}
+	storetest.AppendEntries(t, db, []infertrail.Entry{entry}, blobs)
+	got, err := db.Blobs(t.Context(), []infertrail.BlobID{prefixed, other, plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blobs {
+		if g := got[b.ID]; g.Key != b.Key || string(g.Data) != string(b.Data) {
+			t.Errorf("blob %x: key %x data %q, want key %x data %q", b.ID[:3], g.Key[:3], g.Data, b.Key[:3], b.Data)
+		}
+	}
+	var stored int
+	if err := db.readers.QueryRowContext(t.Context(), `SELECT length(key_id) FROM blobs WHERE id = ?`, prefixed[:]).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("the prefixed blob's key_id holds %d bytes (%v), want none", stored, err)
+	}
+}

@@ -208,8 +208,8 @@ func testAppendReadBack(t *testing.T, s infertrail.Store) {
 			t.Errorf("blob %x missing", id[:4])
 			continue
 		}
-		if g.ID != w.ID || g.Codec != w.Codec || !bytes.Equal(g.Data, w.Data) {
-			t.Errorf("blob %x = {%x %d %d bytes}, want {%x %d %d bytes}", id[:4], g.ID[:4], g.Codec, len(g.Data), w.ID[:4], w.Codec, len(w.Data))
+		if g.ID != w.ID || g.Codec != w.Codec || !bytes.Equal(g.Data, w.Data) || g.Key != w.Key {
+			t.Errorf("blob %x = {%x %d %d bytes key %x}, want {%x %d %d bytes key %x}", id[:4], g.ID[:4], g.Codec, len(g.Data), g.Key[:4], w.ID[:4], w.Codec, len(w.Data), w.Key[:4])
 		}
 	}
 	// Every fifth blob in id order, and a missing id among them: most blobs

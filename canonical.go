@@ -110,6 +110,9 @@ type parser struct {
 	members []member
 	tmp     []byte
 	canon   []byte // isCanonical's output
+	// arena, when set, is where record writes the canonical forms of a
+	// batch's records, one after the other: one allocation for the batch.
+	arena []byte
 }
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
@@ -122,7 +125,7 @@ func getParser(buf []byte) *parser {
 }
 
 func putParser(p *parser) {
-	p.buf = nil
+	p.buf, p.arena = nil, nil
 	p.members = p.members[:0]
 	if cap(p.tmp) > 1<<20 {
 		p.tmp = nil

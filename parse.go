@@ -72,6 +72,8 @@ func ParseRecords(src []byte, lim Limits) ([]*Record, [][]byte, error) {
 	}
 	p.pos++
 	p.skipSpace()
+	// The canonical forms are about as long as the records' source text.
+	p.arena = make([]byte, 0, len(src)+64)
 	var recs []*Record
 	var canons [][]byte
 	if p.pos < len(p.buf) && p.buf[p.pos] == ']' {
@@ -142,7 +144,17 @@ func (p *parser) record(lim Limits, leaf bool) (*Record, []byte, error) {
 	if p.pos >= len(p.buf) || p.buf[p.pos] != '{' {
 		return nil, nil, &FieldError{Record: -1, Field: "(record)", Reason: "want a JSON object", Err: ErrInvalid}
 	}
-	canon, err := p.object(make([]byte, 0, len(p.buf)-p.pos+16))
+	dst := p.arena[len(p.arena):]
+	if p.arena == nil {
+		dst = make([]byte, 0, len(p.buf)-p.pos+16)
+	}
+	canon, err := p.object(dst)
+	if err == nil && p.arena != nil && cap(dst) > 0 && &canon[:1][0] == &dst[:1][0] {
+		// Written in the arena: the next record goes after it, and
+		// appending to this one must not write over it.
+		p.arena = p.arena[:len(p.arena)+len(canon)]
+		canon = canon[:len(canon):len(canon)]
+	}
 	if err != nil {
 		fe := &FieldError{Record: -1, Field: "(record)", Reason: err.Error(), Err: ErrInvalid}
 		if se, ok := err.(*SyntaxError); ok && se.Path != "" {

@@ -527,6 +527,28 @@ func TestParseRecords(t *testing.T) {
 			t.Errorf("canons[1] = %s", canons[1])
 		}
 	})
+	// The canonical forms share one buffer: each must be its record's,
+	// even when one is longer than its source (numbers written out, more
+	// than the buffer holds), and appending to one must leave the next alone.
+	t.Run("canonical forms", func(t *testing.T) {
+		long := `{"kind":"access","attributes":{"n":[` + strings.Repeat("1e20,", 200) + `1e20]}}`
+		srcs := []string{good, exampleRecord, long, `{ "kind" : "approval" }`, long, good}
+		recs, canons, err := infertrail.ParseRecords([]byte("["+strings.Join(srcs, ",")+"]"), infertrail.Limits{})
+		if err != nil || len(recs) != len(srcs) {
+			t.Fatalf("ParseRecords: %d records, %v", len(recs), err)
+		}
+		for i, src := range srcs {
+			_, want := mustParse(t, src)
+			if !bytes.Equal(canons[i], want) {
+				t.Errorf("canons[%d] = %.80s, want %.80s", i, canons[i], want)
+			}
+		}
+		next := string(canons[1])
+		_ = append(canons[0], "overwritten"...)
+		if string(canons[1]) != next {
+			t.Errorf("appending to canons[0] changed canons[1]")
+		}
+	})
 	for _, tt := range []struct {
 		name, src string
 		record    int

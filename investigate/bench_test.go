@@ -262,3 +262,26 @@ func BenchmarkIndexStep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkContentPostings hashes the words of 1 KiB of chat messages with
+// about 150 distinct words, as the indexer does for each record of the
+// throughput benchmark's traffic.
+func BenchmarkContentPostings(b *testing.B) {
+	terms, err := investigate.NewTerms(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var text []byte
+	for i := 0; len(text) < 1000; i++ {
+		text = fmt.Appendf(text, "w%x ", uint32(i)*2654435761)
+	}
+	msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text[:600])}, {"role": "assistant", "content": string(text[600:])}})
+	e := &infertrail.Entry{Seq: 1, Content: []infertrail.ContentRef{{Field: "gen_ai.input.messages"}}}
+	content := map[string]json.RawMessage{"gen_ai.input.messages": msgs}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(terms.ContentPostings(e, content)) < 100 {
+			b.Fatal("too few words")
+		}
+	}
+}

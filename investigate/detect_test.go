@@ -1,10 +1,15 @@
 package investigate
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -314,5 +319,50 @@ func TestWords(t *testing.T) {
 	want := []string{"pay", "1,500", "500", "eur", "to", "alice@acme.example", "alice", "acme", "example", "call_7f3a", "call", "7f3a"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Words = %q, want %q", got, want)
+	}
+}
+
+// TestTermKeys pins a word's index key: "term=" and the first 12 bytes,
+// in hex, of HMAC-SHA256 under the search key derived from the secret,
+// the same whether one key is asked for or many with one HMAC reused.
+func TestTermKeys(t *testing.T) {
+	secret := bytes.Repeat([]byte{7}, 32)
+	terms, err := NewTerms(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := hmac.New(sha256.New, secret)
+	d.Write([]byte("infertrail search terms v1"))
+	words := []string{"pay", "invoice", "alice@acme.example", "pay"}
+	var want []string
+	for _, w := range words {
+		m := hmac.New(sha256.New, d.Sum(nil))
+		m.Write([]byte(w))
+		want = append(want, infertrail.IndexKey(infertrail.IndexTerm, hex.EncodeToString(m.Sum(nil)[:12])))
+	}
+	for i, w := range words {
+		if got := terms.Key(w); got != want[i] {
+			t.Errorf("Key(%q) = %s, want %s", w, got, want[i])
+		}
+	}
+	parts := []string{terms.Key("alice"), terms.Key("acme"), terms.Key("example")}
+	if got, want := terms.QueryKeys(strings.Join(words, " ")), append(want[:3:3], parts...); !slices.Equal(got, want) {
+		t.Errorf("QueryKeys = %q, want %q", got, want)
+	}
+	e := &infertrail.Entry{Seq: 9, Content: []infertrail.ContentRef{{Field: "messages", Key: infertrail.KeyID{1}}}}
+	ps := terms.ContentPostings(e, map[string]json.RawMessage{"messages": json.RawMessage(`["pay invoice", {"to": "alice@acme.example", "again": "pay"}]`)})
+	var got []string
+	for _, p := range ps {
+		if p.Seq != 9 || p.DataKey != (infertrail.KeyID{1}) {
+			t.Errorf("posting %+v: want seq 9 and the field's data key", p)
+		}
+		got = append(got, p.Key)
+	}
+	// Object member names are words too.
+	wantPostings := append([]string{want[0], want[1], want[2], terms.Key("to"), terms.Key("again")}, parts...)
+	slices.Sort(got)
+	slices.Sort(wantPostings)
+	if !slices.Equal(got, wantPostings) {
+		t.Errorf("ContentPostings keys = %q, want %q", got, wantPostings)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
+	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -81,18 +83,34 @@ func NewTerms(secret []byte) (*Terms, error) {
 }
 
 // Key returns the index key of one normalised word.
-func (t *Terms) Key(word string) string {
-	m := hmac.New(sha256.New, t.key)
-	m.Write([]byte(word))
-	return infertrail.IndexKey(infertrail.IndexTerm, hex.EncodeToString(m.Sum(nil)[:12]))
+func (t *Terms) Key(word string) string { return t.keyer().key(word) }
+
+// keyer computes index keys of words, reusing one HMAC (Reset brings back
+// its keyed state without hashing the key again) and its buffers.
+type keyer struct {
+	m   hash.Hash
+	sum []byte
+	buf []byte
+}
+
+func (t *Terms) keyer() *keyer { return &keyer{m: hmac.New(sha256.New, t.key)} }
+
+func (k *keyer) key(word string) string {
+	k.m.Reset()
+	io.WriteString(k.m, word)
+	k.sum = k.m.Sum(k.sum[:0])
+	k.buf = append(append(k.buf[:0], infertrail.IndexTerm...), '=')
+	k.buf = hex.AppendEncode(k.buf, k.sum[:12])
+	return string(k.buf)
 }
 
 // QueryKeys returns the index keys a search for text needs: every word of
 // it (AND). It returns nil when text has no word.
 func (t *Terms) QueryKeys(text string) []string {
 	var keys []string
+	k := t.keyer()
 	for _, w := range Words(text, MaxTermsPerRecord) {
-		keys = append(keys, t.Key(w))
+		keys = append(keys, k.key(w))
 	}
 	return dedupe(keys)
 }
@@ -102,13 +120,14 @@ func (t *Terms) QueryKeys(text string) []string {
 func (t *Terms) ContentPostings(e *infertrail.Entry, content map[string]json.RawMessage) []infertrail.Posting {
 	var out []infertrail.Posting
 	seen := map[string]bool{}
+	keyer := t.keyer()
 	for _, ref := range e.Content {
 		v, ok := content[ref.Field]
 		if !ok {
 			continue
 		}
 		for _, w := range jsonWords(v, MaxTermsPerRecord-len(seen)) {
-			k := t.Key(w)
+			k := keyer.key(w)
 			if seen[k] {
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -342,5 +343,58 @@ func TestIndexerSkipsWhatItCannotParse(t *testing.T) {
 	e := f.engine(t)
 	if n, err := e.IndexCurrent(t.Context(), 100); err != nil || n != 8 {
 		t.Fatalf("IndexCurrent = %d, %v; want 8", n, err)
+	}
+}
+
+// TestIndexStepBounded: a step of records with many words stops short of
+// its batch, so that it does not hold the writer for long, and steps
+// until caught up index every record.
+func TestIndexStepBounded(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	const records, words = 300, 200
+	for i := range records {
+		var text []byte
+		for w := range words {
+			text = fmt.Appendf(text, "r%dw%d ", i, w)
+		}
+		msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text)}})
+		rec := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
+			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs}}
+		if _, err := f.log.Record(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	terms, err := investigate.NewTerms(f.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadMany})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.IndexStep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200 words and a few leaf keys per record: a step of 16,384 postings
+	// ends after 81 records.
+	if n < 50 || n > 100 {
+		t.Errorf("first step indexed %d records, want about 81 of %d", n, records)
+	}
+	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != int64(n) {
+		t.Errorf("cursor at %d (%v) after a step of %d", c, err, n)
+	}
+	if err := e.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != records {
+		t.Fatalf("cursor at %d (%v) after catching up, want %d", c, err, records)
+	}
+	for _, seq := range []int64{0, int64(n) - 1, int64(n), records - 1} {
+		word := fmt.Sprintf("r%dw%d", seq, words-1)
+		if got := f.query(t, infertrail.Query{Keys: terms.QueryKeys(word)}); !slices.Equal(got, []int64{seq}) {
+			t.Errorf("search %q = %v, want [%d]", word, got, seq)
+		}
 	}
 }

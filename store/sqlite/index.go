@@ -35,7 +35,7 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 	if err := checkAdvance(name, from, to); err != nil {
 		return fmt.Errorf("advance cursor: %w", err)
 	}
-	return db.write(ctx, fmt.Sprintf("advance cursor %q from %d to %d", name, from, to), func(tx *sql.Tx) error {
+	return db.writeBehind(ctx, fmt.Sprintf("advance cursor %q from %d to %d", name, from, to), func(tx *sql.Tx) error {
 		return advance(ctx, tx, name, from, to)
 	})
 }
@@ -53,7 +53,7 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 		return fmt.Errorf("add postings: %w", err)
 	}
 	ps := sortPostings(postings)
-	return db.write(ctx, fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(postings), cursor, from, to), func(tx *sql.Tx) error {
+	return db.writeBehind(ctx, fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(postings), cursor, from, to), func(tx *sql.Tx) error {
 		if err := advance(ctx, tx, cursor, from, to); err != nil {
 			return err
 		}
@@ -70,6 +70,47 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 
 // write runs fn in a write transaction (BEGIN IMMEDIATE on the writer
 // connection) and commits it; what names it in errors.
+// maxYield bounds how long a background write waits for appends, and
+// quietGap is how long after an append ends the log counts as busy.
+var (
+	maxYield = time.Second
+	quietGap = 10 * time.Millisecond
+)
+
+// busy reports whether an append transaction waits for the writer or
+// holds it, or one ended less than quietGap ago.
+func (db *DB) busy() bool {
+	return db.appends.Load() > 0 || time.Since(time.Unix(0, db.appended.Load())) < quietGap
+}
+
+// yield waits, up to maxYield, while the log is busy appending. The index
+// and the detectors write behind the log on the one writer, and the work
+// that makes their writes shares the CPU with ingest: under a steady
+// stream of appends they get a turn once per maxYield, and catch up when
+// the stream pauses.
+func (db *DB) yield(ctx context.Context) {
+	if !db.busy() {
+		return
+	}
+	deadline := time.Now().Add(maxYield)
+	t := time.NewTimer(time.Millisecond)
+	defer t.Stop()
+	for db.busy() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			t.Reset(time.Millisecond)
+		}
+	}
+}
+
+// writeBehind is write for background writers: it yields to appends first.
+func (db *DB) writeBehind(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	db.yield(ctx)
+	return db.write(ctx, what, fn)
+}
+
 func (db *DB) write(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -569,7 +610,7 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 	}
 	now := time.Now().UnixNano()
 	ns, times := make([]int64, len(fs)), make([]int64, len(fs))
-	err := db.write(ctx, fmt.Sprintf("add %d findings", len(fs)), func(tx *sql.Tx) error {
+	err := db.writeBehind(ctx, fmt.Sprintf("add %d findings", len(fs)), func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO findings (id, detector, severity, tenant, subject, records, summary, time)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING n`)
 		if err != nil {

@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -95,6 +96,12 @@ type DB struct {
 	// chunkSize is the number of stored hashes packed in one hash_chunks
 	// row: log_head.chunk_size, fixed when the log is made.
 	chunkSize int64
+
+	// appends counts append transactions waiting for the writer or
+	// holding it, and appended is when the last one ended (Unix
+	// nanoseconds); background writes wait for them (see yield).
+	appends  atomic.Int32
+	appended atomic.Int64
 
 	// block is the time block this process last widened, as committed:
 	// the database's bounds of that block hold at least these.

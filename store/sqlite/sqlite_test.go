@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/storetest"
@@ -275,4 +277,58 @@ func TestBlobKeyColumn(t *testing.T) {
 	if err := db.readers.QueryRowContext(t.Context(), `SELECT length(key_id) FROM blobs WHERE id = ?`, prefixed[:]).Scan(&stored); err != nil || stored != 0 {
 		t.Errorf("the prefixed blob's key_id holds %d bytes (%v), want none", stored, err)
 	}
+}
+
+// TestBackgroundWritesYield: while an append waits for the writer or holds
+// it, and for quietGap after, the index's writes wait, up to maxYield; the
+// count of appends goes back to zero however a transaction ends.
+func TestBackgroundWritesYield(t *testing.T) {
+	defer func(d, q time.Duration) { maxYield, quietGap = d, q }(maxYield, quietGap)
+	maxYield, quietGap = 50*time.Millisecond, 20*time.Millisecond
+	db := openTemp(t)
+	ctx := t.Context()
+	for _, end := range []string{"commit", "rollback"} {
+		tx, err := db.BeginAppend(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := db.appends.Load(); n != 1 {
+			t.Errorf("%d appends counted with one open", n)
+		}
+		if end == "commit" {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := time.Now()
+		tx.Rollback() // a second end changes nothing
+		if n := db.appends.Load(); n != 0 {
+			t.Errorf("after %s, %d appends counted", end, n)
+		}
+		db.yield(ctx)
+		if since := time.Since(ended); since < quietGap-time.Millisecond {
+			t.Errorf("yield returned %v after an append's %s, want at least %v", since, end, quietGap)
+		}
+	}
+	db.appends.Add(1) // an append waiting for the writer
+	start := time.Now()
+	if err := db.AddPostings(ctx, "indexer", 0, 1, []infertrail.Posting{{Key: "k=a", Seq: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < maxYield {
+		t.Errorf("postings written after %v while an append waited, want at least %v", waited, maxYield)
+	}
+	db.appends.Add(-1)
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	db.appends.Add(1)
+	start = time.Now()
+	db.yield(canceled)
+	if waited := time.Since(start); waited >= maxYield {
+		t.Errorf("a canceled yield waited %v", waited)
+	}
+	db.appends.Add(-1)
 }

@@ -24,6 +24,14 @@ type Store interface {
 	infertrail.FindingStore
 }
 
+// Busy is what a Store may also implement: Busy reports whether the log
+// is appending now. The stores in this module implement it, and make the
+// index's writes wait while it holds (see store/internal/behind); the
+// engine then also writes in small steps, which hold the writer briefly.
+type Busy interface {
+	Busy() bool
+}
+
 // Cursor names the engine keeps in the store.
 const (
 	IndexCursor  = "index"
@@ -137,10 +145,12 @@ func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.
 }
 
 // Bounds of an index step: content is read contentChunk entries at a
-// time, until the step's postings reach maxStepPostings.
+// time, until the step's postings reach maxStepPostings, or
+// busyStepPostings while the log is appending.
 const (
-	contentChunk    = 64
-	maxStepPostings = 16384
+	contentChunk     = 64
+	maxStepPostings  = 65536
+	busyStepPostings = 256
 )
 
 // IndexStep indexes the next batch of entries and returns how many it
@@ -158,11 +168,17 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	// A step writes at most about maxStepPostings postings in one
 	// transaction: on SQLite it holds the one writer, and appends wait
 	// for it (2,000 records of chat text are about 300,000 postings,
-	// seconds of writing). Entries and their content are read a chunk at
-	// a time, so that what the step does not reach is not read.
+	// seconds of writing). While the log is appending, a step is small,
+	// a few milliseconds of writing, and the index catches up once the
+	// log pauses. Entries and their content are read a chunk
+	// at a time, so that what the step does not reach is not read.
+	budget := maxStepPostings
+	if b, ok := e.st.(Busy); ok && b.Busy() {
+		budget = busyStepPostings
+	}
 	var postings []infertrail.Posting
 	next := from // the step indexes [from, next)
-	for next < to && len(postings) < maxStepPostings {
+	for next < to && len(postings) < budget {
 		hi := min(to, next+contentChunk)
 		chunk, err := e.readEntries(ctx, next, hi)
 		if err != nil {
@@ -182,7 +198,7 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 			}
 		}
 		for i := range chunk {
-			if len(postings) >= maxStepPostings {
+			if len(postings) >= budget {
 				break
 			}
 			en := &chunk[i]

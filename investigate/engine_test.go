@@ -346,13 +346,19 @@ func TestIndexerSkipsWhatItCannotParse(t *testing.T) {
 	}
 }
 
+// busyStore reports the log as always appending.
+type busyStore struct{ *sqlite.DB }
+
+func (busyStore) Busy() bool { return true }
+
 // TestIndexStepBounded: a step of records with many words stops short of
-// its batch, so that it does not hold the writer for long, and steps
-// until caught up index every record.
+// its batch, so that it does not hold the writer for long, and shorter
+// still while the log is appending; steps until caught up index every
+// record.
 func TestIndexStepBounded(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	const records, words = 300, 200
+	const records, words = 150, 600
 	for i := range records {
 		var text []byte
 		for w := range words {
@@ -369,21 +375,36 @@ func TestIndexStepBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadMany})
+	engine := func(st investigate.Store) *investigate.Engine {
+		e, err := investigate.New(investigate.Config{Store: st, Terms: terms, Content: f.log.ContentReader().ReadMany})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// While the log appends, a step of 256 postings ends after the first
+	// record of about 600.
+	n, err := engine(busyStore{f.db}).IndexStep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := e.IndexStep(ctx)
+	if n != 1 {
+		t.Errorf("a step while the log appends indexed %d records, want 1", n)
+	}
+	// Otherwise a step of 65,536 postings ends after 109 records.
+	for f.db.Busy() { // the last append ended less than 10 ms ago
+		time.Sleep(time.Millisecond)
+	}
+	e := engine(f.db)
+	m, err := e.IndexStep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 200 words and a few leaf keys per record: a step of 16,384 postings
-	// ends after 81 records.
-	if n < 50 || n > 100 {
-		t.Errorf("first step indexed %d records, want about 81 of %d", n, records)
+	if m < 90 || m > 120 {
+		t.Errorf("second step indexed %d records, want about 109 of %d", m, records)
 	}
-	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != int64(n) {
-		t.Errorf("cursor at %d (%v) after a step of %d", c, err, n)
+	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != int64(n+m) {
+		t.Errorf("cursor at %d (%v) after steps of %d and %d", c, err, n, m)
 	}
 	if err := e.CatchUp(ctx); err != nil {
 		t.Fatal(err)
@@ -391,7 +412,7 @@ func TestIndexStepBounded(t *testing.T) {
 	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != records {
 		t.Fatalf("cursor at %d (%v) after catching up, want %d", c, err, records)
 	}
-	for _, seq := range []int64{0, int64(n) - 1, int64(n), records - 1} {
+	for _, seq := range []int64{0, 1, 2, int64(n + m - 1), int64(n + m), records - 1} {
 		word := fmt.Sprintf("r%dw%d", seq, words-1)
 		if got := f.query(t, infertrail.Query{Keys: terms.QueryKeys(word)}); !slices.Equal(got, []int64{seq}) {
 			t.Errorf("search %q = %v, want [%d]", word, got, seq)

@@ -72,8 +72,10 @@ func ensurePartitions(ctx context.Context, tx pgx.Tx, p int32) error {
 // The first append transaction of a month creates that month's partitions
 // and the next month's, if missing.
 func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
+	db.appends.Begin() // until Commit or Rollback: the index's writes wait
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
+		db.appends.End()
 		return nil, fmt.Errorf("begin append: %w", classify(err))
 	}
 	t := &appendTx{db: db, tx: tx, ctx: ctx}
@@ -416,6 +418,7 @@ func (t *appendTx) Commit() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.done = true
+	defer t.db.appends.End()
 	if err := t.tx.Commit(t.ctx); err != nil {
 		return fmt.Errorf("commit append: %w", classify(err))
 	}
@@ -433,6 +436,7 @@ func (t *appendTx) Rollback() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.done = true
+	defer t.db.appends.End()
 	ctx, cancel := context.WithTimeout(context.Background(), t.db.rollbackTimeout)
 	defer cancel()
 	_ = t.tx.Rollback(ctx)

@@ -105,6 +105,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/behind"
 )
 
 // Config configures a store. Its zero value is a valid configuration.
@@ -145,6 +146,10 @@ type DB struct {
 	now    func() time.Time
 	// rollbackTimeout bounds a rollback, which has no caller context.
 	rollbackTimeout time.Duration
+	// appends counts this node's append transactions, which its index's
+	// and detectors' writes go after: they share the node's CPU, and
+	// PostgreSQL's, with ingest.
+	appends behind.Appends
 }
 
 var _ infertrail.Store = (*DB)(nil)

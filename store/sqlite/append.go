@@ -19,10 +19,10 @@ import (
 // another process's write lock up to Config.BusyTimeout. The transaction is
 // bound to ctx: when ctx is done it is rolled back.
 func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
-	db.appends.Add(1) // until Commit or Rollback: background writes wait (see yield)
+	db.appends.Begin() // until Commit or Rollback: the index's writes wait
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
-		db.appends.Add(-1)
+		db.appends.End()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("begin append: %w", ctx.Err())
 		}
@@ -38,12 +38,6 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 	t.next = t.size
 	t.nhash = tlog.StoredHashCount(t.size)
 	return t, nil
-}
-
-// endAppend counts an append transaction out (see yield).
-func (db *DB) endAppend() {
-	db.appended.Store(time.Now().UnixNano())
-	db.appends.Add(-1)
 }
 
 // appendTx is one open append transaction.
@@ -367,7 +361,7 @@ func (t *appendTx) Commit() error {
 		return fmt.Errorf("commit append: %w", sql.ErrTxDone)
 	}
 	t.done = true
-	defer t.db.endAppend()
+	defer t.db.appends.End()
 	if t.failed != nil {
 		t.tx.Rollback()
 		return fmt.Errorf("commit append: an append in this transaction failed: %w", t.failed)
@@ -391,7 +385,7 @@ func (t *appendTx) Rollback() error {
 		return nil
 	}
 	t.done = true
-	defer t.db.endAppend()
+	defer t.db.appends.End()
 	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("roll back append: %w", err)
 	}

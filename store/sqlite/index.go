@@ -70,44 +70,13 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 
 // write runs fn in a write transaction (BEGIN IMMEDIATE on the writer
 // connection) and commits it; what names it in errors.
-// maxYield bounds how long a background write waits for appends, and
-// quietGap is how long after an append ends the log counts as busy.
-var (
-	maxYield = time.Second
-	quietGap = 10 * time.Millisecond
-)
+// Busy reports whether the log is appending (investigate.Busy).
+func (db *DB) Busy() bool { return db.appends.Busy() }
 
-// busy reports whether an append transaction waits for the writer or
-// holds it, or one ended less than quietGap ago.
-func (db *DB) busy() bool {
-	return db.appends.Load() > 0 || time.Since(time.Unix(0, db.appended.Load())) < quietGap
-}
-
-// yield waits, up to maxYield, while the log is busy appending. The index
-// and the detectors write behind the log on the one writer, and the work
-// that makes their writes shares the CPU with ingest: under a steady
-// stream of appends they get a turn once per maxYield, and catch up when
-// the stream pauses.
-func (db *DB) yield(ctx context.Context) {
-	if !db.busy() {
-		return
-	}
-	deadline := time.Now().Add(maxYield)
-	t := time.NewTimer(time.Millisecond)
-	defer t.Stop()
-	for db.busy() && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			t.Reset(time.Millisecond)
-		}
-	}
-}
-
-// writeBehind is write for background writers: it yields to appends first.
+// writeBehind is write for the index and the detectors, which go after
+// the log's appends (see behind.Appends).
 func (db *DB) writeBehind(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	db.yield(ctx)
+	db.appends.Wait(ctx)
 	return db.write(ctx, what, fn)
 }
 

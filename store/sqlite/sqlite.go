@@ -36,7 +36,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -44,6 +43,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/behind"
 )
 
 var _ infertrail.Store = (*DB)(nil)
@@ -97,11 +97,9 @@ type DB struct {
 	// row: log_head.chunk_size, fixed when the log is made.
 	chunkSize int64
 
-	// appends counts append transactions waiting for the writer or
-	// holding it, and appended is when the last one ended (Unix
-	// nanoseconds); background writes wait for them (see yield).
-	appends  atomic.Int32
-	appended atomic.Int64
+	// appends counts append transactions, which the index's and the
+	// detectors' writes go after.
+	appends behind.Appends
 
 	// block is the time block this process last widened, as committed:
 	// the database's bounds of that block hold at least these.

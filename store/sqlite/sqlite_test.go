@@ -279,20 +279,19 @@ func TestBlobKeyColumn(t *testing.T) {
 	}
 }
 
-// TestBackgroundWritesYield: while an append waits for the writer or holds
-// it, and for quietGap after, the index's writes wait, up to maxYield; the
-// count of appends goes back to zero however a transaction ends.
+// TestBackgroundWritesYield: append transactions are counted in until
+// they end, however they end, and while one is open the index's writes
+// wait (up to MaxWait; behind's own test covers the rest).
 func TestBackgroundWritesYield(t *testing.T) {
-	defer func(d, q time.Duration) { maxYield, quietGap = d, q }(maxYield, quietGap)
-	maxYield, quietGap = 50*time.Millisecond, 20*time.Millisecond
 	db := openTemp(t)
+	db.appends.MaxWait, db.appends.Quiet = 50*time.Millisecond, time.Millisecond
 	ctx := t.Context()
 	for _, end := range []string{"commit", "rollback"} {
 		tx, err := db.BeginAppend(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := db.appends.Load(); n != 1 {
+		if n := db.appends.Open(); n != 1 {
 			t.Errorf("%d appends counted with one open", n)
 		}
 		if end == "commit" {
@@ -303,32 +302,26 @@ func TestBackgroundWritesYield(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ended := time.Now()
 		tx.Rollback() // a second end changes nothing
-		if n := db.appends.Load(); n != 0 {
+		if n := db.appends.Open(); n != 0 {
 			t.Errorf("after %s, %d appends counted", end, n)
 		}
-		db.yield(ctx)
-		if since := time.Since(ended); since < quietGap-time.Millisecond {
-			t.Errorf("yield returned %v after an append's %s, want at least %v", since, end, quietGap)
-		}
 	}
-	db.appends.Add(1) // an append waiting for the writer
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := db.BeginAppend(canceled); err == nil {
+		t.Fatal("BeginAppend with a canceled context succeeded")
+	}
+	if n := db.appends.Open(); n != 0 {
+		t.Errorf("after a failed BeginAppend, %d appends counted", n)
+	}
+	db.appends.Begin() // an append waiting for the writer
 	start := time.Now()
 	if err := db.AddPostings(ctx, "indexer", 0, 1, []infertrail.Posting{{Key: "k=a", Seq: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	if waited := time.Since(start); waited < maxYield {
-		t.Errorf("postings written after %v while an append waited, want at least %v", waited, maxYield)
+	if waited := time.Since(start); waited < db.appends.MaxWait {
+		t.Errorf("postings written after %v while an append waited, want at least %v", waited, db.appends.MaxWait)
 	}
-	db.appends.Add(-1)
-	canceled, cancel := context.WithCancel(ctx)
-	cancel()
-	db.appends.Add(1)
-	start = time.Now()
-	db.yield(canceled)
-	if waited := time.Since(start); waited >= maxYield {
-		t.Errorf("a canceled yield waited %v", waited)
-	}
-	db.appends.Add(-1)
+	db.appends.End()
 }

@@ -1,0 +1,47 @@
+package behind
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestAppends(t *testing.T) {
+	a := &Appends{MaxWait: 50 * time.Millisecond, Quiet: 20 * time.Millisecond}
+	if a.Busy() {
+		t.Error("busy before any append")
+	}
+	start := time.Now()
+	a.Wait(t.Context())
+	if d := time.Since(start); d > 10*time.Millisecond {
+		t.Errorf("Wait with nothing appending took %v", d)
+	}
+	a.Begin()
+	if !a.Busy() || a.Open() != 1 {
+		t.Errorf("Busy = %v, Open = %d with one append open", a.Busy(), a.Open())
+	}
+	start = time.Now()
+	a.Wait(t.Context())
+	if d := time.Since(start); d < a.MaxWait {
+		t.Errorf("Wait returned after %v with an append open, want MaxWait %v", d, a.MaxWait)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start = time.Now()
+	a.Wait(ctx)
+	if d := time.Since(start); d >= a.MaxWait {
+		t.Errorf("Wait with a canceled context took %v", d)
+	}
+	a.End()
+	ended := time.Now()
+	if !a.Busy() || a.Open() != 0 {
+		t.Errorf("Busy = %v, Open = %d just after the append ended", a.Busy(), a.Open())
+	}
+	a.Wait(t.Context())
+	if d := time.Since(ended); d < a.Quiet-time.Millisecond {
+		t.Errorf("Wait returned %v after the append ended, want at least Quiet %v", d, a.Quiet)
+	}
+	if a.Busy() {
+		t.Error("busy after the quiet gap")
+	}
+}

@@ -127,12 +127,29 @@ type Cursors interface {
 	AdvanceCursor(ctx context.Context, name string, from, to int64) error
 }
 
+type foregroundKey struct{}
+
+// Foreground marks ctx as a caller that waits for its writes to the index,
+// such as a read bringing the index up to date: a store does not hold them
+// back behind appends (see Index.AddPostings).
+func Foreground(ctx context.Context) context.Context {
+	return context.WithValue(ctx, foregroundKey{}, true)
+}
+
+// IsForeground reports whether ctx was marked by Foreground.
+func IsForeground(ctx context.Context) bool {
+	v, _ := ctx.Value(foregroundKey{}).(bool)
+	return v
+}
+
 // Index keeps the investigation index and answers queries with it.
 type Index interface {
 	// AddPostings writes postings and advances the named cursor from from
 	// to to, in one transaction: if the cursor is not at from, nothing is
 	// written and the error wraps ErrConflict. A posting already stored is
 	// skipped. A posting for a record whose data key is erased is skipped.
+	// A store may hold the write back, for a bounded time, while it is
+	// appending to the log, unless ctx is Foreground.
 	AddPostings(ctx context.Context, cursor string, from, to int64, postings []Posting) error
 	// Query calls fn for each committed entry q selects, newest first, with
 	// at most q.Limit (or 100) calls. The Entry is only valid during the

@@ -404,8 +404,12 @@ func (e *Engine) Terms() *Terms { return e.cfg.Terms }
 
 // IndexCurrent indexes what is committed but not indexed yet, in at most
 // steps batches, and returns how many entries the index then covers. A
-// read calls it so that it sees what was committed before it.
+// read calls it so that it sees what was committed before it. Its writes
+// do not wait for the log's appends (infertrail.Foreground); while the log
+// is appending, its steps are small, so a read may see the index behind
+// the log.
 func (e *Engine) IndexCurrent(ctx context.Context, steps int) (int64, error) {
+	ctx = infertrail.Foreground(ctx)
 	for range steps {
 		n, err := e.IndexStep(ctx)
 		if err != nil {

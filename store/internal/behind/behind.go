@@ -9,6 +9,8 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"github.com/infertrail/infertrail"
 )
 
 // Defaults of Appends.
@@ -51,9 +53,10 @@ func (a *Appends) Busy() bool {
 	return a.open.Load() > 0 || time.Since(time.Unix(0, a.last.Load())) < quiet
 }
 
-// Wait waits while Busy, up to MaxWait, or until ctx is done.
+// Wait waits while Busy, up to MaxWait, or until ctx is done. A
+// Foreground ctx does not wait.
 func (a *Appends) Wait(ctx context.Context) {
-	if !a.Busy() {
+	if !a.Busy() || infertrail.IsForeground(ctx) {
 		return
 	}
 	max := a.MaxWait

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/infertrail/infertrail"
 )
 
 func TestAppends(t *testing.T) {
@@ -27,10 +29,12 @@ func TestAppends(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	start = time.Now()
-	a.Wait(ctx)
-	if d := time.Since(start); d >= a.MaxWait {
-		t.Errorf("Wait with a canceled context took %v", d)
+	for name, ctx := range map[string]context.Context{"canceled": ctx, "foreground": infertrail.Foreground(t.Context())} {
+		start = time.Now()
+		a.Wait(ctx)
+		if d := time.Since(start); d >= a.MaxWait {
+			t.Errorf("Wait with a %s context took %v", name, d)
+		}
 	}
 	a.End()
 	ended := time.Now()

@@ -149,7 +149,7 @@ func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.
 // busyStepPostings while the log is appending.
 const (
 	contentChunk     = 64
-	maxStepPostings  = 65536
+	maxStepPostings  = 16384
 	busyStepPostings = 256
 )
 

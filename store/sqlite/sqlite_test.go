@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/behind/behindtest"
 	"github.com/infertrail/infertrail/store/storetest"
 )
 
@@ -279,35 +279,12 @@ func TestBlobKeyColumn(t *testing.T) {
 	}
 }
 
-// TestBackgroundWritesYield: append transactions are counted in until
-// they end, however they end, and while one is open the index's writes
-// wait (up to MaxWait; behind's own test covers the rest).
+// TestBackgroundWritesYield: see behindtest.Check; an append that fails
+// to begin is not counted.
 func TestBackgroundWritesYield(t *testing.T) {
 	db := openTemp(t)
-	db.appends.MaxWait, db.appends.Quiet = 50*time.Millisecond, time.Millisecond
-	ctx := t.Context()
-	for _, end := range []string{"commit", "rollback"} {
-		tx, err := db.BeginAppend(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := db.appends.Open(); n != 1 {
-			t.Errorf("%d appends counted with one open", n)
-		}
-		if end == "commit" {
-			err = tx.Commit()
-		} else {
-			err = tx.Rollback()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx.Rollback() // a second end changes nothing
-		if n := db.appends.Open(); n != 0 {
-			t.Errorf("after %s, %d appends counted", end, n)
-		}
-	}
-	canceled, cancel := context.WithCancel(ctx)
+	behindtest.Check(t, db, &db.appends)
+	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := db.BeginAppend(canceled); err == nil {
 		t.Fatal("BeginAppend with a canceled context succeeded")
@@ -315,13 +292,4 @@ func TestBackgroundWritesYield(t *testing.T) {
 	if n := db.appends.Open(); n != 0 {
 		t.Errorf("after a failed BeginAppend, %d appends counted", n)
 	}
-	db.appends.Begin() // an append waiting for the writer
-	start := time.Now()
-	if err := db.AddPostings(ctx, "indexer", 0, 1, []infertrail.Posting{{Key: "k=a", Seq: 0}}); err != nil {
-		t.Fatal(err)
-	}
-	if waited := time.Since(start); waited < db.appends.MaxWait {
-		t.Errorf("postings written after %v while an append waited, want at least %v", waited, db.appends.MaxWait)
-	}
-	db.appends.End()
 }

@@ -168,12 +168,13 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	// A step writes at most about maxStepPostings postings in one
 	// transaction: on SQLite it holds the one writer, and appends wait
 	// for it (2,000 records of chat text are about 300,000 postings,
-	// seconds of writing). While the log is appending, a step is small,
-	// a few milliseconds of writing, and the index catches up once the
-	// log pauses. Entries and their content are read a chunk
-	// at a time, so that what the step does not reach is not read.
+	// seconds of writing). While the log is appending, a background step
+	// is small, a few milliseconds of writing, and the index catches up
+	// once the log pauses; a read waiting for the index (Foreground) takes
+	// full steps. Entries and their content are read a chunk at a time,
+	// so that what the step does not reach is not read.
 	budget := maxStepPostings
-	if b, ok := e.st.(Busy); ok && b.Busy() {
+	if b, ok := e.st.(Busy); ok && b.Busy() && !infertrail.IsForeground(ctx) {
 		budget = busyStepPostings
 	}
 	var postings []infertrail.Posting
@@ -404,10 +405,10 @@ func (e *Engine) Terms() *Terms { return e.cfg.Terms }
 
 // IndexCurrent indexes what is committed but not indexed yet, in at most
 // steps batches, and returns how many entries the index then covers. A
-// read calls it so that it sees what was committed before it. Its writes
-// do not wait for the log's appends (infertrail.Foreground); while the log
-// is appending, its steps are small, so a read may see the index behind
-// the log.
+// read calls it so that it sees what was committed before it. Its steps
+// are full ones and do not wait for the log's appends
+// (infertrail.Foreground); a read during a long burst of ingest may still
+// see the index behind the log.
 func (e *Engine) IndexCurrent(ctx context.Context, steps int) (int64, error) {
 	ctx = infertrail.Foreground(ctx)
 	for range steps {

@@ -391,7 +391,17 @@ func TestIndexStepBounded(t *testing.T) {
 	if n != 1 {
 		t.Errorf("a step while the log appends indexed %d records, want 1", n)
 	}
-	// Otherwise a step of 16,384 postings ends after 28 records.
+	// A read waiting for the index takes a full step all the same.
+	if _, err := engine(busyStore{f.db}).IndexCurrent(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.db.Cursor(ctx, investigate.IndexCursor)
+	if err != nil || c < 20 {
+		t.Fatalf("cursor at %d (%v) after a read's step while the log appends, want a full step", c, err)
+	}
+	n = int(c)
+	// A background step when the log is idle is full too: 16,384 postings
+	// end after 28 records.
 	for f.db.Busy() { // the last append ended less than 10 ms ago
 		time.Sleep(time.Millisecond)
 	}

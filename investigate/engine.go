@@ -144,8 +144,8 @@ func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.
 	return out, err
 }
 
-// Bounds of an index step: content is read contentChunk entries at a
-// time, until the step's postings reach maxStepPostings, or
+// Bounds of an index step: content is read at most contentChunk entries
+// at a time, until the step's postings reach maxStepPostings, or
 // busyStepPostings while the log is appending.
 const (
 	contentChunk     = 64
@@ -180,7 +180,14 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	var postings []infertrail.Posting
 	next := from // the step indexes [from, next)
 	for next < to && len(postings) < budget {
-		hi := min(to, next+contentChunk)
+		// Read about as many entries as the budget has room for, judged
+		// by the postings per entry so far (64 to begin with), so that
+		// content the step does not reach is not decrypted twice.
+		want := budget / 64
+		if done := int(next - from); done > 0 && len(postings) > 0 {
+			want = (budget-len(postings))/(len(postings)/done+1) + 1
+		}
+		hi := min(to, next+int64(min(max(want, 1), contentChunk)))
 		chunk, err := e.readEntries(ctx, next, hi)
 		if err != nil {
 			return 0, fmt.Errorf("index entries %d to %d: %w", next, hi, err)

@@ -145,11 +145,15 @@ func IsForeground(ctx context.Context) bool {
 // Index keeps the investigation index and answers queries with it.
 type Index interface {
 	// AddPostings writes postings and advances the named cursor from from
-	// to to, in one transaction: if the cursor is not at from, nothing is
-	// written and the error wraps ErrConflict. A posting already stored is
-	// skipped. A posting for a record whose data key is erased is skipped.
-	// A store may hold the write back, for a bounded time, while it is
-	// appending to the log, unless ctx is Foreground.
+	// to to: if the cursor is not at from, nothing is written and the
+	// error wraps ErrConflict. A posting already stored is skipped. A
+	// posting for a record whose data key is erased is skipped. A store
+	// may hold the write back, for a bounded time, while it is appending
+	// to the log, unless ctx is Foreground. It may write the postings in
+	// several transactions, the cursor moving with the last: should
+	// another caller move the cursor in between (both indexing the same
+	// entries), the postings written before stay, and the error wraps
+	// ErrConflict.
 	AddPostings(ctx context.Context, cursor string, from, to int64, postings []Posting) error
 	// Query calls fn for each committed entry q selects, newest first, with
 	// at most q.Limit (or 100) calls. The Entry is only valid during the

@@ -24,14 +24,6 @@ type Store interface {
 	infertrail.FindingStore
 }
 
-// Busy is what a Store may also implement: Busy reports whether the log
-// is appending now. The stores in this module implement it, and make the
-// index's writes wait while it holds (see store/internal/behind); the
-// engine then also writes in small steps, which hold the writer briefly.
-type Busy interface {
-	Busy() bool
-}
-
 // Cursor names the engine keeps in the store.
 const (
 	IndexCursor  = "index"
@@ -145,12 +137,10 @@ func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.
 }
 
 // Bounds of an index step: content is read at most contentChunk entries
-// at a time, until the step's postings reach maxStepPostings, or
-// busyStepPostings while the log is appending.
+// at a time, until the step's postings reach maxStepPostings.
 const (
-	contentChunk     = 64
-	maxStepPostings  = 16384
-	busyStepPostings = 256
+	contentChunk    = 64
+	maxStepPostings = 16384
 )
 
 // IndexStep indexes the next batch of entries and returns how many it
@@ -165,18 +155,13 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	to := min(size, from+int64(e.cfg.Batch))
-	// A step writes at most about maxStepPostings postings in one
-	// transaction: on SQLite it holds the one writer, and appends wait
-	// for it (2,000 records of chat text are about 300,000 postings,
-	// seconds of writing). While the log is appending, a background step
-	// is small, a few milliseconds of writing, and the index catches up
-	// once the log pauses; a read waiting for the index (Foreground) takes
-	// full steps. Entries and their content are read a chunk at a time,
-	// so that what the step does not reach is not read.
+	// A step gathers at most about maxStepPostings postings (2,000
+	// records of chat text are about 300,000), and the store writes them
+	// behind the log's appends (on SQLite, a chunk at a time, so that an
+	// append never waits long for the one writer). Entries and their
+	// content are read a chunk at a time, so that what the step does not
+	// reach is not read.
 	budget := maxStepPostings
-	if b, ok := e.st.(Busy); ok && b.Busy() && !infertrail.IsForeground(ctx) {
-		budget = busyStepPostings
-	}
 	var postings []infertrail.Posting
 	next := from // the step indexes [from, next)
 	for next < to && len(postings) < budget {
@@ -412,10 +397,10 @@ func (e *Engine) Terms() *Terms { return e.cfg.Terms }
 
 // IndexCurrent indexes what is committed but not indexed yet, in at most
 // steps batches, and returns how many entries the index then covers. A
-// read calls it so that it sees what was committed before it. Its steps
-// are full ones and do not wait for the log's appends
-// (infertrail.Foreground); a read during a long burst of ingest may still
-// see the index behind the log.
+// read calls it so that it sees what was committed before it. Its writes
+// do not wait for gaps between the log's appends (infertrail.Foreground);
+// a read during a long burst of ingest may still see the index behind the
+// log.
 func (e *Engine) IndexCurrent(ctx context.Context, steps int) (int64, error) {
 	ctx = infertrail.Foreground(ctx)
 	for range steps {

@@ -351,6 +351,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lg.Close()
 		return err
 	}
+	reg.MustRegister(investigator.Collector())
 	approvalSvc, err := newApprovals(st, lg, time.Duration(cfg.Policy.ApprovalTimeout), logger)
 	if err != nil {
 		lg.Close()

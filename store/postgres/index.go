@@ -31,9 +31,6 @@ func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
 	return seq, nil
 }
 
-// Busy reports whether this node is appending to the log (investigate.Busy).
-func (db *DB) Busy() bool { return db.appends.Busy() }
-
 // AdvanceCursor moves the named cursor from from to to, in a transaction of
 // its own. Of several nodes advancing it at once, one wins: the others wait
 // for its row lock, then find the cursor moved.
@@ -41,8 +38,9 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 	if err := checkAdvance(name, from, to); err != nil {
 		return fmt.Errorf("advance cursor: %w", err)
 	}
-	db.appends.Wait(ctx)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return advance(ctx, tx, name, from, to) })
+	err := db.appends.Write(ctx, func() error {
+		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return advance(ctx, tx, name, from, to) })
+	})
 	if err != nil {
 		return fmt.Errorf("advance cursor %q from %d to %d: %w", name, from, to, classify(err))
 	}
@@ -68,19 +66,20 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 		return fmt.Errorf("add postings: %w", err)
 	}
 	ps := sortPostings(postings)
-	db.appends.Wait(ctx)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if err := advance(ctx, tx, cursor, from, to); err != nil {
-			return err
-		}
-		erased, err := lockKeys(ctx, tx, ps)
-		if err != nil {
-			return err
-		}
-		if len(erased) > 0 {
-			ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
-		}
-		return insertPostings(ctx, tx, ps)
+	err := db.appends.Write(ctx, func() error {
+		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			if err := advance(ctx, tx, cursor, from, to); err != nil {
+				return err
+			}
+			erased, err := lockKeys(ctx, tx, ps)
+			if err != nil {
+				return err
+			}
+			if len(erased) > 0 {
+				ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
+			}
+			return insertPostings(ctx, tx, ps)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(postings), cursor, from, to, classify(err))
@@ -596,10 +595,9 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 	if len(fs) == 0 {
 		return nil
 	}
-	db.appends.Wait(ctx)
 	now := time.Now().UnixNano()
 	ns, times := make([]int64, len(fs)), make([]int64, len(fs))
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	insert := func(tx pgx.Tx) error {
 		clear(ns)
 		if _, err := tx.Exec(ctx, `LOCK TABLE findings IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return fmt.Errorf("lock findings: %w", err)
@@ -646,7 +644,8 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 			}
 		}
 		return insertPostings(ctx, tx, sortPostings(ps))
-	})
+	}
+	err := db.appends.Write(ctx, func() error { return pgx.BeginFunc(ctx, db.pool, insert) })
 	if err != nil {
 		return fmt.Errorf("add %d findings: %w", len(fs), classify(err))
 	}

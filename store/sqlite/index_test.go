@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"database/sql"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,11 +20,14 @@ import (
 
 // TestStoreSmallCounts runs the conformance suite with small counts, so
 // that queries with several keys walk the postings of the first key rather
-// than those of the rarest, and queries of tenants walk the log for some
-// tenants and read the ranges of records_tenant_time of others.
+// than those of the rarest, queries of tenants walk the log for some
+// tenants and read the ranges of records_tenant_time of others, and
+// postings are written a few at a time.
 func TestStoreSmallCounts(t *testing.T) {
-	defer func(r, n int, w int64) { rareCount, rangeCount, walkSpan = r, n, w }(rareCount, rangeCount, walkSpan)
-	rareCount, rangeCount, walkSpan = 1, 25, 100
+	defer func(r, n int, w int64, c, x int) {
+		rareCount, rangeCount, walkSpan, postingChunk, postingTx = r, n, w, c, x
+	}(rareCount, rangeCount, walkSpan, postingChunk, postingTx)
+	rareCount, rangeCount, walkSpan, postingChunk, postingTx = 1, 25, 100, 3, 6
 	storetest.Run(t, func(t *testing.T) infertrail.Store { return openTemp(t) })
 }
 
@@ -334,5 +339,52 @@ func TestMigrateChunkSize(t *testing.T) {
 	var rows int
 	if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM hash_chunks`).Scan(&rows); err != nil || int64(rows) != (int64(len(indexes))+63)/64 {
 		t.Errorf("migrated log has %d hash chunks (%v), want %d", rows, err, (len(indexes)+63)/64)
+	}
+}
+
+// TestAddPostingsChunks: postings written in several transactions (each
+// of at most postingTx, or of one chunk while an append waits) are all
+// stored, the cursor moves once, and a step that finds the cursor moved
+// fails with ErrConflict and writes nothing.
+func TestAddPostingsChunks(t *testing.T) {
+	defer func(c, x int) { postingChunk, postingTx = c, x }(postingChunk, postingTx)
+	postingChunk, postingTx = 4, 8
+	db := openTemp(t)
+	db.appends.MaxWait = 10 * time.Millisecond
+	ctx := t.Context()
+	count := func() (n int) {
+		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var ps []infertrail.Posting
+	for i := range 22 {
+		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("k=%d", i%5), Seq: int64(i)})
+	}
+	for i, end := range []int64{11, 22} {
+		if i == 1 {
+			db.appends.Begin() // an append waiting for the writer, all along
+		}
+		if err := db.AddPostings(ctx, "index", end-11, end, ps[end-11:end]); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != int(end) {
+			t.Errorf("%d postings stored, want %d", n, end)
+		}
+		if c, err := db.Cursor(ctx, "index"); err != nil || c != end {
+			t.Errorf("cursor at %d (%v), want %d", c, err, end)
+		}
+	}
+	db.appends.End()
+	more := append(slices.Clone(ps[11:]), infertrail.Posting{Key: "k=+", Seq: 13})
+	if err := db.AddPostings(ctx, "index", 11, 22, more); !errors.Is(err, infertrail.ErrConflict) {
+		t.Errorf("a step from a moved cursor: %v, want ErrConflict", err)
+	}
+	if c, err := db.Cursor(ctx, "index"); err != nil || c != 22 {
+		t.Errorf("cursor at %d (%v) after the conflict, want 22", c, err)
+	}
+	if n := count(); n != 22 {
+		t.Errorf("%d postings stored after the conflict, want 22", n)
 	}
 }

@@ -2,7 +2,9 @@
 // index and the detectors — go after the log's appends. Their writes, and
 // the work that makes them, share the writer (SQLite has one) and the CPU
 // with ingest, which comes first: evidence is durable before it is
-// searchable.
+// searchable. But not at any price: under unbroken ingest a background
+// writer still gets a bounded share of the writer's time (about 1 in
+// Yield+1), instead of waiting for a pause that may never come.
 package behind
 
 import (
@@ -17,6 +19,7 @@ import (
 const (
 	DefaultMaxWait = time.Second
 	DefaultQuiet   = 10 * time.Millisecond
+	DefaultYield   = 9
 )
 
 // Appends counts a store's append transactions. The zero value is ready;
@@ -24,12 +27,17 @@ const (
 type Appends struct {
 	open atomic.Int32 // waiting for the writer or holding it
 	last atomic.Int64 // when the last one ended, Unix nanoseconds
-	// MaxWait bounds how long Wait waits (default DefaultMaxWait), so
-	// that under a steady stream of appends a background writer still
-	// gets a turn once per MaxWait. Quiet is how long after an append
-	// ends the log still counts as busy (default DefaultQuiet). Set them
-	// before first use.
+	held atomic.Int64 // how long the last background write took, nanoseconds
+
+	// MaxWait bounds how long Wait waits (default DefaultMaxWait). Quiet
+	// is how long after an append ends the log still counts as Busy
+	// (default DefaultQuiet). Yield is how many times as long as the last
+	// background write (Write) the next one waits, at most, for a gap
+	// between appends (default DefaultYield): under unbroken appends,
+	// background writes then hold the writer about 1/(Yield+1) of the
+	// time. Set them before first use.
 	MaxWait, Quiet time.Duration
+	Yield          int
 }
 
 // Begin counts an append transaction in, before it asks for the writer.
@@ -53,17 +61,35 @@ func (a *Appends) Busy() bool {
 	return a.open.Load() > 0 || time.Since(time.Unix(0, a.last.Load())) < quiet
 }
 
-// Wait waits while Busy, up to MaxWait, or until ctx is done. A
+// Write runs fn, a background write, once Wait returns, and keeps how
+// long fn took to bound the next Wait.
+func (a *Appends) Write(ctx context.Context, fn func() error) error {
+	a.Wait(ctx)
+	start := time.Now()
+	err := fn()
+	a.held.Store(int64(time.Since(start)))
+	return err
+}
+
+// Wait waits while Busy, or until ctx is done, up to Yield times as long
+// as the last background write took and never more than MaxWait. A
 // Foreground ctx does not wait.
 func (a *Appends) Wait(ctx context.Context) {
 	if !a.Busy() || infertrail.IsForeground(ctx) {
 		return
 	}
-	max := a.MaxWait
-	if max <= 0 {
-		max = DefaultMaxWait
+	limit := a.MaxWait
+	if limit <= 0 {
+		limit = DefaultMaxWait
 	}
-	deadline := time.Now().Add(max)
+	yield := a.Yield
+	if yield <= 0 {
+		yield = DefaultYield
+	}
+	if held := time.Duration(a.held.Load()); held > 0 {
+		limit = min(limit, time.Duration(yield)*held)
+	}
+	deadline := time.Now().Add(limit)
 	t := time.NewTimer(time.Millisecond)
 	defer t.Stop()
 	for a.Busy() && time.Now().Before(deadline) {

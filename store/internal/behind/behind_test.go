@@ -49,3 +49,28 @@ func TestAppends(t *testing.T) {
 		t.Error("busy after the quiet gap")
 	}
 }
+
+// TestWriteBoundsWait: under unbroken appends, a background write waits
+// for a gap at most Yield times as long as the last one took, not MaxWait.
+func TestWriteBoundsWait(t *testing.T) {
+	a := &Appends{MaxWait: 10 * time.Second, Quiet: time.Millisecond, Yield: 2}
+	if err := a.Write(t.Context(), func() error { time.Sleep(20 * time.Millisecond); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	a.Begin() // and never ends
+	defer a.End()
+	start := time.Now()
+	ran := false
+	if err := a.Write(t.Context(), func() error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("Write = %v, ran %v", err, ran)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 5*time.Second {
+		t.Errorf("a write after one of 20 ms waited %v with an append open, want about 40 ms (Yield 2)", d)
+	}
+	// That write took next to nothing: the next waits next to nothing.
+	start = time.Now()
+	a.Wait(t.Context())
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Wait after a write of %v waited %v", time.Duration(a.held.Load()), d)
+	}
+}

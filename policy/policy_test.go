@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -892,5 +893,32 @@ decision := {"result": "deny", "reasons": [sprintf("%d earlier denials in this s
 	want := []infertrail.PolicyResult{"allow", "deny", "deny", "deny", "allow"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("results %v, want %v", got, want)
+	}
+}
+
+// TestDecideTypedInput: an input holding other than plain JSON types is
+// decided on, and digested as, its JSON form; one that has no JSON form
+// is refused.
+func TestDecideTypedInput(t *testing.T) {
+	e, _ := newEngine(t, examplesDir)
+	type args struct {
+		AmountEUR float64 `json:"amount_eur"`
+	}
+	in := map[string]any{"tool": map[string]any{"name": "pay", "arguments": args{AmountEUR: 1200}}}
+	d, err := e.Decide(t.Context(), infertrail.PointToolCall, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Result != infertrail.PolicyRequireApproval {
+		t.Errorf("result %q for a payment of 1200 EUR given as a struct, want require_approval", d.Result)
+	}
+	if want := inputDigest(t, `{"tool":{"arguments":{"amount_eur":1200},"name":"pay"}}`); d.InputDigest != want {
+		t.Errorf("InputDigest %s, want %s", d.InputDigest, want)
+	}
+	for name, bad := range map[string]any{"channel": make(chan int), "NaN": math.NaN()} {
+		in := map[string]any{"tool": map[string]any{"name": "pay", "arguments": map[string]any{"amount_eur": bad}}}
+		if _, err := e.Decide(t.Context(), infertrail.PointToolCall, in); err == nil || !strings.Contains(err.Error(), "encode input") {
+			t.Errorf("%s in the input: err = %v, want an encoding error", name, err)
+		}
 	}
 }

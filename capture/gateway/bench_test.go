@@ -22,6 +22,7 @@ import (
 	"github.com/infertrail/infertrail/capture/gateway/gatewaytest"
 	"github.com/infertrail/infertrail/capture/openai"
 	"github.com/infertrail/infertrail/capture/openai/openaitest"
+	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/policy"
 )
 
@@ -129,8 +130,26 @@ func benchGateway(b *testing.B, upstream string, engine func(*gatewaytest.Trail)
 	gws := httptest.NewServer(gw)
 	b.Cleanup(gws.Close)
 	b.Cleanup(func() { gw.Close(context.Background()) })
+	if benchIndex {
+		terms, err := investigate.NewTerms(gatewaytest.Secret)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := investigate.New(investigate.Config{Store: trail.DB, Terms: terms, Content: trail.Log.ContentReader().ReadMany})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.Run(ctx) }()
+		b.Cleanup(func() { cancel(); <-done })
+	}
 	return gws.URL
 }
+
+// benchIndex, from INFERTRAIL_BENCH_INDEX=1, runs the investigation index
+// (full text included) over each gateway's trail, as infertrail serve does.
+var benchIndex = os.Getenv("INFERTRAIL_BENCH_INDEX") == "1"
 
 var benchDurability = func() gateway.Durability {
 	d, _ := gateway.ParseDurability(os.Getenv("INFERTRAIL_BENCH_DURABILITY"))

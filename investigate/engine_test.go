@@ -406,7 +406,7 @@ func TestLagCollector(t *testing.T) {
 	f.paymentTrace(t)
 	e := f.engine(t)
 	want := func(index, detect int) string {
-		return fmt.Sprintf(`# HELP infertrail_detect_lag_records Committed records the detectors have still to examine.
+		return fmt.Sprintf(`# HELP infertrail_detect_lag_records Committed records the detectors have still to examine; they wait out their window (investigate.window) before they examine a record.
 # TYPE infertrail_detect_lag_records gauge
 infertrail_detect_lag_records %d
 # HELP infertrail_index_lag_records Committed records the investigation index has still to index.

@@ -23,7 +23,7 @@ func (e *Engine) Collector() prometheus.Collector {
 		index: prometheus.NewDesc("infertrail_index_lag_records",
 			"Committed records the investigation index has still to index.", nil, nil),
 		detect: prometheus.NewDesc("infertrail_detect_lag_records",
-			"Committed records the detectors have still to examine.", nil, nil),
+			"Committed records the detectors have still to examine; they wait out their window (investigate.window) before they examine a record.", nil, nil),
 	}
 }
 

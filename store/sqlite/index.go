@@ -74,22 +74,30 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 					return err
 				}
 			}
-			for wrote < len(rest) {
-				if wrote > 0 && (db.appends.Open() > 0 || wrote >= postingTx) {
+			// This transaction writes at most rest[:end]; the data keys of
+			// all of it are checked at once (the postings of one record
+			// sort apart, and each chunk holds those of most records of
+			// the step).
+			end := min(len(rest), max(postingTx, postingChunk))
+			erased, err := erasedKeys(ctx, tx, rest[:end])
+			if err != nil {
+				return err
+			}
+			for wrote < end {
+				if wrote > 0 && db.appends.Open() > 0 {
 					return nil // commit, and let the append in
 				}
-				chunk := rest[wrote:min(len(rest), wrote+postingChunk)]
-				erased, err := erasedKeys(ctx, tx, chunk)
-				if err != nil {
-					return err
-				}
+				chunk := rest[wrote:min(end, wrote+postingChunk)]
 				if len(erased) > 0 {
 					chunk = slices.DeleteFunc(slices.Clone(chunk), func(p infertrail.Posting) bool { return erased[p.DataKey] })
 				}
 				if err := insertPostings(ctx, tx, chunk); err != nil {
 					return err
 				}
-				wrote = min(len(rest), wrote+postingChunk)
+				wrote = min(end, wrote+postingChunk)
+			}
+			if wrote < len(rest) {
+				return nil // commit; the rest follows in another transaction
 			}
 			return advance(ctx, tx, cursor, from, to)
 		})

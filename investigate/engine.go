@@ -161,16 +161,15 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	// append never waits long for the one writer). Entries and their
 	// content are read a chunk at a time, so that what the step does not
 	// reach is not read.
-	budget := maxStepPostings
 	var postings []infertrail.Posting
 	next := from // the step indexes [from, next)
-	for next < to && len(postings) < budget {
-		// Read about as many entries as the budget has room for, judged
+	for next < to && len(postings) < maxStepPostings {
+		// Read about as many entries as the step has room for, judged
 		// by the postings per entry so far (64 to begin with), so that
 		// content the step does not reach is not decrypted twice.
-		want := budget / 64
+		want := maxStepPostings / 64
 		if done := int(next - from); done > 0 && len(postings) > 0 {
-			want = (budget-len(postings))/(len(postings)/done+1) + 1
+			want = (maxStepPostings-len(postings))/(len(postings)/done+1) + 1
 		}
 		hi := min(to, next+int64(min(max(want, 1), contentChunk)))
 		chunk, err := e.readEntries(ctx, next, hi)
@@ -191,7 +190,7 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 			}
 		}
 		for i := range chunk {
-			if len(postings) >= budget {
+			if len(postings) >= maxStepPostings {
 				break
 			}
 			en := &chunk[i]

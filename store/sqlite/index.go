@@ -87,14 +87,15 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 				if wrote > 0 && db.appends.Open() > 0 {
 					return nil // commit, and let the append in
 				}
-				chunk := rest[wrote:min(end, wrote+postingChunk)]
+				hi := min(end, wrote+postingChunk)
+				chunk := rest[wrote:hi]
 				if len(erased) > 0 {
 					chunk = slices.DeleteFunc(slices.Clone(chunk), func(p infertrail.Posting) bool { return erased[p.DataKey] })
 				}
 				if err := insertPostings(ctx, tx, chunk); err != nil {
 					return err
 				}
-				wrote = min(end, wrote+postingChunk)
+				wrote = hi
 			}
 			if wrote < len(rest) {
 				return nil // commit; the rest follows in another transaction

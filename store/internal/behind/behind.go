@@ -29,7 +29,7 @@ type Appends struct {
 	last atomic.Int64 // when the last one ended, Unix nanoseconds
 	held atomic.Int64 // how long the last background write took, nanoseconds
 
-	// MaxWait bounds how long Wait waits (default DefaultMaxWait). Quiet
+	// MaxWait bounds how long Write waits (default DefaultMaxWait). Quiet
 	// is how long after an append ends the log still counts as Busy
 	// (default DefaultQuiet). Yield is how many times as long as the last
 	// background write (Write) the next one waits, at most, for a gap
@@ -61,20 +61,20 @@ func (a *Appends) Busy() bool {
 	return a.open.Load() > 0 || time.Since(time.Unix(0, a.last.Load())) < quiet
 }
 
-// Write runs fn, a background write, once Wait returns, and keeps how
-// long fn took to bound the next Wait.
+// Write runs fn, a background write, once the log is not Busy, or after
+// waiting Yield times as long as the last background write took (never
+// more than MaxWait), or at once if ctx is Foreground; it keeps how long
+// fn took to bound the next wait.
 func (a *Appends) Write(ctx context.Context, fn func() error) error {
-	a.Wait(ctx)
+	a.wait(ctx)
 	start := time.Now()
 	err := fn()
 	a.held.Store(int64(time.Since(start)))
 	return err
 }
 
-// Wait waits while Busy, or until ctx is done, up to Yield times as long
-// as the last background write took and never more than MaxWait. A
-// Foreground ctx does not wait.
-func (a *Appends) Wait(ctx context.Context) {
+// wait waits while Busy, or until ctx is done, as Write says.
+func (a *Appends) wait(ctx context.Context) {
 	if !a.Busy() || infertrail.IsForeground(ctx) {
 		return
 	}

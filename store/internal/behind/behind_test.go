@@ -14,26 +14,26 @@ func TestAppends(t *testing.T) {
 		t.Error("busy before any append")
 	}
 	start := time.Now()
-	a.Wait(t.Context())
+	a.wait(t.Context())
 	if d := time.Since(start); d > 10*time.Millisecond {
-		t.Errorf("Wait with nothing appending took %v", d)
+		t.Errorf("wait with nothing appending took %v", d)
 	}
 	a.Begin()
 	if !a.Busy() || a.Open() != 1 {
 		t.Errorf("Busy = %v, Open = %d with one append open", a.Busy(), a.Open())
 	}
 	start = time.Now()
-	a.Wait(t.Context())
+	a.wait(t.Context())
 	if d := time.Since(start); d < a.MaxWait {
-		t.Errorf("Wait returned after %v with an append open, want MaxWait %v", d, a.MaxWait)
+		t.Errorf("wait returned after %v with an append open, want MaxWait %v", d, a.MaxWait)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	for name, ctx := range map[string]context.Context{"canceled": ctx, "foreground": infertrail.Foreground(t.Context())} {
 		start = time.Now()
-		a.Wait(ctx)
+		a.wait(ctx)
 		if d := time.Since(start); d >= a.MaxWait {
-			t.Errorf("Wait with a %s context took %v", name, d)
+			t.Errorf("wait with a %s context took %v", name, d)
 		}
 	}
 	a.End()
@@ -41,9 +41,9 @@ func TestAppends(t *testing.T) {
 	if !a.Busy() || a.Open() != 0 {
 		t.Errorf("Busy = %v, Open = %d just after the append ended", a.Busy(), a.Open())
 	}
-	a.Wait(t.Context())
+	a.wait(t.Context())
 	if d := time.Since(ended); d < a.Quiet-time.Millisecond {
-		t.Errorf("Wait returned %v after the append ended, want at least Quiet %v", d, a.Quiet)
+		t.Errorf("wait returned %v after the append ended, want at least Quiet %v", d, a.Quiet)
 	}
 	if a.Busy() {
 		t.Error("busy after the quiet gap")
@@ -69,8 +69,8 @@ func TestWriteBoundsWait(t *testing.T) {
 	}
 	// That write took next to nothing: the next waits next to nothing.
 	start = time.Now()
-	a.Wait(t.Context())
+	a.wait(t.Context())
 	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Wait after a write of %v waited %v", time.Duration(a.held.Load()), d)
+		t.Errorf("wait after a write of %v waited %v", time.Duration(a.held.Load()), d)
 	}
 }

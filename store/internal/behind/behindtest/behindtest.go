@@ -19,7 +19,8 @@ type Store interface {
 // Check checks that st counts its append transactions in a until they
 // end, however they end, and that while one is open its index writes wait
 // (up to a.MaxWait, which Check sets short, or a few times as long as the
-// last such write took; behind's own test covers the rest). st must hold no record yet.
+// last such write took; behind's own test covers the rest). st must hold
+// no record yet.
 func Check(t *testing.T, st Store, a *behind.Appends) {
 	a.MaxWait, a.Quiet = 50*time.Millisecond, time.Millisecond
 	ctx := t.Context()

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -17,10 +19,22 @@ import (
 // BeginAppend starts an append transaction with BEGIN IMMEDIATE on the
 // writer connection. It waits for the connection while ctx allows, and for
 // another process's write lock up to Config.BusyTimeout. The transaction is
-// bound to ctx: when ctx is done it is rolled back.
+// bound to ctx: when ctx is done it is rolled back, and Commit fails.
+//
+// The binding is a context.AfterFunc, not the driver's: given a
+// cancellable context, the driver starts a watcher goroutine for BEGIN and
+// another for COMMIT, whose wake-ups the callers waiting for the commit
+// pay for.
 func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 	db.appends.Begin() // until Commit or Rollback: the index's writes wait
-	tx, err := db.writer.BeginTx(ctx, nil)
+	conn, err := db.writer.Conn(ctx)
+	var tx *sql.Tx
+	if err == nil {
+		tx, err = conn.BeginTx(context.WithoutCancel(ctx), nil)
+		if err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		db.appends.End()
 		if ctx.Err() != nil {
@@ -28,21 +42,37 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 		}
 		return nil, fmt.Errorf("begin append: %w: %w", infertrail.ErrUnavailable, err)
 	}
-	t := &appendTx{db: db, tx: tx}
+	t := &appendTx{db: db, ctx: ctx, tx: tx, conn: conn}
+	t.stop = context.AfterFunc(ctx, func() { t.Rollback() })
 	// Statements inside the transaction run without cancellation (see
-	// write): the transaction is bound to ctx, which rolls it back.
+	// write): ctx is checked between them.
 	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(context.WithoutCancel(ctx)).Scan(&t.size, &t.erasures); err != nil {
 		t.Rollback()
 		return nil, fmt.Errorf("begin append: read tree size: %w", err)
 	}
 	t.next = t.size
 	t.nhash = tlog.StoredHashCount(t.size)
+	db.edgeMu.Lock()
+	if e := db.edge; e.data != nil && e.size == t.size {
+		t.tail, t.tailChunk, t.tailLoaded = e.data, e.chunk, true
+	}
+	db.edgeMu.Unlock()
 	return t, nil
+}
+
+// edgeChunk is a hash chunk at the tree's right edge: the chunk the next
+// stored hashes of a tree of the size go into.
+type edgeChunk struct {
+	size, chunk int64
+	data        []byte
 }
 
 // appendTx is one open append transaction.
 type appendTx struct {
 	db    *DB
+	ctx   context.Context // of BeginAppend
+	stop  func() bool     // stops the rollback when ctx is done
+	conn  *sql.Conn       // the writer connection, held until Commit or Rollback
 	tx    *sql.Tx
 	size  int64 // tree size when the transaction began
 	next  int64 // Seq of the next entry
@@ -57,7 +87,8 @@ type appendTx struct {
 	insKey, insKeys, putBlock                                    *sql.Stmt
 
 	failed error // set when an Append failed after writing: Commit must not commit
-	done   bool
+	end    sync.Mutex
+	done   atomic.Bool // Commit or Rollback has begun
 
 	erasures int64     // log_head.erasures when the transaction began
 	erased   bool      // Erase deleted something: truncate the WAL after commit
@@ -154,7 +185,7 @@ func (t *appendTx) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash
 }
 
 func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
-	if t.done {
+	if t.done.Load() {
 		return fmt.Errorf("append: %w", sql.ErrTxDone)
 	}
 	if t.failed != nil {
@@ -183,10 +214,9 @@ func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs
 }
 
 func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs []infertrail.Blob, hashes []tlog.Hash) error {
-	// The transaction is already bound to the context of BeginAppend, which
-	// rolls it back when done. Executing statements with a context that
-	// cannot be cancelled spares the driver a watcher goroutine per
-	// statement; ctx is checked between statements instead.
+	// Executing statements with a context that cannot be cancelled spares
+	// the driver a watcher goroutine per statement; ctx is checked between
+	// statements instead, and Commit checks the context of BeginAppend.
 	rowCtx := context.WithoutCancel(ctx)
 	args := make([]any, 0, multiRows*12)
 
@@ -357,37 +387,69 @@ func (t *appendTx) loadTail(ctx context.Context, k, off int64) ([]byte, error) {
 }
 
 func (t *appendTx) Commit() error {
-	if t.done {
+	t.end.Lock()
+	defer t.end.Unlock()
+	if t.done.Load() {
 		return fmt.Errorf("commit append: %w", sql.ErrTxDone)
 	}
-	t.done = true
-	defer t.db.appends.End()
-	if t.failed != nil {
+	t.done.Store(true)
+	t.stop()
+	var err error
+	switch {
+	case t.failed != nil:
 		t.tx.Rollback()
-		return fmt.Errorf("commit append: an append in this transaction failed: %w", t.failed)
+		err = fmt.Errorf("commit append: an append in this transaction failed: %w", t.failed)
+	case t.ctx.Err() != nil:
+		t.tx.Rollback()
+		err = fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, t.ctx.Err())
+	default:
+		if err = t.tx.Commit(); err != nil {
+			err = fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+		}
 	}
-	if err := t.tx.Commit(); err != nil {
-		return fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+	t.release()
+	if err != nil {
+		return err
 	}
 	if t.block.set {
 		t.db.blockMu.Lock()
 		t.db.block = t.block
 		t.db.blockMu.Unlock()
 	}
+	t.db.edgeMu.Lock()
+	t.db.edge = edgeChunk{}
+	if t.tailLoaded && t.tailChunk == t.nhash/t.db.chunkSize && t.next > t.size {
+		t.db.edge = edgeChunk{size: t.next, chunk: t.tailChunk, data: t.tail}
+	}
+	t.db.edgeMu.Unlock()
 	if t.erased {
 		t.db.truncateWAL()
 	}
 	return nil
 }
 
+// Rollback rolls the transaction back, unless it has ended. It is also
+// called when the context of BeginAppend is done, concurrently with any
+// other method: database/sql waits for a statement in flight, and fails
+// those that follow.
 func (t *appendTx) Rollback() error {
-	if t.done {
+	t.end.Lock()
+	defer t.end.Unlock()
+	if t.done.Load() {
 		return nil
 	}
-	t.done = true
-	defer t.db.appends.End()
-	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	t.done.Store(true)
+	t.stop()
+	err := t.tx.Rollback()
+	t.release()
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("roll back append: %w", err)
 	}
 	return nil
+}
+
+// release gives the writer connection back and lets the index write.
+func (t *appendTx) release() {
+	t.conn.Close()
+	t.db.appends.End()
 }

@@ -103,7 +103,7 @@ func prefixEnd(p string) string {
 }
 
 func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error {
-	if t.done {
+	if t.done.Load() {
 		return fmt.Errorf("add keys: %w", sql.ErrTxDone)
 	}
 	for _, k := range keys {
@@ -143,7 +143,7 @@ func (t *appendTx) Holds(ctx context.Context, tenant string) ([]infertrail.Hold,
 }
 
 func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) (int64, error) {
-	if t.done {
+	if t.done.Load() {
 		return 0, fmt.Errorf("erase: %w", sql.ErrTxDone)
 	}
 	if by < 0 || by >= t.next {

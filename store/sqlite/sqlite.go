@@ -106,6 +106,13 @@ type DB struct {
 	blockMu sync.Mutex
 	block   timeBlock
 
+	// edge is the hash chunk at the tree's right edge as this process
+	// last committed it, with the tree size then. A transaction that
+	// finds the tree at that size (no other process has appended since:
+	// the log only grows) extends it without reading it again.
+	edgeMu sync.Mutex
+	edge   edgeChunk
+
 	closeOnce sync.Once
 	closeErr  error
 }

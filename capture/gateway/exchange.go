@@ -599,6 +599,9 @@ func (c *capture) Read(p []byte) (int, error) {
 	}
 	switch {
 	case err == io.EOF:
+		if c.finishLater() {
+			break
+		}
 		if ferr := c.finishOnce(""); ferr != nil {
 			return n, ferr
 		}
@@ -647,6 +650,22 @@ func (c *capture) observe(b []byte) {
 	c.raw = append(c.raw, b...)
 }
 
+// finishLater ends the capture of a body read to its end on a goroutine
+// of the spool, when nothing waits for its record (not in fail-closed
+// mode, nor for a response policy): the record is written after the fact
+// anyway, and the client need not wait while the body is parsed. (A
+// stream is parsed as it passes, which leaves little to do at its end.)
+// It reports whether it did.
+func (c *capture) finishLater() bool {
+	ex := c.ex
+	if ex.stream || ex.rt.g.cfg.Durability == FailClosed || ex.respPolicy || !ex.finished.CompareAndSwap(false, true) {
+		return false
+	}
+	c.idle.Stop()
+	ex.rt.g.sp.Go(func() { c.finish("", true) })
+	return true
+}
+
 // finishOnce ends the capture: it rebuilds the response and writes its
 // record. reason is "" for a response read to its end. In fail-closed
 // mode it waits for the record, and an error means it was not written.
@@ -654,6 +673,12 @@ func (c *capture) finishOnce(reason string) error {
 	if c.ex.finished.Load() {
 		return nil
 	}
+	return c.finish(reason, false)
+}
+
+// finish is finishOnce once the capture may end; claimed says that the
+// exchange's finished flag is set already, by finishLater.
+func (c *capture) finish(reason string, claimed bool) error {
 	c.idle.Stop()
 	if !c.over && c.undecodable == "" {
 		body := c.raw
@@ -686,7 +711,13 @@ func (c *capture) finishOnce(reason string) error {
 	if c.ex.respPolicy && reason == "" && c.decideResponse(&res) {
 		return nil // written, and held for an approval
 	}
-	seq, err := c.ex.finish(res, reason, c)
+	var seq int64
+	var err error
+	if claimed {
+		seq, err = c.ex.finishClaimed(res, reason, c)
+	} else {
+		seq, err = c.ex.finish(res, reason, c)
+	}
 	if err != nil {
 		return err
 	}
@@ -729,6 +760,11 @@ func (ex *exchange) finish(res Response, reason string, c *capture) (int64, erro
 	if !ex.finished.CompareAndSwap(false, true) {
 		return -1, nil
 	}
+	return ex.finishClaimed(res, reason, c)
+}
+
+// finishClaimed is finish once the exchange's finished flag is set.
+func (ex *exchange) finishClaimed(res Response, reason string, c *capture) (int64, error) {
 	g := ex.rt.g
 	if reason != "" {
 		g.m.incomplete(ex.rt.p.Name(), reason)

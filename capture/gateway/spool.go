@@ -192,6 +192,16 @@ func (g *Spool) WriteLater(r *infertrail.Record) {
 	}()
 }
 
+// Go runs fn, which hands records over, on a goroutine of its own: Flush
+// waits for it as for the records it hands over.
+func (g *Spool) Go(fn func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn()
+	}()
+}
+
 func (g *Spool) addLater(l later) {
 	g.blMu.Lock()
 	g.backlog = append(g.backlog, l)

@@ -253,20 +253,29 @@ decision := {"result": "allow", "obligations": [{"redact": "prompt", "detectors"
 		t.Fatalf("%d upstream calls, want 1", up.Count())
 	}
 
-	var withheld, notEnforced int
-	for seq := range treeSize(t, s.url) {
-		rec, _, err := getRecord(t.Context(), s.url, seq)
-		if err != nil {
-			t.Fatal(err)
+	// The withheld response's record is written after the fact, as the
+	// stream's end is: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var withheld, notEnforced int
+		for seq := range treeSize(t, s.url) {
+			rec, _, err := getRecord(t.Context(), s.url, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(rec.Record), `"infertrail.withheld":`) {
+				withheld++
+			}
+			if strings.Contains(string(rec.Record), `"policy.enforced":false`) {
+				notEnforced++
+			}
 		}
-		if strings.Contains(string(rec.Record), `"infertrail.withheld":`) {
-			withheld++
+		if withheld == 1 && notEnforced == 0 {
+			return
 		}
-		if strings.Contains(string(rec.Record), `"policy.enforced":false`) {
-			notEnforced++
+		if withheld > 1 || notEnforced > 0 || time.Now().After(deadline) {
+			t.Fatalf("%d withheld responses, %d decisions not enforced", withheld, notEnforced)
 		}
-	}
-	if withheld != 1 || notEnforced != 0 {
-		t.Fatalf("%d withheld responses, %d decisions not enforced", withheld, notEnforced)
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -149,7 +149,7 @@ func testAppendReadBack(t *testing.T, s infertrail.Store) {
 	ctx := t.Context()
 	var want []infertrail.Entry
 	wantBlobs := map[infertrail.BlobID]infertrail.Blob{}
-	for _, b := range [][2]int{{0, 1}, {1, 12}, {13, 30}} {
+	for _, b := range [][2]int{{0, 1}, {1, 12}, {13, 30}, {43, 150}} {
 		entries, blobs := MakeBatch(b[0], b[1])
 		seqs := AppendEntries(t, s, entries, blobs)
 		for i, seq := range seqs {

@@ -606,13 +606,17 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (a
 		}
 	}
 	// New data keys commit with the first content they encrypt.
+	// (A batch of records of new sessions brings thousands: a set, not a
+	// search of the list.)
 	var newKeys []*writeKey
+	keySeen := map[*writeKey]bool{}
 	for _, r := range batch {
 		if r.err != nil {
 			continue
 		}
 		for i, it := range r.items {
-			if k := it.key; k != nil && !r.results[i].Duplicate && !k.committed.Load() && !slices.Contains(newKeys, k) {
+			if k := it.key; k != nil && !r.results[i].Duplicate && !k.committed.Load() && !keySeen[k] {
+				keySeen[k] = true
 				newKeys = append(newKeys, k)
 			}
 		}

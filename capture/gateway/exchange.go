@@ -662,7 +662,7 @@ func (c *capture) finishLater() bool {
 		return false
 	}
 	c.idle.Stop()
-	ex.rt.g.sp.Go(func() { c.finish("", true) })
+	ex.rt.g.sp.Go(func() { c.finish("") })
 	return true
 }
 
@@ -670,15 +670,14 @@ func (c *capture) finishLater() bool {
 // record. reason is "" for a response read to its end. In fail-closed
 // mode it waits for the record, and an error means it was not written.
 func (c *capture) finishOnce(reason string) error {
-	if c.ex.finished.Load() {
+	if !c.ex.finished.CompareAndSwap(false, true) {
 		return nil
 	}
-	return c.finish(reason, false)
+	return c.finish(reason)
 }
 
-// finish is finishOnce once the capture may end; claimed says that the
-// exchange's finished flag is set already, by finishLater.
-func (c *capture) finish(reason string, claimed bool) error {
+// finish is finishOnce once the exchange's finished flag is set.
+func (c *capture) finish(reason string) error {
 	c.idle.Stop()
 	if !c.over && c.undecodable == "" {
 		body := c.raw
@@ -711,13 +710,7 @@ func (c *capture) finish(reason string, claimed bool) error {
 	if c.ex.respPolicy && reason == "" && c.decideResponse(&res) {
 		return nil // written, and held for an approval
 	}
-	var seq int64
-	var err error
-	if claimed {
-		seq, err = c.ex.finishClaimed(res, reason, c)
-	} else {
-		seq, err = c.ex.finish(res, reason, c)
-	}
+	seq, err := c.ex.finishClaimed(res, reason, c)
 	if err != nil {
 		return err
 	}

@@ -416,11 +416,12 @@ func (t *appendTx) Commit() error {
 		t.db.block = t.block
 		t.db.blockMu.Unlock()
 	}
-	t.db.edgeMu.Lock()
-	t.db.edge = edgeChunk{}
-	if t.tailLoaded && t.tailChunk == t.nhash/t.db.chunkSize && t.next > t.size {
-		t.db.edge = edgeChunk{size: t.next, chunk: t.tailChunk, data: t.tail}
+	var edge edgeChunk
+	if t.tailLoaded && t.tailChunk == t.nhash/t.db.chunkSize {
+		edge = edgeChunk{size: t.next, chunk: t.tailChunk, data: t.tail}
 	}
+	t.db.edgeMu.Lock()
+	t.db.edge = edge
 	t.db.edgeMu.Unlock()
 	if t.erased {
 		t.db.truncateWAL()

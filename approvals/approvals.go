@@ -169,7 +169,17 @@ func (s *Service) Await(ctx context.Context, req infertrail.Approval) (infertrai
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	if err := s.cfg.Store.AddApproval(ctx, a); err != nil {
+	if err := ctx.Err(); err != nil {
+		return a, fmt.Errorf("hold for approval: %w", err)
+	}
+	// Added whether or not the caller stays: a store may report a write
+	// that committed as failed when its context ends meanwhile, which would
+	// leave a pending approval that nothing waits for. A caller gone by now
+	// is seen below, and its approval cancelled.
+	addCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	err := s.cfg.Store.AddApproval(addCtx, a)
+	cancel()
+	if err != nil {
 		return a, fmt.Errorf("hold for approval: %w", err)
 	}
 	s.log.Info("approval: a call waits for approval", "approval", a.ID.String(), "tenant", a.Tenant, "point", string(a.Point),

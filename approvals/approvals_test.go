@@ -238,6 +238,41 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// lateCancel is a store whose AddApproval stores the approval, then ends
+// the caller's context and reports the end of the context it was given,
+// as a driver may when that context ends while the statement commits.
+type lateCancel struct {
+	infertrail.ApprovalStore
+	cancel context.CancelFunc
+}
+
+func (s lateCancel) AddApproval(ctx context.Context, a infertrail.Approval) error {
+	err := s.ApprovalStore.AddApproval(context.WithoutCancel(ctx), a)
+	s.cancel()
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// TestCancelWhileAdding: a caller that goes away while its approval is
+// being added leaves it cancelled, not pending with nothing waiting.
+func TestCancelWhileAdding(t *testing.T) {
+	trail := gatewaytest.NewTrail(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	s := newService(t, trail, func(c *approvals.Config) { c.Store = lateCancel{trail.DB, cancel} })
+	a, err := s.Await(ctx, request())
+	if err != nil || a.Status != infertrail.ApprovalCancelled {
+		t.Fatalf("Await = %+v, %v", a, err)
+	}
+	if got, _ := s.Get(t.Context(), a.ID); got.Status != infertrail.ApprovalCancelled {
+		t.Errorf("stored %+v", got)
+	}
+	if recs := approvalRecords(t, trail); len(recs) != 1 || recs[0].Attr("approval.reason") != "client_disconnected" {
+		t.Errorf("records %+v", recs)
+	}
+}
+
 // TestClose: closing the service ends the waits it holds, cancelled, and
 // refuses new ones.
 func TestClose(t *testing.T) {

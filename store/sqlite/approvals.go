@@ -19,7 +19,7 @@ func (db *DB) AddApproval(ctx context.Context, a infertrail.Approval) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO approvals (id, tenant, status, decision_id, governs, point, summary, trace_id, session_id, requested, deadline)
+	_, err := db.exec(ctx, `INSERT INTO approvals (id, tenant, status, decision_id, governs, point, summary, trace_id, session_id, requested, deadline)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID[:], a.Tenant, string(a.Status), a.DecisionID[:], a.Governs[:], string(a.Point), a.Summary, a.TraceID, a.SessionID,
 		a.Requested.UnixNano(), a.Deadline.UnixNano())
@@ -53,7 +53,7 @@ func (db *DB) DecideApproval(ctx context.Context, id infertrail.UUID, status inf
 	if err := infertrail.CheckApprovalDecision(id, status, approver, at, record); err != nil {
 		return err
 	}
-	res, err := db.writer.ExecContext(ctx, `UPDATE approvals SET status = ?, approver = ?, decided = ?, record = ?
+	res, err := db.exec(ctx, `UPDATE approvals SET status = ?, approver = ?, decided = ?, record = ?
 		WHERE id = ? AND status = 'pending'`, string(status), approver, at.UnixNano(), record[:], id[:])
 	if err != nil {
 		return fmt.Errorf("decide approval %v: %w", id, err)

@@ -231,7 +231,7 @@ func (db *DB) RewrapKey(ctx context.Context, id infertrail.KeyID, old, new []byt
 	if len(new) == 0 || kek == "" {
 		return false, fmt.Errorf("rewrap key %x: no wrapped key or KEK: %w", id[:4], infertrail.ErrInvalid)
 	}
-	res, err := db.writer.ExecContext(ctx, `UPDATE data_keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ? AND erased_by IS NULL`, new, kek, id[:], old)
+	res, err := db.exec(ctx, `UPDATE data_keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ? AND erased_by IS NULL`, new, kek, id[:], old)
 	if err != nil {
 		return false, fmt.Errorf("rewrap key %x: %w", id[:4], err)
 	}
@@ -248,7 +248,7 @@ func (db *DB) AddHold(ctx context.Context, h infertrail.Hold) error {
 	if err := checkHold(h); err != nil {
 		return err
 	}
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO holds (id, tenant, scope, reason, created_by, created) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := db.exec(ctx, `INSERT INTO holds (id, tenant, scope, reason, created_by, created) VALUES (?, ?, ?, ?, ?, ?)`,
 		h.ID[:], h.Tenant, string(h.Scope), h.Reason, h.CreatedBy, h.Created)
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT {
@@ -274,7 +274,7 @@ func checkHold(h infertrail.Hold) error {
 
 // ReleaseHold marks an active hold released.
 func (db *DB) ReleaseHold(ctx context.Context, tenant string, id infertrail.UUID, by string, at int64) error {
-	res, err := db.writer.ExecContext(ctx, `UPDATE holds SET released_by = ?, released = ? WHERE id = ? AND tenant = ? AND released IS NULL`, by, at, id[:], tenant)
+	res, err := db.exec(ctx, `UPDATE holds SET released_by = ?, released = ? WHERE id = ? AND tenant = ? AND released IS NULL`, by, at, id[:], tenant)
 	if err != nil {
 		return fmt.Errorf("release hold %v: %w", id, err)
 	}

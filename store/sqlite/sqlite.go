@@ -518,12 +518,25 @@ func (db *DB) EntryByID(ctx context.Context, id infertrail.UUID) (infertrail.Ent
 	return s.e.Clone(), nil
 }
 
+// exec runs one statement on the writer connection. ctx bounds the wait
+// for the connection, not the statement: the driver reports a statement
+// whose context ended while it ran as failed, even when it committed, and
+// a caller told that a write failed must be able to trust it.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	conn, err := db.writer.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ExecContext(context.WithoutCancel(ctx), query, args...)
+}
+
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.
 func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) error {
 	if c.Size < 0 || len(c.Note) == 0 {
 		return fmt.Errorf("add checkpoint %d: negative size or empty note: %w", c.Size, infertrail.ErrInvalid)
 	}
-	_, err := db.writer.ExecContext(ctx, `INSERT OR IGNORE INTO checkpoints (size, note) VALUES (?, ?)`, c.Size, c.Note)
+	_, err := db.exec(ctx, `INSERT OR IGNORE INTO checkpoints (size, note) VALUES (?, ?)`, c.Size, c.Note)
 	if err != nil {
 		return fmt.Errorf("add checkpoint %d: %w", c.Size, err)
 	}

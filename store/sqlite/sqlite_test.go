@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind/behindtest"
@@ -292,4 +294,42 @@ func TestBackgroundWritesYield(t *testing.T) {
 	if n := db.appends.Open(); n != 0 {
 		t.Errorf("after a failed BeginAppend, %d appends counted", n)
 	}
+}
+
+// TestWriteErrorMeansNotWritten: a write whose context ends while it runs
+// either fails and leaves nothing, or succeeds. (The driver reports a
+// statement as cancelled when the context ends just after it committed,
+// unless the statement runs without the context.)
+func TestWriteErrorMeansNotWritten(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	now := time.Now()
+	var failed, stored int
+	for i := range 400 {
+		a := infertrail.Approval{ID: infertrail.NewUUID(), Tenant: "t", Status: infertrail.ApprovalPending,
+			DecisionID: infertrail.NewUUID(), Governs: infertrail.NewUUID(), Point: infertrail.PointToolCall, Summary: "s",
+			Requested: now, Deadline: now.Add(time.Minute)}
+		ctx, cancel := context.WithCancel(t.Context())
+		start, d := time.Now(), time.Duration(i%40)*25*time.Microsecond
+		go func() {
+			for time.Since(start) < d {
+				runtime.Gosched()
+			}
+			cancel()
+		}()
+		err := db.AddApproval(ctx, a)
+		cancel()
+		_, gerr := db.Approval(t.Context(), a.ID)
+		switch {
+		case err == nil && gerr != nil:
+			t.Fatalf("approval %d: added, then not found: %v", i, gerr)
+		case err != nil && gerr == nil:
+			t.Fatalf("approval %d: the add failed (%v), and it is stored", i, err)
+		case err != nil:
+			failed++
+		default:
+			stored++
+		}
+	}
+	t.Logf("%d added, %d refused", stored, failed)
 }

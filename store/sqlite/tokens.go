@@ -23,7 +23,7 @@ func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
 	if t.Revoked != 0 {
 		revokedBy, revoked = t.RevokedBy, t.Revoked
 	}
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
+	_, err := db.exec(ctx, `INSERT INTO tokens (id, name, tenant, roles, hash, rate_limit, created_by, created, expires, revoked_by, revoked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID[:], t.Name, t.Tenant, roles, t.Hash[:], t.RateLimit, t.CreatedBy, t.Created, t.Expires, revokedBy, revoked)
 	var se *sqlite.Error
@@ -54,7 +54,7 @@ func (db *DB) RevokeToken(ctx context.Context, id infertrail.UUID, by string, at
 	if at <= 0 {
 		return fmt.Errorf("revoke token %v: time %d is not positive: %w", id, at, infertrail.ErrInvalid)
 	}
-	res, err := db.writer.ExecContext(ctx, `UPDATE tokens SET revoked_by = ?, revoked = ? WHERE id = ? AND revoked IS NULL`, by, at, id[:])
+	res, err := db.exec(ctx, `UPDATE tokens SET revoked_by = ?, revoked = ? WHERE id = ? AND revoked IS NULL`, by, at, id[:])
 	if err != nil {
 		return fmt.Errorf("revoke token %v: %w", id, err)
 	}

@@ -43,7 +43,11 @@ func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
 		return nil, fmt.Errorf("begin append: %w: %w", infertrail.ErrUnavailable, err)
 	}
 	t := &appendTx{db: db, ctx: ctx, tx: tx, conn: conn}
+	// Under t.end: when ctx is done already, the rollback runs at once,
+	// and must find t.stop set.
+	t.end.Lock()
 	t.stop = context.AfterFunc(ctx, func() { t.Rollback() })
+	t.end.Unlock()
 	// Statements inside the transaction run without cancellation (see
 	// write): ctx is checked between them.
 	if err := tx.StmtContext(ctx, db.readSize).QueryRowContext(context.WithoutCancel(ctx)).Scan(&t.size, &t.erasures); err != nil {

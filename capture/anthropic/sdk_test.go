@@ -56,8 +56,7 @@ func newRig(tb testing.TB, up *anthropictest.Upstream, key string, edit func(*ga
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(gw)
-	tb.Cleanup(srv.Close)
+	srv := trail.Serve(tb, gw)
 	t := &gatewaytest.Tee{}
 	client := sdk.NewClient(
 		option.WithBaseURL(srv.URL+"/anthropic"), option.WithAPIKey(key), option.WithMaxRetries(0),

@@ -156,8 +156,7 @@ func newRig(tb testing.TB, up *upstream, edit func(*gateway.Config)) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(gw)
-	tb.Cleanup(srv.Close)
+	srv := trail.Serve(tb, gw)
 	return &rig{trail: trail, gw: gw, srv: srv, logs: logs, reg: reg}
 }
 

@@ -67,7 +67,7 @@ func newPolicyRig(tb testing.TB, up *openaitest.Upstream, files map[string]strin
 		tb.Fatal(err)
 	}
 	svc, err := approvals.New(approvals.Config{Store: trail.DB, Recorder: trail.Log, Timeout: timeout, Poll: 20 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -83,8 +83,7 @@ func newPolicyRig(tb testing.TB, up *openaitest.Upstream, files map[string]strin
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(gw)
-	tb.Cleanup(srv.Close)
+	srv := trail.Serve(tb, gw)
 	t := &gatewaytest.Tee{}
 	client := sdk.NewClient(option.WithBaseURL(srv.URL+"/openai/v1/"), option.WithAPIKey(callerKey), option.WithMaxRetries(0),
 		option.WithHeader(gateway.HeaderSession, "sess-openai"), option.WithHTTPClient(&http.Client{Transport: t}))

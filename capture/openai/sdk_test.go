@@ -46,8 +46,7 @@ func newRig(tb testing.TB, up *openaitest.Upstream) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(gw)
-	tb.Cleanup(srv.Close)
+	srv := trail.Serve(tb, gw)
 	t := &gatewaytest.Tee{}
 	client := sdk.NewClient(option.WithBaseURL(srv.URL+"/openai/v1/"), option.WithAPIKey(callerKey), option.WithMaxRetries(0),
 		option.WithHeader(gateway.HeaderSession, "sess-openai"), option.WithHTTPClient(&http.Client{Transport: t}))

@@ -108,6 +108,25 @@ func (t *Trail) Records(tb testing.TB) []Record {
 	return out
 }
 
+// Serve serves gw for the test. When the test ends it closes the server
+// and then gw, before the trail's log closes (cleanups run last first, and
+// the trail was made before): records still being written land, instead of
+// being retried against a closed log for the rest of the test binary's
+// run. A test that has broken the trail waits up to 2 s for them.
+func (t *Trail) Serve(tb testing.TB, gw interface {
+	http.Handler
+	Close(context.Context) error
+}) *httptest.Server {
+	srv := httptest.NewServer(gw)
+	tb.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		gw.Close(ctx)
+	})
+	return srv
+}
+
 // Drain closes the server in front of a gateway, waits for the gateway's
 // calls and records to finish, and reads every record.
 func (t *Trail) Drain(tb testing.TB, srv *httptest.Server, gw interface{ Close(context.Context) error }) []Record {

@@ -226,6 +226,13 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ex.reqSeq = seq
+		if err := r.Context().Err(); err != nil {
+			// The client went away while its request was being recorded:
+			// the record says it was not forwarded.
+			g.m.request(rt.p.Name(), rt.ep.Operation, 499)
+			ex.finishRefused(499, err)
+			return
+		}
 	}
 	if g.cfg.Durability != FailClosed {
 		if err := g.sp.Reserve(r.Context()); err != nil {

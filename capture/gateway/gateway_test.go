@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -408,6 +409,64 @@ func TestFaults(t *testing.T) {
 				t.Errorf("an incomplete record must keep what was seen: %s", res.Content["response"])
 			}
 		})
+	}
+}
+
+// lateRecorder commits, then waits (up to half a second) for the context it
+// was given to end, and reports that: as the ledger does when its caller
+// goes away while a commit is in flight.
+type lateRecorder struct {
+	infertrail.Recorder
+	committed chan struct{}
+}
+
+func (l *lateRecorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
+	seqs, err := l.Recorder.Record(context.WithoutCancel(ctx), recs...)
+	select {
+	case l.committed <- struct{}{}:
+		for i := 0; i < 50 && ctx.Err() == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	default: // the records written after the fact
+	}
+	return seqs, err
+}
+
+// TestClientGoneWhileRecording: a client that goes away while its request
+// record commits leaves the request on record with its outcome (not
+// forwarded), never a request with no response record.
+func TestClientGoneWhileRecording(t *testing.T) {
+	up := newUpstream(t, okUpstream)
+	lr := &lateRecorder{committed: make(chan struct{})}
+	rig := newRig(t, up, func(c *gateway.Config) {
+		lr.Recorder = c.Recorder
+		c.Recorder = lr
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-lr.committed
+		cancel()
+	}()
+	req, err := http.NewRequestWithContext(ctx, "POST", rig.srv.URL+"/echo/v1/chat", strings.NewReader(`{"model":"m"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if _, err := http.DefaultClient.Do(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call: %v, want it cancelled", err)
+	}
+	recs := rig.records(t)
+	if len(recs) != 2 || recs[0].Attr("gen_ai.operation.name") == nil {
+		t.Fatalf("%d records, want the request and its response record", len(recs))
+	}
+	if res := recs[1]; res.Attr("infertrail.incomplete_reason") != "not_forwarded" || res.Attr("http.response.status_code") != 499.0 {
+		t.Fatalf("response record %v", res.Attributes)
+	}
+	if up.count() != 0 {
+		t.Fatal("the request of a client that went away reached the upstream")
 	}
 }
 

@@ -84,7 +84,18 @@ func (g *Spool) Pending() int { return len(g.slots) }
 // backlog; it returns r's sequence number. A failure that is the
 // backlog's is not r's: the backlog is retried on its own and r (with
 // with) alone is written again.
+//
+// A caller that goes away once the write has begun does not abandon it:
+// queued records may commit, and a caller told that they did not would
+// leave a request on record with no outcome. The write goes on without
+// ctx's cancellation, bounded by recordNowTimeout, and the caller looks
+// at ctx afterwards.
 func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*infertrail.Record) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return -1, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordNowTimeout)
+	defer cancel()
 	own := append([]*infertrail.Record{r}, with...)
 	backlog := g.takeBacklog()
 	seqs, err := g.record(ctx, backlog, own)
@@ -99,6 +110,9 @@ func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*in
 	g.written(len(backlog))
 	return seqs[len(backlog)], nil
 }
+
+// recordNowTimeout bounds a RecordNow whose caller has gone away.
+const recordNowTimeout = 30 * time.Second
 
 // record writes the backlog b, then recs, in one call: sealed already,
 // when every record of b could be sealed ahead (a record that could not

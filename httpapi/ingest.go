@@ -165,23 +165,29 @@ func countTopLevel(b []byte) int {
 	if len(b) == 0 || b[0] != '[' {
 		return 0
 	}
-	depth, n, inStr, any := 0, 0, false, false
+	depth, n, any := 0, 0, false
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inStr {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
+		switch b[i] {
 		case '"':
-			inStr = true
 			if depth == 1 {
 				any = true
+			}
+			// Skip the string: to the next quote not escaped, found with
+			// IndexByte (strings are most of a batch's bytes).
+			for {
+				k := bytes.IndexByte(b[i+1:], '"')
+				if k < 0 {
+					i = len(b)
+					break
+				}
+				i += 1 + k
+				bs := 0
+				for j := i - 1; b[j] == '\\'; j-- {
+					bs++
+				}
+				if bs%2 == 0 {
+					break
+				}
 			}
 		case '[', '{':
 			if depth == 1 {

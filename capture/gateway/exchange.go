@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -322,11 +321,11 @@ func (rt *route) hold(w http.ResponseWriter, ex *exchange, decision *infertrail.
 		Point: infertrail.PointInferenceRequest, Summary: ex.approvalSummary(), TraceID: ex.req.TraceID, SessionID: ex.req.SessionID})
 	ex.held = time.Since(start)
 	if err != nil {
-		level := slog.LevelError
-		if ex.inCtx.Err() != nil {
-			level = slog.LevelDebug // the client went away first
+		if ex.inCtx.Err() != nil { // the client went away first
+			rt.refuseHeld(w, ex, 499, "the client went away before the request could be held for an approval; it was not forwarded", "client_disconnected")
+			return false
 		}
-		g.log.Log(context.WithoutCancel(ex.inCtx), level, "gateway: a request that needs an approval could not be held; it is refused", "provider", rt.p.Name(), "err", err)
+		g.log.Error("gateway: a request that needs an approval could not be held; it is refused", "provider", rt.p.Name(), "err", err)
 		rt.refuseHeld(w, ex, http.StatusServiceUnavailable, "this request needs an approval, and InferTrail cannot hold it for one right now; it was not forwarded; try again", "approval_unavailable")
 		return false
 	}

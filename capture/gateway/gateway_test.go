@@ -412,42 +412,19 @@ func TestFaults(t *testing.T) {
 	}
 }
 
-// lateRecorder commits, then waits (up to half a second) for the context it
-// was given to end, and reports that: as the ledger does when its caller
-// goes away while a commit is in flight.
-type lateRecorder struct {
-	infertrail.Recorder
-	committed chan struct{}
-}
-
-func (l *lateRecorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
-	seqs, err := l.Recorder.Record(context.WithoutCancel(ctx), recs...)
-	select {
-	case l.committed <- struct{}{}:
-		for i := 0; i < 50 && ctx.Err() == nil; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	default: // the records written after the fact
-	}
-	return seqs, err
-}
-
 // TestClientGoneWhileRecording: a client that goes away while its request
 // record commits leaves the request on record with its outcome (not
 // forwarded), never a request with no response record.
 func TestClientGoneWhileRecording(t *testing.T) {
 	up := newUpstream(t, okUpstream)
-	lr := &lateRecorder{committed: make(chan struct{})}
+	lr := &gatewaytest.LateRecorder{Committed: make(chan struct{})}
 	rig := newRig(t, up, func(c *gateway.Config) {
 		lr.Recorder = c.Recorder
 		c.Recorder = lr
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		<-lr.committed
+		<-lr.Committed
 		cancel()
 	}()
 	req, err := http.NewRequestWithContext(ctx, "POST", rig.srv.URL+"/echo/v1/chat", strings.NewReader(`{"model":"m"}`))

@@ -303,3 +303,28 @@ func TestSDKApprovalClientGone(t *testing.T) {
 		t.Fatalf("%d upstream calls; records %+v", rig.up.Count(), m)
 	}
 }
+
+// TestSDKApprovalClientGoneWhileRecording: a client that goes away while
+// its held request's record commits gets no approval asked for, and the
+// trail says why the request was not forwarded.
+func TestSDKApprovalClientGoneWhileRecording(t *testing.T) {
+	lr := &gatewaytest.LateRecorder{Committed: make(chan struct{})}
+	rig := newPolicyRig(t, &openaitest.Upstream{Model: "gpt-held"}, map[string]string{"held.rego": heldPolicy}, time.Minute,
+		func(c *gateway.Config) { lr.Recorder, c.Recorder = c.Recorder, lr })
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-lr.Committed
+		cancel()
+	}()
+	if _, err := rig.client.Chat.Completions.New(ctx, heldParams()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	m := byKind(rig.records(t))
+	if rig.up.Count() != 0 || len(m["request"]) != 1 || len(m["policy_decision"]) != 1 || len(m["approval"]) != 0 ||
+		len(m["response"]) != 1 || m["response"][0].Attr("error.type") != "client_disconnected" {
+		t.Fatalf("%d upstream calls; records %+v", rig.up.Count(), m)
+	}
+	if list, err := rig.approvals.List(t.Context(), nil, "", 0); err != nil || len(list) != 0 {
+		t.Fatalf("approvals %+v, %v: want none asked for", list, err)
+	}
+}

@@ -140,6 +140,32 @@ func (t *Trail) Drain(tb testing.TB, srv *httptest.Server, gw interface{ Close(c
 	return t.Records(tb)
 }
 
+// LateRecorder commits the records it is given; the first time, it then
+// sends on Committed and waits (up to half a second) for the context it
+// was given to end, and reports that end: as the ledger does when its
+// caller goes away while a commit is in flight. Later calls (records
+// written after the fact) pass through.
+type LateRecorder struct {
+	infertrail.Recorder
+	Committed chan struct{}
+}
+
+// Record implements infertrail.Recorder.
+func (l *LateRecorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
+	seqs, err := l.Recorder.Record(context.WithoutCancel(ctx), recs...)
+	select {
+	case l.Committed <- struct{}{}:
+		for i := 0; i < 50 && ctx.Err() == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	default:
+	}
+	return seqs, err
+}
+
 // Tee is an http.RoundTripper that keeps the bytes of every response body
 // its client reads, to check that a client received exactly what an
 // upstream sent. It is safe for concurrent use.

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -429,6 +430,44 @@ func TestFaults(t *testing.T) {
 		if incomplete && !strings.Contains(fmt.Sprint(resp[0].Attr("infertrail.incomplete_reason")), "client went away") ||
 			!incomplete && !strings.Contains(string(resp[0].Content["gen_ai.tool.call.result"]), "released") {
 			t.Fatalf("response record %v %v", resp[0].Attributes, resp[0].Content)
+		}
+	})
+	t.Run("client cancels while the call is recorded", func(t *testing.T) {
+		var toolCalls atomic.Int32
+		lr := &gatewaytest.LateRecorder{Committed: make(chan struct{}), Match: func(recs []*infertrail.Record) bool {
+			return slices.ContainsFunc(recs, func(r *infertrail.Record) bool {
+				return string(r.Attributes["mcp.method.name"]) == `"tools/call"` && string(r.Attributes["infertrail.phase"]) == `"request"`
+			})
+		}}
+		r := newRig(t, func(c *mcp.Config) { lr.Recorder, c.Recorder = c.Recorder, lr })
+		h := r.upstream.Config.Handler
+		r.upstream.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			body, _ := io.ReadAll(req.Body)
+			if bytes.Contains(body, []byte(`"tools/call"`)) {
+				toolCalls.Add(1)
+			}
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			h.ServeHTTP(w, req)
+		})
+		cs := r.connect(t, "", nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			<-lr.Committed
+			cancel()
+		}()
+		if _, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "pay", Arguments: map[string]any{"invoice": "INV-9"}}); err == nil {
+			t.Fatal("the cancelled call succeeded")
+		}
+		time.Sleep(100 * time.Millisecond) // the SDK's notifications/cancelled
+		cs.Close()
+		m := byMethod(r.records(t))
+		resp := m["tools/call response"]
+		if len(m["tools/call request"]) != 1 || len(resp) != 1 || resp[0].Attr("infertrail.incomplete") != true ||
+			!strings.Contains(fmt.Sprint(resp[0].Attr("infertrail.incomplete_reason")), "client went away") {
+			t.Fatalf("records %v; response %v", keys(m), resp)
+		}
+		if toolCalls.Load() != 0 {
+			t.Error("the tool call of a client that went away reached the server")
 		}
 	})
 	t.Run("client disconnects", func(t *testing.T) {

@@ -140,19 +140,23 @@ func (t *Trail) Drain(tb testing.TB, srv *httptest.Server, gw interface{ Close(c
 	return t.Records(tb)
 }
 
-// LateRecorder commits the records it is given; the first time, it then
-// sends on Committed and waits (up to half a second) for the context it
-// was given to end, and reports that end: as the ledger does when its
-// caller goes away while a commit is in flight. Later calls (records
-// written after the fact) pass through.
+// LateRecorder commits the records it is given; the first time (of the
+// calls Match selects, if set), it then sends on Committed and waits (up
+// to half a second) for the context it was given to end, and reports
+// that end: as the ledger does when its caller goes away while a commit
+// is in flight. Other calls pass through.
 type LateRecorder struct {
 	infertrail.Recorder
 	Committed chan struct{}
+	Match     func(recs []*infertrail.Record) bool
 }
 
 // Record implements infertrail.Recorder.
 func (l *LateRecorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
 	seqs, err := l.Recorder.Record(context.WithoutCancel(ctx), recs...)
+	if l.Match != nil && !l.Match(recs) {
+		return seqs, err
+	}
 	select {
 	case l.Committed <- struct{}{}:
 		for i := 0; i < 50 && ctx.Err() == nil; i++ {

@@ -2,7 +2,10 @@ package redact_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"strings"
 	"testing"
 
 	"github.com/infertrail/infertrail"
@@ -89,5 +92,29 @@ func BenchmarkString(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.String("http.request.header.user-agent", h)
+	}
+}
+
+// BenchmarkCaptureApply applies the standard profile to a record shaped
+// like the load tool's fixed mix: a dozen attributes, 1 KiB of prose.
+// go test ./redact -run '^$' -bench CaptureApply -benchmem
+func BenchmarkCaptureApply(b *testing.B) {
+	c, err := redact.NewCapture(redact.CaptureConfig{Redaction: redact.Config{FingerprintSecret: bytes.Repeat([]byte{1}, 32)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	attrs := map[string]json.RawMessage{}
+	for _, k := range []string{"gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
+		"gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "http.response.status_code", "infertrail.phase",
+		"infertrail.duration_ns", "server.address", "gen_ai.response.id", "gen_ai.response.finish_reasons"} {
+		attrs[k] = json.RawMessage(`"value of ` + k + `"`)
+	}
+	prompt, _ := json.Marshal(strings.Repeat("the quarterly report is due on friday, please summarise it. ", 17))
+	for b.Loop() {
+		r := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "t", SessionID: "s",
+			Attributes: maps.Clone(attrs), Content: map[string]json.RawMessage{"prompt": prompt}}
+		if _, err := c.Apply(r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

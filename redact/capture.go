@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -8,6 +9,15 @@ import (
 
 	"github.com/infertrail/infertrail"
 )
+
+// fieldFindings are the findings of one field of a record: group 0 an
+// attribute (key its name), 1 a metadata string (ord its place), 2 a
+// content field (key its name).
+type fieldFindings struct {
+	group, ord int
+	key        string
+	fs         []Finding
+}
 
 // Profile is a capture profile: what of a record's content is kept.
 type Profile string
@@ -167,9 +177,12 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 	if p == Forensic {
 		red = c.forensic
 	}
-	var all []Finding
-	for _, f := range slices.Sorted(maps.Keys(r.Attributes)) {
-		out, fs, err := c.meta.Redact("attributes."+f, r.Attributes[f])
+	// Fields are redacted in map order; their findings are put in a fixed
+	// order at the end (attributes by name, the metadata strings, content
+	// fields by name), which sorts only the fields that had any.
+	var found []fieldFindings
+	for f, v := range r.Attributes {
+		out, fs, err := c.meta.Redact("attributes."+f, v)
 		if err != nil {
 			return false, fmt.Errorf("redact attribute %s: %w", f, err)
 		}
@@ -178,9 +191,11 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 		} else {
 			r.Attributes[f] = out
 		}
-		all = append(all, fs...)
+		if len(fs) > 0 {
+			found = append(found, fieldFindings{group: 0, key: f, fs: fs})
+		}
 	}
-	for _, s := range []struct {
+	for i, s := range []struct {
 		name string
 		v    *string
 	}{{"session_id", &r.SessionID}, {"actor.id", &r.Actor.ID}, {"actor.on_behalf_of", &r.Actor.OnBehalfOf}, {"actor.workload", &r.Actor.Workload}} {
@@ -189,23 +204,32 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 		}
 		v, fs := c.meta.String(s.name, *s.v)
 		*s.v = v
-		all = append(all, fs...)
+		if len(fs) > 0 {
+			found = append(found, fieldFindings{group: 1, ord: i, fs: fs})
+		}
 	}
 	// Minimal content is redacted too: its commitments are stored, and a
 	// commitment to a guessable secret could be checked against guesses.
-	{
-		for _, f := range slices.Sorted(maps.Keys(r.Content)) {
-			out, fs, err := red.Redact(f, r.Content[f])
-			if err != nil {
-				return false, fmt.Errorf("redact content field %s: %w", f, err)
-			}
-			if out == nil {
-				delete(r.Content, f)
-			} else {
-				r.Content[f] = out
-			}
-			all = append(all, fs...)
+	for f, v := range r.Content {
+		out, fs, err := red.Redact(f, v)
+		if err != nil {
+			return false, fmt.Errorf("redact content field %s: %w", f, err)
 		}
+		if out == nil {
+			delete(r.Content, f)
+		} else {
+			r.Content[f] = out
+		}
+		if len(fs) > 0 {
+			found = append(found, fieldFindings{group: 2, key: f, fs: fs})
+		}
+	}
+	slices.SortFunc(found, func(a, b fieldFindings) int {
+		return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.ord, b.ord), cmp.Compare(a.key, b.key))
+	})
+	var all []Finding
+	for _, f := range found {
+		all = append(all, f.fs...)
 	}
 	if len(all) > 0 {
 		b, err := json.Marshal(all)

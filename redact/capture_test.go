@@ -134,3 +134,47 @@ func TestCaptureRouteProfile(t *testing.T) {
 		t.Errorf("unknown route profile: %v", err)
 	}
 }
+
+// TestCaptureFindingsOrder: the findings attribute lists attributes by
+// name, then the metadata strings, then content fields by name, whatever
+// the order the record's maps are walked in: it is part of the leaf.
+func TestCaptureFindingsOrder(t *testing.T) {
+	c, err := redact.NewCapture(redact.CaptureConfig{Redaction: redact.Config{FingerprintSecret: bytes.Repeat([]byte{1}, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := func(i int) json.RawMessage {
+		return []byte(`"token ghp_` + strings.Repeat(string(rune('a'+i))+"1B2", 9) + `"`)
+	}
+	var first []byte
+	for range 20 {
+		r := captureRecord("std")
+		r.SessionID = "sess ghp_" + strings.Repeat("s1B2", 9)
+		for i, k := range []string{"zeta", "alpha", "mu"} {
+			r.Attributes[k] = secret(i)
+			r.Content["c."+k] = secret(i + 3)
+		}
+		if _, err := c.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+		var fs []redact.Finding
+		if err := json.Unmarshal(r.Attributes[redact.FindingsAttribute], &fs); err != nil {
+			t.Fatal(err)
+		}
+		var fields []string
+		for _, f := range fs {
+			if len(fields) == 0 || fields[len(fields)-1] != f.Field {
+				fields = append(fields, f.Field)
+			}
+		}
+		want := "attributes.alpha attributes.mu attributes.note attributes.zeta session_id c.alpha c.mu c.zeta prompt tool.arguments"
+		if got := strings.Join(fields, " "); got != want {
+			t.Fatalf("findings by field:\n%s\nwant\n%s", got, want)
+		}
+		if first == nil {
+			first = r.Attributes[redact.FindingsAttribute]
+		} else if !bytes.Equal(first, r.Attributes[redact.FindingsAttribute]) {
+			t.Fatalf("findings differ from one run to the next:\n%s\n%s", first, r.Attributes[redact.FindingsAttribute])
+		}
+	}
+}

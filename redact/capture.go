@@ -181,19 +181,25 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 	// order at the end (attributes by name, the metadata strings, content
 	// fields by name), which sorts only the fields that had any.
 	var found []fieldFindings
-	for f, v := range r.Attributes {
-		out, fs, err := c.meta.Redact("attributes."+f, v)
-		if err != nil {
-			return false, fmt.Errorf("redact attribute %s: %w", f, err)
+	redactMap := func(m map[string]json.RawMessage, red *Redactor, prefix, what string, group int) error {
+		for f, v := range m {
+			out, fs, err := red.Redact(prefix+f, v)
+			if err != nil {
+				return fmt.Errorf("redact %s %s: %w", what, f, err)
+			}
+			if out == nil {
+				delete(m, f)
+			} else {
+				m[f] = out
+			}
+			if len(fs) > 0 {
+				found = append(found, fieldFindings{group: group, key: f, fs: fs})
+			}
 		}
-		if out == nil {
-			delete(r.Attributes, f)
-		} else {
-			r.Attributes[f] = out
-		}
-		if len(fs) > 0 {
-			found = append(found, fieldFindings{group: 0, key: f, fs: fs})
-		}
+		return nil
+	}
+	if err := redactMap(r.Attributes, c.meta, "attributes.", "attribute", 0); err != nil {
+		return false, err
 	}
 	for i, s := range []struct {
 		name string
@@ -210,19 +216,8 @@ func (c *Capture) Apply(r *infertrail.Record) (store bool, err error) {
 	}
 	// Minimal content is redacted too: its commitments are stored, and a
 	// commitment to a guessable secret could be checked against guesses.
-	for f, v := range r.Content {
-		out, fs, err := red.Redact(f, v)
-		if err != nil {
-			return false, fmt.Errorf("redact content field %s: %w", f, err)
-		}
-		if out == nil {
-			delete(r.Content, f)
-		} else {
-			r.Content[f] = out
-		}
-		if len(fs) > 0 {
-			found = append(found, fieldFindings{group: 2, key: f, fs: fs})
-		}
+	if err := redactMap(r.Content, red, "", "content field", 2); err != nil {
+		return false, err
 	}
 	slices.SortFunc(found, func(a, b fieldFindings) int {
 		return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.ord, b.ord), cmp.Compare(a.key, b.key))

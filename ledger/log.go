@@ -205,7 +205,8 @@ func (l *Log) Verifier() note.Verifier { return l.verifier }
 func (l *Log) Store() infertrail.Store { return l.store }
 
 // Append seals and commits records, and returns once they are durable: every
-// record is in the log, or (on error) none is. Records whose id is already
+// record is in the log, or (on error) none is, even when the error is ctx's
+// end. Records whose id is already
 // in the log with the same submitted form are not appended again; their
 // Result is marked Duplicate. A record whose id is taken by a different
 // record fails the whole call with ErrConflict. ErrPushback means the queue
@@ -317,14 +318,13 @@ func (l *Log) submit(ctx context.Context, req *request) ([]Result, error) {
 	l.m.queue(len(req.items))
 	l.queue <- req // never blocks: each queued request holds at least one of QueueLimit tokens
 	l.closeMu.RUnlock()
-	select {
-	case <-req.done:
-		return req.results, req.err
-	case <-ctx.Done():
-		// The records may still commit; a retry with the same ids is answered
-		// with their sequence numbers.
-		return nil, fmt.Errorf("append: %w", ctx.Err())
-	}
+	// Once queued, the outcome is waited for even when ctx ends: the
+	// sequencer leaves out a request whose ctx has ended by the time its
+	// batch is gathered (its error then says so), and one already in a
+	// batch commits with it. A caller told of an error can rely on none of
+	// its records being in the log; the wait is bounded by CommitTimeout.
+	<-req.done
+	return req.results, req.err
 }
 
 // goForm identifies a record built in Go, for idempotency as the submitted

@@ -1036,3 +1036,65 @@ func TestRecordPrepared(t *testing.T) {
 		t.Errorf("tree size %d after refused calls, want %d", n, size)
 	}
 }
+
+// slowCommit is a store whose first append transaction, at Commit, says
+// so on committing and waits for release.
+type slowCommit struct {
+	infertrail.Store
+	committing, release chan struct{}
+	once                sync.Once
+}
+
+func (s *slowCommit) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
+	tx, err := s.Store.BeginAppend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &slowTx{AppendTx: tx, s: s}, nil
+}
+
+type slowTx struct {
+	infertrail.AppendTx
+	s *slowCommit
+}
+
+func (t *slowTx) Commit() error {
+	t.s.once.Do(func() {
+		close(t.s.committing)
+		<-t.s.release
+	})
+	return t.AppendTx.Commit()
+}
+
+// TestAppendCancelledWhileCommitting: a caller whose context ends while its
+// batch commits is told the outcome, not the context's end: an error from
+// Append always means that nothing was appended.
+func TestAppendCancelledWhileCommitting(t *testing.T) {
+	sc := &slowCommit{committing: make(chan struct{}), release: make(chan struct{})}
+	lg := newTestLog(t, sqlite.Config{}, func(c *ledger.Config) {
+		sc.Store = c.Store
+		c.Store = sc
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-sc.committing
+		cancel()
+		time.Sleep(50 * time.Millisecond) // let a caller that does not wait return first
+		close(sc.release)
+	}()
+	res, err := lg.Append(ctx, []ledger.Submission{parse(t, recordJSON(1, ""))})
+	if err != nil {
+		t.Fatalf("Append = %v, though its record committed", err)
+	}
+	if e, err := lg.db.EntryByID(t.Context(), res[0].ID); err != nil || e.Seq != res[0].Seq {
+		t.Fatalf("entry %+v, %v: want seq %d", e, err, res[0].Seq)
+	}
+	// A caller whose context has ended before its batch is gathered is
+	// left out, and told so.
+	if _, err := lg.Append(ctx, []ledger.Submission{parse(t, recordJSON(2, ""))}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with an ended context = %v", err)
+	}
+	if n, err := lg.db.TreeSize(t.Context()); err != nil || n != 1 {
+		t.Fatalf("size %d, %v: want 1", n, err)
+	}
+}

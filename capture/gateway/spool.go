@@ -86,10 +86,11 @@ func (g *Spool) Pending() int { return len(g.slots) }
 // with) alone is written again.
 //
 // A caller that goes away once the write has begun does not abandon it:
-// queued records may commit, and a caller told that they did not would
-// leave a request on record with no outcome. The write goes on without
-// ctx's cancellation, bounded by recordNowTimeout, and the caller looks
-// at ctx afterwards.
+// a recorder may commit records and still report the caller's end (the
+// client package's, over HTTP, cannot tell), and a caller told that they
+// were not written would leave a request on record with no outcome. The
+// write goes on without ctx's cancellation, bounded by recordNowTimeout,
+// and the caller looks at ctx afterwards.
 func (g *Spool) RecordNow(ctx context.Context, r *infertrail.Record, with ...*infertrail.Record) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, err

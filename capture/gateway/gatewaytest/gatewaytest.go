@@ -143,8 +143,8 @@ func (t *Trail) Drain(tb testing.TB, srv *httptest.Server, gw interface{ Close(c
 // LateRecorder commits the records it is given; the first time (of the
 // calls Match selects, if set), it then sends on Committed and waits (up
 // to half a second) for the context it was given to end, and reports
-// that end: as the ledger does when its caller goes away while a commit
-// is in flight. Other calls pass through.
+// that end: as a recorder over HTTP does when its caller goes away while
+// the server commits. Other calls pass through.
 type LateRecorder struct {
 	infertrail.Recorder
 	Committed chan struct{}

@@ -267,19 +267,12 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		}
 	}
 	b := &pgx.Batch{}
-	if len(blobs) > 0 {
-		ids := make([][]byte, len(blobs))
-		codecs := make([]int16, len(blobs))
-		data := make([][]byte, len(blobs))
-		keys := make([][]byte, len(blobs)) // nil, which is NULL, when not encrypted
-		for i := range blobs {
-			ids[i], codecs[i], data[i], keys[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data, keyArg(&blobs[i].Key)
+	if len(blobs) >= copyMin {
+		if err := writeBlobs(ctx, t.tx, t.period, blobs); err != nil {
+			return fmt.Errorf("write blobs: %w", err)
 		}
-		b.Queue(`INSERT INTO blobs (period, id, codec, data, key_id)
-			SELECT $1, u.id, u.codec, u.data, u.key_id
-			FROM unnest($2::bytea[], $3::int2[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS u (id, codec, data, key_id, n)
-			ORDER BY u.n
-			ON CONFLICT DO NOTHING`, t.period, ids, codecs, data, keys)
+	} else if len(blobs) > 0 {
+		b.Queue(insertBlobs, blobArgs(t.period, blobs)...)
 	}
 	if missing := unsentBlobs(entries, blobs); len(missing) > 0 {
 		// Blobs that entries reference but that the caller did not send,
@@ -348,6 +341,44 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 		return fmt.Errorf("write blobs and hashes: %w", err)
 	}
 	return nil
+}
+
+// copyMin is the fewest rows that a transaction writes with COPY (see
+// copyNew) rather than with one INSERT in its batch of statements: below
+// it, the round trips of the savepoint cost more than COPY saves.
+const copyMin = 32
+
+// writeBlobs writes blobs into period's partition, skipping ids stored
+// there. Blobs are content-addressed and the sealer sends only those it does
+// not know to be stored, so they are new but for one it has forgotten or
+// another node stored: they are copied (copyNew).
+func writeBlobs(ctx context.Context, tx pgx.Tx, period int32, blobs []infertrail.Blob) error {
+	return copyNew(ctx, tx, partitionName("blobs", period), []string{"period", "id", "codec", "data", "key_id"}, len(blobs), func(i int) []any {
+		return []any{period, blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data, keyArg(&blobs[i].Key)}
+	}, func() error {
+		_, err := tx.Exec(ctx, insertBlobs, blobArgs(period, blobs)...)
+		return err
+	})
+}
+
+// insertBlobs inserts the blobs of blobArgs into a period in one
+// statement, skipping ids stored there; of an id repeated, the first copy
+// is stored.
+const insertBlobs = `INSERT INTO blobs (period, id, codec, data, key_id)
+	SELECT $1, u.id, u.codec, u.data, u.key_id
+	FROM unnest($2::bytea[], $3::int2[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS u (id, codec, data, key_id, n)
+	ORDER BY u.n
+	ON CONFLICT DO NOTHING`
+
+func blobArgs(period int32, blobs []infertrail.Blob) []any {
+	ids := make([][]byte, len(blobs))
+	codecs := make([]int16, len(blobs))
+	data := make([][]byte, len(blobs))
+	keys := make([][]byte, len(blobs)) // nil, which is NULL, when not encrypted
+	for i := range blobs {
+		ids[i], codecs[i], data[i], keys[i] = blobs[i].ID[:], int16(blobs[i].Codec), blobs[i].Data, keyArg(&blobs[i].Key)
+	}
+	return []any{period, ids, codecs, data, keys}
 }
 
 // unsentBlobs returns the ids of the blobs that entries reference and blobs

@@ -179,49 +179,58 @@ func lockKeys(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) (map[infe
 	return erased, nil
 }
 
-// insertPostings inserts ps, skipping those already stored, with one
-// statement.
+// insertPostings inserts ps, skipping those already stored.
 func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) error {
 	if len(ps) == 0 {
 		return nil
 	}
 	// The cursor gives each range of the log to one transaction, so the
-	// postings are new but for a re-index by another cursor: COPY them,
-	// which costs PostgreSQL about half of an INSERT ... ON CONFLICT, and
-	// fall back to that when one is already stored.
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("insert postings: %w", err)
-	}
-	_, err = sp.CopyFrom(ctx, pgx.Identifier{"postings"}, []string{"key", "seq", "data_key"}, pgx.CopyFromSlice(len(ps), func(i int) ([]any, error) {
-		return []any{ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)}, nil
-	}))
-	if err == nil {
-		if err := sp.Commit(ctx); err != nil {
-			return fmt.Errorf("insert postings: %w", err)
+	// postings are new but for a re-index by another cursor.
+	err := copyNew(ctx, tx, "postings", []string{"key", "seq", "data_key"}, len(ps), func(i int) []any {
+		return []any{ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)}
+	}, func() error {
+		keys := make([]string, len(ps))
+		seqs := make([]int64, len(ps))
+		dataKeys := make([][]byte, len(ps)) // nil, which is NULL, for no data key
+		for i := range ps {
+			keys[i], seqs[i], dataKeys[i] = ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)
 		}
-		return nil
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "23505" { // unique_violation
-		return fmt.Errorf("insert postings: %w", err)
-	}
-	if err := sp.Rollback(ctx); err != nil {
-		return fmt.Errorf("insert postings: %w", err)
-	}
-	keys := make([]string, len(ps))
-	seqs := make([]int64, len(ps))
-	dataKeys := make([][]byte, len(ps)) // nil, which is NULL, for no data key
-	for i := range ps {
-		keys[i], seqs[i], dataKeys[i] = ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO postings (key, seq, data_key)
-		SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
-		ON CONFLICT DO NOTHING`, keys, seqs, dataKeys)
+		_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq, data_key)
+			SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+			ON CONFLICT DO NOTHING`, keys, seqs, dataKeys)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("insert postings: %w", err)
 	}
 	return nil
+}
+
+// copyNew inserts n rows, expected to be new, into table with COPY, in a
+// savepoint; if one is already stored (a unique violation), it rolls back to
+// the savepoint and runs insert, which must skip rows already stored (INSERT
+// … ON CONFLICT DO NOTHING). For a commit's worth of data keys or blobs,
+// COPY takes 0.6–0.7 of the time of such an INSERT over unnested arrays
+// (BenchmarkWriteRows), for two more round trips.
+func copyNew(ctx context.Context, tx pgx.Tx, table string, columns []string, n int, row func(i int) []any, insert func() error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		return row(i), nil
+	}))
+	if err == nil {
+		return sp.Commit(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" { // unique_violation
+		return err
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return err
+	}
+	return insert()
 }
 
 // Query limits.

@@ -120,6 +120,28 @@ func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error
 	if len(keys) == 0 {
 		return nil
 	}
+	if err := writeKeys(ctx, t.tx, keys); err != nil {
+		return fmt.Errorf("add %d keys: %w", len(keys), classify(t.fail(err)))
+	}
+	return nil
+}
+
+// writeKeys inserts keys, skipping ids already stored. Keys are new but
+// for one whose commit was reported failed and went through: many are
+// copied (copyNew).
+func writeKeys(ctx context.Context, tx pgx.Tx, keys []infertrail.DataKey) error {
+	if len(keys) < copyMin {
+		return insertKeys(ctx, tx, keys)
+	}
+	return copyNew(ctx, tx, "data_keys", []string{"id", "tenant", "scope", "kind", "period", "created", "kek", "wrapped"}, len(keys), func(i int) []any {
+		k := &keys[i]
+		return []any{k.ID[:], k.Tenant, string(k.Scope), string(k.Kind), k.Period, k.Created, k.KEK, k.Wrapped}
+	}, func() error { return insertKeys(ctx, tx, keys) })
+}
+
+// insertKeys inserts keys in one statement, skipping ids already stored;
+// of an id repeated in keys, the first copy is stored.
+func insertKeys(ctx context.Context, tx pgx.Tx, keys []infertrail.DataKey) error {
 	var (
 		ids, wrapped                [][]byte
 		tenants, scopes, kinds, kek []string
@@ -131,16 +153,13 @@ func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error
 		tenants, scopes, kinds, kek = append(tenants, k.Tenant), append(scopes, string(k.Scope)), append(kinds, string(k.Kind)), append(kek, k.KEK)
 		periods, created = append(periods, k.Period), append(created, k.Created)
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO data_keys (id, tenant, scope, kind, period, created, kek, wrapped)
+	_, err := tx.Exec(ctx, `INSERT INTO data_keys (id, tenant, scope, kind, period, created, kek, wrapped)
 		SELECT u.id, u.tenant, u.scope, u.kind, u.period, u.created, u.kek, u.wrapped
 		FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::bytea[])
 			WITH ORDINALITY AS u (id, tenant, scope, kind, period, created, kek, wrapped, n)
 		ORDER BY u.n
 		ON CONFLICT (id) DO NOTHING`, ids, tenants, scopes, kinds, periods, created, kek, wrapped)
-	if err != nil {
-		return fmt.Errorf("add %d keys: %w", len(keys), classify(t.fail(err)))
-	}
-	return nil
+	return err
 }
 
 // Keys returns the keys f selects, in id order, as the transaction sees

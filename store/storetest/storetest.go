@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 		{"CancelThenCommit", testCancelThenCommit},
 		{"CancelAbandoned", testCancelAbandoned},
 		{"BlobDedup", testBlobDedup},
+		{"ManyRepeated", testManyRepeated},
 		{"Lookup", testLookup},
 		{"UniqueIDs", testUniqueIDs},
 		{"ReadHashes", testReadHashes},
@@ -430,6 +431,83 @@ func testBlobDedup(t *testing.T, s infertrail.Store) {
 	}
 	if d := DiffEntry(&batch[0], &got); d != "" {
 		t.Errorf("%s", d)
+	}
+}
+
+// testManyRepeated: many keys and blobs in one call (a store may write
+// those differently from a few), among them ids stored before and ids
+// repeated in the call: each id is stored once, the first copy wins.
+func testManyRepeated(t *testing.T, s infertrail.Store) {
+	ctx := t.Context()
+	const n = 100
+	keyAt := func(round, i int) infertrail.DataKey {
+		k := TestKey("acme", fmt.Sprintf("many-%d", i))
+		k.Wrapped = fmt.Appendf(nil, "wrapped in round %d", round)
+		return k
+	}
+	blobAt := func(round, i int) infertrail.Blob {
+		var id infertrail.BlobID
+		copy(id[:], fmt.Sprintf("blob %d", i))
+		return infertrail.Blob{ID: id, Codec: infertrail.CodecRaw, Data: fmt.Appendf(nil, `"blob %d, round %d"`, i, round)}
+	}
+	// Round 0 stores the even ones; round 1 sends all, the even ones again,
+	// and the last one twice.
+	var keys0, keys1 []infertrail.DataKey
+	var blobs0, blobs1 []infertrail.Blob
+	for i := range n {
+		if i%2 == 0 {
+			keys0, blobs0 = append(keys0, keyAt(0, i)), append(blobs0, blobAt(0, i))
+		}
+		keys1, blobs1 = append(keys1, keyAt(1, i)), append(blobs1, blobAt(1, i))
+	}
+	keys1, blobs1 = append(keys1, keyAt(2, n-1)), append(blobs1, blobAt(2, n-1))
+	for round, kb := range []struct {
+		keys  []infertrail.DataKey
+		blobs []infertrail.Blob
+	}{{keys0, blobs0}, {keys1, blobs1}} {
+		e, _ := MakeEntry(1000 + round)
+		e.Content = []infertrail.ContentRef{{Field: "request.messages", Array: true, Salt: [16]byte{1}}}
+		for _, b := range kb.blobs {
+			e.Content[0].Blobs = append(e.Content[0].Blobs, b.ID)
+		}
+		tx, err := s.BeginAppend(ctx)
+		if err != nil {
+			t.Fatalf("BeginAppend: %v", err)
+		}
+		if err := tx.AddKeys(ctx, kb.keys); err != nil {
+			t.Fatalf("round %d: AddKeys of %d keys: %v", round, len(kb.keys), err)
+		}
+		if err := NewSequencer(tx).Append(ctx, []infertrail.Entry{e}, kb.blobs); err != nil {
+			t.Fatalf("round %d: Append with %d blobs: %v", round, len(kb.blobs), err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatalf("round %d: Commit: %v", round, err)
+		}
+	}
+	var ids []infertrail.KeyID
+	var bids []infertrail.BlobID
+	for i := range n {
+		ids, bids = append(ids, keyAt(0, i).ID), append(bids, blobAt(0, i).ID)
+	}
+	gotKeys, err := s.DataKeys(ctx, ids)
+	if err != nil {
+		t.Fatalf("DataKeys: %v", err)
+	}
+	gotBlobs, err := s.Blobs(ctx, bids)
+	if err != nil {
+		t.Fatalf("Blobs: %v", err)
+	}
+	if len(gotKeys) != n || len(gotBlobs) != n {
+		t.Fatalf("stored %d keys and %d blobs, want %d of each", len(gotKeys), len(gotBlobs), n)
+	}
+	for i := range n {
+		first := i % 2 // round 0 stored the even ones, round 1 the rest
+		if want := keyAt(first, i); !sameKey(gotKeys[want.ID], want) {
+			t.Errorf("key %d = %q, want the first stored: %q", i, gotKeys[want.ID].Wrapped, want.Wrapped)
+		}
+		if want := blobAt(first, i); !bytes.Equal(gotBlobs[want.ID].Data, want.Data) {
+			t.Errorf("blob %d = %s, want the first stored: %s", i, gotBlobs[want.ID].Data, want.Data)
+		}
 	}
 }
 

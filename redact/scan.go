@@ -2,10 +2,12 @@ package redact
 
 import (
 	"cmp"
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -453,7 +455,9 @@ func (r *Redactor) find(sc *scratch, s string, name string, names uint64) (own u
 			sc.matches = append(sc.matches, res.matches...)
 			return res.own
 		}
-		defer func() { r.seen.put(s, scanResult{own: own, matches: slices.Clone(sc.matches)}) }()
+		if r.seen.admit(s) {
+			defer func() { r.seen.put(s, scanResult{own: own, matches: slices.Clone(sc.matches)}) }()
+		}
 	}
 	if sc.rescan {
 		r.markerSpans(sc, s)
@@ -607,12 +611,28 @@ type scanResult struct {
 
 // scanCache remembers the scan results of recent strings, exactly (keyed by
 // the string itself, so no collision can hide a secret), in two
-// generations of at most maxCacheBytes/2 bytes of strings each. It is safe
-// for concurrent use.
+// generations of at most maxCacheBytes/2 bytes of strings each. A string
+// is remembered on its second sight (admit), so that unique content costs
+// no copy and no insert. It is safe for concurrent use.
 type scanCache struct {
 	mu       sync.RWMutex
 	cur, old map[string]scanResult
 	size     int
+	door     [doorSlots]atomic.Uint64 // hashes of strings seen once, by slot
+}
+
+// doorSlots is the number of strings seen once that admit remembers (fewer
+// when their hashes share a slot): a string repeated within about that
+// many others is remembered on its second sight.
+const doorSlots = 1 << 15
+
+var doorSeed = maphash.MakeSeed()
+
+// admit says whether s was seen before (it may be wrong, either way, when
+// another string's hash shares its slot), and remembers that it was seen.
+func (c *scanCache) admit(s string) bool {
+	h := maphash.String(doorSeed, s)
+	return c.door[h%doorSlots].Swap(h) == h
 }
 
 const maxCacheBytes = 16 << 20

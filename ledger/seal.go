@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
-	"hash/maphash"
 	"maps"
 	"slices"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/door"
 )
 
 // minCompress is the smallest blob worth compressing.
@@ -40,11 +40,21 @@ type sealer struct {
 // saves compressing them again and writing them to the store's
 // insert-or-ignore path.
 type blobSet struct {
-	mu  sync.Mutex
+	mu  sync.RWMutex
 	ids generations[infertrail.BlobID, struct{}]
 }
 
 func (s *blobSet) has(id infertrail.BlobID) bool {
+	// Every blob sealed asks, from every request's goroutine: look under
+	// the read lock, and take the write lock only to move an id found in
+	// the old generation to the current one.
+	s.mu.RLock()
+	_, cur := s.ids.cur[id]
+	_, old := s.ids.old[id]
+	s.mu.RUnlock()
+	if cur || !old {
+		return cur
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.ids.get(id)
@@ -249,27 +259,16 @@ type packCache struct {
 	cur, old map[string]packed
 	size     int
 
-	seenMu   sync.Mutex
-	seen     generations[uint64, struct{}] // hashes of content seen
-	seed     maphash.Seed
-	seedOnce sync.Once
+	doorOnce sync.Once
+	door     *door.Keeper // content seen
 }
 
-// again reports whether content with plain's hash was seen before, and
-// notes it. (A collision only costs remembering a unique blob.)
+// again reports whether plain was seen before, and notes it. (A wrong
+// answer only costs remembering a unique blob, or compressing a repeated
+// one again.)
 func (c *packCache) again(plain []byte) bool {
-	c.seedOnce.Do(func() { c.seed = maphash.MakeSeed() })
-	h := maphash.Bytes(c.seed, plain)
-	c.seenMu.Lock()
-	defer c.seenMu.Unlock()
-	if c.seen.limit == 0 {
-		c.seen.limit = 1 << 18
-	}
-	if _, ok := c.seen.get(h); ok {
-		return true
-	}
-	c.seen.put(h, struct{}{}, 1)
-	return false
+	c.doorOnce.Do(func() { c.door = door.New(1 << 18) })
+	return c.door.AgainBytes(plain)
 }
 
 const packCacheBytes = 64 << 20

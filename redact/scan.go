@@ -2,13 +2,13 @@ package redact
 
 import (
 	"cmp"
-	"hash/maphash"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/infertrail/infertrail/internal/door"
 )
 
 // How a string is scanned:
@@ -618,24 +618,18 @@ type scanCache struct {
 	mu       sync.RWMutex
 	cur, old map[string]scanResult
 	size     int
-	door     [doorSlots]atomic.Uint64 // hashes of strings seen once, by slot
-}
-
-// doorSlots is the number of strings seen once that admit remembers (fewer
-// when their hashes share a slot): a string repeated within about that
-// many others is remembered on its second sight.
-const doorSlots = 1 << 15
-
-var doorSeed = maphash.MakeSeed()
-
-// admit says whether s was seen before (it may be wrong, either way, when
-// another string's hash shares its slot), and remembers that it was seen.
-func (c *scanCache) admit(s string) bool {
-	h := maphash.String(doorSeed, s)
-	return c.door[h%doorSlots].Swap(h) == h
+	doorOnce sync.Once
+	door     *door.Keeper
 }
 
 const maxCacheBytes = 16 << 20
+
+// admit says whether s was seen before (it may be wrong, either way), and
+// notes that it was seen.
+func (c *scanCache) admit(s string) bool {
+	c.doorOnce.Do(func() { c.door = door.New(1 << 15) })
+	return c.door.Again(s)
+}
 
 func (c *scanCache) get(s string) (scanResult, bool) {
 	c.mu.RLock()

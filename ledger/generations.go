@@ -23,6 +23,16 @@ func (g *generations[K, V]) get(k K) (V, bool) {
 	return v, ok
 }
 
+// peek is get without moving an entry: it also says whether k is in the
+// old generation (then get would move it).
+func (g *generations[K, V]) peek(k K) (v V, ok, old bool) {
+	if v, ok := g.cur[k]; ok {
+		return v, true, false
+	}
+	v, ok = g.old[k]
+	return v, ok, ok
+}
+
 func (g *generations[K, V]) put(k K, v V, cost int) {
 	if g.cur == nil || g.size+cost > g.limit {
 		g.old, g.cur, g.size = g.cur, make(map[K]V, min(g.limit, 1024)), 0

@@ -32,3 +32,20 @@ func TestGenerations(t *testing.T) {
 		t.Error("entry found after clear")
 	}
 }
+
+// TestGenerationsPeek: peek finds entries of either generation, says which,
+// and moves none.
+func TestGenerationsPeek(t *testing.T) {
+	g := generations[int, string]{limit: 2}
+	g.put(1, "one", 1)
+	g.put(2, "two", 1)
+	g.put(3, "three", 1) // 1 and 2 become the old generation
+	for k, want := range map[int][3]any{1: {"one", true, true}, 3: {"three", true, false}, 9: {"", false, false}} {
+		if v, ok, old := g.peek(k); v != want[0] || ok != want[1] || old != want[2] {
+			t.Errorf("peek(%d) = %q, %v, %v; want %v", k, v, ok, old, want)
+		}
+	}
+	if _, _, old := g.peek(1); !old {
+		t.Error("peek moved an entry to the current generation")
+	}
+}

@@ -49,15 +49,14 @@ func (s *blobSet) has(id infertrail.BlobID) bool {
 	// the read lock, and take the write lock only to move an id found in
 	// the old generation to the current one.
 	s.mu.RLock()
-	_, cur := s.ids.cur[id]
-	_, old := s.ids.old[id]
+	_, ok, old := s.ids.peek(id)
 	s.mu.RUnlock()
-	if cur || !old {
-		return cur
+	if !old {
+		return ok
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.ids.get(id)
+	_, ok = s.ids.get(id)
 	return ok
 }
 
@@ -86,6 +85,7 @@ func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 		blobKey: deriveKey(secret, "infertrail blob id v1"),
 		enc:     enc,
 		stored:  blobSet{ids: generations[infertrail.BlobID, struct{}]{limit: 1 << 16}},
+		packed:  packCache{door: door.Keeper{Slots: 1 << 18}},
 	}
 	s.hmacs.New = func() any {
 		return &keyedHashes{mac: hmac.New(sha256.New, s.macKey), blob: hmac.New(sha256.New, s.blobKey)}
@@ -259,17 +259,13 @@ type packCache struct {
 	cur, old map[string]packed
 	size     int
 
-	doorOnce sync.Once
-	door     *door.Keeper // content seen
+	door door.Keeper // content seen
 }
 
 // again reports whether plain was seen before, and notes it. (A wrong
 // answer only costs remembering a unique blob, or compressing a repeated
 // one again.)
-func (c *packCache) again(plain []byte) bool {
-	c.doorOnce.Do(func() { c.door = door.New(1 << 18) })
-	return c.door.AgainBytes(plain)
-}
+func (c *packCache) again(plain []byte) bool { return c.door.AgainBytes(plain) }
 
 const packCacheBytes = 64 << 20
 

@@ -618,18 +618,14 @@ type scanCache struct {
 	mu       sync.RWMutex
 	cur, old map[string]scanResult
 	size     int
-	doorOnce sync.Once
-	door     *door.Keeper
+	door     door.Keeper // strings seen: admit
 }
 
 const maxCacheBytes = 16 << 20
 
 // admit says whether s was seen before (it may be wrong, either way), and
 // notes that it was seen.
-func (c *scanCache) admit(s string) bool {
-	c.doorOnce.Do(func() { c.door = door.New(1 << 15) })
-	return c.door.Again(s)
-}
+func (c *scanCache) admit(s string) bool { return c.door.Again(s) }
 
 func (c *scanCache) get(s string) (scanResult, bool) {
 	c.mu.RLock()

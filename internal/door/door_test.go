@@ -7,7 +7,7 @@ import (
 )
 
 func TestAgain(t *testing.T) {
-	k := New(1 << 10)
+	k := &Keeper{Slots: 1 << 10}
 	if k.Again("a system prompt") {
 		t.Fatal("first sight: seen before")
 	}
@@ -29,7 +29,7 @@ func TestAgain(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	k := New(64)
+	k := &Keeper{Slots: 64}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -348,6 +348,38 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 // it, the round trips of the savepoint cost more than COPY saves.
 const copyMin = 32
 
+// copyNew inserts n rows, expected to be new, into table with COPY, in a
+// savepoint; if one is already stored (a unique violation), it rolls back to
+// the savepoint and runs insert, which must skip rows already stored (INSERT
+// … ON CONFLICT DO NOTHING). For a commit's worth of data keys or blobs,
+// COPY takes 0.6–0.7 of the time of such an INSERT over unnested arrays
+// (BenchmarkWriteRows), for one more round trip (the savepoint).
+func copyNew(ctx context.Context, tx pgx.Tx, table string, columns []string, n int, row func(i int) []any, insert func() error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		return row(i), nil
+	}))
+	if err == nil {
+		// The savepoint is left as it is: the transaction's commit commits
+		// what was written after it too, and releasing it would cost a
+		// round trip, which under load is milliseconds of the log head's
+		// time. (A later savepoint nests in it; rolling back to that one
+		// undoes only what followed it.)
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" { // unique_violation
+		return err
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return err
+	}
+	return insert()
+}
+
 // writeBlobs writes blobs into period's partition, skipping ids stored
 // there. Blobs are content-addressed and the sealer sends only those it does
 // not know to be stored, so they are new but for one it has forgotten or

@@ -90,8 +90,8 @@ type DB struct {
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
-	nreaders                                                                                int
+	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange, tokenByHash *sql.Stmt
+	nreaders                                                                                             int
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
 	// row: log_head.chunk_size, fixed when the log is made.
@@ -222,6 +222,7 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.blobRange, `SELECT id, codec, data, ` + blobKeyColumn + ` FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
+		{r, &db.tokenByHash, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -281,7 +282,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange} {
+			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange, db.tokenByHash} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -117,4 +118,37 @@ func BenchmarkProveRecord(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkReadAfterWrite measures the point reads that requests make of
+// the database, each after a write (as on a server that is recording, so
+// that SQLite reads the pages it needs again), timing the reads alone.
+//
+//	go test ./store/sqlite -run '^$' -bench ReadAfterWrite -benchtime 5000x
+func BenchmarkReadAfterWrite(b *testing.B) {
+	for _, read := range []struct {
+		name string
+		f    func(ctx context.Context, db *DB) error
+	}{
+		{"latest-checkpoint", func(ctx context.Context, db *DB) error { _, err := db.LatestCheckpoint(ctx); return err }},
+		{"tree-size", func(ctx context.Context, db *DB) error { _, err := db.TreeSize(ctx); return err }},
+	} {
+		b.Run(read.name, func(b *testing.B) {
+			db := openTemp(b)
+			defer db.Close()
+			ctx := b.Context()
+			var took time.Duration
+			for i := range b.N {
+				if err := db.AddCheckpoint(ctx, infertrail.StoredCheckpoint{Size: int64(i + 1), Note: []byte("bench\n")}); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if err := read.f(ctx, db); err != nil {
+					b.Fatal(err)
+				}
+				took += time.Since(start)
+			}
+			b.ReportMetric(float64(took.Nanoseconds())/float64(b.N), "ns/read")
+		})
+	}
 }

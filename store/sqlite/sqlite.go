@@ -90,8 +90,10 @@ type DB struct {
 	insRecords, insBlobs *sql.Stmt
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
-	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange, tokenByHash *sql.Stmt
-	nreaders                                                                                             int
+	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
+	// Point reads that requests make, run by pointRow.
+	tokenByHash, latestCheckpoint, treeSize *sql.Stmt
+	nreaders                                int
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
 	// row: log_head.chunk_size, fixed when the log is made.
@@ -223,6 +225,8 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.blobRange, `SELECT id, codec, data, ` + blobKeyColumn + ` FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 		{r, &db.tokenByHash, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		{r, &db.latestCheckpoint, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`},
+		{r, &db.treeSize, `SELECT ` + sizeExpr},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -282,7 +286,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		var errs []error
 		for _, s := range []*sql.Stmt{db.insRecord, db.insRecords, db.insBlob, db.insBlobs, db.insKey, db.insKeys, db.putChunk, db.getChunkW, db.lookupID, db.lookupIDSmall,
-			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange, db.tokenByHash} {
+			db.readSize, db.putBlock, db.getChunk, db.getChunks, db.getChunkRange, db.entryByID, db.blobsByID, db.keysByID, db.blobRange, db.keyRange, db.tokenByHash, db.latestCheckpoint, db.treeSize} {
 			if s != nil {
 				errs = append(errs, s.Close())
 			}
@@ -334,10 +338,26 @@ const sizeExpr = `(SELECT coalesce(max(seq), -1) + 1 FROM records)`
 // TreeSize returns the size of the committed tree.
 func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 	var n int64
-	if err := db.readers.QueryRowContext(ctx, `SELECT `+sizeExpr).Scan(&n); err != nil {
+	row, err := db.pointRow(ctx, db.treeSize)
+	if err == nil {
+		err = row.Scan(&n)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("read tree size: %w", err)
 	}
 	return n, nil
+}
+
+// pointRow runs st, a prepared query on the readers that reads a row or
+// two by key, as each authenticated request, proof and checkpoint request
+// does. It runs without a cancellation watcher, which the driver makes a
+// goroutine for and which costs more than such a query: ctx is checked
+// first, and a reader in WAL mode does not wait for the writer.
+func (db *DB) pointRow(ctx context.Context, st *sql.Stmt, args ...any) (*sql.Row, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(context.WithoutCancel(ctx), args...), nil
 }
 
 // ReadHashes returns the committed stored hashes with the given indexes. It
@@ -547,7 +567,10 @@ func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) 
 // LatestCheckpoint returns the stored checkpoint with the largest size.
 func (db *DB) LatestCheckpoint(ctx context.Context) (infertrail.StoredCheckpoint, error) {
 	var c infertrail.StoredCheckpoint
-	err := db.readers.QueryRowContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Note)
+	row, err := db.pointRow(ctx, db.latestCheckpoint)
+	if err == nil {
+		err = row.Scan(&c.Size, &c.Note)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("read latest checkpoint: %w", infertrail.ErrNotFound)
 	}

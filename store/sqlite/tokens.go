@@ -38,13 +38,11 @@ func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
 
 // TokenByHash returns the token with the hash, read from the database.
 func (db *DB) TokenByHash(ctx context.Context, hash [32]byte) (infertrail.Token, error) {
-	// Every authenticated request asks, so the query is prepared, and it
-	// runs without a cancellation watcher: a reader in WAL mode does not
-	// wait for the writer, and a lookup by the unique hash is short.
-	if err := ctx.Err(); err != nil {
+	row, err := db.pointRow(ctx, db.tokenByHash, hash[:])
+	if err != nil {
 		return infertrail.Token{}, fmt.Errorf("read token: %w", err)
 	}
-	t, err := scanToken(db.tokenByHash.QueryRowContext(context.WithoutCancel(ctx), hash[:]))
+	t, err := scanToken(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return infertrail.Token{}, fmt.Errorf("read token: no token with this hash: %w", infertrail.ErrNotFound)
 	}

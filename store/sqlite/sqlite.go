@@ -83,6 +83,10 @@ type DB struct {
 	busyTimeout time.Duration
 	writer      *sql.DB // one connection: append transactions and checkpoint writes
 	readers     *sql.DB // read-only connections
+	// points holds read-only connections of their own for the point reads
+	// that requests make (pointRow), so that an authentication never waits
+	// behind a long scan (an export, a search) on the readers.
+	points *sql.DB
 
 	// Prepared statements on writer, used inside append transactions.
 	insRecord, insBlob, putChunk, getChunkW, lookupID, lookupIDSmall, readSize, putBlock *sql.Stmt
@@ -91,7 +95,7 @@ type DB struct {
 	insKey, insKeys      *sql.Stmt
 	// Prepared statements on readers.
 	getChunk, getChunks, getChunkRange, entryByID, blobsByID, keysByID, blobRange, keyRange *sql.Stmt
-	// Point reads that requests make, run by pointRow.
+	// Point reads that requests make, on points, run by pointRow.
 	tokenByHash, latestCheckpoint, treeSize *sql.Stmt
 	nreaders                                int
 
@@ -157,6 +161,16 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	db.readers.SetMaxIdleConns(cfg.Readers)
 	db.readers.SetConnMaxLifetime(0)
 	db.readers.SetConnMaxIdleTime(0)
+	db.points, err = sql.Open("sqlite", dsn(abs, "", busy, "query_only(1)"))
+	if err != nil {
+		db.readers.Close()
+		db.writer.Close()
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	db.points.SetMaxOpenConns(pointConns)
+	db.points.SetMaxIdleConns(pointConns)
+	db.points.SetConnMaxLifetime(0)
+	db.points.SetConnMaxIdleTime(0)
 
 	if err := db.open(ctx); err != nil {
 		db.Close()
@@ -197,7 +211,7 @@ func (db *DB) open(ctx context.Context) error {
 		*dst = s
 		return nil
 	}
-	w, r := db.writer, db.readers
+	w, r, pt := db.writer, db.readers, db.points
 	for _, p := range []struct {
 		on    *sql.DB
 		dst   **sql.Stmt
@@ -224,9 +238,9 @@ func (db *DB) open(ctx context.Context) error {
 		{r, &db.keysByID, `SELECT ` + keyColumns + ` FROM data_keys WHERE id IN (?` + strings.Repeat(", ?", lookupBatch-1) + `)`},
 		{r, &db.blobRange, `SELECT id, codec, data, ` + blobKeyColumn + ` FROM blobs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
 		{r, &db.keyRange, `SELECT ` + keyColumns + ` FROM data_keys WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?`},
-		{r, &db.tokenByHash, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
-		{r, &db.latestCheckpoint, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`},
-		{r, &db.treeSize, `SELECT ` + sizeExpr},
+		{pt, &db.tokenByHash, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		{pt, &db.latestCheckpoint, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`},
+		{pt, &db.treeSize, `SELECT ` + sizeExpr},
 	} {
 		if err := prepare(p.on, p.dst, p.query); err != nil {
 			return err
@@ -246,6 +260,9 @@ const (
 	// query with that many, since binding unused parameters costs.
 	lookupBatch = 64
 	lookupSmall = 4
+	// pointConns is the number of connections for point reads: each takes
+	// tens of microseconds, so two serve tens of thousands a second.
+	pointConns = 2
 )
 
 // values returns the VALUES list of an insert of rows rows of cols columns.
@@ -291,7 +308,7 @@ func (db *DB) Close() error {
 				errs = append(errs, s.Close())
 			}
 		}
-		errs = append(errs, db.readers.Close(), db.writer.Close())
+		errs = append(errs, db.points.Close(), db.readers.Close(), db.writer.Close())
 		if err := errors.Join(errs...); err != nil {
 			db.closeErr = fmt.Errorf("close %s: %w", db.path, err)
 		}
@@ -348,11 +365,12 @@ func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// pointRow runs st, a prepared query on the readers that reads a row or
-// two by key, as each authenticated request, proof and checkpoint request
+// pointRow runs st, a prepared query on db.points that reads a row or two
+// by key, as each authenticated request, proof and checkpoint request
 // does. It runs without a cancellation watcher, which the driver makes a
 // goroutine for and which costs more than such a query: ctx is checked
-// first, and a reader in WAL mode does not wait for the writer.
+// first, a reader in WAL mode does not wait for the writer, and the
+// connections are held only by such reads.
 func (db *DB) pointRow(ctx context.Context, st *sql.Stmt, args ...any) (*sql.Row, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

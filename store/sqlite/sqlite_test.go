@@ -235,6 +235,8 @@ func TestPragmas(t *testing.T) {
 		{db.writer, "application_id", fmt.Sprint(applicationID)},
 		{db.readers, "query_only", "1"},
 		{db.readers, "journal_mode", "wal"},
+		{db.points, "query_only", "1"},
+		{db.points, "busy_timeout", "10000"},
 	} {
 		var got string
 		if err := c.on.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
@@ -246,6 +248,57 @@ func TestPragmas(t *testing.T) {
 	}
 	if _, err := db.readers.ExecContext(ctx, `INSERT INTO checkpoints (size, note) VALUES (1, x'00')`); err == nil {
 		t.Errorf("a reader connection wrote to the database")
+	}
+}
+
+// TestPointReadsDoNotWaitForReaders checks that the reads each request
+// makes (its token, the latest checkpoint, the tree size) are answered
+// while long reads hold every reader connection, and that a done context
+// stops them.
+func TestPointReadsDoNotWaitForReaders(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	tok := infertrail.Token{ID: infertrail.NewUUID(), Name: "t", Tenant: "acme", Roles: []infertrail.Role{infertrail.RoleIngest}, Hash: [32]byte{7}, Created: 1}
+	if err := db.AddToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddCheckpoint(ctx, infertrail.StoredCheckpoint{Size: 3, Note: []byte("n\n")}); err != nil {
+		t.Fatal(err)
+	}
+	// Hold every reader connection with an open result set.
+	for range db.nreaders {
+		rows, err := db.readers.QueryContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) SELECT i FROM n`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			t.Fatal("no row")
+		}
+	}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		if got, err := db.TokenByHash(ctx, tok.Hash); err != nil || got.ID != tok.ID {
+			t.Errorf("TokenByHash with every reader busy: %v, %v", got.ID, err)
+		}
+		if c, err := db.LatestCheckpoint(ctx); err != nil || c.Size != 3 {
+			t.Errorf("LatestCheckpoint with every reader busy: %d, %v", c.Size, err)
+		}
+		if n, err := db.TreeSize(ctx); err != nil || n != 0 {
+			t.Errorf("TreeSize with every reader busy: %d, %v", n, err)
+		}
+	}()
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the point reads waited for a reader connection")
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := db.TokenByHash(done, tok.Hash); !errors.Is(err, context.Canceled) {
+		t.Errorf("TokenByHash with a done context: %v, want context.Canceled", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package infertrail_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/infertrail/infertrail"
@@ -74,6 +75,26 @@ func BenchmarkLeafCheck(b *testing.B) {
 				if err := infertrail.CheckLeaf(leaves[i%len(leaves)], &f); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkAppendString measures writing Go strings as canonical JSON
+// strings, as the gateways' records and the policy input's digest do:
+// prose with a line break every 80 bytes or so, and text that is not
+// ASCII.
+func BenchmarkAppendString(b *testing.B) {
+	for _, tc := range []struct{ name, s string }{
+		{"ascii-lines", strings.Repeat("Invoice 7 from ACME covers consulting for November; net 30 days. Pay by card.\n", 26)},
+		{"ascii-plain", strings.Repeat("Invoice 7 from ACME covers consulting for November; net 30 days. Pay by card. ", 26)},
+		{"non-ascii", strings.Repeat("Rechnung 7 über Beratung im November, zahlbar in 30 Tagen — danke. ", 30)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.s)))
+			dst := make([]byte, 0, 2*len(tc.s))
+			for b.Loop() {
+				dst = infertrail.AppendString(dst[:0], tc.s)
 			}
 		})
 	}

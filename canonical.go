@@ -2,7 +2,6 @@ package infertrail
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -330,10 +329,12 @@ func (p *parser) array(dst []byte) ([]byte, error) {
 // plainPrefix returns the index of the first byte at or after i that a
 // JSON string cannot copy as it is: '"', '\\', a control character or a
 // non-ASCII byte. It looks at eight bytes at a time.
-func plainPrefix(b []byte, i int) int {
+func plainPrefix[T string | []byte](b T, i int) int {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
+		w := b[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
 		q := x ^ (lo * '"')
 		bs := x ^ (lo * '\\')
 		if ((x-lo*0x20)&^x|(q-lo)&^q|(bs-lo)&^bs|x)&hi != 0 {
@@ -613,21 +614,23 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
-			i++
-			continue
+		if i = plainPrefix(s, i); i == len(s) {
+			break
 		}
+		c := s[i]
 		if c >= 0x80 {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				dst = append(dst, s[start:i]...)
-				dst = append(dst, "\ufffd"...)
-				i++
-				start = i
-				continue
+			// A run of non-ASCII text is decoded here, rune by rune.
+			for i < len(s) && s[i] >= 0x80 {
+				r, n := utf8.DecodeRuneInString(s[i:])
+				if r == utf8.RuneError && n == 1 {
+					dst = append(dst, s[start:i]...)
+					dst = append(dst, "\ufffd"...)
+					i++
+					start = i
+					continue
+				}
+				i += n
 			}
-			i += n
 			continue
 		}
 		dst = append(dst, s[start:i]...)

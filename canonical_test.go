@@ -566,6 +566,33 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
+// FuzzAppendString holds AppendString to another implementation: the
+// RFC 8785 form, by github.com/gowebpki/jcs, of what encoding/json writes
+// for the string (both write U+FFFD for bytes that are not UTF-8). The
+// seeds put each kind of byte that needs care at every position of the
+// first eight-byte words, where the fast path hands over to the slow one.
+func FuzzAppendString(f *testing.F) {
+	for _, special := range []string{`"`, `\`, "\x00", "\x1f", "\n", "\x7f", "é", "\U0001F600", "\xff", "\xe2\x80", "\u2028"} {
+		for at := range 17 {
+			f.Add(strings.Repeat("a", at) + special + strings.Repeat("b", 17-at))
+		}
+	}
+	f.Add(strings.Repeat("Invoice 7 from ACME; net 30 days.\n", 9))
+	f.Fuzz(func(t *testing.T, s string) {
+		raw, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := jcs.Transform(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := infertrail.AppendString([]byte("x"), s); !bytes.Equal(got[1:], want) {
+			t.Fatalf("AppendString(%+q) = %s, want %s", s, got[1:], want)
+		}
+	})
+}
+
 // genJSON writes a random JSON value with random white space and a mix of
 // number and string spellings, for comparison with another implementation.
 type genJSON struct {

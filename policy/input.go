@@ -131,29 +131,11 @@ func (enc *encoder) appendJSON(dst []byte, v any, depth int) ([]byte, error) {
 	return dst, errSlow
 }
 
-// plain marks the bytes a JSON string holds as they are: printable ASCII
-// but the quote and the backslash.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // appendString appends s as a JSON string, as infertrail.AppendString
-// does, or gives errSlow if s is not valid UTF-8. Most strings need no
-// escape and are copied as they are.
+// does, or gives errSlow if s is not valid UTF-8: the slow path decides
+// what such a string becomes.
 func appendString(dst []byte, s string) ([]byte, error) {
-	i := 0
-	for i < len(s) && plain[s[i]] {
-		i++
-	}
-	if i == len(s) {
-		dst = append(dst, '"')
-		dst = append(dst, s...)
-		return append(dst, '"'), nil
-	}
-	if !utf8.ValidString(s[i:]) {
+	if !utf8.ValidString(s) {
 		return dst, errSlow
 	}
 	return infertrail.AppendString(dst, s), nil

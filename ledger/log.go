@@ -448,8 +448,9 @@ func (l *Log) commit(batch []*request) {
 	// goroutine's P. With more requests queued, the next commit would
 	// start at once, and they would wait behind it (or behind other
 	// callers' sealing) to write their answers. Yielding lets them go
-	// first: at 5,000 records/s in batches of 10, p99 58.7 → 38.4 ms and
-	// p50 6.7 → 5.5 ms (medians of eight alternating pairs).
+	// first: at 5,000 records/s in batches of 10, p99 47.5 → 38.4 ms and
+	// p50 6.1 → 5.3 ms (medians of twelve alternating pairs; see
+	// BENCHMARKS.md).
 	runtime.Gosched()
 }
 

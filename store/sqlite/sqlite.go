@@ -143,34 +143,31 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	// whole to the WAL, and inserts into the indexes on random ids (blob
 	// ids, trace ids) dirty pages at random, so small pages write less.
 	// 16 KiB pages measured no faster.
-	db.writer, err = sql.Open("sqlite", dsn(abs, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-32768)", "wal_autocheckpoint(1000)"))
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", abs, err)
+	// Each pool keeps its connections open for the life of the DB.
+	pool := func(conns int, txlock string, pragmas ...string) *sql.DB {
+		p, e := sql.Open("sqlite", dsn(abs, txlock, pragmas...))
+		if e != nil {
+			err = e
+			return nil
+		}
+		p.SetMaxOpenConns(conns)
+		p.SetMaxIdleConns(conns)
+		p.SetConnMaxLifetime(0)
+		p.SetConnMaxIdleTime(0)
+		return p
 	}
-	db.writer.SetMaxOpenConns(1)
-	db.writer.SetMaxIdleConns(1)
-	db.writer.SetConnMaxLifetime(0)
-	db.writer.SetConnMaxIdleTime(0)
-	db.readers, err = sql.Open("sqlite", dsn(abs, "", busy, "query_only(1)"))
-	if err != nil {
-		db.writer.Close()
-		return nil, fmt.Errorf("open %s: %w", abs, err)
-	}
-	db.readers.SetMaxOpenConns(cfg.Readers)
+	db.writer = pool(1, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-32768)", "wal_autocheckpoint(1000)")
+	db.readers = pool(cfg.Readers, "", busy, "query_only(1)")
 	db.nreaders = cfg.Readers
-	db.readers.SetMaxIdleConns(cfg.Readers)
-	db.readers.SetConnMaxLifetime(0)
-	db.readers.SetConnMaxIdleTime(0)
-	db.points, err = sql.Open("sqlite", dsn(abs, "", busy, "query_only(1)"))
+	db.points = pool(pointConns, "", busy, "query_only(1)")
 	if err != nil {
-		db.readers.Close()
-		db.writer.Close()
+		for _, p := range []*sql.DB{db.points, db.readers, db.writer} {
+			if p != nil {
+				p.Close()
+			}
+		}
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
-	db.points.SetMaxOpenConns(pointConns)
-	db.points.SetMaxIdleConns(pointConns)
-	db.points.SetConnMaxLifetime(0)
-	db.points.SetConnMaxIdleTime(0)
 
 	if err := db.open(ctx); err != nil {
 		db.Close()
@@ -355,11 +352,7 @@ const sizeExpr = `(SELECT coalesce(max(seq), -1) + 1 FROM records)`
 // TreeSize returns the size of the committed tree.
 func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 	var n int64
-	row, err := db.pointRow(ctx, db.treeSize)
-	if err == nil {
-		err = row.Scan(&n)
-	}
-	if err != nil {
+	if err := db.pointRow(ctx, db.treeSize).Scan(&n); err != nil {
 		return 0, fmt.Errorf("read tree size: %w", err)
 	}
 	return n, nil
@@ -370,13 +363,19 @@ func (db *DB) TreeSize(ctx context.Context) (int64, error) {
 // does. It runs without a cancellation watcher, which the driver makes a
 // goroutine for and which costs more than such a query: ctx is checked
 // first, a reader in WAL mode does not wait for the writer, and the
-// connections are held only by such reads.
-func (db *DB) pointRow(ctx context.Context, st *sql.Stmt, args ...any) (*sql.Row, error) {
+// connections are held only by such reads. A ctx that has ended is the
+// error Scan returns.
+func (db *DB) pointRow(ctx context.Context, st *sql.Stmt, args ...any) interface{ Scan(...any) error } {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return errRow{err}
 	}
-	return st.QueryRowContext(context.WithoutCancel(ctx), args...), nil
+	return st.QueryRowContext(context.WithoutCancel(ctx), args...)
 }
+
+// errRow is a row that was not read: its Scan returns err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // ReadHashes returns the committed stored hashes with the given indexes. It
 // reads each distinct chunk once, with one primary-key lookup.
@@ -585,10 +584,7 @@ func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) 
 // LatestCheckpoint returns the stored checkpoint with the largest size.
 func (db *DB) LatestCheckpoint(ctx context.Context) (infertrail.StoredCheckpoint, error) {
 	var c infertrail.StoredCheckpoint
-	row, err := db.pointRow(ctx, db.latestCheckpoint)
-	if err == nil {
-		err = row.Scan(&c.Size, &c.Note)
-	}
+	err := db.pointRow(ctx, db.latestCheckpoint).Scan(&c.Size, &c.Note)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("read latest checkpoint: %w", infertrail.ErrNotFound)
 	}

@@ -38,11 +38,7 @@ func (db *DB) AddToken(ctx context.Context, t infertrail.Token) error {
 
 // TokenByHash returns the token with the hash, read from the database.
 func (db *DB) TokenByHash(ctx context.Context, hash [32]byte) (infertrail.Token, error) {
-	row, err := db.pointRow(ctx, db.tokenByHash, hash[:])
-	if err != nil {
-		return infertrail.Token{}, fmt.Errorf("read token: %w", err)
-	}
-	t, err := scanToken(row)
+	t, err := scanToken(db.pointRow(ctx, db.tokenByHash, hash[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return infertrail.Token{}, fmt.Errorf("read token: no token with this hash: %w", infertrail.ErrNotFound)
 	}

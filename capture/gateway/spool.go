@@ -25,6 +25,7 @@ type Spool struct {
 	onFail func()
 
 	slots   chan struct{} // one per record waiting to be written after the fact
+	tasks   chan func()   // to a goroutine of the spool waiting for work
 	wg      sync.WaitGroup
 	blMu    sync.Mutex
 	backlog []later
@@ -70,7 +71,7 @@ func NewSpool(cfg SpoolConfig) *Spool {
 		cfg.OnFail = nop
 	}
 	s := &Spool{rec: cfg.Recorder, log: cfg.Logger, wait: cfg.PendingWait, onWait: cfg.OnWait, onFail: cfg.OnFail,
-		slots: make(chan struct{}, cfg.MaxPending)}
+		slots: make(chan struct{}, cfg.MaxPending), tasks: make(chan func())}
 	s.blTimer = time.AfterFunc(time.Hour, s.flushBacklog)
 	s.blTimer.Stop()
 	return s
@@ -196,7 +197,7 @@ func (g *Spool) WriteLater(r *infertrail.Record) {
 		g.addLater(later{r: r})
 		return
 	}
-	go func() {
+	g.run(func() {
 		l := later{r: r}
 		// A record that does not seal goes to the backlog as it is, and
 		// meets its error (and Persist's remedies) when it is written.
@@ -204,18 +205,50 @@ func (g *Spool) WriteLater(r *infertrail.Record) {
 			l.prepared = prepared
 		}
 		g.addLater(l)
-	}()
+	})
 }
 
-// Go runs fn, which hands records over, on a goroutine of its own: Flush
+// Go runs fn, which hands records over, on a goroutine of the spool: Flush
 // waits for it as for the records it hands over.
 func (g *Spool) Go(fn func()) {
 	g.wg.Add(1)
-	go func() {
+	g.run(func() {
 		defer g.wg.Done()
 		fn()
-	}()
+	})
 }
+
+// run runs fn on a goroutine of the spool that has finished its work and
+// waits for more, or on a new one when none waits. Parsing a response and
+// sealing a record grow a goroutine's stack to several times its initial
+// size; a goroutine started for each piece of work grew it anew each time
+// (copying the stack, 4% of the gateway's CPU at concurrency 1).
+func (g *Spool) run(fn func()) {
+	select {
+	case g.tasks <- fn:
+	default:
+		go g.work(fn)
+	}
+}
+
+// work runs fn, then work handed over by run, until none comes for
+// workerIdle.
+func (g *Spool) work(fn func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		fn()
+		idle.Reset(workerIdle)
+		select {
+		case fn = <-g.tasks:
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// workerIdle is how long a goroutine of the spool waits for more work.
+const workerIdle = 10 * time.Second
 
 func (g *Spool) addLater(l later) {
 	g.blMu.Lock()
@@ -242,7 +275,7 @@ func (g *Spool) takeBacklog() []later {
 // flushBacklog writes what waits in the backlog in the background.
 func (g *Spool) flushBacklog() {
 	if b := g.takeBacklog(); len(b) > 0 {
-		go g.persistLater(b)
+		g.run(func() { g.persistLater(b) })
 	}
 }
 

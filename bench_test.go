@@ -1,6 +1,7 @@
 package infertrail_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -35,6 +36,24 @@ func BenchmarkParseRecord(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkValidate measures checking a record built in Go, as the gateways
+// build them: a chat request's messages and a reply, in canonical form.
+func BenchmarkValidate(b *testing.B) {
+	messages := `[{"content":"You are a payments assistant for ACME. Never pay without an invoice.","role":"system"},` +
+		`{"content":"` + strings.Repeat("Invoice 7 from ACME covers consulting for November; net 30 days. ", 30) + `","role":"user"}]`
+	reply := `[{"content":"` + strings.Repeat("The invoice is approved and will be paid on the due date. ", 30) + `","role":"assistant"}]`
+	b.SetBytes(int64(len(messages) + len(reply)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme",
+			Attributes: map[string]json.RawMessage{"gen_ai.request.model": json.RawMessage(`"gpt-4o"`), "gen_ai.usage.input_tokens": json.RawMessage(`512`)},
+			Content:    map[string]json.RawMessage{"gen_ai.input.messages": json.RawMessage(messages), "gen_ai.output.messages": json.RawMessage(reply)}}
+		if err := r.Validate(infertrail.Limits{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

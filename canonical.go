@@ -46,6 +46,28 @@ func AppendCanonical(dst, src []byte) ([]byte, error) {
 	return out, nil
 }
 
+// canonicalValue returns src itself when it is one JSON value in canonical
+// form, without white space around it, and a new canonical copy otherwise:
+// values built in Go are canonical already, and need no copy.
+func canonicalValue(src []byte) ([]byte, error) {
+	p := getParser(src)
+	defer putParser(p)
+	p.skipSpace()
+	out, err := p.value(p.canon[:0])
+	p.canon = out[:0]
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.buf) {
+		return nil, p.errorf("unexpected %s after the value", p.describe())
+	}
+	if string(out) == string(src) {
+		return src, nil
+	}
+	return bytes.Clone(out), nil
+}
+
 // SyntaxError is malformed or non-I-JSON input, at a byte offset.
 type SyntaxError struct {
 	Offset int

@@ -640,7 +640,7 @@ func (r *Record) Validate(lim Limits) error {
 			if k == "" || len(k) > 256 || hasControl(k) || !utf8.ValidString(k) {
 				return invalid(memberPath(field, k), "a name must be 1 to 256 bytes of UTF-8 without control characters")
 			}
-			c, err := Canonicalize(v)
+			c, err := canonicalValue(v)
 			if err != nil {
 				return invalid(memberPath(field, k), "%v", err)
 			}

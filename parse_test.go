@@ -686,6 +686,13 @@ func TestValidate(t *testing.T) {
 	if err := r.Validate(infertrail.Limits{}); err != nil || string(r.Attributes["b"]) != `{"x":["é"],"y":1.5}` {
 		t.Errorf("second Validate: %v, %s", err, r.Attributes["b"])
 	}
+	// A value in canonical form already, as values built in Go are, is
+	// kept as it is, not copied.
+	canon := json.RawMessage(`{"a":[1,"x"],"b":"\u001f"}`)
+	r.Content["e"] = canon
+	if err := r.Validate(infertrail.Limits{}); err != nil || &r.Content["e"][0] != &canon[0] {
+		t.Errorf("Validate of a canonical value: %v, the value was copied: %t", err, &r.Content["e"][0] != &canon[0])
+	}
 
 	tests := []struct {
 		name   string

@@ -339,15 +339,12 @@ func (r *response) Body(status int, body []byte) {
 	if len(body) == 0 {
 		return
 	}
-	valid := json.Valid(body)
+	var valid bool
 	if len(body) <= r.limit {
-		if valid {
-			r.body = bytes.Clone(body)
-		} else {
-			r.body = jsonString(strings.ToValidUTF8(string(body), "\uFFFD"))
-		}
+		r.body, valid = gateway.BodyValue(body)
 	} else {
 		r.truncated = true
+		valid = json.Valid(body)
 	}
 	if !valid {
 		return

@@ -413,11 +413,8 @@ func (rt *route) refuse(w http.ResponseWriter, ex *exchange, body []byte, status
 	r.Attributes["infertrail.refused"] = jsonString(msg)
 	r.Attributes["http.response.status_code"] = jsonInt(int64(status))
 	if len(body) > 0 {
-		if json.Valid(body) {
-			r.Content = map[string]json.RawMessage{"request": body}
-		} else {
-			r.Content = map[string]json.RawMessage{"request": jsonString(strings.ToValidUTF8(string(body), "\uFFFD"))}
-		}
+		v, _ := BodyValue(body)
+		r.Content = map[string]json.RawMessage{"request": v}
 	}
 	if r.Validate(infertrail.Limits{}) != nil {
 		r.Content = nil

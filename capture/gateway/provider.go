@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/infertrail/infertrail"
 )
@@ -94,7 +95,8 @@ type Response struct {
 	// Attributes are any further metadata to keep in clear. Never message
 	// content.
 	Attributes map[string]any
-	// Body is the response as one JSON value: the body as received, or, for
+	// Body is the response as one JSON value: the body as received, in
+	// canonical form (BodyValue), or, for
 	// a stream, the object the provider would have sent had the request not
 	// streamed, rebuilt from the events (text concatenated, tool-call
 	// arguments assembled). For a body that is not JSON, a JSON string of
@@ -117,4 +119,16 @@ type ToolCall struct {
 	ID        string // the provider's call id, which later tool_call records link to
 	Name      string
 	Arguments string // the arguments as the model produced them (JSON text, maybe malformed)
+}
+
+// BodyValue returns a body as a JSON value for a record's content: its
+// canonical form when it is JSON as records hold it (I-JSON), else a JSON
+// string of its text, invalid UTF-8 replaced; ok reports the first. One
+// pass checks the body and writes the form the trail stores, so the
+// record's own check finds it canonical and keeps it as it is.
+func BodyValue(b []byte) (v json.RawMessage, ok bool) {
+	if c, err := infertrail.Canonicalize(b); err == nil {
+		return c, true
+	}
+	return jsonString(strings.ToValidUTF8(string(b), "\uFFFD")), false
 }

@@ -67,14 +67,10 @@ func usageMap(raw json.RawMessage) map[string]int64 {
 	return m
 }
 
-// bodyValue returns a body as a JSON value: itself if it is JSON, else a
-// JSON string of it.
+// bodyValue returns a body as a JSON value (gateway.BodyValue).
 func bodyValue(b []byte) json.RawMessage {
-	if json.Valid(b) {
-		return bytes.Clone(b)
-	}
-	s, _ := json.Marshal(strings.ToValidUTF8(string(b), "\uFFFD"))
-	return s
+	v, _ := gateway.BodyValue(b)
+	return v
 }
 
 // errorObject returns the "error" member of an error body, if it has one.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
 )
 
@@ -183,7 +184,7 @@ func TestReconstruct(t *testing.T) {
 			}
 			got := reconstruct(t, tc.path, tc.file, tc.status, limit, tc.cut)
 			checkBody(t, tc.name, tc.file, got.Body)
-			if tc.wantError == "" && got.Error != nil || tc.wantError != "" && !jsonEqual(got.Error, []byte(tc.wantError)) {
+			if tc.wantError == "" && got.Error != nil || tc.wantError != "" && !sameJSON(got.Error, []byte(tc.wantError)) {
 				t.Errorf("Error %s\nwant  %s", got.Error, tc.wantError)
 			}
 			got.Body, got.Error = nil, nil
@@ -199,8 +200,8 @@ func TestReconstruct(t *testing.T) {
 func checkBody(tb testing.TB, name, file string, body json.RawMessage) {
 	tb.Helper()
 	if strings.HasSuffix(file, ".json") {
-		if !bytes.Equal(body, read(tb, file)) {
-			tb.Errorf("Body is not the body received:\n%s", body)
+		if want, err := infertrail.Canonicalize(read(tb, file)); err != nil || !bytes.Equal(body, want) {
+			tb.Errorf("Body is not the body received, in canonical form:\n%s", body)
 		}
 		return
 	}
@@ -227,6 +228,14 @@ func checkBody(tb testing.TB, name, file string, body json.RawMessage) {
 func jsonEqual(a, b []byte) bool {
 	var ca, cb bytes.Buffer
 	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// sameJSON reports whether a and b are the same JSON value: the same
+// canonical form.
+func sameJSON(a, b []byte) bool {
+	ca, err1 := infertrail.Canonicalize(a)
+	cb, err2 := infertrail.Canonicalize(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ca, cb)
 }
 
 // A stream's rebuilt body has the shape of the non-streamed response: the

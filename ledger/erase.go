@@ -155,7 +155,7 @@ func (l *Log) erase(ctx context.Context, tenant string, actor infertrail.Actor, 
 	r.ID = infertrail.NewUUID()
 	r.ReceivedTime = l.cfg.Now().UTC()
 	r.Time = r.ReceivedTime
-	s, err := l.sealer.seal(ctx, r, goForm(r), false)
+	s, err := l.sealer.seal(ctx, r, l.sealer.identify(r, nil), false)
 	if err != nil {
 		return Erased{}, fmt.Errorf("erase: %w", err)
 	}

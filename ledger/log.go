@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -266,10 +267,7 @@ func (l *Log) seal(ctx context.Context, subs []Submission) ([]*sealed, error) {
 		if r.Source == "" {
 			return nil, atIndex(fmt.Errorf("record has no source: %w", infertrail.ErrInvalid), i)
 		}
-		raw := sub.Raw
-		if raw == nil {
-			raw = goForm(r)
-		}
+		id := l.sealer.identify(r, sub.Raw)
 		store := true
 		if l.cfg.Capture != nil {
 			var err error
@@ -277,7 +275,7 @@ func (l *Log) seal(ctx context.Context, subs []Submission) ([]*sealed, error) {
 				return nil, atIndex(fmt.Errorf("capture: %w", err), i)
 			}
 		}
-		s, err := l.sealer.seal(ctx, r, raw, store)
+		s, err := l.sealer.seal(ctx, r, id, store)
 		if err != nil {
 			return nil, fmt.Errorf("append record %d: %w", i, err)
 		}
@@ -327,21 +325,23 @@ func (l *Log) submit(ctx context.Context, req *request) ([]Result, error) {
 	return req.results, req.err
 }
 
-// goForm identifies a record built in Go, for idempotency as the submitted
-// JSON does for ingest: its leaf without the server's fields, then its
-// content. It is computed after defaults are filled in, so a retry of the
-// same Record is recognised.
-func goForm(r *infertrail.Record) []byte {
+// writeGoForm writes the form that identifies a record built in Go, for
+// idempotency as the submitted JSON does for ingest, to w: its leaf without
+// the server's fields, then its content, each field as a zero byte, its
+// name, a zero byte and its value, in the order of the names. It is
+// written after defaults are filled in, so a retry of the same Record is
+// recognised. buf holds the leaf; writeGoForm returns it for reuse.
+func writeGoForm(w io.Writer, r *infertrail.Record, buf []byte) []byte {
 	c := *r
 	c.Seq, c.ReceivedTime, c.Commitments = 0, time.Time{}, nil
-	b := c.AppendLeaf(nil)
+	buf = c.AppendLeaf(buf[:0])
+	w.Write(buf)
 	for _, f := range slices.Sorted(maps.Keys(r.Content)) {
-		b = append(b, 0)
-		b = append(b, f...)
-		b = append(b, 0)
-		b = append(b, r.Content[f]...)
+		buf = append(append(append(buf[:0], 0), f...), 0)
+		w.Write(buf)
+		w.Write(r.Content[f])
 	}
-	return b
+	return buf
 }
 
 // errRefused marks a batch that a request's hook refused: the request's

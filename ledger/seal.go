@@ -69,7 +69,10 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 	}
 }
 
-type keyedHashes struct{ mac, blob hash.Hash }
+type keyedHashes struct {
+	mac, blob hash.Hash
+	leaf      []byte // a record's leaf for its Go form, reused
+}
 
 func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 	if len(secret) < 32 {
@@ -108,10 +111,31 @@ type sealed struct {
 	key            *writeKey         // the data key of the content, if any
 }
 
-// seal prepares r, whose defaults are already filled in. raw is the
-// canonical form of the record as submitted, or nil. With store false, the
-// content is committed but not stored.
-func (s *sealer) seal(ctx context.Context, r *infertrail.Record, raw []byte, store bool) (*sealed, error) {
+// identify returns the keyed hash that identifies a record for
+// idempotency (the first half of an HMAC-SHA256): of raw, the canonical form of the record as submitted, or,
+// when raw is nil, of the record's Go form (goForm), written into the hash
+// as it is made rather than copied out first.
+func (s *sealer) identify(r *infertrail.Record, raw []byte) (id [16]byte) {
+	kh := s.hmacs.Get().(*keyedHashes)
+	defer s.hmacs.Put(kh)
+	kh.mac.Reset()
+	if raw != nil {
+		kh.mac.Write(raw)
+	} else {
+		kh.leaf = writeGoForm(kh.mac, r, kh.leaf)
+		if cap(kh.leaf) > 64<<10 {
+			kh.leaf = nil
+		}
+	}
+	var sum [32]byte
+	copy(id[:], kh.mac.Sum(sum[:0]))
+	return id
+}
+
+// seal prepares r, whose defaults are already filled in. id is its
+// identity (identify). With store false, the content is committed but not
+// stored.
+func (s *sealer) seal(ctx context.Context, r *infertrail.Record, id [16]byte, store bool) (*sealed, error) {
 	kh := s.hmacs.Get().(*keyedHashes)
 	defer s.hmacs.Put(kh)
 
@@ -169,12 +193,7 @@ func (s *sealer) seal(ctx context.Context, r *infertrail.Record, raw []byte, sto
 			out.entry.Content[i] = ref
 		}
 	}
-	if raw != nil {
-		kh.mac.Reset()
-		kh.mac.Write(raw)
-		var sum [32]byte
-		copy(out.entry.MAC[:], kh.mac.Sum(sum[:0]))
-	}
+	out.entry.MAC = id
 	out.entry.ID = r.ID
 	out.entry.Tenant = r.Tenant
 	out.entry.Kind = r.Kind

@@ -1,6 +1,10 @@
 package ledger
 
 import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,7 +44,7 @@ func BenchmarkSeal(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				sb := subs[i%len(subs)]
-				out, err := s.seal(b.Context(), sb.r, sb.raw, true)
+				out, err := s.seal(b.Context(), sb.r, s.identify(sb.r, sb.raw), true)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -50,5 +54,68 @@ func BenchmarkSeal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkIdentify measures the identity of a record built in Go, as the
+// gateways build them: its leaf and its content under the log's MAC key.
+func BenchmarkIdentify(b *testing.B) {
+	wk, err := newWriteKeys(ledgertest.NewKEK(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := newSealer(make([]byte, 32), wk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := goBuilt()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.identify(r, nil)
+	}
+}
+
+// goBuilt returns a record as the LLM gateway builds one for a chat
+// request, defaults filled in.
+func goBuilt() *infertrail.Record {
+	text := bytes.Repeat([]byte("Invoice 7 from ACME covers consulting for November; net 30 days. "), 30)
+	return &infertrail.Record{ID: infertrail.NewUUID(), Kind: infertrail.KindInference, Tenant: "acme", Source: "openai",
+		Time: time.Unix(1764300000, 5).UTC(), ReceivedTime: time.Unix(1764300001, 0).UTC(), SessionID: "s-1",
+		Actor:      infertrail.Actor{ID: "agent:payments-bot", CredentialFingerprint: "hmac-sha256:0a1b"},
+		Attributes: map[string]json.RawMessage{"gen_ai.request.model": json.RawMessage(`"gpt-4o"`)},
+		Content: map[string]json.RawMessage{
+			"gen_ai.input.messages":      infertrail.AppendString(nil, string(text)),
+			"gen_ai.system_instructions": json.RawMessage(`"You are a payments assistant."`),
+		}}
+}
+
+// TestGoForm holds the identity of a record built in Go to the bytes it
+// has always been computed over (a retry of a record already in the log
+// must still be recognised after an upgrade): the leaf without the
+// server's fields, then each content field as a zero byte, its name, a
+// zero byte and its value, in the order of the names.
+func TestGoForm(t *testing.T) {
+	r := goBuilt()
+	c := *r
+	c.Seq, c.ReceivedTime, c.Commitments = 0, time.Time{}, nil
+	want := c.AppendLeaf(nil)
+	for _, f := range slices.Sorted(maps.Keys(r.Content)) {
+		want = append(want, 0)
+		want = append(want, f...)
+		want = append(want, 0)
+		want = append(want, r.Content[f]...)
+	}
+	var got bytes.Buffer
+	buf := writeGoForm(&got, r, nil)
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("Go form:\n got %q\nwant %q", got.Bytes(), want)
+	}
+	// The buffer handed back is reused, with no trace of the last record.
+	got.Reset()
+	r.Content["gen_ai.output.messages"] = json.RawMessage(`"ok"`)
+	writeGoForm(&got, r, buf)
+	if !bytes.HasSuffix(got.Bytes(), []byte("\x00gen_ai.output.messages\x00\"ok\"\x00gen_ai.system_instructions\x00\"You are a payments assistant.\"")) ||
+		!bytes.HasPrefix(got.Bytes(), want[:100]) {
+		t.Errorf("Go form with a reused buffer:\n%q", got.Bytes())
 	}
 }

@@ -106,6 +106,41 @@ func SplitArray(v []byte) [][]byte {
 	return out
 }
 
+// ObjectMembers yields the name and value of each member of a canonical
+// JSON object, in order; nothing if v is not an object. A name without
+// escapes is a slice of v, not a copy: compare it (switch string(name)
+// allocates nothing), or copy it to keep it.
+func ObjectMembers(v []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func([]byte, []byte) bool) {
+		if len(v) < 2 || v[0] != '{' {
+			return
+		}
+		i := 1 // past '{'
+		for i < len(v)-1 {
+			kend := valueEnd(v, i)
+			name := v[i+1 : kend-1]
+			if hasBackslash(name) {
+				name = []byte(decodeString(v[i:kend]))
+			}
+			vstart := kend + 1 // past ':'
+			vend := valueEnd(v, vstart)
+			if !yield(name, v[vstart:vend]) {
+				return
+			}
+			i = vend + 1 // past ','
+		}
+	}
+}
+
+// StringValue returns the text of a canonical JSON string, and false if v
+// is not a string.
+func StringValue(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	return decodeString(v), true
+}
+
 // JoinArray appends the canonical array of the canonical elements.
 func JoinArray(dst []byte, elems [][]byte) []byte {
 	dst = append(dst, '[')

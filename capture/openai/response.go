@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
 )
 
@@ -23,46 +25,62 @@ const (
 
 // usage is both shapes of OpenAI's usage object: Chat Completions'
 // prompt/completion tokens and the Responses API's input/output tokens.
-type usage struct {
-	PromptTokens        *int64 `json:"prompt_tokens"`
-	CompletionTokens    *int64 `json:"completion_tokens"`
-	InputTokens         *int64 `json:"input_tokens"`
-	OutputTokens        *int64 `json:"output_tokens"`
-	PromptTokensDetails struct {
-		CachedTokens *int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-	InputTokensDetails struct {
-		CachedTokens *int64 `json:"cached_tokens"`
-	} `json:"input_tokens_details"`
-	CompletionTokensDetails struct {
-		ReasoningTokens *int64 `json:"reasoning_tokens"`
-	} `json:"completion_tokens_details"`
-	OutputTokensDetails struct {
-		ReasoningTokens *int64 `json:"reasoning_tokens"`
-	} `json:"output_tokens_details"`
-}
-
 // usageMap maps a usage object to gen_ai.usage.* attributes; nil if none.
+// The Chat Completions names (prompt_tokens, completion_tokens and their
+// details) win over the Responses API's (input_tokens, output_tokens) when
+// an object has both. A member that is not an integer is left out.
 func usageMap(raw json.RawMessage) map[string]int64 {
-	var u usage
-	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil {
+	obj, err := infertrail.Canonicalize(raw)
+	if err != nil {
 		return nil
 	}
-	m := map[string]int64{}
-	set := func(k string, vs ...*int64) {
-		for _, v := range vs {
-			if v != nil {
-				m[k] = *v
-				return
+	// By attribute: the value under the Chat Completions name, then under
+	// the Responses API's.
+	var found [4][2]*int64
+	attrs := [4]string{usageInput, usageOutput, usageCacheRead, usageReasoning}
+	set := func(attr, api int, v []byte) {
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			found[attr][api] = &n
+		}
+	}
+	details := func(attr, api int, v []byte, name string) {
+		for k, v := range infertrail.ObjectMembers(v) {
+			if string(k) == name {
+				set(attr, api, v)
 			}
 		}
 	}
-	set(usageInput, u.PromptTokens, u.InputTokens)
-	set(usageOutput, u.CompletionTokens, u.OutputTokens)
-	set(usageCacheRead, u.PromptTokensDetails.CachedTokens, u.InputTokensDetails.CachedTokens)
-	set(usageReasoning, u.CompletionTokensDetails.ReasoningTokens, u.OutputTokensDetails.ReasoningTokens)
-	if len(m) == 0 {
-		return nil
+	for k, v := range infertrail.ObjectMembers(obj) {
+		switch string(k) {
+		case "prompt_tokens":
+			set(0, 0, v)
+		case "input_tokens":
+			set(0, 1, v)
+		case "completion_tokens":
+			set(1, 0, v)
+		case "output_tokens":
+			set(1, 1, v)
+		case "prompt_tokens_details":
+			details(2, 0, v, "cached_tokens")
+		case "input_tokens_details":
+			details(2, 1, v, "cached_tokens")
+		case "completion_tokens_details":
+			details(3, 0, v, "reasoning_tokens")
+		case "output_tokens_details":
+			details(3, 1, v, "reasoning_tokens")
+		}
+	}
+	var m map[string]int64
+	for i, f := range found {
+		for _, v := range f {
+			if v != nil {
+				if m == nil {
+					m = map[string]int64{}
+				}
+				m[attrs[i]] = *v
+				break
+			}
+		}
 	}
 	return m
 }
@@ -432,41 +450,68 @@ func chatBody(body json.RawMessage, status int) gateway.Response {
 		res.Error = errorObject(body)
 		return res
 	}
-	var cc struct {
-		ID                string          `json:"id"`
-		Model             string          `json:"model"`
-		SystemFingerprint string          `json:"system_fingerprint"`
-		ServiceTier       string          `json:"service_tier"`
-		Usage             json.RawMessage `json:"usage"`
-		Choices           []struct {
-			FinishReason *string `json:"finish_reason"`
-			Message      struct {
-				ToolCalls []struct {
-					ID       string `json:"id"`
-					Function struct {
-						Name      string `json:"name"`
-						Arguments string `json:"arguments"`
-					} `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-		} `json:"choices"`
-	}
-	if json.Unmarshal(body, &cc) != nil {
-		return res
-	}
-	res.ID, res.Model, res.SystemFingerprint, res.Usage = cc.ID, cc.Model, cc.SystemFingerprint, usageMap(cc.Usage)
-	if cc.ServiceTier != "" {
-		res.Attributes = map[string]any{attrServiceTier: cc.ServiceTier}
-	}
-	for _, ch := range cc.Choices {
-		if ch.FinishReason != nil {
-			res.FinishReasons = append(res.FinishReasons, *ch.FinishReason)
+	// body is canonical (bodyValue): walked, not decoded. A member of an
+	// unexpected type is left out; the rest is read.
+	var tier string
+	for k, v := range infertrail.ObjectMembers(body) {
+		switch string(k) {
+		case "id":
+			res.ID, _ = infertrail.StringValue(v)
+		case "model":
+			res.Model, _ = infertrail.StringValue(v)
+		case "system_fingerprint":
+			res.SystemFingerprint, _ = infertrail.StringValue(v)
+		case "service_tier":
+			tier, _ = infertrail.StringValue(v)
+		case "usage":
+			res.Usage = usageMap(v)
+		case "choices":
+			for _, ch := range infertrail.SplitArray(v) {
+				for k, v := range infertrail.ObjectMembers(ch) {
+					switch string(k) {
+					case "finish_reason":
+						if s, ok := infertrail.StringValue(v); ok {
+							res.FinishReasons = append(res.FinishReasons, s)
+						}
+					case "message":
+						for k, v := range infertrail.ObjectMembers(v) {
+							if string(k) == "tool_calls" {
+								res.ToolCalls = appendToolCalls(res.ToolCalls, v)
+							}
+						}
+					}
+				}
+			}
 		}
-		for _, tc := range ch.Message.ToolCalls {
-			res.ToolCalls = append(res.ToolCalls, gateway.ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
-		}
+	}
+	if tier != "" {
+		res.Attributes = map[string]any{attrServiceTier: tier}
 	}
 	return res
+}
+
+// appendToolCalls appends the tool calls of a canonical tool_calls array.
+func appendToolCalls(calls []gateway.ToolCall, arr []byte) []gateway.ToolCall {
+	for _, tc := range infertrail.SplitArray(arr) {
+		var call gateway.ToolCall
+		for k, v := range infertrail.ObjectMembers(tc) {
+			switch string(k) {
+			case "id":
+				call.ID, _ = infertrail.StringValue(v)
+			case "function":
+				for k, v := range infertrail.ObjectMembers(v) {
+					switch string(k) {
+					case "name":
+						call.Name, _ = infertrail.StringValue(v)
+					case "arguments":
+						call.Arguments, _ = infertrail.StringValue(v)
+					}
+				}
+			}
+		}
+		calls = append(calls, call)
+	}
+	return calls
 }
 
 func sortedKeys[V any](m map[int64]V) []int64 {

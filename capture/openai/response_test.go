@@ -376,3 +376,46 @@ func FuzzReconstruct(f *testing.F) {
 		}
 	})
 }
+
+// A chat body whose members are not all of the expected types still gives
+// what the others say, and a body that is not JSON gives nothing but
+// itself, as text.
+func TestChatBodyOddTypes(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want gateway.Response
+	}{
+		{`{"id":7,"model":"gpt-4o-2024-08-06","choices":[{"finish_reason":null,"message":{"tool_calls":[` +
+			`{"id":"call_1","function":{"name":"pay","arguments":"{\"to\":\"ACME \\\"Ltd\\\"\"}"}},{"id":"call_2","function":"oops"}]}},` +
+			`{"finish_reason":"length","message":"oops"},"oops"],"usage":{"prompt_tokens":3,"completion_tokens":4},"service_tier":1}`,
+			gateway.Response{Model: "gpt-4o-2024-08-06", FinishReasons: []string{"length"}, Usage: map[string]int64{usageInput: 3, usageOutput: 4}, Done: true,
+				ToolCalls: []gateway.ToolCall{{ID: "call_1", Name: "pay", Arguments: `{"to":"ACME \"Ltd\""}`}, {ID: "call_2"}}}},
+		{`{"choices":{"finish_reason":"stop"}}`, gateway.Response{Done: true}},
+		{`not json {"id":"x"}`, gateway.Response{Done: true}},
+	} {
+		rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
+		rc.Body(200, []byte(tc.body))
+		got := rc.Result()
+		if want, _ := gateway.BodyValue([]byte(tc.body)); !bytes.Equal(got.Body, want) {
+			t.Errorf("%s: Body %s", tc.body, got.Body)
+		}
+		got.Body = nil
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.body, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkChatBody measures rebuilding a chat completion that was not
+// streamed, as the gateway does for each such response: its body in
+// canonical form, and what the records say of it.
+func BenchmarkChatBody(b *testing.B) {
+	body := read(b, "chat_tools.json")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rc := Provider{}.NewResponse(endpoint(PathChat), &gateway.Call{}, 1<<20)
+		rc.Body(200, body)
+		rc.Result()
+	}
+}

@@ -1,0 +1,42 @@
+package infertrail_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/infertrail/infertrail"
+)
+
+// TestCanonicalWalk walks canonical JSON as Canonicalize writes it, with
+// escapes in names and values, nesting, and values that are not of the
+// type asked for.
+func TestCanonicalWalk(t *testing.T) {
+	v, err := infertrail.Canonicalize([]byte(` { "b\"x" : [ 1 , { "c" : "}]\\" } , "\u00e9\n" ] , "a" : "q\"\\/t" , "d" : {} , "e" : [ ] } `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, m := range infertrail.ObjectMembers(v) {
+		got = append(got, string(k)+"="+string(m))
+	}
+	want := []string{`a="q\"\\/t"`, `b"x=[1,{"c":"}]\\"},"é\n"]`, `d={}`, `e=[]`}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("members:\n got %q\nwant %q", got, want)
+	}
+	if s, ok := infertrail.StringValue([]byte(`"q\"\\/t\u001f"`)); !ok || s != "q\"\\/t\x1f" {
+		t.Errorf("StringValue = %q, %t", s, ok)
+	}
+	for _, notObject := range []string{``, `[]`, `"{}"`, `1`} {
+		for k := range infertrail.ObjectMembers([]byte(notObject)) {
+			t.Errorf("ObjectMembers(%s) yields %q", notObject, k)
+		}
+	}
+	for _, notString := range []string{``, `1`, `{}`, `null`} {
+		if _, ok := infertrail.StringValue([]byte(notString)); ok {
+			t.Errorf("StringValue(%s) is a string", notString)
+		}
+	}
+	if el := infertrail.SplitArray([]byte(`[1,{"a":[2,3]},"x,y"]`)); len(el) != 3 || string(el[1]) != `{"a":[2,3]}` || string(el[2]) != `"x,y"` {
+		t.Errorf("SplitArray = %q", el)
+	}
+}

@@ -19,14 +19,7 @@ import (
 func BenchmarkSeal(b *testing.B) {
 	for _, mix := range []load.Mix{load.MixFixed, load.MixAgent} {
 		b.Run(mix.String(), func(b *testing.B) {
-			wk, err := newWriteKeys(ledgertest.NewKEK(b), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := newSealer(make([]byte, 32), wk)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := testSealer(b)
 			g := load.NewGenerator(load.GenConfig{Mix: mix, Seed: 1})
 			type sub struct {
 				r   *infertrail.Record
@@ -57,17 +50,23 @@ func BenchmarkSeal(b *testing.B) {
 	}
 }
 
-// BenchmarkIdentify measures the identity of a record built in Go, as the
-// gateways build them: its leaf and its content under the log's MAC key.
-func BenchmarkIdentify(b *testing.B) {
-	wk, err := newWriteKeys(ledgertest.NewKEK(b), nil)
+// testSealer returns a sealer under a zero secret and a test KEK.
+func testSealer(tb testing.TB) *sealer {
+	wk, err := newWriteKeys(ledgertest.NewKEK(tb), nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	s, err := newSealer(make([]byte, 32), wk)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return s
+}
+
+// BenchmarkIdentify measures the identity of a record built in Go, as the
+// gateways build them: its leaf and its content under the log's MAC key.
+func BenchmarkIdentify(b *testing.B) {
+	s := testSealer(b)
 	r := goBuilt()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -112,9 +112,10 @@ type sealed struct {
 }
 
 // identify returns the keyed hash that identifies a record for
-// idempotency (the first half of an HMAC-SHA256): of raw, the canonical form of the record as submitted, or,
-// when raw is nil, of the record's Go form (writeGoForm), written into the hash
-// as it is made rather than copied out first.
+// idempotency (the first half of an HMAC-SHA256): of raw, the canonical
+// form of the record as submitted, or, when raw is nil, of the record's Go
+// form (writeGoForm), written into the hash as it is made rather than
+// copied out first.
 func (s *sealer) identify(r *infertrail.Record, raw []byte) (id [16]byte) {
 	kh := s.hmacs.Get().(*keyedHashes)
 	defer s.hmacs.Put(kh)

@@ -34,14 +34,24 @@ func Canonicalize(src []byte) ([]byte, error) {
 func AppendCanonical(dst, src []byte) ([]byte, error) {
 	p := getParser(src)
 	defer putParser(p)
-	p.skipSpace()
-	out, err := p.value(dst)
+	out, err := p.one(dst)
 	if err != nil {
 		return dst, err
 	}
+	return out, nil
+}
+
+// one appends the canonical form of the one JSON value in p's buffer,
+// white space around it allowed, to dst.
+func (p *parser) one(dst []byte) ([]byte, error) {
+	p.skipSpace()
+	out, err := p.value(dst)
+	if err != nil {
+		return out, err
+	}
 	p.skipSpace()
 	if p.pos != len(p.buf) {
-		return dst, p.errorf("unexpected %s after the value", p.describe())
+		return out, p.errorf("unexpected %s after the value", p.describe())
 	}
 	return out, nil
 }
@@ -52,15 +62,10 @@ func AppendCanonical(dst, src []byte) ([]byte, error) {
 func canonicalValue(src []byte) ([]byte, error) {
 	p := getParser(src)
 	defer putParser(p)
-	p.skipSpace()
-	out, err := p.value(p.canon[:0])
+	out, err := p.one(p.canon[:0])
 	p.canon = out[:0]
 	if err != nil {
 		return nil, err
-	}
-	p.skipSpace()
-	if p.pos != len(p.buf) {
-		return nil, p.errorf("unexpected %s after the value", p.describe())
 	}
 	if string(out) == string(src) {
 		return src, nil

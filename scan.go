@@ -57,20 +57,13 @@ func stringEnd(b []byte, i int) int {
 	}
 }
 
-// objectMembers yields the name and canonical value of each member of a
-// canonical object, in order.
+// objectMembers is ObjectMembers with the names as strings.
 func objectMembers(obj []byte) iter.Seq2[string, []byte] {
 	return func(yield func(string, []byte) bool) {
-		i := 1 // past '{'
-		for i < len(obj)-1 {
-			kend := valueEnd(obj, i)
-			key := decodeString(obj[i:kend])
-			vstart := kend + 1 // past ':'
-			vend := valueEnd(obj, vstart)
-			if !yield(key, obj[vstart:vend]) {
+		for k, v := range ObjectMembers(obj) {
+			if !yield(string(k), v) {
 				return
 			}
-			i = vend + 1 // past ','
 		}
 	}
 }

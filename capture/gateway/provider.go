@@ -96,11 +96,10 @@ type Response struct {
 	// content.
 	Attributes map[string]any
 	// Body is the response as one JSON value: the body as received, in
-	// canonical form (BodyValue), or, for
-	// a stream, the object the provider would have sent had the request not
-	// streamed, rebuilt from the events (text concatenated, tool-call
-	// arguments assembled). For a body that is not JSON, a JSON string of
-	// it. nil when nothing was received.
+	// canonical form (BodyValue), or, for a stream, the object the provider
+	// would have sent had the request not streamed, rebuilt from the events
+	// (text concatenated, tool-call arguments assembled). For a body that
+	// is not JSON, a JSON string of it. nil when nothing was received.
 	Body json.RawMessage
 	// Error is the provider's error object, when the response carried one
 	// (an error status's body, or an error event in a stream).

@@ -40,7 +40,8 @@ type exchange struct {
 	inCtx    context.Context // the caller's request context
 	ctx      context.Context // the outbound context
 	cancel   context.CancelCauseFunc
-	reserved bool // a pending slot is held for the response record
+	reserved bool   // a pending slot is held for the response record
+	fwd      []byte // the body forwarded: the caller's, or what obligations made of it
 
 	status      int
 	firstByte   time.Time
@@ -251,8 +252,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel(nil)
 	ex.ctx, ex.cancel = context.WithValue(ctx, ctxKey{}, ex), cancel
 	out := r.WithContext(ex.ctx)
-	out.Body = io.NopCloser(bytes.NewReader(fwd))
-	out.ContentLength = int64(len(fwd))
+	ex.fwd = fwd
+	SetBody(out, fwd)
 	defer func() {
 		// A call that never reached modifyResponse or errorHandler (the
 		// handler was aborted) still gets its response record.
@@ -435,6 +436,7 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	u.Path, u.RawPath = rt.base.Path+rt.ep.Path, ""
 	u.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = ""
+	SetBody(pr.Out, ex.fwd)
 	h := pr.Out.Header
 	for k := range h {
 		if len(k) > 13 && strings.EqualFold(k[:13], "x-infertrail-") {

@@ -6,10 +6,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -455,6 +457,25 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (BufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (BufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// SetBody makes b the body of an outgoing request, in place of what a
+// ReverseProxy hands its Rewrite: the proxy wraps the body, and
+// http.Transport then sends the headers in a write of their own before
+// the body, in case the body is slow to come. A body it knows to be in
+// memory goes out with its headers in one write: one system call and one
+// wake-up of the upstream per call instead of two (on a virtual machine
+// whose cores sleep while a commit is synced, each such write was seen
+// to take 50 to 200 µs). GetBody lets the transport send the body again
+// on a fresh connection when a kept-alive one turns out to be closed.
+func SetBody(r *http.Request, b []byte) {
+	r.ContentLength = int64(len(b))
+	if len(b) == 0 {
+		r.Body, r.GetBody = nil, nil
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
 
 func writeProviderError(w http.ResponseWriter, p Provider, status int, msg string) {
 	body := p.ErrorBody(status, msg)

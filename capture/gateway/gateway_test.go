@@ -621,6 +621,33 @@ func TestVirtualKeys(t *testing.T) {
 	}
 }
 
+// TestOneWritePerRequest: the gateway sends each request's headers and
+// body to the upstream in one write, the body as forwarded.
+func TestOneWritePerRequest(t *testing.T) {
+	bodies := make(chan string, 3)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		okUpstream(w, r)
+	})
+	wc := gatewaytest.NewWriteCounter()
+	rig := newRig(t, up, func(c *gateway.Config) { c.Upstreams[0].Transport = wc })
+	for i := range 3 {
+		body := fmt.Sprintf(`{"model":"m-1","messages":[%q]}`, strings.Repeat("x", 2000+i))
+		if resp := rig.post(t, t.Context(), body, nil); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, readAll(t, resp))
+		} else {
+			readAll(t, resp)
+		}
+		if got := <-bodies; got != body {
+			t.Fatalf("call %d: the upstream got %d bytes, want the %d sent", i, len(got), len(body))
+		}
+		if n := wc.Writes(); n != int64(i+1) {
+			t.Fatalf("after %d calls the gateway wrote %d times to the upstream, want one write per call", i+1, n)
+		}
+	}
+}
+
 func TestTraceparentCreated(t *testing.T) {
 	up := newUpstream(t, okUpstream)
 	rig := newRig(t, up, nil)

@@ -39,6 +39,7 @@ type exchange struct {
 	up       *upstream
 	asBearer bool // the caller's Authorization held its InferTrail token
 	incoming context.Context
+	body     []byte // a POST's body as it is forwarded
 }
 
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -115,8 +116,8 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			body = forward
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
+		ex.body = body
+		gateway.SetBody(r, body)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, up.Timeout)
 		defer cancel()
@@ -183,6 +184,9 @@ func (g *Gateway) newProxy(up *upstream) *httputil.ReverseProxy {
 			u := *up.url
 			pr.Out.URL = &u
 			pr.Out.Host = ""
+			if pr.In.Method == http.MethodPost {
+				gateway.SetBody(pr.Out, ex.body)
+			}
 			h := pr.Out.Header
 			for k := range h {
 				if len(k) > 13 && strings.EqualFold(k[:13], "x-infertrail-") {

@@ -37,13 +37,18 @@ type rig struct {
 	upstream *httptest.Server
 	release  chan struct{}
 	started  chan struct{}
+	requests atomic.Int64 // HTTP requests the upstream got
 }
 
 func newRig(tb testing.TB, edit func(*mcp.Config)) *rig {
 	tb.Helper()
 	r := &rig{trail: gatewaytest.NewTrail(tb), release: make(chan struct{}), started: make(chan struct{}, 4)}
 	server := mcptest.NewServer(r.release, r.started)
-	r.upstream = httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return server }, nil))
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return server }, nil)
+	r.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		h.ServeHTTP(w, req)
+	}))
 	tb.Cleanup(r.upstream.Close)
 	cfg := mcp.Config{Recorder: r.trail.Log, Secret: gatewaytest.Secret,
 		Servers: []mcp.Server{{Name: "payments", URL: r.upstream.URL}}}
@@ -258,7 +263,8 @@ func keys(m map[string][]gatewaytest.Record) []string {
 func TestHTTP(t *testing.T) {
 	for _, protocol := range []string{"", "2025-06-18"} {
 		t.Run("protocol "+protocol, func(t *testing.T) {
-			r := newRig(t, nil)
+			wc := gatewaytest.NewWriteCounter()
+			r := newRig(t, func(c *mcp.Config) { c.Servers[0].Transport = wc })
 			var progress atomic.Int32
 			cs := r.connect(t, protocol, &progress)
 			pay, refund, export, tools := exercise(t, cs)
@@ -267,6 +273,10 @@ func TestHTTP(t *testing.T) {
 			}
 			cs.Close()
 			recs := r.records(t)
+			// Each request's headers and body go to the server in one write.
+			if w, n := wc.Writes(), r.requests.Load(); w != n {
+				t.Errorf("the gateway wrote %d times to the server for %d requests, want one write each", w, n)
+			}
 			checkRecords(t, recs, "tcp", pay, refund, export, tools)
 			m := byMethod(recs)
 			if protocol != "" {

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,6 +205,46 @@ func (t *Tee) Last() []byte {
 		return nil
 	}
 	return bytes.Clone(t.bodies[len(t.bodies)-1].Bytes())
+}
+
+// WriteCounter is an http.RoundTripper over connections that count their
+// writes, to check that a gateway sends a request's headers and body in one
+// write. It is safe for concurrent use.
+type WriteCounter struct {
+	n atomic.Int64
+	t *http.Transport
+}
+
+// NewWriteCounter returns a WriteCounter with a plain HTTP/1.1 transport.
+func NewWriteCounter() *WriteCounter {
+	w := &WriteCounter{}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	w.t = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c, &w.n}, nil
+	}}
+	return w
+}
+
+// RoundTrip implements http.RoundTripper.
+func (w *WriteCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	return w.t.RoundTrip(req)
+}
+
+// Writes returns how many writes the connections have made.
+func (w *WriteCounter) Writes() int64 { return w.n.Load() }
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
 }
 
 type lockedWriter struct {

@@ -34,6 +34,11 @@ func usageMap(raw json.RawMessage) map[string]int64 {
 	if err != nil {
 		return nil
 	}
+	return canonicalUsage(obj)
+}
+
+// canonicalUsage is usageMap of a usage object already in canonical form.
+func canonicalUsage(obj []byte) map[string]int64 {
 	// By attribute: the value under the Chat Completions name, then under
 	// the Responses API's.
 	var found [4][2]*int64
@@ -464,7 +469,7 @@ func chatBody(body json.RawMessage, status int) gateway.Response {
 		case "service_tier":
 			tier, _ = infertrail.StringValue(v)
 		case "usage":
-			res.Usage = usageMap(v)
+			res.Usage = canonicalUsage(v)
 		case "choices":
 			for _, ch := range infertrail.SplitArray(v) {
 				for k, v := range infertrail.ObjectMembers(ch) {

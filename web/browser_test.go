@@ -33,12 +33,20 @@ func chromium() string {
 	return ""
 }
 
+// stepTimeout bounds one step of a browser test, so that a step that
+// hangs fails by its name with a screenshot, and the steps after it are
+// not left without time.
+const stepTimeout = 45 * time.Second
+
 // chrome is a headless Chromium that a test drives, and where its
 // screenshots go.
 type chrome struct {
 	t         *testing.T
 	ctx       context.Context
 	artifacts string
+	// onFail, when set, runs before a failed step ends the test: to log
+	// what the server saw.
+	onFail func()
 }
 
 // newChrome starts Chromium for t. It skips t without Chromium unless
@@ -61,13 +69,20 @@ func newChrome(t *testing.T) *chrome {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The browser lives as long as the allocator's context: at most five
+	// minutes. Each step then runs under its own stepTimeout, derived
+	// from the browser's context once the browser runs (a deadline on the
+	// context that starts the browser would be the browser's own).
+	life, cancelLife := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancelLife)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
 	t.Cleanup(cancelAlloc)
 	ctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(cancelBrowser)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
 	t.Cleanup(func() { t.Logf("screenshots in %s", artifacts) })
 	return &chrome{t: t, ctx: ctx, artifacts: artifacts}
 }
@@ -83,22 +98,58 @@ func (c *chrome) shot(name string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// run runs a step's actions; a failure saves failed-<step>.png.
+// fail ends the test at step: it saves failed-<step>.png and says where
+// the browser was.
+func (c *chrome) fail(step string, err error) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	chromedp.Do(ctx, c.shot("failed-"+step))
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if c.onFail != nil {
+		c.onFail()
+	}
+	c.t.Fatalf("%s (the browser is at %s): %v", step, loc, err)
+}
+
+// run runs a step's actions within stepTimeout; a failure saves
+// failed-<step>.png.
 func (c *chrome) run(step string, actions ...chromedp.Action[chromedp.Void]) {
 	c.t.Helper()
-	if err := chromedp.Do(c.ctx, actions...); err != nil {
-		chromedp.Do(c.ctx, c.shot("failed-"+step))
-		c.t.Fatalf("%s: %v", step, err)
+	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		c.fail(step, err)
+	}
+}
+
+// follow runs actions that start a navigation (a form sent, a link
+// clicked) and waits until the page they lead to has loaded with status
+// 200, redirects followed. A step after it then looks at the new page:
+// a wait for an element right after a click could otherwise find it on
+// the page being left, or ask the browser about a node of a document
+// that is going away.
+func (c *chrome) follow(step string, actions ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, actions...)
+	if err == nil && resp.Status != 200 {
+		err = fmt.Errorf("%s answered %d %s", resp.URL, resp.Status, resp.StatusText)
+	}
+	if err != nil {
+		c.fail(step, err)
 	}
 }
 
 // text returns the visible text of sel.
 func (c *chrome) text(step string, sel chromedp.CSS) string {
 	c.t.Helper()
-	s, err := chromedp.Run(c.ctx, chromedp.Text(sel, chromedp.NodeVisible))
+	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
 	if err != nil {
-		chromedp.Do(c.ctx, c.shot("failed-"+step))
-		c.t.Fatalf("%s: %v", step, err)
+		c.fail(step, err)
 	}
 	return s
 }
@@ -109,7 +160,7 @@ func (c *chrome) text(step string, sel chromedp.CSS) string {
 // watch a badge turn red after the database is tampered with.
 func TestBrowser(t *testing.T) {
 	c := newChrome(t)
-	ctx, run, text, shot, artifacts := c.ctx, c.run, c.text, c.shot, c.artifacts
+	ctx, run, follow, text, shot, artifacts := c.ctx, c.run, c.follow, c.text, c.shot, c.artifacts
 	downloads := t.TempDir()
 
 	e := newEnv(t, true)
@@ -117,14 +168,15 @@ func TestBrowser(t *testing.T) {
 	token := e.token(t, "acme", time.Hour, infertrail.RoleInvestigator)
 
 	// Sign in.
+	c.onFail = func() { t.Logf("the server's log:\n%s", e.logs.String()) }
 	run("sign in",
 		chromedp.Navigate(e.url+"/ui/signin"),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		shot("01-signin"),
 		chromedp.SendKeys(chromedp.ID("token"), token),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("f-actor")),
 	)
+	follow("send the token", chromedp.Submit(chromedp.ID("token")))
+	run("signed in", chromedp.WaitVisible(chromedp.ID("f-actor")))
 
 	// The keyboard reaches the skip link first.
 	run("keyboard", chromedp.KeyEvent("\t"))
@@ -134,17 +186,22 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Search by actor.
-	run("search",
-		chromedp.SendKeys(chromedp.ID("f-actor"), "agent:payments-bot"),
-		chromedp.Submit(chromedp.ID("f-actor")),
+	// The page signed in on lists the latest records already: the search
+	// must be followed to its own page before its results are looked at.
+	run("search", chromedp.SendKeys(chromedp.ID("f-actor"), "agent:payments-bot"))
+	follow("send the search", chromedp.Submit(chromedp.ID("f-actor")))
+	run("search results",
 		chromedp.WaitVisible(chromedp.CSS("table.results")),
 		shot("02-search"),
 	)
+	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "actor=agent%3Apayments-bot") {
+		t.Errorf("the search is at %q (%v), want the actor in its query", loc, err)
+	}
 
 	// Open the trace: the tool call and the policy decision are there,
 	// each verified.
-	run("open trace",
-		chromedp.Click(chromedp.CSS(`table.results a[href="/ui/traces/`+traceID+`"]`), chromedp.NodeVisible),
+	follow("open trace", chromedp.Click(chromedp.CSS(`table.results a[href="/ui/traces/`+traceID+`"]`), chromedp.NodeVisible))
+	run("trace",
 		chromedp.WaitVisible(chromedp.ID("tree-h")),
 		shot("03-trace"),
 	)
@@ -157,11 +214,13 @@ func TestBrowser(t *testing.T) {
 
 	// Reveal the prompt's content, with a reason.
 	before := len(e.accessRecords(t))
-	run("reveal content",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/ui/records/%d"]`, recs["prompt"].Seq)), chromedp.NodeVisible),
+	follow("open the prompt", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/ui/records/%d"]`, recs["prompt"].Seq)), chromedp.NodeVisible))
+	run("give a reason",
 		chromedp.WaitVisible(chromedp.ID("reason")),
 		chromedp.SendKeys(chromedp.ID("reason"), "case 1234: disputed payment"),
-		chromedp.Submit(chromedp.ID("reason")),
+	)
+	follow("reveal content", chromedp.Submit(chromedp.ID("reason")))
+	run("content revealed",
 		chromedp.WaitVisible(chromedp.CSS(".notice")),
 		shot("04-content"),
 	)
@@ -179,7 +238,9 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Download the evidence bundle of the trace on screen.
-	progress := chromedp.Events(ctx, browser.DownloadProgress)
+	dctx, cancelDownload := context.WithTimeout(ctx, stepTimeout)
+	defer cancelDownload()
+	progress := chromedp.Events(dctx, browser.DownloadProgress)
 	run("download bundle",
 		chromedp.Navigate(e.url+"/ui/traces/"+traceID),
 		chromedp.WaitVisible(chromedp.ID("tree-h")),
@@ -269,14 +330,20 @@ func TestBrowserOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.run("sign in with the provider",
+	c.onFail = func() { t.Logf("the server's log:\n%s", e.logs.String()) }
+	c.run("sign-in page",
 		chromedp.Navigate(e.url+"/ui/signin"),
 		chromedp.WaitVisible(chromedp.ID("oidc-signin")),
 		c.shot("06-oidc-signin"),
-		chromedp.Click(chromedp.ID("oidc-signin"), chromedp.NodeVisible),
+	)
+	c.follow("sign in with the provider", chromedp.Click(chromedp.ID("oidc-signin"), chromedp.NodeVisible))
+	c.run("the provider's page",
 		chromedp.WaitVisible(chromedp.ID("approve")),
 		c.shot("07-oidc-provider"),
-		chromedp.Click(chromedp.ID("approve"), chromedp.NodeVisible),
+	)
+	// The callback answers with a page that opens the search page.
+	c.follow("approve", chromedp.Click(chromedp.ID("approve"), chromedp.NodeVisible))
+	c.run("signed in",
 		chromedp.WaitVisible(chromedp.ID("f-actor")),
 		c.shot("08-oidc-signed-in"),
 	)

@@ -145,13 +145,19 @@ func (c *chrome) follow(step string, actions ...chromedp.Action[chromedp.Void]) 
 // text returns the visible text of sel.
 func (c *chrome) text(step string, sel chromedp.CSS) string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
+	s, err := read(c, chromedp.Text(sel, chromedp.NodeVisible))
 	if err != nil {
 		c.fail(step, err)
 	}
 	return s
+}
+
+// read runs an action that reads a value from the page, within
+// stepTimeout.
+func read[T any](c *chrome, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, a)
 }
 
 // TestBrowser drives the UI in headless Chromium as an investigator
@@ -180,7 +186,7 @@ func TestBrowser(t *testing.T) {
 
 	// The keyboard reaches the skip link first.
 	run("keyboard", chromedp.KeyEvent("\t"))
-	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`))
+	focused, err := read(c, chromedp.Evaluate[string](`document.activeElement.className`))
 	if err != nil || focused != "skip" {
 		t.Errorf("the first Tab focuses %q (%v), want the skip link", focused, err)
 	}
@@ -194,7 +200,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("table.results")),
 		shot("02-search"),
 	)
-	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "actor=agent%3Apayments-bot") {
+	if loc, err := read(c, chromedp.Location()); err != nil || !strings.Contains(loc, "actor=agent%3Apayments-bot") {
 		t.Errorf("the search is at %q (%v), want the actor in its query", loc, err)
 	}
 
@@ -292,7 +298,7 @@ func TestBrowser(t *testing.T) {
 	if b := text("read badge", failed); !strings.Contains(b, "FAILED") {
 		t.Errorf("the tampered record's badge says %q", b)
 	}
-	colour, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('`+string(failed)+`')).backgroundColor`))
+	colour, err := read(c, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('`+string(failed)+`')).backgroundColor`))
 	if err != nil || colour != "rgb(179, 20, 28)" {
 		t.Errorf("the failed badge's background is %s (%v), want red", colour, err)
 	}
@@ -350,7 +356,7 @@ func TestBrowserOIDC(t *testing.T) {
 	if who := c.text("read who", ".who"); !strings.Contains(who, "ana@bank.example") || !strings.Contains(who, "roles: auditor") {
 		t.Errorf("the page header says %q, want the OIDC user and role", who)
 	}
-	loc, err := chromedp.Run(c.ctx, chromedp.Location())
+	loc, err := read(c, chromedp.Location())
 	if err != nil || loc != e.url+"/ui/search" {
 		t.Errorf("the browser is at %q (%v), want the search page", loc, err)
 	}

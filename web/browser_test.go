@@ -75,7 +75,10 @@ func newChrome(t *testing.T) *chrome {
 	// context that starts the browser would be the browser's own).
 	life, cancelLife := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancelLife)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900))
+	// Chromium's own temporary files (its singleton socket among them)
+	// go into the test's temporary directory, not the machine's /tmp.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1366, 900),
+		chromedp.Env("TMPDIR="+t.TempDir()))
 	actx, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
 	t.Cleanup(cancelAlloc)
 	ctx, cancelBrowser := chromedp.NewContext(actx)

@@ -571,6 +571,47 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("records %v", keys(m))
 		}
 	})
+	t.Run("params members of the wrong type", func(t *testing.T) {
+		// The upstream answers each request with a result, as it came.
+		trail := gatewaytest.NewTrail(t)
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var m struct {
+				ID json.RawMessage `json:"id"`
+			}
+			b, _ := io.ReadAll(r.Body)
+			json.Unmarshal(b, &m)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"done"}]}}`, m.ID)
+		}))
+		defer up.Close()
+		gw, err := mcp.New(mcp.Config{Recorder: trail.Log, Secret: gatewaytest.Secret, Servers: []mcp.Server{{Name: "odd", URL: up.URL}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(gw)
+		defer srv.Close()
+		// name is a number: no tool name, but the arguments, the trace and
+		// the tool call id in _meta are still read; ids keep their type.
+		const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		for _, id := range []string{`7`, `"call-7"`} {
+			body := `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":5,"arguments":{"invoice":"INV-7"},"_meta":{"traceparent":"` + tp + `","io.infertrail/tool_call_id":"call_abc"}}}`
+			if resp, b := rawPost(t, srv.URL+"/mcp/odd", body); resp.StatusCode != 200 || !strings.Contains(b, "done") {
+				t.Fatalf("relay: %d %s", resp.StatusCode, b)
+			}
+		}
+		m := byMethod(trail.Drain(t, srv, gw))
+		reqs := m["tools/call request"]
+		if len(reqs) != 2 || len(m["tools/call response"]) != 2 {
+			t.Fatalf("records %v", keys(m))
+		}
+		for i, want := range []string{"7", "call-7"} {
+			r := reqs[i]
+			if r.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || r.Attr("gen_ai.tool.call.id") != "call_abc" || r.Attr("jsonrpc.request.id") != want ||
+				r.Attr("gen_ai.tool.name") != nil || !strings.Contains(string(r.Content["gen_ai.tool.call.arguments"]), "INV-7") {
+				t.Errorf("request record %d: trace %q, attributes %v, content %v", i, r.TraceID, r.Attributes, r.Content)
+			}
+		}
+	})
 }
 
 // rawSession opens an MCP session with plain HTTP requests and returns its

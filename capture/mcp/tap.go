@@ -138,6 +138,7 @@ const maxPending = 4096
 // call is a request the client sent that the gateway waits the answer of.
 type call struct {
 	msg        message
+	params     requestParams // msg.Params, parsed once
 	key        string
 	start      time.Time
 	tc         gateway.TraceContext
@@ -172,6 +173,17 @@ type requestMeta struct {
 	ProtocolVersion string          `json:"io.modelcontextprotocol/protocolVersion"`
 	ToolCallID      string          `json:"io.infertrail/tool_call_id"`
 	ToolCallIDAlt   string          `json:"tool_call_id"`
+}
+
+// requestParams is what the gateway reads of a request's params, parsed
+// once for every use: a member that is missing or of another type is left
+// empty, as is everything when params is not an object.
+type requestParams struct {
+	Meta       requestMeta     `json:"_meta"`
+	Name       string          `json:"name"`       // tools/call, prompts/get
+	Arguments  json.RawMessage `json:"arguments"`  // tools/call
+	URI        string          `json:"uri"`        // resources/read
+	ClientInfo implementation  `json:"clientInfo"` // initialize
 }
 
 // callHints are what HTTP headers say about the calls of a request.
@@ -214,11 +226,8 @@ func (t *tap) fromClient(ctx context.Context, raw []byte, msgs []message, hints 
 			continue
 		}
 		c := &call{msg: m, key: string(m.ID), start: t.now()}
-		var p struct {
-			Meta requestMeta `json:"_meta"`
-		}
-		json.Unmarshal(m.Params, &p)
-		meta := p.Meta
+		json.Unmarshal(m.Params, &c.params)
+		meta := c.params.Meta
 		tp := hints.traceparent
 		if meta.Traceparent != "" {
 			tp = meta.Traceparent
@@ -516,11 +525,7 @@ func toolName(c *call) string {
 	if c.msg.Method != "tools/call" {
 		return ""
 	}
-	var p struct {
-		Name string `json:"name"`
-	}
-	json.Unmarshal(c.msg.Params, &p)
-	return clipString(p.Name)
+	return clipString(c.params.Name)
 }
 
 // requestRecord is a tools/call's request record: written before the call
@@ -528,11 +533,8 @@ func toolName(c *call) string {
 func (t *tap) requestRecord(c *call) *infertrail.Record {
 	r := t.base(c, infertrail.KindToolCall)
 	r.Attributes["infertrail.phase"] = jsonString("request")
-	var p struct {
-		Arguments json.RawMessage `json:"arguments"`
-	}
-	if json.Unmarshal(c.msg.Params, &p) == nil && len(p.Arguments) > 0 && string(p.Arguments) != "null" {
-		r.Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": p.Arguments}
+	if args := c.params.Arguments; len(args) > 0 && string(args) != "null" {
+		r.Content = map[string]json.RawMessage{"gen_ai.tool.call.arguments": args}
 	}
 	return r
 }
@@ -639,21 +641,13 @@ func (t *tap) resultAttributes(c *call, r *infertrail.Record, result json.RawMes
 		}
 		r.Content["mcp.response"] = result
 	case "resources/read":
-		var p struct {
-			URI string `json:"uri"`
-		}
-		json.Unmarshal(c.msg.Params, &p)
-		if p.URI != "" {
-			a["mcp.resource.uri"] = jsonString(p.URI)
+		if uri := c.params.URI; uri != "" {
+			a["mcp.resource.uri"] = jsonString(uri)
 		}
 		r.Content["mcp.response"] = result
 	case "prompts/get":
-		var p struct {
-			Name string `json:"name"`
-		}
-		json.Unmarshal(c.msg.Params, &p)
-		if p.Name != "" {
-			a["mcp.prompt.name"] = jsonString(p.Name)
+		if name := c.params.Name; name != "" {
+			a["mcp.prompt.name"] = jsonString(name)
 		}
 		r.Content["mcp.response"] = result
 	default: // initialize, server/discover
@@ -664,16 +658,12 @@ func (t *tap) resultAttributes(c *call, r *infertrail.Record, result json.RawMes
 // learn keeps what an initialize exchange says about the session: the
 // client's and server's names and versions, and the protocol version.
 func (t *tap) learn(c *call, resp *message) {
-	var req struct {
-		ClientInfo implementation `json:"clientInfo"`
-	}
 	var res struct {
 		ServerInfo      implementation `json:"serverInfo"`
 		ProtocolVersion string         `json:"protocolVersion"`
 	}
-	json.Unmarshal(c.msg.Params, &req)
 	json.Unmarshal(resp.Result, &res)
-	si := &sessionInfo{client: clip(req.ClientInfo), server: clip(res.ServerInfo), protocolVersion: clipString(res.ProtocolVersion)}
+	si := &sessionInfo{client: clip(c.params.ClientInfo), server: clip(res.ServerInfo), protocolVersion: clipString(res.ProtocolVersion)}
 	t.mu.Lock()
 	t.info = si
 	sid := t.mcpSession
@@ -725,7 +715,12 @@ func (t *tap) write(r *infertrail.Record) {
 	t.g.sp.Persist(r)
 }
 
+// idString is a JSON-RPC id as text: a string's value, or a number (or
+// anything else) as it was sent.
 func idString(id json.RawMessage) string {
+	if len(id) == 0 || id[0] != '"' {
+		return string(id)
+	}
 	var s string
 	if json.Unmarshal(id, &s) == nil {
 		return s
@@ -745,11 +740,7 @@ func jsonInt(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
 // obligations that cannot be carried out), after recording the request
 // and the decision.
 func (t *tap) decide(ctx context.Context, c *call) string {
-	var p struct {
-		Name      string          `json:"name"`
-		Arguments json.RawMessage `json:"arguments"`
-	}
-	json.Unmarshal(c.msg.Params, &p)
+	p := &c.params
 	var args any
 	json.Unmarshal(p.Arguments, &args)
 	si := t.sessionInfo()

@@ -6,13 +6,21 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
 
+	"github.com/infertrail/infertrail/capture/openai/openaitest"
 	"github.com/infertrail/infertrail/load"
 )
 
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "gateway" {
+		return benchGateway(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return withHint(fmt.Errorf("bench: want a subcommand"), "infertrail bench ingest --server URL")
+		return withHint(fmt.Errorf("bench: want a subcommand: ingest or gateway"), "infertrail bench ingest --server URL")
 	}
 	fs := newFlagSet("bench ingest", stderr)
 	server := fs.String("server", "http://127.0.0.1:8470", "server `URL`")
@@ -48,6 +56,56 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res, err := load.Run(ctx, cfg, stderr)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		res.Print(stdout)
+	}
+	return nil
+}
+
+// benchGateway measures what the LLM gateway of a running server adds to
+// a call, against the same call made to its upstream directly. Without
+// --direct it serves a scripted OpenAI upstream itself, on
+// --upstream-listen, which the server must have as its OpenAI upstream.
+func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench gateway", stderr)
+	server := fs.String("server", "http://127.0.0.1:8470", "server `URL` (its gateway, if on a listener of its own)")
+	direct := fs.String("direct", "", "the OpenAI-compatible upstream's base `URL` (such as http://127.0.0.1:8000/v1); empty: serve a scripted one on --upstream-listen")
+	upListen := fs.String("upstream-listen", "127.0.0.1:8471", "`address` of the scripted upstream; start the server with --openai-upstream http://ADDRESS/v1")
+	calls := fs.Int("calls", 3000, "calls to each of the upstream and the gateway, one at a time")
+	block := fs.Int("block", 300, "calls to one before the other's turn")
+	stream := fs.Bool("stream", false, "streamed responses: measure the time to the first event")
+	apiKey := fs.String("api-key", "sk-infertrail-bench", "provider key sent with each call (to the scripted upstream, any)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	token := tokenFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(*direct, "/")
+	if base == "" {
+		ln, err := net.Listen("tcp", *upListen)
+		if err != nil {
+			return withHint(fmt.Errorf("bench gateway: scripted upstream: %w", err), "choose another address with --upstream-listen, or give --direct")
+		}
+		script := &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), Keep: -1}
+		if *stream {
+			script.ChunkBytes, script.EventDelay = 200, time.Millisecond
+		}
+		srv := &http.Server{Handler: script, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		base = "http://" + ln.Addr().String() + "/v1"
+		fmt.Fprintf(stderr, "scripted upstream on %s (the server's --openai-upstream)\n", base)
+	}
+	res, err := load.Gateway(ctx, load.GatewayConfig{
+		Gateway: strings.TrimSuffix(*server, "/") + "/openai/v1/chat/completions", Direct: base + "/chat/completions",
+		Token: resolveToken(*token), APIKey: *apiKey, Calls: *calls, Block: *block, Stream: *stream,
+	})
+	if err != nil {
+		return withHint(err, "the server's OpenAI upstream must be "+base+", and the token needs the gateway role")
 	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(res, "", "  ")

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,5 +39,48 @@ func TestE2EBenchIngest(t *testing.T) {
 	}
 	if got := treeSize(t, s.url); got < 4000 {
 		t.Errorf("tree size after two runs of 2,000 records = %d", got)
+	}
+}
+
+// TestE2EBenchGateway runs the gateway benchmark against a server whose
+// OpenAI upstream is the benchmark's scripted one, streamed and not, and
+// checks what it says when the token cannot use the gateway.
+func TestE2EBenchGateway(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upAddr := ln.Addr().String()
+	ln.Close()
+	s := startServer(t, t.TempDir(), "--openai-upstream", "http://"+upAddr+"/v1")
+	args := []string{"bench", "gateway", "--server", s.url, "--upstream-listen", upAddr, "--calls", "30", "--block", "10"}
+	env := []string{"INFERTRAIL_TOKEN=" + s.token}
+
+	r := runCLI(t, env, 60*time.Second, args...)
+	if r.code != 0 || !regexp.MustCompile(`(?m)^added by the gateway: p50 -?[0-9.]+[µm]?s, p99 `).MatchString(r.stdout) {
+		t.Errorf("bench gateway: want the added latency\n%s", r)
+	}
+	r = runCLI(t, env, 60*time.Second, append(args, "--stream", "--json")...)
+	var res struct {
+		Calls   int  `json:"calls"`
+		Stream  bool `json:"stream"`
+		Gateway struct {
+			Samples int   `json:"samples"`
+			P50     int64 `json:"p50_ns"`
+		} `json:"gateway"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Calls != 30 || !res.Stream || res.Gateway.Samples != 30 || res.Gateway.P50 <= 0 {
+		t.Errorf("bench gateway --stream --json: %+v\n%s", res, r)
+	}
+	// Each call through the gateway left a request and a response record.
+	if got := treeSize(t, s.url); got < 2*(30+30+2*20) {
+		t.Errorf("tree size after two runs of 30 calls and 20 to warm up = %d", got)
+	}
+
+	ingest := createToken(t, s, `{"name":"bench","tenant":"acme","roles":["ingest"]}`)
+	r = runCLI(t, []string{"INFERTRAIL_TOKEN=" + ingest}, 60*time.Second, args...)
+	if r.code == 0 || !strings.Contains(r.stderr, "through the gateway") || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "gateway role") {
+		t.Errorf("bench gateway with an ingest token: want a refusal that names the gateway role\n%s", r)
 	}
 }

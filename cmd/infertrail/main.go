@@ -35,6 +35,7 @@ Usage:
   infertrail findings [--detector D] [--seq N] [--detect TRACE_OR_SESSION] [--json] (--data DIR | --server URL)
   infertrail migrate --store postgres://…
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
+  infertrail bench gateway --server URL [--direct URL | --upstream-listen ADDR] [--calls N] [--stream]
   infertrail version
 
 Commands that take --server send an API token from --token or $INFERTRAIL_TOKEN.

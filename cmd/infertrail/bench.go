@@ -57,12 +57,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		res.Print(stdout)
-	}
+	printResult(stdout, res, *asJSON)
 	return nil
 }
 
@@ -107,11 +102,16 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return withHint(err, "the server's OpenAI upstream must be "+base+", and the token needs the gateway role")
 	}
-	if *asJSON {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		res.Print(stdout)
-	}
+	printResult(stdout, res, *asJSON)
 	return nil
+}
+
+// printResult prints a benchmark's result for people, or as JSON.
+func printResult(w io.Writer, res interface{ Print(io.Writer) }, asJSON bool) {
+	if asJSON {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	res.Print(w)
 }

@@ -79,6 +79,9 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *calls < 1 || *block < 1 {
+		return fmt.Errorf("bench gateway: --calls %d, --block %d: both must be at least 1", *calls, *block)
+	}
 	base := strings.TrimSuffix(*direct, "/")
 	if base == "" {
 		ln, err := net.Listen("tcp", *upListen)

@@ -78,6 +78,10 @@ func TestE2EBenchGateway(t *testing.T) {
 		t.Errorf("tree size after two runs of 30 calls and 20 to warm up = %d", got)
 	}
 
+	r = runCLI(t, env, 60*time.Second, append(args, "--calls", "0")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "--calls 0") {
+		t.Errorf("bench gateway --calls 0: want an error that names it\n%s", r)
+	}
 	ingest := createToken(t, s, `{"name":"bench","tenant":"acme","roles":["ingest"]}`)
 	r = runCLI(t, []string{"INFERTRAIL_TOKEN=" + ingest}, 60*time.Second, args...)
 	if r.code == 0 || !strings.Contains(r.stderr, "through the gateway") || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "gateway role") {

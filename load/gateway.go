@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/infertrail/infertrail/capture/openai/openaitest"
 )
 
 // GatewayConfig configures Gateway. Zero values are the documented
@@ -67,15 +69,9 @@ func (r GatewayResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "added by the gateway: p50 %v, p99 %v\n", roundLatency(r.AddedP50), roundLatency(r.AddedP99))
 }
 
-// The request of every call: a short chat, as the gateway's in-process
-// benchmark sends (capture/gateway, BenchmarkGatewayLatency).
-const (
-	gatewayRequest       = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
-	gatewayStreamRequest = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512,"stream":true,"stream_options":{"include_usage":true}}`
-)
-
 // Gateway measures the latency an LLM gateway adds to OpenAI chat
-// completions: it calls Direct and Gateway in turns of Block calls, one
+// completions (openaitest.BenchmarkRequest, the request of the gateway's
+// in-process benchmarks): it calls Direct and Gateway in turns of Block calls, one
 // call at a time, after Warmup calls to each that are not counted.
 func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	if cfg.Gateway == "" || cfg.Direct == "" {
@@ -145,11 +141,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 // response, or with stream to the end of its first event. A status other
 // than 200 is an error that quotes the answer.
 func gatewayCall(ctx context.Context, c *http.Client, url, token, apiKey string, stream bool) (time.Duration, error) {
-	body := gatewayRequest
-	if stream {
-		body = gatewayStreamRequest
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(openaitest.BenchmarkRequest(stream)))
 	if err != nil {
 		return 0, err
 	}

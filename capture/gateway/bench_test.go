@@ -26,21 +26,10 @@ import (
 	"github.com/infertrail/infertrail/policy"
 )
 
-const (
-	benchRequest       = `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
-	benchStreamRequest = `{"model":"gpt-bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
-)
-
-// bodyScript answers a 2 KiB chat completion.
-func bodyScript() *openaitest.Upstream {
-	return &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), Keep: -1}
-}
-
-// streamScript streams 1,800 bytes of text in 200-byte deltas, one every
-// millisecond, as a model produces tokens over time.
-func streamScript() *openaitest.Upstream {
-	return &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), ChunkBytes: 200, EventDelay: time.Millisecond, Keep: -1}
-}
+// bodyScript and streamScript are the benchmarks' upstream, as
+// infertrail bench gateway serves it.
+func bodyScript() *openaitest.Upstream   { return openaitest.BenchmarkScript(false) }
+func streamScript() *openaitest.Upstream { return openaitest.BenchmarkScript(true) }
 
 type benchTarget struct {
 	name string
@@ -161,11 +150,7 @@ var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2
 // call makes one request and returns its latency to the last byte, or with
 // stream set, to the first chunk (read to the end either way).
 func call(tb testing.TB, u string, stream bool) time.Duration {
-	body := benchRequest
-	if stream {
-		body = benchStreamRequest
-	}
-	return send(tb, u, body, stream)
+	return send(tb, u, openaitest.BenchmarkRequest(stream), stream)
 }
 
 // send posts body and returns its latency as call does.

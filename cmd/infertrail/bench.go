@@ -88,11 +88,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return withHint(fmt.Errorf("bench gateway: scripted upstream: %w", err), "choose another address with --upstream-listen, or give --direct")
 		}
-		script := &openaitest.Upstream{Text: openaitest.ReplyOfSize(1800), Keep: -1}
-		if *stream {
-			script.ChunkBytes, script.EventDelay = 200, time.Millisecond
-		}
-		srv := &http.Server{Handler: script, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: openaitest.BenchmarkScript(*stream), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		base = "http://" + ln.Addr().String() + "/v1"

@@ -184,6 +184,27 @@ func (u *Upstream) Last() (Request, bool) {
 	return r, true
 }
 
+// BenchmarkScript is the upstream of the gateway's latency benchmarks (the
+// in-process ones and infertrail bench gateway): a 2 KiB chat completion,
+// or with stream 1,800 bytes of text in 200-byte deltas, one every
+// millisecond, as a model produces tokens over time.
+func BenchmarkScript(stream bool) *Upstream {
+	u := &Upstream{Text: ReplyOfSize(1800), Keep: -1}
+	if stream {
+		u.ChunkBytes, u.EventDelay = 200, time.Millisecond
+	}
+	return u
+}
+
+// BenchmarkRequest is the chat completion request the gateway's latency
+// benchmarks send, streamed or not.
+func BenchmarkRequest(stream bool) string {
+	if stream {
+		return `{"model":"gpt-bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+	}
+	return `{"model":"gpt-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say something about foxes, at some length please."}],"temperature":0.2,"max_tokens":512}`
+}
+
 // ReplyOfSize returns a reply text of n bytes.
 func ReplyOfSize(n int) string {
 	const s = "The quick brown fox jumps over the lazy dog. "

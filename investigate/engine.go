@@ -157,8 +157,8 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	to := min(size, from+int64(e.cfg.Batch))
 	// A step gathers at most about maxStepPostings postings (2,000
 	// records of chat text are about 300,000), and the store writes them
-	// behind the log's appends (on SQLite, a chunk at a time, so that an
-	// append never waits long for the one writer). Entries and their
+	// behind the log's appends (on SQLite, into a file of its own, so
+	// that an append never waits for the index's commit). Entries and their
 	// content are read a chunk at a time, so that what the step does not
 	// reach is not read.
 	var postings []infertrail.Posting

@@ -428,7 +428,12 @@ func (t *appendTx) Commit() error {
 	t.db.edge = edge
 	t.db.edgeMu.Unlock()
 	if t.erased {
-		t.db.truncateWAL()
+		truncateWAL(t.db.writer, t.db.busyTimeout)
+		// The postings of the erased keys' content (search terms) go
+		// too. If this fails, the next write of the index does it.
+		ctx, cancel := context.WithTimeout(context.Background(), t.db.busyTimeout)
+		t.db.writeIndex(ctx, "delete the postings of erased keys", nil)
+		cancel()
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
 }
 
 // AdvanceCursor moves the named cursor from from to to, in a write
-// transaction of its own: durable once it returns.
+// transaction of its own on the index file.
 func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) error {
 	if err := checkAdvance(name, from, to); err != nil {
 		return fmt.Errorf("advance cursor: %w", err)
@@ -40,21 +40,11 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 	})
 }
 
-// AddPostings writes postings and advances the cursor. Writes go through
-// the writer connection, under SQLite's write lock, so they serialise with
-// append transactions, erasures among them: a data key cannot be erased
-// between the check of its postings and their insertion.
-//
-// The postings, sorted, are written postingChunk at a time. After each
-// chunk, if an append is waiting for the writer, the transaction commits
-// and lets it in, and the rest follows in another: an append waits behind
-// at most one chunk (a few milliseconds), however many postings a step of
-// the index brings, and with no append waiting a step is written in one
-// transaction, which is cheapest (the postings of one word share B-tree
-// pages). The cursor moves with the last chunk; the first transaction
-// checks that it is at from, so that a step another process has taken
-// writes nothing. (If another process moves it in between, the postings
-// written before are those of the same entries, which it indexed too.)
+// AddPostings writes postings and advances the cursor, in one write
+// transaction of the index file, which checks first that the cursor is at
+// from, so that a step another process has taken writes nothing. The
+// postings of keys erased (read from the log's file once the transaction
+// holds the index file's write lock) are left out: see DB.purge.
 func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, postings []infertrail.Posting) error {
 	if err := checkAdvance(cursor, from, to); err != nil {
 		return fmt.Errorf("add postings: %w", err)
@@ -62,86 +52,31 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 	if err := checkPostings(postings); err != nil {
 		return fmt.Errorf("add postings: %w", err)
 	}
-	rest := sortPostings(postings)
-	for {
-		what := fmt.Sprintf("add %d of %d postings, cursor %q from %d to %d", len(rest), len(postings), cursor, from, to)
-		var wrote int
-		first := len(rest) == len(postings)
-		err := db.writeBehind(ctx, what, func(tx *sql.Tx) error {
-			wrote = 0
-			if first && len(rest) > postingChunk {
-				if err := atCursor(ctx, tx, cursor, from); err != nil {
-					return err
-				}
-			}
-			// This transaction writes at most rest[:end]; the data keys of
-			// all of it are checked at once (the postings of one record
-			// sort apart, and each chunk holds those of most records of
-			// the step).
-			end := min(len(rest), max(postingTx, postingChunk))
-			erased, err := erasedKeys(ctx, tx, rest[:end])
-			if err != nil {
-				return err
-			}
-			for wrote < end {
-				if wrote > 0 && db.appends.Open() > 0 {
-					return nil // commit, and let the append in
-				}
-				hi := min(end, wrote+postingChunk)
-				chunk := rest[wrote:hi]
-				if len(erased) > 0 {
-					chunk = slices.DeleteFunc(slices.Clone(chunk), func(p infertrail.Posting) bool { return erased[p.DataKey] })
-				}
-				if err := insertPostings(ctx, tx, chunk); err != nil {
-					return err
-				}
-				wrote = hi
-			}
-			if wrote < len(rest) {
-				return nil // commit; the rest follows in another transaction
-			}
-			return advance(ctx, tx, cursor, from, to)
-		})
+	ps := sortPostings(postings)
+	what := fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(ps), cursor, from, to)
+	return db.writeBehind(ctx, what, func(tx *sql.Tx) error {
+		if err := atCursor(ctx, tx, cursor, from); err != nil {
+			return err
+		}
+		erased, err := db.erasedKeys(ctx, ps)
 		if err != nil {
 			return err
 		}
-		if rest = rest[wrote:]; len(rest) == 0 {
-			return nil
+		if len(erased) > 0 {
+			ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
 		}
-	}
+		if err := insertPostings(ctx, tx, ps); err != nil {
+			return err
+		}
+		return advance(ctx, tx, cursor, from, to)
+	})
 }
 
-// postingChunk is how many postings AddPostings writes before it looks for
-// an append waiting for the writer (tests lower it): about 5 to 15 ms of
-// writing on the project's test machine.
-var postingChunk = 512
-
-// postingTx is the most postings AddPostings writes in one transaction: a
-// commit writes every page the transaction changed, and an append that
-// arrives during it waits for all of that.
-var postingTx = 2048
-
-// writeBehind is write for the index and the detectors, which go after
-// the log's appends (see behind.Appends).
+// writeBehind is writeIndex for the index and the detectors, which go
+// after the log's appends (see behind.Appends): they no longer share a
+// write lock, but they share the CPU, and evidence comes first.
 func (db *DB) writeBehind(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return db.appends.Write(ctx, func() error { return db.write(ctx, what, fn) })
-}
-
-// write runs fn in a write transaction (BEGIN IMMEDIATE on the writer
-// connection) and commits it; what names it in errors.
-func (db *DB) write(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	tx, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
+	return db.appends.Write(ctx, func() error { return db.writeIndex(ctx, what, fn) })
 }
 
 func checkAdvance(name string, from, to int64) error {
@@ -213,8 +148,9 @@ func atCursor(ctx context.Context, tx *sql.Tx, name string, from int64) error {
 	return nil
 }
 
-// erasedKeys returns the erased data keys among those of ps.
-func erasedKeys(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) (map[infertrail.KeyID]bool, error) {
+// erasedKeys returns the erased data keys among those of ps, as the log's
+// file holds them now.
+func (db *DB) erasedKeys(ctx context.Context, ps []infertrail.Posting) (map[infertrail.KeyID]bool, error) {
 	seen := map[infertrail.KeyID]bool{}
 	var ids []any
 	for _, p := range ps {
@@ -227,7 +163,7 @@ func erasedKeys(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) (map[i
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), lookupBatch)]
 		ids = ids[len(batch):]
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM data_keys WHERE erased_by IS NOT NULL AND id IN (?`+strings.Repeat(", ?", len(batch)-1)+`)`, batch...)
+		rows, err := db.readers.QueryContext(ctx, `SELECT id FROM data_keys WHERE erased_by IS NOT NULL AND id IN (?`+strings.Repeat(", ?", len(batch)-1)+`)`, batch...)
 		if err != nil {
 			return nil, fmt.Errorf("read erased keys: %w", err)
 		}

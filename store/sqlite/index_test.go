@@ -21,13 +21,12 @@ import (
 // TestStoreSmallCounts runs the conformance suite with small counts, so
 // that queries with several keys walk the postings of the first key rather
 // than those of the rarest, queries of tenants walk the log for some
-// tenants and read the ranges of records_tenant_time of others, and
-// postings are written a few at a time.
+// tenants and read the ranges of records_tenant_time of others.
 func TestStoreSmallCounts(t *testing.T) {
-	defer func(r, n int, w int64, c, x int) {
-		rareCount, rangeCount, walkSpan, postingChunk, postingTx = r, n, w, c, x
-	}(rareCount, rangeCount, walkSpan, postingChunk, postingTx)
-	rareCount, rangeCount, walkSpan, postingChunk, postingTx = 1, 25, 100, 3, 6
+	defer func(r, n int, w int64) {
+		rareCount, rangeCount, walkSpan = r, n, w
+	}(rareCount, rangeCount, walkSpan)
+	rareCount, rangeCount, walkSpan = 1, 25, 100
 	storetest.Run(t, func(t *testing.T) infertrail.Store { return openTemp(t) })
 }
 
@@ -254,6 +253,7 @@ func TestMigrateDerivedSize(t *testing.T) {
 	entries, blobs := storetest.MakeBatch(0, 30)
 	storetest.AppendEntries(t, db, entries, blobs)
 	// Back to version 6, as a previous build left it.
+	downgradeIndexFile(t, db)
 	for _, q := range []string{`ALTER TABLE log_head DROP COLUMN chunk_size`, `ALTER TABLE log_head ADD COLUMN size INTEGER NOT NULL DEFAULT 0`,
 		`UPDATE log_head SET size = 30`, `DELETE FROM schema_migrations WHERE version >= 7`} {
 		if _, err := db.writer.ExecContext(t.Context(), q); err != nil {
@@ -302,6 +302,7 @@ func TestMigrateChunkSize(t *testing.T) {
 	}
 	entries, blobs := storetest.MakeBatch(0, 150)
 	storetest.AppendEntries(t, db, entries, blobs)
+	downgradeIndexFile(t, db)
 	for _, q := range []string{`ALTER TABLE log_head DROP COLUMN chunk_size`, `DELETE FROM schema_migrations WHERE version = 8`} {
 		if _, err := db.writer.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
@@ -342,15 +343,10 @@ func TestMigrateChunkSize(t *testing.T) {
 	}
 }
 
-// TestAddPostingsChunks: postings written in several transactions (each
-// of at most postingTx, or of one chunk while an append waits) are all
-// stored, the cursor moves once, and a step that finds the cursor moved
-// fails with ErrConflict and writes nothing.
-func TestAddPostingsChunks(t *testing.T) {
-	defer func(c, x int) { postingChunk, postingTx = c, x }(postingChunk, postingTx)
-	postingChunk, postingTx = 4, 8
+// TestAddPostingsConflict: a step is stored with its cursor, and a step
+// that finds the cursor moved fails with ErrConflict and writes nothing.
+func TestAddPostingsConflict(t *testing.T) {
 	db := openTemp(t)
-	db.appends.MaxWait = 10 * time.Millisecond
 	ctx := t.Context()
 	count := func() (n int) {
 		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings`).Scan(&n); err != nil {
@@ -362,10 +358,7 @@ func TestAddPostingsChunks(t *testing.T) {
 	for i := range 22 {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("k=%d", i%5), Seq: int64(i)})
 	}
-	for i, end := range []int64{11, 22} {
-		if i == 1 {
-			db.appends.Begin() // an append waiting for the writer, all along
-		}
+	for _, end := range []int64{11, 22} {
 		if err := db.AddPostings(ctx, "index", end-11, end, ps[end-11:end]); err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +369,6 @@ func TestAddPostingsChunks(t *testing.T) {
 			t.Errorf("cursor at %d (%v), want %d", c, err, end)
 		}
 	}
-	db.appends.End()
 	more := append(slices.Clone(ps[11:]), infertrail.Posting{Key: "k=+", Seq: 13})
 	if err := db.AddPostings(ctx, "index", 11, 22, more); !errors.Is(err, infertrail.ErrConflict) {
 		t.Errorf("a step from a moved cursor: %v, want ErrConflict", err)
@@ -387,4 +379,132 @@ func TestAddPostingsChunks(t *testing.T) {
 	if n := count(); n != 22 {
 		t.Errorf("%d postings stored after the conflict, want 22", n)
 	}
+}
+
+// downgradeIndexFile takes db's file back to schema version 8, as a build
+// before the index file left it: postings, cursors and findings in the
+// log's file, with the rows the index file holds now.
+func downgradeIndexFile(t *testing.T, db *DB) {
+	t.Helper()
+	ctx := t.Context()
+	old, err := migrationFS.ReadFile("migrations/0004_index.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{string(old), `DROP INDEX data_keys_erasure`, `ALTER TABLE data_keys DROP COLUMN erasure`,
+		`DELETE FROM schema_migrations WHERE version >= 9`} {
+		if _, err := db.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, tbl := range []string{"postings", "cursors", "findings", "finding_records"} {
+		rows, err := db.readers.QueryContext(ctx, `SELECT * FROM idx.`+tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.writer.ExecContext(ctx, `INSERT INTO main.`+tbl+` VALUES `+values(1, len(cols)), vals...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows.Close()
+	}
+}
+
+// TestMigrateIndexFile: a database from before migration 0009, whose
+// postings, cursors and findings are in the log's file, opens with them
+// moved to the index file, and again so if the move is done twice (a
+// crash between the copy and the log's migration).
+func TestMigrateIndexFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 30)
+	storetest.AppendEntries(t, db, entries, blobs)
+	if err := db.AddPostings(ctx, "indexer", 0, 30, []infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "a=1", Seq: 7}, {Key: "b=1", Seq: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AdvanceCursor(ctx, "siem:x", 0, 12); err != nil {
+		t.Fatal(err)
+	}
+	f := infertrail.Finding{ID: infertrail.UUID{1, 2, 3}, Detector: "d", Severity: infertrail.SeverityHigh, Tenant: "acme", Subject: "trace=t", Records: []int64{1, 7}, Summary: "s"}
+	if err := db.AddFindings(ctx, []infertrail.Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	downgradeIndexFile(t, db)
+	db.Close()
+	check := func(removeIndex bool) {
+		t.Helper()
+		if removeIndex {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(IndexPath(path) + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+			}
+		}
+		db, err := Open(ctx, path, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.writer.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name IN ('postings', 'cursors', 'findings', 'finding_records')`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d of the index's tables left in the log's file (%v)", n, err)
+		}
+		var got []int64
+		err = db.Query(ctx, infertrail.Query{Keys: []string{"a=1"}}, func(e *infertrail.Entry) error { got = append(got, e.Seq); return nil })
+		if err != nil || !slices.Equal(got, []int64{7, 1}) {
+			t.Errorf("query a=1 after the move: %v, %v; want [7 1]", got, err)
+		}
+		for name, want := range map[string]int64{"indexer": 30, "siem:x": 12} {
+			if c, err := db.Cursor(ctx, name); err != nil || c != want {
+				t.Errorf("cursor %s after the move: %d, %v; want %d", name, c, err, want)
+			}
+		}
+		var fs []infertrail.Finding
+		err = db.Findings(ctx, infertrail.FindingQuery{Seq: 7}, func(f *infertrail.Finding) error { fs = append(fs, *f); return nil })
+		if err != nil || len(fs) != 1 || fs[0].ID != f.ID || fs[0].N != 1 {
+			t.Errorf("findings of record 7 after the move: %+v, %v; want finding 1", fs, err)
+		}
+		var got2 []int64
+		err = db.Query(ctx, infertrail.Query{Keys: []string{infertrail.IndexKey(infertrail.IndexFinding, "d")}}, func(e *infertrail.Entry) error { got2 = append(got2, e.Seq); return nil })
+		want := []int64{7, 1}
+		if !removeIndex {
+			want = []int64{7, 3, 1} // with the finding added in the first round
+		}
+		if err != nil || !slices.Equal(got2, want) {
+			t.Errorf("query finding=d after the move: %v, %v; want %v", got2, err, want)
+		}
+		if v := SchemaVersion(); v != 9 {
+			t.Errorf("SchemaVersion() = %d, want 9", v)
+		}
+		// A new finding continues the numbering.
+		g := f
+		g.ID, g.Records = infertrail.UUID{9, byte(len(path))}, []int64{3}
+		if removeIndex {
+			gs := []infertrail.Finding{g}
+			if err := db.AddFindings(ctx, gs); err != nil || gs[0].N != 2 {
+				t.Errorf("a finding after the move: n = %d, %v; want 2", gs[0].N, err)
+			}
+		}
+		if !removeIndex {
+			return
+		}
+		// Undo for the second round: the log's file back to version 8.
+		downgradeIndexFile(t, db)
+	}
+	check(true)
+	check(false) // the index file holds the rows already
 }

@@ -13,11 +13,25 @@ import (
 	"time"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql index_migrations/*.sql
 var migrationFS embed.FS
 
-// applicationID marks an SQLite file as an InferTrail database ("ITrl").
-const applicationID = 0x4954726c
+// A schema is the migrations of one of a database's two files.
+type schema struct {
+	dir  string // of migrationFS
+	what string // names the file in errors
+	// appID marks an SQLite file as that file of an InferTrail database.
+	appID int64
+}
+
+var (
+	// logSchema is the log's file: records, hashes, content, keys,
+	// checkpoints, tokens, approvals.
+	logSchema = schema{dir: "migrations", what: "InferTrail database", appID: 0x4954726c} // "ITrl"
+	// indexSchema is the index file beside it: data derived from the log
+	// (postings, cursors, findings).
+	indexSchema = schema{dir: "index_migrations", what: "InferTrail index", appID: 0x49546978} // "ITix"
+)
 
 type migration struct {
 	version int
@@ -25,10 +39,10 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the embedded migrations, named NNNN_name.sql, in order.
-// Their versions must run 1, 2, 3, … without gaps.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+// migrations returns the embedded migrations of sc, named NNNN_name.sql, in
+// order. Their versions must run 1, 2, 3, … without gaps.
+func (sc schema) migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, sc.dir+"/*.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -55,20 +69,54 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// SchemaVersion returns the newest schema version this package knows.
+// SchemaVersion returns the newest schema version of the log's file this
+// package knows.
 func SchemaVersion() int {
-	ms, err := migrations()
+	ms, err := logSchema.migrations()
 	if err != nil {
 		panic(err)
 	}
 	return len(ms)
 }
 
-// migrate brings the schema up to date in one write transaction, after
-// checking that the file is an InferTrail database whose schema is not newer
-// than this package knows.
-func migrate(ctx context.Context, w *sql.DB) error {
-	ms, err := migrations()
+// check checks that the file w writes is empty or that file of an
+// InferTrail database.
+func (sc schema) check(ctx context.Context, w *sql.DB) error {
+	_, err := sc.checkOn(ctx, w)
+	return err
+}
+
+// checkOn is check on q, a database or a transaction; it returns the
+// file's application_id, 0 for a new file.
+func (sc schema) checkOn(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, error) {
+	var appID int64
+	if err := q.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
+		return 0, fmt.Errorf("migrate schema: %w", err)
+	}
+	if appID != 0 && appID != sc.appID {
+		return 0, fmt.Errorf("not an %s: SQLite application_id is %#x, want %#x", sc.what, appID, sc.appID)
+	}
+	var tracked, others int
+	err := q.QueryRowContext(ctx, `SELECT
+		count(*) FILTER (WHERE name = 'schema_migrations'),
+		count(*) FILTER (WHERE name <> 'schema_migrations' AND name NOT LIKE 'sqlite_%')
+		FROM sqlite_schema WHERE type = 'table'`).Scan(&tracked, &others)
+	if err != nil {
+		return 0, fmt.Errorf("migrate schema: %w", err)
+	}
+	if tracked == 0 && others > 0 {
+		return 0, fmt.Errorf("not an %s: it holds %d tables but no schema_migrations table", sc.what, others)
+	}
+	return appID, nil
+}
+
+// migrate brings the schema sc of the file that w writes up to date in one
+// write transaction, after checking that the file is that file of an
+// InferTrail database, with a schema not newer than this package knows.
+func (sc schema) migrate(ctx context.Context, w *sql.DB) error {
+	ms, err := sc.migrations()
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
@@ -77,24 +125,9 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		return fmt.Errorf("migrate schema: %w", err)
 	}
 	defer tx.Rollback()
-
-	var appID int64
-	if err := tx.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
-	}
-	if appID != 0 && appID != applicationID {
-		return fmt.Errorf("not an InferTrail database: SQLite application_id is %#x, want %#x", appID, applicationID)
-	}
-	var tracked, others int
-	err = tx.QueryRowContext(ctx, `SELECT
-		count(*) FILTER (WHERE name = 'schema_migrations'),
-		count(*) FILTER (WHERE name <> 'schema_migrations' AND name NOT LIKE 'sqlite_%')
-		FROM sqlite_schema WHERE type = 'table'`).Scan(&tracked, &others)
+	appID, err := sc.checkOn(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
-	}
-	if tracked == 0 && others > 0 {
-		return fmt.Errorf("not an InferTrail database: it holds %d tables but no schema_migrations table", others)
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
@@ -108,7 +141,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		return fmt.Errorf("migrate schema: %w", err)
 	}
 	if current > len(ms) {
-		return fmt.Errorf("database schema version %d is newer than this build of infertrail knows (%d): use a newer infertrail", current, len(ms))
+		return fmt.Errorf("%s schema version %d is newer than this build of infertrail knows (%d): use a newer infertrail", sc.what, current, len(ms))
 	}
 	for _, m := range ms[current:] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
@@ -120,7 +153,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		}
 	}
 	if appID == 0 {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, applicationID)); err != nil {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, sc.appID)); err != nil {
 			return fmt.Errorf("migrate schema: %w", err)
 		}
 	}

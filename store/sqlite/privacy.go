@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -151,7 +152,10 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	}
 	var blobs int64
 	for _, id := range ids {
-		res, err := t.tx.ExecContext(ctx, `UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = ? WHERE id = ? AND erased_by IS NULL`, by, id[:])
+		// erasure numbers the erasure, for the purge of the key's
+		// postings from the index file (DB.purge); Commit purges them.
+		res, err := t.tx.ExecContext(ctx, `UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = ?,
+			erasure = (SELECT erasures + 1 FROM log_head WHERE one = 1) WHERE id = ? AND erased_by IS NULL`, by, id[:])
 		if err != nil {
 			t.failed = err
 			return 0, fmt.Errorf("erase key %x: %w", id[:4], err)
@@ -167,13 +171,6 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		}
 		n, _ := res.RowsAffected()
 		blobs += n
-		// The postings derived from the key's content (search terms) go
-		// too. AddPostings skips an erased key's postings under the same
-		// write lock, so none can be added after this.
-		if _, err := t.tx.ExecContext(ctx, `DELETE FROM postings WHERE data_key = ?`, id[:]); err != nil {
-			t.failed = err
-			return 0, fmt.Errorf("erase postings of key %x: %w", id[:4], err)
-		}
 		t.erased = true
 	}
 	if t.erased {
@@ -185,16 +182,16 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	return blobs, nil
 }
 
-// truncateWAL copies every committed page into the database file and
-// empties the write-ahead log, so that no frame still holds a page as it was
+// truncateWAL copies every committed page into the file that w writes and
+// empties its write-ahead log, so that no frame still holds a page as it was
 // before an erasure (secure_delete has zeroed the erased rows in the new
 // pages). It is best effort: a reader holding an old snapshot makes SQLite
 // skip the truncation, and the old frames are overwritten as the log is
 // reused.
-func (db *DB) truncateWAL() {
-	ctx, cancel := context.WithTimeout(context.Background(), db.busyTimeout)
+func truncateWAL(w *sql.DB, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	db.writer.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 }
 
 // ScanKeys calls fn for each key f selects, in id order, after the id after.

@@ -84,7 +84,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.TreeSize != 75 || st.Checkpoints != 1 || st.FileBytes == 0 {
+	if st.TreeSize != 75 || st.Checkpoints != 1 || st.FileBytes == 0 || st.IndexBytes == 0 {
 		t.Errorf("Stats = %+v", st)
 	}
 }
@@ -232,7 +232,10 @@ func TestPragmas(t *testing.T) {
 		{db.writer, "journal_mode", "wal"},
 		{db.writer, "synchronous", "2"}, // FULL
 		{db.writer, "busy_timeout", "10000"},
-		{db.writer, "application_id", fmt.Sprint(applicationID)},
+		{db.writer, "application_id", fmt.Sprint(logSchema.appID)},
+		{db.index, "journal_mode", "wal"},
+		{db.index, "synchronous", "2"}, // FULL
+		{db.index, "application_id", fmt.Sprint(indexSchema.appID)},
 		{db.readers, "query_only", "1"},
 		{db.readers, "journal_mode", "wal"},
 		{db.points, "query_only", "1"},

@@ -1,10 +1,11 @@
 // Package behind lets a store's background writers — the investigation
 // index and the detectors — go after the log's appends. Their writes, and
-// the work that makes them, share the writer (SQLite has one) and the CPU
-// with ingest, which comes first: evidence is durable before it is
+// the work that makes them, share the CPU, the disk and the database with
+// ingest (though not, on SQLite, the log's write lock: they write a file of
+// their own), and ingest comes first: evidence is durable before it is
 // searchable. But not at any price: under unbroken ingest a background
-// writer still gets a bounded share of the writer's time (about 1 in
-// Yield+1), instead of waiting for a pause that may never come.
+// writer still gets a bounded share of the time (about 1 in Yield+1),
+// instead of waiting for a pause that may never come.
 package behind
 
 import (
@@ -34,8 +35,7 @@ type Appends struct {
 	// (default DefaultQuiet). Yield is how many times as long as the last
 	// background write (Write) the next one waits, at most, for a gap
 	// between appends (default DefaultYield): under unbroken appends,
-	// background writes then hold the writer about 1/(Yield+1) of the
-	// time. Set them before first use.
+	// background writes then run about 1/(Yield+1) of the time. Set them before first use.
 	MaxWait, Quiet time.Duration
 	Yield          int
 }

@@ -30,12 +30,22 @@ func (p *tokenProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.proxy.ServeHTTP(w, r)
 }
 
+// newTokenProxy starts a tokenProxy in front of upstream. Its transport is
+// its own, not http.DefaultTransport, whose connections every test in the
+// process shares (and every httptest.Server's Close prunes): once in CI, a
+// stream through the proxy broke after its first event on a connection of
+// DefaultTransport closed under it.
 func newTokenProxy(t *testing.T, upstream, token string) (*tokenProxy, string) {
 	u, _ := url.Parse(upstream)
 	p := &tokenProxy{token: token, proxy: httputil.NewSingleHostReverseProxy(u)}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	p.proxy.Transport = tr
 	p.proxy.FlushInterval = -1
 	s := httptest.NewServer(p)
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		s.Close()
+		tr.CloseIdleConnections()
+	})
 	return p, s.URL
 }
 

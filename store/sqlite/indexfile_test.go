@@ -182,7 +182,7 @@ func TestIndexFileRefused(t *testing.T) {
 	if db, err := Open(ctx, path, Config{}); err == nil {
 		db.Close()
 		t.Fatal("Open with a garbage index file succeeded")
-	} else if want := IndexPath(path); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not an InferTrail database") {
+	} else if want := IndexPath(path); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not an InferTrail database") || !strings.Contains(err.Error(), "rebuilt from the log") {
 		t.Errorf("Open with a garbage index file: %v; want an error naming %s", err, want)
 	}
 

@@ -219,10 +219,10 @@ func (db *DB) open(ctx context.Context) error {
 		return explain(err)
 	}
 	if err := db.index.PingContext(ctx); err != nil {
-		return fmt.Errorf("index %s: %w", db.indexPath, explain(err))
+		return indexError(db.indexPath, err)
 	}
 	if err := indexSchema.migrate(ctx, db.index); err != nil {
-		return fmt.Errorf("index %s: %w", db.indexPath, explain(err))
+		return indexError(db.indexPath, err)
 	}
 	if err := db.moveIndex(ctx); err != nil {
 		return err
@@ -313,6 +313,11 @@ func explain(err error) error {
 		return fmt.Errorf("not an InferTrail database (not an SQLite file, or encrypted): %w", err)
 	}
 	return err
+}
+
+// indexError is err, met opening the index file at path, with what to do.
+func indexError(path string, err error) error {
+	return fmt.Errorf("index %s: %w (the file holds only what is derived from the log: moved away, it is rebuilt from the log)", path, explain(err))
 }
 
 // dsn returns the modernc.org/sqlite data source name for the file at the

@@ -50,45 +50,47 @@ func (db *DB) moveIndex(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	err := func() error {
-		conn, err := db.index.Conn(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS log`, db.path); err != nil {
-			return err
-		}
-		err = func() error {
-			tx, err := conn.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			for _, q := range []string{
-				`INSERT OR IGNORE INTO main.postings (key, seq, data_key) SELECT key, seq, data_key FROM log.postings`,
-				`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
-				`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)
-					SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM log.findings`,
-				`INSERT OR IGNORE INTO main.finding_records (seq, n) SELECT seq, n FROM log.finding_records`,
-			} {
-				if _, err := tx.ExecContext(ctx, q); err != nil {
-					return err
-				}
-			}
-			return tx.Commit()
-		}()
-		// The connection writes the index file alone from here on: a
-		// transaction on it would otherwise lock the log's file too.
-		if _, derr := conn.ExecContext(context.WithoutCancel(ctx), `DETACH DATABASE log`); derr != nil && err == nil {
-			err = derr
-		}
-		return err
-	}()
-	if err != nil {
+	if err := db.copyIndex(ctx); err != nil {
 		return fmt.Errorf("move the index to %s: %w", db.indexPath, err)
 	}
 	return nil
+}
+
+// copyIndex is moveIndex's copy, on the index file's connection, which
+// attaches the log's file for as long as it takes.
+func (db *DB) copyIndex(ctx context.Context) (err error) {
+	conn, err := db.index.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS log`, db.path); err != nil {
+		return err
+	}
+	// The connection writes the index file alone from here on: a
+	// transaction on it would otherwise lock the log's file too.
+	defer func() {
+		if _, derr := conn.ExecContext(context.WithoutCancel(ctx), `DETACH DATABASE log`); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range []string{
+		`INSERT OR IGNORE INTO main.postings (key, seq, data_key) SELECT key, seq, data_key FROM log.postings`,
+		`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
+		`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)
+			SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM log.findings`,
+		`INSERT OR IGNORE INTO main.finding_records (seq, n) SELECT seq, n FROM log.finding_records`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // writeIndex runs fn in a write transaction of the index file (BEGIN

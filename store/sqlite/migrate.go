@@ -79,16 +79,10 @@ func SchemaVersion() int {
 	return len(ms)
 }
 
-// check checks that the file w writes is empty or that file of an
-// InferTrail database.
-func (sc schema) check(ctx context.Context, w *sql.DB) error {
-	_, err := sc.checkOn(ctx, w)
-	return err
-}
-
-// checkOn is check on q, a database or a transaction; it returns the
-// file's application_id, 0 for a new file.
-func (sc schema) checkOn(ctx context.Context, q interface {
+// check checks that the file q reads (a database or a transaction) is
+// empty or that file of an InferTrail database, and returns its
+// application_id, 0 for a new file.
+func (sc schema) check(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (int64, error) {
 	var appID int64
@@ -125,7 +119,7 @@ func (sc schema) migrate(ctx context.Context, w *sql.DB) error {
 		return fmt.Errorf("migrate schema: %w", err)
 	}
 	defer tx.Rollback()
-	appID, err := sc.checkOn(ctx, tx)
+	appID, err := sc.check(ctx, tx)
 	if err != nil {
 		return err
 	}

@@ -215,7 +215,7 @@ func (db *DB) open(ctx context.Context) error {
 		return explain(err)
 	}
 	// The log's file is checked before the index file is made beside it.
-	if err := logSchema.check(ctx, db.writer); err != nil {
+	if _, err := logSchema.check(ctx, db.writer); err != nil {
 		return explain(err)
 	}
 	if err := db.index.PingContext(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // Cursor returns the named cursor, or 0 when it was never advanced.
@@ -57,14 +58,14 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 // waits for it to commit and then sees the key erased; if AddPostings locks
 // first, the erasure waits, and its delete then sees the committed
 // postings. Both lock in id order, so they cannot deadlock.
-func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, postings []infertrail.Posting) error {
+func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in []infertrail.Posting) error {
 	if err := checkAdvance(cursor, from, to); err != nil {
 		return fmt.Errorf("add postings: %w", err)
 	}
-	if err := checkPostings(postings); err != nil {
+	if err := postings.Check(in); err != nil {
 		return fmt.Errorf("add postings: %w", err)
 	}
-	ps := sortPostings(postings)
+	ps := postings.Sort(in)
 	err := db.appends.Write(ctx, func() error {
 		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			if err := advance(ctx, tx, cursor, from, to); err != nil {
@@ -81,7 +82,7 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(postings), cursor, from, to, classify(err))
+		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(in), cursor, from, to, classify(err))
 	}
 	return nil
 }
@@ -94,27 +95,6 @@ func checkAdvance(name string, from, to int64) error {
 		return fmt.Errorf("cursor %q: from %d to %d: want 0 <= from < to: %w", name, from, to, infertrail.ErrInvalid)
 	}
 	return nil
-}
-
-func checkPostings(ps []infertrail.Posting) error {
-	for i, p := range ps {
-		if p.Key == "" || len(p.Key) > infertrail.MaxIndexKey {
-			return fmt.Errorf("posting %d: field key: %d bytes, want 1 to %d: %w", i, len(p.Key), infertrail.MaxIndexKey, infertrail.ErrInvalid)
-		}
-		if p.Seq < 0 {
-			return fmt.Errorf("posting %d: field seq: negative: %w", i, infertrail.ErrInvalid)
-		}
-	}
-	return nil
-}
-
-// sortPostings returns a copy of ps in primary-key order, without repeats.
-func sortPostings(ps []infertrail.Posting) []infertrail.Posting {
-	out := slices.Clone(ps)
-	slices.SortFunc(out, func(a, b infertrail.Posting) int {
-		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
-	})
-	return slices.CompactFunc(out, func(a, b infertrail.Posting) bool { return a.Key == b.Key && a.Seq == b.Seq })
 }
 
 // advance moves the named cursor from from to to inside tx, or fails with
@@ -185,22 +165,37 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) err
 	}
 	// The cursor gives each range of the log to one transaction, so the
 	// postings are new but for a re-index by another cursor.
-	err := copyNew(ctx, tx, "postings", []string{"key", "seq", "data_key"}, len(ps), func(i int) []any {
-		return []any{ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)}
+	err := copyNew(ctx, tx, "postings", []string{"key", "seq"}, len(ps), func(i int) []any {
+		return []any{ps[i].Key, ps[i].Seq}
 	}, func() error {
 		keys := make([]string, len(ps))
 		seqs := make([]int64, len(ps))
-		dataKeys := make([][]byte, len(ps)) // nil, which is NULL, for no data key
 		for i := range ps {
-			keys[i], seqs[i], dataKeys[i] = ps[i].Key, ps[i].Seq, keyArg(&ps[i].DataKey)
+			keys[i], seqs[i] = ps[i].Key, ps[i].Seq
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq, data_key)
-			SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
-			ON CONFLICT DO NOTHING`, keys, seqs, dataKeys)
+		_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq)
+			SELECT * FROM unnest($1::text[], $2::int8[])
+			ON CONFLICT DO NOTHING`, keys, seqs)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("insert postings: %w", err)
+	}
+	srcs := postings.Sources(ps)
+	if len(srcs) == 0 {
+		return nil
+	}
+	err = copyNew(ctx, tx, "term_sources", []string{"data_key", "seq", "terms"}, len(srcs), func(i int) []any {
+		return []any{srcs[i].Key[:], srcs[i].Seq, srcs[i].Keys}
+	}, func() error {
+		b := &pgx.Batch{}
+		for _, s := range srcs {
+			b.Queue(`INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.Key[:], s.Seq, s.Keys)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("insert term sources: %w", err)
 	}
 	return nil
 }
@@ -624,7 +619,7 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 				return fmt.Errorf("insert records of findings: %w", err)
 			}
 		}
-		return insertPostings(ctx, tx, sortPostings(ps))
+		return insertPostings(ctx, tx, postings.Sort(ps))
 	}
 	err := db.appends.Write(ctx, func() error { return pgx.BeginFunc(ctx, db.pool, insert) })
 	if err != nil {

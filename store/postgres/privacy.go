@@ -259,9 +259,12 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	// sees every posting of an AddPostings that locked them first (and had
 	// the lock above wait for it), and an AddPostings that locks them later
 	// waits, then sees them erased (see AddPostings). Keys erased earlier
-	// have no postings left; deleting by every id costs one probe of
-	// postings_data_key each.
-	if _, err := t.tx.Exec(ctx, `DELETE FROM postings WHERE data_key = ANY($1)`, keyIDs(ids)); err != nil {
+	// have no term sources left; deleting by every id costs one probe of
+	// term_sources each.
+	if _, err := t.tx.Exec(ctx, `WITH sources AS (
+			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING seq, terms)
+		DELETE FROM postings p USING sources s, unnest(s.terms) AS t(key)
+		WHERE p.key = t.key AND p.seq = s.seq`, keyIDs(ids)); err != nil {
 		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
 	}
 	return blobs, nil

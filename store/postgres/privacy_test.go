@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -419,5 +420,89 @@ func TestScanKeysPages(t *testing.T) {
 	var left int
 	if err := db.ScanKeys(ctx, infertrail.KeyFilter{NotKEK: "kek-2"}, infertrail.KeyID{}, func(*infertrail.DataKey) error { left++; return nil }); err != nil || left != 0 {
 		t.Errorf("%d keys not under kek-2 after rewrapping (%v)", left, err)
+	}
+}
+
+// TestMigrateTermSources migrates a version 6 schema whose term postings
+// carry their data keys in postings.data_key, and checks that the keys
+// move to term_sources, that the column and its index go, and that an
+// erasure then deletes the postings of its key and no others.
+func TestMigrateTermSources(t *testing.T) {
+	dsn := testDSN(t)
+	ctx := t.Context()
+	schema := freshSchema(t, dsn)
+	pool, _, err := connect(ctx, dsn, Config{Schema: schema, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(ctx, pool, schema, ms[:6]); err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	_, err = pool.Exec(ctx, `INSERT INTO postings (key, seq, data_key) VALUES
+		('model=m', 1, NULL), ('term=b', 1, $1), ('term=a', 1, $1), ('term=a', 2, $2), ('term=c', 3, $1)`, k1[:], k2[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	type source struct {
+		key   []byte
+		seq   int64
+		terms []string
+	}
+	var got []source
+	rows, err := db.pool.Query(ctx, `SELECT data_key, seq, terms FROM term_sources ORDER BY data_key, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s source
+	if _, err := pgx.ForEachRow(rows, []any{&s.key, &s.seq, &s.terms}, func() error { got = append(got, s); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []source{{k1[:], 1, []string{"term=a", "term=b"}}, {k1[:], 3, []string{"term=c"}}, {k2[:], 2, []string{"term=a"}}}
+	if !slices.EqualFunc(got, want, func(a, b source) bool {
+		return bytes.Equal(a.key, b.key) && a.seq == b.seq && slices.Equal(a.terms, b.terms)
+	}) {
+		t.Errorf("term sources after migration 7: %v, want %v", got, want)
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'postings' AND column_name = 'data_key'`, schema).Scan(&n); err != nil || n != 0 {
+		t.Errorf("postings.data_key left after migration 7 (%d, %v)", n, err)
+	}
+
+	entries, blobs := storetest.MakeBatch(0, 4)
+	appendEncrypted(t, db, entries, blobs)
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Erase(ctx, []infertrail.KeyID{k1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	rows, err = db.pool.Query(ctx, `SELECT key || '@' || seq FROM postings ORDER BY key, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k string
+	if _, err := pgx.ForEachRow(rows, []any{&k}, func() error { left = append(left, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"model=m@1", "term=a@2"}; !slices.Equal(left, w) {
+		t.Errorf("postings after erasing the first key: %v, want %v", left, w)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // Cursor returns the named cursor, or 0 when it was never advanced.
@@ -45,14 +46,14 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 // from, so that a step another process has taken writes nothing. The
 // postings of keys erased (read from the log's file once the transaction
 // holds the index file's write lock) are left out: see DB.purge.
-func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, postings []infertrail.Posting) error {
+func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in []infertrail.Posting) error {
 	if err := checkAdvance(cursor, from, to); err != nil {
 		return fmt.Errorf("add postings: %w", err)
 	}
-	if err := checkPostings(postings); err != nil {
+	if err := postings.Check(in); err != nil {
 		return fmt.Errorf("add postings: %w", err)
 	}
-	ps := sortPostings(postings)
+	ps := postings.Sort(in)
 	what := fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(ps), cursor, from, to)
 	return db.writeBehind(ctx, what, func(tx *sql.Tx) error {
 		if err := atCursor(ctx, tx, cursor, from); err != nil {
@@ -66,6 +67,9 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, po
 			ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
 		}
 		if err := insertPostings(ctx, tx, ps); err != nil {
+			return err
+		}
+		if err := insertTermSources(ctx, tx, postings.Sources(ps)); err != nil {
 			return err
 		}
 		return advance(ctx, tx, cursor, from, to)
@@ -87,28 +91,6 @@ func checkAdvance(name string, from, to int64) error {
 		return fmt.Errorf("cursor %q: from %d to %d: want 0 <= from < to: %w", name, from, to, infertrail.ErrInvalid)
 	}
 	return nil
-}
-
-func checkPostings(ps []infertrail.Posting) error {
-	for i, p := range ps {
-		if p.Key == "" || len(p.Key) > infertrail.MaxIndexKey {
-			return fmt.Errorf("posting %d: field key: %d bytes, want 1 to %d: %w", i, len(p.Key), infertrail.MaxIndexKey, infertrail.ErrInvalid)
-		}
-		if p.Seq < 0 {
-			return fmt.Errorf("posting %d: field seq: negative: %w", i, infertrail.ErrInvalid)
-		}
-	}
-	return nil
-}
-
-// sortPostings returns a copy of ps in primary-key order, without repeats,
-// so that inserting it walks the B-tree once from left to right.
-func sortPostings(ps []infertrail.Posting) []infertrail.Posting {
-	out := slices.Clone(ps)
-	slices.SortFunc(out, func(a, b infertrail.Posting) int {
-		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
-	})
-	return slices.CompactFunc(out, func(a, b infertrail.Posting) bool { return a.Key == b.Key && a.Seq == b.Seq })
 }
 
 // advance moves the named cursor from from to to inside tx, or fails with
@@ -189,9 +171,10 @@ func (db *DB) erasedKeys(ctx context.Context, ps []infertrail.Posting) (map[infe
 const postingRows = 64
 
 // insertPostings inserts ps, skipping those already stored, postingRows at a
-// time through one prepared statement.
+// time through one prepared statement. Their data keys go in term_sources
+// (insertTermSources).
 func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) error {
-	const insert = `INSERT OR IGNORE INTO postings (key, seq, data_key) VALUES `
+	const insert = `INSERT OR IGNORE INTO postings (key, seq) VALUES `
 	var many, one *sql.Stmt
 	defer func() {
 		for _, s := range []*sql.Stmt{many, one} {
@@ -200,13 +183,13 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 			}
 		}
 	}()
-	args := make([]any, 0, postingRows*3)
+	args := make([]any, 0, postingRows*2)
 	for len(ps) > 0 {
 		n := min(len(ps), postingRows)
 		var st **sql.Stmt
-		query := insert + values(postingRows, 3)
+		query := insert + values(postingRows, 2)
 		if n < postingRows {
-			n, st, query = 1, &one, insert+values(1, 3)
+			n, st, query = 1, &one, insert+values(1, 2)
 		} else {
 			st = &many
 		}
@@ -218,7 +201,7 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 		}
 		args = args[:0]
 		for _, p := range ps[:n] {
-			args = append(args, p.Key, p.Seq, keyArg(p.DataKey))
+			args = append(args, p.Key, p.Seq)
 		}
 		if _, err := (*st).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert postings: %w", err)
@@ -611,7 +594,7 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 				ps = append(ps, infertrail.Posting{Key: key, Seq: seq})
 			}
 		}
-		return insertPostings(ctx, tx, sortPostings(ps))
+		return insertPostings(ctx, tx, postings.Sort(ps))
 	})
 	if err != nil {
 		return err

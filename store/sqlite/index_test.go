@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"database/sql"
 	"errors"
 	"flag"
@@ -397,7 +398,12 @@ func downgradeIndexFile(t *testing.T, db *DB) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	for _, tbl := range []string{"postings", "cursors", "findings", "finding_records"} {
+	for _, p := range indexPostings(t, db) {
+		if _, err := db.writer.ExecContext(ctx, `INSERT INTO main.postings (key, seq, data_key) VALUES (?, ?, ?)`, p.Key, p.Seq, keyArg(p.DataKey)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tbl := range []string{"cursors", "findings", "finding_records"} {
 		rows, err := db.readers.QueryContext(ctx, `SELECT * FROM idx.`+tbl)
 		if err != nil {
 			t.Fatal(err)
@@ -420,6 +426,54 @@ func downgradeIndexFile(t *testing.T, db *DB) {
 	}
 }
 
+// indexPostings returns the postings of db's index file with the data
+// keys their term sources give them, in (key, seq) order.
+func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
+	t.Helper()
+	ctx := t.Context()
+	type at struct {
+		key string
+		seq int64
+	}
+	dataKeys := map[at]infertrail.KeyID{}
+	rows, err := db.readers.QueryContext(ctx, `SELECT data_key, seq, terms FROM idx.term_sources`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var (
+			id, terms []byte
+			seq       int64
+		)
+		if err := rows.Scan(&id, &seq, &terms); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := unpackTerms(terms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			dataKeys[at{k, seq}] = infertrail.KeyID(id)
+		}
+	}
+	rows.Close()
+	var ps []infertrail.Posting
+	rows, err = db.readers.QueryContext(ctx, `SELECT key, seq FROM idx.postings ORDER BY key, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p infertrail.Posting
+		if err := rows.Scan(&p.Key, &p.Seq); err != nil {
+			t.Fatal(err)
+		}
+		p.DataKey = dataKeys[at{p.Key, p.Seq}]
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 // TestMigrateIndexFile: a database from before migration 0009, whose
 // postings, cursors and findings are in the log's file, opens with them
 // moved to the index file, and again so if the move is done twice (a
@@ -433,9 +487,15 @@ func TestMigrateIndexFile(t *testing.T) {
 	}
 	entries, blobs := storetest.MakeBatch(0, 30)
 	storetest.AppendEntries(t, db, entries, blobs)
-	if err := db.AddPostings(ctx, "indexer", 0, 30, []infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "a=1", Seq: 7}, {Key: "b=1", Seq: 7}}); err != nil {
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	ps := []infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "a=1", Seq: 7}, {Key: "b=1", Seq: 7},
+		{Key: "term=x", Seq: 2, DataKey: k1}, {Key: "term=y", Seq: 2, DataKey: k1}, {Key: "term=x", Seq: 3, DataKey: k2}}
+	if err := db.AddPostings(ctx, "indexer", 0, 30, ps); err != nil {
 		t.Fatal(err)
 	}
+	slices.SortFunc(ps, func(a, b infertrail.Posting) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
+	})
 	if err := db.AdvanceCursor(ctx, "siem:x", 0, 12); err != nil {
 		t.Fatal(err)
 	}
@@ -473,6 +533,10 @@ func TestMigrateIndexFile(t *testing.T) {
 		}
 		if got := seqs("a=1"); !slices.Equal(got, []int64{7, 1}) {
 			t.Errorf("query a=1 after the move: %v; want [7 1]", got)
+		}
+		got := slices.DeleteFunc(indexPostings(t, db), func(p infertrail.Posting) bool { return strings.HasPrefix(p.Key, infertrail.IndexFinding+"=") })
+		if !slices.Equal(got, ps) {
+			t.Errorf("postings after the move:\n%v\nwant\n%v", got, ps)
 		}
 		for name, want := range map[string]int64{"indexer": 30, "siem:x": 12} {
 			if c, err := db.Cursor(ctx, name); err != nil || c != want {

@@ -79,8 +79,11 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		return err
 	}
 	defer tx.Rollback()
+	if err := moveTermSources(ctx, tx, "log"); err != nil {
+		return err
+	}
 	for _, q := range []string{
-		`INSERT OR IGNORE INTO main.postings (key, seq, data_key) SELECT key, seq, data_key FROM log.postings`,
+		`INSERT OR IGNORE INTO main.postings (key, seq) SELECT key, seq FROM log.postings`,
 		`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
 		`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)
 			SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM log.findings`,
@@ -156,7 +159,7 @@ func (db *DB) purge(ctx context.Context, tx *sql.Tx) (bool, error) {
 		return false, err
 	}
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM postings WHERE data_key = ?`, id); err != nil {
+		if err := deleteTerms(ctx, tx, id); err != nil {
 			return false, fmt.Errorf("delete the postings of erased key %x: %w", id[:min(len(id), 4)], err)
 		}
 	}

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,10 +132,27 @@ func TestErasurePurgedLater(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// postings counts the postings of ps still stored whose data key is
+	// id, and checks that the key has term sources exactly when it has
+	// postings.
 	postings := func(id infertrail.KeyID) (n int) {
 		t.Helper()
-		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE data_key = ?`, id[:]).Scan(&n); err != nil {
+		for _, p := range ps {
+			if p.DataKey != id {
+				continue
+			}
+			var k int
+			if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE key = ? AND seq = ?`, p.Key, p.Seq).Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		var sources int
+		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE data_key = ?`, id[:]).Scan(&sources); err != nil {
 			t.Fatal(err)
+		}
+		if (sources > 0) != (n > 0) {
+			t.Errorf("key %x: %d postings, %d term sources", id[:4], n, sources)
 		}
 		return n
 	}
@@ -201,5 +220,113 @@ func TestIndexFileRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(IndexPath(other)); err == nil {
 		t.Errorf("Open of a foreign SQLite file made an index file beside it")
+	}
+}
+
+// TestMigrateTermSources: an index file of version 1, whose term postings
+// carry their data keys in a column with an index of its own, opens with
+// them moved to term_sources, the column and index gone; an erasure then
+// deletes the postings of its key and no others.
+func TestMigrateTermSources(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []infertrail.DataKey{storetest.TestKey("acme", "s1"), storetest.TestKey("acme", "s2")}
+	entries, blobs := storetest.MakeBatch(0, 600)
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.AddKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := storetest.NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Records 0 to 599, each with a leaf posting and three terms, under
+	// the first key for even records and the second for odd ones: more
+	// records than one page of a purge.
+	var ps []infertrail.Posting
+	for seq := range int64(600) {
+		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq})
+		for _, w := range []string{"alpha", "beta", fmt.Sprintf("w%d", seq)} {
+			ps = append(ps, infertrail.Posting{Key: "term=" + w, Seq: seq, DataKey: keys[seq%2].ID})
+		}
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 600, ps); err != nil {
+		t.Fatal(err)
+	}
+	want := indexPostings(t, db)
+	if len(want) != len(ps) {
+		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
+	}
+	// Back to version 1: the data keys in postings, no term_sources.
+	conn, err := db.index.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`ALTER TABLE postings ADD COLUMN data_key BLOB`,
+		`CREATE INDEX postings_data_key ON postings (data_key) WHERE data_key IS NOT NULL`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, p := range want {
+		if !p.DataKey.IsZero() {
+			if _, err := conn.ExecContext(ctx, `UPDATE postings SET data_key = ? WHERE key = ? AND seq = ?`, p.DataKey[:], p.Key, p.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, q := range []string{`DROP TABLE term_sources`, `DELETE FROM schema_migrations WHERE version >= 2`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conn.Close()
+	db.Close()
+
+	if db, err = Open(ctx, path, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	if got := indexPostings(t, db); !slices.Equal(got, want) {
+		t.Errorf("postings after migration 2: %d, want %d, or not the same", len(got), len(want))
+	}
+	var n int
+	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('postings') WHERE name = 'data_key'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("postings.data_key left after migration 2 (%d, %v)", n, err)
+	}
+	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name = 'postings_data_key'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("index postings_data_key left after migration 2 (%d, %v)", n, err)
+	}
+
+	tx, err = db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := storetest.MakeEntry(600)
+	rec.Content = nil
+	if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Erase(ctx, []infertrail.KeyID{keys[0].ID}, rec.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing the first key: %d postings, want %d (the leaf's and the second key's)", len(got), len(left))
+	}
+	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE data_key = ?`, keys[0].ID[:]).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d term sources of the erased key left (%v)", n, err)
 	}
 }

@@ -22,6 +22,9 @@ type schema struct {
 	what string // names the file in errors
 	// appID marks an SQLite file as that file of an InferTrail database.
 	appID int64
+	// steps are migrations' Go parts, by version: each runs after that
+	// version's SQL, in the same transaction.
+	steps map[int]func(context.Context, *sql.Tx) error
 }
 
 var (
@@ -30,7 +33,8 @@ var (
 	logSchema = schema{dir: "migrations", what: "InferTrail database", appID: 0x4954726c} // "ITrl"
 	// indexSchema is the index file beside it: data derived from the log
 	// (postings, cursors, findings).
-	indexSchema = schema{dir: "index_migrations", what: "InferTrail index", appID: 0x49546978} // "ITix"
+	indexSchema = schema{dir: "index_migrations", what: "InferTrail index", appID: 0x49546978, // "ITix"
+		steps: map[int]func(context.Context, *sql.Tx) error{2: splitTermSources}}
 )
 
 type migration struct {
@@ -140,6 +144,11 @@ func (sc schema) migrate(ctx context.Context, w *sql.DB) error {
 	for _, m := range ms[current:] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+		if step := sc.steps[m.version]; step != nil {
+			if err := step(ctx, tx); err != nil {
+				return fmt.Errorf("apply migration %s: %w", m.name, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			m.version, m.name, time.Now().UnixNano()); err != nil {

@@ -125,6 +125,34 @@ func ObjectMembers(v []byte) iter.Seq2[[]byte, []byte] {
 	}
 }
 
+// Texts yields the text of every string of a canonical JSON value, member
+// names included, and the literal of every number, in order.
+func Texts(v []byte) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for i := 0; i < len(v); {
+			switch c := v[i]; {
+			case c == '"':
+				end := stringEnd(v, i+1)
+				if !yield(decodeString(v[i : end+1])) {
+					return
+				}
+				i = end + 1
+			case c == '-' || '0' <= c && c <= '9':
+				j := i + 1
+				for j < len(v) && ('0' <= v[j] && v[j] <= '9' || v[j] == '.' || v[j] == 'e' || v[j] == 'E' || v[j] == '+' || v[j] == '-') {
+					j++
+				}
+				if !yield(string(v[i:j])) {
+					return
+				}
+				i = j
+			default:
+				i++
+			}
+		}
+	}
+}
+
 // StringValue returns the text of a canonical JSON string, and false if v
 // is not a string.
 func StringValue(v []byte) (string, bool) {

@@ -1,6 +1,9 @@
 package infertrail_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,4 +42,38 @@ func TestCanonicalWalk(t *testing.T) {
 	if el := infertrail.SplitArray([]byte(`[1,{"a":[2,3]},"x,y"]`)); len(el) != 3 || string(el[1]) != `{"a":[2,3]}` || string(el[2]) != `"x,y"` {
 		t.Errorf("SplitArray = %q", el)
 	}
+}
+
+// FuzzTexts holds Texts to encoding/json's tokens: on canonical JSON, the
+// strings (member names included) and number literals, in order.
+func FuzzTexts(f *testing.F) {
+	for _, s := range []string{`{"b\"x":[1,{"c":"}]\\"},"é\n"],"a":"q\"\\/t","d":{},"e":[]}`,
+		`[-1.5e+30,true,null,false,"x",{"n":0}]`, `"\u0001"`, `12`, `[{"role":"user","parts":[{"type":"text","content":"pay 120.50 EUR"}]}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		v, err := infertrail.Canonicalize(in)
+		if err != nil {
+			return
+		}
+		var want []string
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.UseNumber()
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			switch x := tok.(type) {
+			case string:
+				want = append(want, x)
+			case json.Number:
+				want = append(want, x.String())
+			}
+		}
+		got := slices.Collect(infertrail.Texts(v))
+		if !slices.Equal(got, want) {
+			t.Fatalf("Texts(%s) = %q, want %q", v, got, want)
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package investigate
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -141,34 +140,22 @@ func (t *Terms) ContentPostings(e *infertrail.Entry, content map[string]json.Raw
 	return out
 }
 
-// jsonWords returns the words of the strings and numbers in a JSON value.
+// jsonWords returns the words of the strings and numbers in a canonical
+// JSON value (content is stored canonical), member names included.
 func jsonWords(v json.RawMessage, max int) []string {
 	if max <= 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	var words []string
 	var b strings.Builder
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			break
-		}
-		switch x := tok.(type) {
-		case string:
-			b.WriteString(x)
-			b.WriteByte(' ')
-		case json.Number:
-			b.WriteString(x.String())
-			b.WriteByte(' ')
-		}
+	b.Grow(len(v))
+	for t := range infertrail.Texts(v) {
+		b.WriteString(t)
+		b.WriteByte(' ')
 		if b.Len() > 1<<20 {
 			break
 		}
 	}
-	words = Words(b.String(), max)
-	return words
+	return Words(b.String(), max)
 }
 
 // Words splits text into normalised search words: lowercase runs of

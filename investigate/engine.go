@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/cpu"
 )
 
 // Store is what the engine reads and writes.
@@ -192,6 +193,9 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 		for i := range chunk {
 			if len(postings) >= maxStepPostings {
 				break
+			}
+			if !infertrail.IsForeground(ctx) { // a query waiting for the index does not defer
+				cpu.Defer()
 			}
 			en := &chunk[i]
 			next = en.Seq + 1

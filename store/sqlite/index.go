@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/cpu"
 	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
@@ -198,6 +199,9 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 			if *st, err = tx.PrepareContext(ctx, query); err != nil {
 				return fmt.Errorf("insert postings: %w", err)
 			}
+		}
+		if !infertrail.IsForeground(ctx) {
+			cpu.Defer()
 		}
 		args = args[:0]
 		for _, p := range ps[:n] {

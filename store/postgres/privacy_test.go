@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/storetest"
@@ -21,7 +22,6 @@ import (
 // encrypted content uses, in one transaction, and returns the keys.
 func appendEncrypted(t *testing.T, db *DB, entries []infertrail.Entry, blobs []infertrail.Blob) map[infertrail.KeyID]infertrail.DataKey {
 	t.Helper()
-	ctx := t.Context()
 	keys := map[infertrail.KeyID]infertrail.DataKey{}
 	var ks []infertrail.DataKey
 	for _, e := range entries {
@@ -32,20 +32,7 @@ func appendEncrypted(t *testing.T, db *DB, entries []infertrail.Entry, blobs []i
 			}
 		}
 	}
-	tx, err := db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := tx.AddKeys(ctx, ks); err != nil {
-		t.Fatal(err)
-	}
-	if err := storetest.NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	storetest.AppendKeyed(t, db, ks, entries, blobs)
 	return keys
 }
 
@@ -317,24 +304,12 @@ func TestEraseFailedStatement(t *testing.T) {
 // old blobs read as unencrypted, and that erasure works across old and new
 // partitions.
 func TestMigratePrivacy(t *testing.T) {
-	dsn := testDSN(t)
 	ctx := t.Context()
-	schema := freshSchema(t, dsn)
-	pool, _, err := connect(ctx, dsn, Config{Schema: schema, MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, schema := migratedTo(t, 1)
 	defer pool.Close()
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateTo(ctx, pool, schema, ms[:1]); err != nil {
-		t.Fatal(err)
-	}
 	jan := periodOf(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	old := infertrail.BlobID{1, 2, 3}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := ensurePartitions(ctx, tx, jan); err != nil {
 			return err
 		}
@@ -428,23 +403,11 @@ func TestScanKeysPages(t *testing.T) {
 // move to term_sources, that the column and its index go, and that an
 // erasure then deletes the postings of its key and no others.
 func TestMigrateTermSources(t *testing.T) {
-	dsn := testDSN(t)
 	ctx := t.Context()
-	schema := freshSchema(t, dsn)
-	pool, _, err := connect(ctx, dsn, Config{Schema: schema, MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, schema := migratedTo(t, 6)
 	defer pool.Close()
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateTo(ctx, pool, schema, ms[:6]); err != nil {
-		t.Fatal(err)
-	}
 	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
-	_, err = pool.Exec(ctx, `INSERT INTO postings (key, seq, data_key) VALUES
+	_, err := pool.Exec(ctx, `INSERT INTO postings (key, seq, data_key) VALUES
 		('model=m', 1, NULL), ('term=b', 1, $1), ('term=a', 1, $1), ('term=a', 2, $2), ('term=c', 3, $1)`, k1[:], k2[:])
 	if err != nil {
 		t.Fatal(err)
@@ -505,4 +468,27 @@ func TestMigrateTermSources(t *testing.T) {
 	if w := []string{"model=m@1", "term=a@2"}; !slices.Equal(left, w) {
 		t.Errorf("postings after erasing the first key: %v, want %v", left, w)
 	}
+}
+
+// migratedTo returns a pool of one connection to a fresh schema migrated
+// to version, and the schema.
+func migratedTo(t *testing.T, version int) (*pgxpool.Pool, string) {
+	t.Helper()
+	dsn := testDSN(t)
+	ctx := t.Context()
+	schema := freshSchema(t, dsn)
+	pool, _, err := connect(ctx, dsn, Config{Schema: schema, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		pool.Close()
+		t.Fatal(err)
+	}
+	if err := migrateTo(ctx, pool, schema, ms[:version]); err != nil {
+		pool.Close()
+		t.Fatal(err)
+	}
+	return pool, schema
 }

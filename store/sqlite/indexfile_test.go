@@ -90,21 +90,7 @@ func TestErasurePurgedLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { db.Close() }()
-	keys := []infertrail.DataKey{storetest.TestKey("acme", "s1"), storetest.TestKey("acme", "s2")}
-	entries, blobs := storetest.MakeBatch(0, 4)
-	tx, err := db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.AddKeys(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
-	if err := storetest.NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	keys := appendKeyed(t, db, 4)
 	ps := []infertrail.Posting{
 		{Key: "term=a", Seq: 1, DataKey: keys[0].ID}, {Key: "term=b", Seq: 2, DataKey: keys[0].ID},
 		{Key: "term=a", Seq: 3, DataKey: keys[1].ID}, {Key: "leaf=x", Seq: 1},
@@ -116,21 +102,7 @@ func TestErasurePurgedLater(t *testing.T) {
 	erase := func(id infertrail.KeyID) {
 		t.Helper()
 		erasures++
-		tx, err := db.BeginAppend(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, _ := storetest.MakeEntry(100 + erasures)
-		rec.Content = nil
-		if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Erase(ctx, []infertrail.KeyID{id}, rec.Seq); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		eraseKey(t, db, 100+erasures, id)
 	}
 	// postings counts the postings of ps still stored whose data key is
 	// id, and checks that the key has term sources exactly when it has
@@ -234,21 +206,7 @@ func TestMigrateTermSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []infertrail.DataKey{storetest.TestKey("acme", "s1"), storetest.TestKey("acme", "s2")}
-	entries, blobs := storetest.MakeBatch(0, 600)
-	tx, err := db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.AddKeys(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
-	if err := storetest.NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	keys := appendKeyed(t, db, 600)
 	// Records 0 to 599, each with a leaf posting and three terms, under
 	// the first key for even records and the second for odd ones: more
 	// records than one page of a purge.
@@ -307,26 +265,44 @@ func TestMigrateTermSources(t *testing.T) {
 		t.Errorf("index postings_data_key left after migration 2 (%d, %v)", n, err)
 	}
 
-	tx, err = db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := storetest.MakeEntry(600)
-	rec.Content = nil
-	if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Erase(ctx, []infertrail.KeyID{keys[0].ID}, rec.Seq); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	eraseKey(t, db, 600, keys[0].ID)
 	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
 	if got := indexPostings(t, db); !slices.Equal(got, left) {
 		t.Errorf("after erasing the first key: %d postings, want %d (the leaf's and the second key's)", len(got), len(left))
 	}
 	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE data_key = ?`, keys[0].ID[:]).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d term sources of the erased key left (%v)", n, err)
+	}
+}
+
+// appendKeyed appends n records after storing two data keys of tenant
+// acme, which it returns.
+func appendKeyed(t *testing.T, db *DB, n int) []infertrail.DataKey {
+	t.Helper()
+	keys := []infertrail.DataKey{storetest.TestKey("acme", "s1"), storetest.TestKey("acme", "s2")}
+	entries, blobs := storetest.MakeBatch(0, n)
+	storetest.AppendKeyed(t, db, keys, entries, blobs)
+	return keys
+}
+
+// eraseKey appends an erasure record (storetest.MakeEntry(n), without
+// content) that erases key id, in one transaction.
+func eraseKey(t *testing.T, db *DB, n int, id infertrail.KeyID) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := storetest.MakeEntry(n)
+	rec.Content = nil
+	if err := storetest.NewSequencer(tx).Append(ctx, []infertrail.Entry{rec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Erase(ctx, []infertrail.KeyID{id}, rec.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }

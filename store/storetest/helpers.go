@@ -116,12 +116,24 @@ func (s *Sequencer) Hashes(ctx context.Context, entries []infertrail.Entry) ([]t
 // commits it. It sets the Seq of each entry and returns the sequence numbers.
 func AppendEntries(t testing.TB, s infertrail.Store, entries []infertrail.Entry, blobs []infertrail.Blob) []int64 {
 	t.Helper()
+	return AppendKeyed(t, s, nil, entries, blobs)
+}
+
+// AppendKeyed is AppendEntries storing the data keys keys first, in the
+// same transaction.
+func AppendKeyed(t testing.TB, s infertrail.Store, keys []infertrail.DataKey, entries []infertrail.Entry, blobs []infertrail.Blob) []int64 {
+	t.Helper()
 	ctx := t.Context()
 	tx, err := s.BeginAppend(ctx)
 	if err != nil {
 		t.Fatalf("BeginAppend: %v", err)
 	}
 	defer tx.Rollback()
+	if len(keys) > 0 {
+		if err := tx.AddKeys(ctx, keys); err != nil {
+			t.Fatalf("AddKeys: %v", err)
+		}
+	}
 	if err := NewSequencer(tx).Append(ctx, entries, blobs); err != nil {
 		t.Fatalf("append %d entries: %v", len(entries), err)
 	}

@@ -194,9 +194,7 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 			if len(postings) >= maxStepPostings {
 				break
 			}
-			if !infertrail.IsForeground(ctx) { // a query waiting for the index does not defer
-				cpu.Defer()
-			}
+			cpu.Defer(ctx)
 			en := &chunk[i]
 			next = en.Seq + 1
 			r, err := infertrail.ParseLeaf(en.Leaf)

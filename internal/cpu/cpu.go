@@ -3,9 +3,12 @@
 package cpu
 
 import (
+	"context"
 	"runtime"
 	"runtime/metrics"
 	"time"
+
+	"github.com/infertrail/infertrail"
 )
 
 // MaxDefer bounds how long one call of Defer gives the CPU away.
@@ -16,8 +19,12 @@ const MaxDefer = 10 * time.Millisecond
 // block — the investigation index's tokenising, hashing and inserts — calls
 // it between small pieces of work, so that under unbroken ingest it takes
 // the CPU that ingest leaves, rather than an equal turn of Go's scheduler
-// with each request. Checking costs about 0.2 µs.
-func Defer() {
+// with each request. Checking costs about 0.2 µs. With a Foreground ctx
+// (a request waiting for the work) it returns at once.
+func Defer(ctx context.Context) {
+	if infertrail.IsForeground(ctx) {
+		return
+	}
 	s := [1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
 	var deadline time.Time
 	for {

@@ -200,9 +200,7 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 				return fmt.Errorf("insert postings: %w", err)
 			}
 		}
-		if !infertrail.IsForeground(ctx) {
-			cpu.Defer()
-		}
+		cpu.Defer(ctx)
 		args = args[:0]
 		for _, p := range ps[:n] {
 			args = append(args, p.Key, p.Seq)

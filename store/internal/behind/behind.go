@@ -35,7 +35,8 @@ type Appends struct {
 	// (default DefaultQuiet). Yield is how many times as long as the last
 	// background write (Write) the next one waits, at most, for a gap
 	// between appends (default DefaultYield): under unbroken appends,
-	// background writes then run about 1/(Yield+1) of the time. Set them before first use.
+	// background writes then run about 1/(Yield+1) of the time. Set them
+	// before first use.
 	MaxWait, Quiet time.Duration
 	Yield          int
 }

@@ -333,44 +333,90 @@ func (c *ContentReader) ReadMany(ctx context.Context, es []infertrail.Entry) ([]
 	return out, erased, nil
 }
 
+// ReadParts returns the decoded content of each blob of es's content
+// fields, once per blob, but for the blobs skip reports (which the caller
+// knows already): the elements of array fields, the whole value of the
+// others. The blobs of a field whose data key was erased are left out; any
+// other failure to read a blob fails the call, as in ReadMany.
+func (c *ContentReader) ReadParts(ctx context.Context, es []infertrail.Entry, skip func(infertrail.BlobID) bool) (map[infertrail.BlobID][]byte, error) {
+	var (
+		ids  []infertrail.BlobID
+		kids []infertrail.KeyID
+		want = map[infertrail.BlobID]bool{}
+	)
+	for i := range es {
+		for _, r := range es[i].Content {
+			if r.Omitted {
+				continue
+			}
+			for _, id := range r.Blobs {
+				if _, ok := want[id]; !ok {
+					want[id] = !skip(id)
+					if want[id] {
+						ids = append(ids, id)
+						kids = append(kids, r.Key)
+					}
+				}
+			}
+		}
+	}
+	out := make(map[infertrail.BlobID][]byte, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	fail := func(err error) (map[infertrail.BlobID][]byte, error) {
+		return nil, fmt.Errorf("read content of records %d to %d: %w", es[0].Seq, es[len(es)-1].Seq, err)
+	}
+	ks, err := c.keyStates(ctx, kids)
+	if err != nil {
+		return fail(err)
+	}
+	blobs, err := c.store.Blobs(ctx, ids)
+	if err != nil {
+		return fail(err)
+	}
+	for i := range es {
+		for _, r := range es[i].Content {
+			if r.Omitted {
+				continue
+			}
+			key, err := fieldKey(r, ks)
+			var ee *infertrail.ErasedError
+			if errors.As(err, &ee) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read content of record %d: %w", es[i].Seq, err)
+			}
+			for _, id := range r.Blobs {
+				if _, done := out[id]; done || !want[id] {
+					continue
+				}
+				p, err := openPart(r, id, blobs, key)
+				if err != nil {
+					return nil, fmt.Errorf("read content of record %d: %w", es[i].Seq, err)
+				}
+				out[id] = p
+			}
+		}
+	}
+	return out, nil
+}
+
 // assemble rebuilds a content value from its blobs.
 func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) ([]byte, error) {
 	if r.Omitted {
 		return nil, fmt.Errorf("field %q: %w", r.Field, errOmitted)
 	}
-	var key keyState
-	if !r.Key.IsZero() {
-		key = ks[r.Key]
-		switch {
-		case key.erasedBy >= 0:
-			return nil, &infertrail.ErasedError{Field: r.Field, ErasedBy: key.erasedBy}
-		case key.missing:
-			return nil, fmt.Errorf("field %q: its data key %x is missing, but no erasure record erased it", r.Field, r.Key[:4])
-		case key.err != nil:
-			return nil, fmt.Errorf("field %q: %w", r.Field, key.err)
-		}
+	key, err := fieldKey(r, ks)
+	if err != nil {
+		return nil, err
 	}
 	parts := make([][]byte, len(r.Blobs))
 	for i, id := range r.Blobs {
-		b, ok := blobs[id]
-		if !ok {
-			return nil, fmt.Errorf("field %q: blob %x is missing: %w", r.Field, id[:8], infertrail.ErrNotFound)
+		if parts[i], err = openPart(r, id, blobs, key); err != nil {
+			return nil, err
 		}
-		if b.Key != r.Key {
-			return nil, fmt.Errorf("field %q: blob %x is sealed under key %x, not the field's key %x", r.Field, id[:8], b.Key[:4], r.Key[:4])
-		}
-		if key.cipher != nil {
-			plain, err := key.cipher.Open(nil, b.Data, id[:])
-			if err != nil {
-				return nil, fmt.Errorf("field %q: blob %x: %w", r.Field, id[:8], err)
-			}
-			b.Data = plain
-		}
-		p, err := DecodeBlob(b)
-		if err != nil {
-			return nil, fmt.Errorf("field %q: %w", r.Field, err)
-		}
-		parts[i] = p
 	}
 	if r.Array {
 		return infertrail.JoinArray(nil, parts), nil
@@ -379,4 +425,45 @@ func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Bl
 		return nil, fmt.Errorf("field %q: %d blobs for a value that is not an array", r.Field, len(parts))
 	}
 	return parts[0], nil
+}
+
+// fieldKey returns the state of a field's data key, or why its content
+// cannot be read: an *infertrail.ErasedError when it was erased.
+func fieldKey(r infertrail.ContentRef, ks map[infertrail.KeyID]keyState) (keyState, error) {
+	if r.Key.IsZero() {
+		return keyState{}, nil
+	}
+	key := ks[r.Key]
+	switch {
+	case key.erasedBy >= 0:
+		return key, &infertrail.ErasedError{Field: r.Field, ErasedBy: key.erasedBy}
+	case key.missing:
+		return key, fmt.Errorf("field %q: its data key %x is missing, but no erasure record erased it", r.Field, r.Key[:4])
+	case key.err != nil:
+		return key, fmt.Errorf("field %q: %w", r.Field, key.err)
+	}
+	return key, nil
+}
+
+// openPart decrypts and decodes the blob id of field r, sealed under key.
+func openPart(r infertrail.ContentRef, id infertrail.BlobID, blobs map[infertrail.BlobID]infertrail.Blob, key keyState) ([]byte, error) {
+	b, ok := blobs[id]
+	if !ok {
+		return nil, fmt.Errorf("field %q: blob %x is missing: %w", r.Field, id[:8], infertrail.ErrNotFound)
+	}
+	if b.Key != r.Key {
+		return nil, fmt.Errorf("field %q: blob %x is sealed under key %x, not the field's key %x", r.Field, id[:8], b.Key[:4], r.Key[:4])
+	}
+	if key.cipher != nil {
+		plain, err := key.cipher.Open(nil, b.Data, id[:])
+		if err != nil {
+			return nil, fmt.Errorf("field %q: blob %x: %w", r.Field, id[:8], err)
+		}
+		b.Data = plain
+	}
+	p, err := DecodeBlob(b)
+	if err != nil {
+		return nil, fmt.Errorf("field %q: %w", r.Field, err)
+	}
+	return p, nil
 }

@@ -411,3 +411,92 @@ func TestCaptureMinimal(t *testing.T) {
 		t.Errorf("verify: %+v, %v; want 1 record committed, not stored", rep, err)
 	}
 }
+
+// TestReadParts: ReadParts gives each blob of the entries' fields once,
+// decoded, the parts ReadMany joins into each field; it leaves out the
+// blobs skip reports and those of fields whose key was erased.
+func TestReadParts(t *testing.T) {
+	ctx := t.Context()
+	l := newTestLog(t, sqlite.Config{}, nil)
+	history := `[{"role":"system","content":"be careful"},{"role":"user","content":"pay invoice 7"}]`
+	res := mustAppend(t, l.Log, []ledger.Submission{
+		parse(t, `{"kind":"inference","tenant":"acme","session_id":"s1","actor":{"id":"agent:a"},"content":{"messages":`+history+`,"response":"done"}}`),
+		parse(t, `{"kind":"inference","tenant":"acme","session_id":"s1","actor":{"id":"agent:a"},"content":{"messages":`+
+			strings.TrimSuffix(history, "]")+`,{"role":"user","content":"and 8"}],"response":"done too"}}`),
+		sessionRecord(t, "acme", "s2", "to be erased"),
+	})
+	var es []infertrail.Entry
+	for _, r := range res {
+		e, err := l.Entry(ctx, r.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	cr := l.ContentReader()
+	values, _, err := cr.ReadMany(ctx, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := func(infertrail.BlobID) bool { return false }
+	parts, err := cr.ReadParts(ctx, es, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sys, user 7, done, user 8, done too; prompt and ok of s2.
+	if len(parts) != 7 {
+		t.Errorf("%d parts, want 7 distinct blobs", len(parts))
+	}
+	for i, e := range es {
+		for _, ref := range e.Content {
+			var ps [][]byte
+			for _, id := range ref.Blobs {
+				ps = append(ps, parts[id])
+			}
+			got := ps[0]
+			if ref.Array {
+				got = infertrail.JoinArray(nil, ps)
+			}
+			if want := values[i][ref.Field]; !bytes.Equal(got, want) {
+				t.Errorf("record %d field %s: parts give %s, ReadMany %s", i, ref.Field, got, want)
+			}
+		}
+	}
+	// What the caller knows already is not read.
+	first := map[infertrail.BlobID]bool{}
+	for _, ref := range es[0].Content {
+		for _, id := range ref.Blobs {
+			first[id] = true
+		}
+	}
+	parts, err = cr.ReadParts(ctx, es[1:2], func(id infertrail.BlobID) bool { return first[id] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 2 {
+		t.Errorf("with the first record's blobs known, %d parts read, want 2 (user 8, done too)", len(parts))
+	}
+	for id := range parts {
+		if first[id] {
+			t.Errorf("blob %x read though known", id[:8])
+		}
+	}
+	// An erased field gives nothing, and no error.
+	if _, err := l.Erase(ctx, ledger.Erasure{Scope: "tenant=acme,session=s2", Reason: "test", Actor: infertrail.Actor{ID: "user:dpo"}}); err != nil {
+		t.Fatal(err)
+	}
+	parts, err = cr.ReadParts(ctx, es, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 5 {
+		t.Errorf("after the erasure of s2, %d parts, want 5", len(parts))
+	}
+	for _, ref := range es[2].Content {
+		for _, id := range ref.Blobs {
+			if _, ok := parts[id]; ok {
+				t.Errorf("erased blob %x read", id[:8])
+			}
+		}
+	}
+}

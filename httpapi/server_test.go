@@ -94,7 +94,7 @@ func newTestServer(tb testing.TB, edit func(*httpapi.Config)) *testServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().ReadMany, Logger: logger,
+	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().ReadParts, Logger: logger,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := lg.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err

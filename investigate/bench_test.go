@@ -82,7 +82,7 @@ func openBenchStore(b *testing.B) *benchStore {
 	}
 	b.Cleanup(func() { l.Close() })
 	terms, _ := investigate.NewTerms(secret)
-	e, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: l.ContentReader().ReadMany, Batch: 5000,
+	e, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: l.ContentReader().ReadParts, Batch: 5000,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := l.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err

@@ -2,7 +2,6 @@ package investigate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,13 +33,17 @@ const (
 // Config configures an Engine. Zero values mean the documented defaults.
 type Config struct {
 	Store Store // required
-	// Content reads the content of entries, for the full-text index (as
-	// ledger.ContentReader.ReadMany does: each entry's fields, and an
-	// erasure error for those whose content was erased, which is then left
-	// out); nil indexes metadata only.
-	Content func(ctx context.Context, es []infertrail.Entry) ([]map[string]json.RawMessage, []error, error)
+	// Content reads the content of entries for the full-text index, as
+	// ledger.ContentReader.ReadParts does: the decoded content of each blob
+	// of their fields that skip does not report, the blobs of fields whose
+	// content was erased left out. nil indexes metadata only.
+	Content func(ctx context.Context, es []infertrail.Entry, skip func(infertrail.BlobID) bool) (map[infertrail.BlobID][]byte, error)
 	// Terms keys the full-text index (required with Content).
 	Terms *Terms
+	// TermCache bounds, in bytes, the terms of content elements kept so
+	// that an element sent again is not read and hashed again (default 32
+	// MiB).
+	TermCache int
 	// Checkpoint returns the latest signed checkpoint, its signature
 	// verified, for the verification status of timeline records; nil
 	// leaves them unchecked.
@@ -58,8 +61,9 @@ type Config struct {
 // investigations. It is safe for concurrent use; several nodes may run
 // one each over a shared store.
 type Engine struct {
-	cfg Config
-	st  Store
+	cfg   Config
+	st    Store
+	terms *termCache
 }
 
 // New returns an engine.
@@ -79,13 +83,16 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	if cfg.TermCache <= 0 {
+		cfg.TermCache = 32 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{cfg: cfg, st: cfg.Store}, nil
+	return &Engine{cfg: cfg, st: cfg.Store, terms: newTermCache(cfg.TermCache)}, nil
 }
 
 // Run indexes and sweeps until ctx is done.
@@ -183,10 +190,10 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 			next = hi
 			continue
 		}
-		var contents []map[string]json.RawMessage
+		var contents [][][]elementTerms
 		if e.cfg.Content != nil {
 			var err error
-			if contents, _, err = e.cfg.Content(ctx, chunk); err != nil {
+			if contents, err = e.contentTerms(ctx, chunk); err != nil {
 				return 0, fmt.Errorf("index content of records %d to %d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq+1, err)
 			}
 		}
@@ -207,7 +214,7 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 				postings = append(postings, infertrail.Posting{Key: k, Seq: en.Seq})
 			}
 			if contents != nil && len(en.Content) > 0 {
-				postings = append(postings, e.cfg.Terms.ContentPostings(en, contents[i])...)
+				postings = append(postings, contentPostings(en, contents[i])...)
 			}
 		}
 	}
@@ -219,6 +226,55 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return int(next - from), nil
+}
+
+// contentTerms returns the terms of each content element of chunk's
+// entries, by entry and field (nil for a field not read: erased, or never
+// stored), from the cache, or from content read and hashed now.
+func (e *Engine) contentTerms(ctx context.Context, chunk []infertrail.Entry) ([][][]elementTerms, error) {
+	known := map[infertrail.BlobID]elementTerms{}
+	for i := range chunk {
+		for _, ref := range chunk[i].Content {
+			for _, id := range ref.Blobs {
+				if et, ok := e.terms.get(id); ok {
+					known[id] = et
+				}
+			}
+		}
+	}
+	parts, err := e.cfg.Content(ctx, chunk, func(id infertrail.BlobID) bool {
+		_, ok := known[id]
+		return ok
+	})
+	if err != nil {
+		return nil, err
+	}
+	k := e.cfg.Terms.keyer()
+	for id, p := range parts {
+		et := k.element(p)
+		e.terms.put(id, et)
+		known[id] = et
+	}
+	out := make([][][]elementTerms, len(chunk))
+	for i := range chunk {
+		out[i] = make([][]elementTerms, len(chunk[i].Content))
+	fields:
+		for j, ref := range chunk[i].Content {
+			if ref.Omitted {
+				continue
+			}
+			els := make([]elementTerms, len(ref.Blobs))
+			for b, id := range ref.Blobs {
+				et, ok := known[id]
+				if !ok {
+					continue fields // erased
+				}
+				els[b] = et
+			}
+			out[i][j] = els
+		}
+	}
+	return out, nil
 }
 
 // subject is one group to examine: a tenant's trace, session or single

@@ -68,7 +68,7 @@ func (f *fixture) engine(tb testing.TB) *investigate.Engine {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadMany,
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := f.log.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err
@@ -370,7 +370,7 @@ func TestIndexStepBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadMany})
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,5 +422,99 @@ infertrail_index_lag_records %d
 	}
 	if err := testutil.CollectAndCompare(e.Collector(), strings.NewReader(want(0, 8))); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestIndexRepeatedContent: an agent re-sends its history with every call.
+// The index reads and hashes each message once, and still posts every
+// record carrying a word; content erased while the cache holds its terms
+// is not posted from the cache.
+func TestIndexRepeatedContent(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	const calls = 6
+	var history []map[string]string
+	history = append(history, map[string]string{"role": "system", "content": "you are ledgerbot for acme"})
+	for k := 1; k <= calls; k++ {
+		history = append(history, map[string]string{"role": "user", "content": fmt.Sprintf("question turn%d", k)})
+		msgs, _ := json.Marshal(history)
+		if _, err := f.log.Record(ctx, &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", SessionID: "agent-1", Source: "test",
+			Actor:   infertrail.Actor{ID: "agent:ledgerbot"},
+			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs, "gen_ai.output.messages": json.RawMessage(fmt.Sprintf(`"answer %d"`, k))}}); err != nil {
+			t.Fatal(err)
+		}
+		history = append(history, map[string]string{"role": "assistant", "content": fmt.Sprintf("answer %d", k)})
+	}
+	terms, err := investigate.NewTerms(f.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := map[infertrail.BlobID]int{}
+	var mu sync.Mutex
+	content := func(ctx context.Context, es []infertrail.Entry, skip func(infertrail.BlobID) bool) (map[infertrail.BlobID][]byte, error) {
+		parts, err := f.log.ContentReader().ReadParts(ctx, es, skip)
+		mu.Lock()
+		defer mu.Unlock()
+		for id := range parts {
+			read[id]++
+		}
+		return parts, err
+	}
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: content, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.IndexCurrent(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range read {
+		if n != 1 {
+			t.Errorf("blob %x read %d times", id[:8], n)
+		}
+	}
+	// The system message, 6 questions, 5 answers in the history and 6 as
+	// outputs.
+	if len(read) != 1+calls+(calls-1)+calls {
+		t.Errorf("%d blobs read, want %d", len(read), 1+calls+(calls-1)+calls)
+	}
+	all := []int64{0, 1, 2, 3, 4, 5}
+	for word, want := range map[string][]int64{"ledgerbot": all, "turn1": all, "turn4": all[3:], "turn6": all[5:], "answer": all} {
+		if got := f.query(t, infertrail.Query{Keys: terms.QueryKeys(word)}); !slices.Equal(got, want) {
+			t.Errorf("search %q = %v, want %v", word, got, want)
+		}
+	}
+
+	// A session erased between two steps of an engine whose cache holds its
+	// terms: what the later step takes from the cache is not posted.
+	f2 := newFixture(t)
+	for k := range 4 {
+		// The instructions repeat: records 2 and 3 have them from the cache.
+		msgs := fmt.Sprintf(`[{"role":"user","content":"step%d"}]`, k)
+		if _, err := f2.log.Record(ctx, &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", SessionID: "s-9", Source: "test",
+			Content: map[string]json.RawMessage{"gen_ai.system_instructions": json.RawMessage(`"globex contract"`),
+				"gen_ai.input.messages": json.RawMessage(msgs)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e2, err := investigate.New(investigate.Config{Store: f2.db, Terms: terms, Content: f2.log.ContentReader().ReadParts, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e2.IndexStep(ctx); err != nil || n != 2 {
+		t.Fatalf("IndexStep = %d, %v", n, err)
+	}
+	if got := f2.query(t, infertrail.Query{Keys: terms.QueryKeys("globex")}); !slices.Equal(got, []int64{0, 1}) {
+		t.Fatalf("before the erasure, globex finds %v", got)
+	}
+	if _, err := f2.log.Erase(ctx, ledger.Erasure{Scope: "tenant=acme,session=s-9", Reason: "test", Actor: infertrail.Actor{ID: "user:dpo"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"globex", "contract", "step0", "step3"} {
+		if got := f2.query(t, infertrail.Query{Keys: terms.QueryKeys(w)}); len(got) != 0 {
+			t.Errorf("after the erasure, %q finds %v", w, got)
+		}
 	}
 }

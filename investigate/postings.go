@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -117,21 +118,95 @@ func (t *Terms) QueryKeys(text string) []string {
 // ContentPostings returns the term postings of an entry's content, each
 // carrying the data key of the field it came from.
 func (t *Terms) ContentPostings(e *infertrail.Entry, content map[string]json.RawMessage) []infertrail.Posting {
-	var out []infertrail.Posting
-	seen := map[string]bool{}
-	keyer := t.keyer()
-	for _, ref := range e.Content {
+	k := t.keyer()
+	fields := make([][]elementTerms, len(e.Content))
+	for i, ref := range e.Content {
 		v, ok := content[ref.Field]
 		if !ok {
 			continue
 		}
-		for _, w := range jsonWords(v, MaxTermsPerRecord-len(seen)) {
-			k := keyer.key(w)
-			if seen[k] {
-				continue
+		parts := infertrail.SplitArray(v)
+		if parts == nil {
+			parts = [][]byte{v}
+		}
+		for _, p := range parts {
+			fields[i] = append(fields[i], k.element(p))
+		}
+	}
+	return contentPostings(e, fields)
+}
+
+// elementTerms is what the index takes from one element of a content
+// field (one blob: an element of an array, or a whole value): the keys of
+// its distinct words, first seen first, and how much text it has.
+type elementTerms struct {
+	keys []string
+	text int // bytes of text read, a separator after each string
+}
+
+// size estimates the bytes an elementTerms holds, for the cache's bound.
+func (et elementTerms) size() int {
+	n := 64
+	for _, k := range et.keys {
+		n += 16 + len(k)
+	}
+	return n
+}
+
+// maxFieldText is about how much text of a field is indexed: its elements
+// up to the one whose text goes past it.
+const maxFieldText = 1 << 20
+
+// element returns the terms of one content element, a canonical JSON value:
+// the words of its strings and numbers, member names included, in its first
+// maxFieldText bytes of text.
+func (k *keyer) element(v []byte) elementTerms {
+	var b strings.Builder
+	b.Grow(len(v))
+	for t := range infertrail.Texts(v) {
+		b.WriteString(t)
+		b.WriteByte(' ')
+		if b.Len() > maxFieldText {
+			break
+		}
+	}
+	words := Words(b.String(), MaxTermsPerRecord)
+	et := elementTerms{keys: make([]string, len(words)), text: b.Len()}
+	for i, w := range words {
+		et.keys[i] = k.key(w)
+	}
+	return et
+}
+
+// contentPostings returns the term postings of e from the terms of its
+// fields' elements (fields[i] for e.Content[i]; nil when that field is not
+// indexed): field by field, the first distinct words of each, no more than
+// MaxTermsPerRecord distinct words in all, each posted once.
+func contentPostings(e *infertrail.Entry, fields [][]elementTerms) []infertrail.Posting {
+	var out []infertrail.Posting
+	seen := map[string]bool{}
+	for i, ref := range e.Content {
+		room := MaxTermsPerRecord - len(seen) // distinct words this field may give
+		inField := map[string]bool{}
+		text := 0
+	elements:
+		for _, el := range fields[i] {
+			for _, k := range el.keys {
+				if len(inField) >= room {
+					break elements
+				}
+				if inField[k] {
+					continue
+				}
+				inField[k] = true
+				if !seen[k] {
+					seen[k] = true
+					out = append(out, infertrail.Posting{Key: k, Seq: e.Seq, DataKey: ref.Key})
+				}
 			}
-			seen[k] = true
-			out = append(out, infertrail.Posting{Key: k, Seq: e.Seq, DataKey: ref.Key})
+			if text += el.text; text > maxFieldText {
+				break
+			}
 		}
 		if len(seen) >= MaxTermsPerRecord {
 			break
@@ -140,22 +215,49 @@ func (t *Terms) ContentPostings(e *infertrail.Entry, content map[string]json.Raw
 	return out
 }
 
-// jsonWords returns the words of the strings and numbers in a canonical
-// JSON value (content is stored canonical), member names included.
-func jsonWords(v json.RawMessage, max int) []string {
-	if max <= 0 {
-		return nil
+// termCache keeps the terms of recently indexed content elements by blob
+// id, in two generations bounded by about limit bytes in all: agent traffic
+// re-sends its system prompt, tool schemas and history with every call, and
+// each repeat of an element is then neither read, decrypted nor hashed
+// again. A blob id names one content under one data key, so an entry
+// cannot go stale; after an erasure the store drops the postings of the
+// erased key (infertrail.Index.AddPostings).
+type termCache struct {
+	mu       sync.Mutex
+	cur, old map[infertrail.BlobID]elementTerms
+	size     int // bytes in cur
+	limit    int
+}
+
+func newTermCache(limit int) *termCache {
+	return &termCache{cur: map[infertrail.BlobID]elementTerms{}, limit: limit}
+}
+
+func (c *termCache) get(id infertrail.BlobID) (elementTerms, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if et, ok := c.cur[id]; ok {
+		return et, true
 	}
-	var b strings.Builder
-	b.Grow(len(v))
-	for t := range infertrail.Texts(v) {
-		b.WriteString(t)
-		b.WriteByte(' ')
-		if b.Len() > 1<<20 {
-			break
-		}
+	et, ok := c.old[id]
+	if ok {
+		c.putLocked(id, et)
 	}
-	return Words(b.String(), max)
+	return et, ok
+}
+
+func (c *termCache) put(id infertrail.BlobID, et elementTerms) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(id, et)
+}
+
+func (c *termCache) putLocked(id infertrail.BlobID, et elementTerms) {
+	if c.size >= c.limit/2 {
+		c.old, c.cur, c.size = c.cur, map[infertrail.BlobID]elementTerms{}, 0
+	}
+	c.cur[id] = et
+	c.size += 32 + et.size()
 }
 
 // Words splits text into normalised search words: lowercase runs of

@@ -131,7 +131,7 @@ func newEnvWith(tb testing.TB, opts envOptions) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().ReadMany, Logger: logger,
+	engine, err := investigate.New(investigate.Config{Store: db, Terms: terms, Content: lg.ContentReader().ReadParts, Logger: logger,
 		Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
 			cp, err := lg.LatestCheckpoint(ctx)
 			return cp.Size, cp.Root, err

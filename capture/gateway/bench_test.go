@@ -124,7 +124,7 @@ func benchGateway(b *testing.B, upstream string, engine func(*gatewaytest.Trail)
 		if err != nil {
 			b.Fatal(err)
 		}
-		e, err := investigate.New(investigate.Config{Store: trail.DB, Terms: terms, Content: trail.Log.ContentReader().ReadMany})
+		e, err := investigate.New(investigate.Config{Store: trail.DB, Terms: terms, Content: trail.Log.ContentReader().ReadParts})
 		if err != nil {
 			b.Fatal(err)
 		}

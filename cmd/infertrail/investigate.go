@@ -54,7 +54,7 @@ func newEngine(lg *ledger.Log, secret []byte, c investigateConfig, logger *slog.
 		}
 		cfg.Terms = terms
 		cr := lg.ContentReader()
-		cfg.Content = cr.ReadMany
+		cfg.Content = cr.ReadParts
 	}
 	e, err := investigate.New(cfg)
 	if err != nil {

@@ -27,12 +27,62 @@ func Check(ps []infertrail.Posting) error {
 
 // Sort returns a copy of ps in primary-key order (key, seq), without
 // repeats, so that inserting it walks the B-tree once from left to right.
+// A step of the indexer repeats each key over many records, in the order
+// of their sequence numbers: the postings are grouped by key and only the
+// distinct keys are sorted, which compares far fewer strings than sorting
+// every posting.
 func Sort(ps []infertrail.Posting) []infertrail.Posting {
-	out := slices.Clone(ps)
-	slices.SortFunc(out, func(a, b infertrail.Posting) int {
-		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
-	})
-	return slices.CompactFunc(out, func(a, b infertrail.Posting) bool { return a.Key == b.Key && a.Seq == b.Seq })
+	// Number the distinct keys, count each one's postings, and rank the
+	// keys in order.
+	ids := make(map[string]int32, len(ps)/8)
+	var keys []string
+	var counts []int
+	of := make([]int32, len(ps))
+	for i, p := range ps {
+		id, ok := ids[p.Key]
+		if !ok {
+			id = int32(len(keys))
+			ids[p.Key] = id
+			keys = append(keys, p.Key)
+			counts = append(counts, 0)
+		}
+		of[i] = id
+		counts[id]++
+	}
+	order := make([]int32, len(keys))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(keys[a], keys[b]) })
+	// Place each posting in its key's run, in the order they came.
+	start := make([]int, len(keys)+1)
+	at := 0
+	for _, id := range order {
+		start[id] = at
+		at += counts[id]
+	}
+	next := slices.Clone(start[:len(keys)])
+	placed := make([]infertrail.Posting, len(ps))
+	for i, p := range ps {
+		placed[next[of[i]]] = p
+		next[of[i]]++
+	}
+	// Order each run by sequence number (the indexer's come in order), and
+	// drop repeats, keeping the first.
+	bySeq := func(a, b infertrail.Posting) int { return cmp.Compare(a.Seq, b.Seq) }
+	out := placed[:0]
+	for _, id := range order {
+		run := placed[start[id] : start[id]+counts[id]]
+		if !slices.IsSortedFunc(run, bySeq) {
+			slices.SortStableFunc(run, bySeq)
+		}
+		for j, p := range run {
+			if j == 0 || p.Seq != run[j-1].Seq {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // A Source is the postings of one record derived from content under one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"sync"
@@ -160,7 +161,12 @@ func (db *DB) purge(ctx context.Context, tx *sql.Tx) (bool, error) {
 	}
 	for _, id := range ids {
 		if err := deleteTerms(ctx, tx, id); err != nil {
-			return false, fmt.Errorf("delete the postings of erased key %x: %w", id[:min(len(id), 4)], err)
+			err = fmt.Errorf("delete the postings of erased key %x: %w", id[:min(len(id), 4)], err)
+			if errors.Is(err, errDamagedTerms) {
+				// Until they are deleted, nothing more is indexed.
+				err = indexError(db.indexPath, err)
+			}
+			return false, err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE index_head SET purged = ? WHERE one = 1`, erasures); err != nil {

@@ -306,3 +306,59 @@ func eraseKey(t *testing.T, db *DB, n int, id infertrail.KeyID) {
 		t.Fatal(err)
 	}
 }
+
+// TestDamagedTermSources: a term_sources row that cannot be read stops the
+// index (an erasure's postings could not be deleted), with an error that
+// names the index file and says what to do; the file moved away, the index
+// is made again and takes postings from the start.
+func TestDamagedTermSources(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(ctx, path, Config{BusyTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	keys := appendKeyed(t, db, 4)
+	ps := []infertrail.Posting{{Key: "term=a", Seq: 1, DataKey: keys[0].ID}, {Key: "leaf=x", Seq: 1}}
+	if err := db.AddPostings(ctx, "indexer", 0, 2, ps); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", dsn(db.indexPath, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, `UPDATE term_sources SET terms = x'00ff'`); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	eraseKey(t, db, 100, keys[0].ID)
+	err = db.AddPostings(ctx, "indexer", 2, 4, []infertrail.Posting{{Key: "leaf=y", Seq: 3}})
+	for _, want := range []string{db.indexPath, "erased key", "damaged", "moved away, it is rebuilt from the log"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("AddPostings after the erasure: %v; want an error naming %q", err, want)
+		}
+	}
+	if c, err := db.Cursor(ctx, "indexer"); err != nil || c != 2 {
+		t.Errorf("cursor at %d (%v), want 2: nothing indexed past the damage", c, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Rename(db.indexPath+suffix, db.indexPath+suffix+".damaged")
+	}
+	if db, err = Open(ctx, path, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := db.Cursor(ctx, "indexer"); err != nil || c != 0 {
+		t.Fatalf("cursor of the new index at %d (%v), want 0", c, err)
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 5, append(ps, infertrail.Posting{Key: "leaf=y", Seq: 3})); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE key = 'term=a'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d postings (%v) of the erased key in the new index, want 0", n, err)
+	}
+}

@@ -41,19 +41,22 @@ func packTerms(keys []string) []byte {
 func unpackTerms(b []byte) ([]string, error) {
 	raw, err := termDecoder.DecodeAll(b, nil)
 	if err != nil {
-		return nil, fmt.Errorf("unpack term keys: %w", err)
+		return nil, fmt.Errorf("unpack term keys: %w: %w", errDamagedTerms, err)
 	}
 	var keys []string
 	for len(raw) > 0 {
 		n, w := binary.Uvarint(raw)
 		if w <= 0 || n == 0 || n > uint64(len(raw)-w) {
-			return nil, errors.New("unpack term keys: malformed")
+			return nil, fmt.Errorf("unpack term keys: %w", errDamagedTerms)
 		}
 		keys = append(keys, string(raw[w:w+int(n)]))
 		raw = raw[w+int(n):]
 	}
 	return keys, nil
 }
+
+// errDamagedTerms marks a term_sources row whose keys cannot be unpacked.
+var errDamagedTerms = errors.New("the stored list is damaged")
 
 // insertTermSources records ts in tx; a record already there for its key
 // is left as it is (an index step done again derives the same terms).

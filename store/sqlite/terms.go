@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -19,16 +20,29 @@ import (
 // B-tree; an erasure reads its keys' rows and deletes those postings by
 // primary key.
 
-// Packed keys are each an unsigned varint length and the key's bytes,
-// compressed with zstd: term keys are hexadecimal tags behind a common
-// prefix, which zstd stores in about half the bytes.
+// Keys are packed in one of two forms, told apart by their first byte.
+// Term keys, "term=" and 24 lowercase hexadecimal digits
+// (investigate.Terms), are packed as tagTerms and the 12 bytes of each
+// tag: no compression to do, and smaller than compressed text. Any other
+// list is each key's length as an unsigned varint and its bytes,
+// compressed with zstd (whose frames begin with 0x28), as every list was
+// at first.
 var (
 	termEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	termDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
 )
 
+const (
+	tagTerms  = 0x01
+	termTag   = 12 // bytes of a term key's tag
+	termKeyAt = len(infertrail.IndexTerm) + 1
+)
+
 // packTerms packs keys for term_sources.terms.
 func packTerms(keys []string) []byte {
+	if packed, ok := packTags(keys); ok {
+		return packed
+	}
 	var raw []byte
 	for _, k := range keys {
 		raw = binary.AppendUvarint(raw, uint64(len(k)))
@@ -37,8 +51,38 @@ func packTerms(keys []string) []byte {
 	return termEncoder.EncodeAll(raw, nil)
 }
 
+// packTags packs term keys as their tags, or reports that keys are not all
+// term keys in lowercase hexadecimal.
+func packTags(keys []string) ([]byte, bool) {
+	out := make([]byte, 1, 1+termTag*len(keys))
+	out[0] = tagTerms
+	for _, k := range keys {
+		if len(k) != termKeyAt+2*termTag || k[:termKeyAt] != infertrail.IndexTerm+"=" {
+			return nil, false
+		}
+		for _, c := range []byte(k[termKeyAt:]) {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return nil, false // decoded, it would not encode back the same
+			}
+		}
+		out, _ = hex.AppendDecode(out, []byte(k[termKeyAt:]))
+	}
+	return out, true
+}
+
 // unpackTerms returns the keys packTerms packed.
 func unpackTerms(b []byte) ([]string, error) {
+	if len(b) > 0 && b[0] == tagTerms {
+		b = b[1:]
+		if len(b)%termTag != 0 {
+			return nil, fmt.Errorf("unpack term keys: %d bytes of tags: %w", len(b), errDamagedTerms)
+		}
+		keys := make([]string, 0, len(b)/termTag)
+		for ; len(b) > 0; b = b[termTag:] {
+			keys = append(keys, infertrail.IndexTerm+"="+hex.EncodeToString(b[:termTag]))
+		}
+		return keys, nil
+	}
 	raw, err := termDecoder.DecodeAll(b, nil)
 	if err != nil {
 		return nil, fmt.Errorf("unpack term keys: %w: %w", errDamagedTerms, err)

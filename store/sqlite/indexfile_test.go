@@ -84,13 +84,8 @@ func TestIndexFileApart(t *testing.T) {
 // next write of the index does, and so does the next Open.
 func TestErasurePurgedLater(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "log.db")
-	db, err := Open(ctx, path, Config{BusyTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path, keys := openKeyed(t, 4)
 	defer func() { db.Close() }()
-	keys := appendKeyed(t, db, 4)
 	ps := []infertrail.Posting{
 		{Key: "term=a", Seq: 1, DataKey: keys[0].ID}, {Key: "term=b", Seq: 2, DataKey: keys[0].ID},
 		{Key: "term=a", Seq: 3, DataKey: keys[1].ID}, {Key: "leaf=x", Seq: 1},
@@ -149,6 +144,7 @@ func TestErasurePurgedLater(t *testing.T) {
 	erase(keys[1].ID)
 	release()
 	db.Close()
+	var err error
 	if db, err = Open(ctx, path, Config{}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +273,19 @@ func TestMigrateTermSources(t *testing.T) {
 
 // appendKeyed appends n records after storing two data keys of tenant
 // acme, which it returns.
+// openKeyed opens a new log, whose index waits at most 100 ms for its
+// lock, with n records appended by appendKeyed; it returns the log, its
+// path and the keys.
+func openKeyed(t *testing.T, n int) (*DB, string, []infertrail.DataKey) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := Open(t.Context(), path, Config{BusyTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, path, appendKeyed(t, db, n)
+}
+
 func appendKeyed(t *testing.T, db *DB, n int) []infertrail.DataKey {
 	t.Helper()
 	keys := []infertrail.DataKey{storetest.TestKey("acme", "s1"), storetest.TestKey("acme", "s2")}
@@ -313,13 +322,8 @@ func eraseKey(t *testing.T, db *DB, n int, id infertrail.KeyID) {
 // is made again and takes postings from the start.
 func TestDamagedTermSources(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "log.db")
-	db, err := Open(ctx, path, Config{BusyTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path, keys := openKeyed(t, 4)
 	defer func() { db.Close() }()
-	keys := appendKeyed(t, db, 4)
 	ps := []infertrail.Posting{{Key: "term=a", Seq: 1, DataKey: keys[0].ID}, {Key: "leaf=x", Seq: 1}}
 	if err := db.AddPostings(ctx, "indexer", 0, 2, ps); err != nil {
 		t.Fatal(err)
@@ -328,7 +332,7 @@ func TestDamagedTermSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.ExecContext(ctx, `UPDATE term_sources SET terms = x'00ff'`); err != nil {
+	if _, err := other.ExecContext(ctx, `UPDATE term_sources SET terms = x'ff00'`); err != nil {
 		t.Fatal(err)
 	}
 	other.Close()

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/gens"
 )
 
 // LeafPostings returns the index keys a record's leaf gives it: its trace,
@@ -144,9 +145,10 @@ type elementTerms struct {
 	text int // bytes of text read, a separator after each string
 }
 
-// size estimates the bytes an elementTerms holds, for the cache's bound.
+// size estimates the bytes an elementTerms holds with its blob id, for
+// the cache's bound.
 func (et elementTerms) size() int {
-	n := 64
+	n := 96
 	for _, k := range et.keys {
 		n += 16 + len(k)
 	}
@@ -216,48 +218,31 @@ func contentPostings(e *infertrail.Entry, fields [][]elementTerms) []infertrail.
 }
 
 // termCache keeps the terms of recently indexed content elements by blob
-// id, in two generations bounded by about limit bytes in all: agent traffic
+// id, in two generations of about limit/2 bytes each: agent traffic
 // re-sends its system prompt, tool schemas and history with every call, and
 // each repeat of an element is then neither read, decrypted nor hashed
 // again. A blob id names one content under one data key, so an entry
 // cannot go stale; after an erasure the store drops the postings of the
 // erased key (infertrail.Index.AddPostings).
 type termCache struct {
-	mu       sync.Mutex
-	cur, old map[infertrail.BlobID]elementTerms
-	size     int // bytes in cur
-	limit    int
+	mu sync.Mutex
+	m  gens.Map[infertrail.BlobID, elementTerms]
 }
 
 func newTermCache(limit int) *termCache {
-	return &termCache{cur: map[infertrail.BlobID]elementTerms{}, limit: limit}
+	return &termCache{m: gens.Map[infertrail.BlobID, elementTerms]{Limit: limit / 2, Cost: elementTerms.size}}
 }
 
 func (c *termCache) get(id infertrail.BlobID) (elementTerms, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if et, ok := c.cur[id]; ok {
-		return et, true
-	}
-	et, ok := c.old[id]
-	if ok {
-		c.putLocked(id, et)
-	}
-	return et, ok
+	return c.m.Get(id)
 }
 
 func (c *termCache) put(id infertrail.BlobID, et elementTerms) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(id, et)
-}
-
-func (c *termCache) putLocked(id infertrail.BlobID, et elementTerms) {
-	if c.size >= c.limit/2 {
-		c.old, c.cur, c.size = c.cur, map[infertrail.BlobID]elementTerms{}, 0
-	}
-	c.cur[id] = et
-	c.size += 32 + et.size()
+	c.m.Put(id, et, et.size())
 }
 
 // Words splits text into normalised search words: lowercase runs of

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/gens"
 	"github.com/infertrail/infertrail/keys"
 )
 
@@ -39,7 +40,7 @@ type writeKeys struct {
 	fields []string
 
 	mu   sync.Mutex
-	keys generations[writeKeyName, *writeKey]
+	keys gens.Map[writeKeyName, *writeKey]
 }
 
 func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
@@ -49,7 +50,7 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 	if len(fields) == 1 && fields[0] == "tenant" {
 		// One scope per tenant: erasure by tenant only, and content shared
 		// across every session of the tenant is stored once.
-		return &writeKeys{kek: kek, keys: generations[writeKeyName, *writeKey]{limit: writeKeysLimit}}, nil
+		return &writeKeys{kek: kek, keys: gens.Map[writeKeyName, *writeKey]{Limit: writeKeysLimit}}, nil
 	}
 	for i, f := range fields {
 		if !slices.Contains(infertrail.ScopeFields, f) {
@@ -66,7 +67,7 @@ func newWriteKeys(kek keys.KEK, fields []string) (*writeKeys, error) {
 			sorted = append(sorted, f)
 		}
 	}
-	return &writeKeys{kek: kek, fields: sorted, keys: generations[writeKeyName, *writeKey]{limit: writeKeysLimit}}, nil
+	return &writeKeys{kek: kek, fields: sorted, keys: gens.Map[writeKeyName, *writeKey]{Limit: writeKeysLimit}}, nil
 }
 
 // ScopeOf returns the erasure scope of r's content when scopes name fields.
@@ -98,7 +99,7 @@ func dayOf(t time.Time) int64 {
 func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*writeKey, error) {
 	name := writeKeyName{scope: ScopeOf(r, w.fields), kind: r.Kind, period: dayOf(r.Time)}
 	w.mu.Lock()
-	k, ok := w.keys.get(name)
+	k, ok := w.keys.Get(name)
 	w.mu.Unlock()
 	if ok {
 		return k, nil
@@ -109,10 +110,10 @@ func (w *writeKeys) forRecord(ctx context.Context, r *infertrail.Record) (*write
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if other, ok := w.keys.get(name); ok {
+	if other, ok := w.keys.Get(name); ok {
 		return other, nil // a concurrent call won; its key serves both
 	}
-	w.keys.put(name, k, 1)
+	w.keys.Put(name, k, 1)
 	return k, nil
 }
 
@@ -157,10 +158,10 @@ func (w *writeKeys) forget(ids []infertrail.KeyID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if ids == nil {
-		w.keys.clear()
+		w.keys.Clear()
 		return
 	}
-	w.keys.deleteFunc(func(_ writeKeyName, k *writeKey) bool { return slices.Contains(ids, k.key.ID) })
+	w.keys.DeleteFunc(func(_ writeKeyName, k *writeKey) bool { return slices.Contains(ids, k.key.ID) })
 }
 
 // ContentReader decrypts stored content: it reads data keys from the store,
@@ -171,13 +172,13 @@ type ContentReader struct {
 	kek   keys.KEK // nil: encrypted content cannot be opened
 
 	mu      sync.Mutex
-	ciphers generations[infertrail.KeyID, *keys.Cipher]
+	ciphers gens.Map[infertrail.KeyID, *keys.Cipher]
 }
 
 // NewContentReader returns a reader of s's content. With a nil kek, only
 // content stored before encryption can be read.
 func NewContentReader(s infertrail.Store, kek keys.KEK) *ContentReader {
-	return &ContentReader{store: s, kek: kek, ciphers: generations[infertrail.KeyID, *keys.Cipher]{limit: 1 << 14}}
+	return &ContentReader{store: s, kek: kek, ciphers: gens.Map[infertrail.KeyID, *keys.Cipher]{Limit: 1 << 14}}
 }
 
 // keyState is what a reader knows of one data key.
@@ -207,7 +208,7 @@ func (c *ContentReader) keyStates(ctx context.Context, ids []infertrail.KeyID) (
 		if _, ok := out[id]; ok {
 			continue
 		}
-		if ci, ok := c.ciphers.get(id); ok {
+		if ci, ok := c.ciphers.Get(id); ok {
 			out[id] = keyState{cipher: ci, erasedBy: -1}
 		} else {
 			out[id] = keyState{missing: true, erasedBy: -1} // until read
@@ -250,7 +251,7 @@ func (c *ContentReader) open(ctx context.Context, k *infertrail.DataKey) (*keys.
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ciphers.put(k.ID, ci, 1)
+	c.ciphers.Put(k.ID, ci, 1)
 	return ci, nil
 }
 
@@ -259,7 +260,7 @@ func (c *ContentReader) forget(ids []infertrail.KeyID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
-		c.ciphers.delete(id)
+		c.ciphers.Delete(id)
 	}
 }
 

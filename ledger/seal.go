@@ -16,6 +16,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/internal/door"
+	"github.com/infertrail/infertrail/internal/gens"
 )
 
 // minCompress is the smallest blob worth compressing.
@@ -41,7 +42,7 @@ type sealer struct {
 // insert-or-ignore path.
 type blobSet struct {
 	mu  sync.RWMutex
-	ids generations[infertrail.BlobID, struct{}]
+	ids gens.Map[infertrail.BlobID, struct{}]
 }
 
 func (s *blobSet) has(id infertrail.BlobID) bool {
@@ -49,14 +50,14 @@ func (s *blobSet) has(id infertrail.BlobID) bool {
 	// the read lock, and take the write lock only to move an id found in
 	// the old generation to the current one.
 	s.mu.RLock()
-	_, ok, old := s.ids.peek(id)
+	_, ok, old := s.ids.Peek(id)
 	s.mu.RUnlock()
 	if !old {
 		return ok
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok = s.ids.get(id)
+	_, ok = s.ids.Get(id)
 	return ok
 }
 
@@ -65,7 +66,7 @@ func (s *blobSet) add(ids []infertrail.BlobID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		s.ids.put(id, struct{}{}, 1)
+		s.ids.Put(id, struct{}{}, 1)
 	}
 }
 
@@ -87,7 +88,7 @@ func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 		macKey:  deriveKey(secret, "infertrail record mac v1"),
 		blobKey: deriveKey(secret, "infertrail blob id v1"),
 		enc:     enc,
-		stored:  blobSet{ids: generations[infertrail.BlobID, struct{}]{limit: 1 << 16}},
+		stored:  blobSet{ids: gens.Map[infertrail.BlobID, struct{}]{Limit: 1 << 16}},
 		packed:  packCache{door: door.Keeper{Slots: 1 << 18}},
 	}
 	s.hmacs.New = func() any {

@@ -197,12 +197,7 @@ func TestIndexFileRefused(t *testing.T) {
 // deletes the postings of its key and no others.
 func TestMigrateTermSources(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "log.db")
-	db, err := Open(ctx, path, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := appendKeyed(t, db, 600)
+	db, path, keys := openKeyed(t, 600)
 	// Records 0 to 599, each with a leaf posting and three terms, under
 	// the first key for even records and the second for odd ones: more
 	// records than one page of a purge.

@@ -350,14 +350,17 @@ func (c *ContentReader) ReadParts(ctx context.Context, es []infertrail.Entry, sk
 			if r.Omitted {
 				continue
 			}
+			n := len(ids)
 			for _, id := range r.Blobs {
 				if _, ok := want[id]; !ok {
 					want[id] = !skip(id)
 					if want[id] {
 						ids = append(ids, id)
-						kids = append(kids, r.Key)
 					}
 				}
+			}
+			if len(ids) > n {
+				kids = append(kids, r.Key)
 			}
 		}
 	}

@@ -222,6 +222,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *infertrail.FieldError
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.Is(err, errIndexBehind):
+		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]apiError{"error": {Code: "index_unavailable", Message: errIndexBehind.Error()}})
+		return
 	case errors.As(err, &mbe) || errors.Is(err, infertrail.ErrTooLarge):
 		status, code = http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, infertrail.ErrHeld):

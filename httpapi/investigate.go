@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -183,9 +185,21 @@ type queryResponse struct {
 
 // catchUp brings the index up to date before a read, so that a read
 // sees what was committed before it (the background indexer usually has).
+// A failure that is not the store's being away or the request's end is
+// errIndexBehind: the read is refused, since an index that cannot be
+// written may still hold what an erasure had to delete from it.
 func (s *Server) catchUp(r *http.Request, e *investigate.Engine) (int64, error) {
-	return e.IndexCurrent(r.Context(), 8)
+	n, err := e.IndexCurrent(r.Context(), 8)
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, infertrail.ErrUnavailable) {
+		return n, fmt.Errorf("%w: %w", errIndexBehind, err)
+	}
+	return n, err
 }
+
+// errIndexBehind is the answer to a read that needs the index when the
+// index cannot be brought up to date. Its cause, which may name the
+// server's files, goes to the server's log.
+var errIndexBehind = errors.New("the investigation index cannot be brought up to date; the server's log says why")
 
 // records answers GET /v1/records: a filtered, paged query, newest first.
 func (s *Server) records(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,10 @@
 package httpapi_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -9,6 +12,8 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/investigate"
 )
 
 type queryAnswer struct {
@@ -202,4 +207,33 @@ func TestTimelineAndDetect(t *testing.T) {
 	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "trace")
 	resp, b = s.get(t, "/v1/findings?detector=nope")
 	wantError(t, resp, b, http.StatusBadRequest, "invalid", -1, "detector")
+}
+
+// TestReadsRefusedWhenTheIndexCannotCatchUp: a read that needs the index
+// is refused with 503 when the index cannot be brought up to date (it may
+// still hold what an erasure had to delete), with a message that says so
+// and not the cause, which may name the server's files.
+func TestReadsRefusedWhenTheIndexCannotCatchUp(t *testing.T) {
+	s := newTestServer(t, func(c *httpapi.Config) {
+		terms, err := investigate.NewTerms(bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken := func(context.Context, []infertrail.Entry, func(infertrail.BlobID) bool) (map[infertrail.BlobID][]byte, error) {
+			return nil, errors.New("index /srv/secret/path/infertrail-index.db: damaged")
+		}
+		engine, err := investigate.New(investigate.Config{Store: c.Log.Store().(investigate.Store), Terms: terms, Content: broken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Investigate = engine
+	})
+	s.ingest(t, "application/json", exampleRecord)
+	for _, path := range []string{"/v1/records?trace=" + testTrace, "/v1/records?q=invoice", "/v1/traces/" + testTrace} {
+		resp, b := s.get(t, path)
+		e := wantError(t, resp, b, http.StatusServiceUnavailable, "index_unavailable", -1, "")
+		if strings.Contains(e.Message, "/srv/secret") || !strings.Contains(e.Message, "log") {
+			t.Errorf("GET %s: message %q", path, e.Message)
+		}
+	}
 }

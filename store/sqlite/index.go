@@ -185,6 +185,7 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 		}
 	}()
 	args := make([]any, 0, postingRows*2)
+	tags := make([]byte, 0, postingRows*(1+termTag))
 	for len(ps) > 0 {
 		n := min(len(ps), postingRows)
 		var st **sql.Stmt
@@ -201,9 +202,9 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 			}
 		}
 		cpu.Defer(ctx)
-		args = args[:0]
+		args, tags = args[:0], tags[:0]
 		for _, p := range ps[:n] {
-			args = append(args, p.Key, p.Seq)
+			args = append(args, appendStoredKey(&tags, p.Key), p.Seq)
 		}
 		if _, err := (*st).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert postings: %w", err)
@@ -471,7 +472,7 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 		counts := make(map[string]int, len(keys))
 		for _, k := range keys {
 			var n int
-			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND seq < ? LIMIT ?)`, k, before, rareCount).Scan(&n)
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND seq < ? LIMIT ?)`, storedKey(k), before, rareCount).Scan(&n)
 			if err != nil {
 				return "", nil, fmt.Errorf("count postings of %q: %w", k, err)
 			}
@@ -483,7 +484,7 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 		slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(counts[a], counts[b]) })
 	}
 	var b strings.Builder
-	args := []any{keys[0], before}
+	args := []any{storedKey(keys[0]), before}
 	b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p CROSS JOIN records r ON r.seq = p.seq WHERE p.key = ? AND p.seq < ?`)
 	if floor > 0 {
 		b.WriteString(` AND p.seq >= ?`)
@@ -491,7 +492,7 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 	}
 	for _, k := range keys[1:] {
 		b.WriteString(` AND EXISTS (SELECT 1 FROM postings k WHERE k.key = ? AND k.seq = p.seq)`)
-		args = append(args, k)
+		args = append(args, storedKey(k))
 	}
 	conds, fargs := entryFilters(q, "r", tenants, true)
 	b.WriteString(conds)

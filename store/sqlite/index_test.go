@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -436,10 +438,12 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 		seq int64
 	}
 	dataKeys := map[at]infertrail.KeyID{}
-	rows, err := db.readers.QueryContext(ctx, `SELECT data_key, seq, terms FROM idx.term_sources`)
+	rows, err := db.readers.QueryContext(ctx, `SELECT data_key, seq, terms FROM idx.term_sources ORDER BY data_key, seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var last []byte
+	var lists termLists
 	for rows.Next() {
 		var (
 			id, terms []byte
@@ -448,7 +452,10 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 		if err := rows.Scan(&id, &seq, &terms); err != nil {
 			t.Fatal(err)
 		}
-		keys, err := unpackTerms(terms)
+		if !bytes.Equal(id, last) {
+			last, lists = id, newTermLists()
+		}
+		keys, err := lists.next(terms)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -458,20 +465,43 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 	}
 	rows.Close()
 	var ps []infertrail.Posting
-	rows, err = db.readers.QueryContext(ctx, `SELECT key, seq FROM idx.postings ORDER BY key, seq`)
+	rows, err = db.readers.QueryContext(ctx, `SELECT key, seq FROM idx.postings`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var p infertrail.Posting
-		if err := rows.Scan(&p.Key, &p.Seq); err != nil {
+		var (
+			p      infertrail.Posting
+			stored any
+		)
+		if err := rows.Scan(&stored, &p.Seq); err != nil {
 			t.Fatal(err)
 		}
+		p.Key = keyText(t, stored)
 		p.DataKey = dataKeys[at{p.Key, p.Seq}]
 		ps = append(ps, p)
 	}
+	slices.SortFunc(ps, func(a, b infertrail.Posting) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
+	})
 	return ps
+}
+
+// keyText is the posting key that postings.key holds as stored.
+func keyText(t *testing.T, stored any) string {
+	t.Helper()
+	switch v := stored.(type) {
+	case string:
+		return v
+	case []byte:
+		if len(v) != 1+termTag || v[0] != tagTerms {
+			t.Fatalf("postings.key holds the blob %x, not a packed term key", v)
+		}
+		return infertrail.IndexTerm + "=" + hex.EncodeToString(v[1:])
+	}
+	t.Fatalf("postings.key holds %T", stored)
+	return ""
 }
 
 // TestMigrateIndexFile: a database from before migration 0009, whose
@@ -489,7 +519,8 @@ func TestMigrateIndexFile(t *testing.T) {
 	storetest.AppendEntries(t, db, entries, blobs)
 	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
 	ps := []infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "a=1", Seq: 7}, {Key: "b=1", Seq: 7},
-		{Key: "term=x", Seq: 2, DataKey: k1}, {Key: "term=y", Seq: 2, DataKey: k1}, {Key: "term=x", Seq: 3, DataKey: k2}}
+		{Key: "term=x", Seq: 2, DataKey: k1}, {Key: "term=y", Seq: 2, DataKey: k1}, {Key: "term=x", Seq: 3, DataKey: k2},
+		{Key: "term=00112233445566778899aabb", Seq: 3, DataKey: k2}, {Key: "term=00112233445566778899aabb", Seq: 4}}
 	if err := db.AddPostings(ctx, "indexer", 0, 30, ps); err != nil {
 		t.Fatal(err)
 	}
@@ -533,6 +564,9 @@ func TestMigrateIndexFile(t *testing.T) {
 		}
 		if got := seqs("a=1"); !slices.Equal(got, []int64{7, 1}) {
 			t.Errorf("query a=1 after the move: %v; want [7 1]", got)
+		}
+		if got := seqs("term=00112233445566778899aabb"); !slices.Equal(got, []int64{4, 3}) {
+			t.Errorf("query by a term key after the move: %v; want [4 3]", got)
 		}
 		got := slices.DeleteFunc(indexPostings(t, db), func(p infertrail.Posting) bool { return strings.HasPrefix(p.Key, infertrail.IndexFinding+"=") })
 		if !slices.Equal(got, ps) {

@@ -84,7 +84,7 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		return err
 	}
 	for _, q := range []string{
-		`INSERT OR IGNORE INTO main.postings (key, seq) SELECT key, seq FROM log.postings`,
+		`INSERT OR IGNORE INTO main.postings (key, seq) SELECT ` + storedKeySQL("key") + `, seq FROM log.postings`,
 		`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
 		`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)
 			SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM log.findings`,

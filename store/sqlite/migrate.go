@@ -34,7 +34,7 @@ var (
 	// indexSchema is the index file beside it: data derived from the log
 	// (postings, cursors, findings).
 	indexSchema = schema{dir: "index_migrations", what: "InferTrail index", appID: 0x49546978, // "ITix"
-		steps: map[int]func(context.Context, *sql.Tx) error{2: splitTermSources}}
+		steps: map[int]func(context.Context, *sql.Tx) error{2: splitTermSources, packedTerms: packPostings}}
 )
 
 type migration struct {
@@ -112,56 +112,57 @@ func (sc schema) check(ctx context.Context, q interface {
 
 // migrate brings the schema sc of the file that w writes up to date in one
 // write transaction, after checking that the file is that file of an
-// InferTrail database, with a schema not newer than this package knows.
-func (sc schema) migrate(ctx context.Context, w *sql.DB) error {
+// InferTrail database, with a schema not newer than this package knows. It
+// returns the version the file was at (0: a new file).
+func (sc schema) migrate(ctx context.Context, w *sql.DB) (from int, err error) {
 	ms, err := sc.migrations()
 	if err != nil {
-		return fmt.Errorf("load migrations: %w", err)
+		return 0, fmt.Errorf("load migrations: %w", err)
 	}
 	tx, err := w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one process migrates at a time
 	if err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
+		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
 	defer tx.Rollback()
 	appID, err := sc.check(ctx, tx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT    NOT NULL,
 		applied_at INTEGER NOT NULL -- Unix nanoseconds
 	)`); err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
+		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
 	var current int
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
+		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
 	if current > len(ms) {
-		return fmt.Errorf("%s schema version %d is newer than this build of infertrail knows (%d): use a newer infertrail", sc.what, current, len(ms))
+		return 0, fmt.Errorf("%s schema version %d is newer than this build of infertrail knows (%d): use a newer infertrail", sc.what, current, len(ms))
 	}
 	for _, m := range ms[current:] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return 0, fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
 		if step := sc.steps[m.version]; step != nil {
 			if err := step(ctx, tx); err != nil {
-				return fmt.Errorf("apply migration %s: %w", m.name, err)
+				return 0, fmt.Errorf("apply migration %s: %w", m.name, err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			m.version, m.name, time.Now().UnixNano()); err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return 0, fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
 	}
 	if appID == 0 {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, sc.appID)); err != nil {
-			return fmt.Errorf("migrate schema: %w", err)
+			return 0, fmt.Errorf("migrate schema: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate schema: %w", err)
+		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
-	return nil
+	return current, nil
 }

@@ -221,13 +221,20 @@ func (db *DB) open(ctx context.Context) error {
 	if err := db.index.PingContext(ctx); err != nil {
 		return indexError(db.indexPath, err)
 	}
-	if err := indexSchema.migrate(ctx, db.index); err != nil {
+	from, err := indexSchema.migrate(ctx, db.index)
+	if err != nil {
 		return indexError(db.indexPath, err)
+	}
+	if from > 0 && from < packedTerms {
+		// The old postings' pages are free now: give them back. This
+		// is only room, so a VACUUM that fails (another process has the
+		// file open) leaves them to be reused by later postings.
+		_, _ = db.index.ExecContext(ctx, `VACUUM`)
 	}
 	if err := db.moveIndex(ctx); err != nil {
 		return err
 	}
-	if err := logSchema.migrate(ctx, db.writer); err != nil {
+	if _, err := logSchema.migrate(ctx, db.writer); err != nil {
 		return explain(err)
 	}
 	if err := db.writer.QueryRowContext(ctx, `SELECT chunk_size FROM log_head`).Scan(&db.chunkSize); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -20,13 +21,18 @@ import (
 // B-tree; an erasure reads its keys' rows and deletes those postings by
 // primary key.
 
-// Keys are packed in one of two forms, told apart by their first byte.
+// Keys are packed in one of three forms, told apart by their first byte.
 // Term keys, "term=" and 24 lowercase hexadecimal digits
 // (investigate.Terms), are packed as tagTerms and the 12 bytes of each
 // tag: no compression to do, and smaller than compressed text. Any other
 // list is each key's length as an unsigned varint and its bytes,
 // compressed with zstd (whose frames begin with 0x28), as every list was
-// at first.
+// at first. And a list of term keys may be packed as tagDelta: its
+// changes to the list of the row before it of the same data key (the
+// previous record of the session, which agents re-send whole), as the
+// number of tags removed (an unsigned varint), the tags removed and the
+// tags added, each 12 bytes, in order. At most maxDeltas deltas follow
+// one list packed whole, which bounds what a list costs to read.
 var (
 	termEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	termDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
@@ -34,6 +40,8 @@ var (
 
 const (
 	tagTerms  = 0x01
+	tagDelta  = 0x02
+	maxDeltas = 15
 	termTag   = 12 // bytes of a term key's tag
 	termKeyAt = len(infertrail.IndexTerm) + 1
 )
@@ -57,17 +65,66 @@ func packTags(keys []string) ([]byte, bool) {
 	out := make([]byte, 1, 1+termTag*len(keys))
 	out[0] = tagTerms
 	for _, k := range keys {
-		if len(k) != termKeyAt+2*termTag || k[:termKeyAt] != infertrail.IndexTerm+"=" {
+		var ok bool
+		if out, ok = appendTag(out, k); !ok {
 			return nil, false
 		}
-		for _, c := range []byte(k[termKeyAt:]) {
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return nil, false // decoded, it would not encode back the same
-			}
-		}
-		out, _ = hex.AppendDecode(out, []byte(k[termKeyAt:]))
 	}
 	return out, true
+}
+
+// appendTag appends the 12 bytes of term key k's tag to dst, or reports
+// that k is not a term key in lowercase hexadecimal, which decoded would
+// not encode back the same.
+func appendTag(dst []byte, k string) ([]byte, bool) {
+	if len(k) != termKeyAt+2*termTag || k[:termKeyAt] != infertrail.IndexTerm+"=" {
+		return dst, false
+	}
+	for _, c := range []byte(k[termKeyAt:]) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return dst, false
+		}
+	}
+	dst, _ = hex.AppendDecode(dst, []byte(k[termKeyAt:])) // checked above
+	return dst, true
+}
+
+// A posting's key is stored in postings.key as its text, except a term
+// key (nearly every posting), which is stored as a blob: tagTerms and the
+// 12 bytes of its tag, 13 bytes instead of 29. SQLite keeps a blob in a
+// column of TEXT affinity as it is, and orders every blob after every
+// text, so the two forms never meet.
+
+// storedKey returns posting key k as postings.key holds it.
+func storedKey(k string) any {
+	if b, ok := appendTag([]byte{tagTerms}, k); ok {
+		return b
+	}
+	return k
+}
+
+// appendStoredKey is storedKey for a batch of inserts: a packed key is
+// appended to *buf, whose capacity should hold the batch's keys.
+func appendStoredKey(buf *[]byte, k string) any {
+	n := len(*buf)
+	b, ok := appendTag(append(*buf, tagTerms), k)
+	if !ok {
+		return k
+	}
+	*buf = b
+	return b[n:len(b):len(b)]
+}
+
+// isTermKeySQL is the SQL condition that the column col holds a key that
+// storedKey packs, and storedKeySQL is storedKey in SQL: what the index
+// file's migration 3 and the move of an old log's postings store
+// (TestStoredKeySQL holds them to storedKey's answers).
+func isTermKeySQL(col string) string {
+	return strings.ReplaceAll(`(typeof($) = 'text' AND length($) = 29 AND substr($, 1, 5) = 'term=' AND NOT substr($, 6) GLOB '*[^0-9a-f]*')`, "$", col)
+}
+
+func storedKeySQL(col string) string {
+	return `CASE WHEN ` + isTermKeySQL(col) + ` THEN unhex('01' || substr(` + col + `, 6)) ELSE ` + col + ` END`
 }
 
 // unpackTerms returns the keys packTerms packed.
@@ -102,20 +159,185 @@ func unpackTerms(b []byte) ([]string, error) {
 // errDamagedTerms marks a term_sources row whose keys cannot be unpacked.
 var errDamagedTerms = errors.New("the stored list is damaged")
 
-// insertTermSources records ts in tx; a record already there for its key
-// is left as it is (an index step done again derives the same terms).
+// packDelta packs keys as their changes to base, a list packed whole
+// behind at most maxDeltas deltas (depth), when both are term keys and
+// that is shorter than packTerms(keys); it returns the packed list and
+// its depth (0: whole).
+func packDelta(base []string, depth int, keys []string) ([]byte, int) {
+	whole := packTerms(keys)
+	if base == nil || depth >= maxDeltas {
+		return whole, 0
+	}
+	var removed, added []string
+	i, j := 0, 0
+	for i < len(base) || j < len(keys) {
+		switch {
+		case j == len(keys) || i < len(base) && base[i] < keys[j]:
+			removed = append(removed, base[i])
+			i++
+		case i == len(base) || keys[j] < base[i]:
+			added = append(added, keys[j])
+			j++
+		default:
+			i, j = i+1, j+1
+		}
+	}
+	if termTag*(len(removed)+len(added)) >= len(whole) {
+		return whole, 0
+	}
+	out := binary.AppendUvarint([]byte{tagDelta}, uint64(len(removed)))
+	for _, k := range append(removed, added...) {
+		var ok bool
+		if out, ok = appendTag(out, k); !ok {
+			return whole, 0 // not all term keys
+		}
+	}
+	if len(out) >= len(whole) {
+		return whole, 0
+	}
+	return out, depth + 1
+}
+
+// termLists unpacks the rows of one data key in order of sequence number,
+// each of which may be a delta of the one before.
+type termLists struct {
+	keys  []string // the last row's list
+	depth int      // its deltas since a list packed whole; -1: no row yet
+}
+
+func newTermLists() termLists { return termLists{depth: -1} }
+
+// next returns the list of the row after the last, packed as b.
+func (l *termLists) next(b []byte) ([]string, error) {
+	if len(b) == 0 || b[0] != tagDelta {
+		keys, err := unpackTerms(b)
+		if err != nil {
+			return nil, err
+		}
+		l.keys, l.depth = keys, 0
+		return keys, nil
+	}
+	if l.depth < 0 {
+		return nil, fmt.Errorf("unpack term keys: a delta with no list before it: %w", errDamagedTerms)
+	}
+	n, w := binary.Uvarint(b[1:])
+	tags := b[1+max(w, 0):]
+	if w <= 0 || len(tags)%termTag != 0 || n > uint64(len(tags)/termTag) {
+		return nil, fmt.Errorf("unpack term keys: a damaged delta: %w", errDamagedTerms)
+	}
+	unpack := func(tags []byte) []string {
+		keys := make([]string, 0, len(tags)/termTag)
+		for ; len(tags) > 0; tags = tags[termTag:] {
+			keys = append(keys, infertrail.IndexTerm+"="+hex.EncodeToString(tags[:termTag]))
+		}
+		return keys
+	}
+	removed, added := unpack(tags[:int(n)*termTag]), unpack(tags[int(n)*termTag:])
+	keys := make([]string, 0, len(l.keys)-len(removed)+len(added))
+	i, j, r := 0, 0, 0
+	for i < len(l.keys) || j < len(added) {
+		switch {
+		case j == len(added) || i < len(l.keys) && l.keys[i] < added[j]:
+			if r < len(removed) && removed[r] == l.keys[i] {
+				r++
+			} else {
+				keys = append(keys, l.keys[i])
+			}
+			i++
+		case i == len(l.keys) || added[j] < l.keys[i]:
+			keys = append(keys, added[j])
+			j++
+		default:
+			return nil, fmt.Errorf("unpack term keys: a delta adds a key already there: %w", errDamagedTerms)
+		}
+	}
+	if r != len(removed) {
+		return nil, fmt.Errorf("unpack term keys: a delta removes a key not there: %w", errDamagedTerms)
+	}
+	l.keys, l.depth = keys, l.depth+1
+	return keys, nil
+}
+
+// termsBefore returns the list of the last row of data key id before
+// record seq, and its depth, or nil with no such row.
+func termsBefore(ctx context.Context, st *sql.Stmt, id []byte, seq int64) ([]string, int, error) {
+	rows, err := st.QueryContext(ctx, id, seq, maxDeltas+1)
+	if err != nil {
+		return nil, 0, err
+	}
+	var packed [][]byte // newest first, to the last whole list
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		packed = append(packed, b)
+		if len(b) > 0 && b[0] != tagDelta {
+			break
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return nil, 0, err
+	}
+	if len(packed) == 0 {
+		return nil, 0, nil
+	}
+	l := newTermLists()
+	for i := len(packed) - 1; i >= 0; i-- {
+		if _, err := l.next(packed[i]); err != nil {
+			return nil, 0, fmt.Errorf("the term sources before record %d: %w", seq, err)
+		}
+	}
+	return l.keys, l.depth, nil
+}
+
+// insertTermSources records ts in tx, each list as a delta of the row
+// before it of its data key where that is shorter (packDelta); a record
+// already there for its key is left as it is (an index step done again
+// derives the same terms). The indexer's steps follow the log, so the
+// rows of a data key are inserted in order of sequence number, and none
+// comes between a delta and the row it is of.
 func insertTermSources(ctx context.Context, tx *sql.Tx, ts []postings.Source) error {
 	if len(ts) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO term_sources (data_key, seq, terms) VALUES (?, ?, ?)`)
+	ins, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO term_sources (data_key, seq, terms) VALUES (?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("insert term sources: %w", err)
 	}
-	defer st.Close()
-	for _, t := range ts {
-		if _, err := st.ExecContext(ctx, t.Key[:], t.Seq, packTerms(t.Keys)); err != nil {
+	defer ins.Close()
+	before, err := tx.PrepareContext(ctx, `SELECT terms FROM term_sources WHERE data_key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
+	if err != nil {
+		return fmt.Errorf("insert term sources: %w", err)
+	}
+	defer before.Close()
+	var (
+		last  *postings.Source // inserted by the iteration before, if it did insert
+		depth int              // of last's row
+	)
+	for i := range ts {
+		t := &ts[i]
+		// The base is the row this call inserted just before, of the
+		// same key, or else read from the table: whatever was there
+		// already, each delta is of the row before it.
+		base, d := []string(nil), 0
+		if last != nil && last.Key == t.Key {
+			base, d = last.Keys, depth
+		} else {
+			var err error
+			if base, d, err = termsBefore(ctx, before, t.Key[:], t.Seq); err != nil {
+				return fmt.Errorf("insert term sources: %w", err)
+			}
+		}
+		packed, d := packDelta(base, d, t.Keys)
+		res, err := ins.ExecContext(ctx, t.Key[:], t.Seq, packed)
+		if err != nil {
 			return fmt.Errorf("insert term sources: %w", err)
+		}
+		last, depth = nil, d
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			last = t
 		}
 	}
 	return nil
@@ -133,6 +355,7 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 	}
 	defer del.Close()
 	after := int64(-1)
+	lists := newTermLists()
 	for {
 		type source struct {
 			seq   int64
@@ -146,12 +369,12 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 			return err
 		}
 		for _, s := range srcs {
-			keys, err := unpackTerms(s.terms)
+			keys, err := lists.next(s.terms)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", s.seq, err)
 			}
 			for _, k := range keys {
-				if _, err := del.ExecContext(ctx, k, s.seq); err != nil {
+				if _, err := del.ExecContext(ctx, storedKey(k), s.seq); err != nil {
 					return err
 				}
 			}
@@ -216,6 +439,29 @@ func splitTermSources(ctx context.Context, tx *sql.Tx) error {
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("drop the postings' data keys: %w", err)
+		}
+	}
+	return nil
+}
+
+// packedTerms is the version of the index file's schema whose postings
+// hold term keys packed.
+const packedTerms = 3
+
+// packPostings is the index file's migration 3 after its SQL: the postings
+// move to postings_packed with their term keys packed, in two passes that
+// each read and write in key order (texts, then the term keys, which become
+// blobs ordered as their hexadecimal digits were), and it takes the old
+// table's name.
+func packPostings(ctx context.Context, tx *sql.Tx) error {
+	for _, q := range []string{
+		`INSERT INTO postings_packed (key, seq) SELECT key, seq FROM postings WHERE NOT ` + isTermKeySQL("key") + ` ORDER BY key, seq`,
+		`INSERT INTO postings_packed (key, seq) SELECT ` + storedKeySQL("key") + `, seq FROM postings WHERE ` + isTermKeySQL("key") + ` ORDER BY key, seq`,
+		`DROP TABLE postings`,
+		`ALTER TABLE postings_packed RENAME TO postings`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("pack the postings' term keys: %w", err)
 		}
 	}
 	return nil

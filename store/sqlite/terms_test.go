@@ -1,9 +1,16 @@
 package sqlite
 
 import (
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // TestPackTerms: term keys pack as their tags, 12 bytes each; other lists
@@ -37,6 +44,249 @@ func TestPackTerms(t *testing.T) {
 	for _, bad := range [][]byte{{tagTerms, 1, 2, 3}, {0x28, 0xb5, 0x2f, 0xfd, 0}, {0xff}} {
 		if _, err := unpackTerms(bad); !errors.Is(err, errDamagedTerms) {
 			t.Errorf("unpack %x: %v, want damaged", bad, err)
+		}
+	}
+}
+
+// TestStoredKey: a term key in investigate.Terms' form is stored as a blob
+// of its tag, any other key as its text; storedKeySQL, which migration 3
+// and the move of an old log's postings use, gives the same answers.
+func TestStoredKey(t *testing.T) {
+	db, _, _ := openKeyed(t, 0)
+	defer db.Close()
+	keys := []string{
+		"term=0123456789abcdef01234567", "term=ffffffffffffffffffffffff", "term=000000000000000000000000",
+		"term=0123456789ABCDEF01234567", "term=0123456789abcdef0123456", "term=0123456789abcdef012345678",
+		"term=0123456789abcdef0123456g", "term=0123456789abcdef 1234567", "term=word", "term=",
+		"tool=0123456789abcdef01234567", "Term=0123456789abcdef01234567", "model=gpt-4o", "a=é",
+	}
+	var buf []byte
+	for _, k := range keys {
+		want := storedKey(k)
+		if b, ok := want.([]byte); ok != (len(k) == 29 && k[:5] == "term=" && k == strings.ToLower(k) && !strings.ContainsAny(k[5:], " g")) {
+			t.Errorf("storedKey(%q) = %v", k, want)
+		} else if ok && (len(b) != 13 || b[0] != tagTerms || hex.EncodeToString(b[1:]) != k[5:]) {
+			t.Errorf("storedKey(%q) = %x", k, b)
+		}
+		if got := appendStoredKey(&buf, k); !reflect.DeepEqual(got, want) {
+			t.Errorf("appendStoredKey(%q) = %v, want %v", k, got, want)
+		}
+		var got any
+		if err := db.index.QueryRowContext(t.Context(), `SELECT `+storedKeySQL("?1"), k).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("storedKeySQL(%q) = %#v, storedKey %#v", k, got, want)
+		}
+	}
+}
+
+// TestPackPostings: an index file of version 2, whose term keys are text,
+// opens with them packed, its postings otherwise the same and the room
+// they took given back; queries and an erasure find the packed keys.
+func TestPackPostings(t *testing.T) {
+	ctx := t.Context()
+	db, path, keys := openKeyed(t, 300)
+	var ps []infertrail.Posting
+	for seq := range int64(300) {
+		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
+			infertrail.Posting{Key: fmt.Sprintf("term=%024x", seq%5), Seq: seq},
+			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
+		for w := range int64(20) {
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", 1000+seq*7+w), Seq: seq, DataKey: keys[seq%2].ID})
+		}
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
+		t.Fatal(err)
+	}
+	want := indexPostings(t, db)
+	if len(want) != len(ps) {
+		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
+	}
+	count := func(typ string) (n int) {
+		t.Helper()
+		if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE typeof(key) = ?`, typ).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if blobs := count("blob"); blobs != 300*21 {
+		t.Fatalf("%d term keys stored packed, want %d", blobs, 300*21)
+	}
+	// Back to version 2: every key as text.
+	for _, q := range []string{`UPDATE postings SET key = 'term=' || lower(hex(substr(key, 2))) WHERE typeof(key) = 'blob'`,
+		`DELETE FROM schema_migrations WHERE version >= 3`} {
+		if _, err := db.index.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if blobs := count("blob"); blobs != 0 {
+		t.Fatalf("%d keys left packed", blobs)
+	}
+	db.Close()
+
+	db, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	if got := indexPostings(t, db); !slices.Equal(got, want) {
+		t.Errorf("postings after migration 3: %d, want %d, or not the same", len(got), len(want))
+	}
+	if blobs, texts := count("blob"), count("text"); blobs != 300*21 || texts != 300*2 {
+		t.Errorf("after migration 3: %d keys packed and %d text, want %d and %d", blobs, texts, 300*21, 300*2)
+	}
+	var free int
+	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
+		t.Errorf("%d free pages in the index file after migration 3 (%v), want 0", free, err)
+	}
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{fmt.Sprintf("term=%024x", 3), "leaf=1"}}, func(e *infertrail.Entry) error {
+		got = append(got, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 9 || got[0] != 288 {
+		t.Errorf("query by a term key and a leaf key after migration 3: %v; want the 9 records from 288 down that are 3 mod 5 and 1 mod 7", got)
+	}
+	eraseKey(t, db, 300, keys[0].ID)
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing the first key: %d postings, want %d", len(got), len(left))
+	}
+}
+
+// TestTermDeltas: a record's list of term keys is stored as its changes to
+// the row before it of the same data key when that is shorter, with a
+// list packed whole at least every maxDeltas+1 rows; every list reads back
+// as it was, across index steps, and an erasure deletes every posting.
+func TestTermDeltas(t *testing.T) {
+	ctx := t.Context()
+	const n = 60
+	db, _, keys := openKeyed(t, n)
+	defer db.Close()
+	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	// Records under the first key re-send a growing history: each adds
+	// three words and, every seventh, drops the oldest ten; the second
+	// key's records share no words. Record 20 holds a key that is not a
+	// term key; record 30 is a whole new list.
+	var ps []infertrail.Posting
+	lo, hi := 0, 40
+	for seq := range int64(n) {
+		k := keys[seq%2].ID
+		if seq%2 == 1 {
+			for w := range 30 {
+				ps = append(ps, infertrail.Posting{Key: term(100000 + int(seq)*100 + w), Seq: seq, DataKey: k})
+			}
+			continue
+		}
+		hi += 3
+		if seq%7 == 0 {
+			lo += 10
+		}
+		if seq == 30 {
+			lo, hi = 5000, 5040
+		}
+		for w := lo; w < hi; w++ {
+			ps = append(ps, infertrail.Posting{Key: term(w), Seq: seq, DataKey: k})
+		}
+		if seq == 20 {
+			ps = append(ps, infertrail.Posting{Key: "term=word", Seq: seq, DataKey: k})
+		}
+	}
+	// Three index steps.
+	for i, at := range []int64{0, 17, 41, n} {
+		if i == 0 {
+			continue
+		}
+		var step []infertrail.Posting
+		for _, p := range ps {
+			if p.Seq >= []int64{0, 17, 41, n}[i-1] && p.Seq < at {
+				step = append(step, p)
+			}
+		}
+		if err := db.AddPostings(ctx, "indexer", []int64{0, 17, 41, n}[i-1], at, step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := postings.Sort(ps)
+	if got := indexPostings(t, db); !slices.Equal(got, want) {
+		t.Fatalf("postings read back through their term sources: %d, want %d, or not the same", len(got), len(want))
+	}
+	forms := map[int64]byte{}
+	rows, err := db.index.QueryContext(ctx, `SELECT seq, terms FROM term_sources WHERE data_key = ? ORDER BY seq`, keys[0].ID[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	deltas, run := 0, 0
+	for rows.Next() {
+		var (
+			seq   int64
+			terms []byte
+		)
+		if err := rows.Scan(&seq, &terms); err != nil {
+			t.Fatal(err)
+		}
+		forms[seq] = terms[0]
+		if terms[0] == tagDelta {
+			deltas++
+			if run++; run > maxDeltas {
+				t.Errorf("record %d: the %dth delta in a row", seq, run)
+			}
+		} else {
+			run = 0
+		}
+	}
+	rows.Close()
+	if forms[0] != tagTerms || forms[2] != tagDelta || forms[20] == tagDelta || forms[22] == tagDelta || forms[30] != tagTerms || forms[32] != tagDelta {
+		t.Errorf("forms of rows 0, 2, 20, 22, 30, 32: %x %x %x %x %x %x; want whole, delta, not a delta, whole (after a list of other keys), whole (all new), delta",
+			forms[0], forms[2], forms[20], forms[22], forms[30], forms[32])
+	}
+	if deltas < 20 {
+		t.Errorf("%d of %d rows are deltas", deltas, len(forms))
+	}
+	eraseKey(t, db, n, keys[0].ID)
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing the first key: %d postings, want %d", len(got), len(left))
+	}
+}
+
+// TestTermListsDamaged: a delta that does not apply to the list before it,
+// or has none before it, is an error that says the list is damaged.
+func TestTermListsDamaged(t *testing.T) {
+	var tags []string
+	for i := range 12 {
+		tags = append(tags, fmt.Sprintf("term=%024x", i))
+	}
+	whole := packTerms(tags[:11])
+	delta, depth := packDelta(tags[:11], 0, tags[1:])
+	if delta[0] != tagDelta || depth != 1 {
+		t.Fatalf("packDelta: %x, depth %d", delta, depth)
+	}
+	l := newTermLists()
+	if got, err := l.next(whole); err != nil || !slices.Equal(got, tags[:11]) {
+		t.Fatalf("whole: %q, %v", got, err)
+	}
+	if got, err := l.next(delta); err != nil || !slices.Equal(got, tags[1:]) {
+		t.Fatalf("delta: %q, %v", got, err)
+	}
+	for name, c := range map[string]struct{ before, delta []byte }{
+		"no list before":       {nil, delta},
+		"removes a key absent": {packTerms(tags[1:11]), delta},
+		"adds a key present":   {packTerms(tags), delta},
+		"cut short":            {whole, delta[:len(delta)-1]},
+		"counts too many":      {whole, append([]byte{tagDelta, 9}, delta[2:]...)},
+	} {
+		l := newTermLists()
+		if c.before != nil {
+			if _, err := l.next(c.before); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.next(c.delta); !errors.Is(err, errDamagedTerms) {
+			t.Errorf("%s: %v, want damaged", name, err)
 		}
 	}
 }

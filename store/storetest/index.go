@@ -149,9 +149,10 @@ func testCursorsConcurrent(t *testing.T, s infertrail.Store) {
 }
 
 // indexKeys returns the index keys the tests post for entry e: its actor,
-// session and trace, and "mod3=" its Seq modulo 3.
+// session and trace, "mod3=" its Seq modulo 3, and a term key in the form
+// investigate.Terms makes (which a store may pack) of its Seq modulo 5.
 func indexKeys(e *infertrail.Entry) []string {
-	keys := []string{infertrail.IndexKey(infertrail.IndexActor, e.ActorID), fmt.Sprintf("mod3=%d", e.Seq%3)}
+	keys := []string{infertrail.IndexKey(infertrail.IndexActor, e.ActorID), fmt.Sprintf("mod3=%d", e.Seq%3), termMod5(e.Seq)}
 	if e.SessionID != "" {
 		keys = append(keys, infertrail.IndexKey(infertrail.IndexSession, e.SessionID))
 	}
@@ -160,6 +161,9 @@ func indexKeys(e *infertrail.Entry) []string {
 	}
 	return keys
 }
+
+// termMod5 is the term key of indexKeys for Seq seq.
+func termMod5(seq int64) string { return fmt.Sprintf("term=%024x", seq%5) }
 
 // indexedEntries appends count entries of MakeEntry's sequence, posts
 // their indexKeys with cursor "indexer", and returns them.
@@ -276,6 +280,10 @@ func testQuery(t *testing.T, s infertrail.Store) {
 		{Keys: []string{"mod3=0"}, Kinds: []infertrail.Kind{infertrail.KindInference, infertrail.KindRetrieval}},
 		{Keys: []string{"mod3=1", actor2}, Tenants: []string{acme, umlaut}, From: e(5).Time, To: e(80).Time, Before: 70, Limit: 4},
 		{Keys: []string{actor2}, Before: 30, Limit: 3},
+		{Keys: []string{termMod5(2)}},
+		{Keys: []string{termMod5(3), actor1}},
+		{Keys: []string{"mod3=1", termMod5(4)}, Before: 60, Limit: 3},
+		{Keys: []string{termMod5(0), termMod5(1)}},
 	} {
 		got := query(t, s, q, entries)
 		if want := wantQuery(entries, indexKeys, q); !slices.Equal(got, want) {
@@ -509,12 +517,17 @@ func testPostingsErased(t *testing.T, s infertrail.Store) {
 	if other.IsZero() || len(byKey[victim]) == 0 || len(byKey[other]) == 0 {
 		t.Fatalf("test data has %d keys", len(keys))
 	}
+	// Term keys in the form investigate.Terms makes (24 hexadecimal
+	// digits, which a store may pack) and in others.
+	const shared = "term=00112233445566778899aabb"
+	termOf := func(k infertrail.KeyID) string { return fmt.Sprintf("term=%x", k[4:]) }
 	var ps []infertrail.Posting
 	for _, k := range []infertrail.KeyID{victim, other} {
 		for _, seq := range byKey[k] {
 			ps = append(ps,
+				infertrail.Posting{Key: shared, Seq: seq, DataKey: k},
 				infertrail.Posting{Key: "term=shared", Seq: seq, DataKey: k},
-				infertrail.Posting{Key: fmt.Sprintf("term=%x", k[:4]), Seq: seq, DataKey: k},
+				infertrail.Posting{Key: termOf(k), Seq: seq, DataKey: k},
 				infertrail.Posting{Key: "leaf=x", Seq: seq})
 		}
 	}
@@ -525,10 +538,10 @@ func testPostingsErased(t *testing.T, s infertrail.Store) {
 		t.Helper()
 		return len(query(t, s, infertrail.Query{Keys: []string{key}}, entries))
 	}
-	vKey, oKey := fmt.Sprintf("term=%x", victim[:4]), fmt.Sprintf("term=%x", other[:4])
+	vKey, oKey := termOf(victim), termOf(other)
 	nv, no := len(byKey[victim]), len(byKey[other])
-	if count(vKey) != nv || count(oKey) != no || count("term=shared") != nv+no {
-		t.Fatalf("before erasure: %d, %d, %d postings; want %d, %d, %d", count(vKey), count(oKey), count("term=shared"), nv, no, nv+no)
+	if count(vKey) != nv || count(oKey) != no || count(shared) != nv+no || count("term=shared") != nv+no {
+		t.Fatalf("before erasure: %d, %d, %d, %d postings; want %d, %d, %d, %d", count(vKey), count(oKey), count(shared), count("term=shared"), nv, no, nv+no, nv+no)
 	}
 
 	tx, err := s.BeginAppend(ctx)
@@ -550,8 +563,10 @@ func testPostingsErased(t *testing.T, s infertrail.Store) {
 	if n := count(vKey); n != 0 {
 		t.Errorf("Query by a term of the erased key found %d entries, want none", n)
 	}
-	if n := count("term=shared"); n != no {
-		t.Errorf("Query by a term of both keys found %d entries after erasing one, want %d", n, no)
+	for _, k := range []string{shared, "term=shared"} {
+		if n := count(k); n != no {
+			t.Errorf("Query by %s, a term of both keys, found %d entries after erasing one, want %d", k, n, no)
+		}
 	}
 	if count(oKey) != no || count("leaf=x") != nv+no {
 		t.Errorf("erasure removed postings of another key or of no key: %d, %d; want %d, %d", count(oKey), count("leaf=x"), no, nv+no)
@@ -561,14 +576,14 @@ func testPostingsErased(t *testing.T, s infertrail.Store) {
 	seq := byKey[victim][0]
 	late := []infertrail.Posting{
 		{Key: "term=late", Seq: seq, DataKey: victim},
-		{Key: "term=late2", Seq: seq, DataKey: other},
+		{Key: "term=ffeeddccbbaa998877665544", Seq: seq, DataKey: other},
 		{Key: "leaf=late", Seq: seq},
 	}
 	if err := s.AddPostings(ctx, "indexer", int64(len(entries)), int64(len(entries))+1, late); err != nil {
 		t.Fatal(err)
 	}
-	if count("term=late") != 0 || count("term=late2") != 1 || count("leaf=late") != 1 {
-		t.Errorf("after AddPostings with an erased key: %d, %d, %d entries; want 0, 1, 1", count("term=late"), count("term=late2"), count("leaf=late"))
+	if count("term=late") != 0 || count("term=ffeeddccbbaa998877665544") != 1 || count("leaf=late") != 1 {
+		t.Errorf("after AddPostings with an erased key: %d, %d, %d entries; want 0, 1, 1", count("term=late"), count("term=ffeeddccbbaa998877665544"), count("leaf=late"))
 	}
 }
 

@@ -158,6 +158,37 @@ func lockKeys(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) (map[infe
 	return erased, nil
 }
 
+// A posting's key is stored in postings.key (bytea) as its bytes, except
+// a term key (nearly every posting), stored packed: postings.TagTerms and
+// the 12 bytes of its tag, about half the room. No other key begins with
+// that byte (postings.Check), and bytea orders as the "C" collation of the
+// text keys did.
+
+// storedKey returns posting key k as postings.key holds it.
+func storedKey(k string) []byte {
+	if b, ok := postings.AppendTag([]byte{postings.TagTerms}, k); ok {
+		return b
+	}
+	return []byte(k)
+}
+
+// storedKeys returns the stored keys of vs, packed term keys sharing one
+// array.
+func storedKeys[T any](vs []T, key func(T) string) [][]byte {
+	out := make([][]byte, len(vs))
+	buf := make([]byte, 0, len(vs)*(1+postings.TagLen))
+	for i, v := range vs {
+		k := key(v)
+		n := len(buf)
+		if b, ok := postings.AppendTag(append(buf, postings.TagTerms), k); ok && cap(b) == cap(buf) {
+			buf, out[i] = b, b[n:len(b):len(b)]
+		} else {
+			out[i] = storedKey(k)
+		}
+	}
+	return out
+}
+
 // insertPostings inserts ps, skipping those already stored.
 func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) error {
 	if len(ps) == 0 {
@@ -165,16 +196,16 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) err
 	}
 	// The cursor gives each range of the log to one transaction, so the
 	// postings are new but for a re-index by another cursor.
+	keys := storedKeys(ps, func(p infertrail.Posting) string { return p.Key })
 	err := copyNew(ctx, tx, "postings", []string{"key", "seq"}, len(ps), func(i int) []any {
-		return []any{ps[i].Key, ps[i].Seq}
+		return []any{keys[i], ps[i].Seq}
 	}, func() error {
-		keys := make([]string, len(ps))
 		seqs := make([]int64, len(ps))
 		for i := range ps {
-			keys[i], seqs[i] = ps[i].Key, ps[i].Seq
+			seqs[i] = ps[i].Seq
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq)
-			SELECT * FROM unnest($1::text[], $2::int8[])
+			SELECT * FROM unnest($1::bytea[], $2::int8[])
 			ON CONFLICT DO NOTHING`, keys, seqs)
 		return err
 	})
@@ -185,12 +216,16 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) err
 	if len(srcs) == 0 {
 		return nil
 	}
+	terms := make([][][]byte, len(srcs))
+	for i, src := range srcs {
+		terms[i] = storedKeys(src.Keys, func(k string) string { return k })
+	}
 	err = copyNew(ctx, tx, "term_sources", []string{"data_key", "seq", "terms"}, len(srcs), func(i int) []any {
-		return []any{srcs[i].Key[:], srcs[i].Seq, srcs[i].Keys}
+		return []any{srcs[i].Key[:], srcs[i].Seq, terms[i]}
 	}, func() error {
 		b := &pgx.Batch{}
-		for _, s := range srcs {
-			b.Queue(`INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.Key[:], s.Seq, s.Keys)
+		for i, s := range srcs {
+			b.Queue(`INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.Key[:], s.Seq, terms[i])
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -393,9 +428,9 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 		}
 		var b strings.Builder
 		b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p JOIN records r ON r.seq = p.seq
-			WHERE p.key = ` + args.add(keys[0]) + ` AND p.seq < ` + args.add(before) + seqFloor(&args, "p", floor))
+			WHERE p.key = ` + args.add(storedKey(keys[0])) + ` AND p.seq < ` + args.add(before) + seqFloor(&args, "p", floor))
 		for _, k := range keys[1:] {
-			b.WriteString(` AND EXISTS (SELECT FROM postings k WHERE k.key = ` + args.add(k) + ` AND k.seq = p.seq)`)
+			b.WriteString(` AND EXISTS (SELECT FROM postings k WHERE k.key = ` + args.add(storedKey(k)) + ` AND k.seq = p.seq)`)
 		}
 		b.WriteString(entryFilters(&args, q, tenants) + ` ORDER BY p.seq DESC LIMIT ` + args.add(limit))
 		return b.String(), args, nil
@@ -514,18 +549,18 @@ func (db *DB) logTenants(ctx context.Context, n int) ([]string, error) {
 // before, counted up to rareCount each, fewest first; or nil if a key has
 // none.
 func (db *DB) rarestFirst(ctx context.Context, keys []string, before int64) ([]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT k.key, (SELECT count(*) FROM (SELECT FROM postings p WHERE p.key = k.key AND p.seq < $2 LIMIT $3) c)
-		FROM unnest($1::text[]) AS k (key)`, keys, before, rareCount)
+	rows, err := db.pool.Query(ctx, `SELECT k.n, (SELECT count(*) FROM (SELECT FROM postings p WHERE p.key = k.key AND p.seq < $2 LIMIT $3) c)
+		FROM unnest($1::bytea[]) WITH ORDINALITY AS k (key, n)`, storedKeys(keys, func(k string) string { return k }), before, rareCount)
 	if err != nil {
 		return nil, fmt.Errorf("count postings: %w", classify(err))
 	}
 	counts := make(map[string]int64, len(keys))
-	var (
-		key string
-		n   int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error {
-		counts[key] = n
+	var i, n int64
+	if _, err := pgx.ForEachRow(rows, []any{&i, &n}, func() error {
+		if i < 1 || i > int64(len(keys)) {
+			return fmt.Errorf("count of key %d of %d", i, len(keys))
+		}
+		counts[keys[i-1]] = n
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("count postings: %w", classify(err))

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind/behindtest"
+	"github.com/infertrail/infertrail/store/internal/postings"
 	"github.com/infertrail/infertrail/store/storetest"
 )
 
@@ -320,4 +322,22 @@ func BenchmarkQuery(b *testing.B) {
 func TestBackgroundWritesYield(t *testing.T) {
 	db, _ := openTest(t, Config{})
 	behindtest.Check(t, db, &db.appends)
+}
+
+// TestStoredKeys: storedKeys, which packs term keys into one array, gives
+// each key as storedKey does: a term key packed, any other its bytes.
+func TestStoredKeys(t *testing.T) {
+	keys := []string{"term=0123456789abcdef01234567", "model=m", "term=word", "term=ffffffffffffffffffffffff", "term=0123456789ABCDEF01234567"}
+	got := storedKeys(keys, func(k string) string { return k })
+	for i, k := range keys {
+		if want := storedKey(k); !bytes.Equal(got[i], want) {
+			t.Errorf("storedKeys[%d] = %x, storedKey(%q) = %x", i, got[i], k, want)
+		}
+	}
+	if b := storedKey(keys[0]); len(b) != 1+postings.TagLen || b[0] != postings.TagTerms {
+		t.Errorf("storedKey(%q) = %x, want it packed", keys[0], b)
+	}
+	if b := storedKey("model=m"); string(b) != "model=m" {
+		t.Errorf("storedKey(model=m) = %x", b)
+	}
 }

@@ -428,8 +428,18 @@ func TestMigrateTermSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s source
-	if _, err := pgx.ForEachRow(rows, []any{&s.key, &s.seq, &s.terms}, func() error { got = append(got, s); return nil }); err != nil {
+	var (
+		s      source
+		stored [][]byte // since migration 8; none of these keys is packed
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&s.key, &s.seq, &stored}, func() error {
+		s.terms = nil
+		for _, k := range stored {
+			s.terms = append(s.terms, string(k))
+		}
+		got = append(got, s)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	want := []source{{k1[:], 1, []string{"term=a", "term=b"}}, {k1[:], 3, []string{"term=c"}}, {k2[:], 2, []string{"term=a"}}}
@@ -457,7 +467,7 @@ func TestMigrateTermSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	var left []string
-	rows, err = db.pool.Query(ctx, `SELECT key || '@' || seq FROM postings ORDER BY key, seq`)
+	rows, err = db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM postings ORDER BY key, seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,6 +477,74 @@ func TestMigrateTermSources(t *testing.T) {
 	}
 	if w := []string{"model=m@1", "term=a@2"}; !slices.Equal(left, w) {
 		t.Errorf("postings after erasing the first key: %v, want %v", left, w)
+	}
+}
+
+// TestMigratePackedTerms migrates a version 7 schema, whose posting keys
+// and term lists are text, and checks that term keys are packed (13
+// bytes) and other keys kept, that queries find both, and that an erasure
+// deletes the postings its term lists name.
+func TestMigratePackedTerms(t *testing.T) {
+	ctx := t.Context()
+	pool, schema := migratedTo(t, 7)
+	defer pool.Close()
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	const t1, t2 = "term=00112233445566778899aabb", "term=ffeeddccbbaa998877665544"
+	_, err := pool.Exec(ctx, `INSERT INTO postings (key, seq) VALUES
+		('model=m', 1), ($1, 1), ($2, 1), ($1, 2), ('term=a', 2), ($2, 3), ('term=0123456789ABCDEF01234567', 3)`, t1, t2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO term_sources (data_key, seq, terms) VALUES
+		($1, 1, ARRAY[$3, $4]), ($2, 2, ARRAY[$3, 'term=a']), ($1, 3, ARRAY[$4, 'term=0123456789ABCDEF01234567'])`, k1[:], k2[:], t1, t2); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	var packed, kept int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE length(key) = 13 AND get_byte(key, 0) = 1),
+		count(*) FILTER (WHERE get_byte(key, 0) <> 1) FROM postings`).Scan(&packed, &kept); err != nil || packed != 4 || kept != 3 {
+		t.Errorf("after migration 8: %d keys packed and %d kept (%v), want 4 and 3", packed, kept, err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 4)
+	appendEncrypted(t, db, entries, blobs)
+	seqs := func(keys ...string) []int64 {
+		t.Helper()
+		var got []int64
+		if err := db.Query(ctx, infertrail.Query{Keys: keys}, func(e *infertrail.Entry) error { got = append(got, e.Seq); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := seqs(t1); !slices.Equal(got, []int64{2, 1}) {
+		t.Errorf("query %s: %v, want [2 1]", t1, got)
+	}
+	if got := seqs(t2, "model=m"); !slices.Equal(got, []int64{1}) {
+		t.Errorf("query %s and model=m: %v, want [1]", t2, got)
+	}
+	if got := seqs("term=0123456789ABCDEF01234567"); !slices.Equal(got, []int64{3}) {
+		t.Errorf("query by an upper-case key kept as text: %v, want [3]", got)
+	}
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Erase(ctx, []infertrail.KeyID{k1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(t1); !slices.Equal(got, []int64{2}) {
+		t.Errorf("query %s after erasing the first key: %v, want [2]", t1, got)
+	}
+	if got, got2 := seqs(t2), seqs("term=0123456789ABCDEF01234567"); len(got) != 0 || len(got2) != 0 {
+		t.Errorf("postings of the erased key left: %v, %v", got, got2)
 	}
 }
 

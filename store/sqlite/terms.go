@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,11 +38,10 @@ var (
 )
 
 const (
-	tagTerms  = 0x01
+	tagTerms  = postings.TagTerms
 	tagDelta  = 0x02
 	maxDeltas = 15
-	termTag   = 12 // bytes of a term key's tag
-	termKeyAt = len(infertrail.IndexTerm) + 1
+	termTag   = postings.TagLen
 )
 
 // packTerms packs keys for term_sources.terms.
@@ -66,27 +64,11 @@ func packTags(keys []string) ([]byte, bool) {
 	out[0] = tagTerms
 	for _, k := range keys {
 		var ok bool
-		if out, ok = appendTag(out, k); !ok {
+		if out, ok = postings.AppendTag(out, k); !ok {
 			return nil, false
 		}
 	}
 	return out, true
-}
-
-// appendTag appends the 12 bytes of term key k's tag to dst, or reports
-// that k is not a term key in lowercase hexadecimal, which decoded would
-// not encode back the same.
-func appendTag(dst []byte, k string) ([]byte, bool) {
-	if len(k) != termKeyAt+2*termTag || k[:termKeyAt] != infertrail.IndexTerm+"=" {
-		return dst, false
-	}
-	for _, c := range []byte(k[termKeyAt:]) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return dst, false
-		}
-	}
-	dst, _ = hex.AppendDecode(dst, []byte(k[termKeyAt:])) // checked above
-	return dst, true
 }
 
 // A posting's key is stored in postings.key as its text, except a term
@@ -97,7 +79,7 @@ func appendTag(dst []byte, k string) ([]byte, bool) {
 
 // storedKey returns posting key k as postings.key holds it.
 func storedKey(k string) any {
-	if b, ok := appendTag([]byte{tagTerms}, k); ok {
+	if b, ok := postings.AppendTag([]byte{tagTerms}, k); ok {
 		return b
 	}
 	return k
@@ -107,7 +89,7 @@ func storedKey(k string) any {
 // appended to *buf, whose capacity should hold the batch's keys.
 func appendStoredKey(buf *[]byte, k string) any {
 	n := len(*buf)
-	b, ok := appendTag(append(*buf, tagTerms), k)
+	b, ok := postings.AppendTag(append(*buf, tagTerms), k)
 	if !ok {
 		return k
 	}
@@ -136,7 +118,7 @@ func unpackTerms(b []byte) ([]string, error) {
 		}
 		keys := make([]string, 0, len(b)/termTag)
 		for ; len(b) > 0; b = b[termTag:] {
-			keys = append(keys, infertrail.IndexTerm+"="+hex.EncodeToString(b[:termTag]))
+			keys = append(keys, postings.TagKey(b[:termTag]))
 		}
 		return keys, nil
 	}
@@ -188,7 +170,7 @@ func packDelta(base []string, depth int, keys []string) ([]byte, int) {
 	out := binary.AppendUvarint([]byte{tagDelta}, uint64(len(removed)))
 	for _, k := range append(removed, added...) {
 		var ok bool
-		if out, ok = appendTag(out, k); !ok {
+		if out, ok = postings.AppendTag(out, k); !ok {
 			return whole, 0 // not all term keys
 		}
 	}
@@ -228,7 +210,7 @@ func (l *termLists) next(b []byte) ([]string, error) {
 	unpack := func(tags []byte) []string {
 		keys := make([]string, 0, len(tags)/termTag)
 		for ; len(tags) > 0; tags = tags[termTag:] {
-			keys = append(keys, infertrail.IndexTerm+"="+hex.EncodeToString(tags[:termTag]))
+			keys = append(keys, postings.TagKey(tags[:termTag]))
 		}
 		return keys
 	}

@@ -46,6 +46,7 @@ func TestCheck(t *testing.T) {
 		{[]infertrail.Posting{{Key: "a=1", Seq: 0}, {Key: "", Seq: 1}}, "posting 1: field key"},
 		{[]infertrail.Posting{{Key: strings.Repeat("k", infertrail.MaxIndexKey+1), Seq: 1}}, "posting 0: field key"},
 		{[]infertrail.Posting{{Key: "a=1", Seq: -1}}, "posting 0: field seq"},
+		{[]infertrail.Posting{{Key: "a=1", Seq: 1}, {Key: "\x01" + strings.Repeat("k", TagLen), Seq: 2}}, "posting 1: field key: begins with byte 0x1"},
 	} {
 		err := Check(c.ps)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, infertrail.ErrInvalid) {
@@ -102,5 +103,25 @@ func BenchmarkSort(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Sort(ps)
+	}
+}
+
+// TestAppendTag: a term key in investigate.Terms' form gives its tag, any
+// other key nothing; TagKey gives the key back.
+func TestAppendTag(t *testing.T) {
+	for k, ok := range map[string]bool{
+		"term=0123456789abcdef01234567": true, "term=ffffffffffffffffffffffff": true,
+		"term=0123456789ABCDEF01234567": false, "term=0123456789abcdef0123456": false,
+		"term=0123456789abcdef0123456g": false, "term=word": false, "tool=0123456789abcdef01234567": false,
+	} {
+		tag, got := AppendTag([]byte("x"), k)
+		switch {
+		case got != ok:
+			t.Errorf("AppendTag(%q): %v, want %v", k, got, ok)
+		case ok && (len(tag) != 1+TagLen || TagKey(tag[1:]) != k):
+			t.Errorf("AppendTag(%q) = %x", k, tag)
+		case !ok && string(tag) != "x":
+			t.Errorf("AppendTag(%q) appended %x though it failed", k, tag[1:])
+		}
 	}
 }

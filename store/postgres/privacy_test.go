@@ -455,17 +455,7 @@ func TestMigrateTermSources(t *testing.T) {
 
 	entries, blobs := storetest.MakeBatch(0, 4)
 	appendEncrypted(t, db, entries, blobs)
-	tx, err := db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Erase(ctx, []infertrail.KeyID{k1}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	eraseKey(t, db, k1)
 	var left []string
 	rows, err = db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM postings ORDER BY key, seq`)
 	if err != nil {
@@ -529,22 +519,28 @@ func TestMigratePackedTerms(t *testing.T) {
 	if got := seqs("term=0123456789ABCDEF01234567"); !slices.Equal(got, []int64{3}) {
 		t.Errorf("query by an upper-case key kept as text: %v, want [3]", got)
 	}
-	tx, err := db.BeginAppend(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Erase(ctx, []infertrail.KeyID{k1}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	eraseKey(t, db, k1)
 	if got := seqs(t1); !slices.Equal(got, []int64{2}) {
 		t.Errorf("query %s after erasing the first key: %v, want [2]", t1, got)
 	}
 	if got, got2 := seqs(t2), seqs("term=0123456789ABCDEF01234567"); len(got) != 0 || len(got2) != 0 {
 		t.Errorf("postings of the erased key left: %v, %v", got, got2)
+	}
+}
+
+// eraseKey erases data key id in a transaction of its own.
+func eraseKey(t *testing.T, db *DB, id infertrail.KeyID) {
+	t.Helper()
+	tx, err := db.BeginAppend(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Erase(t.Context(), []infertrail.KeyID{id}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
 

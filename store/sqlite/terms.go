@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -444,6 +445,59 @@ func packPostings(ctx context.Context, tx *sql.Tx) error {
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("pack the postings' term keys: %w", err)
+		}
+	}
+	return repackTermSources(ctx, tx)
+}
+
+// repackTermSources copies term_sources to term_sources_packed in order,
+// each list as a delta of the one before it of its data key where that is
+// shorter, and puts the copy in the place of the old table.
+func repackTermSources(ctx context.Context, tx *sql.Tx) error {
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO term_sources_packed (data_key, seq, terms) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("repack term sources: %w", err)
+	}
+	defer ins.Close()
+	rows, err := tx.QueryContext(ctx, `SELECT data_key, seq, terms FROM term_sources ORDER BY data_key, seq`)
+	if err != nil {
+		return fmt.Errorf("repack term sources: %w", err)
+	}
+	defer rows.Close()
+	var (
+		last  []byte
+		lists termLists
+		base  []string
+		depth int
+	)
+	for rows.Next() {
+		var (
+			id, terms []byte
+			seq       int64
+		)
+		if err := rows.Scan(&id, &seq, &terms); err != nil {
+			return fmt.Errorf("repack term sources: %w", err)
+		}
+		if !bytes.Equal(id, last) {
+			last, lists, base, depth = id, newTermLists(), nil, 0
+		}
+		keys, err := lists.next(terms)
+		if err != nil {
+			return fmt.Errorf("repack term sources: record %d: %w", seq, err)
+		}
+		var packed []byte
+		packed, depth = packDelta(base, depth, keys)
+		if _, err := ins.ExecContext(ctx, id, seq, packed); err != nil {
+			return fmt.Errorf("repack term sources: %w", err)
+		}
+		base = keys
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("repack term sources: %w", err)
+	}
+	for _, q := range []string{`DROP TABLE term_sources`, `ALTER TABLE term_sources_packed RENAME TO term_sources`} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("repack term sources: %w", err)
 		}
 	}
 	return nil

@@ -81,8 +81,9 @@ func TestStoredKey(t *testing.T) {
 	}
 }
 
-// TestPackPostings: an index file of version 2, whose term keys are text,
-// opens with them packed, its postings otherwise the same and the room
+// TestPackPostings: an index file of version 2, whose term keys are text
+// and whose term lists are whole, opens with the keys packed and the lists
+// as deltas where shorter, its postings otherwise the same and the room
 // they took given back; queries and an erasure find the packed keys.
 func TestPackPostings(t *testing.T) {
 	ctx := t.Context()
@@ -93,7 +94,7 @@ func TestPackPostings(t *testing.T) {
 			infertrail.Posting{Key: fmt.Sprintf("term=%024x", seq%5), Seq: seq},
 			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
 		for w := range int64(20) {
-			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", 1000+seq*7+w), Seq: seq, DataKey: keys[seq%2].ID})
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", 1000+seq/2+w), Seq: seq, DataKey: keys[seq%2].ID})
 		}
 	}
 	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
@@ -113,15 +114,30 @@ func TestPackPostings(t *testing.T) {
 	if blobs := count("blob"); blobs != 300*21 {
 		t.Fatalf("%d term keys stored packed, want %d", blobs, 300*21)
 	}
-	// Back to version 2: every key as text.
+	deltas := func() (n int) {
+		t.Helper()
+		if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE substr(terms, 1, 1) = ?`, []byte{tagDelta}).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if deltas() == 0 {
+		t.Fatal("no term list stored as a delta")
+	}
+	// Back to version 2: every key as text, every list whole.
 	for _, q := range []string{`UPDATE postings SET key = 'term=' || lower(hex(substr(key, 2))) WHERE typeof(key) = 'blob'`,
 		`DELETE FROM schema_migrations WHERE version >= 3`} {
 		if _, err := db.index.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if blobs := count("blob"); blobs != 0 {
-		t.Fatalf("%d keys left packed", blobs)
+	for _, src := range postings.Sources(want) {
+		if _, err := db.index.ExecContext(ctx, `UPDATE term_sources SET terms = ? WHERE data_key = ? AND seq = ?`, packTerms(src.Keys), src.Key[:], src.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if blobs, d := count("blob"), deltas(); blobs != 0 || d != 0 {
+		t.Fatalf("%d keys left packed, %d lists as deltas", blobs, d)
 	}
 	db.Close()
 
@@ -135,6 +151,9 @@ func TestPackPostings(t *testing.T) {
 	}
 	if blobs, texts := count("blob"), count("text"); blobs != 300*21 || texts != 300*2 {
 		t.Errorf("after migration 3: %d keys packed and %d text, want %d and %d", blobs, texts, 300*21, 300*2)
+	}
+	if deltas() == 0 {
+		t.Error("after migration 3: no term list stored as a delta")
 	}
 	var free int
 	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {

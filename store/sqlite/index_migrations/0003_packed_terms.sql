@@ -8,3 +8,14 @@ CREATE TABLE postings_packed (
 	seq INTEGER NOT NULL,
 	PRIMARY KEY (key, seq)
 ) WITHOUT ROWID;
+
+-- And the term lists of term_sources are rewritten, each as its changes to
+-- the list before it of the same data key where that is shorter (the Go
+-- step, repackTermSources, fills this table and puts it in the place of
+-- the old one).
+CREATE TABLE term_sources_packed (
+	data_key BLOB    NOT NULL,
+	seq      INTEGER NOT NULL,
+	terms    BLOB    NOT NULL,
+	PRIMARY KEY (data_key, seq)
+) WITHOUT ROWID;

@@ -166,10 +166,7 @@ func lockKeys(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) (map[infe
 
 // storedKey returns posting key k as postings.key holds it.
 func storedKey(k string) []byte {
-	if b, ok := postings.AppendTag([]byte{postings.TagTerms}, k); ok {
-		return b
-	}
-	return []byte(k)
+	return storedKeys([]string{k}, func(k string) string { return k })[0]
 }
 
 // storedKeys returns the stored keys of vs, packed term keys sharing one
@@ -179,11 +176,10 @@ func storedKeys[T any](vs []T, key func(T) string) [][]byte {
 	buf := make([]byte, 0, len(vs)*(1+postings.TagLen))
 	for i, v := range vs {
 		k := key(v)
-		n := len(buf)
-		if b, ok := postings.AppendTag(append(buf, postings.TagTerms), k); ok && cap(b) == cap(buf) {
-			buf, out[i] = b, b[n:len(b):len(b)]
+		if b, ok := postings.Pack(&buf, k); ok {
+			out[i] = b
 		} else {
-			out[i] = storedKey(k)
+			out[i] = []byte(k)
 		}
 	}
 	return out

@@ -80,28 +80,22 @@ func packTags(keys []string) ([]byte, bool) {
 
 // storedKey returns posting key k as postings.key holds it.
 func storedKey(k string) any {
-	if b, ok := postings.AppendTag([]byte{tagTerms}, k); ok {
+	return appendStoredKey(new([]byte), k)
+}
+
+// appendStoredKey is storedKey for a batch of inserts: a packed key is
+// appended to *buf (postings.Pack).
+func appendStoredKey(buf *[]byte, k string) any {
+	if b, ok := postings.Pack(buf, k); ok {
 		return b
 	}
 	return k
 }
 
-// appendStoredKey is storedKey for a batch of inserts: a packed key is
-// appended to *buf, whose capacity should hold the batch's keys.
-func appendStoredKey(buf *[]byte, k string) any {
-	n := len(*buf)
-	b, ok := postings.AppendTag(append(*buf, tagTerms), k)
-	if !ok {
-		return k
-	}
-	*buf = b
-	return b[n:len(b):len(b)]
-}
-
 // isTermKeySQL is the SQL condition that the column col holds a key that
 // storedKey packs, and storedKeySQL is storedKey in SQL: what the index
 // file's migration 3 and the move of an old log's postings store
-// (TestStoredKeySQL holds them to storedKey's answers).
+// (TestStoredKey holds them to storedKey's answers).
 func isTermKeySQL(col string) string {
 	return strings.ReplaceAll(`(typeof($) = 'text' AND length($) = 29 AND substr($, 1, 5) = 'term=' AND NOT substr($, 6) GLOB '*[^0-9a-f]*')`, "$", col)
 }
@@ -117,11 +111,7 @@ func unpackTerms(b []byte) ([]string, error) {
 		if len(b)%termTag != 0 {
 			return nil, fmt.Errorf("unpack term keys: %d bytes of tags: %w", len(b), errDamagedTerms)
 		}
-		keys := make([]string, 0, len(b)/termTag)
-		for ; len(b) > 0; b = b[termTag:] {
-			keys = append(keys, postings.TagKey(b[:termTag]))
-		}
-		return keys, nil
+		return tagKeys(b), nil
 	}
 	raw, err := termDecoder.DecodeAll(b, nil)
 	if err != nil {
@@ -137,6 +127,15 @@ func unpackTerms(b []byte) ([]string, error) {
 		raw = raw[w+int(n):]
 	}
 	return keys, nil
+}
+
+// tagKeys returns the term keys of tags, a whole number of tags.
+func tagKeys(tags []byte) []string {
+	keys := make([]string, 0, len(tags)/termTag)
+	for ; len(tags) > 0; tags = tags[termTag:] {
+		keys = append(keys, postings.TagKey(tags[:termTag]))
+	}
+	return keys
 }
 
 // errDamagedTerms marks a term_sources row whose keys cannot be unpacked.
@@ -208,14 +207,7 @@ func (l *termLists) next(b []byte) ([]string, error) {
 	if w <= 0 || len(tags)%termTag != 0 || n > uint64(len(tags)/termTag) {
 		return nil, fmt.Errorf("unpack term keys: a damaged delta: %w", errDamagedTerms)
 	}
-	unpack := func(tags []byte) []string {
-		keys := make([]string, 0, len(tags)/termTag)
-		for ; len(tags) > 0; tags = tags[termTag:] {
-			keys = append(keys, postings.TagKey(tags[:termTag]))
-		}
-		return keys
-	}
-	removed, added := unpack(tags[:int(n)*termTag]), unpack(tags[int(n)*termTag:])
+	removed, added := tagKeys(tags[:int(n)*termTag]), tagKeys(tags[int(n)*termTag:])
 	keys := make([]string, 0, len(l.keys)-len(removed)+len(added))
 	i, j, r := 0, 0, 0
 	for i < len(l.keys) || j < len(added) {

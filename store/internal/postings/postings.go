@@ -155,6 +155,19 @@ func AppendTag(dst []byte, k string) ([]byte, bool) {
 	return dst, true
 }
 
+// Pack appends term key k packed, TagTerms and its tag, to *buf and
+// returns that part of *buf, or reports that k is not a term key. Slices
+// returned before stay valid when *buf grows.
+func Pack(buf *[]byte, k string) ([]byte, bool) {
+	n := len(*buf)
+	b, ok := AppendTag(append(*buf, TagTerms), k)
+	if !ok {
+		return nil, false
+	}
+	*buf = b
+	return b[n:len(b):len(b)], true
+}
+
 // TagKey returns the term key of a tag of TagLen bytes.
 func TagKey(tag []byte) string {
 	return infertrail.IndexTerm + "=" + hex.EncodeToString(tag)

@@ -125,3 +125,29 @@ func TestAppendTag(t *testing.T) {
 		}
 	}
 }
+
+// TestPack: packed keys share one buffer, and those returned before stay
+// as they were when it grows; a key that is not a term key leaves it as
+// it is.
+func TestPack(t *testing.T) {
+	var buf []byte
+	var got [][]byte
+	for i := range 100 {
+		b, ok := Pack(&buf, fmt.Sprintf("term=%024x", i))
+		if !ok || len(b) != 1+TagLen || b[0] != TagTerms {
+			t.Fatalf("Pack of key %d: %x, %v", i, b, ok)
+		}
+		got = append(got, b)
+		if _, ok := Pack(&buf, "model=m"); ok {
+			t.Fatal("Pack of model=m succeeded")
+		}
+	}
+	for i, b := range got {
+		if k := TagKey(b[1:]); k != fmt.Sprintf("term=%024x", i) {
+			t.Errorf("key %d packed reads back as %s", i, k)
+		}
+	}
+	if len(buf) != 100*(1+TagLen) {
+		t.Errorf("%d bytes in the buffer, want %d", len(buf), 100*(1+TagLen))
+	}
+}

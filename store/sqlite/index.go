@@ -168,14 +168,19 @@ func (db *DB) erasedKeys(ctx context.Context, ps []infertrail.Posting) (map[infe
 	return erased, nil
 }
 
-// postingRows is the number of postings one multi-row insert writes.
-const postingRows = 64
+// blockRows is the number of blocks one multi-row insert writes.
+const blockRows = 64
 
-// insertPostings inserts ps, skipping those already stored, postingRows at a
-// time through one prepared statement. Their data keys go in term_sources
+// insertPostings adds ps, in Sort's order, to the postings table: each key's
+// postings in a block of records are one row (postings.Blocks), and a row
+// stored already gets their bits too. blockRows rows at a time go through
+// one prepared statement. Their data keys go in term_sources
 // (insertTermSources).
 func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) error {
-	const insert = `INSERT OR IGNORE INTO postings (key, seq) VALUES `
+	const (
+		insert = `INSERT INTO postings (key, block, bits) VALUES `
+		merge  = ` ON CONFLICT (key, block) DO UPDATE SET bits = bits | excluded.bits`
+	)
 	var many, one *sql.Stmt
 	defer func() {
 		for _, s := range []*sql.Stmt{many, one} {
@@ -184,14 +189,15 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 			}
 		}
 	}()
-	args := make([]any, 0, postingRows*2)
-	tags := make([]byte, 0, postingRows*(1+termTag))
-	for len(ps) > 0 {
-		n := min(len(ps), postingRows)
+	bs := postings.Blocks(ps)
+	args := make([]any, 0, blockRows*3)
+	tags := make([]byte, 0, blockRows*(1+termTag))
+	for len(bs) > 0 {
+		n := min(len(bs), blockRows)
 		var st **sql.Stmt
-		query := insert + values(postingRows, 2)
-		if n < postingRows {
-			n, st, query = 1, &one, insert+values(1, 2)
+		query := insert + values(blockRows, 3) + merge
+		if n < blockRows {
+			n, st, query = 1, &one, insert+values(1, 3)+merge
 		} else {
 			st = &many
 		}
@@ -203,13 +209,13 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 		}
 		cpu.Defer(ctx)
 		args, tags = args[:0], tags[:0]
-		for _, p := range ps[:n] {
-			args = append(args, appendStoredKey(&tags, p.Key), p.Seq)
+		for _, b := range bs[:n] {
+			args = append(args, appendStoredKey(&tags, b.Key), b.Block, b.Bits)
 		}
 		if _, err := (*st).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert postings: %w", err)
 		}
-		ps = ps[n:]
+		bs = bs[n:]
 	}
 	return nil
 }
@@ -258,12 +264,13 @@ var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
 // limit, or reads a bounded range of records_tenant_time and sorts its
 // sequence numbers. EXPLAIN QUERY PLAN of each (checked by TestQueryPlans):
 //
-//   - With keys, the postings of the rarest key (the fewest postings below
-//     Before, counted up to rareCount each), newest first; each other key is
-//     one primary-key lookup, the entry one rowid lookup:
-//     SEARCH p USING PRIMARY KEY (key=? AND seq<?); SEARCH r USING INTEGER
-//     PRIMARY KEY (rowid=?); SEARCH k EXISTS USING PRIMARY KEY (key=? AND
-//     seq=?).
+//   - With keys, the blocks of postings of the rarest key (the fewest
+//     blocks below Before, counted up to rareCount each), newest first, a
+//     page at a time, each other key's block of the same records one
+//     primary-key lookup: SEARCH p USING PRIMARY KEY (key=? AND block>? AND
+//     block<?); SEARCH k0 USING PRIMARY KEY (key=? AND block=?). The
+//     records their bits share are then read, newest first, by rowid and
+//     filtered: SEARCH r USING INTEGER PRIMARY KEY (rowid=?) (keyWalk).
 //   - Without keys, and without tenants or time bounds, the log newest
 //     first: SEARCH r USING INTEGER PRIMARY KEY (rowid<?).
 //   - Without keys, with tenants (or, with a time bound, every tenant in
@@ -278,7 +285,8 @@ var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
 //     sequence numbers are merged (MERGE (UNION ALL), LIMIT) before the
 //     entries are read by rowid.
 //
-// So the first page of a query reads about its limit of postings, a few
+// So the first page of a query reads about its limit of postings (a
+// sixty-fourth as many blocks, or fewer), a few
 // times rangeCount index entries, or walkSpan entries. Kinds do not drive a
 // query: a query for a rare kind of a busy tenant walks many entries. The
 // worst case is a tenant with many entries both in and after the time
@@ -293,50 +301,65 @@ func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail
 		return fmt.Errorf("query entries: %w", err)
 	}
 	defer tx.Rollback()
-	query, args, err := planQuery(ctx, tx, q)
+	p, err := planQuery(ctx, tx, q)
 	if err != nil {
 		return fmt.Errorf("query entries: %w", err)
 	}
-	if query == "" {
-		return nil
+	switch {
+	case p.keys != nil:
+		err = p.keys.run(ctx, tx, fn)
+	case p.query != "":
+		var rows *sql.Rows
+		if rows, err = tx.QueryContext(ctx, p.query, p.args...); err == nil {
+			err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) { return true, fn(e) })
+		}
 	}
-	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("query entries: %w", err)
-	}
-	defer rows.Close()
-	var s entryScanner
-	for rows.Next() {
-		if err := s.scan(rows); err != nil {
-			return fmt.Errorf("query entries: %w", err)
-		}
-		if err := fn(&s.e); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("query entries: %w", err)
 	}
 	return nil
 }
 
-// planQuery returns the SQL statement that answers q and its arguments, or
-// "" when q selects nothing.
-func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []any, error) {
+// scanEntries calls fn for each entry of rows, until fn says to stop, and
+// closes rows.
+func scanEntries(rows *sql.Rows, fn func(*infertrail.Entry) (bool, error)) error {
+	defer rows.Close()
+	var s entryScanner
+	for rows.Next() {
+		if err := s.scan(rows); err != nil {
+			return err
+		}
+		if more, err := fn(&s.e); err != nil || !more {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// A plan answers a query: the SQL statement that selects its entries, or
+// a walk of the postings of its keys; neither when it selects nothing.
+type plan struct {
+	query string
+	args  []any
+	keys  *keyWalk
+}
+
+// planQuery returns the plan that answers q.
+func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (plan, error) {
 	limit, err := queryLimit(q.Limit)
 	if err != nil {
-		return "", nil, err
+		return plan{}, err
 	}
 	if q.Before < 0 {
-		return "", nil, fmt.Errorf("field before: %d is negative: %w", q.Before, infertrail.ErrInvalid)
+		return plan{}, fmt.Errorf("field before: %d is negative: %w", q.Before, infertrail.ErrInvalid)
 	}
 	for i, k := range q.Keys {
 		if k == "" {
-			return "", nil, fmt.Errorf("field keys[%d]: empty: %w", i, infertrail.ErrInvalid)
+			return plan{}, fmt.Errorf("field keys[%d]: empty: %w", i, infertrail.ErrInvalid)
 		}
 	}
 	if q.Tenants != nil && len(q.Tenants) == 0 || q.From != 0 && q.To != 0 && q.From >= q.To {
-		return "", nil, nil
+		return plan{}, nil
 	}
 	before := q.Before
 	if before == 0 {
@@ -352,17 +375,18 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 		// One pass over the map: one row per 4,096 records.
 		if err := tx.QueryRowContext(ctx, `SELECT max(CASE WHEN ? = 0 OR min_time < ? THEN block END),
 			min(CASE WHEN max_time >= ? THEN block END) FROM time_blocks`, q.To, q.To, q.From).Scan(&last, &first); err != nil {
-			return "", nil, fmt.Errorf("read the time blocks: %w", err)
+			return plan{}, fmt.Errorf("read the time blocks: %w", err)
 		}
 		if !last.Valid || !first.Valid || first.Int64 > last.Int64 {
-			return "", nil, nil // no block holds a record in the range
+			return plan{}, nil // no block holds a record in the range
 		}
 		before = min(before, (last.Int64+1)<<infertrail.TimeBlockBits)
 		floor = first.Int64 << infertrail.TimeBlockBits
 	}
 	tenants := uniq(q.Tenants)
 	if keys := uniq(q.Keys); len(keys) > 0 {
-		return planKeys(ctx, tx, q, keys, tenants, before, floor, limit)
+		w, err := planKeys(ctx, tx, q, keys, tenants, before, floor, limit)
+		return plan{keys: w}, err
 	}
 	walk := func(tenants []string) (string, []any) {
 		conds, args := entryFilters(q, "r", tenants, true)
@@ -375,10 +399,10 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 	if tenants == nil && (q.From != 0 || q.To != 0) {
 		// A time range of the whole log is the union of its tenants'.
 		if tenants, err = logTenants(ctx, tx, maxTenantArms+1); err != nil {
-			return "", nil, err
+			return plan{}, err
 		}
 		if len(tenants) == 0 {
-			return "", nil, nil
+			return plan{}, nil
 		}
 		if len(tenants) > maxTenantArms {
 			tenants = nil
@@ -386,15 +410,15 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 	}
 	if len(tenants) == 0 || len(tenants) > maxTenantArms {
 		from, args := walk(tenants)
-		return `SELECT ` + entryColumnsR + from, args, nil
+		return plan{query: `SELECT ` + entryColumnsR + from, args: args}, nil
 	}
 	var newest int64
 	err = tx.QueryRowContext(ctx, `SELECT seq FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1`, before).Scan(&newest)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil, nil
+		return plan{}, nil
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("read the newest entry: %w", err)
+		return plan{}, fmt.Errorf("read the newest entry: %w", err)
 	}
 	times, targs := entryFilters(infertrail.Query{From: q.From, To: q.To}, "r", nil, false)
 	kinds, kargs := entryFilters(infertrail.Query{Kinds: q.Kinds}, "r", nil, false)
@@ -413,7 +437,7 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 			(SELECT r.seq FROM records r INDEXED BY records_tenant_time WHERE r.tenant = ?`+times+` ORDER BY r.time DESC, r.seq DESC LIMIT 1)`,
 			slices.Concat([]any{t, before}, targs, []any{rangeCount, t}, targs)...).Scan(&n, &last)
 		if err != nil {
-			return "", nil, fmt.Errorf("count the entries of tenant %q: %w", t, err)
+			return plan{}, fmt.Errorf("count the entries of tenant %q: %w", t, err)
 		}
 		switch {
 		case n == 0:
@@ -428,18 +452,18 @@ func planQuery(ctx context.Context, tx *sql.Tx, q infertrail.Query) (string, []a
 	if len(walked) > 0 {
 		from, wargs := walk(walked)
 		if len(arms) == 0 {
-			return `SELECT ` + entryColumnsR + from, wargs, nil
+			return plan{query: `SELECT ` + entryColumnsR + from, args: wargs}, nil
 		}
 		arms = append(arms, `SELECT seq FROM (SELECT r.seq`+from+`)`)
 		args = append(args, wargs...)
 	}
 	if len(arms) == 0 {
-		return "", nil, nil
+		return plan{}, nil
 	}
 	// The arms' sequence numbers are merged, and only the first limit of
 	// them read.
-	return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq IN (` + strings.Join(arms, ` UNION ALL `) +
-		` ORDER BY 1 DESC LIMIT ?) ORDER BY r.seq DESC`, append(args, limit), nil
+	return plan{query: `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq IN (` + strings.Join(arms, ` UNION ALL `) +
+		` ORDER BY 1 DESC LIMIT ?) ORDER BY r.seq DESC`, args: append(args, limit)}, nil
 }
 
 // logTenants returns up to n of the tenants in the log, with one index seek
@@ -465,39 +489,143 @@ func logTenants(ctx context.Context, tx *sql.Tx, n int) ([]string, error) {
 	return out, nil
 }
 
-// planKeys plans a query with index keys: it walks the postings of the
-// rarest key and looks the others up.
-func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants []string, before, floor int64, limit int) (string, []any, error) {
+// planKeys plans a query with index keys: a walk of the blocks of the
+// rarest key, newest first, in which each other key's block of the same
+// records is looked up, and the entries of the records all of them mark.
+// It returns nil when no record carries every key.
+func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants []string, before, floor int64, limit int) (*keyWalk, error) {
+	lo, hi := postings.BlockRange(floor, before)
 	if len(keys) > 1 {
 		counts := make(map[string]int, len(keys))
 		for _, k := range keys {
 			var n int
-			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND seq < ? LIMIT ?)`, storedKey(k), before, rareCount).Scan(&n)
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND block <= ? AND block >= ? LIMIT ?)`,
+				storedKey(k), hi, lo, rareCount).Scan(&n)
 			if err != nil {
-				return "", nil, fmt.Errorf("count postings of %q: %w", k, err)
+				return nil, fmt.Errorf("count postings of %q: %w", k, err)
 			}
 			if n == 0 {
-				return "", nil, nil // no entry carries every key
+				return nil, nil // no entry carries every key
 			}
 			counts[k] = n
 		}
 		slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(counts[a], counts[b]) })
 	}
+	w := &keyWalk{floor: floor, before: before, lo: lo, hi: hi, limit: limit}
 	var b strings.Builder
-	args := []any{storedKey(keys[0]), before}
-	b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p CROSS JOIN records r ON r.seq = p.seq WHERE p.key = ? AND p.seq < ?`)
-	if floor > 0 {
-		b.WriteString(` AND p.seq >= ?`)
-		args = append(args, floor)
+	b.WriteString(`SELECT p.block, p.bits`)
+	for i := range keys[1:] {
+		fmt.Fprintf(&b, ` & k%d.bits`, i)
 	}
-	for _, k := range keys[1:] {
-		b.WriteString(` AND EXISTS (SELECT 1 FROM postings k WHERE k.key = ? AND k.seq = p.seq)`)
-		args = append(args, storedKey(k))
+	b.WriteString(` FROM postings p`)
+	for i, k := range keys[1:] {
+		fmt.Fprintf(&b, ` CROSS JOIN postings k%d ON k%d.key = ? AND k%d.block = p.block`, i, i, i)
+		w.blockArgs = append(w.blockArgs, storedKey(k))
 	}
+	b.WriteString(` WHERE p.key = ? AND p.block <= ? AND p.block >= ?`)
+	w.blockArgs = append(w.blockArgs, storedKey(keys[0]))
+	if len(keys) > 1 {
+		b.WriteString(` AND p.bits`)
+		for i := range keys[1:] {
+			fmt.Fprintf(&b, ` & k%d.bits`, i)
+		}
+		b.WriteString(` != 0`)
+	}
+	b.WriteString(` ORDER BY p.block DESC LIMIT ?`)
+	w.blocks = b.String()
 	conds, fargs := entryFilters(q, "r", tenants, true)
-	b.WriteString(conds)
-	b.WriteString(` ORDER BY p.seq DESC LIMIT ?`)
-	return b.String(), append(append(args, fargs...), limit), nil
+	w.filtered = conds != ""
+	w.entries = `SELECT ` + entryColumnsR + ` FROM records r NOT INDEXED WHERE r.seq IN (SELECT value FROM json_each(?))` + conds + ` ORDER BY r.seq DESC LIMIT ?`
+	w.entryArgs = fargs
+	return w, nil
+}
+
+// A keyWalk reads the blocks of postings that a query's keys share, newest
+// first, a page at a time, and the entries of the records they mark.
+type keyWalk struct {
+	blocks    string // the blocks: their number and the bits every key has, given the blocks' range and a page size
+	blockArgs []any  // before the range and the page size
+	entries   string // the entries among a JSON array of sequence numbers that pass the filters, newest first, given a limit
+	entryArgs []any  // after the array, before the limit
+	filtered  bool   // the filters can drop entries
+	floor     int64
+	before    int64
+	lo, hi    int64 // the blocks' range
+	limit     int
+}
+
+// entryChunk is the fewest sequence numbers a walk with filters looks up
+// at a time.
+const entryChunk = 1024
+
+// run calls fn for each entry the walk selects, newest first, up to its
+// limit. Its two statements are prepared once for all its pages.
+func (w *keyWalk) run(ctx context.Context, tx *sql.Tx, fn func(*infertrail.Entry) error) error {
+	blocks, err := tx.PrepareContext(ctx, w.blocks)
+	if err != nil {
+		return fmt.Errorf("read postings: %w", err)
+	}
+	defer blocks.Close()
+	entries, err := tx.PrepareContext(ctx, w.entries)
+	if err != nil {
+		return fmt.Errorf("read entries: %w", err)
+	}
+	defer entries.Close()
+	var (
+		seqs         []int64
+		done         int
+		hi           = w.hi
+		page         = postings.FirstPage
+		read, marked int // blocks read, and the records they marked
+	)
+	for hi >= w.lo && done < w.limit {
+		rows, err := blocks.QueryContext(ctx, append(w.blockArgs, hi, w.lo, page)...)
+		if err != nil {
+			return fmt.Errorf("read postings: %w", err)
+		}
+		seqs = seqs[:0]
+		n := 0
+		for rows.Next() {
+			var block, bits int64
+			if err := rows.Scan(&block, &bits); err != nil {
+				rows.Close()
+				return fmt.Errorf("read postings: %w", err)
+			}
+			n++
+			hi = block - 1
+			seqs = postings.AppendSeqs(seqs, block, bits, w.floor, w.before)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read postings: %w", err)
+		}
+		if n < page {
+			hi = w.lo - 1 // no more
+		}
+		read, marked = read+n, marked+len(seqs)
+		for len(seqs) > 0 && done < w.limit {
+			want := w.limit - done
+			c := want
+			if w.filtered {
+				c = max(c, entryChunk)
+			}
+			c = min(c, len(seqs))
+			rows, err := entries.QueryContext(ctx, slices.Concat([]any{encodeSeqs(seqs[:c])}, w.entryArgs, []any{want})...)
+			if err != nil {
+				return fmt.Errorf("read entries: %w", err)
+			}
+			err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) {
+				done++
+				return done < w.limit, fn(e)
+			})
+			if err != nil {
+				return err
+			}
+			seqs = seqs[c:]
+		}
+		page = postings.NextPage(page, read, marked, w.limit-done, w.filtered)
+	}
+	return nil
 }
 
 // entryFilters returns the conditions, each starting with " AND ", that

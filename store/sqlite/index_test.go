@@ -3,11 +3,13 @@ package sqlite
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 	"github.com/infertrail/infertrail/store/storetest"
 )
 
@@ -72,7 +75,7 @@ func TestQueryPlans(t *testing.T) {
 	since := "SEARCH r USING INDEX records_tenant_time (tenant=? AND time>?)"
 	byRowid := "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"
 	merge := "MERGE (UNION ALL)"
-	postings := "SEARCH p USING PRIMARY KEY (key=? AND seq<?)"
+	blocks := "SEARCH p USING PRIMARY KEY (key=? AND block>? AND block<?)"
 	mid := infertrail.Query{From: entries[19].Time, To: entries[24].Time}
 	for _, c := range []struct {
 		q     infertrail.Query
@@ -92,9 +95,9 @@ func TestQueryPlans(t *testing.T) {
 		{infertrail.Query{Tenants: two, From: mid.From, To: mid.To}, false, []string{byRowid, merge, timeRange, timeRange}},
 		{infertrail.Query{From: mid.From, To: mid.To}, false, []string{byRowid, merge, timeRange, timeRange, timeRange}},
 		{infertrail.Query{From: mid.From, To: mid.To}, true, []string{walk}},
-		{infertrail.Query{Keys: []string{"a=1"}}, false, []string{postings, byRowid}},
+		{infertrail.Query{Keys: []string{"a=1"}}, false, []string{blocks, byRowid}},
 		{infertrail.Query{Keys: []string{"a=1", "b=1"}, Tenants: []string{"acme-corp"}, From: 3}, false,
-			[]string{postings, byRowid, "SEARCH k EXISTS USING PRIMARY KEY (key=? AND seq=?)"}},
+			[]string{blocks, "SEARCH k0 USING PRIMARY KEY (key=? AND block=?)", byRowid}},
 	} {
 		rangeCount = 20_000
 		if c.small {
@@ -104,12 +107,19 @@ func TestQueryPlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		query, args, err := planQuery(ctx, tx, c.q)
+		p, err := planQuery(ctx, tx, c.q)
 		tx.Rollback()
 		if err != nil {
 			t.Fatal(err)
 		}
-		plan := explain(query, args...)
+		query, plan := p.query, []string(nil)
+		if w := p.keys; w != nil {
+			query = w.blocks + "\n" + w.entries
+			plan = append(explain(w.blocks, append(w.blockArgs, w.hi, w.lo, postings.FirstPage)...),
+				explain(w.entries, slices.Concat([]any{"[1]"}, w.entryArgs, []any{w.limit})...)...)
+		} else {
+			plan = explain(query, p.args...)
+		}
 		if !containsInOrder(plan, c.want) || slices.ContainsFunc(plan, isScan) {
 			t.Errorf("Query(%+v), small counts %v:\n%s\nplan:\n\t%s\nwant steps:\n\t%s", c.q, c.small, query,
 				strings.Join(plan, "\n\t"), strings.Join(c.want, "\n\t"))
@@ -121,8 +131,8 @@ func TestQueryPlans(t *testing.T) {
 		args  []any
 		want  string
 	}{
-		{`SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND seq < ? LIMIT ?)`, []any{"a=1", 5, 10},
-			"SEARCH postings USING PRIMARY KEY (key=? AND seq<?)"},
+		{`SELECT count(*) FROM (SELECT 1 FROM postings WHERE key = ? AND block <= ? AND block >= ? LIMIT ?)`, []any{"a=1", 5, 0, 10},
+			"SEARCH postings USING PRIMARY KEY (key=? AND block>? AND block<?)"},
 		{`SELECT count(*) FROM (SELECT 1 FROM records r INDEXED BY records_tenant_time WHERE r.tenant = ? AND r.seq < ? AND r.time >= ? LIMIT ?)`,
 			[]any{"acme-corp", 5, 1, 10}, "SEARCH r USING COVERING INDEX records_tenant_time (tenant=? AND time>?)"},
 		{`SELECT r.seq FROM records r INDEXED BY records_tenant_time WHERE r.tenant = ? AND r.time >= ? AND r.time < ? ORDER BY r.time DESC, r.seq DESC LIMIT 1`,
@@ -148,9 +158,10 @@ func containsInOrder(plan, want []string) bool {
 	return i == len(want)
 }
 
-// isScan reports whether a plan step reads a whole table or index.
+// isScan reports whether a plan step reads a whole table or index (the
+// JSON array of a query's sequence numbers aside).
 func isScan(step string) bool {
-	return strings.HasPrefix(step, "SCAN ") && !strings.HasPrefix(step, "SCAN (subquery-")
+	return strings.HasPrefix(step, "SCAN ") && !strings.HasPrefix(step, "SCAN (subquery-") && !strings.HasPrefix(step, "SCAN json_each ")
 }
 
 var queryDB = flag.String("querydb", "", "BenchmarkQuery: the database file to query, built there if missing (default: a temporary file)")
@@ -351,12 +362,7 @@ func TestMigrateChunkSize(t *testing.T) {
 func TestAddPostingsConflict(t *testing.T) {
 	db := openTemp(t)
 	ctx := t.Context()
-	count := func() (n int) {
-		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM postings`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func() int { return len(indexPostings(t, db)) }
 	var ps []infertrail.Posting
 	for i := range 22 {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("k=%d", i%5), Seq: int64(i)})
@@ -465,27 +471,54 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 	}
 	rows.Close()
 	var ps []infertrail.Posting
-	rows, err = db.readers.QueryContext(ctx, `SELECT key, seq FROM idx.postings`)
+	rows, err = db.readers.QueryContext(ctx, `SELECT key, block, bits FROM idx.postings`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			p      infertrail.Posting
-			stored any
+			stored      any
+			block, bits int64
 		)
-		if err := rows.Scan(&stored, &p.Seq); err != nil {
+		if err := rows.Scan(&stored, &block, &bits); err != nil {
 			t.Fatal(err)
 		}
-		p.Key = keyText(t, stored)
-		p.DataKey = dataKeys[at{p.Key, p.Seq}]
-		ps = append(ps, p)
+		if bits == 0 {
+			t.Fatalf("postings hold an empty block %d of %v", block, stored)
+		}
+		key := keyText(t, stored)
+		for _, seq := range postings.AppendSeqs(nil, block, bits, 0, math.MaxInt64) {
+			ps = append(ps, infertrail.Posting{Key: key, Seq: seq, DataKey: dataKeys[at{key, seq}]})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	slices.SortFunc(ps, func(a, b infertrail.Posting) int {
 		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
 	})
 	return ps
+}
+
+// rowPostings takes the postings of the index file on conn back to a row
+// per posting, as the index file's schema version 3 and before held them.
+func rowPostings(t *testing.T, conn interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}) {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE TABLE postings_rows (key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID`,
+		`INSERT INTO postings_rows (key, seq) WITH RECURSIVE b (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < 63)
+			SELECT p.key, p.block * 64 + b.i FROM postings p, b WHERE (p.bits >> b.i) & 1`,
+		`DROP TABLE postings`,
+		`ALTER TABLE postings_rows RENAME TO postings`,
+		`DELETE FROM schema_migrations WHERE version >= 4`,
+	} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 }
 
 // keyText is the posting key that postings.key holds as stored.

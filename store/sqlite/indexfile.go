@@ -84,7 +84,10 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		return err
 	}
 	for _, q := range []string{
-		`INSERT OR IGNORE INTO main.postings (key, seq) SELECT ` + storedKeySQL("key") + `, seq FROM log.postings`,
+		// A key's sequence numbers are distinct, so the sum of their bits
+		// in a block is their union (as in the index file's migration 4).
+		`INSERT INTO main.postings (key, block, bits) SELECT ` + storedKeySQL("key") + `, seq >> 6, sum(1 << (seq & 63)) FROM log.postings
+			WHERE true GROUP BY 1, 2 ON CONFLICT (key, block) DO UPDATE SET bits = bits | excluded.bits`,
 		`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
 		`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)
 			SELECT n, id, detector, severity, tenant, subject, records, summary, time FROM log.findings`,

@@ -322,13 +322,23 @@ func insertTermSources(ctx context.Context, tx *sql.Tx, ts []postings.Source) er
 const purgeBatch = 256
 
 // deleteTerms deletes, in tx, the term postings of data key id and its
-// term_sources rows.
+// term_sources rows: the bits of its records in their blocks, and the
+// blocks left with none.
 func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
-	del, err := tx.PrepareContext(ctx, `DELETE FROM postings WHERE key = ? AND seq = ?`)
+	clearBits, err := tx.PrepareContext(ctx, `UPDATE postings SET bits = bits & ~? WHERE key = ? AND block = ? RETURNING bits`)
+	if err != nil {
+		return err
+	}
+	defer clearBits.Close()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM postings WHERE key = ? AND block = ? AND bits = 0`)
 	if err != nil {
 		return err
 	}
 	defer del.Close()
+	type at struct {
+		key   string
+		block int64
+	}
 	after := int64(-1)
 	lists := newTermLists()
 	for {
@@ -343,17 +353,38 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 		if err != nil {
 			return err
 		}
+		// The bits of a batch of records, by block.
+		masks := map[at]int64{}
+		var order []at
 		for _, s := range srcs {
 			keys, err := lists.next(s.terms)
 			if err != nil {
 				return fmt.Errorf("record %d: %w", s.seq, err)
 			}
+			block, bit := postings.BlockOf(s.seq)
 			for _, k := range keys {
-				if _, err := del.ExecContext(ctx, storedKey(k), s.seq); err != nil {
+				a := at{k, block}
+				if _, ok := masks[a]; !ok {
+					order = append(order, a)
+				}
+				masks[a] |= bit
+			}
+			after = s.seq
+		}
+		for _, a := range order {
+			key := storedKey(a.key)
+			var left int64
+			err := clearBits.QueryRowContext(ctx, masks[a], key, a.block).Scan(&left)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				continue // deleted already
+			case err != nil:
+				return err
+			case left == 0:
+				if _, err := del.ExecContext(ctx, key, a.block); err != nil {
 					return err
 				}
 			}
-			after = s.seq
 		}
 		if len(srcs) < purgeBatch {
 			break
@@ -420,8 +451,12 @@ func splitTermSources(ctx context.Context, tx *sql.Tx) error {
 }
 
 // packedTerms is the version of the index file's schema whose postings
-// hold term keys packed.
-const packedTerms = 3
+// hold term keys packed, and postingBlocks the one whose postings are
+// blocks (after which the file is compacted).
+const (
+	packedTerms   = 3
+	postingBlocks = 4
+)
 
 // packPostings is the index file's migration 3 after its SQL: the postings
 // move to postings_packed with their term keys packed, in two passes that

@@ -104,9 +104,20 @@ func TestPackPostings(t *testing.T) {
 	if len(want) != len(ps) {
 		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
 	}
+	// count counts the postings whose keys are stored as typ, in blocks
+	// or a row each.
 	count := func(typ string) (n int) {
 		t.Helper()
-		if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE typeof(key) = ?`, typ).Scan(&n); err != nil {
+		q := `SELECT count(*) FROM postings WHERE typeof(key) = ?`
+		var blocks bool
+		if err := db.index.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pragma_table_info('postings') WHERE name = 'bits'`).Scan(&blocks); err != nil {
+			t.Fatal(err)
+		}
+		if blocks {
+			q = `WITH RECURSIVE b (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < 63)
+				SELECT count(*) FROM postings p, b WHERE typeof(p.key) = ? AND (p.bits >> b.i) & 1`
+		}
+		if err := db.index.QueryRowContext(ctx, q, typ).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -124,7 +135,9 @@ func TestPackPostings(t *testing.T) {
 	if deltas() == 0 {
 		t.Fatal("no term list stored as a delta")
 	}
-	// Back to version 2: every key as text, every list whole.
+	// Back to version 2: a row per posting, every key as text, every list
+	// whole.
+	rowPostings(t, db.index)
 	for _, q := range []string{`UPDATE postings SET key = 'term=' || lower(hex(substr(key, 2))) WHERE typeof(key) = 'blob'`,
 		`DELETE FROM schema_migrations WHERE version >= 3`} {
 		if _, err := db.index.ExecContext(ctx, q); err != nil {
@@ -147,7 +160,7 @@ func TestPackPostings(t *testing.T) {
 	}
 	defer func() { db.Close() }()
 	if got := indexPostings(t, db); !slices.Equal(got, want) {
-		t.Errorf("postings after migration 3: %d, want %d, or not the same", len(got), len(want))
+		t.Errorf("postings after migrations 3 and 4: %d, want %d, or not the same", len(got), len(want))
 	}
 	if blobs, texts := count("blob"), count("text"); blobs != 300*21 || texts != 300*2 {
 		t.Errorf("after migration 3: %d keys packed and %d text, want %d and %d", blobs, texts, 300*21, 300*2)
@@ -312,5 +325,83 @@ func TestTermListsDamaged(t *testing.T) {
 		if _, err := l.next(c.delta); !errors.Is(err, errDamagedTerms) {
 			t.Errorf("%s: %v, want damaged", name, err)
 		}
+	}
+}
+
+// TestPostingBlocks: an index file of version 3, a row per posting, opens
+// with a row per key and block of 64 records holding the same postings,
+// the room the rows took given back; a query and an erasure then read and
+// clear the blocks' bits, and a block left empty is deleted.
+func TestPostingBlocks(t *testing.T) {
+	ctx := t.Context()
+	db, path, keys := openKeyed(t, 300)
+	var ps []infertrail.Posting
+	for seq := range int64(300) {
+		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
+			infertrail.Posting{Key: "term=" + strings.Repeat("ab", termTag), Seq: seq, DataKey: keys[seq%2].ID})
+		if seq%64 == 63 || seq%64 == 0 {
+			// The first and last bit of each block, under the first key alone.
+			ps = append(ps, infertrail.Posting{Key: "term=" + strings.Repeat("cd", termTag), Seq: seq, DataKey: keys[0].ID})
+		}
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
+		t.Fatal(err)
+	}
+	want := indexPostings(t, db)
+	if len(want) != len(ps) {
+		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
+	}
+	rows := func() (n int) {
+		t.Helper()
+		if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM postings`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// 7 leaf keys and one term key in each of 5 blocks, but leaf keys
+	// 3 to 6 skip no block, nor does the third key, in 5 blocks too.
+	const blocks = 7*5 + 5 + 5
+	if n := rows(); n != blocks {
+		t.Fatalf("%d rows of postings, want %d", n, blocks)
+	}
+	rowPostings(t, db.index)
+	if n := rows(); n != len(ps) {
+		t.Fatalf("%d rows after going back to version 3, want %d", n, len(ps))
+	}
+	db.Close()
+
+	db, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	if got := indexPostings(t, db); !slices.Equal(got, want) {
+		t.Errorf("postings after migration 4: %d, want %d, or not the same", len(got), len(want))
+	}
+	if n := rows(); n != blocks {
+		t.Errorf("%d rows of postings after migration 4, want %d", n, blocks)
+	}
+	var free int
+	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
+		t.Errorf("%d free pages in the index file after migration 4 (%v), want 0", free, err)
+	}
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{"term=" + strings.Repeat("cd", termTag), "leaf=0"}}, func(e *infertrail.Entry) error {
+		got = append(got, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []int64{63, 0}) {
+		t.Errorf("query after migration 4: %v, want [63 0] (the first or last of a block, and 0 mod 7)", got)
+	}
+	eraseKey(t, db, 300, keys[0].ID)
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing the first key: %d postings, want %d", len(got), len(left))
+	}
+	// The third key's blocks are empty, and gone; the second's are half full.
+	if n := rows(); n != blocks-5 {
+		t.Errorf("%d rows of postings after the erasure, want %d", n, blocks-5)
 	}
 }

@@ -41,6 +41,7 @@ var indexTests = []struct {
 	{"QueryPaging", testQueryPaging},
 	{"QueryTenants", testQueryTenants},
 	{"QueryLate", testQueryLate},
+	{"QueryKeysSparse", testQueryKeysSparse},
 	{"PostingsConflict", testPostingsConflict},
 	{"PostingsDuplicate", testPostingsDuplicate},
 	{"PostingsErased", testPostingsErased},
@@ -421,6 +422,65 @@ func testQueryLate(t *testing.T, s infertrail.Store) {
 		if got := query(t, s, q, entries); !slices.Equal(got, want) {
 			t.Errorf("Query(%+v) = %v, want %v", q, got, want)
 		}
+	}
+}
+
+// testQueryKeysSparse: queries by keys that few records carry together,
+// spread over a log of many records, or whose records the other filters
+// mostly drop, answer every record, in order and without repeats, at
+// every limit and cursor (a store may walk its postings a page at a time).
+func testQueryKeysSparse(t *testing.T, s infertrail.Store) {
+	const n = 3000
+	entries, _ := BenchEntries(0, n)
+	var ps []infertrail.Posting
+	for i := range int64(n) {
+		for _, k := range []string{fmt.Sprintf("m7=%d", i%7), fmt.Sprintf("m11=%d", i%11), termMod5(i)} {
+			ps = append(ps, infertrail.Posting{Key: k, Seq: i})
+		}
+		if i%997 == 5 || i == 64 || i == 63 {
+			ps = append(ps, infertrail.Posting{Key: "few=1", Seq: i})
+		}
+	}
+	keys := appendIndexed(t, s, entries, ps)
+	keysOf := func(e *infertrail.Entry) []string { return keys[e.Seq] }
+	at := BenchTime
+	for _, q := range []infertrail.Query{
+		{Keys: []string{"m7=3", "m11=5"}},
+		{Keys: []string{"m7=3", "m11=5"}, Limit: 1000},
+		{Keys: []string{"m7=3", "m11=5", termMod5(2)}, Limit: 1000},
+		{Keys: []string{"m7=3", "m11=5"}, Before: 2000, Limit: 7},
+		{Keys: []string{"m7=3", "m11=5"}, From: at(700), To: at(2200), Limit: 1000},
+		{Keys: []string{"m7=3"}, Tenants: []string{"t3"}, Limit: 1000},
+		{Keys: []string{"m7=3"}, Tenants: []string{"t4", "t3"}, Kinds: []infertrail.Kind{infertrail.KindToolCall}, Limit: 1000},
+		{Keys: []string{"m11=0"}, Before: 1000, Limit: 1000},
+		{Keys: []string{"m11=0"}, Before: 65, Limit: 1000},
+		{Keys: []string{"m11=0"}, Before: 64, Limit: 3},
+		{Keys: []string{"few=1"}, Limit: 1000},
+		{Keys: []string{"few=1"}, Before: 64},
+		{Keys: []string{"few=1", "m7=0"}},
+		{Keys: []string{"few=1", "m7=1"}},
+	} {
+		want := wantQuery(entries, keysOf, q)
+		if got := query(t, s, q, entries); !slices.Equal(got, want) {
+			t.Errorf("Query(%+v) = %v, want %v", q, got, want)
+		}
+	}
+	// Paging through a sparse intersection, a few at a time.
+	q := infertrail.Query{Keys: []string{"m11=5", "m7=3"}, Limit: 3}
+	full := q
+	full.Limit = 1000
+	want := wantQuery(entries, keysOf, full)
+	var got []int64
+	for len(got) <= len(want) {
+		seqs := query(t, s, q, entries)
+		got = append(got, seqs...)
+		if len(seqs) < q.Limit {
+			break
+		}
+		q.Before = seqs[len(seqs)-1]
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages of Query(%+v) = %v, want %v", full, got, want)
 	}
 }
 

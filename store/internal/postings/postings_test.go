@@ -151,3 +151,60 @@ func TestPack(t *testing.T) {
 		t.Errorf("%d bytes in the buffer, want %d", len(buf), 100*(1+TagLen))
 	}
 }
+
+func TestBlocks(t *testing.T) {
+	ps := Sort([]infertrail.Posting{
+		{Key: "a", Seq: 0}, {Key: "a", Seq: 63}, {Key: "a", Seq: 64}, {Key: "b", Seq: 5},
+		{Key: "a", Seq: 200}, {Key: "b", Seq: 7}, {Key: "a", Seq: 63},
+	})
+	got := Blocks(ps)
+	top := uint64(1) << 63
+	want := []Block{
+		{Key: "a", Block: 0, Bits: int64(top | 1)},
+		{Key: "a", Block: 1, Bits: 1},
+		{Key: "a", Block: 3, Bits: 1 << 8},
+		{Key: "b", Block: 0, Bits: 1<<5 | 1<<7},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Blocks = %+v, want %+v", got, want)
+	}
+	if seqs := AppendSeqs(nil, 0, got[0].Bits, 0, 1<<62); !slices.Equal(seqs, []int64{63, 0}) {
+		t.Errorf("AppendSeqs of block 0 = %v, want [63 0]", seqs)
+	}
+	if seqs := AppendSeqs(nil, 0, got[3].Bits|got[0].Bits, 1, 63); !slices.Equal(seqs, []int64{7, 5}) {
+		t.Errorf("AppendSeqs in [1, 63) = %v, want [7 5]", seqs)
+	}
+	if seqs := AppendSeqs([]int64{9}, 3, got[2].Bits, 0, 200); !slices.Equal(seqs, []int64{9}) {
+		t.Errorf("AppendSeqs below 200 = %v, want only what was there", seqs)
+	}
+	for _, c := range []struct{ floor, before, lo, hi int64 }{{0, 1, 0, 0}, {0, 64, 0, 0}, {0, 65, 0, 1}, {64, 128, 1, 1}, {63, 129, 0, 2}} {
+		if lo, hi := BlockRange(c.floor, c.before); lo != c.lo || hi != c.hi {
+			t.Errorf("BlockRange(%d, %d) = %d, %d; want %d, %d", c.floor, c.before, lo, hi, c.lo, c.hi)
+		}
+	}
+	// Every sequence number comes back from its block and bit.
+	for seq := int64(0); seq < 300; seq++ {
+		b, bit := BlockOf(seq)
+		if got := AppendSeqs(nil, b, bit, 0, 1<<62); !slices.Equal(got, []int64{seq}) {
+			t.Fatalf("seq %d: block %d bit %x gives %v", seq, b, bit, got)
+		}
+	}
+}
+
+func TestNextPage(t *testing.T) {
+	for _, c := range []struct {
+		last, blocks, found, need int
+		filtered                  bool
+		want                      int
+	}{
+		{8, 8, 8, 92, false, 116},      // one a block: 92 more blocks and a quarter
+		{8, 8, 500, 10, false, 8},      // dense: the smallest page
+		{8, 8, 0, 100, false, MaxPage}, // none yet: the largest
+		{8, 8, 500, 10, true, 16},      // filtered: at least twice the last
+		{512, 512, 1, 1000, false, MaxPage},
+	} {
+		if got := NextPage(c.last, c.blocks, c.found, c.need, c.filtered); got != c.want {
+			t.Errorf("NextPage(%d, %d, %d, %d, %v) = %d, want %d", c.last, c.blocks, c.found, c.need, c.filtered, got, c.want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/postings"
@@ -185,26 +186,23 @@ func storedKeys[T any](vs []T, key func(T) string) [][]byte {
 	return out
 }
 
-// insertPostings inserts ps, skipping those already stored.
+// insertPostings adds ps, in Sort's order, to the postings table: each key's
+// postings in a block of records are one row (postings.Blocks), and a row
+// stored already gets their bits too. The rows are written in primary-key
+// order, as an erasure locks them, so that the two cannot deadlock.
 func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	// The cursor gives each range of the log to one transaction, so the
-	// postings are new but for a re-index by another cursor.
-	keys := storedKeys(ps, func(p infertrail.Posting) string { return p.Key })
-	err := copyNew(ctx, tx, "postings", []string{"key", "seq"}, len(ps), func(i int) []any {
-		return []any{keys[i], ps[i].Seq}
-	}, func() error {
-		seqs := make([]int64, len(ps))
-		for i := range ps {
-			seqs[i] = ps[i].Seq
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO postings (key, seq)
-			SELECT * FROM unnest($1::bytea[], $2::int8[])
-			ON CONFLICT DO NOTHING`, keys, seqs)
-		return err
-	})
+	bs := postings.Blocks(ps)
+	keys := storedKeys(bs, func(b postings.Block) string { return b.Key })
+	blocks, bits := make([]int64, len(bs)), make([]int64, len(bs))
+	for i, b := range bs {
+		blocks[i], bits[i] = b.Block, b.Bits
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO postings (key, block, bits)
+		SELECT key, block, bits FROM unnest($1::bytea[], $2::int8[], $3::int8[]) WITH ORDINALITY AS b (key, block, bits, n) ORDER BY n
+		ON CONFLICT (key, block) DO UPDATE SET bits = postings.bits | EXCLUDED.bits`, keys, blocks, bits)
 	if err != nil {
 		return fmt.Errorf("insert postings: %w", err)
 	}
@@ -275,11 +273,14 @@ var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
 // tenant with none of it). The plans, as EXPLAIN ANALYZE shows them on a
 // million records (BenchmarkQuery -queryplans):
 //
-//   - With keys, the postings of the rarest key (the fewest postings below
-//     Before, counted up to rareCount each) newest first, the other keys
-//     and the entry looked up: Limit; Nested Loop; Index Only Scan Backward
-//     using postings_pkey; Index Only Scan using postings_pkey; Append of
-//     Index Scan using each partition's records primary key.
+//   - With keys, the blocks of postings of the rarest key (the fewest
+//     blocks below Before, counted up to rareCount each) newest first, a
+//     page at a time, each other key's block of the same records looked
+//     up: Limit; Nested Loop; Index Scan Backward using postings_pkey;
+//     Index Scan using postings_pkey. The records their bits share are
+//     then read by primary key and filtered, in the same snapshot (a
+//     read-only transaction): Append of Index Scan using each partition's
+//     records primary key (keyWalk).
 //   - Without keys, tenants or time bounds, the log newest first: Limit;
 //     Merge Append of Index Scan Backward using each partition's records
 //     primary key.
@@ -304,27 +305,18 @@ var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
 // other query under 30 ms (medians), but 390 ms for a range open at the
 // start that ends mid-log, of a tenant with 2.5 million entries.
 func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail.Entry) error) error {
-	query, args, err := db.planQuery(ctx, q)
+	p, err := db.planQuery(ctx, q)
 	if err != nil {
 		return fmt.Errorf("query entries: %w", err)
 	}
-	if query == "" {
-		return nil
-	}
-	rows, err := db.pool.Query(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
-	if err != nil {
-		return fmt.Errorf("query entries: %w", classify(err))
-	}
 	var entries []infertrail.Entry
-	for rows.Next() {
-		var e infertrail.Entry
-		if err := scanEntry(rows, &e); err != nil {
-			rows.Close()
-			return fmt.Errorf("query entries: %w", err)
-		}
-		entries = append(entries, e)
+	switch {
+	case p.keys != nil:
+		entries, err = p.keys.run(ctx, db.pool)
+	case p.query != "":
+		entries, err = readEntries(ctx, db.pool, p.query, p.args, nil)
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("query entries: %w", classify(err))
 	}
 	for i := range entries {
@@ -333,6 +325,134 @@ func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail
 		}
 	}
 	return nil
+}
+
+// readEntries appends to dst the entries query selects, each query
+// planned for its own arguments.
+func readEntries(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, query string, args []any, dst []infertrail.Entry) ([]infertrail.Entry, error) {
+	rows, err := q.Query(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
+	if err != nil {
+		return dst, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e infertrail.Entry
+		if err := scanEntry(rows, &e); err != nil {
+			return dst, err
+		}
+		dst = append(dst, e)
+	}
+	return dst, rows.Err()
+}
+
+// A plan answers a query: the SQL statement that selects its entries, or
+// a walk of the postings of its keys; neither when it selects nothing.
+type plan struct {
+	query string
+	args  []any
+	keys  *keyWalk
+}
+
+// A keyWalk reads the blocks of postings that a query's keys share, newest
+// first, a page at a time, and the entries of the records they mark.
+type keyWalk struct {
+	keys     [][]byte // stored, the rarest first
+	filters  func(*sqlArgs) string
+	filtered bool // the filters can drop entries
+	floor    int64
+	before   int64
+	lo, hi   int64 // the blocks' range
+	limit    int
+}
+
+// entryChunk is the fewest sequence numbers a walk with filters looks up
+// at a time.
+const entryChunk = 1024
+
+// blocksQuery returns the statement that reads a page of the walk's
+// blocks from hi down, with the bits every key has, and its arguments.
+func (w *keyWalk) blocksQuery(hi int64, page int) (string, []any) {
+	var (
+		b      strings.Builder
+		args   sqlArgs
+		shared = "p.bits"
+	)
+	for i := range w.keys[1:] {
+		shared += fmt.Sprintf(" & k%d.bits", i)
+	}
+	b.WriteString(`SELECT p.block, ` + shared + ` FROM postings p`)
+	for i, k := range w.keys[1:] {
+		fmt.Fprintf(&b, ` JOIN postings k%d ON k%d.key = %s AND k%d.block = p.block`, i, i, args.add(k), i)
+	}
+	b.WriteString(` WHERE p.key = ` + args.add(w.keys[0]) + ` AND p.block <= ` + args.add(hi) + ` AND p.block >= ` + args.add(w.lo))
+	if len(w.keys) > 1 {
+		b.WriteString(` AND ` + shared + ` <> 0`)
+	}
+	b.WriteString(` ORDER BY p.block DESC LIMIT ` + args.add(page))
+	return b.String(), args
+}
+
+// entriesQuery returns the statement that reads the entries of seqs that
+// pass the walk's filters, newest first, up to limit, and its arguments.
+func (w *keyWalk) entriesQuery(seqs []int64, limit int) (string, []any) {
+	var args sqlArgs
+	return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq = ANY(` + args.add(seqs) + `::int8[])` + w.filters(&args) +
+		` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args
+}
+
+// run returns the entries the walk selects, newest first, up to its limit,
+// read in one read-only transaction (one snapshot).
+func (w *keyWalk) run(ctx context.Context, pool *pgxpool.Pool) ([]infertrail.Entry, error) {
+	var out []infertrail.Entry
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		out = out[:0]
+		var (
+			seqs         []int64
+			hi           = w.hi
+			page         = postings.FirstPage
+			read, marked int // blocks read, and the records they marked
+		)
+		for hi >= w.lo && len(out) < w.limit {
+			query, args := w.blocksQuery(hi, page)
+			rows, err := tx.Query(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
+			if err != nil {
+				return fmt.Errorf("read postings: %w", err)
+			}
+			seqs = seqs[:0]
+			n := 0
+			var block, bits int64
+			if _, err := pgx.ForEachRow(rows, []any{&block, &bits}, func() error {
+				n++
+				hi = block - 1
+				seqs = postings.AppendSeqs(seqs, block, bits, w.floor, w.before)
+				return nil
+			}); err != nil {
+				return fmt.Errorf("read postings: %w", err)
+			}
+			if n < page {
+				hi = w.lo - 1 // no more
+			}
+			read, marked = read+n, marked+len(seqs)
+			for len(seqs) > 0 && len(out) < w.limit {
+				want := w.limit - len(out)
+				c := want
+				if w.filtered {
+					c = max(c, entryChunk)
+				}
+				c = min(c, len(seqs))
+				query, args := w.entriesQuery(seqs[:c], want)
+				if out, err = readEntries(ctx, tx, query, args, out); err != nil {
+					return err
+				}
+				seqs = seqs[c:]
+			}
+			page = postings.NextPage(page, read, marked, w.limit-len(out), w.filtered)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // sqlArgs collects the arguments of an SQL statement.
@@ -372,23 +492,22 @@ func entryFilters(a *sqlArgs, q infertrail.Query, tenants []string) string {
 	return b.String()
 }
 
-// planQuery returns the SQL statement that answers q and its arguments, or
-// "" when q selects nothing.
-func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any, error) {
+// planQuery returns the plan that answers q.
+func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (plan, error) {
 	limit, err := queryLimit(q.Limit)
 	if err != nil {
-		return "", nil, err
+		return plan{}, err
 	}
 	if q.Before < 0 {
-		return "", nil, fmt.Errorf("field before: %d is negative: %w", q.Before, infertrail.ErrInvalid)
+		return plan{}, fmt.Errorf("field before: %d is negative: %w", q.Before, infertrail.ErrInvalid)
 	}
 	for i, k := range q.Keys {
 		if k == "" {
-			return "", nil, fmt.Errorf("field keys[%d]: empty: %w", i, infertrail.ErrInvalid)
+			return plan{}, fmt.Errorf("field keys[%d]: empty: %w", i, infertrail.ErrInvalid)
 		}
 	}
 	if q.Tenants != nil && len(q.Tenants) == 0 || q.From != 0 && q.To != 0 && q.From >= q.To {
-		return "", nil, nil
+		return plan{}, nil
 	}
 	before := q.Before
 	if before == 0 {
@@ -406,10 +525,10 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 		// One pass over the map: one row per 4,096 records.
 		if err := db.pool.QueryRow(ctx, `SELECT max(block) FILTER (WHERE $1::bigint = 0 OR min_time < $1),
 			min(block) FILTER (WHERE max_time >= $2) FROM time_blocks`, q.To, q.From).Scan(&last, &first); err != nil {
-			return "", nil, fmt.Errorf("read the time blocks: %w", classify(err))
+			return plan{}, fmt.Errorf("read the time blocks: %w", classify(err))
 		}
 		if last == nil || first == nil || *first > *last {
-			return "", nil, nil // no block holds a record in the range
+			return plan{}, nil // no block holds a record in the range
 		}
 		before = min(before, (*last+1)<<infertrail.TimeBlockBits)
 		floor = *first << infertrail.TimeBlockBits
@@ -417,40 +536,37 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	tenants := uniq(q.Tenants)
 	var args sqlArgs
 	if keys := uniq(q.Keys); len(keys) > 0 {
+		lo, hi := postings.BlockRange(floor, before)
 		if len(keys) > 1 {
-			if keys, err = db.rarestFirst(ctx, keys, before); err != nil || keys == nil {
-				return "", nil, err // keys == nil: no entry carries every key
+			if keys, err = db.rarestFirst(ctx, keys, lo, hi); err != nil || keys == nil {
+				return plan{}, err // keys == nil: no entry carries every key
 			}
 		}
-		var b strings.Builder
-		b.WriteString(`SELECT ` + entryColumnsR + ` FROM postings p JOIN records r ON r.seq = p.seq
-			WHERE p.key = ` + args.add(storedKey(keys[0])) + ` AND p.seq < ` + args.add(before) + seqFloor(&args, "p", floor))
-		for _, k := range keys[1:] {
-			b.WriteString(` AND EXISTS (SELECT FROM postings k WHERE k.key = ` + args.add(storedKey(k)) + ` AND k.seq = p.seq)`)
-		}
-		b.WriteString(entryFilters(&args, q, tenants) + ` ORDER BY p.seq DESC LIMIT ` + args.add(limit))
-		return b.String(), args, nil
+		w := &keyWalk{keys: storedKeys(keys, func(k string) string { return k }), floor: floor, before: before, lo: lo, hi: hi, limit: limit}
+		w.filters = func(a *sqlArgs) string { return entryFilters(a, q, tenants) }
+		w.filtered = w.filters(new(sqlArgs)) != ""
+		return plan{keys: w}, nil
 	}
 	timed := q.From != 0 || q.To != 0
 	if tenants == nil && timed {
 		// A time range of the whole log is the union of its tenants'.
 		if tenants, err = db.logTenants(ctx, maxTenantArms+1); err != nil {
-			return "", nil, err
+			return plan{}, err
 		}
 		if len(tenants) == 0 {
-			return "", nil, nil
+			return plan{}, nil
 		}
 		if len(tenants) > maxTenantArms {
 			tenants = nil
 		}
 	}
 	if len(tenants) == 0 || len(tenants) > maxTenantArms {
-		return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, tenants) +
-			` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
+		return plan{query: `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, tenants) +
+			` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args: args}, nil
 	}
 	ranged, walked, err := db.chooseArms(ctx, q, tenants, before)
 	if err != nil {
-		return "", nil, err
+		return plan{}, err
 	}
 	var arms []string
 	for _, t := range ranged {
@@ -461,26 +577,17 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (string, []any,
 	}
 	if len(walked) > 0 {
 		if len(arms) == 0 {
-			return `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, walked) +
-				` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args, nil
+			return plan{query: `SELECT ` + entryColumnsR + ` FROM records r WHERE r.seq < ` + args.add(before) + entryFilters(&args, q, walked) +
+				` ORDER BY r.seq DESC LIMIT ` + args.add(limit), args: args}, nil
 		}
 		arms = append(arms, `(SELECT r.seq, r.period FROM records r WHERE r.seq < `+args.add(before)+entryFilters(&args, q, walked)+
 			` ORDER BY r.seq DESC LIMIT `+args.add(limit)+`)`)
 	}
 	if len(arms) == 0 {
-		return "", nil, nil
+		return plan{}, nil
 	}
-	return `SELECT ` + entryColumnsR + ` FROM (SELECT seq, period FROM (` + strings.Join(arms, ` UNION ALL `) + `) u ORDER BY seq DESC LIMIT ` +
-		args.add(limit) + `) c JOIN records r ON r.seq = c.seq AND r.period = c.period ORDER BY r.seq DESC`, args, nil
-}
-
-// seqFloor is the condition that keeps the sequence numbers of alias a
-// from floor on: none when floor is 0.
-func seqFloor(args *sqlArgs, a string, floor int64) string {
-	if floor <= 0 {
-		return ""
-	}
-	return ` AND ` + a + `.seq >= ` + args.add(floor)
+	return plan{query: `SELECT ` + entryColumnsR + ` FROM (SELECT seq, period FROM (` + strings.Join(arms, ` UNION ALL `) + `) u ORDER BY seq DESC LIMIT ` +
+		args.add(limit) + `) c JOIN records r ON r.seq = c.seq AND r.period = c.period ORDER BY r.seq DESC`, args: args}, nil
 }
 
 // chooseArms splits tenants into those whose entries in q's time bounds a
@@ -541,12 +648,12 @@ func (db *DB) logTenants(ctx context.Context, n int) ([]string, error) {
 	return out, nil
 }
 
-// rarestFirst returns keys ordered by their number of postings below
-// before, counted up to rareCount each, fewest first; or nil if a key has
-// none.
-func (db *DB) rarestFirst(ctx context.Context, keys []string, before int64) ([]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT k.n, (SELECT count(*) FROM (SELECT FROM postings p WHERE p.key = k.key AND p.seq < $2 LIMIT $3) c)
-		FROM unnest($1::bytea[]) WITH ORDINALITY AS k (key, n)`, storedKeys(keys, func(k string) string { return k }), before, rareCount)
+// rarestFirst returns keys ordered by their number of blocks of postings
+// from block lo to hi, counted up to rareCount each, fewest first; or nil
+// if a key has none.
+func (db *DB) rarestFirst(ctx context.Context, keys []string, lo, hi int64) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT k.n, (SELECT count(*) FROM (SELECT FROM postings p WHERE p.key = k.key AND p.block <= $2 AND p.block >= $3 LIMIT $4) c)
+		FROM unnest($1::bytea[]) WITH ORDINALITY AS k (key, n)`, storedKeys(keys, func(k string) string { return k }), hi, lo, rareCount)
 	if err != nil {
 		return nil, fmt.Errorf("count postings: %w", classify(err))
 	}

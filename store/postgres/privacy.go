@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -261,11 +262,43 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	// waits, then sees them erased (see AddPostings). Keys erased earlier
 	// have no term sources left; deleting by every id costs one probe of
 	// term_sources each.
-	if _, err := t.tx.Exec(ctx, `WITH sources AS (
-			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING seq, terms)
-		DELETE FROM postings p USING sources s, unnest(s.terms) AS t(key)
-		WHERE p.key = t.key AND p.seq = s.seq`, keyIDs(ids)); err != nil {
+	//
+	// A posting is a bit of its key's block of records: the keys' bits are
+	// cleared from their blocks, which are locked first in primary-key
+	// order, as AddPostings writes them, so that the two cannot deadlock;
+	// the blocks left empty are deleted after.
+	rows, err := t.tx.Query(ctx, `WITH sources AS (
+			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING seq, terms),
+		masks AS (
+			SELECT t.key, s.seq >> 6 AS block, bit_or(1::int8 << (s.seq & 63)::int) AS mask
+			FROM sources s, unnest(s.terms) AS t (key) GROUP BY 1, 2),
+		locked AS (
+			SELECT p.key, p.block, m.mask FROM postings p JOIN masks m ON m.key = p.key AND m.block = p.block
+			ORDER BY p.key, p.block FOR UPDATE OF p),
+		cleared AS (
+			UPDATE postings p SET bits = p.bits & ~l.mask FROM locked l
+			WHERE p.key = l.key AND p.block = l.block RETURNING p.key, p.block, p.bits)
+		SELECT key, block FROM cleared WHERE bits = 0`, keyIDs(ids))
+	if err != nil {
 		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+	}
+	var (
+		emptyKeys   [][]byte
+		emptyBlocks []int64
+		key         []byte
+		block       int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&key, &block}, func() error {
+		emptyKeys, emptyBlocks = append(emptyKeys, slices.Clone(key)), append(emptyBlocks, block)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+	}
+	if len(emptyKeys) > 0 {
+		if _, err := t.tx.Exec(ctx, `DELETE FROM postings p USING unnest($1::bytea[], $2::int8[]) AS e (key, block)
+			WHERE p.key = e.key AND p.block = e.block AND p.bits = 0`, emptyKeys, emptyBlocks); err != nil {
+			return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+		}
 	}
 	return blobs, nil
 }

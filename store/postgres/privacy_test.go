@@ -3,9 +3,11 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -457,7 +459,7 @@ func TestMigrateTermSources(t *testing.T) {
 	appendEncrypted(t, db, entries, blobs)
 	eraseKey(t, db, k1)
 	var left []string
-	rows, err = db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM postings ORDER BY key, seq`)
+	rows, err = db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM `+postingRows+` ORDER BY key, seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +499,7 @@ func TestMigratePackedTerms(t *testing.T) {
 	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
 	var packed, kept int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE length(key) = 13 AND get_byte(key, 0) = 1),
-		count(*) FILTER (WHERE get_byte(key, 0) <> 1) FROM postings`).Scan(&packed, &kept); err != nil || packed != 4 || kept != 3 {
+		count(*) FILTER (WHERE get_byte(key, 0) <> 1) FROM `+postingRows).Scan(&packed, &kept); err != nil || packed != 4 || kept != 3 {
 		t.Errorf("after migration 8: %d keys packed and %d kept (%v), want 4 and 3", packed, kept, err)
 	}
 	entries, blobs := storetest.MakeBatch(0, 4)
@@ -525,6 +527,96 @@ func TestMigratePackedTerms(t *testing.T) {
 	}
 	if got, got2 := seqs(t2), seqs("term=0123456789ABCDEF01234567"); len(got) != 0 || len(got2) != 0 {
 		t.Errorf("postings of the erased key left: %v, %v", got, got2)
+	}
+}
+
+// postingRows is the postings table as a row per posting, (key, seq), as
+// it was before migration 9.
+const postingRows = `(SELECT p.key, p.block * 64 + b AS seq FROM postings p, generate_series(0, 63) AS b WHERE (p.bits >> b) & 1 = 1) AS rows`
+
+// TestMigratePostingBlocks migrates a version 8 schema, a row per posting,
+// and checks that each key's postings are one row per block of 64 records
+// holding the same postings, that queries find them, and that an erasure
+// clears its records' bits and deletes the blocks left empty.
+func TestMigratePostingBlocks(t *testing.T) {
+	ctx := t.Context()
+	pool, schema := migratedTo(t, 8)
+	defer pool.Close()
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	const t1, t2 = "term=00112233445566778899aabb", "term=ffeeddccbbaa998877665544"
+	// Records 0 to 199: model=m on every one; t1 on the first and last of
+	// each block of 64, under k1; t2 on every third, under k2.
+	if _, err := pool.Exec(ctx, `INSERT INTO postings (key, seq) SELECT 'model=m'::bytea, g FROM generate_series(0, 199) AS g`); err != nil {
+		t.Fatal(err)
+	}
+	for seq := range int64(200) {
+		var terms []string
+		if seq%64 == 0 || seq%64 == 63 {
+			terms = append(terms, t1)
+		}
+		if seq%3 == 0 {
+			terms = append(terms, t2)
+		}
+		for _, k := range terms {
+			if _, err := pool.Exec(ctx, `INSERT INTO postings (key, seq) VALUES ($1, $2)`, storedKey(k), seq); err != nil {
+				t.Fatal(err)
+			}
+			id := k1
+			if k == t2 {
+				id = k2
+			}
+			if _, err := pool.Exec(ctx, `INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, ARRAY[$3::bytea])
+				ON CONFLICT (data_key, seq) DO UPDATE SET terms = term_sources.terms || EXCLUDED.terms`, id[:], seq, storedKey(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// rowsOf reads the postings of table, a row per posting.
+	rowsOf := func(db interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	}, table string) []string {
+		t.Helper()
+		rows, err := db.Query(ctx, `SELECT CASE WHEN get_byte(key, 0) = 1 THEN encode(key, 'hex') ELSE convert_from(key, 'UTF8') END || '@' || seq
+			FROM `+table+` ORDER BY key, seq`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := rowsOf(pool, "postings")
+	if err := migrate(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	if got := rowsOf(db.pool, postingRows); !slices.Equal(got, before) {
+		t.Errorf("postings after migration 9: %d, want the %d before, or not the same", len(got), len(before))
+	}
+	var blocks int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings`).Scan(&blocks); err != nil || blocks != 4+4+4 {
+		t.Errorf("%d rows of postings after migration 9 (%v), want 12: 4 blocks of each key", blocks, err)
+	}
+	entries, blobs := storetest.MakeBatch(0, 200)
+	appendEncrypted(t, db, entries, blobs)
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{t1, "model=m"}}, func(e *infertrail.Entry) error { got = append(got, e.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if w := []int64{192, 191, 128, 127, 64, 63, 0}; !slices.Equal(got, w) {
+		t.Errorf("query %s and model=m after migration 9: %v, want %v", t1, got, w)
+	}
+	eraseKey(t, db, k1)
+	left := slices.DeleteFunc(before, func(s string) bool { return strings.HasPrefix(s, hex.EncodeToString(storedKey(t1))+"@") })
+	if got := rowsOf(db.pool, postingRows); !slices.Equal(got, left) {
+		t.Errorf("postings after erasing the first key: %d, want %d, or not the same", len(got), len(left))
+	}
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings`).Scan(&blocks); err != nil || blocks != 8 {
+		t.Errorf("%d rows of postings after the erasure (%v), want 8: the erased key's 4 blocks gone", blocks, err)
 	}
 }
 

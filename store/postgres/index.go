@@ -355,21 +355,13 @@ type plan struct {
 	keys  *keyWalk
 }
 
-// A keyWalk reads the blocks of postings that a query's keys share, newest
-// first, a page at a time, and the entries of the records they mark.
+// A keyWalk is a postings.Walk through the postings table: the keys and
+// filters of its statements.
 type keyWalk struct {
-	keys     [][]byte // stored, the rarest first
-	filters  func(*sqlArgs) string
-	filtered bool // the filters can drop entries
-	floor    int64
-	before   int64
-	lo, hi   int64 // the blocks' range
-	limit    int
+	postings.Walk
+	keys    [][]byte // stored, the rarest first
+	filters func(*sqlArgs) string
 }
-
-// entryChunk is the fewest sequence numbers a walk with filters looks up
-// at a time.
-const entryChunk = 1024
 
 // blocksQuery returns the statement that reads a page of the walk's
 // blocks from hi down, with the bits every key has, and its arguments.
@@ -386,7 +378,7 @@ func (w *keyWalk) blocksQuery(hi int64, page int) (string, []any) {
 	for i, k := range w.keys[1:] {
 		fmt.Fprintf(&b, ` JOIN postings k%d ON k%d.key = %s AND k%d.block = p.block`, i, i, args.add(k), i)
 	}
-	b.WriteString(` WHERE p.key = ` + args.add(w.keys[0]) + ` AND p.block <= ` + args.add(hi) + ` AND p.block >= ` + args.add(w.lo))
+	b.WriteString(` WHERE p.key = ` + args.add(w.keys[0]) + ` AND p.block <= ` + args.add(hi) + ` AND p.block >= ` + args.add(w.Lo))
 	if len(w.keys) > 1 {
 		b.WriteString(` AND ` + shared + ` <> 0`)
 	}
@@ -408,49 +400,27 @@ func (w *keyWalk) run(ctx context.Context, pool *pgxpool.Pool) ([]infertrail.Ent
 	var out []infertrail.Entry
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		out = out[:0]
-		var (
-			seqs         []int64
-			hi           = w.hi
-			page         = postings.FirstPage
-			read, marked int // blocks read, and the records they marked
-		)
-		for hi >= w.lo && len(out) < w.limit {
+		return w.Run(func(hi int64, page int, fn func(block, bits int64)) error {
 			query, args := w.blocksQuery(hi, page)
 			rows, err := tx.Query(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
 			if err != nil {
 				return fmt.Errorf("read postings: %w", err)
 			}
-			seqs = seqs[:0]
-			n := 0
 			var block, bits int64
 			if _, err := pgx.ForEachRow(rows, []any{&block, &bits}, func() error {
-				n++
-				hi = block - 1
-				seqs = postings.AppendSeqs(seqs, block, bits, w.floor, w.before)
+				fn(block, bits)
 				return nil
 			}); err != nil {
 				return fmt.Errorf("read postings: %w", err)
 			}
-			if n < page {
-				hi = w.lo - 1 // no more
-			}
-			read, marked = read+n, marked+len(seqs)
-			for len(seqs) > 0 && len(out) < w.limit {
-				want := w.limit - len(out)
-				c := want
-				if w.filtered {
-					c = max(c, entryChunk)
-				}
-				c = min(c, len(seqs))
-				query, args := w.entriesQuery(seqs[:c], want)
-				if out, err = readEntries(ctx, tx, query, args, out); err != nil {
-					return err
-				}
-				seqs = seqs[c:]
-			}
-			page = postings.NextPage(page, read, marked, w.limit-len(out), w.filtered)
-		}
-		return nil
+			return nil
+		}, func(seqs []int64, want int) (int, error) {
+			n := len(out)
+			query, args := w.entriesQuery(seqs, want)
+			var err error
+			out, err = readEntries(ctx, tx, query, args, out)
+			return len(out) - n, err
+		})
 	})
 	return out, err
 }
@@ -542,9 +512,10 @@ func (db *DB) planQuery(ctx context.Context, q infertrail.Query) (plan, error) {
 				return plan{}, err // keys == nil: no entry carries every key
 			}
 		}
-		w := &keyWalk{keys: storedKeys(keys, func(k string) string { return k }), floor: floor, before: before, lo: lo, hi: hi, limit: limit}
+		w := &keyWalk{Walk: postings.Walk{Floor: floor, Before: before, Lo: lo, Hi: hi, Limit: limit},
+			keys: storedKeys(keys, func(k string) string { return k })}
 		w.filters = func(a *sqlArgs) string { return entryFilters(a, q, tenants) }
-		w.filtered = w.filters(new(sqlArgs)) != ""
+		w.Filtered = w.filters(new(sqlArgs)) != ""
 		return plan{keys: w}, nil
 	}
 	timed := q.From != 0 || q.To != 0

@@ -272,8 +272,8 @@ func explain(t testing.TB, db *DB, q infertrail.Query) string {
 		return strings.Join(lines, "\n")
 	}
 	if w := p.keys; w != nil {
-		blocks, bargs := w.blocksQuery(w.hi, postings.FirstPage)
-		entries, eargs := w.entriesQuery([]int64{w.hi << postings.BlockBits}, w.limit)
+		blocks, bargs := w.blocksQuery(w.Hi, postings.FirstPage)
+		entries, eargs := w.entriesQuery([]int64{w.Hi << postings.BlockBits}, w.Limit)
 		return run(blocks, bargs) + "\n" + run(entries, eargs)
 	}
 	if p.query == "" {

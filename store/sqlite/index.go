@@ -511,7 +511,7 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 		}
 		slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(counts[a], counts[b]) })
 	}
-	w := &keyWalk{floor: floor, before: before, lo: lo, hi: hi, limit: limit}
+	w := &keyWalk{Walk: postings.Walk{Floor: floor, Before: before, Lo: lo, Hi: hi, Limit: limit}}
 	var b strings.Builder
 	b.WriteString(`SELECT p.block, p.bits`)
 	for i := range keys[1:] {
@@ -534,29 +534,21 @@ func planKeys(ctx context.Context, tx *sql.Tx, q infertrail.Query, keys, tenants
 	b.WriteString(` ORDER BY p.block DESC LIMIT ?`)
 	w.blocks = b.String()
 	conds, fargs := entryFilters(q, "r", tenants, true)
-	w.filtered = conds != ""
+	w.Filtered = conds != ""
 	w.entries = `SELECT ` + entryColumnsR + ` FROM records r NOT INDEXED WHERE r.seq IN (SELECT value FROM json_each(?))` + conds + ` ORDER BY r.seq DESC LIMIT ?`
 	w.entryArgs = fargs
 	return w, nil
 }
 
-// A keyWalk reads the blocks of postings that a query's keys share, newest
-// first, a page at a time, and the entries of the records they mark.
+// A keyWalk is a postings.Walk through the index file: the statements that
+// read its blocks and its entries.
 type keyWalk struct {
+	postings.Walk
 	blocks    string // the blocks: their number and the bits every key has, given the blocks' range and a page size
 	blockArgs []any  // before the range and the page size
 	entries   string // the entries among a JSON array of sequence numbers that pass the filters, newest first, given a limit
 	entryArgs []any  // after the array, before the limit
-	filtered  bool   // the filters can drop entries
-	floor     int64
-	before    int64
-	lo, hi    int64 // the blocks' range
-	limit     int
 }
-
-// entryChunk is the fewest sequence numbers a walk with filters looks up
-// at a time.
-const entryChunk = 1024
 
 // run calls fn for each entry the walk selects, newest first, up to its
 // limit. Its two statements are prepared once for all its pages.
@@ -571,61 +563,35 @@ func (w *keyWalk) run(ctx context.Context, tx *sql.Tx, fn func(*infertrail.Entry
 		return fmt.Errorf("read entries: %w", err)
 	}
 	defer entries.Close()
-	var (
-		seqs         []int64
-		done         int
-		hi           = w.hi
-		page         = postings.FirstPage
-		read, marked int // blocks read, and the records they marked
-	)
-	for hi >= w.lo && done < w.limit {
-		rows, err := blocks.QueryContext(ctx, append(w.blockArgs, hi, w.lo, page)...)
+	return w.Run(func(hi int64, page int, fn func(block, bits int64)) error {
+		rows, err := blocks.QueryContext(ctx, append(w.blockArgs, hi, w.Lo, page)...)
 		if err != nil {
 			return fmt.Errorf("read postings: %w", err)
 		}
-		seqs = seqs[:0]
-		n := 0
+		defer rows.Close()
 		for rows.Next() {
 			var block, bits int64
 			if err := rows.Scan(&block, &bits); err != nil {
-				rows.Close()
 				return fmt.Errorf("read postings: %w", err)
 			}
-			n++
-			hi = block - 1
-			seqs = postings.AppendSeqs(seqs, block, bits, w.floor, w.before)
+			fn(block, bits)
 		}
-		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read postings: %w", err)
 		}
-		if n < page {
-			hi = w.lo - 1 // no more
+		return nil
+	}, func(seqs []int64, want int) (int, error) {
+		rows, err := entries.QueryContext(ctx, slices.Concat([]any{encodeSeqs(seqs)}, w.entryArgs, []any{want})...)
+		if err != nil {
+			return 0, fmt.Errorf("read entries: %w", err)
 		}
-		read, marked = read+n, marked+len(seqs)
-		for len(seqs) > 0 && done < w.limit {
-			want := w.limit - done
-			c := want
-			if w.filtered {
-				c = max(c, entryChunk)
-			}
-			c = min(c, len(seqs))
-			rows, err := entries.QueryContext(ctx, slices.Concat([]any{encodeSeqs(seqs[:c])}, w.entryArgs, []any{want})...)
-			if err != nil {
-				return fmt.Errorf("read entries: %w", err)
-			}
-			err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) {
-				done++
-				return done < w.limit, fn(e)
-			})
-			if err != nil {
-				return err
-			}
-			seqs = seqs[c:]
-		}
-		page = postings.NextPage(page, read, marked, w.limit-done, w.filtered)
-	}
-	return nil
+		n := 0
+		err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) {
+			n++
+			return true, fn(e)
+		})
+		return n, err
+	})
 }
 
 // entryFilters returns the conditions, each starting with " AND ", that

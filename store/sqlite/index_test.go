@@ -115,8 +115,8 @@ func TestQueryPlans(t *testing.T) {
 		query, plan := p.query, []string(nil)
 		if w := p.keys; w != nil {
 			query = w.blocks + "\n" + w.entries
-			plan = append(explain(w.blocks, append(w.blockArgs, w.hi, w.lo, postings.FirstPage)...),
-				explain(w.entries, slices.Concat([]any{"[1]"}, w.entryArgs, []any{w.limit})...)...)
+			plan = append(explain(w.blocks, append(w.blockArgs, w.Hi, w.Lo, postings.FirstPage)...),
+				explain(w.entries, slices.Concat([]any{"[1]"}, w.entryArgs, []any{w.Limit})...)...)
 		} else {
 			plan = explain(query, p.args...)
 		}

@@ -94,3 +94,64 @@ func NextPage(last, blocks, found, need int, filtered bool) int {
 	}
 	return min(max(n, FirstPage), MaxPage)
 }
+
+// EntryChunk is the fewest sequence numbers a Walk with filters looks up
+// at a time.
+const EntryChunk = 1024
+
+// A Walk is a query's walk of the blocks of postings its keys share,
+// newest first, a page at a time, and of the records they mark: the plan
+// both stores follow for a query with keys.
+type Walk struct {
+	Floor, Before int64 // the records wanted: [Floor, Before)
+	Lo, Hi        int64 // their blocks (BlockRange)
+	Limit         int   // the most entries wanted
+	Filtered      bool  // other filters may drop records the keys mark
+}
+
+// Run walks: blocks reads up to page blocks from block hi down, newest
+// first, calling fn with each one's number and the bits all the keys
+// have there; entries reads the entries of seqs (newest first) that pass
+// the other filters, newest first, up to want, and returns how many it
+// read. Run stops at the limit, or when the blocks run out.
+func (w *Walk) Run(blocks func(hi int64, page int, fn func(block, bits int64)) error, entries func(seqs []int64, want int) (int, error)) error {
+	var (
+		seqs         []int64
+		done         int
+		hi           = w.Hi
+		page         = FirstPage
+		read, marked int // blocks read, and the records they marked
+	)
+	for hi >= w.Lo && done < w.Limit {
+		seqs = seqs[:0]
+		n := 0
+		err := blocks(hi, page, func(block, bits int64) {
+			n++
+			hi = block - 1
+			seqs = AppendSeqs(seqs, block, bits, w.Floor, w.Before)
+		})
+		if err != nil {
+			return err
+		}
+		if n < page {
+			hi = w.Lo - 1 // no more
+		}
+		read, marked = read+n, marked+len(seqs)
+		for len(seqs) > 0 && done < w.Limit {
+			want := w.Limit - done
+			c := want
+			if w.Filtered {
+				c = max(c, EntryChunk)
+			}
+			c = min(c, len(seqs))
+			got, err := entries(seqs[:c], want)
+			if err != nil {
+				return err
+			}
+			done += got
+			seqs = seqs[c:]
+		}
+		page = NextPage(page, read, marked, w.Limit-done, w.Filtered)
+	}
+	return nil
+}

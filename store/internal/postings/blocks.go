@@ -74,23 +74,20 @@ func BlockRange(floor, before int64) (lo, hi int64) {
 
 // Pages of blocks a query walks: the first is small, for a first page of
 // answers from a key many records carry; the next is sized by how many
-// records the pages before held (NextPage).
+// answers the pages before gave (NextPage).
 const (
 	FirstPage = 8
 	MaxPage   = 1024
 )
 
 // NextPage returns how many blocks to read next, after reading blocks
-// blocks that marked found records, when need more answers are wanted:
-// enough for them at the density seen so far and a quarter more; when
-// filters may drop records (filtered), at least twice the last page.
-func NextPage(last, blocks, found, need int, filtered bool) int {
-	n := MaxPage
+// blocks that gave found answers, when need more are wanted: enough for
+// them at the density seen so far and a quarter more, or four times the
+// last page when none was found.
+func NextPage(last, blocks, found, need int) int {
+	n := 4 * last
 	if found > 0 {
 		n = need*blocks/found + need*blocks/(4*found) + 1
-	}
-	if filtered {
-		n = max(n, 2*last)
 	}
 	return min(max(n, FirstPage), MaxPage)
 }
@@ -116,11 +113,11 @@ type Walk struct {
 // read. Run stops at the limit, or when the blocks run out.
 func (w *Walk) Run(blocks func(hi int64, page int, fn func(block, bits int64)) error, entries func(seqs []int64, want int) (int, error)) error {
 	var (
-		seqs         []int64
-		done         int
-		hi           = w.Hi
-		page         = FirstPage
-		read, marked int // blocks read, and the records they marked
+		seqs []int64
+		done int // answers
+		hi   = w.Hi
+		page = FirstPage
+		read int // blocks
 	)
 	for hi >= w.Lo && done < w.Limit {
 		seqs = seqs[:0]
@@ -136,7 +133,7 @@ func (w *Walk) Run(blocks func(hi int64, page int, fn func(block, bits int64)) e
 		if n < page {
 			hi = w.Lo - 1 // no more
 		}
-		read, marked = read+n, marked+len(seqs)
+		read += n
 		for len(seqs) > 0 && done < w.Limit {
 			want := w.Limit - done
 			c := want
@@ -151,7 +148,7 @@ func (w *Walk) Run(blocks func(hi int64, page int, fn func(block, bits int64)) e
 			done += got
 			seqs = seqs[c:]
 		}
-		page = NextPage(page, read, marked, w.Limit-done, w.Filtered)
+		page = NextPage(page, read, done, w.Limit-done)
 	}
 	return nil
 }

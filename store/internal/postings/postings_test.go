@@ -194,17 +194,17 @@ func TestBlocks(t *testing.T) {
 func TestNextPage(t *testing.T) {
 	for _, c := range []struct {
 		last, blocks, found, need int
-		filtered                  bool
 		want                      int
 	}{
-		{8, 8, 8, 92, false, 116},      // one a block: 92 more blocks and a quarter
-		{8, 8, 500, 10, false, 8},      // dense: the smallest page
-		{8, 8, 0, 100, false, MaxPage}, // none yet: the largest
-		{8, 8, 500, 10, true, 16},      // filtered: at least twice the last
-		{512, 512, 1, 1000, false, MaxPage},
+		{8, 8, 8, 92, 116}, // one a block: 92 more blocks and a quarter
+		{8, 8, 500, 10, 8}, // dense: the smallest page
+		{8, 8, 0, 100, 32}, // none yet: four times the last
+		{512, 1000, 0, 100, MaxPage},
+		{16, 24, 3, 97, 971}, // few answers: what they take
+		{512, 512, 1, 1000, MaxPage},
 	} {
-		if got := NextPage(c.last, c.blocks, c.found, c.need, c.filtered); got != c.want {
-			t.Errorf("NextPage(%d, %d, %d, %d, %v) = %d, want %d", c.last, c.blocks, c.found, c.need, c.filtered, got, c.want)
+		if got := NextPage(c.last, c.blocks, c.found, c.need); got != c.want {
+			t.Errorf("NextPage(%d, %d, %d, %d) = %d, want %d", c.last, c.blocks, c.found, c.need, got, c.want)
 		}
 	}
 }

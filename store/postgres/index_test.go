@@ -119,6 +119,89 @@ func TestQueryPartitions(t *testing.T) {
 	}
 }
 
+// TestTermSourcesNewTerms: a record's term_sources row lists only the
+// terms not in the list of the record before it of its data key (in the
+// same step, or the step before on this node), and an erasure still
+// deletes every posting of the key's records, even of terms a record
+// dropped and took up again, and none of another key's.
+func TestTermSourcesNewTerms(t *testing.T) {
+	db, _ := openTest(t, Config{})
+	ctx := t.Context()
+	entries, blobs := storetest.MakeBatch(0, 8)
+	keys := appendEncrypted(t, db, entries, blobs)
+	var ids []infertrail.KeyID
+	for id := range keys {
+		ids = append(ids, id)
+	}
+	if len(ids) < 2 {
+		t.Fatalf("test data has %d keys", len(ids))
+	}
+	k1, k2 := ids[0], ids[1]
+	lists := []struct {
+		key   infertrail.KeyID
+		terms []string
+		rows  []string // term_sources.terms
+	}{
+		{k1, []string{"a", "b"}, []string{"a", "b"}},
+		{k1, []string{"a", "b", "c"}, []string{"c"}},
+		{k1, []string{"a", "c"}, nil},
+		{k1, []string{"a", "c", "d"}, []string{"d"}}, // the next step
+		{k1, []string{"b"}, []string{"b"}},
+		{k1, []string{"a", "b", "c", "d", "e"}, []string{"a", "c", "d", "e"}},
+		{k2, []string{"a", "b"}, []string{"a", "b"}},
+		{k2, []string{"a", "b", "x"}, []string{"x"}},
+	}
+	var ps []infertrail.Posting
+	for seq, l := range lists {
+		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: int64(seq)})
+		for _, w := range l.terms {
+			ps = append(ps, infertrail.Posting{Key: "term=" + w, Seq: int64(seq), DataKey: l.key})
+		}
+	}
+	step := func(cursor string, from, to int64) {
+		t.Helper()
+		var in []infertrail.Posting
+		for _, p := range ps {
+			if p.Seq >= from && p.Seq < to {
+				in = append(in, p)
+			}
+		}
+		if err := db.AddPostings(ctx, cursor, from, to, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("indexer", 0, 3)
+	step("indexer", 3, 8)
+	step("again", 0, 8) // a second cursor: every row is there already
+	for seq, l := range lists {
+		var stored [][]byte
+		if err := db.pool.QueryRow(ctx, `SELECT terms FROM term_sources WHERE data_key = $1 AND seq = $2`, l.key[:], seq).Scan(&stored); err != nil {
+			t.Fatalf("record %d: %v", seq, err)
+		}
+		var got []string
+		for _, k := range stored {
+			got = append(got, strings.TrimPrefix(string(k), "term="))
+		}
+		if !slices.Equal(got, l.rows) {
+			t.Errorf("record %d lists %q, want %q", seq, got, l.rows)
+		}
+	}
+	eraseKey(t, db, k1)
+	rows, err := db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM `+postingRows+` ORDER BY key, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"model=m@0", "model=m@1", "model=m@2", "model=m@3", "model=m@4", "model=m@5", "model=m@6", "model=m@7",
+		"term=a@6", "term=a@7", "term=b@6", "term=b@7", "term=x@7"}
+	if !slices.Equal(left, want) {
+		t.Errorf("postings after erasing the first key: %v, want %v", left, want)
+	}
+}
+
 // TestPostingsEraseRace has an erasure and an AddPostings of the key it
 // erases overlap, in both orders, and checks that no posting of the erased
 // key is left.
@@ -209,7 +292,7 @@ func TestPostingsEraseRace(t *testing.T) {
 	if erased, err := lockKeys(ctx, tx, ps); err != nil || len(erased) != 0 {
 		t.Fatalf("lockKeys = %v, %v", erased, err)
 	}
-	if err := insertPostings(ctx, tx, ps); err != nil {
+	if err := insertPostings(ctx, tx, ps, nil, map[infertrail.KeyID]recordTerms{}); err != nil {
 		t.Fatal(err)
 	}
 	go func() { errc <- erase(ids[1], nil, nil) }()

@@ -150,6 +150,8 @@ type DB struct {
 	// and detectors' writes go after: they share the node's CPU, and
 	// PostgreSQL's, with ingest.
 	appends behind.Appends
+	// lastTerms serves the index's term lists (insertPostings).
+	lastTerms lastTerms
 }
 
 var _ infertrail.Store = (*DB)(nil)

@@ -267,11 +267,19 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	// cleared from their blocks, which are locked first in primary-key
 	// order, as AddPostings writes them, so that the two cannot deadlock;
 	// the blocks left empty are deleted after.
+	//
+	// A record's row lists the terms new to it under its key (see
+	// insertPostings), so the rows of a key up to a record hold every term
+	// it has: each term's bit is cleared from the first record that lists
+	// it on, of those of the key. (A term the later records no longer
+	// have has no bit of theirs to clear.)
 	rows, err := t.tx.Query(ctx, `WITH sources AS (
-			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING seq, terms),
+			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING data_key, seq, terms),
+		firsts AS (
+			SELECT s.data_key, t.key, min(s.seq) AS seq FROM sources s, unnest(s.terms) AS t (key) GROUP BY 1, 2),
 		masks AS (
-			SELECT t.key, s.seq >> 6 AS block, bit_or(1::int8 << (s.seq & 63)::int) AS mask
-			FROM sources s, unnest(s.terms) AS t (key) GROUP BY 1, 2),
+			SELECT f.key, s.seq >> 6 AS block, bit_or(1::int8 << (s.seq & 63)::int) AS mask
+			FROM firsts f JOIN sources s ON s.data_key = f.data_key AND s.seq >= f.seq GROUP BY 1, 2),
 		locked AS (
 			SELECT p.key, p.block, m.mask FROM postings p JOIN masks m ON m.key = p.key AND m.block = p.block
 			ORDER BY p.key, p.block FOR UPDATE OF p),

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,10 +67,10 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 		return fmt.Errorf("add postings: %w", err)
 	}
 	ps := postings.Sort(in)
-	var next map[infertrail.KeyID]recordTerms
+	var next map[infertrail.KeyID]postings.Listed
 	err := db.appends.Write(ctx, func() error {
 		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-			next = map[infertrail.KeyID]recordTerms{}
+			next = map[infertrail.KeyID]postings.Listed{}
 			if err := advance(ctx, tx, cursor, from, to); err != nil {
 				return err
 			}
@@ -82,13 +81,13 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 			if len(erased) > 0 {
 				ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
 			}
-			return insertPostings(ctx, tx, ps, &db.lastTerms, next)
+			return insertPostings(ctx, tx, ps, &db.seen, next)
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(in), cursor, from, to, classify(err))
 	}
-	db.lastTerms.set(next)
+	db.seen.Set(next)
 	return nil
 }
 
@@ -196,10 +195,9 @@ func storedKeys[T any](vs []T, key func(T) string) [][]byte {
 // order, as an erasure locks them, so that the two cannot deadlock.
 //
 // Each search term's record and data key is listed in term_sources, for
-// an erasure (see newKeys); last, if not nil, gives the terms of the
-// record before under each key in steps before, and next gets each key's
-// newest record's terms in this one.
-func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, last *lastTerms, next map[infertrail.KeyID]recordTerms) error {
+// an erasure: seen, if not nil, is what steps before listed, and next, if
+// not nil, gets what this one lists (postings.List).
+func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, seen *postings.Seen, next map[infertrail.KeyID]postings.Listed) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -219,25 +217,14 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, las
 	if len(srcs) == 0 {
 		return nil
 	}
-	// Each record's row lists the terms new to it under its data key: not
-	// in the list of the record before it of that key, in this step or in
-	// the last step of this node's (last), where there is one. So the
-	// rows of a key up to a record list every term the record has, and an
-	// erasure clears the bits of each term from the first record that
-	// lists it on (see Erase).
+	// Each record's row lists the terms not listed before under its data
+	// key (postings.List).
+	if next == nil {
+		next = map[infertrail.KeyID]postings.Listed{}
+	}
 	terms := make([][][]byte, len(srcs))
 	for i, src := range srcs {
-		keys := src.Keys
-		base, ok := next[src.Key]
-		if !ok && last != nil {
-			base, ok = last.get(src.Key)
-		}
-		// Only a record before this one will do: a step done again by
-		// another cursor comes after later ones.
-		if ok && base.seq < src.Seq {
-			keys = newKeys(base.terms, src.Keys)
-		}
-		next[src.Key] = recordTerms{src.Seq, src.Keys}
+		keys := postings.List(seen, next, src.Key, src.Seq, src.Keys)
 		terms[i] = storedKeys(keys, func(k string) string { return k })
 	}
 	err = copyNew(ctx, tx, "term_sources", []string{"data_key", "seq", "terms"}, len(srcs), func(i int) []any {
@@ -253,71 +240,6 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, las
 		return fmt.Errorf("insert term sources: %w", err)
 	}
 	return nil
-}
-
-// newKeys returns the keys of keys not in base; both are in order.
-func newKeys(base, keys []string) []string {
-	out := make([]string, 0, len(keys))
-	i := 0
-	for _, k := range keys {
-		for i < len(base) && base[i] < k {
-			i++
-		}
-		if i == len(base) || base[i] != k {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// lastTerms holds, for the data keys this node indexed content under
-// lately, the search terms of the newest record it listed in
-// term_sources under each (committed), up to lastTermsKeys keys.
-type lastTerms struct {
-	mu sync.Mutex
-	m  map[infertrail.KeyID]recordTerms
-}
-
-// recordTerms is the search terms of the record seq.
-type recordTerms struct {
-	seq   int64
-	terms []string
-}
-
-// lastTermsKeys bounds lastTerms: about 10 KB a key with agent traffic.
-const lastTermsKeys = 1024
-
-func (l *lastTerms) get(k infertrail.KeyID) (recordTerms, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rt, ok := l.m[k]
-	return rt, ok
-}
-
-// set records the terms of a committed step, making room by forgetting
-// other keys.
-func (l *lastTerms) set(next map[infertrail.KeyID]recordTerms) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m == nil {
-		l.m = map[infertrail.KeyID]recordTerms{}
-	}
-	for k := range l.m {
-		if len(l.m)+len(next) <= lastTermsKeys {
-			break
-		}
-		if _, ok := next[k]; !ok {
-			delete(l.m, k)
-		}
-	}
-	for k, rt := range next {
-		if old, ok := l.m[k]; ok && old.seq > rt.seq {
-			continue // a step done again by another cursor
-		}
-		if _, ok := l.m[k]; ok || len(l.m) < lastTermsKeys {
-			l.m[k] = rt
-		}
-	}
 }
 
 // Query limits.
@@ -819,7 +741,7 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 				return fmt.Errorf("insert records of findings: %w", err)
 			}
 		}
-		return insertPostings(ctx, tx, postings.Sort(ps), nil, map[infertrail.KeyID]recordTerms{})
+		return insertPostings(ctx, tx, postings.Sort(ps), nil, nil)
 	}
 	err := db.appends.Write(ctx, func() error { return pgx.BeginFunc(ctx, db.pool, insert) })
 	if err != nil {

@@ -120,10 +120,10 @@ func TestQueryPartitions(t *testing.T) {
 }
 
 // TestTermSourcesNewTerms: a record's term_sources row lists only the
-// terms not in the list of the record before it of its data key (in the
-// same step, or the step before on this node), and an erasure still
-// deletes every posting of the key's records, even of terms a record
-// dropped and took up again, and none of another key's.
+// terms not listed before under its data key (in the same step, or a step
+// before on this node), and an erasure still deletes every posting of the
+// key's records, even of terms a record dropped and took up again, and
+// none of another key's.
 func TestTermSourcesNewTerms(t *testing.T) {
 	db, _ := openTest(t, Config{})
 	ctx := t.Context()
@@ -146,8 +146,8 @@ func TestTermSourcesNewTerms(t *testing.T) {
 		{k1, []string{"a", "b", "c"}, []string{"c"}},
 		{k1, []string{"a", "c"}, nil},
 		{k1, []string{"a", "c", "d"}, []string{"d"}}, // the next step
-		{k1, []string{"b"}, []string{"b"}},
-		{k1, []string{"a", "b", "c", "d", "e"}, []string{"a", "c", "d", "e"}},
+		{k1, []string{"b"}, nil},
+		{k1, []string{"a", "b", "c", "d", "e"}, []string{"e"}},
 		{k2, []string{"a", "b"}, []string{"a", "b"}},
 		{k2, []string{"a", "b", "x"}, []string{"x"}},
 	}
@@ -292,7 +292,7 @@ func TestPostingsEraseRace(t *testing.T) {
 	if erased, err := lockKeys(ctx, tx, ps); err != nil || len(erased) != 0 {
 		t.Fatalf("lockKeys = %v, %v", erased, err)
 	}
-	if err := insertPostings(ctx, tx, ps, nil, map[infertrail.KeyID]recordTerms{}); err != nil {
+	if err := insertPostings(ctx, tx, ps, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	go func() { errc <- erase(ids[1], nil, nil) }()

@@ -268,8 +268,8 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	// order, as AddPostings writes them, so that the two cannot deadlock;
 	// the blocks left empty are deleted after.
 	//
-	// A record's row lists the terms new to it under its key (see
-	// insertPostings), so the rows of a key up to a record hold every term
+	// A record's row lists the terms not listed before under its key
+	// (postings.List), so the rows of a key up to a record hold every term
 	// it has: each term's bit is cleared from the first record that lists
 	// it on, of those of the key. (A term the later records no longer
 	// have has no bit of theirs to clear.)

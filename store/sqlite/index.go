@@ -56,7 +56,9 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 	}
 	ps := postings.Sort(in)
 	what := fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(ps), cursor, from, to)
-	return db.writeBehind(ctx, what, func(tx *sql.Tx) error {
+	var next map[infertrail.KeyID]postings.Listed
+	err := db.writeBehind(ctx, what, func(tx *sql.Tx) error {
+		next = map[infertrail.KeyID]postings.Listed{}
 		if err := atCursor(ctx, tx, cursor, from); err != nil {
 			return err
 		}
@@ -70,11 +72,16 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 		if err := insertPostings(ctx, tx, ps); err != nil {
 			return err
 		}
-		if err := insertTermSources(ctx, tx, postings.Sources(ps)); err != nil {
+		if err := insertTermSources(ctx, tx, postings.Sources(ps), &db.seen, next); err != nil {
 			return err
 		}
 		return advance(ctx, tx, cursor, from, to)
 	})
+	if err != nil {
+		return err
+	}
+	db.seen.Set(next)
+	return nil
 }
 
 // writeBehind is writeIndex for the index and the detectors, which go

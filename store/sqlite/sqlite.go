@@ -61,6 +61,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind"
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 var _ infertrail.Store = (*DB)(nil)
@@ -100,6 +101,8 @@ type DB struct {
 	indexPath   string
 	busyTimeout time.Duration
 	writer      *sql.DB // one connection: append transactions and checkpoint writes
+	// seen is what the index's steps listed in term_sources.
+	seen postings.Seen
 	// index is one connection to the index file: postings, cursors and
 	// findings (see The index file).
 	index   *sql.DB

@@ -27,22 +27,22 @@ import (
 // tag: no compression to do, and smaller than compressed text. Any other
 // list is each key's length as an unsigned varint and its bytes,
 // compressed with zstd (whose frames begin with 0x28), as every list was
-// at first. And a list of term keys may be packed as tagDelta: its
-// changes to the list of the row before it of the same data key (the
-// previous record of the session, which agents re-send whole), as the
-// number of tags removed (an unsigned varint), the tags removed and the
-// tags added, each 12 bytes, in order. At most maxDeltas deltas follow
-// one list packed whole, which bounds what a list costs to read.
+// at first. A row lists the terms of its record not listed before under
+// its data key (postings.List). Index files written on 2026-11-28 also
+// hold rows packed as tagDelta: the changes to the list of the row before
+// it of the same data key, as the number of tags removed (an unsigned
+// varint), the tags removed and the tags added, each 12 bytes, in order;
+// what such a row lists is its tags added, and the first row of a key is
+// never one.
 var (
 	termEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	termDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
 )
 
 const (
-	tagTerms  = postings.TagTerms
-	tagDelta  = 0x02
-	maxDeltas = 15
-	termTag   = postings.TagLen
+	tagTerms = postings.TagTerms
+	tagDelta = 0x02
+	termTag  = postings.TagLen
 )
 
 // packTerms packs keys for term_sources.terms.
@@ -141,139 +141,27 @@ func tagKeys(tags []byte) []string {
 // errDamagedTerms marks a term_sources row whose keys cannot be unpacked.
 var errDamagedTerms = errors.New("the stored list is damaged")
 
-// packDelta packs keys as their changes to base, a list packed whole
-// behind at most maxDeltas deltas (depth), when both are term keys and
-// that is shorter than packTerms(keys); it returns the packed list and
-// its depth (0: whole).
-func packDelta(base []string, depth int, keys []string) ([]byte, int) {
-	whole := packTerms(keys)
-	if base == nil || depth >= maxDeltas {
-		return whole, 0
-	}
-	var removed, added []string
-	i, j := 0, 0
-	for i < len(base) || j < len(keys) {
-		switch {
-		case j == len(keys) || i < len(base) && base[i] < keys[j]:
-			removed = append(removed, base[i])
-			i++
-		case i == len(base) || keys[j] < base[i]:
-			added = append(added, keys[j])
-			j++
-		default:
-			i, j = i+1, j+1
-		}
-	}
-	if termTag*(len(removed)+len(added)) >= len(whole) {
-		return whole, 0
-	}
-	out := binary.AppendUvarint([]byte{tagDelta}, uint64(len(removed)))
-	for _, k := range append(removed, added...) {
-		var ok bool
-		if out, ok = postings.AppendTag(out, k); !ok {
-			return whole, 0 // not all term keys
-		}
-	}
-	if len(out) >= len(whole) {
-		return whole, 0
-	}
-	return out, depth + 1
-}
-
-// termLists unpacks the rows of one data key in order of sequence number,
-// each of which may be a delta of the one before.
-type termLists struct {
-	keys  []string // the last row's list
-	depth int      // its deltas since a list packed whole; -1: no row yet
-}
-
-func newTermLists() termLists { return termLists{depth: -1} }
-
-// next returns the list of the row after the last, packed as b.
-func (l *termLists) next(b []byte) ([]string, error) {
+// listedTerms returns the terms a row lists, packed as b; delta reports
+// a row packed as tagDelta, which cannot be the first of its key.
+func listedTerms(b []byte) (terms []string, delta bool, err error) {
 	if len(b) == 0 || b[0] != tagDelta {
-		keys, err := unpackTerms(b)
-		if err != nil {
-			return nil, err
-		}
-		l.keys, l.depth = keys, 0
-		return keys, nil
-	}
-	if l.depth < 0 {
-		return nil, fmt.Errorf("unpack term keys: a delta with no list before it: %w", errDamagedTerms)
+		terms, err = unpackTerms(b)
+		return terms, false, err
 	}
 	n, w := binary.Uvarint(b[1:])
 	tags := b[1+max(w, 0):]
 	if w <= 0 || len(tags)%termTag != 0 || n > uint64(len(tags)/termTag) {
-		return nil, fmt.Errorf("unpack term keys: a damaged delta: %w", errDamagedTerms)
+		return nil, true, fmt.Errorf("unpack term keys: a damaged delta: %w", errDamagedTerms)
 	}
-	removed, added := tagKeys(tags[:int(n)*termTag]), tagKeys(tags[int(n)*termTag:])
-	keys := make([]string, 0, len(l.keys)-len(removed)+len(added))
-	i, j, r := 0, 0, 0
-	for i < len(l.keys) || j < len(added) {
-		switch {
-		case j == len(added) || i < len(l.keys) && l.keys[i] < added[j]:
-			if r < len(removed) && removed[r] == l.keys[i] {
-				r++
-			} else {
-				keys = append(keys, l.keys[i])
-			}
-			i++
-		case i == len(l.keys) || added[j] < l.keys[i]:
-			keys = append(keys, added[j])
-			j++
-		default:
-			return nil, fmt.Errorf("unpack term keys: a delta adds a key already there: %w", errDamagedTerms)
-		}
-	}
-	if r != len(removed) {
-		return nil, fmt.Errorf("unpack term keys: a delta removes a key not there: %w", errDamagedTerms)
-	}
-	l.keys, l.depth = keys, l.depth+1
-	return keys, nil
+	return tagKeys(tags[int(n)*termTag:]), true, nil
 }
 
-// termsBefore returns the list of the last row of data key id before
-// record seq, and its depth, or nil with no such row.
-func termsBefore(ctx context.Context, st *sql.Stmt, id []byte, seq int64) ([]string, int, error) {
-	rows, err := st.QueryContext(ctx, id, seq, maxDeltas+1)
-	if err != nil {
-		return nil, 0, err
-	}
-	var packed [][]byte // newest first, to the last whole list
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			rows.Close()
-			return nil, 0, err
-		}
-		packed = append(packed, b)
-		if len(b) > 0 && b[0] != tagDelta {
-			break
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return nil, 0, err
-	}
-	if len(packed) == 0 {
-		return nil, 0, nil
-	}
-	l := newTermLists()
-	for i := len(packed) - 1; i >= 0; i-- {
-		if _, err := l.next(packed[i]); err != nil {
-			return nil, 0, fmt.Errorf("the term sources before record %d: %w", seq, err)
-		}
-	}
-	return l.keys, l.depth, nil
-}
-
-// insertTermSources records ts in tx, each list as a delta of the row
-// before it of its data key where that is shorter (packDelta); a record
-// already there for its key is left as it is (an index step done again
-// derives the same terms). The indexer's steps follow the log, so the
-// rows of a data key are inserted in order of sequence number, and none
-// comes between a delta and the row it is of.
-func insertTermSources(ctx context.Context, tx *sql.Tx, ts []postings.Source) error {
+// insertTermSources records ts in tx, each row listing the terms of its
+// record not listed before under its data key, by seen (steps before)
+// or next (this one, which gets what it lists): see postings.List. A
+// record already there for its key is left as it is (an index step done
+// again derives the same terms).
+func insertTermSources(ctx context.Context, tx *sql.Tx, ts []postings.Source, seen *postings.Seen, next map[infertrail.KeyID]postings.Listed) error {
 	if len(ts) == 0 {
 		return nil
 	}
@@ -282,37 +170,11 @@ func insertTermSources(ctx context.Context, tx *sql.Tx, ts []postings.Source) er
 		return fmt.Errorf("insert term sources: %w", err)
 	}
 	defer ins.Close()
-	before, err := tx.PrepareContext(ctx, `SELECT terms FROM term_sources WHERE data_key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
-	if err != nil {
-		return fmt.Errorf("insert term sources: %w", err)
-	}
-	defer before.Close()
-	var (
-		last  *postings.Source // inserted by the iteration before, if it did insert
-		depth int              // of last's row
-	)
 	for i := range ts {
 		t := &ts[i]
-		// The base is the row this call inserted just before, of the
-		// same key, or else read from the table: whatever was there
-		// already, each delta is of the row before it.
-		base, d := []string(nil), 0
-		if last != nil && last.Key == t.Key {
-			base, d = last.Keys, depth
-		} else {
-			var err error
-			if base, d, err = termsBefore(ctx, before, t.Key[:], t.Seq); err != nil {
-				return fmt.Errorf("insert term sources: %w", err)
-			}
-		}
-		packed, d := packDelta(base, d, t.Keys)
-		res, err := ins.ExecContext(ctx, t.Key[:], t.Seq, packed)
-		if err != nil {
+		keys := postings.List(seen, next, t.Key, t.Seq, t.Keys)
+		if _, err := ins.ExecContext(ctx, t.Key[:], t.Seq, packTerms(keys)); err != nil {
 			return fmt.Errorf("insert term sources: %w", err)
-		}
-		last, depth = nil, d
-		if n, err := res.RowsAffected(); err == nil && n == 1 {
-			last = t
 		}
 	}
 	return nil
@@ -340,7 +202,8 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 		block int64
 	}
 	after := int64(-1)
-	lists := newTermLists()
+	var listed []string // up to the record read last
+	first := true
 	for {
 		type source struct {
 			seq   int64
@@ -357,12 +220,19 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 		masks := map[at]int64{}
 		var order []at
 		for _, s := range srcs {
-			keys, err := lists.next(s.terms)
+			// Each row lists the terms not listed before: a record has
+			// no term not listed up to it.
+			terms, delta, err := listedTerms(s.terms)
+			if err == nil && delta && first {
+				err = fmt.Errorf("unpack term keys: a delta with no list before it: %w", errDamagedTerms)
+			}
 			if err != nil {
 				return fmt.Errorf("record %d: %w", s.seq, err)
 			}
+			first = false
+			listed = postings.Merge(listed, terms)
 			block, bit := postings.BlockOf(s.seq)
-			for _, k := range keys {
+			for _, k := range listed {
 				a := at{k, block}
 				if _, ok := masks[a]; !ok {
 					order = append(order, a)
@@ -404,8 +274,20 @@ func moveTermSources(ctx context.Context, tx *sql.Tx, from string) error {
 	}
 	defer rows.Close()
 	var batch []infertrail.Posting
+	// What the rows of the data key being moved listed: rows come in
+	// order of key, and a batch may end within a key.
+	next := map[infertrail.KeyID]postings.Listed{}
 	flush := func() error {
-		err := insertTermSources(ctx, tx, postings.Sources(postings.Sort(batch)))
+		if len(batch) == 0 {
+			return nil
+		}
+		err := insertTermSources(ctx, tx, postings.Sources(postings.Sort(batch)), nil, next)
+		at := batch[len(batch)-1].DataKey
+		for k := range next {
+			if k != at {
+				delete(next, k)
+			}
+		}
 		batch = batch[:0]
 		return err
 	}
@@ -478,8 +360,9 @@ func packPostings(ctx context.Context, tx *sql.Tx) error {
 }
 
 // repackTermSources copies term_sources to term_sources_packed in order,
-// each list as a delta of the one before it of its data key where that is
-// shorter, and puts the copy in the place of the old table.
+// each row listing the terms of its record not listed before under its
+// data key (postings.List), and puts the copy in the place of the old
+// table.
 func repackTermSources(ctx context.Context, tx *sql.Tx) error {
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO term_sources_packed (data_key, seq, terms) VALUES (?, ?, ?)`)
 	if err != nil {
@@ -492,10 +375,8 @@ func repackTermSources(ctx context.Context, tx *sql.Tx) error {
 	}
 	defer rows.Close()
 	var (
-		last  []byte
-		lists termLists
-		base  []string
-		depth int
+		last []byte
+		next map[infertrail.KeyID]postings.Listed // of the key last
 	)
 	for rows.Next() {
 		var (
@@ -506,18 +387,16 @@ func repackTermSources(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("repack term sources: %w", err)
 		}
 		if !bytes.Equal(id, last) {
-			last, lists, base, depth = id, newTermLists(), nil, 0
+			last, next = id, map[infertrail.KeyID]postings.Listed{}
 		}
-		keys, err := lists.next(terms)
+		keys, err := unpackTerms(terms) // whole, in a file of version 2
 		if err != nil {
 			return fmt.Errorf("repack term sources: record %d: %w", seq, err)
 		}
-		var packed []byte
-		packed, depth = packDelta(base, depth, keys)
+		packed := packTerms(postings.List(nil, next, infertrail.KeyID(id), seq, keys))
 		if _, err := ins.ExecContext(ctx, id, seq, packed); err != nil {
 			return fmt.Errorf("repack term sources: %w", err)
 		}
-		base = keys
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("repack term sources: %w", err)

@@ -82,9 +82,10 @@ func TestStoredKey(t *testing.T) {
 }
 
 // TestPackPostings: an index file of version 2, whose term keys are text
-// and whose term lists are whole, opens with the keys packed and the lists
-// as deltas where shorter, its postings otherwise the same and the room
-// they took given back; queries and an erasure find the packed keys.
+// and whose term lists are whole, opens with the keys packed and each list
+// holding only its record's new terms, its postings otherwise the same and
+// the room they took given back; queries and an erasure find the packed
+// keys.
 func TestPackPostings(t *testing.T) {
 	ctx := t.Context()
 	db, path, keys := openKeyed(t, 300)
@@ -125,15 +126,37 @@ func TestPackPostings(t *testing.T) {
 	if blobs := count("blob"); blobs != 300*21 {
 		t.Fatalf("%d term keys stored packed, want %d", blobs, 300*21)
 	}
-	deltas := func() (n int) {
+	// listed counts the terms term_sources lists: each record's new ones
+	// (postings.List), or with whole lists as many as the postings of
+	// content.
+	listed := func() (n int) {
 		t.Helper()
-		if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE substr(terms, 1, 1) = ?`, []byte{tagDelta}).Scan(&n); err != nil {
+		rows, err := db.index.QueryContext(ctx, `SELECT terms FROM term_sources`)
+		if err != nil {
 			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			terms, _, err := listedTerms(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(terms)
 		}
 		return n
 	}
-	if deltas() == 0 {
-		t.Fatal("no term list stored as a delta")
+	content := 0
+	for _, p := range want {
+		if !p.DataKey.IsZero() {
+			content++
+		}
+	}
+	if n := listed(); n >= content {
+		t.Fatalf("term_sources lists %d terms of %d postings of content, want fewer", n, content)
 	}
 	// Back to version 2: a row per posting, every key as text, every list
 	// whole.
@@ -149,8 +172,8 @@ func TestPackPostings(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if blobs, d := count("blob"), deltas(); blobs != 0 || d != 0 {
-		t.Fatalf("%d keys left packed, %d lists as deltas", blobs, d)
+	if blobs, n := count("blob"), listed(); blobs != 0 || n != content {
+		t.Fatalf("%d keys left packed, %d terms listed, want 0 and %d", blobs, n, content)
 	}
 	db.Close()
 
@@ -165,8 +188,8 @@ func TestPackPostings(t *testing.T) {
 	if blobs, texts := count("blob"), count("text"); blobs != 300*21 || texts != 300*2 {
 		t.Errorf("after migration 3: %d keys packed and %d text, want %d and %d", blobs, texts, 300*21, 300*2)
 	}
-	if deltas() == 0 {
-		t.Error("after migration 3: no term list stored as a delta")
+	if n := listed(); n >= content {
+		t.Errorf("after migration 3: %d terms listed of %d postings of content, want fewer", n, content)
 	}
 	var free int
 	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
@@ -193,7 +216,7 @@ func TestPackPostings(t *testing.T) {
 // the row before it of the same data key when that is shorter, with a
 // list packed whole at least every maxDeltas+1 rows; every list reads back
 // as it was, across index steps, and an erasure deletes every posting.
-func TestTermDeltas(t *testing.T) {
+func TestTermSourcesListed(t *testing.T) {
 	ctx := t.Context()
 	const n = 60
 	db, _, keys := openKeyed(t, n)
@@ -246,12 +269,14 @@ func TestTermDeltas(t *testing.T) {
 	if got := indexPostings(t, db); !slices.Equal(got, want) {
 		t.Fatalf("postings read back through their term sources: %d, want %d, or not the same", len(got), len(want))
 	}
-	forms := map[int64]byte{}
+	// Each row lists the terms new to its key: three a record (whose
+	// history grows by three words), none after a drop, forty at record
+	// 30, one more at record 20.
+	lens := map[int64]int{}
 	rows, err := db.index.QueryContext(ctx, `SELECT seq, terms FROM term_sources WHERE data_key = ? ORDER BY seq`, keys[0].ID[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	deltas, run := 0, 0
 	for rows.Next() {
 		var (
 			seq   int64
@@ -260,23 +285,17 @@ func TestTermDeltas(t *testing.T) {
 		if err := rows.Scan(&seq, &terms); err != nil {
 			t.Fatal(err)
 		}
-		forms[seq] = terms[0]
-		if terms[0] == tagDelta {
-			deltas++
-			if run++; run > maxDeltas {
-				t.Errorf("record %d: the %dth delta in a row", seq, run)
-			}
-		} else {
-			run = 0
+		listed, delta, err := listedTerms(terms)
+		if err != nil || delta {
+			t.Fatalf("record %d: %v, delta %v", seq, err, delta)
 		}
+		lens[seq] = len(listed)
 	}
 	rows.Close()
-	if forms[0] != tagTerms || forms[2] != tagDelta || forms[20] == tagDelta || forms[22] == tagDelta || forms[30] != tagTerms || forms[32] != tagDelta {
-		t.Errorf("forms of rows 0, 2, 20, 22, 30, 32: %x %x %x %x %x %x; want whole, delta, not a delta, whole (after a list of other keys), whole (all new), delta",
-			forms[0], forms[2], forms[20], forms[22], forms[30], forms[32])
-	}
-	if deltas < 20 {
-		t.Errorf("%d of %d rows are deltas", deltas, len(forms))
+	for seq, want := range map[int64]int{0: 33, 2: 3, 16: 3, 18: 3, 20: 4, 30: 40, 32: 3, 58: 3} {
+		if lens[seq] != want {
+			t.Errorf("record %d lists %d terms, want %d", seq, lens[seq], want)
+		}
 	}
 	eraseKey(t, db, n, keys[0].ID)
 	// The purge right after the erasure may take longer than openKeyed's
@@ -297,32 +316,23 @@ func TestTermListsDamaged(t *testing.T) {
 	for i := range 12 {
 		tags = append(tags, fmt.Sprintf("term=%024x", i))
 	}
-	whole := packTerms(tags[:11])
-	delta, depth := packDelta(tags[:11], 0, tags[1:])
-	if delta[0] != tagDelta || depth != 1 {
-		t.Fatalf("packDelta: %x, depth %d", delta, depth)
+	// A row of 2026-11-28's form: two tags removed, three added.
+	delta := []byte{tagDelta, 2}
+	for _, k := range slices.Concat(tags[:2], tags[9:]) {
+		delta, _ = postings.AppendTag(delta, k)
 	}
-	l := newTermLists()
-	if got, err := l.next(whole); err != nil || !slices.Equal(got, tags[:11]) {
-		t.Fatalf("whole: %q, %v", got, err)
+	if got, d, err := listedTerms(packTerms(tags[:11])); err != nil || d || !slices.Equal(got, tags[:11]) {
+		t.Fatalf("whole: %q, %v, %v", got, d, err)
 	}
-	if got, err := l.next(delta); err != nil || !slices.Equal(got, tags[1:]) {
-		t.Fatalf("delta: %q, %v", got, err)
+	if got, d, err := listedTerms(delta); err != nil || !d || !slices.Equal(got, tags[9:]) {
+		t.Fatalf("delta: %q, %v, %v; want the tags added", got, d, err)
 	}
-	for name, c := range map[string]struct{ before, delta []byte }{
-		"no list before":       {nil, delta},
-		"removes a key absent": {packTerms(tags[1:11]), delta},
-		"adds a key present":   {packTerms(tags), delta},
-		"cut short":            {whole, delta[:len(delta)-1]},
-		"counts too many":      {whole, append([]byte{tagDelta, 9}, delta[2:]...)},
+	for name, b := range map[string][]byte{
+		"cut short":       delta[:len(delta)-1],
+		"counts too many": append([]byte{tagDelta, 9}, delta[2:]...),
+		"no count":        {tagDelta},
 	} {
-		l := newTermLists()
-		if c.before != nil {
-			if _, err := l.next(c.before); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := l.next(c.delta); !errors.Is(err, errDamagedTerms) {
+		if _, _, err := listedTerms(b); !errors.Is(err, errDamagedTerms) {
 			t.Errorf("%s: %v, want damaged", name, err)
 		}
 	}
@@ -339,8 +349,9 @@ func TestPostingBlocks(t *testing.T) {
 	for seq := range int64(300) {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
 			infertrail.Posting{Key: "term=" + strings.Repeat("ab", termTag), Seq: seq, DataKey: keys[seq%2].ID})
-		if seq%64 == 63 || seq%64 == 0 {
-			// The first and last bit of each block, under the first key alone.
+		if seq%64 == 62 || seq%64 == 0 {
+			// The first bit of each block and one near its end, records
+			// of the first key (the second's have bit 63).
 			ps = append(ps, infertrail.Posting{Key: "term=" + strings.Repeat("cd", termTag), Seq: seq, DataKey: keys[0].ID})
 		}
 	}
@@ -392,8 +403,8 @@ func TestPostingBlocks(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, []int64{63, 0}) {
-		t.Errorf("query after migration 4: %v, want [63 0] (the first or last of a block, and 0 mod 7)", got)
+	if !slices.Equal(got, []int64{126, 0}) {
+		t.Errorf("query after migration 4: %v, want [126 0] (0 or 62 mod 64, and 0 mod 7)", got)
 	}
 	eraseKey(t, db, 300, keys[0].ID)
 	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
@@ -403,5 +414,40 @@ func TestPostingBlocks(t *testing.T) {
 	// The third key's blocks are empty, and gone; the second's are half full.
 	if n := rows(); n != blocks-5 {
 		t.Errorf("%d rows of postings after the erasure, want %d", n, blocks-5)
+	}
+}
+
+// TestOldDeltaRows: term lists that an index file of 2026-11-28 holds as
+// changes to the row before (tagDelta) are read for an erasure as the
+// terms they add, and the erasure still deletes every posting of its key.
+func TestOldDeltaRows(t *testing.T) {
+	ctx := t.Context()
+	db, _, keys := openKeyed(t, 3)
+	defer db.Close()
+	term := func(s string) string { return "term=" + strings.Repeat(s, termTag) }
+	k, other := keys[0].ID, keys[1].ID
+	ps := []infertrail.Posting{
+		{Key: term("aa"), Seq: 0, DataKey: k}, {Key: term("bb"), Seq: 0, DataKey: k},
+		{Key: term("dd"), Seq: 1, DataKey: other},
+		{Key: term("aa"), Seq: 2, DataKey: k}, {Key: term("cc"), Seq: 2, DataKey: k},
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 3, ps); err != nil {
+		t.Fatal(err)
+	}
+	// Record 2's row as that build wrote it: bb removed, cc added.
+	delta := []byte{tagDelta, 1}
+	delta, _ = postings.AppendTag(delta, term("bb"))
+	delta, _ = postings.AppendTag(delta, term("cc"))
+	for seq, b := range map[int64][]byte{0: packTerms([]string{term("aa"), term("bb")}), 2: delta} {
+		if _, err := db.index.ExecContext(ctx, `UPDATE term_sources SET terms = ? WHERE data_key = ? AND seq = ?`, b, k[:], seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eraseKey(t, db, 3, k)
+	if err := db.writeIndex(ctx, "purge", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := indexPostings(t, db), []infertrail.Posting{ps[2]}; !slices.Equal(got, want) {
+		t.Errorf("after the erasure: %+v, want %+v", got, want)
 	}
 }

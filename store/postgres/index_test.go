@@ -119,23 +119,31 @@ func TestQueryPartitions(t *testing.T) {
 	}
 }
 
+// openKeyed opens a test store holding n entries of storetest.MakeBatch,
+// their content encrypted under two data keys or more, and returns the
+// keys' ids.
+func openKeyed(t *testing.T, n int) (*DB, []infertrail.KeyID) {
+	t.Helper()
+	db, _ := openTest(t, Config{})
+	entries, blobs := storetest.MakeBatch(0, n)
+	var ids []infertrail.KeyID
+	for id := range appendEncrypted(t, db, entries, blobs) {
+		ids = append(ids, id)
+	}
+	if len(ids) < 2 {
+		t.Fatalf("test data has %d keys", len(ids))
+	}
+	return db, ids
+}
+
 // TestTermSourcesNewTerms: a record's term_sources row lists only the
 // terms not listed before under its data key (in the same step, or a step
 // before on this node), and an erasure still deletes every posting of the
 // key's records, even of terms a record dropped and took up again, and
 // none of another key's.
 func TestTermSourcesNewTerms(t *testing.T) {
-	db, _ := openTest(t, Config{})
+	db, ids := openKeyed(t, 8)
 	ctx := t.Context()
-	entries, blobs := storetest.MakeBatch(0, 8)
-	keys := appendEncrypted(t, db, entries, blobs)
-	var ids []infertrail.KeyID
-	for id := range keys {
-		ids = append(ids, id)
-	}
-	if len(ids) < 2 {
-		t.Fatalf("test data has %d keys", len(ids))
-	}
 	k1, k2 := ids[0], ids[1]
 	lists := []struct {
 		key   infertrail.KeyID
@@ -206,17 +214,8 @@ func TestTermSourcesNewTerms(t *testing.T) {
 // erases overlap, in both orders, and checks that no posting of the erased
 // key is left.
 func TestPostingsEraseRace(t *testing.T) {
-	db, _ := openTest(t, Config{})
+	db, ids := openKeyed(t, 40)
 	ctx := t.Context()
-	entries, blobs := storetest.MakeBatch(0, 40)
-	keys := appendEncrypted(t, db, entries, blobs)
-	var ids []infertrail.KeyID
-	for id := range keys {
-		ids = append(ids, id)
-	}
-	if len(ids) < 2 {
-		t.Fatalf("test data has %d keys", len(ids))
-	}
 	postings := func(id infertrail.KeyID) []infertrail.Posting {
 		return []infertrail.Posting{{Key: fmt.Sprintf("term=%x", id[:4]), Seq: 1, DataKey: id}, {Key: "term=all", Seq: 2, DataKey: id}}
 	}

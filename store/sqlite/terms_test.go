@@ -175,16 +175,7 @@ func TestPackPostings(t *testing.T) {
 	if blobs, n := count("blob"), listed(); blobs != 0 || n != content {
 		t.Fatalf("%d keys left packed, %d terms listed, want 0 and %d", blobs, n, content)
 	}
-	db.Close()
-
-	db, err := Open(ctx, path, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { db.Close() }()
-	if got := indexPostings(t, db); !slices.Equal(got, want) {
-		t.Errorf("postings after migrations 3 and 4: %d, want %d, or not the same", len(got), len(want))
-	}
+	db = reopen(t, db, path, want, "migrations 3 and 4")
 	if blobs, texts := count("blob"), count("text"); blobs != 300*21 || texts != 300*2 {
 		t.Errorf("after migration 3: %d keys packed and %d text, want %d and %d", blobs, texts, 300*21, 300*2)
 	}
@@ -379,16 +370,7 @@ func TestPostingBlocks(t *testing.T) {
 	if n := rows(); n != len(ps) {
 		t.Fatalf("%d rows after going back to version 3, want %d", n, len(ps))
 	}
-	db.Close()
-
-	db, err := Open(ctx, path, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { db.Close() }()
-	if got := indexPostings(t, db); !slices.Equal(got, want) {
-		t.Errorf("postings after migration 4: %d, want %d, or not the same", len(got), len(want))
-	}
+	db = reopen(t, db, path, want, "migration 4")
 	if n := rows(); n != blocks {
 		t.Errorf("%d rows of postings after migration 4, want %d", n, blocks)
 	}
@@ -450,4 +432,21 @@ func TestOldDeltaRows(t *testing.T) {
 	if got, want := indexPostings(t, db), []infertrail.Posting{ps[2]}; !slices.Equal(got, want) {
 		t.Errorf("after the erasure: %+v, want %+v", got, want)
 	}
+}
+
+// reopen closes db, opens the database at path again (which migrates its
+// files), and checks that its postings are want, after what names the
+// migration.
+func reopen(t *testing.T, db *DB, path string, want []infertrail.Posting, what string) *DB {
+	t.Helper()
+	db.Close()
+	db, err := Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if got := indexPostings(t, db); !slices.Equal(got, want) {
+		t.Errorf("postings after %s: %d, want %d, or not the same", what, len(got), len(want))
+	}
+	return db
 }

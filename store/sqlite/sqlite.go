@@ -103,6 +103,11 @@ type DB struct {
 	writer      *sql.DB // one connection: append transactions and checkpoint writes
 	// seen is what the index's steps listed in term_sources.
 	seen postings.Seen
+	// walkStmts holds the statements of walks of postings (walkStmt).
+	walkStmts struct {
+		sync.Mutex
+		m map[string]*sql.Stmt
+	}
 	// index is one connection to the index file: postings, cursors and
 	// findings (see The index file).
 	index   *sql.DB
@@ -363,6 +368,11 @@ func (db *DB) Close() error {
 				errs = append(errs, s.Close())
 			}
 		}
+		db.walkStmts.Lock()
+		for _, s := range db.walkStmts.m {
+			errs = append(errs, s.Close())
+		}
+		db.walkStmts.Unlock()
 		errs = append(errs, db.points.Close(), db.readers.Close(), db.index.Close(), db.writer.Close())
 		if err := errors.Join(errs...); err != nil {
 			db.closeErr = fmt.Errorf("close %s: %w", db.path, err)

@@ -353,7 +353,7 @@ func TestIndexerSkipsWhatItCannotParse(t *testing.T) {
 func TestIndexStepBounded(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	const records, words = 150, 600
+	const records, words = 300, 600
 	for i := range records {
 		var text []byte
 		for w := range words {
@@ -374,13 +374,13 @@ func TestIndexStepBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A step of 16,384 postings ends after 28 records.
+	// A step of 65,536 postings ends after about 108 records.
 	n, err := e.IndexStep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n < 20 || n > 35 {
-		t.Errorf("a step indexed %d records, want about 28 of %d", n, records)
+	if n < 90 || n > 125 {
+		t.Errorf("a step indexed %d records, want about 108 of %d", n, records)
 	}
 	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != int64(n) {
 		t.Errorf("cursor at %d (%v) after a step of %d", c, err, n)

@@ -315,16 +315,25 @@ func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail
 	if err != nil {
 		return fmt.Errorf("query entries: %w", err)
 	}
+	// fn's own error is returned as it is; the store's are named.
+	var fnErr error
+	call := func(e *infertrail.Entry) error {
+		fnErr = fn(e)
+		return fnErr
+	}
 	switch {
 	case p.keys != nil:
-		err = p.keys.run(ctx, db, tx, fn)
+		err = p.keys.run(ctx, db, tx, call)
 	case p.query != "":
 		var rows *sql.Rows
 		if rows, err = tx.QueryContext(ctx, p.query, p.args...); err == nil {
-			err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) { return true, fn(e) })
+			err = scanEntries(rows, func(e *infertrail.Entry) (bool, error) { return true, call(e) })
 		}
 	}
-	if err != nil {
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
 		return fmt.Errorf("query entries: %w", err)
 	}
 	return nil

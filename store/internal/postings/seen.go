@@ -36,7 +36,7 @@ type Listed struct {
 	Terms []string
 }
 
-// MaxSeen bounds the terms a Seen holds, about 40 MB of them.
+// MaxSeen bounds the terms a Seen holds: about 50 MB of strings.
 const MaxSeen = 1 << 20
 
 // Get returns what was listed under data key k.

@@ -58,7 +58,11 @@ func (db *DB) AdvanceCursor(ctx context.Context, name string, from, to int64) er
 // deletes their postings: if the erasure locks a row first, AddPostings
 // waits for it to commit and then sees the key erased; if AddPostings locks
 // first, the erasure waits, and its delete then sees the committed
-// postings. Both lock in id order, so they cannot deadlock.
+// postings. Both lock in id order, so they cannot deadlock. After the data
+// keys, AddPostings locks the rows it writes in this order: postings in
+// order of block and key, key_records in primary-key order, block_terms in
+// block order (insertPostings); an erasure locks postings and block_terms
+// rows in the same orders (erasePostings).
 func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in []infertrail.Posting) error {
 	if err := checkAdvance(cursor, from, to); err != nil {
 		return fmt.Errorf("add postings: %w", err)
@@ -67,10 +71,8 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 		return fmt.Errorf("add postings: %w", err)
 	}
 	ps := postings.Sort(in)
-	var next map[infertrail.KeyID]postings.Listed
 	err := db.appends.Write(ctx, func() error {
 		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-			next = map[infertrail.KeyID]postings.Listed{}
 			if err := advance(ctx, tx, cursor, from, to); err != nil {
 				return err
 			}
@@ -81,13 +83,12 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 			if len(erased) > 0 {
 				ps = slices.DeleteFunc(ps, func(p infertrail.Posting) bool { return erased[p.DataKey] })
 			}
-			return insertPostings(ctx, tx, ps, &db.seen, next)
+			return insertPostings(ctx, tx, ps)
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("add %d postings, cursor %q from %d to %d: %w", len(in), cursor, from, to, classify(err))
 	}
-	db.seen.Set(next)
 	return nil
 }
 
@@ -191,13 +192,15 @@ func storedKeys[T any](vs []T, key func(T) string) [][]byte {
 
 // insertPostings adds ps, in Sort's order, to the postings table: each key's
 // postings in a block of records are one row (postings.Blocks), and a row
-// stored already gets their bits too. The rows are written in primary-key
-// order, as an erasure locks them, so that the two cannot deadlock.
+// stored already gets their bits too. The rows are written in order of
+// block and key, as an erasure locks them, a few blocks at a time, so that
+// the two cannot deadlock.
 //
-// Each search term's record and data key is listed in term_sources, for
-// an erasure: seen, if not nil, is what steps before listed, and next, if
-// not nil, gets what this one lists (postings.List).
-func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, seen *postings.Seen, next map[infertrail.KeyID]postings.Listed) error {
+// For an erasure, the postings derived from content (those with a data
+// key) are also recorded as postings.Erasable gives them: each data key's
+// records, a bitmap per block, in key_records, and each block's keys in
+// its list in block_terms (mergeLists).
+func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -208,36 +211,93 @@ func insertPostings(ctx context.Context, tx pgx.Tx, ps []infertrail.Posting, see
 		blocks[i], bits[i] = b.Block, b.Bits
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO postings (key, block, bits)
-		SELECT key, block, bits FROM unnest($1::bytea[], $2::int8[], $3::int8[]) WITH ORDINALITY AS b (key, block, bits, n) ORDER BY n
+		SELECT key, block, bits FROM unnest($1::bytea[], $2::int8[], $3::int8[]) AS b (key, block, bits) ORDER BY block, key
 		ON CONFLICT (key, block) DO UPDATE SET bits = postings.bits | EXCLUDED.bits`, keys, blocks, bits)
 	if err != nil {
 		return fmt.Errorf("insert postings: %w", err)
 	}
-	srcs := postings.Sources(ps)
-	if len(srcs) == 0 {
+	owners, lists := postings.Erasable(ps)
+	if len(owners) == 0 {
 		return nil
 	}
-	// Each record's row lists the terms not listed before under its data
-	// key (postings.List).
-	if next == nil {
-		next = map[infertrail.KeyID]postings.Listed{}
+	ids, blocks, bits := make([][]byte, len(owners)), make([]int64, len(owners)), make([]int64, len(owners))
+	for i := range owners {
+		ids[i], blocks[i], bits[i] = owners[i].Key[:], owners[i].Block, owners[i].Bits
 	}
-	terms := make([][][]byte, len(srcs))
-	for i, src := range srcs {
-		keys := postings.List(seen, next, src.Key, src.Seq, src.Keys)
-		terms[i] = storedKeys(keys, func(k string) string { return k })
-	}
-	err = copyNew(ctx, tx, "term_sources", []string{"data_key", "seq", "terms"}, len(srcs), func(i int) []any {
-		return []any{srcs[i].Key[:], srcs[i].Seq, terms[i]}
-	}, func() error {
-		b := &pgx.Batch{}
-		for i, s := range srcs {
-			b.Queue(`INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.Key[:], s.Seq, terms[i])
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
+	_, err = tx.Exec(ctx, `INSERT INTO key_records (data_key, block, bits)
+		SELECT data_key, block, bits FROM unnest($1::bytea[], $2::int8[], $3::int8[]) WITH ORDINALITY AS r (data_key, block, bits, n) ORDER BY n
+		ON CONFLICT (data_key, block) DO UPDATE SET bits = key_records.bits | EXCLUDED.bits`, ids, blocks, bits)
 	if err != nil {
-		return fmt.Errorf("insert term sources: %w", err)
+		return fmt.Errorf("insert key records: %w", err)
+	}
+	return mergeLists(ctx, tx, lists)
+}
+
+// mergeLists merges the keys of lists, in block order, into the blocks'
+// lists in block_terms, locking the rows in block order.
+//
+// One statement inserts the rows of new blocks and locks those stored
+// already: ON CONFLICT DO UPDATE locks the conflicting row, and its WHERE
+// false leaves it unwritten. A row that an erasure deletes (its list
+// emptied) while the statement waits for its lock is inserted again once
+// the erasure commits. Inserting with DO NOTHING and then locking with
+// SELECT … FOR UPDATE would leave a gap between the two in which an
+// erasure could delete the row; the SELECT would then skip it, and this
+// step's keys would be listed nowhere.
+func mergeLists(ctx context.Context, tx pgx.Tx, lists []postings.BlockList) error {
+	blocks := make([]int64, len(lists))
+	for i, l := range lists {
+		blocks[i] = l.Block
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO block_terms (block, keys)
+		SELECT block, ''::bytea FROM unnest($1::int8[]) WITH ORDINALITY AS b (block, n) ORDER BY n
+		ON CONFLICT (block) DO UPDATE SET keys = EXCLUDED.keys WHERE false`, blocks)
+	if err != nil {
+		return fmt.Errorf("lock the key lists of %d blocks: %w", len(blocks), err)
+	}
+	// The rows are locked: a plain read sees their latest versions.
+	rows, err := tx.Query(ctx, `SELECT block, keys FROM block_terms WHERE block = ANY($1)`, blocks)
+	if err != nil {
+		return fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
+	}
+	stored := make(map[int64][]string, len(blocks))
+	var (
+		block int64
+		b     []byte
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&block, &b}, func() error {
+		keys, err := postings.ParseList(b)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", block, err)
+		}
+		stored[block] = keys
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
+	}
+	var (
+		changed []int64
+		encoded [][]byte
+	)
+	for _, l := range lists {
+		old, ok := stored[l.Block]
+		if !ok {
+			return fmt.Errorf("merge the key list of block %d: its row is missing after it was locked", l.Block)
+		}
+		// Merge returns the union, as long as the old list only when that
+		// holds every key of the step's already.
+		merged := postings.Merge(old, l.Keys)
+		if len(merged) == len(old) {
+			continue
+		}
+		changed, encoded = append(changed, l.Block), append(encoded, postings.AppendList(nil, merged))
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE block_terms b SET keys = u.keys FROM unnest($1::int8[], $2::bytea[]) AS u (block, keys)
+		WHERE b.block = u.block`, changed, encoded); err != nil {
+		return fmt.Errorf("write the key lists of %d blocks: %w", len(changed), err)
 	}
 	return nil
 }
@@ -745,7 +805,7 @@ func (db *DB) AddFindings(ctx context.Context, fs []infertrail.Finding) error {
 				return fmt.Errorf("insert records of findings: %w", err)
 			}
 		}
-		return insertPostings(ctx, tx, postings.Sort(ps), nil, nil)
+		return insertPostings(ctx, tx, postings.Sort(ps))
 	}
 	err := db.appends.Write(ctx, func() error { return pgx.BeginFunc(ctx, db.pool, insert) })
 	if err != nil {

@@ -3,8 +3,11 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -136,34 +139,198 @@ func openKeyed(t *testing.T, n int) (*DB, []infertrail.KeyID) {
 	return db, ids
 }
 
-// TestTermSourcesNewTerms: a record's term_sources row lists only the
-// terms not listed before under its data key (in the same step, or a step
-// before on this node), and an erasure still deletes every posting of the
-// key's records, even of terms a record dropped and took up again, and
-// none of another key's.
-func TestTermSourcesNewTerms(t *testing.T) {
-	db, ids := openKeyed(t, 8)
+// showKey returns posting key k as tests show its stored form: a packed
+// term key in hexadecimal, any other key as it is.
+func showKey(k string) string {
+	if s := postings.Stored(k); s[0] == postings.TagTerms {
+		return hex.EncodeToString([]byte(s))
+	}
+	return k
+}
+
+// showStored is the SQL expression of showKey for the stored key k.
+func showStored(k string) string {
+	return `CASE WHEN get_byte(` + k + `, 0) = 1 THEN encode(` + k + `, 'hex') ELSE convert_from(` + k + `, 'UTF8') END`
+}
+
+// postingsOf returns the stored postings, each as key@seq (showKey), in
+// order.
+func postingsOf(t testing.TB, db *DB) []string {
+	t.Helper()
+	rows, err := db.pool.Query(t.Context(), `SELECT `+showStored("key")+` || '@' || seq FROM `+postingRows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// blockLists returns the keys of each block's list in block_terms, as
+// showKey shows them, in the list's order.
+func blockLists(t testing.TB, db *DB) map[int64][]string {
+	t.Helper()
+	rows, err := db.pool.Query(t.Context(), `SELECT block, keys FROM block_terms`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64][]string{}
+	var (
+		block int64
+		list  []byte
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&block, &list}, func() error {
+		keys, err := postings.ParseList(list)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", block, err)
+		}
+		for _, k := range keys {
+			if k[0] == postings.TagTerms {
+				k = hex.EncodeToString([]byte(k))
+			}
+			out[block] = append(out[block], k)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// keyRecords returns the rows of key_records: for each data key, the bits
+// of each of its blocks.
+func keyRecords(t testing.TB, db *DB) map[infertrail.KeyID]map[int64]int64 {
+	t.Helper()
+	rows, err := db.pool.Query(t.Context(), `SELECT data_key, block, bits FROM key_records`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[infertrail.KeyID]map[int64]int64{}
+	var (
+		id          []byte
+		block, bits int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &block, &bits}, func() error {
+		k := infertrail.KeyID(id)
+		if out[k] == nil {
+			out[k] = map[int64]int64{}
+		}
+		out[k][block] = bits
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// wantLists returns the lists of block_terms that hold the keys of ps
+// derived from content, as blockLists shows them.
+func wantLists(ps []infertrail.Posting) map[int64][]string {
+	stored := map[int64][]string{}
+	for _, p := range ps {
+		if !p.DataKey.IsZero() {
+			b, _ := postings.BlockOf(p.Seq)
+			stored[b] = append(stored[b], postings.Stored(p.Key))
+		}
+	}
+	out := map[int64][]string{}
+	for b, keys := range stored {
+		slices.Sort(keys)
+		for _, k := range slices.Compact(keys) {
+			if k[0] == postings.TagTerms {
+				k = hex.EncodeToString([]byte(k))
+			}
+			out[b] = append(out[b], k)
+		}
+	}
+	return out
+}
+
+// wantRecords returns the rows of key_records for the postings ps derived
+// from content, as keyRecords gives them.
+func wantRecords(ps []infertrail.Posting) map[infertrail.KeyID]map[int64]int64 {
+	out := map[infertrail.KeyID]map[int64]int64{}
+	for _, p := range ps {
+		if p.DataKey.IsZero() {
+			continue
+		}
+		if out[p.DataKey] == nil {
+			out[p.DataKey] = map[int64]int64{}
+		}
+		b, bit := postings.BlockOf(p.Seq)
+		out[p.DataKey][b] |= bit
+	}
+	return out
+}
+
+// showPostings returns ps as postingsOf shows stored postings, without
+// repeats, in order.
+func showPostings(ps []infertrail.Posting) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%s@%d", showKey(p.Key), p.Seq))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// TestErasureListsExact indexes two sessions, each under its own data
+// key, whose records share blocks and some terms, in several steps and
+// again under a second cursor, and erases one. key_records and
+// block_terms must hold what the postings give before; after, every
+// record of the other session is still found by each of its terms, and
+// no erased record by any; each block's list names exactly the keys
+// derived from content that still have a row in the block, and
+// key_records has no row of the erased key. Postings derived from the
+// leaf are left alone. The erasure runs a block at a time too.
+func TestErasureListsExact(t *testing.T) {
+	for _, blocks := range []int{eraseBlocks, 1} {
+		t.Run(fmt.Sprintf("eraseBlocks=%d", blocks), func(t *testing.T) {
+			defer func(old int) { eraseBlocks = old }(eraseBlocks)
+			eraseBlocks = blocks
+			testErasureListsExact(t)
+		})
+	}
+}
+
+func testErasureListsExact(t *testing.T) {
+	const n = 150 // records 0 to 149: blocks 0, 1 and 2
+	db, ids := openKeyed(t, n)
 	ctx := t.Context()
 	k1, k2 := ids[0], ids[1]
-	lists := []struct {
-		key   infertrail.KeyID
-		terms []string
-		rows  []string // term_sources.terms
-	}{
-		{k1, []string{"a", "b"}, []string{"a", "b"}},
-		{k1, []string{"a", "b", "c"}, []string{"c"}},
-		{k1, []string{"a", "c"}, nil},
-		{k1, []string{"a", "c", "d"}, []string{"d"}}, // the next step
-		{k1, []string{"b"}, nil},
-		{k1, []string{"a", "b", "c", "d", "e"}, []string{"e"}},
-		{k2, []string{"a", "b"}, []string{"a", "b"}},
-		{k2, []string{"a", "b", "x"}, []string{"x"}},
+	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	// Even records are the first session's, odd ones the second's, but for
+	// records 130 on, which are the second's alone. Every record has the
+	// shared terms 0 and 1 and a word kept as text (not packed); the
+	// first session's also its own terms 10 to 12, the second's 20 to 22,
+	// and each record a term of its own (1000 + seq).
+	termsOf := func(seq int) []string {
+		ts := []string{term(0), term(1), "term=word", term(1000 + seq)}
+		own := 10
+		if seq%2 == 1 || seq >= 130 {
+			own = 20
+		}
+		for i := range 3 {
+			if (seq+i)%3 == 0 {
+				ts = append(ts, term(own+i))
+			}
+		}
+		return ts
+	}
+	keyOf := func(seq int) infertrail.KeyID {
+		if seq%2 == 1 || seq >= 130 {
+			return k2
+		}
+		return k1
 	}
 	var ps []infertrail.Posting
-	for seq, l := range lists {
+	for seq := range n {
 		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: int64(seq)})
-		for _, w := range l.terms {
-			ps = append(ps, infertrail.Posting{Key: "term=" + w, Seq: int64(seq), DataKey: l.key})
+		for _, k := range termsOf(seq) {
+			ps = append(ps, infertrail.Posting{Key: k, Seq: int64(seq), DataKey: keyOf(seq)})
 		}
 	}
 	step := func(cursor string, from, to int64) {
@@ -178,35 +345,162 @@ func TestTermSourcesNewTerms(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	step("indexer", 0, 3)
-	step("indexer", 3, 8)
-	step("again", 0, 8) // a second cursor: every row is there already
-	for seq, l := range lists {
-		var stored [][]byte
-		if err := db.pool.QueryRow(ctx, `SELECT terms FROM term_sources WHERE data_key = $1 AND seq = $2`, l.key[:], seq).Scan(&stored); err != nil {
-			t.Fatalf("record %d: %v", seq, err)
-		}
-		var got []string
-		for _, k := range stored {
-			got = append(got, strings.TrimPrefix(string(k), "term="))
-		}
-		if !slices.Equal(got, l.rows) {
-			t.Errorf("record %d lists %q, want %q", seq, got, l.rows)
-		}
+	for from := int64(0); from < n; from += 37 {
+		step("indexer", from, min(from+37, n))
 	}
+	step("again", 0, n) // a second cursor: every key is listed already
+	if got, want := postingsOf(t, db), showPostings(ps); !slices.Equal(got, want) {
+		t.Fatalf("postings: %d, want %d, or not the same", len(got), len(want))
+	}
+	if got, want := blockLists(t, db), wantLists(ps); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("block_terms before the erasure:\n%v\nwant\n%v", got, want)
+	}
+	if got, want := keyRecords(t, db), wantRecords(ps); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records before the erasure: %v, want %v", got, want)
+	}
+
 	eraseKey(t, db, k1)
-	rows, err := db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM `+postingRows+` ORDER BY key, seq`)
+	left := slices.DeleteFunc(slices.Clone(ps), func(p infertrail.Posting) bool { return p.DataKey == k1 })
+	if got, want := postingsOf(t, db), showPostings(left); !slices.Equal(got, want) {
+		t.Errorf("postings after the erasure: %d, want %d, or not the same", len(got), len(want))
+	}
+	if got, want := blockLists(t, db), wantLists(left); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("block_terms after the erasure:\n%v\nwant\n%v", got, want)
+	}
+	if got, want := keyRecords(t, db), wantRecords(left); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records after the erasure: %v, want %v", got, want)
+	}
+	// Each term finds the second session's records that have it.
+	found := map[string][]int64{}
+	for seq := n - 1; seq >= 0; seq-- {
+		if keyOf(seq) == k2 {
+			for _, k := range termsOf(seq) {
+				found[k] = append(found[k], int64(seq))
+			}
+		}
+	}
+	terms := map[string]bool{}
+	for seq := range n {
+		for _, k := range termsOf(seq) {
+			terms[k] = true
+		}
+	}
+	for k := range terms {
+		var got []int64
+		if err := db.Query(ctx, infertrail.Query{Keys: []string{k}, Limit: 1000}, func(e *infertrail.Entry) error {
+			got = append(got, e.Seq)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, found[k]) {
+			t.Errorf("query %s after the erasure: %v, want %v", k, got, found[k])
+		}
+	}
+}
+
+// TestErasureEmptiesListWhileAdding erases the only session of a block
+// while, on another node, AddPostings adds a second session's postings,
+// with other terms, to the block: the erasure deletes the block's list,
+// and AddPostings, which waits for it, must list its keys in a new one,
+// so that erasing the second session then deletes its postings too.
+func TestErasureEmptiesListWhileAdding(t *testing.T) {
+	db, ids := openKeyed(t, 80)
+	ctx := t.Context()
+	k1, k2 := ids[0], ids[1]
+	app := "infertrail-lists-" + db.schema
+	other, err := Open(ctx, withParam(t, testDSN(t), "application_name", app), Config{Schema: db.schema})
 	if err != nil {
 		t.Fatal(err)
 	}
-	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	defer other.Close()
+	first := []infertrail.Posting{
+		{Key: "term=aaaaaaaaaaaaaaaaaaaaaaaa", Seq: 64, DataKey: k1},
+		{Key: "term=aaaaaaaaaaaaaaaaaaaaaaaa", Seq: 65, DataKey: k1},
+		{Key: "term=first", Seq: 65, DataKey: k1},
+	}
+	second := []infertrail.Posting{
+		{Key: "term=bbbbbbbbbbbbbbbbbbbbbbbb", Seq: 66, DataKey: k2},
+		{Key: "term=second", Seq: 67, DataKey: k2},
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 66, first); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginAppend(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"model=m@0", "model=m@1", "model=m@2", "model=m@3", "model=m@4", "model=m@5", "model=m@6", "model=m@7",
-		"term=a@6", "term=a@7", "term=b@6", "term=b@7", "term=x@7"}
-	if !slices.Equal(left, want) {
-		t.Errorf("postings after erasing the first key: %v, want %v", left, want)
+	defer tx.Rollback()
+	if _, err := tx.Erase(ctx, []infertrail.KeyID{k1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	added := make(chan error, 1)
+	go func() { added <- other.AddPostings(ctx, "indexer", 66, 80, second) }()
+	// Wait until AddPostings waits for a lock the erasure holds.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-added:
+			t.Fatalf("AddPostings returned (%v) while an erasure held its block's list", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("AddPostings is not waiting for the erasure")
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := blockLists(t, db), wantLists(second); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("block_terms after the erasure and AddPostings: %v, want %v", got, want)
+	}
+	if got, want := postingsOf(t, db), showPostings(second); !slices.Equal(got, want) {
+		t.Errorf("postings after the erasure and AddPostings: %v, want %v", got, want)
+	}
+	eraseKey(t, db, k2)
+	if got := postingsOf(t, db); len(got) != 0 {
+		t.Errorf("postings after erasing both keys: %v, want none", got)
+	}
+	if got := blockLists(t, db); len(got) != 0 {
+		t.Errorf("block_terms after erasing both keys: %v, want none", got)
+	}
+}
+
+// TestEraseDamagedList: an erasure that finds a block's list damaged
+// fails, naming the block, and erases nothing.
+func TestEraseDamagedList(t *testing.T) {
+	db, ids := openKeyed(t, 80)
+	ctx := t.Context()
+	ps := []infertrail.Posting{{Key: "term=aaaaaaaaaaaaaaaaaaaaaaaa", Seq: 70, DataKey: ids[0]}}
+	if err := db.AddPostings(ctx, "indexer", 0, 80, ps); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE block_terms SET keys = '\x05' WHERE block = 1`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginAppend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	_, err = tx.Erase(ctx, []infertrail.KeyID{ids[0]}, 0)
+	if !errors.Is(err, postings.ErrDamagedList) || !strings.Contains(err.Error(), "block 1") {
+		t.Fatalf("Erase with a damaged list: %v, want an error wrapping ErrDamagedList naming block 1", err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Fatal("Commit after a failed Erase succeeded")
+	}
+	if got, want := postingsOf(t, db), showPostings(ps); !slices.Equal(got, want) {
+		t.Errorf("postings after a failed erasure: %v, want %v", got, want)
 	}
 }
 
@@ -219,7 +513,8 @@ func TestPostingsEraseRace(t *testing.T) {
 	postings := func(id infertrail.KeyID) []infertrail.Posting {
 		return []infertrail.Posting{{Key: fmt.Sprintf("term=%x", id[:4]), Seq: 1, DataKey: id}, {Key: "term=all", Seq: 2, DataKey: id}}
 	}
-	// left counts the postings of id still stored, and its term sources.
+	// left counts the postings of id still stored, and its key_records
+	// rows.
 	left := func(id infertrail.KeyID) int {
 		t.Helper()
 		var n int
@@ -232,7 +527,7 @@ func TestPostingsEraseRace(t *testing.T) {
 			n += k
 		}
 		var k int
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM term_sources WHERE data_key = $1`, id[:]).Scan(&k); err != nil {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM key_records WHERE data_key = $1`, id[:]).Scan(&k); err != nil {
 			t.Fatal(err)
 		}
 		return n + k
@@ -291,7 +586,7 @@ func TestPostingsEraseRace(t *testing.T) {
 	if erased, err := lockKeys(ctx, tx, ps); err != nil || len(erased) != 0 {
 		t.Fatalf("lockKeys = %v, %v", erased, err)
 	}
-	if err := insertPostings(ctx, tx, ps, nil, nil); err != nil {
+	if err := insertPostings(ctx, tx, ps); err != nil {
 		t.Fatal(err)
 	}
 	go func() { errc <- erase(ids[1], nil, nil) }()
@@ -328,7 +623,7 @@ func TestPostingsEraseRace(t *testing.T) {
 	wg.Wait()
 	for _, id := range ids[2:] {
 		if n := left(id); n != 0 {
-			t.Errorf("%d postings and term sources of erased key %x, want none", n, id[:4])
+			t.Errorf("%d postings and key records of erased key %x, want none", n, id[:4])
 		}
 	}
 }

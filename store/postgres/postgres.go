@@ -106,7 +106,6 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind"
-	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // Config configures a store. Its zero value is a valid configuration.
@@ -151,8 +150,6 @@ type DB struct {
 	// and detectors' writes go after: they share the node's CPU, and
 	// PostgreSQL's, with ingest.
 	appends behind.Appends
-	// seen is what the index's steps listed in term_sources.
-	seen postings.Seen
 }
 
 var _ infertrail.Store = (*DB)(nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // keyArg is the key_id column value of a blob: nil, which pgx sends as
@@ -255,40 +256,114 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	if err != nil {
 		return 0, fmt.Errorf("erase %d keys: %w", len(ids), classify(t.fail(err)))
 	}
-	// The postings derived from the keys' content (search terms) go too, in
-	// a statement that starts once the keys' rows are locked: its snapshot
-	// sees every posting of an AddPostings that locked them first (and had
-	// the lock above wait for it), and an AddPostings that locks them later
-	// waits, then sees them erased (see AddPostings). Keys erased earlier
-	// have no term sources left; deleting by every id costs one probe of
-	// term_sources each.
-	//
-	// A posting is a bit of its key's block of records: the keys' bits are
-	// cleared from their blocks, which are locked first in primary-key
-	// order, as AddPostings writes them, so that the two cannot deadlock;
-	// the blocks left empty are deleted after.
-	//
-	// A record's row lists the terms not listed before under its key
-	// (postings.List), so the rows of a key up to a record hold every term
-	// it has: each term's bit is cleared from the first record that lists
-	// it on, of those of the key. (A term the later records no longer
-	// have has no bit of theirs to clear.)
-	rows, err := t.tx.Query(ctx, `WITH sources AS (
-			DELETE FROM term_sources WHERE data_key = ANY($1) RETURNING data_key, seq, terms),
-		firsts AS (
-			SELECT s.data_key, t.key, min(s.seq) AS seq FROM sources s, unnest(s.terms) AS t (key) GROUP BY 1, 2),
-		masks AS (
-			SELECT f.key, s.seq >> 6 AS block, bit_or(1::int8 << (s.seq & 63)::int) AS mask
-			FROM firsts f JOIN sources s ON s.data_key = f.data_key AND s.seq >= f.seq GROUP BY 1, 2),
-		locked AS (
-			SELECT p.key, p.block, m.mask FROM postings p JOIN masks m ON m.key = p.key AND m.block = p.block
-			ORDER BY p.key, p.block FOR UPDATE OF p),
+	// The postings derived from the keys' content (search terms) go too,
+	// in statements that start once the keys' rows are locked: their
+	// snapshots see every posting of an AddPostings that locked them first
+	// (and had the lock above wait for it), and an AddPostings that locks
+	// them later waits, then sees them erased (see AddPostings).
+	if err := erasePostings(ctx, t.tx, ids); err != nil {
+		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+	}
+	return blobs, nil
+}
+
+// eraseBlocks is how many blocks of records an erasure clears, and then
+// prunes the lists of, with one statement each: some 50,000 (key, block)
+// rows with agent traffic. Tests lower it.
+var eraseBlocks = 64
+
+// erasePostings clears, from the postings derived from content, the bits
+// of the records whose content was under the data keys ids, and deletes
+// the rows left with none (postings.Erasable describes the tables):
+//
+//  1. It deletes the keys' key_records rows: their bits, ORed per block,
+//     are the erased records of each block (keys erased earlier have no
+//     rows left).
+//  2. A few blocks at a time, in block order, it reads the blocks' lists
+//     in block_terms without a lock (every key with a bit of an erased
+//     record in a block is listed there already, since the AddPostings
+//     that wrote the bit has committed), clears the erased records' bits
+//     from each listed key's row of the block, locking the rows first in
+//     (block, key) order, as AddPostings writes them, and deletes the rows
+//     left with no bit. A row with no bit of an erased record is neither
+//     locked nor written.
+//  3. Then, a few at a time in block order, it locks the lists of the
+//     blocks where it deleted rows, as AddPostings does, and drops from
+//     each the keys with no row left in the block; a list left empty goes
+//     with its row.
+//
+// The erasure and AddPostings thus lock in the same order (data_keys,
+// postings by block and key, block_terms by block), so they cannot
+// deadlock, and the erasure holds no more than a few blocks' rows in
+// memory at a time, whatever it erases. An AddPostings that adds a row
+// the erasure deleted waits for the deleted tuple, and after the erasure
+// commits inserts the row and merges its key back into the block's list;
+// one whose block's list the erasure deletes inserts it again
+// (mergeLists). A damaged list fails the erasure: skipping it would leave
+// the erased content's postings searchable.
+func erasePostings(ctx context.Context, tx pgx.Tx, ids []infertrail.KeyID) error {
+	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM key_records WHERE data_key = ANY($1) RETURNING block, bits)
+		SELECT block, bit_or(bits) FROM d GROUP BY block ORDER BY block`, keyIDs(ids))
+	if err != nil {
+		return fmt.Errorf("delete the keys' records: %w", err)
+	}
+	var blocks, masks []int64
+	var block, bits int64
+	if _, err := pgx.ForEachRow(rows, []any{&block, &bits}, func() error {
+		blocks, masks = append(blocks, block), append(masks, bits)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("delete the keys' records: %w", err)
+	}
+	var pruned []int64 // blocks where rows were deleted, in order
+	for i := 0; i < len(blocks); i += eraseBlocks {
+		j := min(i+eraseBlocks, len(blocks))
+		deleted, err := clearBlocks(ctx, tx, blocks[i:j], masks[i:j])
+		if err != nil {
+			return err
+		}
+		pruned = append(pruned, deleted...)
+	}
+	for chunk := range slices.Chunk(pruned, eraseBlocks) {
+		if err := pruneLists(ctx, tx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearBlocks clears masks[i] from the rows of blocks[i] (in order) of the
+// keys listed for it, and deletes the rows left with no bit; it returns
+// the blocks where it deleted rows, in order.
+func clearBlocks(ctx context.Context, tx pgx.Tx, blocks, masks []int64) ([]int64, error) {
+	lists, err := readLists(ctx, tx, blocks, false)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		keys       [][]byte
+		pairBlocks []int64
+		pairMasks  []int64
+	)
+	for i, b := range blocks {
+		for _, k := range lists[b] { // in order
+			keys, pairBlocks, pairMasks = append(keys, []byte(k)), append(pairBlocks, b), append(pairMasks, masks[i])
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `WITH locked AS (
+			SELECT p.key, p.block, m.mask FROM postings p
+			JOIN unnest($1::bytea[], $2::int8[], $3::int8[]) AS m (key, block, mask) ON p.key = m.key AND p.block = m.block
+			WHERE p.bits & m.mask <> 0
+			ORDER BY p.block, p.key FOR UPDATE OF p),
 		cleared AS (
 			UPDATE postings p SET bits = p.bits & ~l.mask FROM locked l
 			WHERE p.key = l.key AND p.block = l.block RETURNING p.key, p.block, p.bits)
-		SELECT key, block FROM cleared WHERE bits = 0`, keyIDs(ids))
+		SELECT key, block FROM cleared WHERE bits = 0`, keys, pairBlocks, pairMasks)
 	if err != nil {
-		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+		return nil, fmt.Errorf("clear the erased records' postings: %w", err)
 	}
 	var (
 		emptyKeys   [][]byte
@@ -300,15 +375,116 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		emptyKeys, emptyBlocks = append(emptyKeys, slices.Clone(key)), append(emptyBlocks, block)
 		return nil
 	}); err != nil {
-		return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+		return nil, fmt.Errorf("clear the erased records' postings: %w", err)
 	}
-	if len(emptyKeys) > 0 {
-		if _, err := t.tx.Exec(ctx, `DELETE FROM postings p USING unnest($1::bytea[], $2::int8[]) AS e (key, block)
-			WHERE p.key = e.key AND p.block = e.block AND p.bits = 0`, emptyKeys, emptyBlocks); err != nil {
-			return 0, fmt.Errorf("erase postings of %d keys: %w", len(ids), classify(t.fail(err)))
+	if len(emptyKeys) == 0 {
+		return nil, nil
+	}
+	// A statement of its own: one that updates a row cannot delete it too.
+	rows, err = tx.Query(ctx, `WITH deleted AS (
+			DELETE FROM postings p USING unnest($1::bytea[], $2::int8[]) AS e (key, block)
+			WHERE p.key = e.key AND p.block = e.block AND p.bits = 0 RETURNING p.block)
+		SELECT DISTINCT block FROM deleted ORDER BY block`, emptyKeys, emptyBlocks)
+	if err != nil {
+		return nil, fmt.Errorf("delete the emptied postings: %w", err)
+	}
+	deleted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("delete the emptied postings: %w", err)
+	}
+	return deleted, nil
+}
+
+// readLists returns the parsed lists of blocks, locked FOR UPDATE in block
+// order when lock is set.
+func readLists(ctx context.Context, tx pgx.Tx, blocks []int64, lock bool) (map[int64][]string, error) {
+	q := `SELECT block, keys FROM block_terms WHERE block = ANY($1)`
+	if lock {
+		q += ` ORDER BY block FOR UPDATE`
+	}
+	rows, err := tx.Query(ctx, q, blocks)
+	if err != nil {
+		return nil, fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
+	}
+	out := make(map[int64][]string, len(blocks))
+	var (
+		block int64
+		list  []byte
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&block, &list}, func() error {
+		keys, err := postings.ParseList(list)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", block, err)
+		}
+		out[block] = keys
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
+	}
+	return out, nil
+}
+
+// pruneLists locks the lists of blocks, in block order, and drops from
+// each the keys with no postings row left in the block, deleting a list
+// left empty.
+func pruneLists(ctx context.Context, tx pgx.Tx, blocks []int64) error {
+	lists, err := readLists(ctx, tx, blocks, true)
+	if err != nil {
+		return err
+	}
+	var (
+		keys       [][]byte
+		pairBlocks []int64
+	)
+	for _, b := range blocks {
+		for _, k := range lists[b] {
+			keys, pairBlocks = append(keys, []byte(k)), append(pairBlocks, b)
 		}
 	}
-	return blobs, nil
+	rows, err := tx.Query(ctx, `SELECT p.block, p.key FROM postings p
+		JOIN unnest($1::bytea[], $2::int8[]) AS l (key, block) ON p.key = l.key AND p.block = l.block`, keys, pairBlocks)
+	if err != nil {
+		return fmt.Errorf("read the listed postings of %d blocks: %w", len(blocks), err)
+	}
+	type at struct {
+		block int64
+		key   string
+	}
+	left := map[at]bool{}
+	var (
+		block int64
+		key   []byte
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&block, &key}, func() error {
+		left[at{block, string(key)}] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read the listed postings of %d blocks: %w", len(blocks), err)
+	}
+	var changed, emptied []int64
+	var encoded [][]byte
+	for _, b := range blocks {
+		l, ok := lists[b]
+		if !ok {
+			continue
+		}
+		kept := slices.DeleteFunc(slices.Clone(l), func(k string) bool { return !left[at{b, k}] })
+		switch {
+		case len(kept) == 0:
+			emptied = append(emptied, b)
+		case len(kept) < len(l):
+			changed, encoded = append(changed, b), append(encoded, postings.AppendList(nil, kept))
+		}
+	}
+	if len(changed) == 0 && len(emptied) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `WITH emptied AS (DELETE FROM block_terms WHERE block = ANY($3))
+		UPDATE block_terms b SET keys = u.keys FROM unnest($1::int8[], $2::bytea[]) AS u (block, keys) WHERE b.block = u.block`,
+		changed, encoded, emptied); err != nil {
+		return fmt.Errorf("write the key lists of %d blocks: %w", len(changed)+len(emptied), err)
+	}
+	return nil
 }
 
 // DataKeys returns the stored keys among ids.

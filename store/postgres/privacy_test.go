@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/postings"
 	"github.com/infertrail/infertrail/store/storetest"
 )
 
@@ -401,16 +403,18 @@ func TestScanKeysPages(t *testing.T) {
 }
 
 // TestMigrateTermSources migrates a version 6 schema whose term postings
-// carry their data keys in postings.data_key, and checks that the keys
-// move to term_sources, that the column and its index go, and that an
-// erasure then deletes the postings of its key and no others.
+// carry their data keys in postings.data_key, and checks, at the latest
+// version, that the column and its index are gone, that key_records holds
+// each key's records and block_terms the term keys, and that an erasure
+// then deletes the postings of its key and no others.
 func TestMigrateTermSources(t *testing.T) {
 	ctx := t.Context()
 	pool, schema := migratedTo(t, 6)
 	defer pool.Close()
 	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	const ta, tb, tc = "term=aaaaaaaaaaaaaaaaaaaaaaaa", "term=bbbbbbbbbbbbbbbbbbbbbbbb", "term=cccccccccccccccccccccccc"
 	_, err := pool.Exec(ctx, `INSERT INTO postings (key, seq, data_key) VALUES
-		('model=m', 1, NULL), ('term=b', 1, $1), ('term=a', 1, $1), ('term=a', 2, $2), ('term=c', 3, $1)`, k1[:], k2[:])
+		('model=m', 1, NULL), ($3, 1, $1), ($4, 1, $1), ($4, 2, $2), ($5, 3, $1)`, k1[:], k2[:], tb, ta, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,62 +424,36 @@ func TestMigrateTermSources(t *testing.T) {
 	pool.Close()
 
 	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
-	type source struct {
-		key   []byte
-		seq   int64
-		terms []string
-	}
-	var got []source
-	rows, err := db.pool.Query(ctx, `SELECT data_key, seq, terms FROM term_sources ORDER BY data_key, seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		s      source
-		stored [][]byte // since migration 8; none of these keys is packed
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&s.key, &s.seq, &stored}, func() error {
-		s.terms = nil
-		for _, k := range stored {
-			s.terms = append(s.terms, string(k))
-		}
-		got = append(got, s)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	want := []source{{k1[:], 1, []string{"term=a", "term=b"}}, {k1[:], 3, []string{"term=c"}}, {k2[:], 2, []string{"term=a"}}}
-	if !slices.EqualFunc(got, want, func(a, b source) bool {
-		return bytes.Equal(a.key, b.key) && a.seq == b.seq && slices.Equal(a.terms, b.terms)
-	}) {
-		t.Errorf("term sources after migration 7: %v, want %v", got, want)
-	}
 	var n int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'postings' AND column_name = 'data_key'`, schema).Scan(&n); err != nil || n != 0 {
 		t.Errorf("postings.data_key left after migration 7 (%d, %v)", n, err)
+	}
+	want := map[infertrail.KeyID]map[int64]int64{k1: {0: 1<<1 | 1<<3}, k2: {0: 1 << 2}}
+	if got := keyRecords(t, db); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records after migration: %v, want %v", got, want)
+	}
+	lists := map[int64][]string{0: {showKey(ta), showKey(tb), showKey(tc)}}
+	if got := blockLists(t, db); !maps.EqualFunc(got, lists, slices.Equal) {
+		t.Errorf("block_terms after migration: %v, want %v", got, lists)
 	}
 
 	entries, blobs := storetest.MakeBatch(0, 4)
 	appendEncrypted(t, db, entries, blobs)
 	eraseKey(t, db, k1)
-	var left []string
-	rows, err = db.pool.Query(ctx, `SELECT convert_from(key, 'UTF8') || '@' || seq FROM `+postingRows+` ORDER BY key, seq`)
-	if err != nil {
-		t.Fatal(err)
+	if got, w := postingsOf(t, db), []string{showKey(ta) + "@2", "model=m@1"}; !slices.Equal(got, w) {
+		t.Errorf("postings after erasing the first key: %v, want %v", got, w)
 	}
-	var k string
-	if _, err := pgx.ForEachRow(rows, []any{&k}, func() error { left = append(left, k); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if w := []string{"model=m@1", "term=a@2"}; !slices.Equal(left, w) {
-		t.Errorf("postings after erasing the first key: %v, want %v", left, w)
+	if got, w := blockLists(t, db), map[int64][]string{0: {showKey(ta)}}; !maps.EqualFunc(got, w, slices.Equal) {
+		t.Errorf("block_terms after erasing the first key: %v, want %v", got, w)
 	}
 }
 
 // TestMigratePackedTerms migrates a version 7 schema, whose posting keys
 // and term lists are text, and checks that term keys are packed (13
 // bytes) and other keys kept, that queries find both, and that an erasure
-// deletes the postings its term lists name.
+// deletes the postings of its records' term keys, packed or kept as text
+// (the lists of migration 10 name every term key of each block: search
+// terms are the keys derived from content).
 func TestMigratePackedTerms(t *testing.T) {
 	ctx := t.Context()
 	pool, schema := migratedTo(t, 7)
@@ -488,7 +466,7 @@ func TestMigratePackedTerms(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `INSERT INTO term_sources (data_key, seq, terms) VALUES
-		($1, 1, ARRAY[$3, $4]), ($2, 2, ARRAY[$3, 'term=a']), ($1, 3, ARRAY[$4, 'term=0123456789ABCDEF01234567'])`, k1[:], k2[:], t1, t2); err != nil {
+		($1, 1, ARRAY[$3, $4]), ($2, 2, ARRAY[$3, 'term=a']), ($1, 3, '{}')`, k1[:], k2[:], t1, t2); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrate(ctx, pool, schema); err != nil {
@@ -525,8 +503,11 @@ func TestMigratePackedTerms(t *testing.T) {
 	if got := seqs(t1); !slices.Equal(got, []int64{2}) {
 		t.Errorf("query %s after erasing the first key: %v, want [2]", t1, got)
 	}
-	if got, got2 := seqs(t2), seqs("term=0123456789ABCDEF01234567"); len(got) != 0 || len(got2) != 0 {
-		t.Errorf("postings of the erased key left: %v, %v", got, got2)
+	if got := seqs(t2); len(got) != 0 {
+		t.Errorf("postings of the erased key left: %v", got)
+	}
+	if got, got2 := seqs("term=a"), seqs("term=0123456789ABCDEF01234567"); !slices.Equal(got, []int64{2}) || len(got2) != 0 {
+		t.Errorf("query term=a and the upper-case key after erasing the first key: %v, %v; want [2] and none (record 3 is the erased key's)", got, got2)
 	}
 }
 
@@ -545,16 +526,17 @@ func TestMigratePostingBlocks(t *testing.T) {
 	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
 	const t1, t2 = "term=00112233445566778899aabb", "term=ffeeddccbbaa998877665544"
 	// Records 0 to 199: model=m on every one; t1 on the first and last of
-	// each block of 64, under k1; t2 on every third, under k2.
+	// each block of 64, under k1; t2 on every third of the others, under
+	// k2 (the server seals all of a record's content under one key).
 	if _, err := pool.Exec(ctx, `INSERT INTO postings (key, seq) SELECT 'model=m'::bytea, g FROM generate_series(0, 199) AS g`); err != nil {
 		t.Fatal(err)
 	}
 	for seq := range int64(200) {
 		var terms []string
-		if seq%64 == 0 || seq%64 == 63 {
+		switch {
+		case seq%64 == 0 || seq%64 == 63:
 			terms = append(terms, t1)
-		}
-		if seq%3 == 0 {
+		case seq%3 == 0:
 			terms = append(terms, t2)
 		}
 		for _, k := range terms {
@@ -617,6 +599,132 @@ func TestMigratePostingBlocks(t *testing.T) {
 	}
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings`).Scan(&blocks); err != nil || blocks != 8 {
 		t.Errorf("%d rows of postings after the erasure (%v), want 8: the erased key's 4 blocks gone", blocks, err)
+	}
+}
+
+// TestMigrateErasureLists migrates a version 9 schema, whose term_sources
+// lists for each record the terms not listed before under its data key,
+// and checks that key_records then holds each key's records and
+// block_terms each block's packed term keys, and that erasing one key
+// clears exactly its records' bits from the term postings, deletes the
+// rows left empty and drops their keys from the lists, and leaves the
+// other key's postings and those of keys not derived from content alone.
+func TestMigrateErasureLists(t *testing.T) {
+	ctx := t.Context()
+	pool, schema := migratedTo(t, 9)
+	defer pool.Close()
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	// Records 0 to 139, blocks 0 to 2: model=m on every one. Records below
+	// 100 are under k1 when even and k2 when odd, and have term 0; k1's
+	// have term 1 when a multiple of 4, k2's term 2 when a multiple of 3;
+	// record 70 alone has term 3 and two term keys stored as text, one
+	// longer than 127 bytes. Records 100 on have no content.
+	long := "term=" + strings.Repeat("x", 150)
+	var ps []infertrail.Posting
+	for seq := range int64(140) {
+		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: seq})
+		if seq >= 100 {
+			continue
+		}
+		key, terms := k1, []string{term(0)}
+		switch {
+		case seq%2 == 1:
+			key = k2
+			if seq%3 == 0 {
+				terms = append(terms, term(2))
+			}
+		case seq%4 == 0:
+			terms = append(terms, term(1))
+		}
+		if seq == 70 {
+			terms = append(terms, term(3), "term=word", long)
+		}
+		for _, k := range terms {
+			ps = append(ps, infertrail.Posting{Key: k, Seq: seq, DataKey: key})
+		}
+	}
+	sorted := postings.Sort(ps)
+	for _, b := range postings.Blocks(sorted) {
+		if _, err := pool.Exec(ctx, `INSERT INTO postings (key, block, bits) VALUES ($1, $2, $3)`, storedKey(b.Key), b.Block, b.Bits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// term_sources as version 9 wrote it: a row per record and data key,
+	// listing the terms not listed before under the key (some rows none).
+	listed := map[infertrail.KeyID]map[string]bool{k1: {}, k2: {}}
+	rows := map[infertrail.KeyID]map[int64][][]byte{k1: {}, k2: {}}
+	for _, p := range ps {
+		if p.DataKey.IsZero() {
+			continue
+		}
+		r := rows[p.DataKey]
+		if r[p.Seq] == nil {
+			r[p.Seq] = [][]byte{}
+		}
+		if !listed[p.DataKey][p.Key] {
+			listed[p.DataKey][p.Key] = true
+			r[p.Seq] = append(r[p.Seq], storedKey(p.Key))
+		}
+	}
+	for id, r := range rows {
+		for seq, terms := range r {
+			if _, err := pool.Exec(ctx, `INSERT INTO term_sources (data_key, seq, terms) VALUES ($1, $2, $3)`, id[:], seq, terms); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := migrate(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'term_sources'`, schema).Scan(&n); err != nil || n != 0 {
+		t.Errorf("term_sources left after migration 10 (%d, %v)", n, err)
+	}
+	if got, want := keyRecords(t, db), wantRecords(ps); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records after migration 10: %v, want %v", got, want)
+	}
+	lists := map[int64][]string{
+		0: {showKey(term(0)), showKey(term(1)), showKey(term(2))},
+		1: {showKey(term(0)), showKey(term(1)), showKey(term(2)), showKey(term(3)), "term=word", long},
+	}
+	if got := blockLists(t, db); !maps.EqualFunc(got, lists, slices.Equal) {
+		t.Errorf("block_terms after migration 10: %v, want %v", got, lists)
+	}
+	var rowsBefore int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings`).Scan(&rowsBefore); err != nil {
+		t.Fatal(err)
+	}
+
+	entries, blobs := storetest.MakeBatch(0, 140)
+	appendEncrypted(t, db, entries, blobs)
+	eraseKey(t, db, k1)
+	left := slices.DeleteFunc(slices.Clone(ps), func(p infertrail.Posting) bool { return p.DataKey == k1 })
+	if got, want := postingsOf(t, db), showPostings(left); !slices.Equal(got, want) {
+		t.Errorf("postings after erasing the first key: %d, want %d, or not the same", len(got), len(want))
+	}
+	// Term 1 had a row in blocks 0 and 1, term 3 and the text keys in
+	// block 1: all k1's.
+	var rowsAfter int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings`).Scan(&rowsAfter); err != nil || rowsAfter != rowsBefore-5 {
+		t.Errorf("%d rows of postings after the erasure (%v), want %d: 5 emptied and deleted", rowsAfter, err, rowsBefore-5)
+	}
+	lists = map[int64][]string{0: {showKey(term(0)), showKey(term(2))}, 1: {showKey(term(0)), showKey(term(2))}}
+	if got := blockLists(t, db); !maps.EqualFunc(got, lists, slices.Equal) {
+		t.Errorf("block_terms after the erasure: %v, want %v", got, lists)
+	}
+	if got, want := keyRecords(t, db), wantRecords(left); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records after the erasure: %v, want %v", got, want)
+	}
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{term(0)}, Limit: 1000}, func(e *infertrail.Entry) error { got = append(got, e.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 50 || slices.ContainsFunc(got, func(seq int64) bool { return seq%2 == 0 }) {
+		t.Errorf("query %s after the erasure: %v, want the 50 odd records below 100", term(0), got)
 	}
 }
 

@@ -56,9 +56,7 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 	}
 	ps := postings.Sort(in)
 	what := fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(ps), cursor, from, to)
-	var next map[infertrail.KeyID]postings.Listed
-	err := db.writeBehind(ctx, what, func(tx *sql.Tx) error {
-		next = map[infertrail.KeyID]postings.Listed{}
+	return db.writeBehind(ctx, what, func(tx *sql.Tx) error {
 		if err := atCursor(ctx, tx, cursor, from); err != nil {
 			return err
 		}
@@ -72,16 +70,12 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 		if err := insertPostings(ctx, tx, ps); err != nil {
 			return err
 		}
-		if err := insertTermSources(ctx, tx, postings.Sources(ps), &db.seen, next); err != nil {
+		owners, lists := postings.Erasable(ps)
+		if err := insertErasable(ctx, tx, owners, lists); err != nil {
 			return err
 		}
 		return advance(ctx, tx, cursor, from, to)
 	})
-	if err != nil {
-		return err
-	}
-	db.seen.Set(next)
-	return nil
 }
 
 // writeBehind is writeIndex for the index and the detectors, which go
@@ -181,8 +175,8 @@ const blockRows = 64
 // insertPostings adds ps, in Sort's order, to the postings table: each key's
 // postings in a block of records are one row (postings.Blocks), and a row
 // stored already gets their bits too. blockRows rows at a time go through
-// one prepared statement. Their data keys go in term_sources
-// (insertTermSources).
+// one prepared statement. What an erasure needs of them goes in
+// key_records and block_terms (insertErasable).
 func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) error {
 	const (
 		insert = `INSERT INTO postings (key, block, bits) VALUES `
@@ -198,7 +192,7 @@ func insertPostings(ctx context.Context, tx *sql.Tx, ps []infertrail.Posting) er
 	}()
 	bs := postings.Blocks(ps)
 	args := make([]any, 0, blockRows*3)
-	tags := make([]byte, 0, blockRows*(1+termTag))
+	tags := make([]byte, 0, blockRows*postings.StoredLen)
 	for len(bs) > 0 {
 		n := min(len(bs), blockRows)
 		var st **sql.Stmt

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -434,46 +433,55 @@ func downgradeIndexFile(t *testing.T, db *DB) {
 	}
 }
 
-// indexPostings returns the postings of db's index file with the data
-// keys their term sources give them, in (key, seq) order (a posting
-// without one whose key a record's data key lists too would get it: the
-// tests' postings have none such).
+// indexPostings returns the postings of db's index file in (key, seq)
+// order, a posting whose key its block lists (block_terms) with the data
+// key of its record (key_records). A posting without one, of a record
+// with one, whose key the block lists would get it too: the tests'
+// postings have none such.
 func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 	t.Helper()
 	ctx := t.Context()
-	type at struct {
-		key string
-		seq int64
-	}
-	dataKeys := map[at]infertrail.KeyID{}
-	rows, err := db.readers.QueryContext(ctx, `SELECT data_key, seq, terms FROM idx.term_sources ORDER BY data_key, seq`)
+	owners := map[int64]infertrail.KeyID{}
+	rows, err := db.readers.QueryContext(ctx, `SELECT data_key, block, bits FROM idx.key_records`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A row lists the terms not listed before under its key: a record's
-	// terms are among those listed up to it.
-	var (
-		last   []byte
-		listed []string
-	)
 	for rows.Next() {
 		var (
-			id, terms []byte
-			seq       int64
+			id          []byte
+			block, bits int64
 		)
-		if err := rows.Scan(&id, &seq, &terms); err != nil {
+		if err := rows.Scan(&id, &block, &bits); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(id, last) {
-			last, listed = id, nil
+		for _, seq := range postings.AppendSeqs(nil, block, bits, 0, math.MaxInt64) {
+			if _, ok := owners[seq]; ok {
+				t.Fatalf("record %d under two data keys in key_records", seq)
+			}
+			owners[seq] = infertrail.KeyID(id)
 		}
-		keys, _, err := listedTerms(terms)
-		if err != nil {
+	}
+	rows.Close()
+	lists := map[int64]map[string]bool{}
+	rows, err = db.readers.QueryContext(ctx, `SELECT block, keys FROM idx.block_terms`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var (
+			block int64
+			b     []byte
+		)
+		if err := rows.Scan(&block, &b); err != nil {
 			t.Fatal(err)
 		}
-		listed = postings.Merge(listed, keys)
-		for _, k := range listed {
-			dataKeys[at{k, seq}] = infertrail.KeyID(id)
+		keys, err := postings.ParseList(b)
+		if err != nil || len(keys) == 0 || !slices.IsSorted(keys) {
+			t.Fatalf("the list of block %d: %q, %v; want keys in order", block, keys, err)
+		}
+		lists[block] = map[string]bool{}
+		for _, k := range keys {
+			lists[block][k] = true
 		}
 	}
 	rows.Close()
@@ -495,8 +503,13 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 			t.Fatalf("postings hold an empty block %d of %v", block, stored)
 		}
 		key := keyText(t, stored)
+		listed := lists[block][postings.Stored(key)]
 		for _, seq := range postings.AppendSeqs(nil, block, bits, 0, math.MaxInt64) {
-			ps = append(ps, infertrail.Posting{Key: key, Seq: seq, DataKey: dataKeys[at{key, seq}]})
+			p := infertrail.Posting{Key: key, Seq: seq}
+			if listed {
+				p.DataKey = owners[seq]
+			}
+			ps = append(ps, p)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -508,12 +521,36 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 	return ps
 }
 
+// termSources takes the erasure lists of the index file on conn back to
+// term_sources, a row per record and data key, as the index file's schema
+// version 4 and before held them. Their term lists are left empty: no
+// migration reads them.
+func termSources(t *testing.T, conn interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}) {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE TABLE term_sources (data_key BLOB NOT NULL, seq INTEGER NOT NULL, terms BLOB NOT NULL, PRIMARY KEY (data_key, seq)) WITHOUT ROWID`,
+		`INSERT INTO term_sources (data_key, seq, terms) WITH RECURSIVE b (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < 63)
+			SELECT k.data_key, k.block * 64 + b.i, x'' FROM key_records k, b WHERE (k.bits >> b.i) & 1`,
+		`DROP TABLE key_records`,
+		`DROP TABLE block_terms`,
+		`DELETE FROM schema_migrations WHERE version >= 5`,
+	} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // rowPostings takes the postings of the index file on conn back to a row
-// per posting, as the index file's schema version 3 and before held them.
+// per posting, as the index file's schema version 3 and before held them
+// (with term_sources: termSources).
 func rowPostings(t *testing.T, conn interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }) {
 	t.Helper()
+	termSources(t, conn)
 	for _, q := range []string{
 		`CREATE TABLE postings_rows (key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID`,
 		`INSERT INTO postings_rows (key, seq) WITH RECURSIVE b (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < 63)
@@ -535,7 +572,7 @@ func keyText(t *testing.T, stored any) string {
 	case string:
 		return v
 	case []byte:
-		if len(v) != 1+termTag || v[0] != tagTerms {
+		if len(v) != postings.StoredLen || v[0] != postings.TagTerms {
 			t.Fatalf("postings.key holds the blob %x, not a packed term key", v)
 		}
 		return infertrail.IndexTerm + "=" + hex.EncodeToString(v[1:])

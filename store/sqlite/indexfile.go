@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	sqlite "modernc.org/sqlite"
+
+	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 // attachingDriver is the driver of the reading connections: each attaches
@@ -80,10 +82,12 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		return err
 	}
 	defer tx.Rollback()
-	if err := moveTermSources(ctx, tx, "log"); err != nil {
-		return err
-	}
 	for _, q := range []string{
+		// A posting derived from content has its data key: its records
+		// go in key_records, its key in its block's list.
+		`INSERT INTO main.key_records (data_key, block, bits)
+			SELECT data_key, seq >> 6, sum(1 << (seq & 63)) FROM (SELECT DISTINCT data_key, seq FROM log.postings WHERE data_key IS NOT NULL)
+			WHERE true GROUP BY 1, 2 ON CONFLICT (data_key, block) DO UPDATE SET bits = bits | excluded.bits`,
 		// A key's sequence numbers are distinct, so the sum of their bits
 		// in a block is their union (as in the index file's migration 4).
 		`INSERT INTO main.postings (key, block, bits) SELECT ` + storedKeySQL("key") + `, seq >> 6, sum(1 << (seq & 63)) FROM log.postings
@@ -96,6 +100,9 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
+	}
+	if err := fillLists(ctx, tx, `SELECT seq >> 6, key FROM log.postings WHERE data_key IS NOT NULL ORDER BY 1`); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
@@ -165,7 +172,7 @@ func (db *DB) purge(ctx context.Context, tx *sql.Tx) (bool, error) {
 	for _, id := range ids {
 		if err := deleteTerms(ctx, tx, id); err != nil {
 			err = fmt.Errorf("delete the postings of erased key %x: %w", id[:min(len(id), 4)], err)
-			if errors.Is(err, errDamagedTerms) {
+			if errors.Is(err, postings.ErrDamagedList) {
 				// Until they are deleted, nothing more is indexed.
 				err = indexError(db.indexPath, err)
 			}

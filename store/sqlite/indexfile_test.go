@@ -100,8 +100,8 @@ func TestErasurePurgedLater(t *testing.T) {
 		eraseKey(t, db, 100+erasures, id)
 	}
 	// postings counts the postings of ps still stored whose data key is
-	// id, and checks that the key has term sources exactly when it has
-	// postings.
+	// id, and checks that the key has records in key_records exactly when
+	// it has postings.
 	postings := func(id infertrail.KeyID) (n int) {
 		t.Helper()
 		for _, p := range ps {
@@ -115,12 +115,12 @@ func TestErasurePurgedLater(t *testing.T) {
 			}
 			n += k
 		}
-		var sources int
-		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE data_key = ?`, id[:]).Scan(&sources); err != nil {
+		var owned int
+		if err := db.readers.QueryRowContext(ctx, `SELECT count(*) FROM key_records WHERE data_key = ?`, id[:]).Scan(&owned); err != nil {
 			t.Fatal(err)
 		}
-		if (sources > 0) != (n > 0) {
-			t.Errorf("key %x: %d postings, %d term sources", id[:4], n, sources)
+		if (owned > 0) != (n > 0) {
+			t.Errorf("key %x: %d postings, %d blocks of records", id[:4], n, owned)
 		}
 		return n
 	}
@@ -194,8 +194,9 @@ func TestIndexFileRefused(t *testing.T) {
 
 // TestMigrateTermSources: an index file of version 1, whose term postings
 // carry their data keys in a column with an index of its own, opens with
-// them moved to term_sources, the column and index gone; an erasure then
-// deletes the postings of its key and no others.
+// them moved to term_sources and on to the erasure lists, the column and
+// index gone; an erasure then deletes the postings of its key and no
+// others.
 func TestMigrateTermSources(t *testing.T) {
 	ctx := t.Context()
 	db, path, keys := openKeyed(t, 600)
@@ -263,8 +264,8 @@ func TestMigrateTermSources(t *testing.T) {
 	if got := indexPostings(t, db); !slices.Equal(got, left) {
 		t.Errorf("after erasing the first key: %d postings, want %d (the leaf's and the second key's)", len(got), len(left))
 	}
-	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM term_sources WHERE data_key = ?`, keys[0].ID[:]).Scan(&n); err != nil || n != 0 {
-		t.Errorf("%d term sources of the erased key left (%v)", n, err)
+	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM key_records WHERE data_key = ?`, keys[0].ID[:]).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d blocks of records of the erased key left (%v)", n, err)
 	}
 }
 
@@ -313,8 +314,8 @@ func eraseKey(t *testing.T, db *DB, n int, id infertrail.KeyID) {
 	}
 }
 
-// TestDamagedTermSources: a term_sources row that cannot be read stops the
-// index (an erasure's postings could not be deleted), with an error that
+// TestDamagedTermSources: a block's list of keys (block_terms) that cannot
+// be read stops the index (an erasure's postings could not be deleted), with an error that
 // names the index file and says what to do; the file moved away, the index
 // is made again and takes postings from the start.
 func TestDamagedTermSources(t *testing.T) {
@@ -329,7 +330,7 @@ func TestDamagedTermSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.ExecContext(ctx, `UPDATE term_sources SET terms = x'ff00'`); err != nil {
+	if _, err := other.ExecContext(ctx, `UPDATE block_terms SET keys = x'ff00'`); err != nil {
 		t.Fatal(err)
 	}
 	other.Close()

@@ -61,7 +61,6 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind"
-	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
 var _ infertrail.Store = (*DB)(nil)
@@ -101,8 +100,6 @@ type DB struct {
 	indexPath   string
 	busyTimeout time.Duration
 	writer      *sql.DB // one connection: append transactions and checkpoint writes
-	// seen is what the index's steps listed in term_sources.
-	seen postings.Seen
 	// walkStmts holds the statements of walks of postings (walkStmt).
 	walkStmts struct {
 		sync.Mutex
@@ -233,7 +230,7 @@ func (db *DB) open(ctx context.Context) error {
 	if err != nil {
 		return indexError(db.indexPath, err)
 	}
-	if from > 0 && from < postingBlocks {
+	if from > 0 && from < erasureLists {
 		// The old postings' pages are free now: give them back. This
 		// is only room, so a VACUUM that fails (another process has the
 		// file open) leaves them to be reused by later postings.

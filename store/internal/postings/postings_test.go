@@ -5,37 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/infertrail/infertrail"
 )
-
-// TestSources: term postings grouped by data key and record, in (key, seq)
-// order, each group's keys in order; leaf postings (no data key) left out.
-func TestSources(t *testing.T) {
-	k1, k2 := infertrail.KeyID{1}, infertrail.KeyID{2}
-	ps := Sort([]infertrail.Posting{
-		{Key: "term=b", Seq: 5, DataKey: k2}, {Key: "model=m", Seq: 5},
-		{Key: "term=a", Seq: 5, DataKey: k2}, {Key: "term=a", Seq: 3, DataKey: k1},
-		{Key: "term=c", Seq: 3, DataKey: k1}, {Key: "term=a", Seq: 4, DataKey: k1},
-		{Key: "term=a", Seq: 3, DataKey: k1}, // a repeat
-	})
-	got := Sources(ps)
-	want := []Source{
-		{Key: k1, Seq: 3, Keys: []string{"term=a", "term=c"}},
-		{Key: k1, Seq: 4, Keys: []string{"term=a"}},
-		{Key: k2, Seq: 5, Keys: []string{"term=a", "term=b"}},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Sources =\n%v\nwant\n%v", got, want)
-	}
-	if got := Sources([]infertrail.Posting{{Key: "model=m", Seq: 1}}); len(got) != 0 {
-		t.Errorf("Sources of leaf postings = %v, want none", got)
-	}
-}
 
 // TestCheck names the posting and the field at fault.
 func TestCheck(t *testing.T) {
@@ -206,60 +181,5 @@ func TestNextPage(t *testing.T) {
 		if got := NextPage(c.last, c.blocks, c.found, c.need); got != c.want {
 			t.Errorf("NextPage(%d, %d, %d, %d) = %d, want %d", c.last, c.blocks, c.found, c.need, got, c.want)
 		}
-	}
-}
-
-func TestList(t *testing.T) {
-	k1, k2 := infertrail.KeyID{1}, infertrail.KeyID{2}
-	var seen Seen
-	next := map[infertrail.KeyID]Listed{}
-	steps := []struct {
-		k    infertrail.KeyID
-		seq  int64
-		keys []string
-		want []string
-	}{
-		{k1, 1, []string{"a", "b"}, []string{"a", "b"}},
-		{k1, 2, []string{"a", "c"}, []string{"c"}},
-		{k1, 3, []string{"b"}, []string{}}, // b was listed at 1
-		{k2, 4, []string{"a"}, []string{"a"}},
-	}
-	for _, s := range steps {
-		if got := List(&seen, next, s.k, s.seq, s.keys); !slices.Equal(got, s.want) {
-			t.Errorf("List(%d, %v) = %v, want %v", s.seq, s.keys, got, s.want)
-		}
-	}
-	if l := next[k1]; l.Seq != 3 || !slices.Equal(l.Terms, []string{"a", "b", "c"}) {
-		t.Errorf("listed under k1: %+v", l)
-	}
-	seen.Set(next)
-	// A later step starts from what the first one listed.
-	next = map[infertrail.KeyID]Listed{}
-	if got := List(&seen, next, k1, 5, []string{"c", "d"}); !slices.Equal(got, []string{"d"}) {
-		t.Errorf("List after a step = %v, want [d]", got)
-	}
-	// A step done again by another cursor, over records before: whole.
-	if got := List(&seen, map[infertrail.KeyID]Listed{}, k1, 2, []string{"a", "c"}); !slices.Equal(got, []string{"a", "c"}) {
-		t.Errorf("List of an earlier record = %v, want it whole", got)
-	}
-	// Without what was seen, whole.
-	if got := List(nil, map[infertrail.KeyID]Listed{}, k2, 9, []string{"a"}); !slices.Equal(got, []string{"a"}) {
-		t.Errorf("List without seen = %v", got)
-	}
-	// Seen keeps to MaxSeen terms, forgetting other keys.
-	big := make([]string, MaxSeen-1)
-	for i := range big {
-		big[i] = fmt.Sprintf("%08d", i)
-	}
-	seen.Set(map[infertrail.KeyID]Listed{{9}: {Seq: 10, Terms: big}})
-	if _, ok := seen.Get(k1); ok {
-		t.Error("k1 kept past MaxSeen")
-	}
-	if l, ok := seen.Get(infertrail.KeyID{9}); !ok || len(l.Terms) != MaxSeen-1 {
-		t.Error("the new key not kept")
-	}
-	seen.Set(map[infertrail.KeyID]Listed{{9}: {Seq: 8, Terms: nil}})
-	if l, _ := seen.Get(infertrail.KeyID{9}); l.Seq != 10 {
-		t.Error("an earlier record replaced a later one")
 	}
 }

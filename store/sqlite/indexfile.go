@@ -169,15 +169,13 @@ func (db *DB) purge(ctx context.Context, tx *sql.Tx) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, id := range ids {
-		if err := deleteTerms(ctx, tx, id); err != nil {
-			err = fmt.Errorf("delete the postings of erased key %x: %w", id[:min(len(id), 4)], err)
-			if errors.Is(err, postings.ErrDamagedList) {
-				// Until they are deleted, nothing more is indexed.
-				err = indexError(db.indexPath, err)
-			}
-			return false, err
+	if err := deleteTerms(ctx, tx, ids); err != nil {
+		err = fmt.Errorf("delete the postings of %d erased keys: %w", len(ids), err)
+		if errors.Is(err, postings.ErrDamagedList) {
+			// Until they are deleted, nothing more is indexed.
+			err = indexError(db.indexPath, err)
 		}
+		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE index_head SET purged = ? WHERE one = 1`, erasures); err != nil {
 		return false, fmt.Errorf("purge erased keys: %w", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -116,19 +117,37 @@ func readList(ctx context.Context, tx *sql.Tx, block int64) ([]string, error) {
 }
 
 // deleteTerms deletes, in tx, the postings derived from the content of
-// data key id: the bits of its records (key_records) from every key their
-// blocks list (block_terms), the postings left with none, and those keys
-// from the lists; then the key's key_records rows.
-func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
-	type owned struct{ block, bits int64 }
-	blocks, err := queryAll(ctx, tx, "read the key's records", func(r interface{ Scan(...any) error }) (o owned, err error) {
-		err = r.Scan(&o.block, &o.bits)
-		return o, err
-	}, `SELECT block, bits FROM key_records WHERE data_key = ? ORDER BY block`, id)
-	if err != nil || len(blocks) == 0 {
-		return err
+// the data keys ids: the bits of their records (key_records), ORed per
+// block, from every key their blocks list (block_terms), the postings left
+// with none, and those keys from the lists; then the keys' key_records
+// rows. Each block is cleared once, however many of the keys have records
+// in it.
+func deleteTerms(ctx context.Context, tx *sql.Tx, ids [][]byte) error {
+	masks := map[int64]int64{}
+	for _, id := range ids {
+		rows, err := tx.QueryContext(ctx, `SELECT block, bits FROM key_records WHERE data_key = ?`, id)
+		if err != nil {
+			return fmt.Errorf("read the key's records: %w", err)
+		}
+		for rows.Next() {
+			var block, bits int64
+			if err := rows.Scan(&block, &bits); err != nil {
+				rows.Close()
+				return fmt.Errorf("read the key's records: %w", err)
+			}
+			masks[block] |= bits
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read the key's records: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read the key's records: %w", err)
+		}
 	}
-	clearBits, err := tx.PrepareContext(ctx, `UPDATE postings SET bits = bits & ~? WHERE key = ? AND block = ? RETURNING bits`)
+	if len(masks) == 0 {
+		return nil
+	}
+	clearBits, err := tx.PrepareContext(ctx, `UPDATE postings SET bits = bits & ~? WHERE key = ? AND block = ? AND bits & ? <> 0 RETURNING bits`)
 	if err != nil {
 		return err
 	}
@@ -138,8 +157,9 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 		return err
 	}
 	defer del.Close()
-	for _, o := range blocks {
-		keys, err := readList(ctx, tx, o.block)
+	for _, block := range slices.Sorted(maps.Keys(masks)) {
+		mask := masks[block]
+		keys, err := readList(ctx, tx, block)
 		if err != nil {
 			return err
 		}
@@ -147,14 +167,14 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 		for _, k := range keys {
 			key := storedListKey(k)
 			var bits int64
-			err := clearBits.QueryRowContext(ctx, o.bits, key, o.block).Scan(&bits)
+			err := clearBits.QueryRowContext(ctx, mask, key, block, mask).Scan(&bits)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				continue // the key has no postings in the block
+				// No bit of an erased record: the row stays as it is.
 			case err != nil:
 				return err
 			case bits == 0:
-				if _, err := del.ExecContext(ctx, key, o.block); err != nil {
+				if _, err := del.ExecContext(ctx, key, block); err != nil {
 					return err
 				}
 				continue
@@ -165,16 +185,20 @@ func deleteTerms(ctx context.Context, tx *sql.Tx, id []byte) error {
 			continue
 		}
 		if len(left) == 0 {
-			_, err = tx.ExecContext(ctx, `DELETE FROM block_terms WHERE block = ?`, o.block)
+			_, err = tx.ExecContext(ctx, `DELETE FROM block_terms WHERE block = ?`, block)
 		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE block_terms SET keys = ? WHERE block = ?`, postings.AppendList(nil, left), o.block)
+			_, err = tx.ExecContext(ctx, `UPDATE block_terms SET keys = ? WHERE block = ?`, postings.AppendList(nil, left), block)
 		}
 		if err != nil {
-			return fmt.Errorf("write the keys of block %d: %w", o.block, err)
+			return fmt.Errorf("write the keys of block %d: %w", block, err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM key_records WHERE data_key = ?`, id)
-	return err
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM key_records WHERE data_key = ?`, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fillLists writes block_terms from rows of (block, stored key), in block

@@ -316,7 +316,7 @@ func (c *ContentReader) ReadMany(ctx context.Context, es []infertrail.Entry) ([]
 			if r.Omitted {
 				continue // committed, never stored
 			}
-			v, err := assemble(r, blobs, ks)
+			v, err := assemble(r, blobs, ks, nil)
 			var ee *infertrail.ErasedError
 			if errors.As(err, &ee) {
 				if erased[i] == nil {
@@ -407,8 +407,42 @@ func (c *ContentReader) ReadParts(ctx context.Context, es []infertrail.Entry, sk
 	return out, nil
 }
 
-// assemble rebuilds a content value from its blobs.
-func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState) ([]byte, error) {
+// openedParts keeps the blobs a batch of records has opened (decrypted
+// and decoded), by id, so that the records of a session, which re-send
+// its history with every call, open each of its elements once. Its
+// values are shared: whoever takes one must not change it. Safe for
+// concurrent use; a nil *openedParts keeps nothing.
+type openedParts struct {
+	mu sync.Mutex
+	m  map[infertrail.BlobID][]byte
+}
+
+func (o *openedParts) get(id infertrail.BlobID) ([]byte, bool) {
+	if o == nil {
+		return nil, false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.m[id]
+	return p, ok
+}
+
+func (o *openedParts) put(id infertrail.BlobID, p []byte) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[infertrail.BlobID][]byte{}
+	}
+	o.m[id] = p
+}
+
+// assemble rebuilds a content value from its blobs, taking those opened
+// already from opened (which may be nil) and keeping there those it
+// opens; a value of one blob is then shared with opened.
+func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, opened *openedParts) ([]byte, error) {
 	if r.Omitted {
 		return nil, fmt.Errorf("field %q: %w", r.Field, errOmitted)
 	}
@@ -418,9 +452,14 @@ func assemble(r infertrail.ContentRef, blobs map[infertrail.BlobID]infertrail.Bl
 	}
 	parts := make([][]byte, len(r.Blobs))
 	for i, id := range r.Blobs {
+		if p, ok := opened.get(id); ok && blobs[id].Key == r.Key {
+			parts[i] = p
+			continue
+		}
 		if parts[i], err = openPart(r, id, blobs, key); err != nil {
 			return nil, err
 		}
+		opened.put(id, parts[i])
 	}
 	if r.Array {
 		return infertrail.JoinArray(nil, parts), nil

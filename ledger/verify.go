@@ -373,11 +373,12 @@ func checkEntries(entries []infertrail.Entry, blobs map[infertrail.BlobID]infert
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
+	opened := new(openedParts) // the chunk's blobs, opened once each
 	for w := range workers {
 		wg.Go(func() {
 			var lf infertrail.LeafFields
 			for i := w; i < len(entries); i += workers {
-				o, err := checkEntry(&entries[i], blobs, ks, &lf)
+				o, err := checkEntry(&entries[i], blobs, ks, &lf, opened)
 				if err != nil {
 					errs[w] = err
 					return
@@ -414,11 +415,11 @@ func CheckEntry(ctx context.Context, cr *ContentReader, e *infertrail.Entry, blo
 	if err != nil {
 		return err
 	}
-	_, err = checkEntry(e, blobs, ks, new(infertrail.LeafFields))
+	_, err = checkEntry(e, blobs, ks, new(infertrail.LeafFields), nil)
 	return err
 }
 
-func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, lf *infertrail.LeafFields) (entryOutcome, error) {
+func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob, ks map[infertrail.KeyID]keyState, lf *infertrail.LeafFields, opened *openedParts) (entryOutcome, error) {
 	out := entryOutcome{erasedBy: -1}
 	fail := func(what string, err error) (entryOutcome, error) {
 		return out, &VerificationError{Index: e.Seq, What: what, Err: err}
@@ -458,7 +459,7 @@ func checkEntry(e *infertrail.Entry, blobs map[infertrail.BlobID]infertrail.Blob
 		if !ok {
 			return fail("content field "+ref.Field, errors.New("stored but not committed in the leaf"))
 		}
-		v, err := assemble(ref, blobs, ks)
+		v, err := assemble(ref, blobs, ks, opened)
 		var ee *infertrail.ErasedError
 		switch {
 		case errors.As(err, &ee):

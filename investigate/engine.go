@@ -174,7 +174,10 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 	// that an append never waits for the index's commit). Entries and their
 	// content are read a chunk at a time, so that what the step does not
 	// reach is not read.
-	var postings []infertrail.Posting
+	var (
+		postings []infertrail.Posting
+		sets     postingSets
+	)
 	next := from // the step indexes [from, next)
 	for next < to && len(postings) < maxStepPostings {
 		// Read about as many entries as the step has room for, judged
@@ -219,7 +222,7 @@ func (e *Engine) IndexStep(ctx context.Context) (int, error) {
 				postings = append(postings, infertrail.Posting{Key: k, Seq: en.Seq})
 			}
 			if contents != nil && len(en.Content) > 0 {
-				postings = append(postings, contentPostings(en, contents[i])...)
+				postings = appendContentPostings(postings, en, contents[i], &sets)
 			}
 		}
 	}

@@ -256,24 +256,9 @@ func mergeLists(ctx context.Context, tx pgx.Tx, lists []postings.BlockList) erro
 		return fmt.Errorf("lock the key lists of %d blocks: %w", len(blocks), err)
 	}
 	// The rows are locked: a plain read sees their latest versions.
-	rows, err := tx.Query(ctx, `SELECT block, keys FROM block_terms WHERE block = ANY($1)`, blocks)
+	stored, err := readLists(ctx, tx, blocks, false)
 	if err != nil {
-		return fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
-	}
-	stored := make(map[int64][]string, len(blocks))
-	var (
-		block int64
-		b     []byte
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&block, &b}, func() error {
-		keys, err := postings.ParseList(b)
-		if err != nil {
-			return fmt.Errorf("block %d: %w", block, err)
-		}
-		stored[block] = keys
-		return nil
-	}); err != nil {
-		return fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
+		return err
 	}
 	var (
 		changed []int64

@@ -463,28 +463,15 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 	}
 	rows.Close()
 	lists := map[int64]map[string]bool{}
-	rows, err = db.readers.QueryContext(ctx, `SELECT block, keys FROM idx.block_terms`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var (
-			block int64
-			b     []byte
-		)
-		if err := rows.Scan(&block, &b); err != nil {
-			t.Fatal(err)
-		}
-		keys, err := postings.ParseList(b)
-		if err != nil || len(keys) == 0 || !slices.IsSorted(keys) {
-			t.Fatalf("the list of block %d: %q, %v; want keys in order", block, keys, err)
+	for block, keys := range blockLists(t, db) {
+		if len(keys) == 0 || !slices.IsSorted(keys) {
+			t.Fatalf("the list of block %d: %q; want keys in order", block, keys)
 		}
 		lists[block] = map[string]bool{}
 		for _, k := range keys {
 			lists[block][k] = true
 		}
 	}
-	rows.Close()
 	var ps []infertrail.Posting
 	rows, err = db.readers.QueryContext(ctx, `SELECT key, block, bits FROM idx.postings`)
 	if err != nil {
@@ -519,6 +506,35 @@ func indexPostings(t *testing.T, db *DB) []infertrail.Posting {
 		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
 	})
 	return ps
+}
+
+// blockLists returns the lists of block_terms in db's index file, by block.
+func blockLists(t *testing.T, db *DB) map[int64][]string {
+	t.Helper()
+	out := map[int64][]string{}
+	rows, err := db.readers.QueryContext(t.Context(), `SELECT block, keys FROM idx.block_terms`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			block int64
+			b     []byte
+		)
+		if err := rows.Scan(&block, &b); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := postings.ParseList(b)
+		if err != nil {
+			t.Fatalf("the list of block %d: %v", block, err)
+		}
+		out[block] = keys
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // termSources takes the erasure lists of the index file on conn back to

@@ -236,27 +236,7 @@ func TestErasureLists(t *testing.T) {
 	// has postings in the block.
 	lists := func() map[int64][]string {
 		t.Helper()
-		out := map[int64][]string{}
-		rows, err := db.index.QueryContext(ctx, `SELECT block, keys FROM block_terms`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				block int64
-				b     []byte
-			)
-			if err := rows.Scan(&block, &b); err != nil {
-				t.Fatal(err)
-			}
-			keys, err := postings.ParseList(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[block] = keys
-		}
-		rows.Close()
+		out := blockLists(t, db)
 		for block, keys := range out {
 			for _, k := range keys {
 				var bits int64

@@ -72,6 +72,10 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 		}
 		owners, lists := postings.Erasable(ps)
 		if err := insertErasable(ctx, tx, owners, lists); err != nil {
+			if errors.Is(err, postings.ErrDamagedList) {
+				// A list it cannot extend: nothing more is indexed.
+				err = indexError(db.indexPath, err)
+			}
 			return err
 		}
 		return advance(ctx, tx, cursor, from, to)

@@ -334,6 +334,13 @@ func TestDamagedTermSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Close()
+	// A step that would add to the damaged list stops too.
+	err = db.AddPostings(ctx, "indexer", 2, 3, []infertrail.Posting{{Key: "term=b", Seq: 2, DataKey: keys[1].ID}})
+	for _, want := range []string{db.indexPath, "block 0", "damaged", "moved away, it is rebuilt from the log"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("AddPostings to the damaged list: %v; want an error naming %q", err, want)
+		}
+	}
 	eraseKey(t, db, 100, keys[0].ID)
 	err = db.AddPostings(ctx, "indexer", 2, 4, []infertrail.Posting{{Key: "leaf=y", Seq: 3}})
 	for _, want := range []string{db.indexPath, "erased key", "damaged", "moved away, it is rebuilt from the log"} {

@@ -605,7 +605,8 @@ func TestMigratePostingBlocks(t *testing.T) {
 // TestMigrateErasureLists migrates a version 9 schema, whose term_sources
 // lists for each record the terms not listed before under its data key,
 // and checks that key_records then holds each key's records and
-// block_terms each block's packed term keys, and that erasing one key
+// block_terms each block's term keys (packed, and kept as text with
+// lengths of one and two bytes), and that erasing one key
 // clears exactly its records' bits from the term postings, deletes the
 // rows left empty and drops their keys from the lists, and leaves the
 // other key's postings and those of keys not derived from content alone.

@@ -556,6 +556,7 @@ type entryScanner struct {
 	content       sql.RawBytes
 	kind          string
 	plain         []byte // the decompressed leaf
+	packed        []byte // scratch for expandLeaf
 }
 
 func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
@@ -571,7 +572,7 @@ func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
 	copy(e.ID[:], s.id)
 	copy(e.MAC[:], s.mac)
 	e.Kind = infertrail.Kind(s.kind)
-	if s.plain, err = expandLeaf(s.plain[:0], s.leaf); err != nil {
+	if s.plain, err = expandLeaf(s.plain[:0], s.leaf, &s.packed); err != nil {
 		return &infertrail.CorruptError{Seq: e.Seq, Err: err}
 	}
 	e.Leaf = s.plain

@@ -215,11 +215,16 @@ func TestContentRefsRoundTrip(t *testing.T) {
 	}
 	refs := sampleRefs()
 	b := infertrail.MarshalContentRefs(refs)
-	if b[0] != 3 {
+	if b[0] != 4 {
 		t.Errorf("version byte %d", b[0])
 	}
-	// Version 2 (blob ids always whole) still decodes.
-	v2 := append([]byte{2}, b[1:]...)
+	// Version 3 (every key and field name stored) still decodes, and so
+	// does version 2 (blob ids always whole).
+	v3 := infertrail.MarshalContentRefsV3(refs)
+	if got, err := infertrail.UnmarshalContentRefs(v3); err != nil || !refsEqual(refs, got) {
+		t.Errorf("version 3 refs = %+v, %v", got, err)
+	}
+	v2 := append([]byte{2}, v3[1:]...)
 	if got, err := infertrail.UnmarshalContentRefs(v2); err != nil || !refsEqual(refs, got) {
 		t.Errorf("version 2 refs = %+v, %v", got, err)
 	}
@@ -286,13 +291,72 @@ func TestContentRefsShortIDs(t *testing.T) {
 		}
 	}
 	// Short ids need a key to complete them, and version 2 has none.
-	noKey := slices.Clone(bs)
+	v3 := infertrail.MarshalContentRefsV3(short)
+	noKey := slices.Clone(v3)
 	at := 1 + 1 + 1 + len("gen_ai.input.messages") + infertrail.SaltSize
 	clear(noKey[at+1 : at+1+len(infertrail.KeyID{})])
-	v2 := append([]byte{2}, bs[1:]...)
+	v2 := append([]byte{2}, v3[1:]...)
 	for _, bad := range [][]byte{noKey, v2} {
 		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
 			t.Errorf("UnmarshalContentRefs(%x) = %+v, want an error", bad, got)
+		}
+	}
+}
+
+// TestContentRefsV4: version 4 stores a key shared with the ref before
+// once, a zero key not at all, and a known field name as one byte.
+func TestContentRefsV4(t *testing.T) {
+	key := infertrail.KeyID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	other := infertrail.KeyID{7}
+	var salt [infertrail.SaltSize]byte
+	id := func(k infertrail.KeyID, n byte) (b infertrail.BlobID) {
+		copy(b[:], k[:])
+		b[31] = n
+		return b
+	}
+	refs := []infertrail.ContentRef{
+		{Field: "gen_ai.input.messages", Salt: salt, Key: key, Array: true, Blobs: []infertrail.BlobID{id(key, 1), id(key, 2)}},
+		{Field: "gen_ai.output.messages", Salt: salt, Key: key, Blobs: []infertrail.BlobID{id(key, 3)}},
+		{Field: "gen_ai.tool.definitions", Salt: salt, Key: other, Array: true, Blobs: []infertrail.BlobID{id(other, 4)}},
+		{Field: "x.custom", Salt: salt, Key: other, Blobs: []infertrail.BlobID{id(other, 5)}},
+		{Field: "response", Salt: salt, Blobs: []infertrail.BlobID{id(infertrail.KeyID{}, 6)}},
+		{Field: "error", Salt: salt, Omitted: true},
+	}
+	b4, b3 := infertrail.MarshalContentRefs(refs), infertrail.MarshalContentRefsV3(refs)
+	// Saved: two shared keys, two zero keys, five field names less their byte.
+	names := len("gen_ai.input.messages") + len("gen_ai.output.messages") + len("gen_ai.tool.definitions") + len("response") + len("error")
+	if want := len(b3) - 4*len(infertrail.KeyID{}) - names; len(b4) != want {
+		t.Errorf("version 4 takes %d bytes, want %d (version 3: %d)", len(b4), want, len(b3))
+	}
+	for _, b := range [][]byte{b4, b3} {
+		got, err := infertrail.UnmarshalContentRefs(b)
+		if err != nil || !refsEqual(refs, got) {
+			t.Fatalf("round trip of version %d: %+v, %v", b[0], got, err)
+		}
+		for i := range len(b) {
+			if got, err := infertrail.UnmarshalContentRefs(b[:i]); i > 0 && err == nil {
+				t.Errorf("version %d truncated to %d bytes: accepted %+v", b[0], i, got)
+			}
+		}
+	}
+	// The first ref's flags byte follows the version and the count.
+	first := func(flags byte, rest ...byte) []byte {
+		return append(append([]byte{4, 1, flags}, rest...), make([]byte, infertrail.SaltSize+len(infertrail.KeyID{})+1)...)
+	}
+	for name, bad := range map[string][]byte{
+		"shared key on the first ref": first(8|32, 0),
+		"shared and zero key":         append(b4[:len(b4):len(b4)], 0),
+		"unknown field code":          first(32, 200),
+		"unknown flag":                first(64|32, 0),
+		"short ids with a zero key":   first(4|16|32, 0),
+		"version 5":                   append([]byte{5}, b4[1:]...),
+	} {
+		if name == "shared and zero key" {
+			bad = slices.Clone(b4)
+			bad[2] |= 8 | 16
+		}
+		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
+			t.Errorf("%s: UnmarshalContentRefs(%x) = %+v, want an error", name, bad, got)
 		}
 	}
 }
@@ -307,6 +371,7 @@ func refsEqual(a, b []infertrail.ContentRef) bool {
 func FuzzContentRefs(f *testing.F) {
 	f.Add(infertrail.MarshalContentRefs(sampleRefs()))
 	f.Add(infertrail.MarshalContentRefs(sampleRefs()[:1]))
+	f.Add(infertrail.MarshalContentRefsV3(sampleRefs()))
 	f.Add([]byte{1, 0})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	shortRefs := sampleRefs()[:1]

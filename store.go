@@ -256,8 +256,13 @@ func (e *Entry) Clone() Entry {
 
 // MarshalContentRefs encodes refs in the compact binary form that stores
 // keep in one column. A blob id that starts with its ref's data key id (as
-// every encrypted blob's does) is stored without that prefix.
-func MarshalContentRefs(refs []ContentRef) []byte {
+// every encrypted blob's does) is stored without that prefix; a data key
+// is stored once for the refs in a row that share it; and a field named in
+// contentFieldNames is stored as its place there.
+func MarshalContentRefs(refs []ContentRef) []byte { return marshalContentRefs(refs, 4) }
+
+// marshalContentRefs encodes refs in version 3 or 4 of the form.
+func marshalContentRefs(refs []ContentRef, version byte) []byte {
 	if len(refs) == 0 {
 		return nil
 	}
@@ -266,12 +271,9 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 		n += 2 + len(r.Field) + SaltSize + 1 + len(KeyID{}) + 2 + len(r.Blobs)*len(BlobID{})
 	}
 	b := make([]byte, 0, n)
-	b = append(b, 3) // version: 1 had no key, 2 no short blob ids
+	b = append(b, version) // 1 had no key, 2 no short blob ids, 3 no shared keys or field codes
 	b = binary.AppendUvarint(b, uint64(len(refs)))
-	for _, r := range refs {
-		b = binary.AppendUvarint(b, uint64(len(r.Field)))
-		b = append(b, r.Field...)
-		b = append(b, r.Salt[:]...)
+	for i, r := range refs {
 		var flags byte
 		if r.Array {
 			flags |= refArray
@@ -286,8 +288,32 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 		if short {
 			flags |= refShortIDs
 		}
-		b = append(b, flags)
-		b = append(b, r.Key[:]...)
+		code, named := fieldCodes[r.Field]
+		if version >= 4 {
+			switch {
+			case r.Key.IsZero():
+				flags |= refNoKey
+			case i > 0 && r.Key == refs[i-1].Key:
+				flags |= refSameKey
+			}
+			if named {
+				flags |= refNamed
+			}
+			b = append(b, flags)
+		}
+		if version >= 4 && named {
+			b = append(b, code)
+		} else {
+			b = binary.AppendUvarint(b, uint64(len(r.Field)))
+			b = append(b, r.Field...)
+		}
+		b = append(b, r.Salt[:]...)
+		if version < 4 {
+			b = append(b, flags)
+		}
+		if version < 4 || flags&(refNoKey|refSameKey) == 0 {
+			b = append(b, r.Key[:]...)
+		}
 		b = binary.AppendUvarint(b, uint64(len(r.Blobs)))
 		for _, id := range r.Blobs {
 			if short {
@@ -304,8 +330,34 @@ func MarshalContentRefs(refs []ContentRef) []byte {
 const (
 	refArray    = 1
 	refOmitted  = 2
-	refShortIDs = 4 // version 3: blob ids are stored without the key id they start with
+	refShortIDs = 4  // version 3: blob ids are stored without the key id they start with
+	refSameKey  = 8  // version 4: the key is the previous ref's, not stored again
+	refNoKey    = 16 // version 4: the key is zero, not stored
+	refNamed    = 32 // version 4: the field is stored as its place in contentFieldNames
 )
+
+// contentFieldNames are the content fields that the gateways, receivers
+// and records of InferTrail itself name, which version 4 of the content
+// refs stores as one byte each. The list only grows: a name's place is
+// stored.
+var contentFieldNames = [...]string{
+	"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+	"gen_ai.tool.definitions", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
+	"gen_ai.tool.call.arguments.forwarded", "gen_ai.guardrail.verdict.reason",
+	"request", "response", "error", "request.forwarded", "response.raw", "response.delivered",
+	"mcp.message", "mcp.response", "mcp.error",
+	"policy.input", "policy.result", "policy.reasons", "policy.obligations", "policy.sources",
+	"approval.rationale", "otel.content_attributes", "otel.log.bodies",
+	"exception.message", "exception.stacktrace", "tool.arguments", "prompt",
+}
+
+var fieldCodes = func() map[string]byte {
+	m := make(map[string]byte, len(contentFieldNames))
+	for i, f := range contentFieldNames {
+		m[f] = byte(i)
+	}
+	return m
+}()
 
 var errRefs = errors.New("malformed content references")
 
@@ -315,7 +367,7 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		return nil, nil
 	}
 	version := b[0]
-	if version < 1 || version > 3 {
+	if version < 1 || version > 4 {
 		return nil, fmt.Errorf("decode content refs: version %d: %w", b[0], errRefs)
 	}
 	b = b[1:]
@@ -331,27 +383,54 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 	if !ok || count > uint64(len(b)) {
 		return nil, fmt.Errorf("decode content refs: %w", errRefs)
 	}
+	allowed := [...]byte{1: refArray, 2: refArray | refOmitted, 3: refArray | refOmitted | refShortIDs,
+		4: refArray | refOmitted | refShortIDs | refSameKey | refNoKey | refNamed}[version]
 	refs := make([]ContentRef, 0, count)
-	for range count {
+	for i := range count {
 		var r ContentRef
-		l, ok := next()
-		if !ok || l > uint64(len(b)) {
-			return nil, fmt.Errorf("decode content refs: %w", errRefs)
+		var flags byte
+		if version >= 4 {
+			if len(b) == 0 {
+				return nil, fmt.Errorf("decode content refs: %w", errRefs)
+			}
+			flags, b = b[0], b[1:]
 		}
-		r.Field = string(b[:l])
-		b = b[l:]
-		if len(b) < SaltSize+1 {
+		if flags&refNamed != 0 {
+			if len(b) == 0 || int(b[0]) >= len(contentFieldNames) {
+				return nil, fmt.Errorf("decode content refs: unknown field code: %w", errRefs)
+			}
+			r.Field, b = contentFieldNames[b[0]], b[1:]
+		} else {
+			l, ok := next()
+			if !ok || l > uint64(len(b)) {
+				return nil, fmt.Errorf("decode content refs: %w", errRefs)
+			}
+			r.Field = string(b[:l])
+			b = b[l:]
+		}
+		if len(b) < SaltSize {
 			return nil, fmt.Errorf("decode content refs: %w", errRefs)
 		}
 		copy(r.Salt[:], b)
-		flags := b[SaltSize]
-		if allowed := [...]byte{1: refArray, 2: refArray | refOmitted, 3: refArray | refOmitted | refShortIDs}[version]; flags&^allowed != 0 {
+		b = b[SaltSize:]
+		if version < 4 {
+			if len(b) == 0 {
+				return nil, fmt.Errorf("decode content refs: %w", errRefs)
+			}
+			flags, b = b[0], b[1:]
+		}
+		if flags&^allowed != 0 {
 			return nil, fmt.Errorf("decode content refs: flags %#x: %w", flags, errRefs)
 		}
 		r.Array, r.Omitted = flags&refArray != 0, flags&refOmitted != 0
 		short := flags&refShortIDs != 0
-		b = b[SaltSize+1:]
-		if version >= 2 {
+		switch {
+		case flags&refSameKey != 0 && (i == 0 || flags&refNoKey != 0):
+			return nil, fmt.Errorf("decode content refs: a shared key with no key before it: %w", errRefs)
+		case flags&refSameKey != 0:
+			r.Key = refs[i-1].Key
+		case flags&refNoKey != 0:
+		case version >= 2:
 			if len(b) < len(KeyID{}) {
 				return nil, fmt.Errorf("decode content refs: %w", errRefs)
 			}

@@ -386,7 +386,7 @@ func TestVerifyStoreTampering(t *testing.T) {
 			if err := db.QueryRow("SELECT content FROM records WHERE seq = 88").Scan(&refs); err != nil {
 				t.Fatal(err)
 			}
-			refs[1+1+1+len("messages")] ^= 0x01 // version, count, field length, field, salt
+			refs[1+1+1+1+len("messages")] ^= 0x01 // version, count, flags, field length, field, salt
 			exec(t, db, "UPDATE records SET content = ? WHERE seq = 88", refs)
 		}, 88, "content field messages", ""},
 		{"leaf hash", func(t *testing.T, db *sql.DB) {

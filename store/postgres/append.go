@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/leafcol"
 )
 
 // hashesPerChunk is the number of consecutive stored hashes in one row of
@@ -262,7 +263,7 @@ func (t *appendTx) append(ctx context.Context, next int64, entries []infertrail.
 	if len(entries) > 0 {
 		// Straight into the period's partition, which exists since the
 		// transaction began: COPY skips routing rows through the parent.
-		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{partitionName("records", t.period)}, recordColumns, &entrySource{period: t.period, entries: entries, i: -1}); err != nil {
+		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{partitionName("records", t.period)}, recordColumns, &entrySource{period: t.period, entries: entries, leaves: leafcol.CompactAll(entries), i: -1}); err != nil {
 			return fmt.Errorf("copy records: %w", err)
 		}
 	}
@@ -449,6 +450,7 @@ var recordColumns = []string{"period", "seq", "id", "mac", "tenant", "kind", "ob
 type entrySource struct {
 	period  int32
 	entries []infertrail.Entry
+	leaves  [][]byte // the entries' leaves as the leaf column keeps them
 	i       int
 	row     [13]any
 }
@@ -461,7 +463,7 @@ func (s *entrySource) Next() bool {
 func (s *entrySource) Values() ([]any, error) {
 	e := &s.entries[s.i]
 	s.row = [13]any{s.period, e.Seq, pgtype.UUID{Bytes: e.ID, Valid: true}, e.MAC[:], e.Tenant, string(e.Kind),
-		e.Time, e.Received, e.SessionID, e.TraceID, e.ActorID, e.Leaf, infertrail.MarshalContentRefs(e.Content)}
+		e.Time, e.Received, e.SessionID, e.TraceID, e.ActorID, s.leaves[s.i], infertrail.MarshalContentRefs(e.Content)}
 	return s.row[:], nil
 }
 

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -816,5 +817,45 @@ func BenchmarkInclusionProof(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeafColumn: leaves are stored compressed, with their hex packed
+// (store/internal/leafcol); a leaf stored plain, as before 2026-11-29,
+// still reads; a damaged one is reported as such, naming its record.
+func TestLeafColumn(t *testing.T) {
+	db, _ := openTest(t, Config{})
+	ctx := t.Context()
+	b := newBatch("leaf", 3, 10)
+	for i := range b.entries {
+		e := &b.entries[i]
+		e.Leaf = fmt.Appendf(nil, `{"commitments":{"gen_ai.input.messages":"sha256:%x"},"id":%q,"kind":"inference","seq":%d,"trace_id":%q}`,
+			e.MAC, e.ID, i, e.TraceID)
+	}
+	if err := appendCommit(ctx, db, b); err != nil {
+		t.Fatal(err)
+	}
+	var col []byte
+	if err := db.pool.QueryRow(ctx, `SELECT leaf FROM records WHERE seq = 0`).Scan(&col); err != nil {
+		t.Fatal(err)
+	}
+	if len(col) >= len(b.entries[0].Leaf)*3/4 || col[0] == '{' {
+		t.Errorf("a leaf of %d bytes is stored in %d: %q", len(b.entries[0].Leaf), len(col), col)
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE records SET leaf = $1 WHERE seq = 1`, b.entries[1].Leaf); err != nil {
+		t.Fatal(err)
+	}
+	got := checkLog(t, db)
+	for i := range b.entries {
+		if !bytes.Equal(got[i].Leaf, b.entries[i].Leaf) {
+			t.Errorf("leaf %d = %s, want %s", i, got[i].Leaf, b.entries[i].Leaf)
+		}
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE records SET leaf = $1 WHERE seq = 2`, col[:len(col)/2]); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Entries(ctx, 0, 3, func(*infertrail.Entry) error { return nil })
+	if ce := (*infertrail.CorruptError)(nil); !errors.As(err, &ce) || ce.Seq != 2 {
+		t.Fatalf("Entries over a damaged leaf: %v, want a CorruptError for record 2", err)
 	}
 }

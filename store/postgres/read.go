@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/leafcol"
 )
 
 // TreeSize returns the committed tree size.
@@ -162,12 +163,19 @@ func scanEntry(rows pgx.Rows, e *infertrail.Entry) error {
 		id      pgtype.UUID
 		mac     []byte
 		kind    string
+		leaf    []byte
 		content []byte
 	)
 	err := rows.Scan(&e.Seq, &id, &mac, &e.Tenant, &kind, &e.Time, &e.Received,
-		&e.SessionID, &e.TraceID, &e.ActorID, &e.Leaf, &content)
+		&e.SessionID, &e.TraceID, &e.ActorID, &leaf, &content)
 	if err != nil {
 		return classify(err)
+	}
+	// The column holds a plain leaf as it is, so it needs no copy then.
+	if len(leaf) > 0 && leaf[0] == '{' {
+		e.Leaf = leaf
+	} else if e.Leaf, err = leafcol.Expand(nil, leaf, nil); err != nil {
+		return &infertrail.CorruptError{Seq: e.Seq, Err: err}
 	}
 	e.ID = id.Bytes
 	copy(e.MAC[:], mac)

@@ -14,6 +14,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/store/internal/leafcol"
 )
 
 // BeginAppend starts an append transaction with BEGIN IMMEDIATE on the
@@ -245,7 +246,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		i += n
 	}
 
-	leaves := compactLeaves(entries)
+	leaves := leafcol.CompactAll(entries)
 	one = t.stmt(ctx, &t.insRecord, t.db.insRecord)
 	many = t.stmt(ctx, &t.insRecords, t.db.insRecords)
 	for i := 0; i < len(entries); {

@@ -61,6 +61,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/behind"
+	"github.com/infertrail/infertrail/store/internal/leafcol"
 )
 
 var _ infertrail.Store = (*DB)(nil)
@@ -556,7 +557,7 @@ type entryScanner struct {
 	content       sql.RawBytes
 	kind          string
 	plain         []byte // the decompressed leaf
-	packed        []byte // scratch for expandLeaf
+	sc            leafcol.Scratch
 }
 
 func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
@@ -572,7 +573,7 @@ func (s *entryScanner) scan(row interface{ Scan(...any) error }) error {
 	copy(e.ID[:], s.id)
 	copy(e.MAC[:], s.mac)
 	e.Kind = infertrail.Kind(s.kind)
-	if s.plain, err = expandLeaf(s.plain[:0], s.leaf, &s.packed); err != nil {
+	if s.plain, err = leafcol.Expand(s.plain[:0], s.leaf, &s.sc); err != nil {
 		return &infertrail.CorruptError{Seq: e.Seq, Err: err}
 	}
 	e.Leaf = s.plain
@@ -688,3 +689,7 @@ func (db *DB) Checkpoints(ctx context.Context, after int64, fn func(infertrail.S
 	}
 	return nil
 }
+
+// DecodeLeafColumn returns the leaf that a value of the records table's
+// leaf column holds. It is for tools and tests that read the file directly.
+func DecodeLeafColumn(v []byte) ([]byte, error) { return leafcol.Decode(v) }

@@ -1,4 +1,4 @@
-package sqlite
+package leafcol
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// compact is compactLeaf with a copy of its result.
+// compact is Compact with a copy of its result.
 func compact(leaf []byte) []byte {
-	col, _ := compactLeaf(leaf, new(leafScratch))
+	col, _ := Compact(leaf, new(Scratch))
 	return bytes.Clone(col)
 }
 
@@ -18,9 +18,9 @@ func TestLeafColumn(t *testing.T) {
 	for _, leaf := range [][]byte{long, []byte(`{"kind":"x"}`), bytes.Repeat([]byte("{"), 70000)[:65535]} {
 		col := compact(leaf)
 		if len(leaf) >= 64 && len(col) >= len(leaf) && !bytes.Equal(col, leaf) {
-			t.Errorf("compactLeaf grew a leaf of %d bytes to %d", len(leaf), len(col))
+			t.Errorf("Compact grew a leaf of %d bytes to %d", len(leaf), len(col))
 		}
-		got, err := DecodeLeafColumn(col)
+		got, err := Decode(col)
 		if err != nil || !bytes.Equal(got, leaf) {
 			t.Fatalf("round trip of a %d-byte leaf: %v", len(leaf), err)
 		}
@@ -35,7 +35,7 @@ func TestLeafColumn(t *testing.T) {
 		"packed, huge length": {tagS2Packed, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"packed, truncated":   compact(long)[:20],
 	} {
-		if _, err := DecodeLeafColumn(col); err == nil {
+		if _, err := Decode(col); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
 	}
@@ -68,7 +68,7 @@ func TestPackedLeaf(t *testing.T) {
 			t.Fatalf("unpack(pack(%.60q)) = %.60q, %v", leaf, got, err)
 		}
 		col := compact([]byte(leaf))
-		got, err = DecodeLeafColumn(col)
+		got, err = Decode(col)
 		if err != nil || string(got) != leaf {
 			t.Fatalf("leaf column round trip of %.60q: %.60q, %v", leaf, got, err)
 		}
@@ -90,7 +90,7 @@ func TestPackedLeaf(t *testing.T) {
 	if col[0] != tagS2Dict1 {
 		t.Errorf("a leaf with a raw 0x01 is stored with tag 0x%02x", col[0])
 	}
-	if got, err := DecodeLeafColumn(col); err != nil || !bytes.Equal(got, odd) {
+	if got, err := Decode(col); err != nil || !bytes.Equal(got, odd) {
 		t.Fatalf("round trip of a leaf with a raw 0x01: %v", err)
 	}
 	// Damaged packing is an error, never a wrong leaf.
@@ -105,13 +105,13 @@ func TestPackedLeaf(t *testing.T) {
 			t.Errorf("%s: unpacked to %q", name, got)
 		}
 		col := append([]byte{tagS2Packed}, dict2.Encode(nil, p)...)
-		if _, err := DecodeLeafColumn(col); err == nil {
+		if _, err := Decode(col); err == nil {
 			t.Errorf("%s: decoded from the column without error", name)
 		}
 	}
 	// Leaves stored before packing still read.
 	old := append([]byte{tagS2Dict1}, dict1.Encode(nil, []byte(agentLeaf))...)
-	if got, err := DecodeLeafColumn(old); err != nil || string(got) != agentLeaf {
+	if got, err := Decode(old); err != nil || string(got) != agentLeaf {
 		t.Fatalf("a leaf stored with tag 0x01: %v", err)
 	}
 }
@@ -120,17 +120,20 @@ func BenchmarkLeafColumn(b *testing.B) {
 	leaf := []byte(agentLeaf)
 	b.Run("compact", func(b *testing.B) {
 		b.SetBytes(int64(len(leaf)))
-		var sc leafScratch
+		var sc Scratch
 		for b.Loop() {
-			compactLeaf(leaf, &sc)
+			Compact(leaf, &sc)
 		}
 	})
 	col := compact(leaf)
 	b.Run("expand", func(b *testing.B) {
 		b.SetBytes(int64(len(leaf)))
-		var dst, scratch []byte
+		var (
+			dst []byte
+			sc  Scratch
+		)
 		for b.Loop() {
-			dst, _ = expandLeaf(dst[:0], col, &scratch)
+			dst, _ = Expand(dst[:0], col, &sc)
 		}
 	})
 }

@@ -1,4 +1,6 @@
-package sqlite
+// Package leafcol is how the stores keep a leaf in their records table:
+// canonical JSON, compressed, with the hex it holds written as bytes.
+package leafcol
 
 import (
 	"encoding/hex"
@@ -15,7 +17,7 @@ import (
 )
 
 // Leaves are canonical JSON whose member names and common values repeat
-// from record to record, so the store keeps each one compressed with S2
+// from record to record, so a store keeps each one compressed with S2
 // against a dictionary of those repeats (zstd at its fastest level with
 // the same dictionary packed tighter but took three times as long, on the
 // append path). What S2 cannot shrink is the random part of a leaf:
@@ -26,7 +28,8 @@ import (
 //
 // The leaf column holds either the plain leaf, which always starts with
 // '{', or a tag byte and the compressed leaf. A new encoding gets a new
-// tag; old ones stay readable.
+// tag; old ones stay readable. (SQLite's stores wrote tag 0x01 before
+// 2026-11-29, PostgreSQL's plain leaves.)
 const (
 	tagS2Dict1  = 0x01 // S2 block of the leaf against leafDict1
 	tagS2Packed = 0x02 // S2 block of packLeaf(leaf) against leafDict2
@@ -58,12 +61,15 @@ var (
 	dict2 = s2.MakeDict([]byte(leafDict2), nil)
 )
 
-// compactLeaf returns what the leaf column stores for leaf: leaf itself,
-// or, when compressed is true, part of sc's buffers, valid until the next
-// call with sc.
-func compactLeaf(leaf []byte, sc *leafScratch) (col []byte, compressed bool) {
+// Compact returns what the leaf column stores for leaf: leaf itself, or,
+// when compressed is true, part of sc's buffers, valid until the next call
+// with sc.
+func Compact(leaf []byte, sc *Scratch) (col []byte, compressed bool) {
 	if len(leaf) < 64 {
-		return nonNil(leaf), false
+		if leaf == nil {
+			leaf = []byte{}
+		}
+		return leaf, false
 	}
 	tag, dict := byte(tagS2Packed), dict2
 	src := packLeaf(sc.packed[:0], leaf)
@@ -84,8 +90,8 @@ func compactLeaf(leaf []byte, sc *leafScratch) (col []byte, compressed bool) {
 	return buf[:1+len(c)], true
 }
 
-// leafScratch holds compactLeaf's buffers from one call to the next.
-type leafScratch struct{ packed, col []byte }
+// Scratch holds Compact's and Expand's buffers from one call to the next.
+type Scratch struct{ packed, col []byte }
 
 // Bytes below 0x20 never occur in canonical JSON (RFC 8785 escapes them
 // in strings, and they are not whitespace it keeps), so packLeaf uses two
@@ -215,21 +221,21 @@ func isUUID(b []byte) bool {
 	return true
 }
 
-// compactLeaves compresses the entries' leaves on every core: the append
+// CompactAll compresses the entries' leaves on every core: the append
 // transaction is the log's one serial path, and this keeps it short. The
 // caller takes a share itself, so a small batch (a gateway's commit)
 // starts no goroutine and waits for none. The column values are copied
 // into a few shared arrays rather than one allocation each.
-func compactLeaves(entries []infertrail.Entry) [][]byte {
+func CompactAll(entries []infertrail.Entry) [][]byte {
 	out := make([][]byte, len(entries))
 	workers := min(runtime.GOMAXPROCS(0), (len(entries)+63)/64)
 	share := func(w int) {
 		var (
-			sc    leafScratch
+			sc    Scratch
 			arena []byte
 		)
 		for i := w; i < len(entries); i += workers {
-			col, compressed := compactLeaf(entries[i].Leaf, &sc)
+			col, compressed := Compact(entries[i].Leaf, &sc)
 			if !compressed {
 				out[i] = col
 				continue
@@ -254,9 +260,9 @@ func compactLeaves(entries []infertrail.Entry) [][]byte {
 // maxLeaf bounds a decoded leaf: the C2SP entry limit.
 const maxLeaf = 1<<16 - 1
 
-// expandLeaf appends the leaf that column value v holds to dst. scratch,
-// if not nil, holds a packed leaf between its two steps.
-func expandLeaf(dst, v []byte, scratch *[]byte) ([]byte, error) {
+// Expand appends the leaf that column value v holds to dst. sc, if not
+// nil, holds a packed leaf between its two steps.
+func Expand(dst, v []byte, sc *Scratch) ([]byte, error) {
 	if len(v) == 0 || v[0] == '{' {
 		return append(dst, v...), nil
 	}
@@ -281,17 +287,17 @@ func expandLeaf(dst, v []byte, scratch *[]byte) ([]byte, error) {
 		}
 		return dst[:len(dst)+len(out)], nil
 	}
-	if scratch == nil {
-		scratch = new([]byte)
+	if sc == nil {
+		sc = new(Scratch)
 	}
-	*scratch = slices.Grow((*scratch)[:0], n)
-	packed, err := dict.Decode((*scratch)[:n], v[1:])
+	sc.packed = slices.Grow(sc.packed[:0], n)
+	packed, err := dict.Decode(sc.packed[:n], v[1:])
 	if err != nil {
 		return nil, fmt.Errorf("leaf column: %w", err)
 	}
 	return unpackLeaf(dst, packed)
 }
 
-// DecodeLeafColumn returns the leaf that a value of the records table's
-// leaf column holds. It is for tools and tests that read the file directly.
-func DecodeLeafColumn(v []byte) ([]byte, error) { return expandLeaf(nil, v, nil) }
+// Decode returns the leaf that a value of the records table's leaf
+// column holds.
+func Decode(v []byte) ([]byte, error) { return Expand(nil, v, nil) }

@@ -150,10 +150,15 @@ func packLeaf(dst, leaf []byte) []byte {
 	return append(dst, leaf[lit:]...)
 }
 
+var (
+	errDamaged = errors.New("leaf column: damaged packed leaf")
+	errTooLong = fmt.Errorf("leaf column: damaged packed leaf (longer than %d bytes)", maxLeaf)
+)
+
 // unpackLeaf appends to dst what packLeaf packed into src.
 func unpackLeaf(dst, src []byte) ([]byte, error) {
 	const digits = "0123456789abcdef"
-	damaged := errors.New("leaf column: damaged packed leaf")
+	start := len(dst)
 	for i := 0; i < len(src); {
 		j := i
 		for j < len(src) && src[j] >= 0x20 {
@@ -166,14 +171,14 @@ func unpackLeaf(dst, src []byte) ([]byte, error) {
 		switch src[i] {
 		case packHex:
 			if i+1 >= len(src) || src[i+1] == 0 || i+2+int(src[i+1]) > len(src) {
-				return nil, damaged
+				return nil, errDamaged
 			}
 			n := int(src[i+1])
 			dst = hex.AppendEncode(dst, src[i+2:i+2+n])
 			i += 2 + n
 		case packUUID:
 			if i+17 > len(src) {
-				return nil, damaged
+				return nil, errDamaged
 			}
 			for k, b := range src[i+1 : i+17] {
 				if k == 4 || k == 6 || k == 8 || k == 10 {
@@ -185,12 +190,12 @@ func unpackLeaf(dst, src []byte) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("leaf column: damaged packed leaf (byte 0x%02x)", src[i])
 		}
-		if len(dst) > maxLeaf {
-			return nil, errors.New("leaf column: damaged packed leaf (too long)")
+		if len(dst)-start > maxLeaf {
+			return nil, errTooLong
 		}
 	}
-	if len(dst) > maxLeaf {
-		return nil, errors.New("leaf column: damaged packed leaf (too long)")
+	if len(dst)-start > maxLeaf {
+		return nil, errTooLong
 	}
 	return dst, nil
 }

@@ -94,7 +94,12 @@ func TestPackedLeaf(t *testing.T) {
 		t.Fatalf("round trip of a leaf with a raw 0x01: %v", err)
 	}
 	// Damaged packing is an error, never a wrong leaf.
+	var huge []byte
+	for range 200 {
+		huge = append(append(huge, packHex, 255), bytes.Repeat([]byte{0xab}, 255)...)
+	}
 	for name, p := range map[string][]byte{
+		"longer than a leaf":   huge,
 		"hex run past the end": {'{', packHex, 10, 1, 2},
 		"empty hex run":        {'{', packHex, 0},
 		"marker at the end":    {'{', packHex},
@@ -134,6 +139,26 @@ func BenchmarkLeafColumn(b *testing.B) {
 		)
 		for b.Loop() {
 			dst, _ = Expand(dst[:0], col, &sc)
+		}
+	})
+}
+
+func FuzzLeafColumn(f *testing.F) {
+	f.Add([]byte(agentLeaf))
+	f.Add([]byte(`{"id":"019b76da-a808-71ad-b4ef-42a8cdf1465a","h":"0123456789abcdef0123"}`))
+	f.Add(compact([]byte(agentLeaf)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Any leaf round-trips through the column.
+		if len(b) <= maxLeaf && (len(b) == 0 || b[0] == '{') {
+			got, err := Decode(compact(b))
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("round trip of %q: %q, %v", b, got, err)
+			}
+		}
+		// Any column value decodes or fails; a packed one unpacks or fails.
+		Decode(b)
+		if p, err := unpackLeaf(nil, b); err == nil && len(p) > maxLeaf {
+			t.Fatalf("unpacked %d bytes", len(p))
 		}
 	})
 }

@@ -172,6 +172,9 @@ func openStore(ctx context.Context, dsn, dataDir string, create bool) (infertrai
 		return db, "sqlite " + db.Path(), nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		db, err := postgres.Open(ctx, dsn, postgres.Config{})
+		if errors.Is(err, postgres.ErrSchemaNewer) {
+			return nil, "", withHint(err, "a newer infertrail migrated this schema: run that version (or a later one) on every node")
+		}
 		if err != nil {
 			return nil, "", withHint(err, "check that PostgreSQL is running and the DSN is right; run 'infertrail migrate --store DSN' if migrations are run separately")
 		}

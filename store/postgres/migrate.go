@@ -21,7 +21,11 @@ var migrationFiles embed.FS
 
 // ErrSchemaVersion means that the database schema is at a version this
 // binary cannot run on: older (run Migrate) or newer (upgrade the binary).
-var ErrSchemaVersion = errors.New("schema version mismatch")
+// An error for a newer schema wraps ErrSchemaNewer too.
+var (
+	ErrSchemaVersion = errors.New("schema version mismatch")
+	ErrSchemaNewer   = fmt.Errorf("%w: the schema is newer than this binary", ErrSchemaVersion)
+)
 
 // migrateLockClass is the first key of the advisory lock that serialises
 // migrations; the second is a hash of the schema name.
@@ -117,7 +121,7 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, ms []migr
 			return err
 		}
 		if have > len(ms) {
-			return fmt.Errorf("schema %q is at version %d, newer than this binary's %d: %w", schema, have, len(ms), ErrSchemaVersion)
+			return fmt.Errorf("schema %q is at version %d, newer than this binary's %d: %w", schema, have, len(ms), ErrSchemaNewer)
 		}
 		for _, m := range ms[have:] {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
@@ -149,7 +153,7 @@ func checkVersion(ctx context.Context, pool *pgxpool.Pool, schema string) error 
 	case have < want:
 		return fmt.Errorf("check schema %q: at version %d, this binary needs %d; run the migration first: %w", schema, have, want, ErrSchemaVersion)
 	case have > want:
-		return fmt.Errorf("check schema %q: at version %d, newer than this binary's %d: %w", schema, have, want, ErrSchemaVersion)
+		return fmt.Errorf("check schema %q: at version %d, newer than this binary's %d: %w", schema, have, want, ErrSchemaNewer)
 	}
 	return nil
 }

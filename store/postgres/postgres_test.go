@@ -568,8 +568,8 @@ func TestMigrate(t *testing.T) {
 	sdsn := withSearchPath(t, dsn, schema)
 
 	_, err := Open(ctx, dsn, Config{Schema: schema, SkipMigrate: true})
-	if !errors.Is(err, ErrSchemaVersion) {
-		t.Fatalf("Open with SkipMigrate on an empty schema: %v, want ErrSchemaVersion", err)
+	if !errors.Is(err, ErrSchemaVersion) || errors.Is(err, ErrSchemaNewer) {
+		t.Fatalf("Open with SkipMigrate on an empty schema: %v, want ErrSchemaVersion, not ErrSchemaNewer", err)
 	}
 	for range 2 {
 		if err := Migrate(ctx, sdsn); err != nil {
@@ -610,11 +610,13 @@ func TestMigrate(t *testing.T) {
 	if _, err := db.pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')`, SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}
-	if err := Migrate(ctx, sdsn); !errors.Is(err, ErrSchemaVersion) {
-		t.Fatalf("Migrate of a newer schema: %v, want ErrSchemaVersion", err)
+	if err := Migrate(ctx, sdsn); !errors.Is(err, ErrSchemaNewer) || !errors.Is(err, ErrSchemaVersion) {
+		t.Fatalf("Migrate of a newer schema: %v, want ErrSchemaNewer", err)
 	}
-	if _, err := Open(ctx, sdsn, Config{SkipMigrate: true}); !errors.Is(err, ErrSchemaVersion) {
-		t.Fatalf("Open of a newer schema: %v, want ErrSchemaVersion", err)
+	for _, skip := range []bool{true, false} {
+		if _, err := Open(ctx, sdsn, Config{SkipMigrate: skip}); !errors.Is(err, ErrSchemaNewer) {
+			t.Fatalf("Open of a newer schema (SkipMigrate %v): %v, want ErrSchemaNewer", skip, err)
+		}
 	}
 }
 

@@ -682,8 +682,8 @@ func TestMigrateIndexFile(t *testing.T) {
 		if got := seqs(infertrail.IndexKey(infertrail.IndexFinding, "d")); !slices.Equal(got, want) {
 			t.Errorf("query finding=d after the move: %v; want %v", got, want)
 		}
-		if v := SchemaVersion(); v != 9 {
-			t.Errorf("SchemaVersion() = %d, want 9", v)
+		if v := SchemaVersion(); v != 10 {
+			t.Errorf("SchemaVersion() = %d, want 10", v)
 		}
 		if !removeIndex {
 			return

@@ -1,0 +1,7 @@
+-- From this version on, records are appended with their leaf packed (tag
+-- 0x02 of the leaf column: store/internal/leafcol) and their content
+-- references in version 4 (infertrail.MarshalContentRefs), which builds
+-- before it cannot read. No table changes, and rows written before stay
+-- as they are and readable: the version is there so that an earlier build
+-- refuses this file as newer than it knows, rather than fail on the first
+-- record it cannot decode.

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/load"
@@ -21,12 +25,16 @@ var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorag
 
 var storageKeep = flag.String("storage.keep", "", "copy the database BenchmarkStorage wrote to this file, to inspect it")
 
+var storageIndex = flag.Bool("storage.index", false, "also build the investigation index, full text included, as infertrail serve does, and report the data folder's bytes")
+
 // BenchmarkStorage appends realistic agent traffic (load.MixAgent: repeated
 // system prompts, tool schemas and re-sent histories) through the ledger
 // into SQLite, and reports the bytes on disk per byte of raw content and per
-// record.
+// record. With -storage.index it builds the investigation index too, and
+// reports the data folder (the log's file and the index file).
 //
 //	go test ./ledger -run '^$' -bench Storage -benchtime 1x -storage.records 50000
+//	go test ./ledger -run '^$' -bench Storage -benchtime 1x -storage.index
 func BenchmarkStorage(b *testing.B) {
 	for b.Loop() {
 		dir := b.TempDir()
@@ -72,13 +80,40 @@ func BenchmarkStorage(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if *storageIndex {
+			terms, err := investigate.NewTerms(make([]byte, 32))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := investigate.New(investigate.Config{Store: st, Terms: terms, Content: l.ContentReader().ReadParts,
+				Checkpoint: func(ctx context.Context) (int64, tlog.Hash, error) {
+					cp, err := l.LatestCheckpoint(ctx)
+					return cp.Size, cp.Root, err
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := e.CatchUp(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
 		l.Close()
 		st.Close() // checkpoints the WAL into the file
-		var disk int64
-		for _, f := range []string{path, path + "-wal"} {
-			if fi, err := os.Stat(f); err == nil {
-				disk += fi.Size()
+		size := func(paths ...string) (n int64) {
+			for _, p := range paths {
+				for _, f := range []string{p, p + "-wal"} {
+					if fi, err := os.Stat(f); err == nil {
+						n += fi.Size()
+					}
+				}
 			}
+			return n
+		}
+		disk := size(path)
+		if *storageIndex {
+			folder := size(path, sqlite.IndexPath(path))
+			b.ReportMetric(float64(folder)/float64(raw), "folder-bytes/raw-content-byte")
+			b.ReportMetric(float64(folder-disk)/float64(*storageRecords), "index-bytes/record")
 		}
 		if *storageKeep != "" {
 			data, err := os.ReadFile(path)

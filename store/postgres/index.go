@@ -393,9 +393,7 @@ func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail
 
 // readEntries appends to dst the entries query selects (args may begin
 // with a pgx.QueryExecMode).
-func readEntries(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, query string, args []any, dst []infertrail.Entry) ([]infertrail.Entry, error) {
+func readEntries(ctx context.Context, q rowsQuerier, query string, args []any, dst []infertrail.Entry) ([]infertrail.Entry, error) {
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return dst, err

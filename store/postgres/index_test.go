@@ -169,35 +169,48 @@ func postingsOf(t testing.TB, db *DB) []string {
 	return out
 }
 
+// checkIndexTables checks that postings, block_terms and key_records hold
+// what the postings ps make, and reports whether the postings do.
+func checkIndexTables(t *testing.T, db *DB, ps []infertrail.Posting, when string) bool {
+	t.Helper()
+	got, want := postingsOf(t, db), showPostings(ps)
+	ok := slices.Equal(got, want)
+	if !ok {
+		t.Errorf("postings %s: %d, want %d, or not the same", when, len(got), len(want))
+	}
+	if got, want := blockLists(t, db), wantLists(ps); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("block_terms %s:\n%v\nwant\n%v", when, got, want)
+	}
+	if got, want := keyRecords(t, db), wantRecords(ps); !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("key_records %s: %v, want %v", when, got, want)
+	}
+	return ok
+}
+
 // blockLists returns the keys of each block's list in block_terms, as
 // showKey shows them, in the list's order.
 func blockLists(t testing.TB, db *DB) map[int64][]string {
 	t.Helper()
-	rows, err := db.pool.Query(t.Context(), `SELECT block, keys FROM block_terms`)
+	rows, err := db.pool.Query(t.Context(), `SELECT block FROM block_terms`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int64][]string{}
-	var (
-		block int64
-		list  []byte
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&block, &list}, func() error {
-		keys, err := postings.ParseList(list)
-		if err != nil {
-			return fmt.Errorf("block %d: %w", block, err)
-		}
-		for _, k := range keys {
-			if k[0] == postings.TagTerms {
-				k = hex.EncodeToString([]byte(k))
-			}
-			out[block] = append(out[block], k)
-		}
-		return nil
-	}); err != nil {
+	blocks, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	lists, err := readLists(t.Context(), db.pool, blocks, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keys := range lists {
+		for i, k := range keys {
+			if k[0] == postings.TagTerms {
+				keys[i] = hex.EncodeToString([]byte(k))
+			}
+		}
+	}
+	return lists
 }
 
 // keyRecords returns the rows of key_records: for each data key, the bits
@@ -349,27 +362,13 @@ func testErasureListsExact(t *testing.T) {
 		step("indexer", from, min(from+37, n))
 	}
 	step("again", 0, n) // a second cursor: every key is listed already
-	if got, want := postingsOf(t, db), showPostings(ps); !slices.Equal(got, want) {
-		t.Fatalf("postings: %d, want %d, or not the same", len(got), len(want))
-	}
-	if got, want := blockLists(t, db), wantLists(ps); !maps.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("block_terms before the erasure:\n%v\nwant\n%v", got, want)
-	}
-	if got, want := keyRecords(t, db), wantRecords(ps); !maps.EqualFunc(got, want, maps.Equal) {
-		t.Errorf("key_records before the erasure: %v, want %v", got, want)
+	if !checkIndexTables(t, db, ps, "before the erasure") {
+		t.FailNow()
 	}
 
 	eraseKey(t, db, k1)
 	left := slices.DeleteFunc(slices.Clone(ps), func(p infertrail.Posting) bool { return p.DataKey == k1 })
-	if got, want := postingsOf(t, db), showPostings(left); !slices.Equal(got, want) {
-		t.Errorf("postings after the erasure: %d, want %d, or not the same", len(got), len(want))
-	}
-	if got, want := blockLists(t, db), wantLists(left); !maps.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("block_terms after the erasure:\n%v\nwant\n%v", got, want)
-	}
-	if got, want := keyRecords(t, db), wantRecords(left); !maps.EqualFunc(got, want, maps.Equal) {
-		t.Errorf("key_records after the erasure: %v, want %v", got, want)
-	}
+	checkIndexTables(t, db, left, "after the erasure")
 	// Each term finds the second session's records that have it.
 	found := map[string][]int64{}
 	for seq := n - 1; seq >= 0; seq-- {

@@ -397,12 +397,12 @@ func clearBlocks(ctx context.Context, tx pgx.Tx, blocks, masks []int64) ([]int64
 
 // readLists returns the parsed lists of blocks, locked FOR UPDATE in block
 // order when lock is set.
-func readLists(ctx context.Context, tx pgx.Tx, blocks []int64, lock bool) (map[int64][]string, error) {
-	q := `SELECT block, keys FROM block_terms WHERE block = ANY($1)`
+func readLists(ctx context.Context, q rowsQuerier, blocks []int64, lock bool) (map[int64][]string, error) {
+	query := `SELECT block, keys FROM block_terms WHERE block = ANY($1)`
 	if lock {
-		q += ` ORDER BY block FOR UPDATE`
+		query += ` ORDER BY block FOR UPDATE`
 	}
-	rows, err := tx.Query(ctx, q, blocks)
+	rows, err := q.Query(ctx, query, blocks)
 	if err != nil {
 		return nil, fmt.Errorf("read the key lists of %d blocks: %w", len(blocks), err)
 	}

@@ -418,12 +418,7 @@ func TestMigrateTermSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(ctx, pool, schema); err != nil {
-		t.Fatal(err)
-	}
-	pool.Close()
-
-	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	db := migrateRest(t, pool, schema)
 	var n int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'postings' AND column_name = 'data_key'`, schema).Scan(&n); err != nil || n != 0 {
 		t.Errorf("postings.data_key left after migration 7 (%d, %v)", n, err)
@@ -469,12 +464,7 @@ func TestMigratePackedTerms(t *testing.T) {
 		($1, 1, ARRAY[$3, $4]), ($2, 2, ARRAY[$3, 'term=a']), ($1, 3, '{}')`, k1[:], k2[:], t1, t2); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(ctx, pool, schema); err != nil {
-		t.Fatal(err)
-	}
-	pool.Close()
-
-	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	db := migrateRest(t, pool, schema)
 	var packed, kept int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE length(key) = 13 AND get_byte(key, 0) = 1),
 		count(*) FILTER (WHERE get_byte(key, 0) <> 1) FROM `+postingRows).Scan(&packed, &kept); err != nil || packed != 4 || kept != 3 {
@@ -570,12 +560,7 @@ func TestMigratePostingBlocks(t *testing.T) {
 		return out
 	}
 	before := rowsOf(pool, "postings")
-	if err := migrate(ctx, pool, schema); err != nil {
-		t.Fatal(err)
-	}
-	pool.Close()
-
-	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	db := migrateRest(t, pool, schema)
 	if got := rowsOf(db.pool, postingRows); !slices.Equal(got, before) {
 		t.Errorf("postings after migration 9: %d, want the %d before, or not the same", len(got), len(before))
 	}
@@ -675,12 +660,7 @@ func TestMigrateErasureLists(t *testing.T) {
 			}
 		}
 	}
-	if err := migrate(ctx, pool, schema); err != nil {
-		t.Fatal(err)
-	}
-	pool.Close()
-
-	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	db := migrateRest(t, pool, schema)
 	var n int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'term_sources'`, schema).Scan(&n); err != nil || n != 0 {
 		t.Errorf("term_sources left after migration 10 (%d, %v)", n, err)
@@ -747,6 +727,19 @@ func eraseKey(t *testing.T, db *DB, id infertrail.KeyID) {
 
 // migratedTo returns a pool of one connection to a fresh schema migrated
 // to version, and the schema.
+// migrateRest applies the migrations after those migratedTo applied to
+// schema, closes pool and opens the store on the schema, as a node of the
+// new build would find it.
+func migrateRest(t *testing.T, pool *pgxpool.Pool, schema string) *DB {
+	t.Helper()
+	if err := migrate(t.Context(), pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	db, _ := openTest(t, Config{Schema: schema, SkipMigrate: true})
+	return db
+}
+
 func migratedTo(t *testing.T, version int) (*pgxpool.Pool, string) {
 	t.Helper()
 	dsn := testDSN(t)

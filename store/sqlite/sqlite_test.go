@@ -233,6 +233,9 @@ func TestPragmas(t *testing.T) {
 		{db.writer, "synchronous", "2"}, // FULL
 		{db.writer, "busy_timeout", "10000"},
 		{db.writer, "application_id", fmt.Sprint(logSchema.appID)},
+		{db.writer, "page_size", "8192"},
+		{db.writer, "wal_autocheckpoint", "500"},
+		{db.index, "page_size", "4096"},
 		{db.index, "journal_mode", "wal"},
 		{db.index, "synchronous", "2"}, // FULL
 		{db.index, "application_id", fmt.Sprint(indexSchema.appID)},
@@ -251,6 +254,47 @@ func TestPragmas(t *testing.T) {
 	}
 	if _, err := db.readers.ExecContext(ctx, `INSERT INTO checkpoints (size, note) VALUES (1, x'00')`); err == nil {
 		t.Errorf("a reader connection wrote to the database")
+	}
+}
+
+// TestOldPageSize checks that a log made with SQLite's default 4 KiB pages,
+// as logs were before 2026-11-29, keeps them and works.
+func TestOldPageSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "infertrail.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`PRAGMA page_size = 4096`, `PRAGMA journal_mode = WAL`} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	for i := range 2 {
+		db, err := Open(t.Context(), path, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, blobs := storetest.MakeBatch(i*300, 300)
+		storetest.AppendEntries(t, db, entries, blobs)
+		for _, want := range entries {
+			got, err := db.EntryByID(t.Context(), want.ID)
+			if err != nil {
+				t.Fatalf("read record %d: %v", want.Seq, err)
+			}
+			if d := storetest.DiffEntry(&want, &got); d != "" {
+				t.Fatalf("record %d: %s", want.Seq, d)
+			}
+		}
+		var size int
+		if err := db.writer.QueryRowContext(t.Context(), `PRAGMA page_size`).Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if size != 4096 {
+			t.Errorf("page size %d after reopening, want the file's 4096", size)
+		}
+		db.Close()
 	}
 }
 

@@ -79,7 +79,13 @@ func newSealer(secret []byte, wk *writeKeys) (*sealer, error) {
 	if len(secret) < 32 {
 		return nil, fmt.Errorf("new sealer: secret is %d bytes, want at least 32", len(secret))
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	// zstd's fastest level, with its literals Huffman-coded even when it
+	// finds no match: it otherwise stores such a block raw, and most
+	// messages of a few hundred bytes are one (263 bytes of chat text: 274
+	// bytes, now 191, in 3.3 µs instead of 0.5). No checksum: the blob is
+	// sealed, and its content checked against its commitment.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("new sealer: %w", err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +118,32 @@ func TestGoForm(t *testing.T) {
 	if !bytes.HasSuffix(got.Bytes(), []byte("\x00gen_ai.output.messages\x00\"ok\"\x00gen_ai.system_instructions\x00\"You are a payments assistant.\"")) ||
 		!bytes.HasPrefix(got.Bytes(), want[:100]) {
 		t.Errorf("Go form with a reused buffer:\n%q", got.Bytes())
+	}
+}
+
+// TestCompressShortText checks that a message of a few hundred bytes of
+// text, in which zstd's fastest level finds no repeat, is still stored
+// compressed (its literals Huffman-coded), and decodes to itself.
+func TestCompressShortText(t *testing.T) {
+	s := testSealer(t)
+	for _, plain := range []string{
+		`{"role":"user","parts":[{"type":"text","content":"Confirm when close agent user month a tomorrow role calendar team. About payment refund analysis within. From on total when escalated close fee previous before internal document notify when they name customer."}]}`,
+		strings.Repeat("every record of an inference is evidence; ", 40),
+	} {
+		codec, data := s.compress([]byte(plain))
+		if codec != infertrail.CodecZstd || len(data) >= len(plain)*3/4 {
+			t.Errorf("%d bytes of text stored with codec %d in %d bytes, want zstd in less than three quarters", len(plain), codec, len(data))
+			continue
+		}
+		got, err := DecodeBlob(infertrail.Blob{Codec: codec, Data: data})
+		if err != nil || string(got) != plain {
+			t.Errorf("decoded %q, %v; want the text back", got, err)
+		}
+	}
+	// Bytes that do not compress are stored as they are.
+	random := make([]byte, 300)
+	rand.NewChaCha8([32]byte{1}).Read(random)
+	if codec, data := s.compress(random); codec != infertrail.CodecRaw || !bytes.Equal(data, random) {
+		t.Errorf("300 incompressible bytes stored with codec %d in %d bytes, want raw", codec, len(data))
 	}
 }

@@ -23,7 +23,7 @@ var storageScope = flag.String("storage.scope", "", "erasure scope fields, space
 
 var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorage appends")
 
-var storageKeep = flag.String("storage.keep", "", "copy the database BenchmarkStorage wrote to this file, to inspect it")
+var storageKeep = flag.String("storage.keep", "", "copy the database BenchmarkStorage wrote to this file (and, with -storage.index, the index file beside it), to inspect them")
 
 var storageIndex = flag.Bool("storage.index", false, "also build the investigation index, full text included, as infertrail serve does, and report the data folder's bytes")
 
@@ -116,12 +116,18 @@ func BenchmarkStorage(b *testing.B) {
 			b.ReportMetric(float64(folder-disk)/float64(*storageRecords), "index-bytes/record")
 		}
 		if *storageKeep != "" {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				b.Fatal(err)
+			keep := map[string]string{path: *storageKeep}
+			if *storageIndex {
+				keep[sqlite.IndexPath(path)] = sqlite.IndexPath(*storageKeep)
 			}
-			if err := os.WriteFile(*storageKeep, data, 0o600); err != nil {
-				b.Fatal(err)
+			for from, to := range keep {
+				data, err := os.ReadFile(from)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(to, data, 0o600); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 		b.ReportMetric(float64(disk)/float64(raw), "disk-bytes/raw-content-byte")

@@ -314,7 +314,7 @@ func testErasureListsExact(t *testing.T) {
 	db, ids := openKeyed(t, n)
 	ctx := t.Context()
 	k1, k2 := ids[0], ids[1]
-	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	term := func(i int) string { return fmt.Sprintf("term=%016x00000000", i) }
 	// Even records are the first session's, odd ones the second's, but for
 	// records 130 on, which are the second's alone. Every record has the
 	// shared terms 0 and 1 and a word kept as text (not packed); the
@@ -723,7 +723,7 @@ func TestStoredKeys(t *testing.T) {
 			t.Errorf("storedKeys[%d] = %x, storedKey(%q) = %x", i, got[i], k, want)
 		}
 	}
-	if b := storedKey(keys[0]); len(b) != 1+postings.TagLen || b[0] != postings.TagTerms {
+	if b := storedKey(keys[0]); len(b) != postings.StoredLen || b[0] != postings.TagTerms {
 		t.Errorf("storedKey(%q) = %x, want it packed", keys[0], b)
 	}
 	if b := storedKey("model=m"); string(b) != "model=m" {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -445,7 +446,7 @@ func TestMigrateTermSources(t *testing.T) {
 
 // TestMigratePackedTerms migrates a version 7 schema, whose posting keys
 // and term lists are text, and checks that term keys are packed (13
-// bytes) and other keys kept, that queries find both, and that an erasure
+// bytes, 9 since migration 12) and other keys kept, that queries find both, and that an erasure
 // deletes the postings of its records' term keys, packed or kept as text
 // (the lists of migration 10 name every term key of each block: search
 // terms are the keys derived from content).
@@ -466,9 +467,9 @@ func TestMigratePackedTerms(t *testing.T) {
 	}
 	db := migrateRest(t, pool, schema)
 	var packed, kept int
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE length(key) = 13 AND get_byte(key, 0) = 1),
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE length(key) = 9 AND get_byte(key, 0) = 1),
 		count(*) FILTER (WHERE get_byte(key, 0) <> 1) FROM `+postingRows).Scan(&packed, &kept); err != nil || packed != 4 || kept != 3 {
-		t.Errorf("after migration 8: %d keys packed and %d kept (%v), want 4 and 3", packed, kept, err)
+		t.Errorf("after migrations 8 and 12: %d keys packed and %d kept (%v), want 4 and 3", packed, kept, err)
 	}
 	entries, blobs := storetest.MakeBatch(0, 4)
 	appendEncrypted(t, db, entries, blobs)
@@ -600,7 +601,7 @@ func TestMigrateErasureLists(t *testing.T) {
 	pool, schema := migratedTo(t, 9)
 	defer pool.Close()
 	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
-	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	term := func(i int) string { return fmt.Sprintf("term=%016x00000000", i) }
 	// Records 0 to 139, blocks 0 to 2: model=m on every one. Records below
 	// 100 are under k1 when even and k2 when odd, and have term 0; k1's
 	// have term 1 when a multiple of 4, k2's term 2 when a multiple of 3;
@@ -707,6 +708,117 @@ func TestMigrateErasureLists(t *testing.T) {
 	if len(got) != 50 || slices.ContainsFunc(got, func(seq int64) bool { return seq%2 == 0 }) {
 		t.Errorf("query %s after the erasure: %v, want the 50 odd records below 100", term(0), got)
 	}
+}
+
+// TestMigrateShortTermKeys migrates a version 11 schema, whose packed term
+// keys hold all 12 bytes of their tags in the postings and in the blocks'
+// lists, and checks that they are cut to 8 with the same postings, that
+// two keys cut to the same bytes become one with the records of both,
+// that the lists name the keys as they are now stored, and that queries
+// and an erasure find them.
+func TestMigrateShortTermKeys(t *testing.T) {
+	ctx := t.Context()
+	pool, schema := migratedTo(t, 11)
+	defer pool.Close()
+	k1, k2 := infertrail.KeyID{1, 1}, infertrail.KeyID{2, 2}
+	term := func(i int) string { return fmt.Sprintf("term=%016x00000000", i) }
+	// full is a term key as version 11 stored it.
+	full := func(k string) []byte {
+		b, err := hex.DecodeString(k[5:])
+		if err != nil || len(b) != postings.TagLen {
+			t.Fatalf("%s is not a term key", k)
+		}
+		return append([]byte{postings.TagTerms}, b...)
+	}
+	// Records 0 to 139: model=m on every one; under k1 when even and k2
+	// when odd; term 0 on all, term 1 on k1's multiples of 4, term 2 on
+	// k2's multiples of 3, "term=word" (kept as text) on record 70.
+	var ps []infertrail.Posting
+	for seq := range int64(140) {
+		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: seq})
+		key, terms := k1, []string{term(0)}
+		switch {
+		case seq%2 == 1:
+			key = k2
+			if seq%3 == 0 {
+				terms = append(terms, term(2))
+			}
+		case seq%4 == 0:
+			terms = append(terms, term(1))
+		}
+		if seq == 70 {
+			terms = append(terms, "term=word")
+		}
+		for _, k := range terms {
+			ps = append(ps, infertrail.Posting{Key: k, Seq: seq, DataKey: key})
+		}
+	}
+	sorted := postings.Sort(ps)
+	lists := map[int64][]string{}
+	for _, b := range postings.Blocks(sorted) {
+		stored := storedKey(b.Key)
+		if stored[0] == postings.TagTerms {
+			stored = full(b.Key)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO postings (key, block, bits) VALUES ($1, $2, $3)`, stored, b.Block, b.Bits); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(b.Key, "term=") {
+			lists[b.Block] = append(lists[b.Block], string(stored))
+		}
+	}
+	for block, keys := range lists {
+		slices.Sort(keys)
+		var enc []byte
+		for _, k := range keys {
+			if k[0] == postings.TagTerms {
+				enc = append(enc, k...) // 13 bytes, as version 11 listed them
+				continue
+			}
+			enc = append(binary.AppendUvarint(append(enc, 0), uint64(len(k))), k...)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO block_terms (block, keys) VALUES ($1, $2)`, block, enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, blocks := range wantRecords(ps) {
+		for block, bits := range blocks {
+			if _, err := pool.Exec(ctx, `INSERT INTO key_records (data_key, block, bits) VALUES ($1, $2, $3)`, id[:], block, bits); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A key whose first 8 bytes are term 2's, for records 3, which has
+	// term 2, and 5, which has not (both k2's).
+	other := append(full(term(2))[:1+postings.StoredTagLen:1+postings.StoredTagLen], 0xff, 0xff, 0xff, 0xff)
+	if _, err := pool.Exec(ctx, `INSERT INTO postings (key, block, bits) VALUES ($1, 0, $2)`, other, int64(1)<<3|int64(1)<<5); err != nil {
+		t.Fatal(err)
+	}
+	ps = append(ps, infertrail.Posting{Key: term(2), Seq: 5, DataKey: k2})
+
+	db := migrateRest(t, pool, schema)
+	var long int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM postings WHERE get_byte(key, 0) = 1 AND length(key) <> 9`).Scan(&long); err != nil || long != 0 {
+		t.Errorf("%d term keys not cut to 9 bytes (%v)", long, err)
+	}
+	if !checkIndexTables(t, db, ps, "after migration 12") {
+		return
+	}
+	entries, blobs := storetest.MakeBatch(0, 140)
+	appendEncrypted(t, db, entries, blobs)
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{"term=" + hex.EncodeToString(other[1:])}, Limit: 3}, func(e *infertrail.Entry) error {
+		got = append(got, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []int64{135, 129, 123}) {
+		t.Errorf("query by a term key cut to the bytes of another: %v, want [135 129 123]", got)
+	}
+	eraseKey(t, db, k2)
+	left := slices.DeleteFunc(slices.Clone(ps), func(p infertrail.Posting) bool { return p.DataKey == k2 })
+	checkIndexTables(t, db, left, "after erasing the second key")
 }
 
 // eraseKey erases data key id in a transaction of its own.

@@ -88,9 +88,10 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 		`INSERT INTO main.key_records (data_key, block, bits)
 			SELECT data_key, seq >> 6, sum(1 << (seq & 63)) FROM (SELECT DISTINCT data_key, seq FROM log.postings WHERE data_key IS NOT NULL)
 			WHERE true GROUP BY 1, 2 ON CONFLICT (data_key, block) DO UPDATE SET bits = bits | excluded.bits`,
-		// A key's sequence numbers are distinct, so the sum of their bits
+		// A stored key's distinct sequence numbers: the sum of their bits
 		// in a block is their union (as in the index file's migration 4).
-		`INSERT INTO main.postings (key, block, bits) SELECT ` + storedKeySQL("key") + `, seq >> 6, sum(1 << (seq & 63)) FROM log.postings
+		`INSERT INTO main.postings (key, block, bits) SELECT key, seq >> 6, sum(1 << (seq & 63))
+			FROM (SELECT DISTINCT ` + storedKeySQL("key") + ` AS key, seq FROM log.postings)
 			WHERE true GROUP BY 1, 2 ON CONFLICT (key, block) DO UPDATE SET bits = bits | excluded.bits`,
 		`INSERT OR REPLACE INTO main.cursors (name, seq) SELECT name, seq FROM log.cursors`,
 		`INSERT OR IGNORE INTO main.findings (n, id, detector, severity, tenant, subject, records, summary, time)

@@ -34,7 +34,7 @@ var (
 	// indexSchema is the index file beside it: data derived from the log
 	// (postings, cursors, findings).
 	indexSchema = schema{dir: "index_migrations", what: "InferTrail index", appID: 0x49546978, // "ITix"
-		steps: map[int]func(context.Context, *sql.Tx) error{2: splitTermSources, packedTerms: packPostings, erasureLists: listTerms}}
+		steps: map[int]func(context.Context, *sql.Tx) error{2: splitTermSources, packedTerms: packPostings, erasureLists: listTerms, shortTerms: shortTermLists}}
 )
 
 type migration struct {

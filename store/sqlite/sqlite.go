@@ -239,7 +239,7 @@ func (db *DB) open(ctx context.Context) error {
 	if err != nil {
 		return indexError(db.indexPath, err)
 	}
-	if from > 0 && from < erasureLists {
+	if from > 0 && from < shortTerms {
 		// The old postings' pages are free now: give them back. This
 		// is only room, so a VACUUM that fails (another process has the
 		// file open) leaves them to be reused by later postings.

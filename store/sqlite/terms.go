@@ -13,10 +13,10 @@ import (
 )
 
 // A posting's key is stored in postings.key as its text, except a term
-// key (nearly every posting), which is stored as a blob: tagTerms and the
-// 12 bytes of its tag, 13 bytes instead of 29. SQLite keeps a blob in a
-// column of TEXT affinity as it is, and orders every blob after every
-// text, so the two forms never meet.
+// key (nearly every posting), which is stored as a blob: TagTerms and the
+// first 8 bytes of its tag (postings.Pack), 9 bytes instead of 29. SQLite
+// keeps a blob in a column of TEXT affinity as it is, and orders every
+// blob after every text, so the two forms never meet.
 
 // storedKey returns posting key k as postings.key holds it.
 func storedKey(k string) any {
@@ -41,7 +41,7 @@ func isTermKeySQL(col string) string {
 }
 
 func storedKeySQL(col string) string {
-	return `CASE WHEN ` + isTermKeySQL(col) + ` THEN unhex('01' || substr(` + col + `, 6)) ELSE ` + col + ` END`
+	return `CASE WHEN ` + isTermKeySQL(col) + ` THEN unhex('01' || substr(` + col + `, 6, 16)) ELSE ` + col + ` END`
 }
 
 // storedListKey returns a key of a block's list (postings.Stored) as
@@ -258,11 +258,19 @@ func fillLists(ctx context.Context, tx *sql.Tx, query string) error {
 // term_sources (its records) and the postings (the term keys of each
 // block). Migrations 2 and 3 run only on files that 5 then converts, so
 // they keep only what 5 reads of term_sources: its data keys and records.
+// 6 cut the stored term keys to 9 bytes and lists them again.
 const (
 	packedTerms   = 3
 	postingBlocks = 4
 	erasureLists  = 5
+	shortTerms    = 6
 )
+
+// termKeysByBlock reads each block's term keys from the postings, packed
+// (of any length: migration 5 may read keys that 6 then cuts) or not, in
+// order of block, for fillLists.
+const termKeysByBlock = `SELECT block, key FROM postings
+	WHERE key >= x'01' AND key < x'02' OR key >= 'term=' AND key < 'term>' ORDER BY block`
 
 // splitTermSources is the index file's migration 2 after its SQL: the
 // term postings' data keys move from the postings table, and its index on
@@ -284,11 +292,13 @@ func splitTermSources(ctx context.Context, tx *sql.Tx) error {
 // move to postings_packed with their term keys packed, in two passes that
 // each read and write in key order (texts, then the term keys, which become
 // blobs ordered as their hexadecimal digits were), and it takes the old
-// table's name. term_sources stays as it is (see erasureLists).
+// table's name. term_sources stays as it is (see erasureLists). It packs
+// keys as they are packed now, so migration 6 finds none to cut; two keys
+// whose packed forms are one are one posting.
 func packPostings(ctx context.Context, tx *sql.Tx) error {
 	for _, q := range []string{
 		`INSERT INTO postings_packed (key, seq) SELECT key, seq FROM postings WHERE NOT ` + isTermKeySQL("key") + ` ORDER BY key, seq`,
-		`INSERT INTO postings_packed (key, seq) SELECT ` + storedKeySQL("key") + `, seq FROM postings WHERE ` + isTermKeySQL("key") + ` ORDER BY key, seq`,
+		`INSERT OR IGNORE INTO postings_packed (key, seq) SELECT ` + storedKeySQL("key") + `, seq FROM postings WHERE ` + isTermKeySQL("key") + ` ORDER BY key, seq`,
 		`DROP TABLE postings`,
 		`ALTER TABLE postings_packed RENAME TO postings`,
 		`DROP TABLE term_sources_packed`,
@@ -306,12 +316,18 @@ func packPostings(ctx context.Context, tx *sql.Tx) error {
 // record with no data key (content stored before it was encrypted) is
 // listed too, but never cleared: only records under an erased key are.
 func listTerms(ctx context.Context, tx *sql.Tx) error {
-	if err := fillLists(ctx, tx, `SELECT block, key FROM postings
-		WHERE key >= x'01' AND key < x'02' AND length(key) = 13 OR key >= 'term=' AND key < 'term>' ORDER BY block`); err != nil {
+	if err := fillLists(ctx, tx, termKeysByBlock); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DROP TABLE term_sources`); err != nil {
 		return fmt.Errorf("drop term_sources: %w", err)
 	}
 	return nil
+}
+
+// shortTermLists is the index file's migration 6 after its SQL, which cut
+// the postings' term keys and emptied block_terms: each block's list is
+// again every term key it has postings of, as migration 5 made them.
+func shortTermLists(ctx context.Context, tx *sql.Tx) error {
+	return fillLists(ctx, tx, termKeysByBlock)
 }

@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"cmp"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"reflect"
@@ -13,8 +15,9 @@ import (
 )
 
 // TestStoredKey: a term key in investigate.Terms' form is stored as a blob
-// of its tag, any other key as its text; storedKeySQL, which migration 3
-// and the move of an old log's postings use, gives the same answers.
+// of the first 8 bytes of its tag, any other key as its text;
+// storedKeySQL, which migration 3 and the move of an old log's postings
+// use, gives the same answers.
 func TestStoredKey(t *testing.T) {
 	db, _, _ := openKeyed(t, 0)
 	defer db.Close()
@@ -29,7 +32,7 @@ func TestStoredKey(t *testing.T) {
 		want := storedKey(k)
 		if b, ok := want.([]byte); ok != (len(k) == 29 && k[:5] == "term=" && k == strings.ToLower(k) && !strings.ContainsAny(k[5:], " g")) {
 			t.Errorf("storedKey(%q) = %v", k, want)
-		} else if ok && (len(b) != 13 || b[0] != postings.TagTerms || hex.EncodeToString(b[1:]) != k[5:]) {
+		} else if ok && (len(b) != 9 || b[0] != postings.TagTerms || hex.EncodeToString(b[1:]) != k[5:21]) {
 			t.Errorf("storedKey(%q) = %x", k, b)
 		}
 		if got := appendStoredKey(&buf, k); !reflect.DeepEqual(got, want) {
@@ -54,10 +57,10 @@ func TestPackPostings(t *testing.T) {
 	var ps []infertrail.Posting
 	for seq := range int64(300) {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
-			infertrail.Posting{Key: fmt.Sprintf("term=%024x", seq%5), Seq: seq, DataKey: keys[seq%2].ID},
+			infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", seq%5), Seq: seq, DataKey: keys[seq%2].ID},
 			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
 		for w := range int64(20) {
-			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", 1000+seq/2+w), Seq: seq, DataKey: keys[seq%2].ID})
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", 1000+seq/2+w), Seq: seq, DataKey: keys[seq%2].ID})
 		}
 	}
 	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
@@ -91,7 +94,7 @@ func TestPackPostings(t *testing.T) {
 	// Back to version 2: a row per posting, every key as text, the
 	// records of each data key in term_sources.
 	rowPostings(t, db.index)
-	for _, q := range []string{`UPDATE postings SET key = 'term=' || lower(hex(substr(key, 2))) WHERE typeof(key) = 'blob'`,
+	for _, q := range []string{`UPDATE postings SET key = 'term=' || lower(hex(substr(key, 2))) || '00000000' WHERE typeof(key) = 'blob'`,
 		`DELETE FROM schema_migrations WHERE version >= 3`} {
 		if _, err := db.index.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -109,7 +112,7 @@ func TestPackPostings(t *testing.T) {
 		t.Errorf("%d free pages in the index file after migration 3 (%v), want 0", free, err)
 	}
 	var got []int64
-	if err := db.Query(ctx, infertrail.Query{Keys: []string{fmt.Sprintf("term=%024x", 3), "leaf=1"}}, func(e *infertrail.Entry) error {
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{fmt.Sprintf("term=%016x00000000", 3), "leaf=1"}}, func(e *infertrail.Entry) error {
 		got = append(got, e.Seq)
 		return nil
 	}); err != nil {
@@ -206,7 +209,7 @@ func TestErasureLists(t *testing.T) {
 	const n = 200
 	db, _, keys := openKeyed(t, n)
 	defer db.Close()
-	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	term := func(i int) string { return fmt.Sprintf("term=%016x00000000", i) }
 	var ps []infertrail.Posting
 	for seq := range int64(n) {
 		k := keys[seq%2].ID
@@ -309,7 +312,7 @@ func TestMigrateErasureLists(t *testing.T) {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
 			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
 		for w := range int64(20) {
-			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", seq%2*1000+seq/3+w), Seq: seq, DataKey: keys[seq%2].ID})
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", seq%2*1000+seq/3+w), Seq: seq, DataKey: keys[seq%2].ID})
 		}
 	}
 	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
@@ -356,4 +359,92 @@ func reopen(t *testing.T, db *DB, path string, want []infertrail.Posting, what s
 		t.Errorf("postings after %s: %d, want %d, or not the same", what, len(got), len(want))
 	}
 	return db
+}
+
+// TestMigrateShortTermKeys: an index file of version 5, whose term keys
+// hold all 12 bytes of their tags in the postings and in the blocks'
+// lists, opens with them cut to 8, the same postings, lists that an
+// erasure reads, and the room given back. Two keys cut to the same bytes
+// become one, with the records of both.
+func TestMigrateShortTermKeys(t *testing.T) {
+	ctx := t.Context()
+	db, path, keys := openKeyed(t, 300)
+	var ps []infertrail.Posting
+	for seq := range int64(300) {
+		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
+			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
+		for w := range int64(20) {
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", seq%2*1000+seq/3+w), Seq: seq, DataKey: keys[seq%2].ID})
+		}
+	}
+	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
+		t.Fatal(err)
+	}
+	want := indexPostings(t, db)
+	if len(want) != len(ps) {
+		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
+	}
+	// Back to version 5: each packed key with 4 more bytes (the tests'
+	// keys end in 8 zero digits), in the postings and in the lists.
+	lists := blockLists(t, db)
+	for _, q := range []string{
+		`UPDATE postings SET key = unhex(hex(key) || '00000000') WHERE typeof(key) = 'blob'`,
+		`DELETE FROM schema_migrations WHERE version >= 6`,
+	} {
+		if _, err := db.index.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for block, keys := range lists {
+		var old []byte
+		for _, k := range keys {
+			if len(k) == postings.StoredLen && k[0] == postings.TagTerms {
+				old = append(append(old, k...), 0, 0, 0, 0)
+				continue
+			}
+			old = append(binary.AppendUvarint(append(old, 0), uint64(len(k))), k...)
+		}
+		if _, err := db.index.ExecContext(ctx, `UPDATE block_terms SET keys = ? WHERE block = ?`, old, block); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key whose first 8 bytes are another's, for records 131, which
+	// has that other key, and 135, which has not (both under the second
+	// data key, in block 2): it joins the other key.
+	other := fmt.Sprintf("term=%016x", 1000+131/3)
+	tag, _ := hex.DecodeString(other[5:])
+	if _, err := db.index.ExecContext(ctx, `INSERT INTO postings (key, block, bits) VALUES (?, 2, ?)`,
+		append(append([]byte{postings.TagTerms}, tag...), 0xff, 0xff, 0xff, 0xff), int64(1)<<(131&63)|int64(1)<<(135&63)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, infertrail.Posting{Key: other + "00000000", Seq: 135, DataKey: keys[1].ID})
+	slices.SortFunc(want, func(a, b infertrail.Posting) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
+	})
+	db = reopen(t, db, path, want, "migration 6")
+	var long, free int
+	if err := db.index.QueryRowContext(ctx, `SELECT count(*) FROM postings WHERE typeof(key) = 'blob' AND length(key) != 9`).Scan(&long); err != nil || long != 0 {
+		t.Errorf("%d term keys not cut to 9 bytes (%v)", long, err)
+	}
+	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
+		t.Errorf("%d free pages in the index file after migration 6 (%v), want 0", free, err)
+	}
+	var got []int64
+	if err := db.Query(ctx, infertrail.Query{Keys: []string{other + "ffffffff"}, Limit: 3}, func(e *infertrail.Entry) error {
+		got = append(got, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []int64{135, 131, 129}) {
+		t.Errorf("query by a term key after migration 6: %v; want [135 131 129]", got)
+	}
+	eraseKey(t, db, 300, keys[0].ID)
+	if err := db.writeIndex(ctx, "purge", nil); err != nil {
+		t.Fatal(err)
+	}
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing the first key: %d postings, want %d, or not the same", len(got), len(left))
+	}
 }

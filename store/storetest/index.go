@@ -164,7 +164,7 @@ func indexKeys(e *infertrail.Entry) []string {
 }
 
 // termMod5 is the term key of indexKeys for Seq seq.
-func termMod5(seq int64) string { return fmt.Sprintf("term=%024x", seq%5) }
+func termMod5(seq int64) string { return fmt.Sprintf("term=%016x00000000", seq%5) }
 
 // indexedEntries appends count entries of MakeEntry's sequence, posts
 // their indexKeys with cursor "indexer", and returns them.

@@ -104,7 +104,7 @@ func Stored(k string) string {
 }
 
 // StoredLen is the length of a stored term key.
-const StoredLen = 1 + TagLen
+const StoredLen = 1 + StoredTagLen
 
 // A list of stored keys is encoded as its keys one after the other: a
 // packed term key as its StoredLen bytes (it begins with TagTerms), any

@@ -15,7 +15,7 @@ import (
 // repeats; postings of the leaf (no data key) add nothing.
 func TestErasable(t *testing.T) {
 	k1, k2 := infertrail.KeyID{1}, infertrail.KeyID{2}
-	term := func(i int) string { return fmt.Sprintf("term=%024x", i) }
+	term := func(i int) string { return fmt.Sprintf("term=%016x00000000", i) }
 	ps := Sort([]infertrail.Posting{
 		{Key: term(2), Seq: 5, DataKey: k2}, {Key: "model=m", Seq: 5}, {Key: "model=m", Seq: 70},
 		{Key: term(1), Seq: 5, DataKey: k2}, {Key: term(1), Seq: 3, DataKey: k1},
@@ -45,7 +45,7 @@ func TestErasable(t *testing.T) {
 // TestList: a list of stored keys reads back as written, a term key in
 // StoredLen bytes; a damaged one is an error that says so and where.
 func TestList(t *testing.T) {
-	keys := []string{Stored(fmt.Sprintf("term=%024x", 7)), Stored(fmt.Sprintf("term=%024x", 9)), "\x00odd", "model=m", "term=word"}
+	keys := []string{Stored(fmt.Sprintf("term=%016x00000000", 7)), Stored(fmt.Sprintf("term=%016x00000000", 9)), "\x00odd", "model=m", "term=word"}
 	b := AppendList(nil, keys)
 	if len(b) != 2*StoredLen+3*2+len("\x00odd")+len("model=m")+len("term=word") {
 		t.Errorf("%d bytes encoded", len(b))

@@ -1,7 +1,9 @@
 package postings
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -72,7 +74,7 @@ func BenchmarkSort(b *testing.B) {
 	var ps []infertrail.Posting
 	for seq := int64(0); len(ps) < 16384; seq++ {
 		for range 270 {
-			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%024x", rng.IntN(4000)*2654435761), Seq: seq})
+			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", rng.IntN(4000)*2654435761), Seq: seq})
 		}
 	}
 	b.ReportAllocs()
@@ -81,8 +83,8 @@ func BenchmarkSort(b *testing.B) {
 	}
 }
 
-// TestAppendTag: a term key in investigate.Terms' form gives its tag, any
-// other key nothing; TagKey gives the key back.
+// TestAppendTag: a term key in investigate.Terms' form gives the first
+// StoredTagLen bytes of its tag, any other key nothing.
 func TestAppendTag(t *testing.T) {
 	for k, ok := range map[string]bool{
 		"term=0123456789abcdef01234567": true, "term=ffffffffffffffffffffffff": true,
@@ -93,7 +95,7 @@ func TestAppendTag(t *testing.T) {
 		switch {
 		case got != ok:
 			t.Errorf("AppendTag(%q): %v, want %v", k, got, ok)
-		case ok && (len(tag) != 1+TagLen || TagKey(tag[1:]) != k):
+		case ok && (len(tag) != 1+StoredTagLen || hex.EncodeToString(tag[1:]) != k[5:5+2*StoredTagLen]):
 			t.Errorf("AppendTag(%q) = %x", k, tag)
 		case !ok && string(tag) != "x":
 			t.Errorf("AppendTag(%q) appended %x though it failed", k, tag[1:])
@@ -103,13 +105,13 @@ func TestAppendTag(t *testing.T) {
 
 // TestPack: packed keys share one buffer, and those returned before stay
 // as they were when it grows; a key that is not a term key leaves it as
-// it is.
+// it is. Packed keys keep the order of the keys.
 func TestPack(t *testing.T) {
 	var buf []byte
 	var got [][]byte
 	for i := range 100 {
-		b, ok := Pack(&buf, fmt.Sprintf("term=%024x", i))
-		if !ok || len(b) != 1+TagLen || b[0] != TagTerms {
+		b, ok := Pack(&buf, fmt.Sprintf("term=%016x%08x", i, 99-i))
+		if !ok || len(b) != StoredLen || b[0] != TagTerms {
 			t.Fatalf("Pack of key %d: %x, %v", i, b, ok)
 		}
 		got = append(got, b)
@@ -118,12 +120,15 @@ func TestPack(t *testing.T) {
 		}
 	}
 	for i, b := range got {
-		if k := TagKey(b[1:]); k != fmt.Sprintf("term=%024x", i) {
-			t.Errorf("key %d packed reads back as %s", i, k)
+		if tag := hex.EncodeToString(b[1:]); tag != fmt.Sprintf("%016x", i) {
+			t.Errorf("key %d packed holds %s", i, tag)
+		}
+		if i > 0 && bytes.Compare(got[i-1], b) >= 0 {
+			t.Errorf("keys %d and %d packed out of order", i-1, i)
 		}
 	}
-	if len(buf) != 100*(1+TagLen) {
-		t.Errorf("%d bytes in the buffer, want %d", len(buf), 100*(1+TagLen))
+	if len(buf) != 100*StoredLen {
+		t.Errorf("%d bytes in the buffer, want %d", len(buf), 100*StoredLen)
 	}
 }
 

@@ -25,6 +25,8 @@ var storageRecords = flag.Int("storage.records", 20000, "records BenchmarkStorag
 
 var storageKeep = flag.String("storage.keep", "", "copy the database BenchmarkStorage wrote to this file (and, with -storage.index, the index file beside it), to inspect them")
 
+var storageSeed = flag.Int64("storage.seed", 1, "the agent traffic generator's seed")
+
 var storageIndex = flag.Bool("storage.index", false, "also build the investigation index, full text included, as infertrail serve does, and report the data folder's bytes")
 
 // BenchmarkStorage appends realistic agent traffic (load.MixAgent: repeated
@@ -57,7 +59,7 @@ func BenchmarkStorage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		g := load.NewGenerator(load.GenConfig{Mix: load.MixAgent, Seed: 1})
+		g := load.NewGenerator(load.GenConfig{Mix: load.MixAgent, Seed: *storageSeed})
 		var raw int64
 		const batch = 200
 		for n := 0; n < *storageRecords; n += batch {

@@ -215,7 +215,7 @@ func TestContentRefsRoundTrip(t *testing.T) {
 	}
 	refs := sampleRefs()
 	b := infertrail.MarshalContentRefs(refs)
-	if b[0] != 4 {
+	if b[0] != 5 {
 		t.Errorf("version byte %d", b[0])
 	}
 	// Version 3 (every key and field name stored) still decodes, and so
@@ -322,7 +322,7 @@ func TestContentRefsV4(t *testing.T) {
 		{Field: "response", Salt: salt, Blobs: []infertrail.BlobID{id(infertrail.KeyID{}, 6)}},
 		{Field: "error", Salt: salt, Omitted: true},
 	}
-	b4, b3 := infertrail.MarshalContentRefs(refs), infertrail.MarshalContentRefsV3(refs)
+	b4, b3 := infertrail.MarshalContentRefsV4(refs), infertrail.MarshalContentRefsV3(refs)
 	// Saved: two shared keys, two zero keys, five field names less their byte.
 	names := len("gen_ai.input.messages") + len("gen_ai.output.messages") + len("gen_ai.tool.definitions") + len("response") + len("error")
 	if want := len(b3) - 4*len(infertrail.KeyID{}) - names; len(b4) != want {
@@ -349,7 +349,7 @@ func TestContentRefsV4(t *testing.T) {
 		"unknown field code":          first(32, 200),
 		"unknown flag":                first(64|32, 0),
 		"short ids with a zero key":   first(4|16|32, 0),
-		"version 5":                   append([]byte{5}, b4[1:]...),
+		"version 6":                   append([]byte{6}, b4[1:]...),
 	} {
 		if name == "shared and zero key" {
 			bad = slices.Clone(b4)
@@ -358,6 +358,59 @@ func TestContentRefsV4(t *testing.T) {
 		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
 			t.Errorf("%s: UnmarshalContentRefs(%x) = %+v, want an error", name, bad, got)
 		}
+	}
+}
+
+// TestContentRefsV5: version 5 stores the short blob ids of a ref without
+// their last bytes when every one of them ends in ShortBlobZeros zeros,
+// as the ids the ledger makes now do; other refs as version 4 did.
+func TestContentRefsV5(t *testing.T) {
+	key := infertrail.KeyID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	var salt [infertrail.SaltSize]byte
+	id := func(k infertrail.KeyID, n, last byte) (b infertrail.BlobID) {
+		copy(b[:], k[:])
+		b[16], b[27], b[31] = n, n, last
+		return b
+	}
+	refs := []infertrail.ContentRef{
+		{Field: "gen_ai.input.messages", Salt: salt, Key: key, Array: true, Blobs: []infertrail.BlobID{id(key, 1, 0), id(key, 2, 0), id(key, 1, 0)}},
+		{Field: "gen_ai.output.messages", Salt: salt, Key: key, Blobs: []infertrail.BlobID{id(key, 3, 0)}},
+		{Field: "gen_ai.tool.definitions", Salt: salt, Key: key, Array: true, Blobs: []infertrail.BlobID{id(key, 4, 0), id(key, 5, 9)}},
+		{Field: "response", Salt: salt, Blobs: []infertrail.BlobID{id(infertrail.KeyID{}, 6, 0)}},
+		{Field: "error", Salt: salt, Omitted: true},
+	}
+	b5, b4 := infertrail.MarshalContentRefs(refs), infertrail.MarshalContentRefsV4(refs)
+	// Saved: the last bytes of the first two refs' four ids; the third
+	// ref has an id that does not end in zeros, the fourth no key.
+	if want := len(b4) - 4*infertrail.ShortBlobZeros; len(b5) != want || b5[0] != 5 {
+		t.Errorf("version %d takes %d bytes, want version 5 in %d (version 4: %d)", b5[0], len(b5), want, len(b4))
+	}
+	got, err := infertrail.UnmarshalContentRefs(b5)
+	if err != nil || !refsEqual(refs, got) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	for i := range len(b5) {
+		if got, err := infertrail.UnmarshalContentRefs(b5[:i]); i > 0 && err == nil {
+			t.Errorf("truncated to %d bytes: accepted %+v", i, got)
+		}
+	}
+	// Shorter ids are short ids: the flag alone is refused, and so it is
+	// in version 4.
+	first := func(version, flags byte) []byte {
+		b := append([]byte{version, 1, flags, 0}, make([]byte, infertrail.SaltSize+len(infertrail.KeyID{}))...)
+		b[len(b)-1] = 7 // a key
+		return append(b, 0)
+	}
+	for name, bad := range map[string][]byte{
+		"shorter ids, not short": first(5, 32|64),
+		"shorter ids, version 4": first(4, 4|32|64),
+	} {
+		if got, err := infertrail.UnmarshalContentRefs(bad); err == nil {
+			t.Errorf("%s: UnmarshalContentRefs(%x) = %+v, want an error", name, bad, got)
+		}
+	}
+	if got, err := infertrail.UnmarshalContentRefs(first(5, 4|32|64)); err != nil || len(got) != 1 {
+		t.Errorf("shorter ids: UnmarshalContentRefs = %+v, %v; want one ref", got, err)
 	}
 }
 
@@ -372,6 +425,7 @@ func FuzzContentRefs(f *testing.F) {
 	f.Add(infertrail.MarshalContentRefs(sampleRefs()))
 	f.Add(infertrail.MarshalContentRefs(sampleRefs()[:1]))
 	f.Add(infertrail.MarshalContentRefsV3(sampleRefs()))
+	f.Add(infertrail.MarshalContentRefsV4(sampleRefs()))
 	f.Add([]byte{1, 0})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	shortRefs := sampleRefs()[:1]

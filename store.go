@@ -57,8 +57,9 @@ type ContentRef struct {
 const SaltSize = 16
 
 // BlobID names a content blob. A blob encrypted under a data key has an id
-// that starts with the key's 16-byte id, followed by 16 bytes of a keyed
-// hash of its plain bytes: equal content is stored once per key without a
+// that starts with the key's 16-byte id, followed by 12 bytes of a keyed
+// hash of its plain bytes and 4 zero bytes (16 bytes of the hash, for
+// blobs sealed before 2026-11-29): equal content is stored once per key without a
 // plain hash of it ever being stored, a key's blobs are one range of ids
 // (which is how an erasure finds them), and new blobs, whose keys are new,
 // go at the end of the id index. A blob stored before encryption has an id
@@ -72,6 +73,9 @@ type Codec uint8
 const (
 	CodecRaw  Codec = 0 // Data is the plain bytes
 	CodecZstd Codec = 1 // Data is one zstd frame
+	// Data is one zstd frame without the 4 bytes of its magic number,
+	// which every frame begins with (blobs sealed since 2026-11-29)
+	CodecZstdBare Codec = 2
 )
 
 // Blob is stored content: the canonical JSON bytes of one content value, or
@@ -256,12 +260,19 @@ func (e *Entry) Clone() Entry {
 
 // MarshalContentRefs encodes refs in the compact binary form that stores
 // keep in one column. A blob id that starts with its ref's data key id (as
-// every encrypted blob's does) is stored without that prefix; a data key
-// is stored once for the refs in a row that share it; and a field named in
-// contentFieldNames is stored as its place there.
-func MarshalContentRefs(refs []ContentRef) []byte { return marshalContentRefs(refs, 4) }
+// every encrypted blob's does) is stored without that prefix, and without
+// its last ShortBlobZeros bytes when they are zero (as in the ids the
+// ledger makes since 2026-11-29); a data key is stored once for the refs
+// in a row that share it; and a field named in contentFieldNames is stored
+// as its place there.
+func MarshalContentRefs(refs []ContentRef) []byte { return marshalContentRefs(refs, 5) }
 
-// marshalContentRefs encodes refs in version 3 or 4 of the form.
+// ShortBlobZeros is how many bytes end the id of a blob the ledger seals
+// now, all zero: its keyed hash is 12 bytes (version 5 of the content
+// refs does not store them).
+const ShortBlobZeros = 4
+
+// marshalContentRefs encodes refs in version 3, 4 or 5 of the form.
 func marshalContentRefs(refs []ContentRef, version byte) []byte {
 	if len(refs) == 0 {
 		return nil
@@ -271,7 +282,7 @@ func marshalContentRefs(refs []ContentRef, version byte) []byte {
 		n += 2 + len(r.Field) + SaltSize + 1 + len(KeyID{}) + 2 + len(r.Blobs)*len(BlobID{})
 	}
 	b := make([]byte, 0, n)
-	b = append(b, version) // 1 had no key, 2 no short blob ids, 3 no shared keys or field codes
+	b = append(b, version) // 1 had no key, 2 no short blob ids, 3 no shared keys or field codes, 4 no shorter ids
 	b = binary.AppendUvarint(b, uint64(len(refs)))
 	for i, r := range refs {
 		var flags byte
@@ -281,12 +292,17 @@ func marshalContentRefs(refs []ContentRef, version byte) []byte {
 		if r.Omitted {
 			flags |= refOmitted
 		}
-		short := !r.Key.IsZero()
+		short, shorter := !r.Key.IsZero(), version >= 5
 		for _, id := range r.Blobs {
 			short = short && KeyID(id[:len(KeyID{})]) == r.Key
+			shorter = shorter && [ShortBlobZeros]byte(id[len(id)-ShortBlobZeros:]) == [ShortBlobZeros]byte{}
 		}
+		shorter = short && shorter
 		if short {
 			flags |= refShortIDs
+		}
+		if shorter {
+			flags |= refShorterIDs
 		}
 		code, named := fieldCodes[r.Field]
 		if version >= 4 {
@@ -316,9 +332,12 @@ func marshalContentRefs(refs []ContentRef, version byte) []byte {
 		}
 		b = binary.AppendUvarint(b, uint64(len(r.Blobs)))
 		for _, id := range r.Blobs {
-			if short {
+			switch {
+			case shorter:
+				b = append(b, id[len(KeyID{}):len(id)-ShortBlobZeros]...)
+			case short:
 				b = append(b, id[len(KeyID{}):]...)
-			} else {
+			default:
 				b = append(b, id[:]...)
 			}
 		}
@@ -334,6 +353,9 @@ const (
 	refSameKey  = 8  // version 4: the key is the previous ref's, not stored again
 	refNoKey    = 16 // version 4: the key is zero, not stored
 	refNamed    = 32 // version 4: the field is stored as its place in contentFieldNames
+	// version 5, with refShortIDs: the blob ids end in ShortBlobZeros zero
+	// bytes, not stored either
+	refShorterIDs = 64
 )
 
 // contentFieldNames are the content fields that the gateways, receivers
@@ -367,7 +389,7 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		return nil, nil
 	}
 	version := b[0]
-	if version < 1 || version > 4 {
+	if version < 1 || version > 5 {
 		return nil, fmt.Errorf("decode content refs: version %d: %w", b[0], errRefs)
 	}
 	b = b[1:]
@@ -384,7 +406,8 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		return nil, fmt.Errorf("decode content refs: %w", errRefs)
 	}
 	allowed := [...]byte{1: refArray, 2: refArray | refOmitted, 3: refArray | refOmitted | refShortIDs,
-		4: refArray | refOmitted | refShortIDs | refSameKey | refNoKey | refNamed}[version]
+		4: refArray | refOmitted | refShortIDs | refSameKey | refNoKey | refNamed,
+		5: refArray | refOmitted | refShortIDs | refSameKey | refNoKey | refNamed | refShorterIDs}[version]
 	refs := make([]ContentRef, 0, count)
 	for i := range count {
 		var r ContentRef
@@ -423,7 +446,10 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 			return nil, fmt.Errorf("decode content refs: flags %#x: %w", flags, errRefs)
 		}
 		r.Array, r.Omitted = flags&refArray != 0, flags&refOmitted != 0
-		short := flags&refShortIDs != 0
+		short, shorter := flags&refShortIDs != 0, flags&refShorterIDs != 0
+		if shorter && !short {
+			return nil, fmt.Errorf("decode content refs: shorter blob ids that are not short: %w", errRefs)
+		}
 		switch {
 		case flags&refSameKey != 0 && (i == 0 || flags&refNoKey != 0):
 			return nil, fmt.Errorf("decode content refs: a shared key with no key before it: %w", errRefs)
@@ -444,6 +470,9 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		if short {
 			size -= len(KeyID{})
 		}
+		if shorter {
+			size -= ShortBlobZeros
+		}
 		nb, ok := next()
 		if !ok || nb > uint64(len(b)/size) {
 			return nil, fmt.Errorf("decode content refs: %w", errRefs)
@@ -452,7 +481,7 @@ func UnmarshalContentRefs(b []byte) ([]ContentRef, error) {
 		for i := range r.Blobs {
 			if short {
 				copy(r.Blobs[i][:], r.Key[:])
-				copy(r.Blobs[i][len(KeyID{}):], b)
+				copy(r.Blobs[i][len(KeyID{}):], b[:size]) // zeros after, if shorter
 			} else {
 				copy(r.Blobs[i][:], b)
 			}

@@ -123,7 +123,8 @@ func TestGoForm(t *testing.T) {
 
 // TestCompressShortText checks that a message of a few hundred bytes of
 // text, in which zstd's fastest level finds no repeat, is still stored
-// compressed (its literals Huffman-coded), and decodes to itself.
+// compressed (its literals Huffman-coded, the frame without its magic
+// number), and decodes to itself.
 func TestCompressShortText(t *testing.T) {
 	s := testSealer(t)
 	for _, plain := range []string{
@@ -131,13 +132,21 @@ func TestCompressShortText(t *testing.T) {
 		strings.Repeat("every record of an inference is evidence; ", 40),
 	} {
 		codec, data := s.compress([]byte(plain))
-		if codec != infertrail.CodecZstd || len(data) >= len(plain)*3/4 {
+		if codec != infertrail.CodecZstdBare || len(data) >= len(plain)*3/4 {
 			t.Errorf("%d bytes of text stored with codec %d in %d bytes, want zstd in less than three quarters", len(plain), codec, len(data))
 			continue
 		}
 		got, err := DecodeBlob(infertrail.Blob{Codec: codec, Data: data})
 		if err != nil || string(got) != plain {
 			t.Errorf("decoded %q, %v; want the text back", got, err)
+		}
+		// A blob stored before 2026-11-29 holds the whole frame.
+		frame := append(slices.Clone(zstdMagic), data...)
+		if got, err := DecodeBlob(infertrail.Blob{Codec: infertrail.CodecZstd, Data: frame}); err != nil || string(got) != plain {
+			t.Errorf("the whole frame decoded %q, %v; want the text back", got, err)
+		}
+		if got, err := DecodeBlob(infertrail.Blob{Codec: infertrail.CodecZstdBare, Data: frame}); err == nil {
+			t.Errorf("a frame with its magic number twice decoded as %q", got)
 		}
 	}
 	// Bytes that do not compress are stored as they are.

@@ -94,7 +94,9 @@ func newTamperBase(tb testing.TB) *tamperBase {
 		if err := rows.Scan(&id, &c); err != nil {
 			tb.Fatal(err)
 		}
-		b.codec[infertrail.BlobID(id)] = c
+		var bid infertrail.BlobID
+		copy(bid[:], id) // zeros after an id stored cut short
+		b.codec[bid] = c
 	}
 	if err := rows.Err(); err != nil {
 		tb.Fatal(err)
@@ -231,10 +233,10 @@ func flipHash(tb testing.TB, db *sql.DB, idx int64) {
 func editBlob(tb testing.TB, db *sql.DB, id infertrail.BlobID, edit func([]byte) []byte) {
 	tb.Helper()
 	var data []byte
-	if err := db.QueryRow("SELECT data FROM blobs WHERE id = ?", id[:]).Scan(&data); err != nil {
+	if err := db.QueryRow("SELECT data FROM blobs WHERE id = ?", sqlite.StoredBlobID(&id)).Scan(&data); err != nil {
 		tb.Fatal(err)
 	}
-	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", edit(data), id[:])
+	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", edit(data), sqlite.StoredBlobID(&id))
 }
 
 // editPlain decrypts a blob with its data key, edits the plain bytes and
@@ -242,7 +244,7 @@ func editBlob(tb testing.TB, db *sql.DB, id infertrail.BlobID, edit func([]byte)
 func editPlain(tb testing.TB, db *sql.DB, kek keys.KEK, id infertrail.BlobID, edit func([]byte) []byte) {
 	tb.Helper()
 	var data, keyID, wrapped []byte
-	if err := db.QueryRow("SELECT b.data, k.id, k.wrapped FROM blobs b JOIN data_keys k ON k.id = substr(b.id, 1, 16) WHERE b.id = ?", id[:]).Scan(&data, &keyID, &wrapped); err != nil {
+	if err := db.QueryRow("SELECT b.data, k.id, k.wrapped FROM blobs b JOIN data_keys k ON k.id = substr(b.id, 1, 16) WHERE b.id = ?", sqlite.StoredBlobID(&id)).Scan(&data, &keyID, &wrapped); err != nil {
 		tb.Fatal(err)
 	}
 	dek, err := kek.Unwrap(tb.Context(), wrapped, keyID)
@@ -257,7 +259,7 @@ func editPlain(tb testing.TB, db *sql.DB, kek keys.KEK, id infertrail.BlobID, ed
 	if err != nil {
 		tb.Fatal(err)
 	}
-	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", c.Seal(nil, edit(plain), id[:]), id[:])
+	exec(tb, db, "UPDATE blobs SET data = ? WHERE id = ?", c.Seal(nil, edit(plain), id[:]), sqlite.StoredBlobID(&id))
 }
 
 // rehash rewrites every stored hash from the stored leaves, as an attacker
@@ -309,9 +311,9 @@ func TestVerifyStoreTampering(t *testing.T) {
 	otherSigner, _ := testKeys(t)
 
 	// Blobs to alter.
-	sharedZstd := base.blob(t, 0, "messages", 0, infertrail.CodecZstd)
+	sharedZstd := base.blob(t, 0, "messages", 0, infertrail.CodecZstdBare)
 	uniquePlain := base.blob(t, 200, "messages", 1, infertrail.CodecRaw)
-	uniqueZstd := base.blob(t, 205, "output", 0, infertrail.CodecZstd)
+	uniqueZstd := base.blob(t, 205, "output", 0, infertrail.CodecZstdBare)
 	sharedPlain := base.blob(t, 40, "tools", 0, infertrail.CodecRaw)
 	removed := base.blob(t, 77, "messages", 1, infertrail.CodecRaw)
 
@@ -361,10 +363,10 @@ func TestVerifyStoreTampering(t *testing.T) {
 		}, 200, "content field messages", "authentication"},
 		{"blob moved to another id", func(t *testing.T, db *sql.DB) {
 			var data []byte
-			if err := db.QueryRow("SELECT data FROM blobs WHERE id = ?", uniqueZstd[:]).Scan(&data); err != nil {
+			if err := db.QueryRow("SELECT data FROM blobs WHERE id = ?", sqlite.StoredBlobID(&uniqueZstd)).Scan(&data); err != nil {
 				t.Fatal(err)
 			}
-			exec(t, db, "UPDATE blobs SET data = ?, codec = 1 WHERE id = ?", data, uniquePlain[:])
+			exec(t, db, "UPDATE blobs SET data = ?, codec = 2 WHERE id = ?", data, sqlite.StoredBlobID(&uniquePlain))
 		}, 200, "content field messages", "authentication"},
 		{"data key removed", func(t *testing.T, db *sql.DB) {
 			exec(t, db, "DELETE FROM data_keys WHERE id = substr(?, 1, 16)", uniquePlain[:])
@@ -379,7 +381,7 @@ func TestVerifyStoreTampering(t *testing.T) {
 			editBlob(t, db, sharedZstd, flipByte(func(n int) int { return n - 5 }))
 		}, base.firstUser(t, sharedZstd, "messages"), "content field messages", ""},
 		{"blob removed", func(t *testing.T, db *sql.DB) {
-			exec(t, db, "DELETE FROM blobs WHERE id = ?", removed[:])
+			exec(t, db, "DELETE FROM blobs WHERE id = ?", sqlite.StoredBlobID(&removed))
 		}, 77, "content field messages", "missing"},
 		{"content salt", func(t *testing.T, db *sql.DB) {
 			var refs []byte

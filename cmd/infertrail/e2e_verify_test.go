@@ -154,11 +154,11 @@ func TestE2EVerify(t *testing.T) {
 				t.Fatalf("record %d has no content blob; blobs: %v", s.base+12, users)
 			}
 			var data []byte
-			if err := db.QueryRow(`SELECT data FROM blobs WHERE id = ?`, target[:]).Scan(&data); err != nil {
+			if err := db.QueryRow(`SELECT data FROM blobs WHERE id = ?`, sqlite.StoredBlobID(&target)).Scan(&data); err != nil {
 				t.Fatal(err)
 			}
 			data[len(data)/2] ^= 0x01
-			if _, err := db.Exec(`UPDATE blobs SET data = ? WHERE id = ?`, data, target[:]); err != nil {
+			if _, err := db.Exec(`UPDATE blobs SET data = ? WHERE id = ?`, data, sqlite.StoredBlobID(&target)); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -238,7 +238,7 @@ func (t *appendTx) write(ctx context.Context, entries []infertrail.Entry, blobs 
 		}
 		args = args[:0]
 		for _, b := range blobs[i : i+n] {
-			args = append(args, b.ID[:], int64(b.Codec), nonNil(b.Data), blobKeyArg(&b))
+			args = append(args, storedBlobID(&b.ID), int64(b.Codec), nonNil(b.Data), blobKeyArg(&b))
 		}
 		if _, err := st.ExecContext(rowCtx, args...); err != nil {
 			return fmt.Errorf("append blobs: %w", err)

@@ -684,8 +684,8 @@ func TestMigrateIndexFile(t *testing.T) {
 		if got := seqs(infertrail.IndexKey(infertrail.IndexFinding, "d")); !slices.Equal(got, want) {
 			t.Errorf("query finding=d after the move: %v; want %v", got, want)
 		}
-		if v := SchemaVersion(); v != 10 {
-			t.Errorf("SchemaVersion() = %d, want 10", v)
+		if v := SchemaVersion(); v != 11 {
+			t.Errorf("SchemaVersion() = %d, want 11", v)
 		}
 		if !removeIndex {
 			return

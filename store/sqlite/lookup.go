@@ -29,27 +29,41 @@ func (db *DB) Blobs(ctx context.Context, ids []infertrail.BlobID) (map[infertrai
 	uniq := uniqueSorted(ids, func(a, b infertrail.BlobID) int { return bytes.Compare(a[:], b[:]) })
 	out := make(map[infertrail.BlobID]infertrail.Blob, len(uniq))
 	var mu sync.Mutex
-	err := lookup(ctx, db, uniq, db.blobRange, db.blobsByID, func(id *infertrail.BlobID) []byte { return id[:] },
-		func(rows *sql.Rows) ([]byte, func(), error) {
-			var (
-				b       infertrail.Blob
-				id, key sql.RawBytes
-				data    sql.RawBytes
-			)
-			if err := rows.Scan(&id, &b.Codec, &data, &key); err != nil {
-				return nil, nil, err
-			}
-			return id, func() {
-				copy(b.ID[:], id)
-				copy(b.Key[:], key)
-				b.Data = bytes.Clone(data)
-				mu.Lock()
-				out[b.ID] = b
-				mu.Unlock()
-			}, nil
-		})
+	whole := func(id *infertrail.BlobID) []byte { return id[:] }
+	scan := func(rows *sql.Rows) ([]byte, func(), error) {
+		var (
+			b       infertrail.Blob
+			id, key sql.RawBytes
+			data    sql.RawBytes
+		)
+		if err := rows.Scan(&id, &b.Codec, &data, &key); err != nil {
+			return nil, nil, err
+		}
+		copy(b.ID[:], id) // zeros after a stored id cut short
+		return b.ID[:], func() {
+			copy(b.Key[:], key)
+			b.Data = bytes.Clone(data)
+			mu.Lock()
+			out[b.ID] = b
+			mu.Unlock()
+		}, nil
+	}
+	err := lookup(ctx, db, uniq, db.blobRange, db.blobsByID, whole, storedBlobID, scan)
 	if err != nil {
 		return nil, fmt.Errorf("read %d blobs: %w", len(uniq), err)
+	}
+	// An id ending in zeros that is not stored cut short may be an
+	// older blob's, stored whole.
+	var again []infertrail.BlobID
+	for _, id := range uniq {
+		if _, ok := out[id]; !ok && len(storedBlobID(&id)) < len(id) {
+			again = append(again, id)
+		}
+	}
+	if len(again) > 0 {
+		if err := lookup(ctx, db, again, db.blobRange, db.blobsByID, whole, whole, scan); err != nil {
+			return nil, fmt.Errorf("read %d blobs: %w", len(uniq), err)
+		}
 	}
 	return out, nil
 }
@@ -59,7 +73,8 @@ func (db *DB) DataKeys(ctx context.Context, ids []infertrail.KeyID) (map[infertr
 	uniq := uniqueSorted(ids, func(a, b infertrail.KeyID) int { return bytes.Compare(a[:], b[:]) })
 	out := make(map[infertrail.KeyID]infertrail.DataKey, len(uniq))
 	var mu sync.Mutex
-	err := lookup(ctx, db, uniq, db.keyRange, db.keysByID, func(id *infertrail.KeyID) []byte { return id[:] },
+	whole := func(id *infertrail.KeyID) []byte { return id[:] }
+	err := lookup(ctx, db, uniq, db.keyRange, db.keysByID, whole, whole,
 		func(rows *sql.Rows) ([]byte, func(), error) {
 			k, err := scanKey(rows)
 			if err != nil {
@@ -88,9 +103,11 @@ func uniqueSorted[ID comparable](ids []ID, cmp func(a, b ID) int) []ID {
 // of the rows with ids from its first to its second argument, in id order,
 // at most its third argument of them) and byID (a query of the rows with
 // ids among its lookupBatch arguments), on up to db.nreaders connections at
-// once. scan scans a row and returns its id and a function that keeps it;
-// rows not asked for are scanned and not kept.
-func lookup[ID any](ctx context.Context, db *DB, ids []ID, byRange, byID *sql.Stmt, bytesOf func(*ID) []byte,
+// once. bytesOf gives an id's bytes, in the order of ids, and storedOf its
+// bytes as the table holds them, in the same order and at most bytesOf's.
+// scan scans a row and returns its id's bytes as bytesOf gives them and a
+// function that keeps it; rows not asked for are scanned and not kept.
+func lookup[ID any](ctx context.Context, db *DB, ids []ID, byRange, byID *sql.Stmt, bytesOf, storedOf func(*ID) []byte,
 	scan func(*sql.Rows) (id []byte, keep func(), err error)) error {
 	var ranges, read, kept atomic.Int64 // range reads so far, and their rows
 	return inBatches(ids, db.nreaders, func(batch []ID, args []any) error {
@@ -99,7 +116,7 @@ func lookup[ID any](ctx context.Context, db *DB, ids []ID, byRange, byID *sql.St
 		// before it.
 		sparse := ranges.Load() >= 8 && 2*kept.Load() < read.Load()
 		if len(batch) >= minRange && !sparse {
-			rest, n, k, err := readRange(ctx, byRange, batch, bytesOf, scan)
+			rest, n, k, err := readRange(ctx, byRange, batch, bytesOf, storedOf, scan)
 			ranges.Add(1)
 			read.Add(int64(n))
 			kept.Add(int64(k))
@@ -110,7 +127,7 @@ func lookup[ID any](ctx context.Context, db *DB, ids []ID, byRange, byID *sql.St
 		}
 		for j := range args {
 			// A short batch repeats its last id: IN ignores repeats.
-			args[j] = bytesOf(&batch[min(j, len(batch)-1)])
+			args[j] = storedOf(&batch[min(j, len(batch)-1)])
 		}
 		return readRows(ctx, byID, args, func(rows *sql.Rows) error {
 			_, keep, err := scan(rows)
@@ -130,11 +147,11 @@ const minRange = lookupBatch / 4
 // first to its last id, of at most twice as many rows as batch holds. It
 // returns the ids it did not get to, when the range holds more rows, and
 // the numbers of rows it read and kept.
-func readRange[ID any](ctx context.Context, byRange *sql.Stmt, batch []ID, bytesOf func(*ID) []byte,
+func readRange[ID any](ctx context.Context, byRange *sql.Stmt, batch []ID, bytesOf, storedOf func(*ID) []byte,
 	scan func(*sql.Rows) ([]byte, func(), error)) (rest []ID, n, kept int, err error) {
 	limit := 2 * len(batch)
 	j := 0
-	err = readRows(ctx, byRange, []any{bytesOf(&batch[0]), bytesOf(&batch[len(batch)-1]), limit}, func(rows *sql.Rows) error {
+	err = readRows(ctx, byRange, []any{storedOf(&batch[0]), bytesOf(&batch[len(batch)-1]), limit}, func(rows *sql.Rows) error {
 		id, keep, err := scan(rows)
 		if err != nil {
 			return err

@@ -342,9 +342,27 @@ func queryHolds(ctx context.Context, q querier, tenant string, active bool) ([]i
 	return out, nil
 }
 
-// keyBlobRange returns the least and the greatest blob id of a key's blobs.
+// keyBlobRange returns bounds of the stored ids of a key's blobs: the key
+// id itself, which they all begin with, and the greatest whole id.
 func keyBlobRange(k infertrail.KeyID) ([]byte, []byte) {
-	lo := append(k[:len(k):len(k)], make([]byte, 16)...)
+	lo := k[:len(k):len(k)]
 	hi := append(k[:len(k):len(k)], bytes.Repeat([]byte{0xff}, 16)...)
 	return lo, hi
+}
+
+// A blob id whose last infertrail.ShortBlobZeros bytes are zero, as the
+// ids the ledger makes since 2026-11-29 are, is stored without them in
+// blobs.id (and its index): 28 bytes instead of 32. Cutting them keeps the
+// ids in order. A blob stored before whose id happened to end in zeros
+// kept all 32 bytes: Blobs looks an id that is not found again whole.
+
+// StoredBlobID returns id as a new row of blobs.id holds it.
+func StoredBlobID(id *infertrail.BlobID) []byte { return storedBlobID(id) }
+
+// storedBlobID returns id as blobs.id holds it.
+func storedBlobID(id *infertrail.BlobID) []byte {
+	if n := len(id) - infertrail.ShortBlobZeros; [infertrail.ShortBlobZeros]byte(id[n:]) == [infertrail.ShortBlobZeros]byte{} {
+		return id[:n]
+	}
+	return id[:]
 }

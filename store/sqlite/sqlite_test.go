@@ -433,3 +433,58 @@ func TestWriteErrorMeansNotWritten(t *testing.T) {
 	}
 	t.Logf("%d added, %d refused", stored, failed)
 }
+
+// TestShortBlobIDs: a blob id ending in zeros is stored cut short, 28
+// bytes; any other whole. Blobs reads both, by id and by range, and an
+// older blob stored whole though its id ends in zeros; an erasure deletes
+// them all.
+func TestShortBlobIDs(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	key := storetest.TestKey("acme", "s1")
+	id := func(n int, tail byte) (b infertrail.BlobID) {
+		copy(b[:], key.ID[:])
+		b[16], b[17], b[31] = byte(n>>8), byte(n), tail
+		return b
+	}
+	var blobs []infertrail.Blob
+	for n := range 300 {
+		blobs = append(blobs, infertrail.Blob{ID: id(n, byte(n%2)), Key: key.ID, Codec: infertrail.CodecRaw, Data: fmt.Appendf(nil, `"blob %d"`, n)})
+	}
+	entries, _ := storetest.MakeBatch(0, 1)
+	storetest.AppendKeyed(t, db, []infertrail.DataKey{key}, entries, blobs)
+	old := infertrail.Blob{ID: id(1000, 0), Key: key.ID, Codec: infertrail.CodecRaw, Data: []byte(`"older"`)}
+	if _, err := db.writer.ExecContext(ctx, `INSERT INTO blobs (id, codec, data, key_id) VALUES (?, 0, ?, x'')`, old.ID[:], old.Data); err != nil {
+		t.Fatal(err)
+	}
+	blobs = append(blobs, old)
+	var short, whole int
+	if err := db.writer.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE length(id) = 28), count(*) FILTER (WHERE length(id) = 32) FROM blobs`).Scan(&short, &whole); err != nil || short != 150 || whole != 151 {
+		t.Errorf("%d blob ids stored cut short and %d whole (%v), want 150 and 151", short, whole, err)
+	}
+	for _, ids := range [][]infertrail.BlobID{{blobs[0].ID, blobs[1].ID, old.ID}, nil} {
+		if ids == nil { // all of them: read as ranges
+			for _, b := range blobs {
+				ids = append(ids, b.ID)
+			}
+		}
+		got, err := db.Blobs(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(ids) {
+			t.Errorf("Blobs of %d ids: %d found", len(ids), len(got))
+		}
+		for _, b := range blobs {
+			if g, ok := got[b.ID]; ok && (g.ID != b.ID || g.Key != key.ID || string(g.Data) != string(b.Data)) {
+				t.Errorf("blob %x read back as %+v", b.ID, g)
+			}
+		}
+	}
+	eraseKey(t, db, 1, key.ID)
+	var left int
+	if err := db.writer.QueryRowContext(ctx, `SELECT count(*) FROM blobs`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d blobs left after erasing their key (%v)", left, err)
+	}
+}

@@ -1,0 +1,8 @@
+-- From this version on, records are appended with their content
+-- references in version 5 (infertrail.MarshalContentRefs), blobs with ids
+-- of 12 bytes of keyed hash stored cut short (28 bytes: storedBlobID in
+-- privacy.go), and compressed blobs as zstd frames without their magic
+-- number (codec 2), which builds before it cannot read. No table changes,
+-- and rows written before stay as they are and readable: the version is
+-- there so that an earlier build refuses this file as newer than it knows,
+-- rather than fail on the first record it cannot decode.

@@ -608,29 +608,7 @@ func TestMigrateErasureLists(t *testing.T) {
 	// record 70 alone has term 3 and two term keys stored as text, one
 	// longer than 127 bytes. Records 100 on have no content.
 	long := "term=" + strings.Repeat("x", 150)
-	var ps []infertrail.Posting
-	for seq := range int64(140) {
-		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: seq})
-		if seq >= 100 {
-			continue
-		}
-		key, terms := k1, []string{term(0)}
-		switch {
-		case seq%2 == 1:
-			key = k2
-			if seq%3 == 0 {
-				terms = append(terms, term(2))
-			}
-		case seq%4 == 0:
-			terms = append(terms, term(1))
-		}
-		if seq == 70 {
-			terms = append(terms, term(3), "term=word", long)
-		}
-		for _, k := range terms {
-			ps = append(ps, infertrail.Posting{Key: k, Seq: seq, DataKey: key})
-		}
-	}
+	ps := twoKeyPostings(k1, k2, 100, term, term(3), "term=word", long)
 	sorted := postings.Sort(ps)
 	for _, b := range postings.Blocks(sorted) {
 		if _, err := pool.Exec(ctx, `INSERT INTO postings (key, block, bits) VALUES ($1, $2, $3)`, storedKey(b.Key), b.Block, b.Bits); err != nil {
@@ -730,29 +708,9 @@ func TestMigrateShortTermKeys(t *testing.T) {
 		}
 		return append([]byte{postings.TagTerms}, b...)
 	}
-	// Records 0 to 139: model=m on every one; under k1 when even and k2
-	// when odd; term 0 on all, term 1 on k1's multiples of 4, term 2 on
-	// k2's multiples of 3, "term=word" (kept as text) on record 70.
-	var ps []infertrail.Posting
-	for seq := range int64(140) {
-		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: seq})
-		key, terms := k1, []string{term(0)}
-		switch {
-		case seq%2 == 1:
-			key = k2
-			if seq%3 == 0 {
-				terms = append(terms, term(2))
-			}
-		case seq%4 == 0:
-			terms = append(terms, term(1))
-		}
-		if seq == 70 {
-			terms = append(terms, "term=word")
-		}
-		for _, k := range terms {
-			ps = append(ps, infertrail.Posting{Key: k, Seq: seq, DataKey: key})
-		}
-	}
+	// Records 0 to 139, all with content; "term=word" (kept as text) on
+	// record 70.
+	ps := twoKeyPostings(k1, k2, 140, term, "term=word")
 	sorted := postings.Sort(ps)
 	lists := map[int64][]string{}
 	for _, b := range postings.Blocks(sorted) {
@@ -819,6 +777,37 @@ func TestMigrateShortTermKeys(t *testing.T) {
 	eraseKey(t, db, k2)
 	left := slices.DeleteFunc(slices.Clone(ps), func(p infertrail.Posting) bool { return p.DataKey == k2 })
 	checkIndexTables(t, db, left, "after erasing the second key")
+}
+
+// twoKeyPostings returns the postings of records 0 to 139: model=m on
+// every one; below content, records under k1 when even and k2 when odd,
+// with term 0, term 1 on k1's multiples of 4, term 2 on k2's multiples of
+// 3, and the keys extra on record 70.
+func twoKeyPostings(k1, k2 infertrail.KeyID, content int64, term func(int) string, extra ...string) []infertrail.Posting {
+	var ps []infertrail.Posting
+	for seq := range int64(140) {
+		ps = append(ps, infertrail.Posting{Key: "model=m", Seq: seq})
+		if seq >= content {
+			continue
+		}
+		key, terms := k1, []string{term(0)}
+		switch {
+		case seq%2 == 1:
+			key = k2
+			if seq%3 == 0 {
+				terms = append(terms, term(2))
+			}
+		case seq%4 == 0:
+			terms = append(terms, term(1))
+		}
+		if seq == 70 {
+			terms = append(terms, extra...)
+		}
+		for _, k := range terms {
+			ps = append(ps, infertrail.Posting{Key: k, Seq: seq, DataKey: key})
+		}
+	}
+	return ps
 }
 
 // eraseKey erases data key id in a transaction of its own.

@@ -299,14 +299,12 @@ func TestErasureLists(t *testing.T) {
 	}
 }
 
-// TestMigrateErasureLists: an index file of version 4, whose term_sources
-// lists terms per record in any of the forms written before (here, bytes
-// no build wrote: migration 5 reads only their records), opens with
-// key_records and block_terms in its place, the same postings and the room
-// given back; an erasure then clears its key's records and no others.
-func TestMigrateErasureLists(t *testing.T) {
-	ctx := t.Context()
-	db, path, keys := openKeyed(t, 300)
+// addSessionPostings indexes 300 records of two sessions, under keys[0]
+// when even and keys[1] when odd: a leaf key, "term=word" and 20 term keys
+// each, which overlap those of the records before; it returns the stored
+// postings.
+func addSessionPostings(t *testing.T, db *DB, keys []infertrail.DataKey) []infertrail.Posting {
+	t.Helper()
 	var ps []infertrail.Posting
 	for seq := range int64(300) {
 		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
@@ -315,13 +313,25 @@ func TestMigrateErasureLists(t *testing.T) {
 			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", seq%2*1000+seq/3+w), Seq: seq, DataKey: keys[seq%2].ID})
 		}
 	}
-	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
+	if err := db.AddPostings(t.Context(), "indexer", 0, 300, ps); err != nil {
 		t.Fatal(err)
 	}
 	want := indexPostings(t, db)
 	if len(want) != len(ps) {
 		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
 	}
+	return want
+}
+
+// TestMigrateErasureLists: an index file of version 4, whose term_sources
+// lists terms per record in any of the forms written before (here, bytes
+// no build wrote: migration 5 reads only their records), opens with
+// key_records and block_terms in its place, the same postings and the room
+// given back; an erasure then clears its key's records and no others.
+func TestMigrateErasureLists(t *testing.T) {
+	ctx := t.Context()
+	db, path, keys := openKeyed(t, 300)
+	want := addSessionPostings(t, db, keys)
 	termSources(t, db.index)
 	if _, err := db.index.ExecContext(ctx, `UPDATE term_sources SET terms = x'02ff'`); err != nil {
 		t.Fatal(err)
@@ -369,21 +379,7 @@ func reopen(t *testing.T, db *DB, path string, want []infertrail.Posting, what s
 func TestMigrateShortTermKeys(t *testing.T) {
 	ctx := t.Context()
 	db, path, keys := openKeyed(t, 300)
-	var ps []infertrail.Posting
-	for seq := range int64(300) {
-		ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("leaf=%d", seq%7), Seq: seq},
-			infertrail.Posting{Key: "term=word", Seq: seq, DataKey: keys[seq%2].ID})
-		for w := range int64(20) {
-			ps = append(ps, infertrail.Posting{Key: fmt.Sprintf("term=%016x00000000", seq%2*1000+seq/3+w), Seq: seq, DataKey: keys[seq%2].ID})
-		}
-	}
-	if err := db.AddPostings(ctx, "indexer", 0, 300, ps); err != nil {
-		t.Fatal(err)
-	}
-	want := indexPostings(t, db)
-	if len(want) != len(ps) {
-		t.Fatalf("%d postings stored, want %d", len(want), len(ps))
-	}
+	want := addSessionPostings(t, db, keys)
 	// Back to version 5: each packed key with 4 more bytes (the tests'
 	// keys end in 8 zero digits), in the postings and in the lists.
 	lists := blockLists(t, db)

@@ -317,13 +317,9 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 		return nil, nil, nil, nil, &VerificationError{Index: start + int64(len(entries)), What: "record",
 			Err: fmt.Errorf("missing: the log head says %d records but the store holds records only to %d", size, start+int64(len(entries))-1)}
 	}
-	var (
-		ids  []infertrail.BlobID
-		kids []infertrail.KeyID
-	)
+	var kids []infertrail.KeyID
 	for i := range entries {
 		for _, r := range entries[i].Content {
-			ids = append(ids, r.Blobs...)
 			// Consecutive fields of a record share their key; keyStates
 			// drops the other repeats.
 			if !r.Key.IsZero() && (len(kids) == 0 || kids[len(kids)-1] != r.Key) {
@@ -334,6 +330,16 @@ func readChunk(ctx context.Context, s infertrail.Store, cr *ContentReader, start
 	ks, err := cr.keyStates(ctx, kids)
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("verify: read data keys of records %d to %d: %w", start, end-1, err)
+	}
+	// The blobs of a field whose key was erased, is missing or cannot be
+	// opened are not read: checking the field does not open them.
+	var ids []infertrail.BlobID
+	for i := range entries {
+		for _, r := range entries[i].Content {
+			if _, err := fieldKey(r, ks); err == nil {
+				ids = append(ids, r.Blobs...)
+			}
+		}
 	}
 	blobs, err := s.Blobs(ctx, ids)
 	if err != nil {

@@ -121,11 +121,7 @@ func TestPackPostings(t *testing.T) {
 	if len(got) != 9 || got[0] != 288 {
 		t.Errorf("query by a term key and a leaf key after migration 3: %v; want the 9 records from 288 down that are 3 mod 5 and 1 mod 7", got)
 	}
-	eraseKey(t, db, 300, keys[0].ID)
-	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
-	if got := indexPostings(t, db); !slices.Equal(got, left) {
-		t.Errorf("after erasing the first key: %d postings, want %d", len(got), len(left))
-	}
+	eraseChecked(t, db, 300, keys[0].ID, want, "the first key")
 }
 
 // TestPostingBlocks: an index file of version 3, a row per posting, opens
@@ -187,11 +183,7 @@ func TestPostingBlocks(t *testing.T) {
 	if !slices.Equal(got, []int64{126, 0}) {
 		t.Errorf("query after migration 4: %v, want [126 0] (0 or 62 mod 64, and 0 mod 7)", got)
 	}
-	eraseKey(t, db, 300, keys[0].ID)
-	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
-	if got := indexPostings(t, db); !slices.Equal(got, left) {
-		t.Errorf("after erasing the first key: %d postings, want %d", len(got), len(left))
-	}
+	eraseChecked(t, db, 300, keys[0].ID, want, "the first key")
 	// The third key's blocks are empty, and gone; the second's are half full.
 	if n := rows(); n != blocks-5 {
 		t.Errorf("%d rows of postings after the erasure, want %d", n, blocks-5)
@@ -265,16 +257,9 @@ func TestErasureLists(t *testing.T) {
 	if got := lists(); !reflect.DeepEqual(got, wantLists) {
 		t.Errorf("block lists: %d blocks, want %d, or not the same", len(got), len(wantLists))
 	}
-	eraseKey(t, db, n, keys[0].ID)
 	// The purge right after the erasure may take longer than openKeyed's
 	// 100 ms (with -race); the next write of the index does it then.
-	if err := db.writeIndex(ctx, "purge", nil); err != nil {
-		t.Fatal(err)
-	}
-	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
-	if got := indexPostings(t, db); !slices.Equal(got, left) {
-		t.Errorf("after erasing the first key: %d postings, want %d, or not the same", len(got), len(left))
-	}
+	eraseChecked(t, db, n, keys[0].ID, want, "the first key")
 	// The shared words stay in every block, the first session's own go.
 	for b, l := range lists() {
 		if !slices.Contains(l, postings.Stored(term(0))) || slices.Contains(l, postings.Stored(term(100))) || slices.Contains(l, postings.Stored(term(10000))) {
@@ -296,6 +281,21 @@ func TestErasureLists(t *testing.T) {
 		}); err != nil || len(got) == 0 {
 			t.Errorf("query %s after the erasure: %d records, %v; want the second session's", term(w), len(got), err)
 		}
+	}
+}
+
+// eraseChecked appends erasure record n erasing data key id, purges the
+// index file of its postings (as the next write of the index would), and
+// checks that the postings left are want less those of id's records.
+func eraseChecked(t *testing.T, db *DB, n int, id infertrail.KeyID, want []infertrail.Posting, what string) {
+	t.Helper()
+	eraseKey(t, db, n, id)
+	if err := db.writeIndex(t.Context(), "purge", nil); err != nil {
+		t.Fatal(err)
+	}
+	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == id })
+	if got := indexPostings(t, db); !slices.Equal(got, left) {
+		t.Errorf("after erasing %s: %d postings, want %d, or not the same", what, len(got), len(left))
 	}
 }
 
@@ -344,14 +344,7 @@ func TestMigrateErasureLists(t *testing.T) {
 	if err := db.index.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
 		t.Errorf("%d free pages in the index file after migration 5 (%v), want 0", free, err)
 	}
-	eraseKey(t, db, 300, keys[1].ID)
-	if err := db.writeIndex(ctx, "purge", nil); err != nil {
-		t.Fatal(err)
-	}
-	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[1].ID })
-	if got := indexPostings(t, db); !slices.Equal(got, left) {
-		t.Errorf("after erasing the second key: %d postings, want %d, or not the same", len(got), len(left))
-	}
+	eraseChecked(t, db, 300, keys[1].ID, want, "the second key")
 }
 
 // reopen closes db, opens the database at path again (which migrates its
@@ -435,12 +428,5 @@ func TestMigrateShortTermKeys(t *testing.T) {
 	if !slices.Equal(got, []int64{135, 131, 129}) {
 		t.Errorf("query by a term key after migration 6: %v; want [135 131 129]", got)
 	}
-	eraseKey(t, db, 300, keys[0].ID)
-	if err := db.writeIndex(ctx, "purge", nil); err != nil {
-		t.Fatal(err)
-	}
-	left := slices.DeleteFunc(slices.Clone(want), func(p infertrail.Posting) bool { return p.DataKey == keys[0].ID })
-	if got := indexPostings(t, db); !slices.Equal(got, left) {
-		t.Errorf("after erasing the first key: %d postings, want %d, or not the same", len(got), len(left))
-	}
+	eraseChecked(t, db, 300, keys[0].ID, want, "the first key")
 }

@@ -23,6 +23,13 @@ var (
 	ErrPushback = errors.New("busy, retry later")
 	// ErrUnavailable means that the store cannot be reached right now.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrStorageFull means that the store cannot take more data: its disk
+	// is full, or its free space is down to the reserve kept for erasure,
+	// checkpoints and the index. Nothing of the refused write is stored;
+	// it can be retried once space is freed. It wraps ErrUnavailable, so
+	// every caller that refuses work while the store is unreachable (the
+	// gateways forward nothing unrecorded) refuses it here too.
+	ErrStorageFull error = &kindOf{"storage full", ErrUnavailable}
 	// ErrUnauthenticated means that a request carried no credential, or one
 	// that is unknown, expired or revoked (HTTP 401).
 	ErrUnauthenticated = errors.New("unauthenticated")
@@ -81,3 +88,13 @@ type CorruptError struct {
 func (e *CorruptError) Error() string { return fmt.Sprintf("record %d is corrupt: %v", e.Seq, e.Err) }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
+
+// kindOf is a sentinel error that is a kind of another: errors.Is matches
+// both, and its text is its own.
+type kindOf struct {
+	msg    string
+	parent error
+}
+
+func (e *kindOf) Error() string { return e.msg }
+func (e *kindOf) Unwrap() error { return e.parent }

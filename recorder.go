@@ -36,3 +36,21 @@ type Prepared struct {
 	Records []*Record
 	Sealed  any
 }
+
+type reserveKey struct{}
+
+// WithReserve returns a context under which records may be appended into
+// the free space that a store keeps in reserve (see Room), when others
+// are refused with ErrStorageFull. It is for the records of operators'
+// management of the trail — a token made or revoked, a legal hold — which
+// are few, and needed most when the disk is full: the token of the person
+// who erases content to make room, the revocation of a leaked one.
+func WithReserve(ctx context.Context) context.Context {
+	return context.WithValue(ctx, reserveKey{}, true)
+}
+
+// UsesReserve reports whether ctx came from WithReserve.
+func UsesReserve(ctx context.Context) bool {
+	v, _ := ctx.Value(reserveKey{}).(bool)
+	return v
+}

@@ -188,6 +188,14 @@ type UniqueIDs interface {
 	UniqueIDs() bool
 }
 
+// Room is implemented by a store that keeps a reserve of free space on
+// its own disk (the SQLite store): Room returns an error wrapping
+// ErrStorageFull, naming the free space and the reserve, while appends are
+// refused for want of space. It reads the free space anew at each call.
+type Room interface {
+	Room() error
+}
+
 // HashReader reads committed tree hashes.
 type HashReader interface {
 	// TreeSize returns the size of the committed tree.

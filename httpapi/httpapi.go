@@ -20,6 +20,7 @@ import (
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/approvals"
 	"github.com/infertrail/infertrail/export"
+	"github.com/infertrail/infertrail/internal/quiet"
 	"github.com/infertrail/infertrail/investigate"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
@@ -64,10 +65,11 @@ type Config struct {
 
 // Server is the HTTP API. It is an http.Handler.
 type Server struct {
-	cfg Config
-	log *ledger.Log
-	mux *http.ServeMux
-	m   *metrics
+	cfg     Config
+	log     *ledger.Log
+	mux     *http.ServeMux
+	m       *metrics
+	refused quiet.Run // 503s, logged a line every 10 s while they go on
 }
 
 type metrics struct {
@@ -246,6 +248,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusUnsupportedMediaType, "unsupported_media_type"
 	case errors.Is(err, infertrail.ErrNotFound):
 		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, infertrail.ErrStorageFull):
+		// Full disks are freed by people, not in a second.
+		status, code = http.StatusServiceUnavailable, "storage_full"
+		w.Header().Set("Retry-After", "10")
 	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, "unavailable"
 		w.Header().Set("Retry-After", "1")
@@ -265,11 +271,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if mbe != nil {
 		body.Message = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 	}
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		body.Message = "internal error"
-	} else if status == http.StatusServiceUnavailable {
-		s.cfg.Logger.Warn("request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+	case status == http.StatusServiceUnavailable:
+		// While the store is down or full, every request is refused
+		// alike: the first is logged, then a line every 10 s.
+		if log, count := s.refused.Failed(time.Now()); log {
+			s.cfg.Logger.Warn("request refused", "method", r.Method, "path", r.URL.Path, "refused", count, "err", err)
+		}
+		if code == "storage_full" {
+			// The details (the folder, its free space) are the
+			// operator's, in the log.
+			body.Message = "the audit trail's storage is full: nothing of this request was stored; retry once space is freed"
+		}
 	}
 	writeJSON(w, status, map[string]apiError{"error": body})
 }
@@ -300,6 +316,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.log.TreeSize(ctx); err != nil {
 		s.writeError(w, r, fmt.Errorf("store: %w: %w", infertrail.ErrUnavailable, err))
 		return
+	}
+	// A node whose disk is down to the reserve takes no records: a load
+	// balancer should send them elsewhere. It becomes ready again by
+	// itself once space is freed.
+	if room, ok := s.log.Store().(infertrail.Room); ok {
+		if err := room.Room(); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ready\n"))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/internal/cpu"
+	"github.com/infertrail/infertrail/internal/quiet"
 )
 
 // Store is what the engine reads and writes.
@@ -61,9 +62,10 @@ type Config struct {
 // investigations. It is safe for concurrent use; several nodes may run
 // one each over a shared store.
 type Engine struct {
-	cfg   Config
-	st    Store
-	terms *termCache
+	cfg      Config
+	st       Store
+	terms    *termCache
+	failures quiet.Run // of Run's steps
 }
 
 // New returns an engine.
@@ -101,7 +103,12 @@ func (e *Engine) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := e.CatchUp(ctx); err != nil && ctx.Err() == nil {
-			e.cfg.Logger.Warn("investigation index", "err", err)
+			// A full disk fails every step alike: a line every 10 s.
+			if log, count := e.failures.Failed(time.Now()); log {
+				e.cfg.Logger.Warn("investigation index", "failed_steps", count, "err", err)
+			}
+		} else if failed, since := e.failures.Ended(); failed > 0 {
+			e.cfg.Logger.Info("investigation index resumed", "failed_steps", failed, "failing_for", time.Since(since).Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():

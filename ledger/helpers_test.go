@@ -66,7 +66,13 @@ func openStore(tb testing.TB, path string, cfg sqlite.Config) *sqlite.DB {
 // when the test ends.
 func newTestLog(tb testing.TB, storeCfg sqlite.Config, edit func(*ledger.Config)) *testLog {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "log.db")
+	return newTestLogIn(tb, tb.TempDir(), storeCfg, edit)
+}
+
+// newTestLogIn is newTestLog with the database in dir.
+func newTestLogIn(tb testing.TB, dir string, storeCfg sqlite.Config, edit func(*ledger.Config)) *testLog {
+	tb.Helper()
+	path := filepath.Join(dir, "log.db")
 	db := openStore(tb, path, storeCfg)
 	s, v := testKeys(tb)
 	secret := make([]byte, 32)

@@ -90,7 +90,7 @@ func (l *Log) recordAdmin(ctx context.Context, tenant string, actor infertrail.A
 		}
 		r.Attributes[k] = b
 	}
-	_, err := l.Record(ctx, r)
+	_, err := l.Record(infertrail.WithReserve(ctx), r)
 	return err
 }
 

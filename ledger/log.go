@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/quiet"
 	"github.com/infertrail/infertrail/keys"
 )
 
@@ -78,6 +79,8 @@ type Log struct {
 	verifier note.Verifier
 	log      *slog.Logger
 	m        *Metrics
+	failures quiet.Run // of commits: while the store fails, a line every 10 s
+	full     quiet.Run // calls refused for want of space (Room)
 
 	queue   chan *request
 	queued  chan struct{} // a token per queued record, bounding the queue
@@ -291,6 +294,23 @@ func (l *Log) seal(ctx context.Context, subs []Submission) ([]*sealed, error) {
 
 // submit queues a sealed request and waits for its commit.
 func (l *Log) submit(ctx context.Context, req *request) ([]Result, error) {
+	// A store that keeps a reserve of free space refuses records once its
+	// disk is down to it. An erasure (a request with a hook) and the
+	// records of operators' management (infertrail.WithReserve) may write
+	// into the reserve: it is kept for them, and what an erasure deletes
+	// is room for the records that follow.
+	if room, ok := l.store.(infertrail.Room); ok && req.hook == nil && !infertrail.UsesReserve(ctx) {
+		if err := room.Room(); err != nil {
+			l.m.storageFull()
+			if log, count := l.full.Failed(time.Now()); log {
+				l.log.Warn("records refused", "calls", count, "err", err)
+			}
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		if refused, since := l.full.Ended(); refused > 0 {
+			l.log.Info("records taken again: the store has room", "refused_calls", refused, "refusing_for", time.Since(since).Round(time.Millisecond))
+		}
+	}
 	// Reserve queue room for every record, or push back.
 	for i := range req.items {
 		select {
@@ -426,7 +446,9 @@ func (l *Log) commit(batch []*request) {
 	if errors.Is(err, errLookUp) {
 		n, size, err = l.appendBatch(ctx, batch, true)
 	}
+	records := 0
 	for _, r := range batch {
+		records += len(r.items)
 		for range r.items {
 			<-l.queued
 		}
@@ -438,10 +460,17 @@ func (l *Log) commit(batch []*request) {
 	}
 	if err != nil {
 		if !errors.Is(err, errRefused) {
-			l.log.Error("commit batch", "records", n, "err", err)
+			// A full disk or a database that is down fails every batch
+			// alike: the first is logged, then one line every 10 s.
+			if log, count := l.failures.Failed(time.Now()); log {
+				l.log.Error("commit batch", "records", records, "failed_batches", count, "err", err)
+			}
 			l.m.commitFailed()
 		}
 		return
+	}
+	if failed, since := l.failures.Ended(); failed > 0 {
+		l.log.Info("commits resumed", "failed_batches", failed, "failing_for", time.Since(since).Round(time.Millisecond))
 	}
 	l.m.committed(n, size, time.Since(start))
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	latency     prometheus.Histogram
 	failures    prometheus.Counter
 	pushbacks   prometheus.Counter
+	full        prometheus.Counter
 	treeSize    prometheus.Gauge
 	queued      prometheus.Counter
 	checkpoints prometheus.Counter
@@ -32,6 +33,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Batches whose transaction failed; none of their records were acknowledged."}),
 		pushbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_pushback_total",
 			Help: "Append calls refused because the queue was full."}),
+		full: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_storage_full_total",
+			Help: "Append calls refused because the store's disk was down to its reserve of free space."}),
 		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "infertrail_tree_size",
 			Help: "Records in the log as of this node's last commit."}),
 		queued: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_records_queued_total",
@@ -39,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_checkpoints_signed_total",
 			Help: "Checkpoints signed by this node."}),
 	}
-	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.treeSize, m.queued, m.checkpoints)
+	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints)
 	return m
 }
 
@@ -56,6 +59,12 @@ func (m *Metrics) committed(n int, size int64, d time.Duration) {
 func (m *Metrics) commitFailed() {
 	if m != nil {
 		m.failures.Inc()
+	}
+}
+
+func (m *Metrics) storageFull() {
+	if m != nil {
+		m.full.Inc()
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/quiet"
 	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 )
@@ -209,6 +210,9 @@ type Gateway struct {
 	m     *metrics
 
 	sp *Spool
+	// unrecorded follows calls refused because their record could not
+	// be written: while the trail is down or full, a line every 10 s.
+	unrecorded quiet.Run
 
 	mu      sync.Mutex
 	closed  bool

@@ -22,6 +22,7 @@ import (
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/internal/quiet"
 	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
 )
@@ -143,6 +144,9 @@ type Gateway struct {
 	log     *slog.Logger
 	servers map[string]*upstream
 	mux     *http.ServeMux
+	// unrecorded follows tool calls refused because their record could
+	// not be written: while the trail is down or full, a line every 10 s.
+	unrecorded quiet.Run
 
 	mu       sync.Mutex
 	sessions map[string]*sessionInfo // by Mcp-Session-Id
@@ -279,5 +283,13 @@ func (g *Gateway) remember(id string, si *sessionInfo) {
 	for len(g.order) > g.cfg.MaxSessions {
 		delete(g.sessions, g.order[0])
 		g.order = g.order[1:]
+	}
+}
+
+// notForwarded logs a tool call of server refused because its request
+// record could not be written: the first of a run, then a line every 10 s.
+func (g *Gateway) notForwarded(server string, err error) {
+	if log, count := g.unrecorded.Failed(time.Now()); log {
+		g.log.Warn("mcp: tool call not forwarded: its record could not be written", "server", server, "refused", count, "err", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/redact"
+	"github.com/infertrail/infertrail/store/sqlite"
 )
 
 // privacyConfig is the privacy: section of the configuration file.
@@ -251,7 +252,7 @@ func (t target) openLog(ctx context.Context, stderr io.Writer) (*ledger.Log, con
 	if dk.kek == nil {
 		return nil, cfg, nil, withHint(fmt.Errorf("no %s in %s", contentKeysFile, *t.data), "give the data folder of a server that has run")
 	}
-	st, _, err := openStore(ctx, *t.store, *t.data, false)
+	st, _, err := openStore(ctx, *t.store, *t.data, false, sqlite.Config{})
 	if err != nil {
 		return nil, cfg, nil, err
 	}
@@ -596,7 +597,7 @@ func kekCmd(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		}
 		return tw.Flush()
 	}
-	st, _, err := openStore(ctx, *store, *data, false)
+	st, _, err := openStore(ctx, *store, *data, false, sqlite.Config{})
 	if err != nil {
 		return err
 	}

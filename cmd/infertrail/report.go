@@ -16,6 +16,7 @@ import (
 
 	"github.com/infertrail/infertrail/export"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/store/sqlite"
 )
 
 // reportCmd writes a compliance report for a period (docs/report.md).
@@ -157,7 +158,7 @@ func localReport(ctx context.Context, dir, dsn, vkey string, from, to time.Time,
 			return nil, err
 		}
 	}
-	st, _, err := openStore(ctx, dsn, dir, false)
+	st, _, err := openStore(ctx, dsn, dir, false, sqlite.Config{})
 	if err != nil {
 		return nil, err
 	}

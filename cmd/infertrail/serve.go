@@ -80,6 +80,11 @@ type config struct {
 	// the heap may grow by this percentage of the live heap before the
 	// collector runs (default 400; the GOGC environment variable wins).
 	GCPercent int `yaml:"gc_percent"`
+	Storage   struct {
+		// MinFreeBytes is the free space that records leave on the disk
+		// of the data folder's SQLite files (default 64 MiB; -1: none).
+		MinFreeBytes int64 `yaml:"min_free_bytes"`
+	} `yaml:"storage"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
@@ -153,7 +158,7 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 
 // openStore opens the configured store: SQLite in the data folder by
 // default, or PostgreSQL for a postgres:// DSN.
-func openStore(ctx context.Context, dsn, dataDir string, create bool) (infertrail.Store, string, error) {
+func openStore(ctx context.Context, dsn, dataDir string, create bool, lite sqlite.Config) (infertrail.Store, string, error) {
 	switch {
 	case dsn == "" || strings.HasPrefix(dsn, "sqlite:"):
 		path := filepath.Join(dataDir, dbFile)
@@ -165,7 +170,7 @@ func openStore(ctx context.Context, dsn, dataDir string, create bool) (infertrai
 				return nil, "", withHint(fmt.Errorf("no InferTrail database: %w", err), "give the data folder of a server that has run")
 			}
 		}
-		db, err := sqlite.Open(ctx, path, sqlite.Config{})
+		db, err := sqlite.Open(ctx, path, lite)
 		if err != nil {
 			return nil, "", err
 		}
@@ -295,7 +300,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, desc, err := openStore(ctx, cfg.Store, cfg.Data, true)
+	st, desc, err := openStore(ctx, cfg.Store, cfg.Data, true, sqlite.Config{MinFree: cfg.Storage.MinFreeBytes})
 	if err != nil {
 		return err
 	}
@@ -306,6 +311,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if db, ok := st.(*sqlite.DB); ok {
+		reg.MustRegister(storageCollectors(db)...)
+	}
 	signer, verifier, _, err := ledger.KeyPair(dk.skey)
 	if err != nil {
 		return err
@@ -617,4 +625,24 @@ func readDeadline(h http.Handler, d time.Duration) http.Handler {
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 		h.ServeHTTP(w, r)
 	})
+}
+
+// storageCollectors report the free space of the SQLite files' disk and
+// the reserve that records leave on it: alert well before the first
+// reaches the second, when records are refused (503, storage_full).
+func storageCollectors(db *sqlite.DB) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infertrail_storage_free_bytes",
+			Help: "Free space on the disk of the SQLite database files, for an unprivileged writer (-1: unknown)."},
+			func() float64 {
+				free, ok := db.FreeBytes()
+				if !ok {
+					return -1
+				}
+				return float64(free)
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infertrail_storage_reserve_bytes",
+			Help: "Free space that records leave on that disk (storage.min_free_bytes; 0: none): below it, ingest and the gateways answer 503."},
+			func() float64 { return float64(max(db.MinFree(), 0)) }),
+	}
 }

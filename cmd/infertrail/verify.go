@@ -17,6 +17,7 @@ import (
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/store/sqlite"
 )
 
 func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,7 +61,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			verifier = v
 			fmt.Fprintf(stderr, "infertrail: checking signatures with the key in %s; pass --key to check against a key you hold yourself\n", *data)
 		}
-		st, _, err := openStore(ctx, *store, *data, false)
+		st, _, err := openStore(ctx, *store, *data, false, sqlite.Config{})
 		if err != nil {
 			return err
 		}

@@ -251,11 +251,18 @@ func (db *DB) Close() error {
 }
 
 // classify marks err as wrapping infertrail.ErrUnavailable when it says
-// that the database could not be reached or the connection was lost, so
-// that callers can answer "retry later". Other errors are returned as they
-// are.
+// that the database could not be reached or the connection was lost, and
+// as wrapping infertrail.ErrStorageFull when the database's disk is full
+// (disk_full, 53100), so that callers can answer "retry later". Other
+// errors are returned as they are.
 func classify(err error) error {
-	if err == nil || errors.Is(err, infertrail.ErrUnavailable) || !unavailable(err) {
+	if err == nil || errors.Is(err, infertrail.ErrUnavailable) {
+		return err
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "53100" {
+		return fmt.Errorf("%w: %w", infertrail.ErrStorageFull, err)
+	}
+	if !unavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", infertrail.ErrUnavailable, err)

@@ -210,8 +210,8 @@ func (t *appendTx) Append(ctx context.Context, entries []infertrail.Entry, blobs
 		return fmt.Errorf("append entries [%d, %d): got %d hashes, want %d: %w", t.next, end, len(hashes), want, infertrail.ErrInvalid)
 	}
 	if err := t.write(ctx, entries, blobs, hashes); err != nil {
-		t.failed = err
-		return err
+		t.failed = classify(err)
+		return t.failed
 	}
 	t.next = end
 	t.nhash += int64(len(hashes))
@@ -409,7 +409,12 @@ func (t *appendTx) Commit() error {
 		err = fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, t.ctx.Err())
 	default:
 		if err = t.tx.Commit(); err != nil {
-			err = fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, err)
+			err = fmt.Errorf("commit append of entries [%d, %d): %w", t.size, t.next, classify(err))
+			// SQLite may leave the transaction open after a COMMIT that
+			// failed (for want of space, say): end it before the
+			// connection goes back to the pool. With none open, the
+			// ROLLBACK fails harmlessly.
+			t.conn.ExecContext(context.Background(), `ROLLBACK`)
 		}
 	}
 	t.release()

@@ -56,6 +56,9 @@ func (db *DB) AddPostings(ctx context.Context, cursor string, from, to int64, in
 	}
 	ps := postings.Sort(in)
 	what := fmt.Sprintf("add %d postings, cursor %q from %d to %d", len(ps), cursor, from, to)
+	if err := db.indexRoom(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	return db.writeBehind(ctx, what, func(tx *sql.Tx) error {
 		if err := atCursor(ctx, tx, cursor, from); err != nil {
 			return err

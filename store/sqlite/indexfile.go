@@ -124,11 +124,11 @@ func (db *DB) writeIndex(ctx context.Context, what string, fn func(tx *sql.Tx) e
 	}
 	if fn != nil {
 		if err := fn(tx); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, classify(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, classify(err))
 	}
 	if purged {
 		truncateWAL(db.index, db.busyTimeout)

@@ -126,8 +126,8 @@ func (t *appendTx) AddKeys(ctx context.Context, keys []infertrail.DataKey) error
 			args = append(args, k.ID[:], k.Tenant, string(k.Scope), string(k.Kind), k.Period, k.Created, k.KEK, k.Wrapped)
 		}
 		if _, err := st.ExecContext(context.WithoutCancel(ctx), args...); err != nil {
-			t.failed = err
-			return fmt.Errorf("add %d keys: %w", n, err)
+			t.failed = classify(err)
+			return fmt.Errorf("add %d keys: %w", n, t.failed)
 		}
 		i += n
 	}
@@ -157,8 +157,8 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		res, err := t.tx.ExecContext(ctx, `UPDATE data_keys SET wrapped = NULL, kek = NULL, erased_by = ?,
 			erasure = (SELECT erasures + 1 FROM log_head WHERE one = 1) WHERE id = ? AND erased_by IS NULL`, by, id[:])
 		if err != nil {
-			t.failed = err
-			return 0, fmt.Errorf("erase key %x: %w", id[:4], err)
+			t.failed = classify(err)
+			return 0, fmt.Errorf("erase key %x: %w", id[:4], t.failed)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue
@@ -166,8 +166,8 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 		lo, hi := keyBlobRange(id)
 		res, err = t.tx.ExecContext(ctx, `DELETE FROM blobs WHERE id BETWEEN ? AND ?`, lo, hi)
 		if err != nil {
-			t.failed = err
-			return 0, fmt.Errorf("erase content of key %x: %w", id[:4], err)
+			t.failed = classify(err)
+			return 0, fmt.Errorf("erase content of key %x: %w", id[:4], t.failed)
 		}
 		n, _ := res.RowsAffected()
 		blobs += n
@@ -175,8 +175,8 @@ func (t *appendTx) Erase(ctx context.Context, ids []infertrail.KeyID, by int64) 
 	}
 	if t.erased {
 		if _, err := t.tx.ExecContext(ctx, `UPDATE log_head SET erasures = erasures + 1 WHERE one = 1`); err != nil {
-			t.failed = err
-			return 0, fmt.Errorf("erase: %w", err)
+			t.failed = classify(err)
+			return 0, fmt.Errorf("erase: %w", t.failed)
 		}
 	}
 	return blobs, nil

@@ -75,7 +75,21 @@ type Config struct {
 	BusyTimeout time.Duration
 	// Readers is the number of read-only connections. Zero means 4.
 	Readers int
+	// MinFree is the free space, in bytes, that records leave on the file
+	// system of the database files (DB.Room): below it the ledger refuses
+	// them with an error wrapping infertrail.ErrStorageFull, and nothing
+	// of them is stored. The reserve keeps room for what must still be
+	// written when the disk fills: the WAL's checkpoints, signed
+	// checkpoints, erasures (which write before they free anything) and
+	// the records of operators' tokens and holds. The investigation index
+	// stops at twice the reserve. Zero means DefaultMinFree; a negative
+	// value keeps no reserve (appends then fail only when the disk is
+	// full, and the index only then).
+	MinFree int64
 }
+
+// DefaultMinFree is the free space appends leave by default: 64 MiB.
+const DefaultMinFree = 64 << 20
 
 func (c *Config) setDefaults() error {
 	if c.BusyTimeout < 0 {
@@ -89,6 +103,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Readers == 0 {
 		c.Readers = 4
+	}
+	if c.MinFree == 0 {
+		c.MinFree = DefaultMinFree
 	}
 	return nil
 }
@@ -125,6 +142,7 @@ type DB struct {
 	// Point reads that requests make, on points, run by pointRow.
 	tokenByHash, latestCheckpoint, treeSize *sql.Stmt
 	nreaders                                int
+	minFree                                 int64 // Config.MinFree; negative: none
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
 	// row: log_head.chunk_size, fixed when the log is made.
@@ -165,7 +183,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: is a directory, not a database file", abs)
 	}
 	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
-	db := &DB{path: abs, indexPath: IndexPath(abs), busyTimeout: cfg.BusyTimeout}
+	db := &DB{path: abs, indexPath: IndexPath(abs), busyTimeout: cfg.BusyTimeout, minFree: cfg.MinFree}
 	// The log's file is made with 8 KiB pages. A commit writes each page
 	// it dirtied whole to the WAL, and inserts into the indexes on random
 	// ids dirty pages at random, so small pages write less; but a records
@@ -654,7 +672,8 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 		return nil, err
 	}
 	defer conn.Close()
-	return conn.ExecContext(context.WithoutCancel(ctx), query, args...)
+	res, err := conn.ExecContext(context.WithoutCancel(ctx), query, args...)
+	return res, classify(err)
 }
 
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.

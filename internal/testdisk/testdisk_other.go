@@ -1,0 +1,15 @@
+//go:build !linux
+
+package testdisk
+
+import "testing"
+
+// Mount skips the test: mounting a tmpfs is done on Linux only.
+func Mount(tb testing.TB, size int64) *Disk {
+	tb.Helper()
+	skipOrFail(tb, "a tmpfs is mounted on Linux only")
+	return nil
+}
+
+// Resize is not reached off Linux.
+func (d *Disk) Resize(tb testing.TB, size int64) {}

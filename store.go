@@ -191,7 +191,7 @@ type UniqueIDs interface {
 // Room is implemented by a store that keeps a reserve of free space on
 // its own disk (the SQLite store): Room returns an error wrapping
 // ErrStorageFull, naming the free space and the reserve, while appends are
-// refused for want of space. It reads the free space anew at each call.
+// refused for want of space. It is cheap enough to call before each append.
 type Room interface {
 	Room() error
 }

@@ -3,6 +3,8 @@ package testdisk
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -35,5 +37,26 @@ func (d *Disk) Resize(tb testing.TB, size int64) {
 	tb.Helper()
 	if err := unix.Mount("tmpfs", d.Dir, "tmpfs", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d", size)); err != nil {
 		tb.Fatalf("resize the tmpfs on %s to %d bytes: %v", d.Dir, size, err)
+	}
+}
+
+// GiveTo makes the disk's root owned by the user uid and group gid, and
+// the folders above it passable, so that another process — a database
+// server running as its own user — can keep files on it.
+func (d *Disk) GiveTo(tb testing.TB, uid, gid int) {
+	tb.Helper()
+	if err := os.Chown(d.Dir, uid, gid); err != nil {
+		tb.Fatalf("give %s to %d:%d: %v", d.Dir, uid, gid, err)
+	}
+	for dir := filepath.Dir(d.Dir); dir != "/" && dir != "."; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o011 != 0o011 {
+			if err := os.Chmod(dir, fi.Mode().Perm()|0o011); err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 }

@@ -13,3 +13,6 @@ func Mount(tb testing.TB, size int64) *Disk {
 
 // Resize is not reached off Linux.
 func (d *Disk) Resize(tb testing.TB, size int64) {}
+
+// GiveTo is not reached off Linux.
+func (d *Disk) GiveTo(tb testing.TB, uid, gid int) {}

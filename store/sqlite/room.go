@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -24,8 +25,23 @@ import (
 // interleaved with others' (a tenant's, a session's) leaves pages partly
 // filled, which only a VACUUM gives back.
 func (db *DB) Room() error {
-	return db.room(db.minFree, false, "less than the %s kept in reserve for checkpoints, erasure and operators' records (storage.min_free_bytes): records are refused until space is freed")
+	// The ledger asks before it queues each call's records, and a statfs
+	// costs about 2 µs: while the disk has at least twice the reserve
+	// free, an answer of "room" is taken again for 50 ms (less than the
+	// reserve can be written in that time).
+	now := time.Now().UnixNano()
+	if now-db.roomAt.Load() < int64(roomFor) {
+		return nil
+	}
+	free, err := db.room(db.minFree, false, "less than the %s kept in reserve for checkpoints, erasure and operators' records (storage.min_free_bytes): records are refused until space is freed")
+	if err == nil && free >= 2*db.minFree {
+		db.roomAt.Store(now)
+	}
+	return err
 }
+
+// roomFor is how long Room takes an answer of "room" again.
+const roomFor = 50 * time.Millisecond
 
 // indexRoom is Room for the investigation index, which stops adding
 // postings at twice the reserve: the evidence comes before what is
@@ -33,18 +49,23 @@ func (db *DB) Room() error {
 // (infertrail_index_lag_records grows), and records are refused only
 // later. Its own file's empty pages count as free.
 func (db *DB) indexRoom() error {
-	return db.room(2*db.minFree, true, "less than the %s the index leaves free (twice storage.min_free_bytes): the index waits until space is freed")
+	_, err := db.room(2*db.minFree, true, "less than the %s the index leaves free (twice storage.min_free_bytes): the index waits until space is freed")
+	return err
 }
 
-// room is Room with the reserve given; then says what the shortfall means,
-// with a %s for the reserve.
-func (db *DB) room(reserve int64, index bool, then string) error {
+// room is Room with the reserve given, and returns the free space found
+// (-1 when there is no reserve or it cannot be read); then says what a
+// shortfall means, with a %s for the reserve.
+func (db *DB) room(reserve int64, index bool, then string) (int64, error) {
 	if reserve <= 0 {
-		return nil
+		return -1, nil
 	}
 	free, ok := db.FreeBytes()
-	if !ok || free >= reserve {
-		return nil
+	if !ok {
+		return -1, nil
+	}
+	if free >= reserve {
+		return free, nil
 	}
 	file := db.points
 	if index {
@@ -57,9 +78,9 @@ func (db *DB) room(reserve int64, index bool, then string) error {
 		free += pages
 	}
 	if free >= reserve {
-		return nil
+		return free, nil
 	}
-	return fmt.Errorf("%w: %s has %s free, "+then, infertrail.ErrStorageFull, filepath.Dir(db.path), mebibytes(free), mebibytes(reserve))
+	return free, fmt.Errorf("%w: %s has %s free, "+then, infertrail.ErrStorageFull, filepath.Dir(db.path), mebibytes(free), mebibytes(reserve))
 }
 
 // FreeBytes returns the space that the file system of the database files

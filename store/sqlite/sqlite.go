@@ -53,6 +53,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -142,7 +143,8 @@ type DB struct {
 	// Point reads that requests make, on points, run by pointRow.
 	tokenByHash, latestCheckpoint, treeSize *sql.Stmt
 	nreaders                                int
-	minFree                                 int64 // Config.MinFree; negative: none
+	minFree                                 int64        // Config.MinFree; negative: none
+	roomAt                                  atomic.Int64 // when Room last found room (UnixNano)
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
 	// row: log_head.chunk_size, fixed when the log is made.

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	openaisdk "github.com/openai/openai-go/v3"
+	openaiopt "github.com/openai/openai-go/v3/option"
+
+	"github.com/infertrail/infertrail/capture/gateway"
+	"github.com/infertrail/infertrail/capture/openai/openaitest"
+	"github.com/infertrail/infertrail/internal/testdisk"
+)
+
+// bulkyBody returns a batch of n records whose content (about 4 KiB of
+// text each) hardly compresses, so that a small disk fills.
+func bulkyBody(tb testing.TB, n, first int) []byte {
+	tb.Helper()
+	recs := make([]map[string]any, n)
+	for i := range recs {
+		r := testRecord(newID(), first+i, false)
+		b := make([]byte, 2048)
+		rand.Read(b)
+		r["content"] = map[string]any{"gen_ai.input.messages": []any{map[string]any{"role": "user",
+			"parts": []any{map[string]any{"type": "text", "content": hex.EncodeToString(b)}}}}}
+		recs[i] = r
+	}
+	body, err := json.Marshal(recs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+// TestE2EStorageFull runs the server on a small disk that fills up. Once
+// the disk is down to the reserve (storage.min_free_bytes), ingest answers
+// 503 storage_full with Retry-After, /readyz 503, the metrics show it, and
+// the LLM gateway forwards nothing (503 in OpenAI's shape, to the official
+// SDK); the log says so in a few lines, not one per request. When the
+// operator grows the disk, everything resumes without a restart, and the
+// log verifies with every acknowledged record.
+func TestE2EStorageFull(t *testing.T) {
+	disk := testdisk.Mount(t, 64<<20)
+	dir := filepath.Join(disk.Dir, "data")
+	cfgPath := filepath.Join(t.TempDir(), "infertrail.yaml")
+	if err := os.WriteFile(cfgPath, []byte("storage:\n  min_free_bytes: 16777216\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := &openaitest.Upstream{Model: "gpt-e2e-answered"}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	s := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1"},
+		"serve", "--data", dir, "--listen", "127.0.0.1:0", "--config", cfgPath)
+	chat := func() error {
+		client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
+			openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
+		_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+			Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+		})
+		return err
+	}
+	if err := chat(); err != nil {
+		t.Fatalf("a call with room on the disk: %v", err)
+	}
+
+	// Fill the disk with batches of 100 records.
+	acked := 0
+	var refused *http.Response
+	var refusedBody []byte
+	for n := 0; refused == nil; n++ {
+		if n > 1000 {
+			t.Fatalf("%d records acknowledged and no refusal on a 64 MiB disk", acked)
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/records", strings.NewReader(string(bulkyBody(t, 100, n*100))))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			acked += 100
+		case http.StatusServiceUnavailable:
+			refused, refusedBody = resp, body
+		default:
+			t.Fatalf("batch %d: %s: %s", n, resp.Status, body)
+		}
+	}
+	var apiErr struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(refusedBody, &apiErr); err != nil || apiErr.Error.Code != "storage_full" ||
+		!strings.Contains(apiErr.Error.Message, "storage is full") || strings.Contains(apiErr.Error.Message, disk.Dir) {
+		t.Fatalf("refusal body %s: want code storage_full, a message that says so and no path", refusedBody)
+	}
+	if ra := refused.Header.Get("Retry-After"); ra != "10" {
+		t.Errorf("Retry-After %q, want 10", ra)
+	}
+	if acked < 1000 {
+		t.Fatalf("only %d records before the reserve", acked)
+	}
+	// Not ready while the disk is down to the reserve; alive all along.
+	if code, body := getStatus(t, s.url+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "storage_full") {
+		t.Errorf("/readyz on a full disk: %d %s", code, body)
+	}
+	if code, _ := getStatus(t, s.url+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz on a full disk: %d", code)
+	}
+	metrics := string(getBody(t, s.url, "/metrics"))
+	free := metricValue(t, metrics, "infertrail_storage_free_bytes")
+	if reserve := metricValue(t, metrics, "infertrail_storage_reserve_bytes"); reserve != 16<<20 || free >= reserve {
+		t.Errorf("metrics: free %v, reserve %v", free, reserve)
+	}
+	if metricValue(t, metrics, "infertrail_storage_full_total") < 1 {
+		t.Error("infertrail_storage_full_total did not count the refusal")
+	}
+	// The gateway forwards nothing it cannot record.
+	calls := up.Count()
+	var oerr *openaisdk.Error
+	if err := chat(); !errors.As(err, &oerr) || oerr.StatusCode != http.StatusServiceUnavailable || up.Count() != calls {
+		t.Fatalf("a call on a full disk: %v (upstream calls %d → %d), want 503 and no call", err, calls, up.Count())
+	}
+	// More refusals, few log lines.
+	for range 20 {
+		if code, _, _ := post(t.Context(), s.url, bulkyBody(t, 10, 0)); code != http.StatusServiceUnavailable {
+			t.Fatalf("ingest on a full disk answered %d", code)
+		}
+	}
+	if n := strings.Count(s.stderr.String(), `msg="request refused"`); n > 3 {
+		t.Errorf("%d 'request refused' lines for 22 refusals in a few seconds; want a line every 10 s\n%s", n, s.stderr)
+	}
+
+	// The operator grows the volume: ready again, by itself.
+	disk.Resize(t, 256<<20)
+	s.waitReady(10 * time.Second)
+	res := mustPost(t, s.url, bulkyBody(t, 100, 0), 100)
+	if err := chat(); err != nil {
+		t.Fatalf("a call once the disk grew: %v", err)
+	}
+	last := res[99].Seq
+	waitCheckpoint(t, s.url, last+3)
+	if code := s.stop(); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	out := runCLI(t, nil, time.Minute, "verify", "--data", dir, "-q")
+	if out.code != 0 {
+		t.Fatalf("verify: %s", out)
+	}
+	m := regexp.MustCompile(`OK: (\d+) records`).FindStringSubmatch(out.stdout)
+	if m == nil {
+		t.Fatalf("verify: %s", out)
+	}
+	// Every record acknowledged: the test's batches, the tokens' records,
+	// two calls' request and response records.
+	if n, _ := strconv.Atoi(m[1]); int64(n) != s.base+int64(acked)+100+4 {
+		t.Fatalf("verified %d records, want %d", n, s.base+int64(acked)+100+4)
+	}
+}
+
+// getStatus GETs url without a token and returns the status and body.
+func getStatus(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metricValue returns the value of an unlabelled metric in a Prometheus
+// text exposition.
+func metricValue(tb testing.TB, text, name string) float64 {
+	tb.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		tb.Fatalf("no metric %s", name)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		tb.Fatal(fmt.Errorf("metric %s: %w", name, err))
+	}
+	return v
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/internal/quiet"
 )
 
 // Spool writes records after the fact, bounded: a capture path reserves
@@ -23,6 +24,9 @@ type Spool struct {
 	wait   time.Duration
 	onWait func()
 	onFail func()
+	// retries follows writes that failed and are retried: while the
+	// trail is down or full, a line every 10 s, not one per record.
+	retries quiet.Run
 
 	slots   chan struct{} // one per record waiting to be written after the fact
 	tasks   chan func()   // to a goroutine of the spool waiting for work
@@ -310,6 +314,7 @@ func (g *Spool) PersistAll(b []*infertrail.Record) {
 		_, err := g.rec.Record(ctx, b...)
 		cancel()
 		if err == nil {
+			g.recovered()
 			return
 		}
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
@@ -318,9 +323,24 @@ func (g *Spool) PersistAll(b []*infertrail.Record) {
 			}
 			return
 		}
-		g.log.Warn("gateway: writing records failed; retrying", "records", len(b), "err", err)
+		g.retrying(len(b), err)
 		time.Sleep(backoff)
 		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// retrying logs a write of n records that failed and will be retried:
+// the first of a run of failures, then a line every 10 s.
+func (g *Spool) retrying(n int, err error) {
+	if log, count := g.retries.Failed(time.Now()); log {
+		g.log.Warn("gateway: writing records failed; retrying", "records", n, "failed_writes", count, "err", err)
+	}
+}
+
+// recovered logs the end of a run of failed writes.
+func (g *Spool) recovered() {
+	if failed, since := g.retries.Ended(); failed > 0 {
+		g.log.Info("gateway: records written again", "failed_writes", failed, "failing_for", time.Since(since).Round(time.Millisecond))
 	}
 }
 
@@ -336,6 +356,7 @@ func (g *Spool) Persist(r *infertrail.Record) {
 		_, err := g.rec.Record(ctx, r)
 		cancel()
 		if err == nil {
+			g.recovered()
 			return
 		}
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
@@ -361,7 +382,7 @@ func (g *Spool) Persist(r *infertrail.Record) {
 			g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
 			return
 		}
-		g.log.Warn("gateway: writing a record failed; retrying", "id", r.ID.String(), "err", err)
+		g.retrying(1, err)
 		time.Sleep(backoff)
 		backoff = min(backoff*2, time.Second)
 	}

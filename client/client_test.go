@@ -38,7 +38,13 @@ type server struct {
 
 func newServer(tb testing.TB) *server {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "log.db"), sqlite.Config{})
+	return newServerWith(tb, sqlite.Config{})
+}
+
+// newServerWith is newServer over a store opened with cfg.
+func newServerWith(tb testing.TB, cfg sqlite.Config) *server {
+	tb.Helper()
+	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "log.db"), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -501,6 +507,24 @@ func TestRecordPushback(t *testing.T) {
 	}
 	if ce.RetryAfter != time.Second || ce.Status != http.StatusServiceUnavailable {
 		t.Errorf("RetryAfter %s, status %d; want 1s from Retry-After, 503", ce.RetryAfter, ce.Status)
+	}
+	noToken(t, err, tok)
+}
+
+// TestRecordStorageFull: a server whose disk is down to its reserve (here
+// a reserve larger than any disk) refuses with ErrStorageFull, which is
+// an ErrUnavailable, and says when to retry.
+func TestRecordStorageFull(t *testing.T) {
+	s := newServerWith(t, sqlite.Config{MinFree: 1 << 62})
+	tok := s.token(t, 0, infertrail.RoleIngest)
+	c := newRecorder(t, client.Config{URL: s.url, Token: tok})
+	_, err := c.Record(t.Context(), records(1)...)
+	var ce *client.Error
+	if !errors.Is(err, infertrail.ErrStorageFull) || !errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &ce) {
+		t.Fatalf("error %v, want ErrStorageFull", err)
+	}
+	if ce.Code != "storage_full" || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
+		t.Errorf("code %q, RetryAfter %s, status %d; want storage_full, 10s, 503", ce.Code, ce.RetryAfter, ce.Status)
 	}
 	noToken(t, err, tok)
 }

@@ -150,3 +150,49 @@ func TestStorageFull(t *testing.T) {
 		t.Fatalf("verified %d records, want %d", rep.Records, acked+20)
 	}
 }
+
+// TestStorageBigErasure: an erasure that needs more room than the reserve
+// (a tenant's, whose content spans the whole file) fails on a full disk
+// with ErrStorageFull and leaves nothing, not even the space its rolled
+// back writes took in the WAL; a smaller one then fits.
+func TestStorageBigErasure(t *testing.T) {
+	ctx := t.Context()
+	disk := testdisk.Mount(t, 24<<20)
+	l := newTestLogIn(t, disk.Dir, sqlite.Config{MinFree: 2 << 20}, nil)
+	tiny := mustAppend(t, l.Log, []ledger.Submission{
+		sessionRecord(t, "acme", "tiny", "a prompt of the tiny session"),
+		sessionRecord(t, "acme", "tiny", "another prompt of the tiny session"),
+	})
+	acked, err := fillUntilRefused(t, l)
+	if !errors.Is(err, infertrail.ErrStorageFull) {
+		t.Fatalf("fill: %v", err)
+	}
+	before, _ := l.db.FreeBytes()
+
+	who := infertrail.Actor{ID: "user:dpo", Type: "user"}
+	_, err = l.Erase(ctx, ledger.Erasure{Scope: "tenant=acme", Reason: "make room", Actor: who})
+	if !errors.Is(err, infertrail.ErrStorageFull) {
+		t.Fatalf("a tenant's erasure on a full disk with a 2 MiB reserve: %v, want ErrStorageFull", err)
+	}
+	if got := treeSize(t, l.db); got != acked+2 {
+		t.Fatalf("tree size %d after the failed erasure, want %d", got, acked+2)
+	}
+	e, err := l.Entry(ctx, tiny[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := l.Content(ctx, &e); err != nil || !strings.Contains(string(c["prompt"]), "tiny session") {
+		t.Fatalf("content after the failed erasure: %s, %v", c["prompt"], err)
+	}
+	if after, _ := l.db.FreeBytes(); after < before-(1<<20) {
+		t.Fatalf("free space %d after the failed erasure, %d before: its WAL frames kept the space", after, before)
+	}
+
+	out, err := l.Erase(ctx, ledger.Erasure{Scope: "tenant=acme,session=tiny", Reason: "make room", Actor: who})
+	if err != nil || out.Keys != 1 {
+		t.Fatalf("a session's erasure on the full disk: %+v, %v", out, err)
+	}
+	if _, err := ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, l.kek, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -145,9 +145,29 @@ func TestE2EStorageFull(t *testing.T) {
 		t.Errorf("%d 'request refused' lines for 22 refusals in a few seconds; want a line every 10 s\n%s", n, s.stderr)
 	}
 
+	// The operator makes a token to erase with on the full disk (its
+	// record may use the reserve); an erasure that needs more room than
+	// is left (a tenant's, spread over the whole file) is refused whole,
+	// with a hint.
+	made := runCLI(t, nil, time.Minute, "tokens", "create", "--role", "erase", "--tenant", "*", "--name", "ops", "--data", dir)
+	eraseToken := regexp.MustCompile(`(?m)^itk_\S+`).FindString(made.stdout)
+	if made.code != 0 || eraseToken == "" {
+		t.Fatalf("tokens create on a full disk: %s", made)
+	}
+	erase := func() cliResult {
+		return runCLI(t, []string{"INFERTRAIL_TOKEN=" + eraseToken}, time.Minute,
+			"erase", "--scope", "tenant=acme", "--reason", "make room", "--server", s.url)
+	}
+	if out := erase(); out.code == 0 || !strings.Contains(out.stderr, "storage is full") || !strings.Contains(out.stderr, "erase smaller scopes") {
+		t.Fatalf("a tenant's erasure on a full disk: %s", out)
+	}
+
 	// The operator grows the volume: ready again, by itself.
 	disk.Resize(t, 256<<20)
 	s.waitReady(10 * time.Second)
+	if out := erase(); out.code != 0 {
+		t.Fatalf("the erasure once the disk grew: %s", out)
+	}
 	res := mustPost(t, s.url, bulkyBody(t, 100, 0), 100)
 	if err := chat(); err != nil {
 		t.Fatalf("a call once the disk grew: %v", err)
@@ -166,9 +186,10 @@ func TestE2EStorageFull(t *testing.T) {
 		t.Fatalf("verify: %s", out)
 	}
 	// Every record acknowledged: the test's batches, the tokens' records,
-	// two calls' request and response records.
-	if n, _ := strconv.Atoi(m[1]); int64(n) != s.base+int64(acked)+100+4 {
-		t.Fatalf("verified %d records, want %d", n, s.base+int64(acked)+100+4)
+	// two calls' request and response records, the erasure's; nothing of
+	// the erasure refused.
+	if n, _ := strconv.Atoi(m[1]); int64(n) != s.base+int64(acked)+100+4+2 {
+		t.Fatalf("verified %d records, want %d", n, s.base+int64(acked)+100+4+2)
 	}
 }
 

@@ -331,9 +331,12 @@ func (t target) callWith(ctx context.Context, client *http.Client, method, path 
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error struct{ Message string } `json:"error"`
+			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			if e.Error.Code == "storage_full" {
+				return fmt.Errorf("server answered %d: %s: %w", resp.StatusCode, e.Error.Message, infertrail.ErrStorageFull)
+			}
 			return fmt.Errorf("server answered %d: %s", resp.StatusCode, e.Error.Message)
 		}
 		return fmt.Errorf("server answered %s", resp.Status)
@@ -342,6 +345,16 @@ func (t target) callWith(ctx context.Context, client *http.Client, method, path 
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// eraseHint explains an erasure refused for want of space: it rewrites
+// every page that holds the scope's content before it frees any, and
+// content spread over the whole file needs room for much of it.
+func eraseHint(err error) error {
+	if errors.Is(err, infertrail.ErrStorageFull) {
+		return withHint(err, "the erasure needs more free space than the disk has left (storage.min_free_bytes): grow the volume or free space on it, or erase smaller scopes (a session at a time); nothing was erased")
+	}
+	return err
 }
 
 func eraseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -366,7 +379,7 @@ func eraseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *t.server != "" {
 		if err := t.call(ctx, "POST", "v1/erasures", map[string]string{"scope": *scope, "reason": *reason, "authority": *authority}, &out); err != nil {
-			return err
+			return eraseHint(err)
 		}
 	} else {
 		lg, _, closeLog, err := t.openLog(ctx, stderr)
@@ -379,7 +392,7 @@ func eraseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if errors.Is(err, infertrail.ErrHeld) {
 				return withHint(err, "'infertrail hold list' shows the holds; 'infertrail hold release ID --tenant T' releases one")
 			}
-			return err
+			return eraseHint(err)
 		}
 		out.Seq, out.Keys, out.Blobs = res.Seq, res.Keys, res.Blobs
 	}

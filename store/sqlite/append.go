@@ -419,6 +419,7 @@ func (t *appendTx) Commit() error {
 	}
 	t.release()
 	if err != nil {
+		t.giveBackWAL(err)
 		return err
 	}
 	if t.block.set {
@@ -458,10 +459,21 @@ func (t *appendTx) Rollback() error {
 	t.stop()
 	err := t.tx.Rollback()
 	t.release()
+	t.giveBackWAL(t.failed)
 	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("roll back append: %w", err)
 	}
 	return nil
+}
+
+// giveBackWAL empties the write-ahead log after a transaction that failed
+// for want of space. Its frames, rolled back, stay in the WAL file, which
+// SQLite reuses but does not shrink: on a full disk the space a large
+// erasure took would stay taken, and records be refused for good.
+func (t *appendTx) giveBackWAL(err error) {
+	if errors.Is(err, infertrail.ErrStorageFull) {
+		truncateWAL(t.db.writer, t.db.busyTimeout)
+	}
 }
 
 // release gives the writer connection back and lets the index write.

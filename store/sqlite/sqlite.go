@@ -89,6 +89,10 @@ type Config struct {
 	MinFree int64
 }
 
+// walLimit is the size a WAL file is cut back to when a checkpoint empties
+// it: 16 MiB.
+const walLimit = "journal_size_limit(16777216)"
+
 // DefaultMinFree is the free space appends leave by default: 64 MiB.
 const DefaultMinFree = 64 << 20
 
@@ -196,7 +200,10 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	// fifth slower. A file keeps the page size it was made with (the WAL
 	// fixes it), so logs made before stay at 4 KiB. The index file's
 	// postings fill pages no better at 8 KiB: it keeps SQLite's default.
-	// The WAL is checkpointed past 500 pages, 4 MiB at 8 KiB.
+	// The WAL is checkpointed past 500 pages, 4 MiB at 8 KiB. A large
+	// transaction (an erasure of a tenant) grows the WAL file past that,
+	// and SQLite reuses the file without shrinking it: journal_size_limit
+	// (walLimit) truncates it at the next checkpoint.
 	// Each pool keeps its connections open for the life of the DB.
 	pool := func(driver, file string, conns int, txlock string, pragmas ...string) *sql.DB {
 		p, e := sql.Open(driver, dsn(file, txlock, pragmas...))
@@ -211,8 +218,8 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return p
 	}
 	registerAttaching()
-	db.writer = pool("sqlite", abs, 1, "immediate", busy, "page_size(8192)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-32768)", "wal_autocheckpoint(500)")
-	db.index = pool("sqlite", db.indexPath, 1, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-16384)", "wal_autocheckpoint(1000)")
+	db.writer = pool("sqlite", abs, 1, "immediate", busy, "page_size(8192)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-32768)", "wal_autocheckpoint(500)", walLimit)
+	db.index = pool("sqlite", db.indexPath, 1, "immediate", busy, "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)", "cache_size(-16384)", "wal_autocheckpoint(1000)", walLimit)
 	db.readers = pool(attachingDriver, abs, cfg.Readers, "", busy, "query_only(1)")
 	db.nreaders = cfg.Readers
 	db.points = pool("sqlite", abs, pointConns, "", busy, "query_only(1)")

@@ -235,6 +235,8 @@ func TestPragmas(t *testing.T) {
 		{db.writer, "application_id", fmt.Sprint(logSchema.appID)},
 		{db.writer, "page_size", "8192"},
 		{db.writer, "wal_autocheckpoint", "500"},
+		{db.writer, "journal_size_limit", "16777216"},
+		{db.index, "journal_size_limit", "16777216"},
 		{db.index, "page_size", "4096"},
 		{db.index, "journal_mode", "wal"},
 		{db.index, "synchronous", "2"}, // FULL

@@ -1,14 +1,12 @@
 package postgres
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"os/user"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -45,19 +43,7 @@ func TestDiskFull(t *testing.T) {
 	if _, err := conn.Exec(ctx, `CREATE TABLESPACE `+pgx.Identifier{space}.Sanitize()+` LOCATION `+quoteLiteral(disk.Dir)); err != nil {
 		t.Fatalf("create a tablespace on the small disk (needs a superuser): %v", err)
 	}
-	t.Cleanup(func() { // after the schema is dropped (cleanups run last first)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop tablespace %s: %v", space, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP TABLESPACE `+pgx.Identifier{space}.Sanitize()); err != nil {
-			t.Errorf("drop tablespace %s: %v", space, err)
-		}
-	})
+	execAtCleanup(t, dsn, `DROP TABLESPACE `+pgx.Identifier{space}.Sanitize()) // after the schema's drop
 	schema := freshSchema(t, dsn)
 	db, err := Open(ctx, withParam(t, dsn, "default_tablespace", space), Config{Schema: schema})
 	if err != nil {

@@ -53,20 +53,26 @@ func freshSchema(t testing.TB, dsn string) string {
 	var b [6]byte
 	rand.Read(b[:])
 	schema := "infertrail_test_" + hex.EncodeToString(b[:])
+	execAtCleanup(t, dsn, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+	return schema
+}
+
+// execAtCleanup runs the statement sql on a connection of its own when the
+// test ends (cleanups run last first).
+func execAtCleanup(t testing.TB, dsn, sql string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, dsn)
 		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
+			t.Errorf("%s: %v", sql, err)
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
 		}
 	})
-	return schema
 }
 
 // openTest opens a store in a fresh schema. An unreachable database fails

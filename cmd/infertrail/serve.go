@@ -313,6 +313,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db, ok := st.(*sqlite.DB); ok {
 		reg.MustRegister(storageCollectors(db)...)
+		if err := db.Room(); err != nil {
+			logger.Warn("starting on a full disk: records are refused until space is freed", "err", err)
+		}
 	}
 	signer, verifier, _, err := ledger.KeyPair(dk.skey)
 	if err != nil {

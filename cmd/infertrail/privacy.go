@@ -252,7 +252,7 @@ func (t target) openLog(ctx context.Context, stderr io.Writer) (*ledger.Log, con
 	if dk.kek == nil {
 		return nil, cfg, nil, withHint(fmt.Errorf("no %s in %s", contentKeysFile, *t.data), "give the data folder of a server that has run")
 	}
-	st, _, err := openStore(ctx, *t.store, *t.data, false, sqlite.Config{})
+	st, _, err := openStore(ctx, *t.store, *t.data, false, sqlite.Config{MinFree: cfg.Storage.MinFreeBytes})
 	if err != nil {
 		return nil, cfg, nil, err
 	}

@@ -34,6 +34,7 @@ Usage:
   infertrail show    TRACE_OR_SESSION [--session] [--json] (--data DIR | --server URL)
   infertrail findings [--detector D] [--seq N] [--detect TRACE_OR_SESSION] [--json] (--data DIR | --server URL)
   infertrail migrate --store postgres://…
+  infertrail backup  --out FILE [--data DIR]
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail bench gateway --server URL [--direct URL | --upstream-listen ADDR] [--calls N] [--stream]
   infertrail version
@@ -122,6 +123,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return findingsCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, rest, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout, stderr)
 	case "version", "--version":

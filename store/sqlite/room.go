@@ -23,7 +23,7 @@ import (
 // SQLite fills them before it grows the file. Retention, which erases the
 // oldest content, empties whole pages; an erasure of content that is
 // interleaved with others' (a tenant's, a session's) leaves pages partly
-// filled, which only a VACUUM gives back.
+// filled, which only a compacted copy (Backup) gives back.
 func (db *DB) Room() error {
 	// The ledger asks before it queues each call's records, and a statfs
 	// costs about 2 µs: while the disk has at least twice the reserve

@@ -278,9 +278,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status == http.StatusServiceUnavailable:
 		// While the store is down or full, every request is refused
 		// alike: the first is logged, then a line every 10 s.
-		if log, count := s.refused.Failed(time.Now()); log {
-			s.cfg.Logger.Warn("request refused", "method", r.Method, "path", r.URL.Path, "refused", count, "err", err)
-		}
+		s.refused.Log(s.cfg.Logger, slog.LevelWarn, "request refused", "method", r.Method, "path", r.URL.Path, "err", err)
 		if code == "storage_full" {
 			// The details (the folder, its free space) are the
 			// operator's, in the log.

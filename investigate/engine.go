@@ -104,11 +104,9 @@ func (e *Engine) Run(ctx context.Context) {
 	for {
 		if err := e.CatchUp(ctx); err != nil && ctx.Err() == nil {
 			// A full disk fails every step alike: a line every 10 s.
-			if log, count := e.failures.Failed(time.Now()); log {
-				e.cfg.Logger.Warn("investigation index", "failed_steps", count, "err", err)
-			}
-		} else if failed, since := e.failures.Ended(); failed > 0 {
-			e.cfg.Logger.Info("investigation index resumed", "failed_steps", failed, "failing_for", time.Since(since).Round(time.Millisecond))
+			e.failures.Log(e.cfg.Logger, slog.LevelWarn, "investigation index", "err", err)
+		} else {
+			e.failures.LogEnd(e.cfg.Logger, "investigation index resumed")
 		}
 		select {
 		case <-ctx.Done():

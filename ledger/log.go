@@ -302,14 +302,10 @@ func (l *Log) submit(ctx context.Context, req *request) ([]Result, error) {
 	if room, ok := l.store.(infertrail.Room); ok && req.hook == nil && !infertrail.UsesReserve(ctx) {
 		if err := room.Room(); err != nil {
 			l.m.storageFull()
-			if log, count := l.full.Failed(time.Now()); log {
-				l.log.Warn("records refused", "calls", count, "err", err)
-			}
+			l.full.Log(l.log, slog.LevelWarn, "records refused", "err", err)
 			return nil, fmt.Errorf("append: %w", err)
 		}
-		if refused, since := l.full.Ended(); refused > 0 {
-			l.log.Info("records taken again: the store has room", "refused_calls", refused, "refusing_for", time.Since(since).Round(time.Millisecond))
-		}
+		l.full.LogEnd(l.log, "records taken again: the store has room")
 	}
 	// Reserve queue room for every record, or push back.
 	for i := range req.items {
@@ -462,16 +458,12 @@ func (l *Log) commit(batch []*request) {
 		if !errors.Is(err, errRefused) {
 			// A full disk or a database that is down fails every batch
 			// alike: the first is logged, then one line every 10 s.
-			if log, count := l.failures.Failed(time.Now()); log {
-				l.log.Error("commit batch", "records", records, "failed_batches", count, "err", err)
-			}
+			l.failures.Log(l.log, slog.LevelError, "commit batch", "records", records, "err", err)
 			l.m.commitFailed()
 		}
 		return
 	}
-	if failed, since := l.failures.Ended(); failed > 0 {
-		l.log.Info("commits resumed", "failed_batches", failed, "failing_for", time.Since(since).Round(time.Millisecond))
-	}
+	l.failures.LogEnd(l.log, "commits resumed")
 	l.m.committed(n, size, time.Since(start))
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -292,9 +293,7 @@ func (rt *route) unrecorded(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled):
 		rt.g.m.request(rt.p.Name(), rt.ep.Operation, 499)
 	default:
-		if log, count := rt.g.unrecorded.Failed(time.Now()); log {
-			rt.g.log.Warn("gateway: request not forwarded: its record could not be written", "provider", rt.p.Name(), "refused", count, "err", err)
-		}
+		rt.g.unrecorded.Log(rt.g.log, slog.LevelWarn, "gateway: request not forwarded: its record could not be written", "provider", rt.p.Name(), "err", err)
 		rt.answer(w, http.StatusServiceUnavailable, "the request was not forwarded: the InferTrail audit trail cannot record it right now; try again")
 	}
 }

@@ -314,7 +314,7 @@ func (g *Spool) PersistAll(b []*infertrail.Record) {
 		_, err := g.rec.Record(ctx, b...)
 		cancel()
 		if err == nil {
-			g.recovered()
+			g.retries.LogEnd(g.log, "gateway: records written again")
 			return
 		}
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
@@ -323,24 +323,9 @@ func (g *Spool) PersistAll(b []*infertrail.Record) {
 			}
 			return
 		}
-		g.retrying(len(b), err)
+		g.retries.Log(g.log, slog.LevelWarn, "gateway: writing records failed; retrying", "records", len(b), "err", err)
 		time.Sleep(backoff)
 		backoff = min(backoff*2, time.Second)
-	}
-}
-
-// retrying logs a write of n records that failed and will be retried:
-// the first of a run of failures, then a line every 10 s.
-func (g *Spool) retrying(n int, err error) {
-	if log, count := g.retries.Failed(time.Now()); log {
-		g.log.Warn("gateway: writing records failed; retrying", "records", n, "failed_writes", count, "err", err)
-	}
-}
-
-// recovered logs the end of a run of failed writes.
-func (g *Spool) recovered() {
-	if failed, since := g.retries.Ended(); failed > 0 {
-		g.log.Info("gateway: records written again", "failed_writes", failed, "failing_for", time.Since(since).Round(time.Millisecond))
 	}
 }
 
@@ -356,7 +341,7 @@ func (g *Spool) Persist(r *infertrail.Record) {
 		_, err := g.rec.Record(ctx, r)
 		cancel()
 		if err == nil {
-			g.recovered()
+			g.retries.LogEnd(g.log, "gateway: records written again")
 			return
 		}
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
@@ -382,7 +367,7 @@ func (g *Spool) Persist(r *infertrail.Record) {
 			g.log.Error("gateway: record refused by the trail", "id", r.ID.String(), "err", err)
 			return
 		}
-		g.retrying(1, err)
+		g.retries.Log(g.log, slog.LevelWarn, "gateway: writing records failed; retrying", "records", 1, "err", err)
 		time.Sleep(backoff)
 		backoff = min(backoff*2, time.Second)
 	}

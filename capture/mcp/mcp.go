@@ -285,11 +285,3 @@ func (g *Gateway) remember(id string, si *sessionInfo) {
 		g.order = g.order[1:]
 	}
 }
-
-// notForwarded logs a tool call of server refused because its request
-// record could not be written: the first of a run, then a line every 10 s.
-func (g *Gateway) notForwarded(server string, err error) {
-	if log, count := g.unrecorded.Failed(time.Now()); log {
-		g.log.Warn("mcp: tool call not forwarded: its record could not be written", "server", server, "refused", count, "err", err)
-	}
-}

@@ -314,7 +314,7 @@ func (t *tap) fromClient(ctx context.Context, raw []byte, msgs []message, hints 
 			_, err = t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...)
 		}
 		if err != nil {
-			t.g.notForwarded(t.server, err)
+			t.g.unrecorded.Log(t.g.log, slog.LevelWarn, "mcp: tool call not forwarded: its record could not be written", "server", t.server, "err", err)
 			reason := "the InferTrail audit trail cannot record this tool call right now, so it was not run; try again"
 			if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
 				reason = "InferTrail cannot record this tool call, so it was not run: " + err.Error()
@@ -938,7 +938,7 @@ func (t *tap) holdCalls(ctx context.Context, calls []*call) (int, string) {
 // with, after recording the refusal as the call's response record.
 func (t *tap) hold(ctx context.Context, c *call) (int, string) {
 	if _, err := t.g.sp.RecordNow(ctx, c.req, nonNil(c.decision)...); err != nil {
-		t.g.notForwarded(t.server, err)
+		t.g.unrecorded.Log(t.g.log, slog.LevelWarn, "mcp: tool call not forwarded: its record could not be written", "server", t.server, "err", err)
 		if errors.Is(err, infertrail.ErrInvalid) || errors.Is(err, infertrail.ErrTooLarge) {
 			return codeNotRecorded, "InferTrail cannot record this tool call, so it was not run: " + err.Error()
 		}

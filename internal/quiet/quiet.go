@@ -5,6 +5,8 @@
 package quiet
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,7 @@ const DefaultEvery = 10 * time.Second
 type Run struct {
 	Every time.Duration
 
-	active atomic.Bool // a run is on: Ended need not lock otherwise
+	active atomic.Bool // a run is on: ended need not lock otherwise
 	mu     sync.Mutex
 	failed int       // failures in the run so far
 	since  int       // failures since the last line logged
@@ -28,10 +30,10 @@ type Run struct {
 	last   time.Time // when the last line was logged
 }
 
-// Failed notes a failure at now. It reports whether to log it, and if so
+// fail notes a failure at now. It reports whether to log it, and if so
 // how many failures the line stands for: this one and those not logged
 // since the last line.
-func (r *Run) Failed(now time.Time) (log bool, count int) {
+func (r *Run) fail(now time.Time) (log bool, count int) {
 	every := r.Every
 	if every <= 0 {
 		every = DefaultEvery
@@ -51,10 +53,10 @@ func (r *Run) Failed(now time.Time) (log bool, count int) {
 	return true, count
 }
 
-// Ended notes a success. When it ends a run of failures, it returns how
+// ended notes a success. When it ends a run of failures, it returns how
 // many failures the run had and when it began; otherwise 0. Outside a run
 // it costs an atomic load.
-func (r *Run) Ended() (failures int, start time.Time) {
+func (r *Run) ended() (failures int, start time.Time) {
 	if !r.active.Load() {
 		return 0, time.Time{}
 	}
@@ -64,4 +66,20 @@ func (r *Run) Ended() (failures int, start time.Time) {
 	r.failed, r.since = 0, 0
 	r.active.Store(false)
 	return failures, start
+}
+
+// Log notes a failure and logs it on l at level, as fail allows: the
+// line carries args and "repeats", the failures it stands for.
+func (r *Run) Log(l *slog.Logger, level slog.Level, msg string, args ...any) {
+	if log, count := r.fail(time.Now()); log {
+		l.Log(context.Background(), level, msg, append(args, "repeats", count)...)
+	}
+}
+
+// LogEnd notes a success, and when it ends a run of failures logs msg on
+// l at Info with how many failures the run had and how long it lasted.
+func (r *Run) LogEnd(l *slog.Logger, msg string) {
+	if failed, start := r.ended(); failed > 0 {
+		l.Info(msg, "failures", failed, "lasted", time.Since(start).Round(time.Millisecond))
+	}
 }

@@ -466,15 +466,9 @@ func (t *appendTx) Rollback() error {
 	return nil
 }
 
-// giveBackWAL empties the write-ahead log after a transaction that failed
-// for want of space. Its frames, rolled back, stay in the WAL file, which
-// SQLite reuses but does not shrink: on a full disk the space a large
-// erasure took would stay taken, and records be refused for good.
-func (t *appendTx) giveBackWAL(err error) {
-	if errors.Is(err, infertrail.ErrStorageFull) {
-		truncateWAL(t.db.writer, t.db.busyTimeout)
-	}
-}
+// giveBackWAL empties the log's write-ahead log after a transaction that
+// failed for want of space (giveBackWAL).
+func (t *appendTx) giveBackWAL(err error) { giveBackWAL(t.db.writer, t.db.busyTimeout, err) }
 
 // release gives the writer connection back and lets the index write.
 func (t *appendTx) release() {

@@ -11,7 +11,6 @@ import (
 
 	sqlite "modernc.org/sqlite"
 
-	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/store/internal/postings"
 )
 
@@ -114,13 +113,7 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 // The transaction first deletes the postings of keys erased since the last
 // such deletion (purge); fn may be nil.
 func (db *DB) writeIndex(ctx context.Context, what string, fn func(tx *sql.Tx) error) (err error) {
-	defer func() {
-		// A transaction that failed for want of space leaves its frames
-		// in the WAL file, which does not shrink by itself.
-		if errors.Is(err, infertrail.ErrStorageFull) {
-			truncateWAL(db.index, db.busyTimeout)
-		}
-	}()
+	defer func() { giveBackWAL(db.index, db.busyTimeout, err) }()
 	tx, err := db.index.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

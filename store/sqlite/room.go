@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -95,6 +96,17 @@ func (db *DB) MinFree() int64 { return db.minFree }
 
 func mebibytes(n int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// giveBackWAL empties the write-ahead log that w writes when err says a
+// transaction failed for want of space. The rolled-back frames stay in the
+// WAL file, which SQLite reuses but does not shrink: on a full disk the
+// space a large erasure took would stay taken, and records be refused for
+// good.
+func giveBackWAL(w *sql.DB, timeout time.Duration, err error) {
+	if errors.Is(err, infertrail.ErrStorageFull) {
+		truncateWAL(w, timeout)
+	}
 }
 
 // classify marks err as wrapping infertrail.ErrStorageFull when SQLite

@@ -23,7 +23,11 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		return withHint(errors.New("backup: --out is required"), "infertrail backup --data DIR --out /backups/infertrail-2026-11-29.db")
 	}
-	st, _, err := openStore(ctx, *store, *data, false, sqlite.Config{})
+	// Read-only: a backup never migrates the log under the server.
+	st, _, err := openStore(ctx, *store, *data, false, sqlite.Config{ReadOnly: true})
+	if errors.Is(err, sqlite.ErrSchemaOlder) {
+		return withHint(err, "back up with the infertrail build the server runs")
+	}
 	if err != nil {
 		return err
 	}

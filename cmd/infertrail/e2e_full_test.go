@@ -2,11 +2,14 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,6 +227,24 @@ func metricValue(tb testing.TB, text, name string) float64 {
 // log as of one commit, verifies from first principles with the data
 // folder's keys, and holds every record acknowledged before the backup
 // began. A file already there is refused and left as it is.
+// folderHashes returns the SHA-256 of each file in dir, by name.
+func folderHashes(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, de := range des {
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[de.Name()] = fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	return out
+}
+
 func TestE2EBackup(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir)
@@ -260,9 +281,45 @@ func TestE2EBackup(t *testing.T) {
 	if size < s.base+int64(first) {
 		t.Fatalf("the backup holds %d records, fewer than the %d acknowledged before it", size, s.base+int64(first))
 	}
+	// Verifying the backup changes nothing in its folder.
+	before := folderHashes(t, filepath.Dir(out))
 	ver := runCLI(t, nil, time.Minute, "verify", "--data", dir, "--store", "sqlite:"+out, "-q")
 	if ver.code != 0 || !strings.Contains(ver.stdout, fmt.Sprintf("OK: %d records", size)) {
 		t.Fatalf("verify the backup: %s", ver)
+	}
+	if after := folderHashes(t, filepath.Dir(out)); !maps.Equal(before, after) {
+		t.Fatalf("verify changed the backup's folder: %v, then %v", before, after)
+	}
+
+	// A backup of an older schema is verified through a migrated copy in
+	// TMPDIR, which is removed; the backup is left as it is.
+	old := filepath.Join(t.TempDir(), "older.db")
+	if b, err := os.ReadFile(out); err != nil || os.WriteFile(old, b, 0o600) != nil {
+		t.Fatalf("copy the backup: %v", err)
+	}
+	raw, err := sql.Open("sqlite", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Exec(`DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)`)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = folderHashes(t, filepath.Dir(old))
+	tmp := t.TempDir()
+	ver = runCLI(t, []string{"TMPDIR=" + tmp}, time.Minute, "verify", "--data", dir, "--store", "sqlite:"+old, "-q")
+	if ver.code != 0 || !strings.Contains(ver.stdout, fmt.Sprintf("OK: %d records", size)) || !strings.Contains(ver.stderr, "migrated copy") {
+		t.Fatalf("verify a backup of an older schema: %s", ver)
+	}
+	if after := folderHashes(t, filepath.Dir(old)); !maps.Equal(before, after) {
+		t.Fatalf("verify changed the older backup's folder: %v, then %v", before, after)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("verify left %d files in TMPDIR", len(left))
+	}
+	if res := runCLI(t, nil, time.Minute, "backup", "--data", dir, "--store", "sqlite:"+old, "--out", old+".2"); res.code == 0 || !strings.Contains(res.stderr, "older than this build") {
+		t.Fatalf("a backup of an older schema: %s", res)
 	}
 	if again := runCLI(t, nil, time.Minute, "backup", "--data", dir, "--out", out); again.code == 0 || !strings.Contains(again.stderr, "exists") {
 		t.Fatalf("a backup over an existing file: %s", again)

@@ -157,7 +157,8 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 }
 
 // openStore opens the configured store: SQLite in the data folder by
-// default, or PostgreSQL for a postgres:// DSN.
+// default, or PostgreSQL for a postgres:// DSN. With lite.ReadOnly either
+// store is opened read-only (postgres.Config.ReadOnly).
 func openStore(ctx context.Context, dsn, dataDir string, create bool, lite sqlite.Config) (infertrail.Store, string, error) {
 	switch {
 	case dsn == "" || strings.HasPrefix(dsn, "sqlite:"):
@@ -176,7 +177,7 @@ func openStore(ctx context.Context, dsn, dataDir string, create bool, lite sqlit
 		}
 		return db, "sqlite " + db.Path(), nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		db, err := postgres.Open(ctx, dsn, postgres.Config{})
+		db, err := postgres.Open(ctx, dsn, postgres.Config{ReadOnly: lite.ReadOnly})
 		if errors.Is(err, postgres.ErrSchemaNewer) {
 			return nil, "", withHint(err, "a newer infertrail migrated this schema: run that version (or a later one) on every node")
 		}

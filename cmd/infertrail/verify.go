@@ -8,6 +8,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -61,11 +63,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			verifier = v
 			fmt.Fprintf(stderr, "infertrail: checking signatures with the key in %s; pass --key to check against a key you hold yourself\n", *data)
 		}
-		st, _, err := openStore(ctx, *store, *data, false, sqlite.Config{})
+		st, cleanup, err := openToVerify(ctx, *store, *data, stderr)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		defer cleanup()
 		start := time.Now()
 		var kek keys.KEK
 		if dk.kek != nil {
@@ -113,6 +115,44 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return withHint(errors.New("nothing to verify"), "give BUNDLE.zip or --data DIR (offline), or --server URL --key VKEY")
+}
+
+// openToVerify opens the store of a data folder read-only, so that
+// verifying it changes nothing in it. A SQLite log of an older schema,
+// which this build reads only migrated, is copied to a temporary folder and
+// the copy migrated and verified; cleanup closes the store and removes the
+// copy.
+func openToVerify(ctx context.Context, dsn, dir string, stderr io.Writer) (infertrail.Store, func(), error) {
+	st, _, err := openStore(ctx, dsn, dir, false, sqlite.Config{ReadOnly: true})
+	if err == nil {
+		return st, func() { st.Close() }, nil
+	}
+	if !errors.Is(err, sqlite.ErrSchemaOlder) {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, dbFile)
+	if dsn != "" {
+		path = strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+	}
+	tmp, terr := os.MkdirTemp("", "infertrail-verify-")
+	if terr != nil {
+		return nil, nil, fmt.Errorf("%w; and a folder for a copy to migrate: %w", err, terr)
+	}
+	fmt.Fprintf(stderr, "infertrail: %v: verifying a migrated copy in %s (the file is not changed)\n", err, tmp)
+	copied := filepath.Join(tmp, dbFile)
+	if err := sqlite.Copy(ctx, path, copied); err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, withHint(err, "set TMPDIR to a folder with room for a copy of the log")
+	}
+	db, err := sqlite.Open(ctx, copied, sqlite.Config{MinFree: -1})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, fmt.Errorf("migrate the copy: %w", err)
+	}
+	return db, func() {
+		db.Close()
+		os.RemoveAll(tmp)
+	}, nil
 }
 
 func verifyFailed(stdout io.Writer, err error) error {

@@ -40,6 +40,15 @@ func (d *Disk) Resize(tb testing.TB, size int64) {
 	}
 }
 
+// ReadOnly makes the disk read-only, as a snapshot or a write-once share
+// handed to an auditor is: every write to it fails (EROFS), root's too.
+func (d *Disk) ReadOnly(tb testing.TB) {
+	tb.Helper()
+	if err := unix.Mount("tmpfs", d.Dir, "tmpfs", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		tb.Fatalf("make the tmpfs on %s read-only: %v", d.Dir, err)
+	}
+}
+
 // GiveTo makes the disk's root owned by the user uid and group gid, and
 // the folders above it passable, so that another process — a database
 // server running as its own user — can keep files on it.

@@ -14,5 +14,8 @@ func Mount(tb testing.TB, size int64) *Disk {
 // Resize is not reached off Linux.
 func (d *Disk) Resize(tb testing.TB, size int64) {}
 
+// ReadOnly is not reached off Linux.
+func (d *Disk) ReadOnly(tb testing.TB) {}
+
 // GiveTo is not reached off Linux.
 func (d *Disk) GiveTo(tb testing.TB, uid, gid int) {}

@@ -124,6 +124,12 @@ type Config struct {
 	// with an error wrapping ErrSchemaVersion, unless the schema is exactly
 	// at the version this package expects. Run Migrate first.
 	SkipMigrate bool
+	// ReadOnly opens the store for reading only, as SkipMigrate does, with
+	// every session's transactions read-only
+	// (default_transaction_read_only): nothing the process does writes to
+	// the database, and a role granted only SELECT suffices. For
+	// verification; appends and every other write fail.
+	ReadOnly bool
 	// Now, if set, is the clock that decides the append period (the month
 	// whose partition an append writes to). The default is the database
 	// server's clock, which every node shares.
@@ -164,7 +170,7 @@ func Open(ctx context.Context, dsn string, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.SkipMigrate {
+	if cfg.SkipMigrate || cfg.ReadOnly {
 		err = checkVersion(ctx, pool, schema)
 	} else {
 		err = migrate(ctx, pool, schema)
@@ -207,6 +213,9 @@ func connect(ctx context.Context, dsn string, cfg Config) (*pgxpool.Pool, string
 	}
 	pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	pc.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	if cfg.ReadOnly {
+		pc.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	// A node that stops responding in the middle of an append (a frozen VM
 	// keeps its TCP connection open) must not hold the log head for ever.
 	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout

@@ -27,6 +27,9 @@ import (
 // another for COMMIT, whose wake-ups the callers waiting for the commit
 // pay for.
 func (db *DB) BeginAppend(ctx context.Context) (infertrail.AppendTx, error) {
+	if db.readOnly {
+		return nil, fmt.Errorf("begin append: %w", errReadOnly)
+	}
 	db.appends.Begin() // until Commit or Rollback: the index's writes wait
 	conn, err := db.writer.Conn(ctx)
 	var tx *sql.Tx

@@ -113,6 +113,9 @@ func (db *DB) copyIndex(ctx context.Context) (err error) {
 // The transaction first deletes the postings of keys erased since the last
 // such deletion (purge); fn may be nil.
 func (db *DB) writeIndex(ctx context.Context, what string, fn func(tx *sql.Tx) error) (err error) {
+	if db.readOnly {
+		return fmt.Errorf("%s: %w", what, errReadOnly)
+	}
 	defer func() { giveBackWAL(db.index, db.busyTimeout, err) }()
 	tx, err := db.index.BeginTx(ctx, nil)
 	if err != nil {

@@ -110,6 +110,22 @@ func (sc schema) check(ctx context.Context, q interface {
 	return appID, nil
 }
 
+// version returns the schema version of the file q reads: 0 for a file
+// with no migrations.
+func (sc schema) version(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int, error) {
+	var tracked int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&tracked); err != nil || tracked == 0 {
+		return 0, err
+	}
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read the %s's schema version: %w", sc.what, err)
+	}
+	return v, nil
+}
+
 // migrate brings the schema sc of the file that w writes up to date in one
 // write transaction, after checking that the file is that file of an
 // InferTrail database, with a schema not newer than this package knows. It
@@ -135,8 +151,8 @@ func (sc schema) migrate(ctx context.Context, w *sql.DB) (from int, err error) {
 	)`); err != nil {
 		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
-	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+	current, err := sc.version(ctx, tx)
+	if err != nil {
 		return 0, fmt.Errorf("migrate schema: %w", err)
 	}
 	if current > len(ms) {

@@ -47,6 +47,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -87,7 +88,23 @@ type Config struct {
 	// value keeps no reserve (appends then fail only when the disk is
 	// full, and the index only then).
 	MinFree int64
+	// ReadOnly opens the database for reading only, and writes nothing
+	// to its files: no migration, no index file made beside it, its
+	// journal mode left as it is. A backup, or a copy handed to an
+	// auditor, keeps its bytes while it is verified. The file must exist
+	// and its schema be at SchemaVersion (an error wrapping
+	// ErrSchemaOlder if it is older: open a copy without ReadOnly to
+	// migrate that). The index file is not opened, so what reads it
+	// (queries, cursors) fails, and so does every write.
+	ReadOnly bool
 }
+
+// ErrSchemaOlder means that a database opened with Config.ReadOnly has a
+// schema older than this package's, which reading it needs migrated.
+var ErrSchemaOlder = errors.New("the schema must be migrated to be read")
+
+// errReadOnly is the error of a write to a DB opened with Config.ReadOnly.
+var errReadOnly = fmt.Errorf("the database was opened read-only: %w", infertrail.ErrInvalid)
 
 // walLimit is the size a WAL file is cut back to when a checkpoint empties
 // it: 16 MiB.
@@ -148,6 +165,7 @@ type DB struct {
 	tokenByHash, latestCheckpoint, treeSize *sql.Stmt
 	nreaders                                int
 	minFree                                 int64        // Config.MinFree; negative: none
+	readOnly                                bool         // Config.ReadOnly: index is nil
 	roomAt                                  atomic.Int64 // when Room last found room (UnixNano)
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
@@ -189,7 +207,10 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: is a directory, not a database file", abs)
 	}
 	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
-	db := &DB{path: abs, indexPath: IndexPath(abs), busyTimeout: cfg.BusyTimeout, minFree: cfg.MinFree}
+	db := &DB{path: abs, indexPath: IndexPath(abs), busyTimeout: cfg.BusyTimeout, minFree: cfg.MinFree, readOnly: cfg.ReadOnly}
+	if cfg.ReadOnly {
+		return openReadOnly(ctx, db, cfg, busy)
+	}
 	// The log's file is made with 8 KiB pages. A commit writes each page
 	// it dirtied whole to the WAL, and inserts into the indexes on random
 	// ids dirty pages at random, so small pages write less; but a records
@@ -204,17 +225,11 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	// transaction (an erasure of a tenant) grows the WAL file past that,
 	// and SQLite reuses the file without shrinking it: journal_size_limit
 	// (walLimit) truncates it at the next checkpoint.
-	// Each pool keeps its connections open for the life of the DB.
 	pool := func(driver, file string, conns int, txlock string, pragmas ...string) *sql.DB {
-		p, e := sql.Open(driver, dsn(file, txlock, pragmas...))
+		p, e := openPool(driver, file, conns, txlock, pragmas...)
 		if e != nil {
 			err = e
-			return nil
 		}
-		p.SetMaxOpenConns(conns)
-		p.SetMaxIdleConns(conns)
-		p.SetConnMaxLifetime(0)
-		p.SetConnMaxIdleTime(0)
 		return p
 	}
 	registerAttaching()
@@ -237,6 +252,109 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
 	return db, nil
+}
+
+// openPool opens a pool of conns connections to file, which it keeps open
+// for the life of the DB.
+func openPool(driver, file string, conns int, txlock string, pragmas ...string) (*sql.DB, error) {
+	p, err := sql.Open(driver, dsn(file, txlock, pragmas...))
+	if err != nil {
+		return nil, err
+	}
+	p.SetMaxOpenConns(conns)
+	p.SetMaxIdleConns(conns)
+	p.SetConnMaxLifetime(0)
+	p.SetConnMaxIdleTime(0)
+	return p, nil
+}
+
+// Not pragmas: given to dsn with the pragmas, readOnlyMode opens the file
+// read-only (SQLite's URI parameter mode=ro), so that nothing, not even
+// the journal mode, is written to it; immutableFile (immutable=1) also
+// tells SQLite that nothing else writes to the file, so that it takes no
+// locks and needs no shared-memory file beside a file in WAL mode.
+const (
+	readOnlyMode  = "mode(ro)"
+	immutableFile = "immutable(1)"
+)
+
+// openReadOnly is Open with Config.ReadOnly: every connection opens the log's
+// file read-only, and none opens the index file.
+//
+// A reader of a file in WAL mode needs its shared-memory file, and makes
+// it (and an empty WAL) when there is none; on a read-only medium (a
+// snapshot, a write-once share) it cannot. If the file has no WAL there,
+// or an empty one, everything committed is in the file itself, which is
+// then opened as immutable. A WAL that holds commits cannot be read
+// without its shared-memory file: the folder must then be copied to
+// writable storage.
+func openReadOnly(ctx context.Context, db *DB, cfg Config, busy string) (*DB, error) {
+	if _, err := os.Stat(db.path); err != nil {
+		return nil, fmt.Errorf("open %s read-only: %w", db.path, err)
+	}
+	db.minFree = -1 // nothing is written, so nothing needs room
+	db.nreaders = cfg.Readers
+	err := db.openReadPools(ctx, readOnlyMode, busy, "query_only(1)")
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CANTOPEN {
+		if fi, werr := os.Stat(db.path + "-wal"); errors.Is(werr, fs.ErrNotExist) || werr == nil && fi.Size() == 0 {
+			err = db.openReadPools(ctx, readOnlyMode, immutableFile, "query_only(1)")
+		} else {
+			err = fmt.Errorf("%w (its WAL file holds commits, which cannot be read without the shared-memory file %s-shm; on a read-only medium, copy the folder to writable storage first)", err, filepath.Base(db.path))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s read-only: %w", db.path, err)
+	}
+	return db, nil
+}
+
+// openReadPools opens db's pools on its log's file with pragmas, then
+// openRead; on failure it closes them again.
+func (db *DB) openReadPools(ctx context.Context, pragmas ...string) error {
+	var errs []error
+	pool := func(conns int) *sql.DB {
+		p, err := openPool("sqlite", db.path, conns, "", pragmas...)
+		errs = append(errs, err)
+		return p
+	}
+	db.writer, db.readers, db.points = pool(1), pool(db.nreaders), pool(pointConns)
+	err := errors.Join(errs...)
+	if err == nil {
+		err = db.openRead(ctx)
+	}
+	if err != nil {
+		for _, p := range []*sql.DB{db.points, db.readers, db.writer} {
+			if p != nil {
+				p.Close()
+			}
+		}
+		db.writer, db.readers, db.points = nil, nil, nil
+	}
+	return err
+}
+
+// openRead checks, without writing, that the log's file holds an
+// InferTrail log at this package's schema version, then prepares the
+// statements.
+func (db *DB) openRead(ctx context.Context) error {
+	if err := db.writer.PingContext(ctx); err != nil {
+		return explain(err)
+	}
+	if _, err := logSchema.check(ctx, db.writer); err != nil {
+		return explain(err)
+	}
+	have, err := logSchema.version(ctx, db.writer)
+	if err != nil {
+		return explain(err)
+	}
+	switch want := SchemaVersion(); {
+	case have < want:
+		return fmt.Errorf("schema version %d, older than this build's %d: %w", have, want, ErrSchemaOlder)
+	case have > want:
+		return fmt.Errorf("schema version %d is newer than this build of infertrail knows (%d): use a newer infertrail", have, want)
+	}
+	return db.prepare(ctx)
 }
 
 // Checkpoints move committed pages from the write-ahead log into the
@@ -278,6 +396,15 @@ func (db *DB) open(ctx context.Context) error {
 	if _, err := logSchema.migrate(ctx, db.writer); err != nil {
 		return explain(err)
 	}
+	if err := db.prepare(ctx); err != nil {
+		return err
+	}
+	// Delete the postings of keys whose erasure's purge did not run.
+	return db.writeIndex(ctx, "open the index", nil)
+}
+
+// prepare reads the log's hash chunk size and prepares the statements.
+func (db *DB) prepare(ctx context.Context) error {
 	if err := db.writer.QueryRowContext(ctx, `SELECT chunk_size FROM log_head`).Scan(&db.chunkSize); err != nil {
 		return fmt.Errorf("read hash chunk size: %w", explain(err))
 	}
@@ -327,8 +454,7 @@ func (db *DB) open(ctx context.Context) error {
 			return err
 		}
 	}
-	// Delete the postings of keys whose erasure's purge did not run.
-	return db.writeIndex(ctx, "open the index", nil)
+	return nil
 }
 
 const (
@@ -383,6 +509,14 @@ func dsn(abs, txlock string, pragmas ...string) string {
 			q.Set("_journal_mode", strings.TrimSuffix(m, ")"))
 			continue
 		}
+		switch p {
+		case readOnlyMode:
+			q.Set("mode", "ro")
+			continue
+		case immutableFile:
+			q.Set("immutable", "1")
+			continue
+		}
 		q.Add("_pragma", p)
 	}
 	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
@@ -413,7 +547,11 @@ func (db *DB) Close() error {
 			errs = append(errs, s.Close())
 		}
 		db.walkStmts.Unlock()
-		errs = append(errs, db.points.Close(), db.readers.Close(), db.index.Close(), db.writer.Close())
+		for _, p := range []*sql.DB{db.points, db.readers, db.index, db.writer} {
+			if p != nil {
+				errs = append(errs, p.Close())
+			}
+		}
 		if err := errors.Join(errs...); err != nil {
 			db.closeErr = fmt.Errorf("close %s: %w", db.path, err)
 		}

@@ -81,6 +81,7 @@ type Log struct {
 	m        *Metrics
 	failures quiet.Run // of commits: while the store fails, a line every 10 s
 	full     quiet.Run // calls refused for want of space (Room)
+	signs    quiet.Run // of the background checkpoints: a signer that is gone fails each second
 
 	queue   chan *request
 	queued  chan struct{} // a token per queued record, bounding the queue

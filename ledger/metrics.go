@@ -17,6 +17,7 @@ type Metrics struct {
 	treeSize    prometheus.Gauge
 	queued      prometheus.Counter
 	checkpoints prometheus.Counter
+	signFails   prometheus.Counter
 }
 
 // NewMetrics creates the log's metrics and registers them with reg.
@@ -41,8 +42,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Records handed to the sequencer."}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_checkpoints_signed_total",
 			Help: "Checkpoints signed by this node."}),
+		signFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_checkpoint_sign_failures_total",
+			Help: "Checkpoints this node could not sign: the signer failed (an SSH agent that is gone, or holds no key) or what it signed did not verify."}),
 	}
-	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints)
+	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints, m.signFails)
 	return m
 }
 
@@ -54,6 +57,12 @@ func (m *Metrics) committed(n int, size int64, d time.Duration) {
 	m.batches.Observe(float64(n))
 	m.latency.Observe(d.Seconds())
 	m.treeSize.Set(float64(size))
+}
+
+func (m *Metrics) signFailed() {
+	if m != nil {
+		m.signFails.Inc()
+	}
 }
 
 func (m *Metrics) commitFailed() {

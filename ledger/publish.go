@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -27,7 +28,9 @@ func (l *Log) checkpoints() {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
 			if _, err := l.SignCheckpoint(ctx); err != nil && !errors.Is(err, infertrail.ErrNotFound) {
-				l.log.Error("sign checkpoint", "err", err)
+				l.signs.Log(l.log, slog.LevelError, "sign checkpoint", "err", err)
+			} else {
+				l.signs.LogEnd(l.log, "checkpoints signed again")
 			}
 			cancel()
 		case <-l.done:
@@ -68,7 +71,14 @@ func (l *Log) SignCheckpoint(ctx context.Context) (Checkpoint, error) {
 	}
 	cp, err := SignCheckpoint(l.cfg.Signer, l.cfg.Origin, size, root)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
+		l.m.signFailed()
+		return Checkpoint{}, err // says "sign checkpoint" already
+	}
+	// The signer may be another process (an SSH agent): what it signed
+	// is checked before it is stored, where every node would trust it.
+	if _, err := ParseCheckpoint(cp.Note, l.cfg.Origin, l.verifier); err != nil {
+		l.m.signFailed()
+		return Checkpoint{}, fmt.Errorf("sign checkpoint: the signer's checkpoint does not verify: %w", err)
 	}
 	if err := l.store.AddCheckpoint(ctx, infertrail.StoredCheckpoint{Size: size, Note: cp.Note}); err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: store: %w", err)

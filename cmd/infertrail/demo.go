@@ -85,7 +85,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return withHint(fmt.Errorf("demo: read the admin token: %w", err),
 			"the demo creates its API tokens with the admin token that 'infertrail serve' wrote at its first start; give a data folder that has it, or leave --data out")
 	}
-	dk, _, err := openDataFolder(dir, "", false)
+	dk, _, err := openDataFolder(dir, "", false, "")
 	if err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ type exportRequest struct {
 // access records that say so; the bundle is put in place only once they
 // are committed.
 func exportFromData(ctx context.Context, t target, sel selection, req exportRequest, stdout, stderr io.Writer) error {
-	dk, _, err := openDataFolder(*t.data, "", false)
+	dk, _, err := openDataFolder(*t.data, "", false, "")
 	if err != nil {
 		return err
 	}

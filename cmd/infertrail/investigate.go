@@ -85,7 +85,7 @@ func (t target) apiCall(ctx context.Context, stderr io.Writer, method, path stri
 		return err
 	}
 	defer done()
-	dk, _, err := openDataFolder(*t.data, "", false)
+	dk, _, err := openDataFolder(*t.data, "", false, "")
 	if err != nil {
 		return err
 	}

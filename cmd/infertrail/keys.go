@@ -23,7 +23,7 @@ func keysCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	k, _, err := openDataFolder(*data, "", false)
+	k, _, err := openDataFolder(*data, "", false, "")
 	if err != nil {
 		return err
 	}

@@ -222,7 +222,7 @@ func addTarget(fs *flag.FlagSet) target {
 		data:   fs.String("data", "", "act on the data `folder` directly (the server may be running)"),
 		store:  fs.String("store", "", "with --data: the store `DSN`, if not SQLite in the data folder"),
 		server: fs.String("server", "", "act through a running server's API at `URL`"),
-		config: fs.String("config", "", "with --data: the server's YAML configuration `file` (for privacy.scope and retention)"),
+		config: fs.String("config", "", "with --data: the server's YAML configuration `file` (for privacy.scope, retention and signing)"),
 		token:  tokenFlag(fs),
 	}
 }
@@ -245,7 +245,7 @@ func (t target) openLog(ctx context.Context, stderr io.Writer) (*ledger.Log, con
 			return nil, cfg, nil, err
 		}
 	}
-	dk, _, err := openDataFolder(*t.data, "", false)
+	dk, _, err := openDataFolder(*t.data, "", false, "")
 	if err != nil {
 		return nil, cfg, nil, err
 	}
@@ -260,7 +260,7 @@ func (t target) openLog(ctx context.Context, stderr io.Writer) (*ledger.Log, con
 		st.Close()
 		return nil, cfg, nil, err
 	}
-	signer, verifier, _, err := ledger.KeyPair(dk.skey)
+	signer, verifier, err := dk.signer(cfg.Signing)
 	if err != nil {
 		st.Close()
 		return nil, cfg, nil, err
@@ -594,7 +594,7 @@ func kekCmd(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dk, _, err := openDataFolder(*data, "", false)
+	dk, _, err := openDataFolder(*data, "", false, "")
 	if err != nil {
 		return err
 	}

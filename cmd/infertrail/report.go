@@ -15,7 +15,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/infertrail/infertrail/export"
-	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
 
@@ -150,11 +149,11 @@ func localReport(ctx context.Context, dir, dsn, vkey string, from, to time.Time,
 		}
 		verifier = v
 	} else {
-		dk, _, err := openDataFolder(dir, "", false)
+		dk, _, err := openDataFolder(dir, "", false, "")
 		if err != nil {
 			return nil, err
 		}
-		if _, verifier, _, err = ledger.KeyPair(dk.skey); err != nil {
+		if verifier, err = dk.verifier(); err != nil {
 			return nil, err
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/infertrail/infertrail/capture/otlp"
 	"github.com/infertrail/infertrail/httpapi"
 	"github.com/infertrail/infertrail/ledger"
+	"github.com/infertrail/infertrail/ledger/sshagent"
 	"github.com/infertrail/infertrail/policy"
 	"github.com/infertrail/infertrail/policy/obligation"
 	"github.com/infertrail/infertrail/redact"
@@ -85,12 +86,26 @@ type config struct {
 		// of the data folder's SQLite files (default 64 MiB; -1: none).
 		MinFreeBytes int64 `yaml:"min_free_bytes"`
 	} `yaml:"storage"`
+	// Signing, when PublicKey is set, signs checkpoints with an SSH
+	// agent's key instead of log.key (docs/keys.md).
+	Signing   signingConfig `yaml:"signing"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
 		QueueLimit         int           `yaml:"queue_limit"`
 		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	} `yaml:"sequencer"`
+}
+
+// signingConfig names the SSH agent that holds the checkpoint key.
+type signingConfig struct {
+	// PublicKey is the key's public half, as its .pub file or
+	// ssh-add -L gives it ("ssh-ed25519 AAAA… comment").
+	PublicKey string `yaml:"public_key"`
+	// SSHAgent is the agent's socket; empty: $SSH_AUTH_SOCK.
+	SSHAgent string `yaml:"ssh_agent"`
+	// Timeout bounds one signature (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 func defaultConfig() config {
@@ -297,7 +312,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	dk, created, err := openDataFolder(cfg.Data, cfg.Origin, true)
+	dk, created, err := openDataFolder(cfg.Data, cfg.Origin, true, cfg.Signing.PublicKey)
 	if err != nil {
 		return err
 	}
@@ -318,7 +333,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Warn("starting on a full disk: records are refused until space is freed", "err", err)
 		}
 	}
-	signer, verifier, _, err := ledger.KeyPair(dk.skey)
+	signer, verifier, err := dk.signer(cfg.Signing)
 	if err != nil {
 		return err
 	}
@@ -517,7 +532,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		grpcAddr = gl.Addr().String()
 	}
 	absData, _ := filepath.Abs(cfg.Data)
-	if created {
+	switch {
+	case created && dk.skey == "":
+		fmt.Fprintf(stdout, "Checkpoints are signed by the SSH agent's key %s; its verifier key is in %s.\n", signer.(*sshagent.Signer).Fingerprint(), filepath.Join(absData, logPubFile))
+	case created:
 		fmt.Fprintf(stdout, "Created a new signing key in %s (keep it secret; back it up).\n", filepath.Join(absData, logKeyFile))
 	}
 	fmt.Fprintf(stdout, "InferTrail is listening on http://%s\n", ln.Addr())

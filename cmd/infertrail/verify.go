@@ -51,12 +51,12 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *data != "" && *server != "":
 		return withHint(errors.New("give --data or --server, not both"), "")
 	case *data != "":
-		dk, _, err := openDataFolder(*data, "", false)
+		dk, _, err := openDataFolder(*data, "", false, "")
 		if err != nil {
 			return err
 		}
 		if verifier == nil {
-			_, v, _, err := ledger.KeyPair(dk.skey)
+			v, err := dk.verifier()
 			if err != nil {
 				return err
 			}

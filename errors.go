@@ -30,6 +30,11 @@ var (
 	// every caller that refuses work while the store is unreachable (the
 	// gateways forward nothing unrecorded) refuses it here too.
 	ErrStorageFull error = &kindOf{"storage full", ErrUnavailable}
+	// ErrNoIndex means that the store was opened without its
+	// investigation index (a backup, which holds none, opened read-only),
+	// so queries, cursors and findings cannot be read. It wraps
+	// ErrNotFound.
+	ErrNoIndex error = &kindOf{"no investigation index", ErrNotFound}
 	// ErrUnauthenticated means that a request carried no credential, or one
 	// that is unknown, expired or revoked (HTTP 401).
 	ErrUnauthenticated = errors.New("unauthenticated")

@@ -965,6 +965,12 @@ func (b *builder) findings(ctx context.Context) error {
 			f.Notes = append(f.Notes, "The store keeps no findings, so none are reported; run the detectors, or use a store that keeps them.")
 			return nil
 		}
+		if errors.Is(err, infertrail.ErrNoIndex) {
+			f.Available = false
+			f.Status = StatusUnavailable
+			f.Notes = append(f.Notes, "The log was read without its index file (a backup holds none), where the detectors keep their findings, so none are reported; a server started on the log rebuilds them.")
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("read findings: %w", err)
 		}

@@ -17,6 +17,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", defaultData, "the data `folder` of the log to back up")
 	store := fs.String("store", "", "the store `DSN`, if not SQLite in the data folder (sqlite:PATH)")
 	out := fs.String("out", "", "the `file` to write the copy to; it must not exist")
+	quiet := fs.Bool("q", false, "print no progress")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -36,7 +37,9 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !ok {
 		return withHint(errors.New("backup: the log is in PostgreSQL"), "back PostgreSQL up with its own tools (pg_dump, or base backups and WAL archiving)")
 	}
+	stop := watchCopy(newProgress(stderr, *quiet, "backup: wrote"), db.Path(), *out)
 	size, err := db.Backup(ctx, *out)
+	stop()
 	if err != nil {
 		return err
 	}

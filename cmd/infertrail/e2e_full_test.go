@@ -290,6 +290,14 @@ func TestE2EBackup(t *testing.T) {
 	if after := folderHashes(t, filepath.Dir(out)); !maps.Equal(before, after) {
 		t.Fatalf("verify changed the backup's folder: %v, then %v", before, after)
 	}
+	// So does a compliance report of it.
+	from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if rep := runCLI(t, nil, time.Minute, "report", "--from", from, "--to", to, "--data", dir, "--store", "sqlite:"+out, "--format", "json", "-q"); rep.code != 0 || !strings.Contains(rep.stdout, `"records"`) || !strings.Contains(rep.stdout, "without its index file") {
+		t.Fatalf("report on the backup: %s", rep)
+	}
+	if after := folderHashes(t, filepath.Dir(out)); !maps.Equal(before, after) {
+		t.Fatalf("report changed the backup's folder: %v, then %v", before, after)
+	}
 
 	// A backup of an older schema is verified through a migrated copy in
 	// TMPDIR, which is removed; the backup is left as it is.

@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -485,38 +484,17 @@ func verifyBundle(path string, key note.Verifier, stdout, stderr io.Writer) erro
 	return err
 }
 
-// exportProgress prints what a long export has done, at most once a second.
-type exportProgress struct {
-	w           io.Writer
-	quiet       bool
-	start, last time.Time
-	shown       bool
+// exportProgress prints what a long export has done.
+type exportProgress struct{ *progressPrinter }
+
+func newExportProgress(w io.Writer, quiet bool) exportProgress {
+	return exportProgress{newProgress(w, quiet, "")}
 }
 
-func newExportProgress(w io.Writer, quiet bool) *exportProgress {
-	return &exportProgress{w: w, quiet: quiet, start: time.Now()}
-}
-
-func (p *exportProgress) show(format string, args ...any) {
-	if p.quiet || time.Since(p.last) < time.Second || time.Since(p.start) < time.Second {
-		return
-	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, "\r"+format+"   ", args...)
-	p.shown = true
-}
-
-func (p *exportProgress) scan(done, total int64) {
+func (p exportProgress) scan(done, total int64) {
 	p.show("searched %d / %d records", done, total)
 }
 
-func (p *exportProgress) write(done, total int) {
+func (p exportProgress) write(done, total int) {
 	p.show("exported %d / %d records", done, total)
-}
-
-func (p *exportProgress) done() {
-	if p.shown {
-		fmt.Fprintln(p.w)
-		p.shown = false
-	}
 }

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/infertrail/infertrail/export"
-	"github.com/infertrail/infertrail/store/sqlite"
 )
 
 // reportCmd writes a compliance report for a period (docs/report.md).
@@ -157,40 +156,16 @@ func localReport(ctx context.Context, dir, dsn, vkey string, from, to time.Time,
 			return nil, err
 		}
 	}
-	st, _, err := openStore(ctx, dsn, dir, false, sqlite.Config{})
+	st, closeStore, err := openToRead(ctx, dsn, dir, stderr)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	p := &reportProgress{w: stderr, quiet: quiet, start: time.Now()}
+	defer closeStore()
+	p := newProgress(stderr, quiet, "report: read")
 	src := export.WithProgress(export.StoreSource(st, verifier), p.report)
 	rep, err := export.BuildReport(ctx, src, from, to, controls)
 	p.done()
 	return rep, err
-}
-
-// reportProgress prints how far the scan got, at most once a second.
-type reportProgress struct {
-	w     io.Writer
-	quiet bool
-	start time.Time
-	last  time.Time
-	shown bool
-}
-
-func (p *reportProgress) report(done, total int64) {
-	if p.quiet || time.Since(p.last) < time.Second || time.Since(p.start) < time.Second {
-		return
-	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, "\rreport: read %d / %d records (%.0f/s)   ", done, total, float64(done)/time.Since(p.start).Seconds())
-	p.shown = true
-}
-
-func (p *reportProgress) done() {
-	if p.shown {
-		fmt.Fprintln(p.w)
-	}
 }
 
 // fetchReport asks a server for the report: GET /v1/report.

@@ -177,10 +177,7 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 func openStore(ctx context.Context, dsn, dataDir string, create bool, lite sqlite.Config) (infertrail.Store, string, error) {
 	switch {
 	case dsn == "" || strings.HasPrefix(dsn, "sqlite:"):
-		path := filepath.Join(dataDir, dbFile)
-		if dsn != "" {
-			path = strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
-		}
+		path := sqlitePath(dsn, dataDir)
 		if !create {
 			if _, err := os.Stat(path); err != nil {
 				return nil, "", withHint(fmt.Errorf("no InferTrail database: %w", err), "give the data folder of a server that has run")
@@ -202,6 +199,15 @@ func openStore(ctx context.Context, dsn, dataDir string, create bool, lite sqlit
 		return db, "postgres", nil
 	}
 	return nil, "", withHint(fmt.Errorf("store %q: unknown kind", redactDSN(dsn)), "leave --store out for SQLite in the data folder, or give postgres://user@host/db")
+}
+
+// sqlitePath returns the SQLite file of a store DSN (empty, or
+// sqlite:PATH) and data folder.
+func sqlitePath(dsn, dataDir string) string {
+	if dsn == "" {
+		return filepath.Join(dataDir, dbFile)
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
 }
 
 // redactDSN hides a password in a DSN before it is printed.

@@ -42,7 +42,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		verifier = v
 	}
-	progress := newProgress(stderr, *quiet)
+	progress := newProgress(stderr, *quiet, "verified")
 	switch {
 	case bundle != "" && (*data != "" || *server != ""):
 		return withHint(errors.New("give a bundle, --data or --server, not several"), "")
@@ -63,7 +63,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			verifier = v
 			fmt.Fprintf(stderr, "infertrail: checking signatures with the key in %s; pass --key to check against a key you hold yourself\n", *data)
 		}
-		st, cleanup, err := openToVerify(ctx, *store, *data, stderr)
+		st, cleanup, err := openToRead(ctx, *store, *data, stderr)
 		if err != nil {
 			return err
 		}
@@ -117,12 +117,12 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return withHint(errors.New("nothing to verify"), "give BUNDLE.zip or --data DIR (offline), or --server URL --key VKEY")
 }
 
-// openToVerify opens the store of a data folder read-only, so that
-// verifying it changes nothing in it. A SQLite log of an older schema,
-// which this build reads only migrated, is copied to a temporary folder and
-// the copy migrated and verified; cleanup closes the store and removes the
-// copy.
-func openToVerify(ctx context.Context, dsn, dir string, stderr io.Writer) (infertrail.Store, func(), error) {
+// openToRead opens the store of a data folder read-only, so that
+// verifying it, or reporting on it, changes nothing in it. A SQLite log of
+// an older schema, which this build reads only migrated, is copied to a
+// temporary folder and the copy migrated and read; cleanup closes the
+// store and removes the copy.
+func openToRead(ctx context.Context, dsn, dir string, stderr io.Writer) (infertrail.Store, func(), error) {
 	st, _, err := openStore(ctx, dsn, dir, false, sqlite.Config{ReadOnly: true})
 	if err == nil {
 		return st, func() { st.Close() }, nil
@@ -130,17 +130,17 @@ func openToVerify(ctx context.Context, dsn, dir string, stderr io.Writer) (infer
 	if !errors.Is(err, sqlite.ErrSchemaOlder) {
 		return nil, nil, err
 	}
-	path := filepath.Join(dir, dbFile)
-	if dsn != "" {
-		path = strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
-	}
-	tmp, terr := os.MkdirTemp("", "infertrail-verify-")
+	path := sqlitePath(dsn, dir)
+	tmp, terr := os.MkdirTemp("", "infertrail-read-")
 	if terr != nil {
 		return nil, nil, fmt.Errorf("%w; and a folder for a copy to migrate: %w", err, terr)
 	}
-	fmt.Fprintf(stderr, "infertrail: %v: verifying a migrated copy in %s (the file is not changed)\n", err, tmp)
+	fmt.Fprintf(stderr, "infertrail: %v: reading a migrated copy in %s (the file is not changed)\n", err, tmp)
 	copied := filepath.Join(tmp, dbFile)
-	if err := sqlite.Copy(ctx, path, copied); err != nil {
+	stop := watchCopy(newProgress(stderr, false, "copy: wrote"), path, copied)
+	err = sqlite.Copy(ctx, path, copied)
+	stop()
+	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, nil, withHint(err, "set TMPDIR to a folder with room for a copy of the log")
 	}
@@ -215,35 +215,6 @@ func httpFetcher(base *url.URL, token string) ledger.TileFetcher {
 			return nil, fmt.Errorf("fetch %s: %s", path, resp.Status)
 		}
 		return body, nil
-	}
-}
-
-// progress prints "verified N / M records" at most once a second.
-type progressPrinter struct {
-	w     io.Writer
-	quiet bool
-	last  time.Time
-	start time.Time
-	shown bool
-}
-
-func newProgress(w io.Writer, quiet bool) *progressPrinter {
-	return &progressPrinter{w: w, quiet: quiet, start: time.Now()}
-}
-
-func (p *progressPrinter) report(done, total int64) {
-	if p.quiet || time.Since(p.last) < time.Second || time.Since(p.start) < time.Second {
-		return
-	}
-	p.last = time.Now()
-	rate := float64(done) / time.Since(p.start).Seconds()
-	fmt.Fprintf(p.w, "\rverified %d / %d records (%.0f/s)   ", done, total, rate)
-	p.shown = true
-}
-
-func (p *progressPrinter) done() {
-	if p.shown {
-		fmt.Fprintln(p.w)
 	}
 }
 

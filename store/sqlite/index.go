@@ -20,6 +20,9 @@ import (
 
 // Cursor returns the named cursor, or 0 when it was never advanced.
 func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
+	if db.noIndex {
+		return 0, fmt.Errorf("read cursor %q: %w", name, errNoIndex)
+	}
 	var seq int64
 	err := db.readers.QueryRowContext(ctx, `SELECT seq FROM cursors WHERE name = ?`, name).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -307,6 +310,9 @@ var entryColumnsR = "r." + strings.ReplaceAll(entryColumns, ", ", ", r.")
 // the trace 1.1–1.6 → 2.7–2.8 ms, a first page by an actor's key
 // 0.7–0.9 → 1.45 ms, by two keys 4.8–4.9 → 2.4–2.8 ms.
 func (db *DB) Query(ctx context.Context, q infertrail.Query, fn func(*infertrail.Entry) error) error {
+	if db.noIndex {
+		return fmt.Errorf("query entries: %w", errNoIndex)
+	}
 	tx, err := db.readers.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("query entries: %w", err)
@@ -785,6 +791,9 @@ func encodeSeqs(seqs []int64) string {
 // findings are walked newest first, through the index of the tenant,
 // detector or subject where SQLite finds one selective.
 func (db *DB) Findings(ctx context.Context, q infertrail.FindingQuery, fn func(*infertrail.Finding) error) error {
+	if db.noIndex {
+		return fmt.Errorf("query findings: %w", errNoIndex)
+	}
 	limit, err := queryLimit(q.Limit)
 	if err != nil {
 		return fmt.Errorf("query findings: %w", err)

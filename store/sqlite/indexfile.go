@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 
 	sqlite "modernc.org/sqlite"
@@ -31,7 +32,17 @@ func registerAttaching() {
 				return fmt.Errorf("attach the index: %w", err)
 			}
 			path := IndexPath(u.Path)
-			if _, err := c.ExecContext(context.Background(), `ATTACH DATABASE ? AS idx`, []driver.NamedValue{{Ordinal: 1, Value: path}}); err != nil {
+			attach := path
+			if q := u.Query(); q.Get("mode") == "ro" {
+				// A read-only log (Config.ReadOnly) attaches its index
+				// read-only too, if it has one.
+				if _, err := os.Stat(path); err != nil {
+					return nil
+				}
+				a := url.URL{Scheme: "file", Path: path, RawQuery: url.Values{"mode": {"ro"}, "immutable": q["immutable"]}.Encode()}
+				attach = a.String()
+			}
+			if _, err := c.ExecContext(context.Background(), `ATTACH DATABASE ? AS idx`, []driver.NamedValue{{Ordinal: 1, Value: attach}}); err != nil {
 				return fmt.Errorf("attach the index %s: %w", path, err)
 			}
 			return nil

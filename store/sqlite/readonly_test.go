@@ -35,8 +35,8 @@ func dirFiles(t *testing.T, dir string) map[string][]byte {
 }
 
 // checkUnchanged fails unless the folder of the log's file at path holds
-// after what it held before, byte for byte, but for the empty WAL file and
-// the shared-memory file that SQLite makes beside a file in WAL mode when
+// after what it held before, byte for byte, but for the empty WAL files and
+// the shared-memory files that SQLite makes beside files in WAL mode when
 // it has none (as any reader does: a read-only connection cannot remove
 // them, since a writer may be using them by then).
 func checkUnchanged(t *testing.T, path string, before, after map[string][]byte) {
@@ -44,8 +44,8 @@ func checkUnchanged(t *testing.T, path string, before, after map[string][]byte) 
 	for name, b := range after {
 		prev, ok := before[name]
 		switch {
-		case !ok && name == filepath.Base(path)+"-wal" && len(b) == 0:
-		case !ok && name == filepath.Base(path)+"-shm":
+		case !ok && strings.HasSuffix(name, ".db-wal") && len(b) == 0:
+		case !ok && strings.HasSuffix(name, ".db-shm"):
 		case !ok:
 			t.Errorf("opening read-only made %s (%d bytes)", name, len(b))
 		case !bytes.Equal(prev, b):
@@ -108,6 +108,16 @@ func TestReadOnly(t *testing.T) {
 			}
 			if c, err := ro.LatestCheckpoint(ctx); err != nil || c.Size != 40 {
 				t.Fatalf("LatestCheckpoint: %+v, %v", c, err)
+			}
+			// The log has its index file beside it; the backup has none.
+			_, hasIndex := before[filepath.Base(IndexPath(path))]
+			err = ro.Findings(ctx, infertrail.FindingQuery{}, func(*infertrail.Finding) error { return nil })
+			if hasIndex && err != nil || !hasIndex && !errors.Is(err, infertrail.ErrNoIndex) {
+				t.Errorf("Findings (index file: %v): %v", hasIndex, err)
+			}
+			err = ro.Query(ctx, infertrail.Query{Keys: []string{"actor:x"}}, func(*infertrail.Entry) error { return nil })
+			if hasIndex && err != nil || !hasIndex && !errors.Is(err, infertrail.ErrNoIndex) {
+				t.Errorf("Query (index file: %v): %v", hasIndex, err)
 			}
 			if _, err := ro.BeginAppend(ctx); !errors.Is(err, infertrail.ErrInvalid) {
 				t.Errorf("BeginAppend on a read-only DB: %v, want ErrInvalid", err)

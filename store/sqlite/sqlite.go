@@ -94,14 +94,20 @@ type Config struct {
 	// auditor, keeps its bytes while it is verified. The file must exist
 	// and its schema be at SchemaVersion (an error wrapping
 	// ErrSchemaOlder if it is older: open a copy without ReadOnly to
-	// migrate that). The index file is not opened, so what reads it
-	// (queries, cursors) fails, and so does every write.
+	// migrate that). The index file beside it is read, read-only, if
+	// there is one; without it (a backup holds none) what reads it
+	// (queries, cursors, findings) fails with infertrail.ErrNoIndex.
+	// Every write fails.
 	ReadOnly bool
 }
 
 // ErrSchemaOlder means that a database opened with Config.ReadOnly has a
 // schema older than this package's, which reading it needs migrated.
 var ErrSchemaOlder = errors.New("the schema must be migrated to be read")
+
+// errNoIndex is the error of a read of the index of a DB opened with
+// Config.ReadOnly and no index file.
+var errNoIndex = fmt.Errorf("%w: the log was opened read-only, with no index file beside it", infertrail.ErrNoIndex)
 
 // errReadOnly is the error of a write to a DB opened with Config.ReadOnly.
 var errReadOnly = fmt.Errorf("the database was opened read-only: %w", infertrail.ErrInvalid)
@@ -166,6 +172,7 @@ type DB struct {
 	nreaders                                int
 	minFree                                 int64        // Config.MinFree; negative: none
 	readOnly                                bool         // Config.ReadOnly: index is nil
+	noIndex                                 bool         // read-only, and no index file to attach
 	roomAt                                  atomic.Int64 // when Room last found room (UnixNano)
 
 	// chunkSize is the number of stored hashes packed in one hash_chunks
@@ -279,7 +286,8 @@ const (
 )
 
 // openReadOnly is Open with Config.ReadOnly: every connection opens the log's
-// file read-only, and none opens the index file.
+// file read-only, and the readers attach the index file read-only if there
+// is one; without it, what reads the index fails with infertrail.ErrNoIndex.
 //
 // A reader of a file in WAL mode needs its shared-memory file, and makes
 // it (and an empty WAL) when there is none; on a read-only medium (a
@@ -313,13 +321,17 @@ func openReadOnly(ctx context.Context, db *DB, cfg Config, busy string) (*DB, er
 // openRead; on failure it closes them again.
 func (db *DB) openReadPools(ctx context.Context, pragmas ...string) error {
 	var errs []error
-	pool := func(conns int) *sql.DB {
-		p, err := openPool("sqlite", db.path, conns, "", pragmas...)
+	pool := func(driver string, conns int) *sql.DB {
+		p, err := openPool(driver, db.path, conns, "", pragmas...)
 		errs = append(errs, err)
 		return p
 	}
-	db.writer, db.readers, db.points = pool(1), pool(db.nreaders), pool(pointConns)
-	err := errors.Join(errs...)
+	// The readers attach the index file, read-only, if there is one.
+	registerAttaching()
+	_, err := os.Stat(db.indexPath)
+	db.noIndex = err != nil
+	db.writer, db.readers, db.points = pool("sqlite", 1), pool(attachingDriver, db.nreaders), pool("sqlite", pointConns)
+	err = errors.Join(errs...)
 	if err == nil {
 		err = db.openRead(ctx)
 	}

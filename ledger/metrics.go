@@ -18,6 +18,7 @@ type Metrics struct {
 	queued      prometheus.Counter
 	checkpoints prometheus.Counter
 	signFails   prometheus.Counter
+	cpSize      prometheus.Gauge
 }
 
 // NewMetrics creates the log's metrics and registers them with reg.
@@ -44,8 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Checkpoints signed by this node."}),
 		signFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "infertrail_checkpoint_sign_failures_total",
 			Help: "Checkpoints this node could not sign: the signer failed (an SSH agent that is gone, or holds no key) or what it signed did not verify."}),
+		cpSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "infertrail_checkpoint_tree_size",
+			Help: "Records covered by the latest signed checkpoint this node has seen; alert when infertrail_tree_size runs ahead of it for long."}),
 	}
-	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints, m.signFails)
+	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints, m.signFails, m.cpSize)
 	return m
 }
 
@@ -57,6 +60,12 @@ func (m *Metrics) committed(n int, size int64, d time.Duration) {
 	m.batches.Observe(float64(n))
 	m.latency.Observe(d.Seconds())
 	m.treeSize.Set(float64(size))
+}
+
+func (m *Metrics) checkpoint(size int64) {
+	if m != nil {
+		m.cpSize.Set(float64(size))
+	}
 }
 
 func (m *Metrics) signFailed() {

@@ -84,6 +84,7 @@ func (l *Log) SignCheckpoint(ctx context.Context) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: store: %w", err)
 	}
 	l.m.signed()
+	l.m.checkpoint(cp.Size)
 	l.latest = cp
 	return cp, nil
 }
@@ -115,6 +116,7 @@ func (l *Log) refreshLatestLocked(ctx context.Context) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("latest checkpoint (size %d): %w", sc.Size, err)
 	}
+	l.m.checkpoint(cp.Size)
 	l.latest = cp
 	return cp, nil
 }

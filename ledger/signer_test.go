@@ -50,7 +50,7 @@ func TestSignerFailures(t *testing.T) {
 	if err != nil || first.Size != 2 {
 		t.Fatalf("SignCheckpoint: %+v, %v", first, err)
 	}
-	failures := counter(t, reg, "infertrail_checkpoint_sign_failures_total")
+	failures := value(t, reg, "infertrail_checkpoint_sign_failures_total")
 	for mode, want := range map[int32]string{1: "the agent is gone", 2: "does not verify"} {
 		fs.mode.Store(mode)
 		mustAppend(t, l.Log, parseAll(t, []string{recordJSON(0, "")}))
@@ -61,18 +61,24 @@ func TestSignerFailures(t *testing.T) {
 			t.Fatalf("latest stored checkpoint after a failed signature: %d, %v; want %d", c.Size, err, first.Size)
 		}
 		failures++
-		if got := counter(t, reg, "infertrail_checkpoint_sign_failures_total"); got != failures {
+		if got := value(t, reg, "infertrail_checkpoint_sign_failures_total"); got != failures {
 			t.Fatalf("sign failures = %v, want %v", got, failures)
+		}
+		if got := value(t, reg, "infertrail_checkpoint_tree_size"); got != float64(first.Size) {
+			t.Fatalf("checkpoint tree size = %v, want %d", got, first.Size)
 		}
 	}
 	fs.mode.Store(0)
 	if cp, err := l.SignCheckpoint(ctx); err != nil || cp.Size != 4 {
 		t.Fatalf("SignCheckpoint once the signer works: %+v, %v", cp, err)
 	}
+	if got := value(t, reg, "infertrail_checkpoint_tree_size"); got != 4 {
+		t.Fatalf("checkpoint tree size = %v, want 4", got)
+	}
 }
 
-// counter returns the value of the counter registered in reg as name.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// value returns the value of the counter or gauge registered in reg as name.
+func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -80,6 +86,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
+			if g := mf.GetMetric()[0].GetGauge(); g != nil {
+				return g.GetValue()
+			}
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}

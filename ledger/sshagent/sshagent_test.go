@@ -24,17 +24,25 @@ import (
 
 const origin = "example.com/audit-log"
 
+// agentSigner starts an ssh-agent holding a new key, and returns a Signer
+// of it and the key.
+func agentSigner(tb testing.TB) (*sshagent.Signer, ed25519.PrivateKey) {
+	tb.Helper()
+	a := sshagenttest.Start(tb)
+	key, pub := sshagenttest.NewKey(tb)
+	a.Add(tb, key)
+	s, err := sshagent.New(a.Socket, origin, pub, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, key
+}
+
 // TestSign signs a checkpoint through a real ssh-agent: the note verifies
 // with the log's verifier key, and is byte for byte the note the private
 // key itself signs.
 func TestSign(t *testing.T) {
-	a := sshagenttest.Start(t)
-	key, pub := sshagenttest.NewKey(t)
-	a.Add(t, key)
-	s, err := sshagent.New(a.Socket, origin, pub, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, key := agentSigner(t)
 	root := tlog.Hash{1, 2, 3}
 	cp, err := ledger.SignCheckpoint(s, origin, 42, root)
 	if err != nil {
@@ -161,13 +169,7 @@ func ledgerPrivateKey(t *testing.T, origin string, key ed25519.PrivateKey) strin
 // BenchmarkSign measures one checkpoint's signature through a real
 // ssh-agent, the connection included, against the key itself.
 func BenchmarkSign(b *testing.B) {
-	a := sshagenttest.Start(b)
-	key, pub := sshagenttest.NewKey(b)
-	a.Add(b, key)
-	s, err := sshagent.New(a.Socket, origin, pub, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, key := agentSigner(b)
 	msg := []byte(ledger.CheckpointText(origin, 123456789, tlog.Hash{1}))
 	b.Run("agent", func(b *testing.B) {
 		for b.Loop() {

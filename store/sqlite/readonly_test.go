@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"bytes"
-	"database/sql"
 	"errors"
 	"maps"
 	"os"
@@ -144,21 +143,7 @@ func TestReadOnlyRefuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "none.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Open read-only made the missing file: %v", err)
 	}
-	path := filepath.Join(dir, "log.db")
-	db, err := Open(ctx, path, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = raw.Exec(`DELETE FROM schema_migrations WHERE version = ?`, SchemaVersion())
-	raw.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := newAlteredLog(t, dir, `DELETE FROM schema_migrations WHERE version = ?`, SchemaVersion())
 	before := dirFiles(t, dir)
 	if _, err := Open(ctx, path, Config{ReadOnly: true}); !errors.Is(err, ErrSchemaOlder) {
 		t.Errorf("Open read-only of an older schema: %v, want ErrSchemaOlder", err)

@@ -168,8 +168,11 @@ func TestTwoHandles(t *testing.T) {
 	checkRoot(t, dbs[0], leaves)
 }
 
-func TestRefuseNewerSchema(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log.db")
+// newAlteredLog makes a log at dir/log.db, closes it, runs stmt on it as
+// another program would, and returns its path.
+func newAlteredLog(t *testing.T, dir, stmt string, args ...any) string {
+	t.Helper()
+	path := filepath.Join(dir, "log.db")
 	db, err := Open(t.Context(), path, Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -179,12 +182,17 @@ func TestRefuseNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = raw.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future.sql', 0)`, SchemaVersion()+1)
+	_, err = raw.Exec(stmt, args...)
 	raw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(t.Context(), path, Config{})
+	return path
+}
+
+func TestRefuseNewerSchema(t *testing.T) {
+	path := newAlteredLog(t, t.TempDir(), `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future.sql', 0)`, SchemaVersion()+1)
+	_, err := Open(t.Context(), path, Config{})
 	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Open of a newer schema: err = %v, want one naming the path and saying the schema is newer", err)
 	}

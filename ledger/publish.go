@@ -13,8 +13,8 @@ import (
 	"github.com/infertrail/infertrail"
 )
 
-// hashReader reads committed hashes from a store.
-func hashReader(ctx context.Context, s infertrail.HashReader) tlog.HashReader {
+// StoreHashReader reads committed hashes from a store.
+func StoreHashReader(ctx context.Context, s infertrail.HashReader) tlog.HashReader {
 	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.ReadHashes(ctx, idx) })
 }
 
@@ -65,7 +65,7 @@ func (l *Log) SignCheckpoint(ctx context.Context) (Checkpoint, error) {
 	if err == nil && latest.Size >= size {
 		return latest, nil
 	}
-	root, err := tlog.TreeHash(size, hashReader(ctx, l.store))
+	root, err := tlog.TreeHash(size, StoreHashReader(ctx, l.store))
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: tree hash at %d: %w", size, err)
 	}
@@ -167,7 +167,7 @@ func (l *Log) InclusionProof(ctx context.Context, seq, treeSize int64) (tlog.Rec
 	if seq >= cp.Size {
 		return nil, Checkpoint{}, fmt.Errorf("prove record %d: the log has %d records: %w", seq, cp.Size, infertrail.ErrNotFound)
 	}
-	p, err := tlog.ProveRecord(cp.Size, seq, hashReader(ctx, l.store))
+	p, err := tlog.ProveRecord(cp.Size, seq, StoreHashReader(ctx, l.store))
 	if err != nil {
 		return nil, Checkpoint{}, fmt.Errorf("prove record %d in %d: %w", seq, cp.Size, err)
 	}
@@ -187,7 +187,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) (tlog.TreePr
 	if to > size {
 		return nil, fmt.Errorf("prove consistency to %d: the log has %d records: %w", to, size, infertrail.ErrNotFound)
 	}
-	p, err := tlog.ProveTree(to, from, hashReader(ctx, l.store))
+	p, err := tlog.ProveTree(to, from, StoreHashReader(ctx, l.store))
 	if err != nil {
 		return nil, fmt.Errorf("prove consistency %d to %d: %w", from, to, err)
 	}
@@ -196,7 +196,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) (tlog.TreePr
 
 // TreeHash returns the root hash of the committed tree of the given size.
 func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
-	return tlog.TreeHash(size, hashReader(ctx, l.store))
+	return tlog.TreeHash(size, StoreHashReader(ctx, l.store))
 }
 
 // Tile returns a C2SP hash tile of the committed tree.
@@ -208,7 +208,7 @@ func (l *Log) Tile(ctx context.Context, level int, index int64, width int) ([]by
 	if !tileCovered(size, level, index, width) {
 		return nil, fmt.Errorf("read tile %d/%d width %d: the log has %d records: %w", level, index, width, size, infertrail.ErrNotFound)
 	}
-	return ReadTile(hashReader(ctx, l.store), size, level, index, width)
+	return ReadTile(StoreHashReader(ctx, l.store), size, level, index, width)
 }
 
 // EntryBundle returns a C2SP entry bundle: the canonical leaves of records

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/store/sqlite"
 )
 
@@ -235,4 +237,75 @@ func atoi(tb testing.TB, s string) int64 {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// TestE2EVerifyHeld keeps a checkpoint and a receipt, lets the log grow,
+// then proves with verify --held, over the tiles and offline, that it only
+// grew; a checkpoint the log's key signed for another tree is caught as a
+// rewrite, and what is no checkpoint of the log is refused by name.
+func TestE2EVerifyHeld(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	mustPost(t, s.url, batchBodyOnly(t, 30, 0), 30)
+	waitCheckpoint(t, s.url, treeSize(t, s.url))
+	files := t.TempDir()
+	write := func(name string, b []byte) string {
+		t.Helper()
+		p := filepath.Join(files, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	heldCP := getBody(t, s.url, "/checkpoint")
+	held := write("checkpoint", heldCP)
+	receipt := write("receipt", getBody(t, s.url, fmt.Sprintf("/v1/records/%d/receipt", s.base+3)))
+	mustPost(t, s.url, batchBodyOnly(t, 20, 30), 20)
+	waitCheckpoint(t, s.url, treeSize(t, s.url))
+
+	// Whoever holds log.key can sign any tree: here, another one of the
+	// size of the checkpoint kept.
+	skey, err := os.ReadFile(filepath.Join(dir, logKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, verifier, _, err := ledger.KeyPair(string(skey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := ledger.ParseCheckpoint(heldCP, verifier.Name(), verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ledger.SignCheckpoint(signer, cp.Origin, cp.Size, tlog.Hash{9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := write("forged", other.Note)
+	notOne := write("hello", []byte("hello\n"))
+
+	check := func(where []string) {
+		t.Helper()
+		args := append(append([]string{"verify"}, where...), "-q", "--held", held, "--held", receipt)
+		r := runCLI(t, nil, time.Minute, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Held checkpoint "+held+": the log only grew") || !strings.Contains(r.stdout, fmt.Sprintf("Held receipt %s: record %d is in the log, unchanged", receipt, s.base+3)) {
+			t.Fatalf("verify %v with what was kept:\n%s", where, r)
+		}
+		r = runCLI(t, nil, time.Minute, append(append([]string{"verify"}, where...), "-q", "--held", forged)...)
+		if r.code != 1 || !strings.Contains(r.stdout, "FAILED: "+forged) || !strings.Contains(r.stdout, "the log was rewritten") {
+			t.Fatalf("verify %v with a checkpoint of another tree:\n%s", where, r)
+		}
+		r = runCLI(t, nil, time.Minute, append(append([]string{"verify"}, where...), "-q", "--held", notOne)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--held "+notOne) {
+			t.Fatalf("verify %v with what is no checkpoint:\n%s", where, r)
+		}
+	}
+	check([]string{"--server", s.url, "--key", s.vkey, "--token", s.token})
+	if s.stop() != 0 {
+		t.Fatalf("serve did not stop cleanly:\n%s", s.stderr)
+	}
+	check([]string{"--data", dir})
+	if r := runCLI(t, nil, time.Minute, "verify", "bundle.zip", "--held", held); r.code == 0 || !strings.Contains(r.stderr, "--held checks a log") {
+		t.Fatalf("verify of a bundle with --held:\n%s", r)
+	}
 }

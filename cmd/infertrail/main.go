@@ -20,7 +20,7 @@ const usage = `InferTrail: an inference-level audit trail.
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
   infertrail demo    [--data DIR] [--listen ADDR] [--once]
-  infertrail verify  BUNDLE.zip [--key VKEY] | --data DIR [--key VKEY] | --server URL --key VKEY [--token T]
+  infertrail verify  BUNDLE.zip [--key VKEY] | (--data DIR [--store DSN] [--key VKEY] | --server URL --key VKEY [--token T]) [--held FILE]…
   infertrail export  (--trace ID | --session ID | --seq N[,N…]) [--content] --out FILE.zip (--data DIR | --server URL)
   infertrail report  --from TIME --to TIME [--format html|json] [--out FILE] [--controls FILE] (--data DIR [--store DSN] | --server URL)
   infertrail keys show|list-kek|rotate-kek|rewrap|remove-kek ID [--data DIR] [--store DSN]
@@ -34,7 +34,7 @@ Usage:
   infertrail show    TRACE_OR_SESSION [--session] [--json] (--data DIR | --server URL)
   infertrail findings [--detector D] [--seq N] [--detect TRACE_OR_SESSION] [--json] (--data DIR | --server URL)
   infertrail migrate --store postgres://…
-  infertrail backup  --out FILE [--data DIR]
+  infertrail backup  --out FILE [--data DIR] [--store sqlite:FILE] [-q]
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail bench gateway --server URL [--direct URL | --upstream-listen ADDR] [--calls N] [--stream]
   infertrail version

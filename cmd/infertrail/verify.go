@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/keys"
@@ -29,10 +30,15 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	server := fs.String("server", "", "verify a running server's log over its tiles, at `URL`")
 	vkey := fs.String("key", "", "the log's verifier `key` (name+hash+key); required with --server")
 	quiet := fs.Bool("q", false, "print no progress")
+	var held filesFlag
+	fs.Var(&held, "held", "a signed checkpoint or receipt `file` kept from before: prove the log only grew since (repeatable)")
 	token := tokenFlag(fs)
 	bundle, err := parseFlagsArg(fs, args)
 	if err != nil {
 		return err
+	}
+	if bundle != "" && len(held) > 0 {
+		return withHint(errors.New("--held checks a log, not a bundle"), "compare the bundle's checkpoint with the one you hold root for root, or give --data or --server")
 	}
 	var verifier note.Verifier
 	if *vkey != "" {
@@ -75,13 +81,19 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		} else {
 			fmt.Fprintf(stderr, "infertrail: no %s in %s: encrypted content is not checked against its commitments\n", contentKeysFile, *data)
 		}
+		hs, err := readHeld(held, verifier)
+		if err != nil {
+			return err
+		}
 		rep, err := ledger.VerifyStore(ctx, st, verifier.Name(), verifier, kek, progress.report)
 		progress.done()
 		if err != nil {
 			return verifyFailed(stdout, err)
 		}
 		printReport(stdout, rep, time.Since(start))
-		return nil
+		return checkHeld(ctx, stdout, hs, rep.Records, ledger.StoreHashReader(ctx, st), func(ctx context.Context, i int64) ([]byte, error) {
+			return ledger.StoreLeaf(ctx, st, i)
+		})
 	case *server != "":
 		if verifier == nil {
 			return withHint(errors.New("--server needs --key"), "get the verifier key from the log's operator out of band; trusting the server's own /v1/log would prove nothing")
@@ -89,6 +101,10 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		base, err := url.Parse(strings.TrimSuffix(*server, "/") + "/")
 		if err != nil || base.Scheme != "http" && base.Scheme != "https" {
 			return fmt.Errorf("server URL %q: want http:// or https://", *server)
+		}
+		hs, err := readHeld(held, verifier)
+		if err != nil {
+			return err
 		}
 		fetch := httpFetcher(base, resolveToken(*token))
 		start := time.Now()
@@ -112,7 +128,9 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			records, cp.Size, verifier.Name(), cp.Root, time.Since(start).Round(time.Millisecond))
 		fmt.Fprintf(stdout, "Every leaf is canonical, every hash tile matches the leaves, and the root matches the signed checkpoint.\n")
 		fmt.Fprintf(stdout, "(Content is not served over tiles; verify --data checks content commitments too.)\n")
-		return nil
+		return checkHeld(ctx, stdout, hs, cp.Size, ledger.TileHashReader(ctx, fetch, cp), func(ctx context.Context, i int64) ([]byte, error) {
+			return ledger.TileLeaf(ctx, fetch, cp.Size, i)
+		})
 	}
 	return withHint(errors.New("nothing to verify"), "give BUNDLE.zip or --data DIR (offline), or --server URL --key VKEY")
 }
@@ -153,6 +171,55 @@ func openToRead(ctx context.Context, dsn, dir string, stderr io.Writer) (infertr
 		db.Close()
 		os.RemoveAll(tmp)
 	}, nil
+}
+
+// filesFlag is a flag that may be given several times, each a file.
+type filesFlag []string
+
+func (f *filesFlag) String() string     { return strings.Join(*f, ",") }
+func (f *filesFlag) Set(v string) error { *f = append(*f, v); return nil }
+
+// heldFile is a checkpoint or receipt given with --held.
+type heldFile struct {
+	name string
+	held ledger.Held
+}
+
+// readHeld reads and checks the signature of each --held file.
+func readHeld(files []string, v note.Verifier) ([]heldFile, error) {
+	var out []heldFile
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--held: %w", err)
+		}
+		if len(b) > 1<<20 {
+			return nil, fmt.Errorf("--held %s: %d bytes, more than a checkpoint or receipt holds", f, len(b))
+		}
+		h, err := ledger.ParseHeld(b, v.Name(), v)
+		if err != nil {
+			return nil, withHint(fmt.Errorf("--held %s: %w", f, err), "give a signed checkpoint (as GET /checkpoint serves it) or a receipt (GET /v1/records/{seq}/receipt) of this log")
+		}
+		out = append(out, heldFile{name: f, held: h})
+	}
+	return out, nil
+}
+
+// checkHeld checks each held checkpoint or receipt against the verified log
+// of size records, and says what each proves.
+func checkHeld(ctx context.Context, stdout io.Writer, hs []heldFile, size int64, hr tlog.HashReader, leaf func(context.Context, int64) ([]byte, error)) error {
+	for _, h := range hs {
+		cp := h.held.Checkpoint
+		if err := ledger.CheckHeld(ctx, h.held, size, hr, leaf); err != nil {
+			return verifyFailed(stdout, fmt.Errorf("%s: %w", h.name, err))
+		}
+		if r := h.held.Receipt; r != nil {
+			fmt.Fprintf(stdout, "Held receipt %s: record %d is in the log, unchanged, and the log only grew since its checkpoint of size %d was signed.\n", h.name, r.Index, cp.Size)
+		} else {
+			fmt.Fprintf(stdout, "Held checkpoint %s: the log only grew since it was signed at size %d (root %s).\n", h.name, cp.Size, cp.Root)
+		}
+	}
+	return nil
 }
 
 func verifyFailed(stdout io.Writer, err error) error {

@@ -110,4 +110,7 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 	oras.land/oras-go/v2 v2.7.0 // indirect
+	zombiezen.com/go/sqlite v1.4.2 // indirect
 )
+
+tool filippo.io/torchwood/cmd/litewitness

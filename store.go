@@ -1,6 +1,7 @@
 package infertrail
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -233,6 +234,40 @@ type CheckpointStore interface {
 	// Checkpoints calls fn for each stored checkpoint with Size > after, in
 	// increasing size.
 	Checkpoints(ctx context.Context, after int64, fn func(StoredCheckpoint) error) error
+}
+
+// Cosigner is implemented by a store that keeps witnesses' cosignatures
+// with its checkpoints (both stores do).
+type Cosigner interface {
+	// AddCosignatures adds signature lines (each "— name base64\n", as a
+	// C2SP tlog-witness answers) to the note of the stored checkpoint of
+	// size, but for those it has already, in one transaction, so that
+	// what several nodes add at once is all kept (MergeSignatures). A
+	// size with no stored checkpoint is an error wrapping ErrNotFound.
+	AddCosignatures(ctx context.Context, size int64, lines []byte) error
+}
+
+// MergeSignatures returns the signed note with the signature lines of
+// lines it lacks appended, and whether it gained any. A line that is not
+// a signature line is an error wrapping ErrInvalid.
+func MergeSignatures(signed, lines []byte) ([]byte, bool, error) {
+	out := signed
+	for len(lines) > 0 {
+		line, rest, ok := bytes.Cut(lines, []byte("\n"))
+		if !ok || !bytes.HasPrefix(line, []byte("— ")) || bytes.Count(line, []byte(" ")) != 2 {
+			return nil, false, fmt.Errorf("signature line %q: want \"— name base64\" ending in a newline: %w", line, ErrInvalid)
+		}
+		lines = rest
+		line = append(line[:len(line):len(line)], '\n')
+		if bytes.Contains(out, append([]byte("\n"), line...)) {
+			continue
+		}
+		if len(out) == len(signed) {
+			out = append([]byte(nil), signed...)
+		}
+		out = append(out, line...)
+	}
+	return out, len(out) != len(signed), nil
 }
 
 // ReadEntry returns the committed entry with sequence number seq, or an error

@@ -60,6 +60,10 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// CommitTimeout bounds one append transaction (default 30s).
 	CommitTimeout time.Duration
+	// Witnesses are sent each new checkpoint; the cosignatures they
+	// answer with are added to the stored checkpoint (the store must be
+	// an infertrail.Cosigner).
+	Witnesses []Witness
 
 	Limits  infertrail.Limits
 	Logger  *slog.Logger // default slog.Default()
@@ -82,6 +86,9 @@ type Log struct {
 	failures quiet.Run // of commits: while the store fails, a line every 10 s
 	full     quiet.Run // calls refused for want of space (Room)
 	signs    quiet.Run // of the background checkpoints: a signer that is gone fails each second
+	// witnessWake, when there are witnesses, tells their goroutine that a
+	// new checkpoint is stored.
+	witnessWake chan struct{}
 
 	queue   chan *request
 	queued  chan struct{} // a token per queued record, bounding the queue
@@ -178,10 +185,22 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if _, err := l.refreshLatest(ctx); err != nil && !errors.Is(err, infertrail.ErrNotFound) {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
+	ws, err := newWitnesses(cfg.Witnesses)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if _, ok := cfg.Store.(infertrail.Cosigner); len(ws) > 0 && !ok {
+		return nil, errors.New("open log: witnesses are configured, but the store keeps no cosignatures")
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); defer close(l.seqDone); l.sequence() }()
 	go func() { defer wg.Done(); l.checkpoints() }()
+	if len(ws) > 0 {
+		l.witnessWake = make(chan struct{}, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); l.witnesses(ws, l.witnessWake) }()
+	}
 	go func() { wg.Wait(); close(l.stopped) }()
 	return l, nil
 }

@@ -19,6 +19,8 @@ type Metrics struct {
 	checkpoints prometheus.Counter
 	signFails   prometheus.Counter
 	cpSize      prometheus.Gauge
+	wFails      *prometheus.CounterVec
+	wSize       *prometheus.GaugeVec
 }
 
 // NewMetrics creates the log's metrics and registers them with reg.
@@ -47,8 +49,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Checkpoints this node could not sign: the signer failed (an SSH agent that is gone, or holds no key) or what it signed did not verify."}),
 		cpSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "infertrail_checkpoint_tree_size",
 			Help: "Records covered by the latest signed checkpoint this node has seen; alert when infertrail_tree_size runs ahead of it for long."}),
+		wFails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infertrail_witness_failures_total",
+			Help: "Checkpoints a witness did not cosign when sent: unreachable, refused, or an answer that did not verify."}, []string{"witness"}),
+		wSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "infertrail_witness_cosigned_tree_size",
+			Help: "Records covered by the latest checkpoint each witness cosigned for this node."}, []string{"witness"}),
 	}
-	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints, m.signFails, m.cpSize)
+	reg.MustRegister(m.appended, m.batches, m.latency, m.failures, m.pushbacks, m.full, m.treeSize, m.queued, m.checkpoints, m.signFails, m.cpSize, m.wFails, m.wSize)
 	return m
 }
 
@@ -60,6 +66,18 @@ func (m *Metrics) committed(n int, size int64, d time.Duration) {
 	m.batches.Observe(float64(n))
 	m.latency.Observe(d.Seconds())
 	m.treeSize.Set(float64(size))
+}
+
+func (m *Metrics) witnessFailed(name string) {
+	if m != nil {
+		m.wFails.WithLabelValues(name).Inc()
+	}
+}
+
+func (m *Metrics) witnessed(name string, size int64) {
+	if m != nil {
+		m.wSize.WithLabelValues(name).Set(float64(size))
+	}
 }
 
 func (m *Metrics) checkpoint(size int64) {

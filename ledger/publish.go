@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,10 @@ func (l *Log) SignCheckpoint(ctx context.Context) (Checkpoint, error) {
 	l.m.signed()
 	l.m.checkpoint(cp.Size)
 	l.latest = cp
+	select {
+	case l.witnessWake <- struct{}{}: // nil without witnesses: never ready
+	default:
+	}
 	return cp, nil
 }
 
@@ -109,7 +114,8 @@ func (l *Log) refreshLatestLocked(ctx context.Context) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("latest checkpoint: %w", err)
 	}
-	if sc.Size == l.latest.Size && l.latest.Note != nil {
+	// The same size with another note: witnesses' cosignatures were added.
+	if sc.Size == l.latest.Size && bytes.Equal(sc.Note, l.latest.Note) {
 		return l.latest, nil
 	}
 	cp, err := ParseCheckpoint(sc.Note, l.cfg.Origin, l.verifier)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/torchwood"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.yaml.in/yaml/v3"
@@ -88,7 +89,9 @@ type config struct {
 	} `yaml:"storage"`
 	// Signing, when PublicKey is set, signs checkpoints with an SSH
 	// agent's key instead of log.key (docs/keys.md).
-	Signing   signingConfig `yaml:"signing"`
+	Signing signingConfig `yaml:"signing"`
+	// Witnesses cosign each new checkpoint (docs/signing.md#witnesses).
+	Witnesses []witnessConfig `yaml:"witnesses"`
 	Sequencer struct {
 		MaxBatch           int           `yaml:"max_batch"`
 		MaxWait            time.Duration `yaml:"max_wait"`
@@ -106,6 +109,28 @@ type signingConfig struct {
 	SSHAgent string `yaml:"ssh_agent"`
 	// Timeout bounds one signature (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// witnessConfig is a C2SP tlog-witness that cosigns checkpoints.
+type witnessConfig struct {
+	URL string `yaml:"url"` // its base URL; checkpoints go to URL/add-checkpoint
+	// Key is its cosignature verifier key (name+hash+key, a
+	// tlog-cosignature key), as the witness publishes it.
+	Key     string        `yaml:"key"`
+	Timeout time.Duration `yaml:"timeout"` // bound on one request (default 10s)
+}
+
+// ledgerWitnesses checks the configured witnesses.
+func ledgerWitnesses(cs []witnessConfig) ([]ledger.Witness, error) {
+	var out []ledger.Witness
+	for i, c := range cs {
+		v, err := torchwood.NewCosignatureVerifier(strings.TrimSpace(c.Key))
+		if err != nil {
+			return nil, withHint(fmt.Errorf("config witnesses[%d].key %q: %w", i, c.Key, err), "give the witness's cosignature verifier key, name+hash+key, as the witness publishes it")
+		}
+		out = append(out, ledger.Witness{URL: c.URL, Verifier: v, Timeout: c.Timeout})
+	}
+	return out, nil
 }
 
 func defaultConfig() config {
@@ -347,8 +372,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	witnesses, err := ledgerWitnesses(cfg.Witnesses)
+	if err != nil {
+		return err
+	}
 	lg, err := ledger.Open(ctx, ledger.Config{
-		Store: st, Signer: signer, Verifier: verifier, Origin: dk.origin, Secret: dk.secret,
+		Store: st, Signer: signer, Verifier: verifier, Origin: dk.origin, Secret: dk.secret, Witnesses: witnesses,
 		KEK: dk.kek, ScopeFields: cfg.Privacy.Scope, Capture: capture.Apply,
 		MaxBatch: cfg.Sequencer.MaxBatch, MaxWait: cfg.Sequencer.MaxWait, QueueLimit: cfg.Sequencer.QueueLimit,
 		CheckpointInterval: cfg.Sequencer.CheckpointInterval,
@@ -557,6 +586,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwBase := "http://" + listeners[len(listeners)-1].Addr().String()
 	for _, up := range upstreams {
 		fmt.Fprintf(stdout, "  gateway:      %s%s → %s (%s)\n", gwBase, sdkBasePath[up.Provider.Name()], up.BaseURL, gwDurability)
+	}
+	for _, w := range witnesses {
+		fmt.Fprintf(stdout, "  witness:      %s at %s\n", w.Verifier.Name(), w.URL)
 	}
 	fmt.Fprintf(stdout, "  otlp:         http://%s/v1/traces, /v1/logs\n", ln.Addr())
 	if grpcAddr != "" {

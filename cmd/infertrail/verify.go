@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/torchwood"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -32,10 +33,19 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	quiet := fs.Bool("q", false, "print no progress")
 	var held filesFlag
 	fs.Var(&held, "held", "a signed checkpoint or receipt `file` kept from before: prove the log only grew since (repeatable)")
+	var witnessKeys filesFlag
+	fs.Var(&witnessKeys, "witness", "a witness's cosignature verifier `key`: require its cosignature on the log's checkpoint (repeatable)")
 	token := tokenFlag(fs)
 	bundle, err := parseFlagsArg(fs, args)
 	if err != nil {
 		return err
+	}
+	witnesses, err := cosignatureVerifiers(witnessKeys)
+	if err != nil {
+		return err
+	}
+	if bundle != "" && len(witnesses) > 0 {
+		return withHint(errors.New("--witness checks a log, not a bundle"), "give --data or --server")
 	}
 	if bundle != "" && len(held) > 0 {
 		return withHint(errors.New("--held checks a log, not a bundle"), "compare the bundle's checkpoint with the one you hold root for root, or give --data or --server")
@@ -91,6 +101,9 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return verifyFailed(stdout, err)
 		}
 		printReport(stdout, rep, time.Since(start))
+		if err := checkWitnessed(ctx, stdout, st, witnesses); err != nil {
+			return err
+		}
 		return checkHeld(ctx, stdout, hs, rep.Records, ledger.StoreHashReader(ctx, st), func(ctx context.Context, i int64) ([]byte, error) {
 			return ledger.StoreLeaf(ctx, st, i)
 		})
@@ -128,6 +141,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			records, cp.Size, verifier.Name(), cp.Root, time.Since(start).Round(time.Millisecond))
 		fmt.Fprintf(stdout, "Every leaf is canonical, every hash tile matches the leaves, and the root matches the signed checkpoint.\n")
 		fmt.Fprintf(stdout, "(Content is not served over tiles; verify --data checks content commitments too.)\n")
+		if len(witnesses) > 0 {
+			if err := checkCosigned(stdout, cp, witnesses); err != nil {
+				return err
+			}
+		}
 		return checkHeld(ctx, stdout, hs, cp.Size, ledger.TileHashReader(ctx, fetch, cp), func(ctx context.Context, i int64) ([]byte, error) {
 			return ledger.TileLeaf(ctx, fetch, cp.Size, i)
 		})
@@ -171,6 +189,61 @@ func openToRead(ctx context.Context, dsn, dir string, stderr io.Writer) (infertr
 		db.Close()
 		os.RemoveAll(tmp)
 	}, nil
+}
+
+// cosignatureVerifiers parses --witness keys.
+func cosignatureVerifiers(keys []string) ([]note.Verifier, error) {
+	var out []note.Verifier
+	for _, k := range keys {
+		v, err := torchwood.NewCosignatureVerifier(strings.TrimSpace(k))
+		if err != nil {
+			return nil, withHint(fmt.Errorf("--witness %q: %w", k, err), "give the witness's cosignature verifier key, name+hash+key, as the witness publishes it")
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// checkCosigned fails unless the checkpoint carries a valid cosignature by
+// each witness.
+func checkCosigned(stdout io.Writer, cp ledger.Checkpoint, ws []note.Verifier) error {
+	got := ledger.Cosigned(cp.Note, ws...)
+	for _, w := range ws {
+		if !slices.Contains(got, w.Name()) {
+			fmt.Fprintf(stdout, "FAILED: the checkpoint of size %d carries no valid cosignature by the witness %s: the witness has not seen it (yet), or not this log\n", cp.Size, w.Name())
+			return exitError{1}
+		}
+	}
+	fmt.Fprintf(stdout, "Cosigned by %s at size %d: each saw this tree extend every tree of the log it cosigned before.\n", strings.Join(got, ", "), cp.Size)
+	return nil
+}
+
+// checkWitnessed finds the newest stored checkpoint that every witness
+// cosigned (their cosignatures arrive after the log's signature) and
+// checks it as checkCosigned does; VerifyStore has checked its root.
+func checkWitnessed(ctx context.Context, stdout io.Writer, st infertrail.Store, ws []note.Verifier) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	var newest *infertrail.StoredCheckpoint
+	err := st.Checkpoints(ctx, -1, func(c infertrail.StoredCheckpoint) error {
+		if len(ledger.Cosigned(c.Note, ws...)) == len(ws) {
+			newest = &infertrail.StoredCheckpoint{Size: c.Size, Note: append([]byte(nil), c.Note...)}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read checkpoints: %w", err)
+	}
+	if newest == nil {
+		names := make([]string, len(ws))
+		for i, w := range ws {
+			names[i] = w.Name()
+		}
+		fmt.Fprintf(stdout, "FAILED: no stored checkpoint carries a valid cosignature by every one of %s\n", strings.Join(names, ", "))
+		return exitError{1}
+	}
+	return checkCosigned(stdout, ledger.Checkpoint{Size: newest.Size, Note: newest.Note}, ws)
 }
 
 // filesFlag is a flag that may be given several times, each a file.

@@ -250,6 +250,34 @@ func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) 
 	return nil
 }
 
+// AddCosignatures adds the signature lines to the stored checkpoint of
+// size, in one transaction that locks its row (infertrail.Cosigner).
+func (db *DB) AddCosignatures(ctx context.Context, size int64, lines []byte) error {
+	if _, _, err := infertrail.MergeSignatures(nil, lines); err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, err)
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var note []byte
+		err := tx.QueryRow(ctx, `SELECT note FROM checkpoints WHERE size = $1 FOR UPDATE`, size).Scan(&note)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return infertrail.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		merged, changed, err := infertrail.MergeSignatures(note, lines)
+		if err != nil || !changed {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE checkpoints SET note = $1 WHERE size = $2`, merged, size)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	return nil
+}
+
 // LatestCheckpoint returns the checkpoint with the largest size.
 func (db *DB) LatestCheckpoint(ctx context.Context) (infertrail.StoredCheckpoint, error) {
 	var c infertrail.StoredCheckpoint

@@ -835,6 +835,47 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return res, classify(err)
 }
 
+// AddCosignatures adds the signature lines to the stored checkpoint of
+// size, in one write transaction (infertrail.Cosigner).
+func (db *DB) AddCosignatures(ctx context.Context, size int64, lines []byte) error {
+	if db.readOnly {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, errReadOnly)
+	}
+	if _, _, err := infertrail.MergeSignatures(nil, lines); err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, err)
+	}
+	conn, err := db.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	defer conn.Close()
+	ctx = context.WithoutCancel(ctx)  // as exec: a write reported failed must have failed
+	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the note read is the one updated
+	if err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	defer tx.Rollback()
+	var note []byte
+	err = tx.QueryRowContext(ctx, `SELECT note FROM checkpoints WHERE size = ?`, size).Scan(&note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, infertrail.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	merged, changed, err := infertrail.MergeSignatures(note, lines)
+	if err != nil || !changed {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE checkpoints SET note = ? WHERE size = ?`, merged, size); err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add cosignatures to checkpoint %d: %w", size, classify(err))
+	}
+	return nil
+}
+
 // AddCheckpoint stores c unless a checkpoint of its size is already stored.
 func (db *DB) AddCheckpoint(ctx context.Context, c infertrail.StoredCheckpoint) error {
 	if c.Size < 0 || len(c.Note) == 0 {

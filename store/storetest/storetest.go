@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) infertrail.Store) {
 		{"RejectBadAppend", testRejectBadAppend},
 		{"Entries", testEntries},
 		{"Checkpoints", testCheckpoints},
+		{"Cosignatures", testCosignatures},
 		{"Concurrent", testConcurrent},
 	}
 	tests = append(tests, privacyTests...)
@@ -796,6 +797,54 @@ func testEntries(t *testing.T, s infertrail.Store) {
 	}
 	if calls != 5 {
 		t.Errorf("Entries called fn %d times after it failed at the 5th, want 5", calls)
+	}
+}
+
+// testCosignatures adds witnesses' signature lines to a stored checkpoint,
+// from several goroutines at once: every line is kept once, the rest of
+// the note unchanged; a checkpoint not stored, and what is no signature
+// line, are refused.
+func testCosignatures(t *testing.T, s infertrail.Store) {
+	c, ok := s.(infertrail.Cosigner)
+	if !ok {
+		t.Skip("the store keeps no cosignatures")
+	}
+	ctx := t.Context()
+	AppendLeaves(t, s, [][]byte{leafIndex("cosig", 0), leafIndex("cosig", 1)})
+	note := []byte("example.com/log\n2\nhash\n\n— example.com/log sig\n")
+	if err := s.AddCheckpoint(ctx, infertrail.StoredCheckpoint{Size: 2, Note: note}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			line := fmt.Appendf(nil, "— witness%d.example w%d\n", i%4, i%4)
+			if err := c.AddCosignatures(ctx, 2, line); err != nil {
+				t.Errorf("AddCosignatures: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	latest, err := s.LatestCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(latest.Note, note) || len(latest.Note) != len(note)+4*len("— witness0.example w0\n") {
+		t.Fatalf("the cosigned note:\n%s", latest.Note)
+	}
+	for i := range 4 {
+		if n := bytes.Count(latest.Note, fmt.Appendf(nil, "— witness%d.example w%d\n", i, i)); n != 1 {
+			t.Errorf("witness %d's line is there %d times:\n%s", i, n, latest.Note)
+		}
+	}
+	if err := c.AddCosignatures(ctx, 1, []byte("— w x\n")); !errors.Is(err, infertrail.ErrNotFound) {
+		t.Errorf("AddCosignatures to a checkpoint not stored: %v, want ErrNotFound", err)
+	}
+	if err := c.AddCosignatures(ctx, 2, []byte("not a signature\n")); !errors.Is(err, infertrail.ErrInvalid) {
+		t.Errorf("AddCosignatures of what is no signature line: %v, want ErrInvalid", err)
+	}
+	if again, _ := s.LatestCheckpoint(ctx); !bytes.Equal(again.Note, latest.Note) {
+		t.Errorf("a refused AddCosignatures changed the note:\n%s", again.Note)
 	}
 }
 

@@ -55,19 +55,7 @@ func TestHeld(t *testing.T) {
 		t.Fatalf("no index line in the receipt:\n%s", receipt)
 	}
 
-	fetch := ledger.TileFetcher(func(ctx context.Context, path string) ([]byte, error) {
-		if path == "checkpoint" {
-			return latest.Note, nil
-		}
-		level, index, width, entries, err := ledger.ParseTilePath(path)
-		if err != nil {
-			return nil, err
-		}
-		if entries {
-			return l.EntryBundle(ctx, index, width)
-		}
-		return l.Tile(ctx, level, index, width)
-	})
+	fetch := logFetcher(l.Log, func(context.Context) ([]byte, error) { return latest.Note, nil }, nil)
 	readers := map[string]struct {
 		hr   tlog.HashReader
 		leaf func(context.Context, int64) ([]byte, error)

@@ -256,3 +256,25 @@ func raceEnabled() bool {
 	}
 	return false
 }
+
+// logFetcher fetches the checkpoint (from checkpoint), tiles and entry
+// bundles of l, as a tile server would serve them, noting each path in
+// served if it is not nil.
+func logFetcher(l *ledger.Log, checkpoint func(context.Context) ([]byte, error), served *[]string) ledger.TileFetcher {
+	return func(ctx context.Context, path string) ([]byte, error) {
+		if served != nil {
+			*served = append(*served, path)
+		}
+		if path == "checkpoint" {
+			return checkpoint(ctx)
+		}
+		level, index, width, entries, err := ledger.ParseTilePath(path)
+		if err != nil {
+			return nil, err
+		}
+		if entries {
+			return l.EntryBundle(ctx, index, width)
+		}
+		return l.Tile(ctx, level, index, width)
+	}
+}

@@ -780,21 +780,10 @@ func TestProofs(t *testing.T) {
 	})
 	t.Run("tiles", func(t *testing.T) {
 		var served []string
-		fetch := ledger.TileFetcher(func(ctx context.Context, path string) ([]byte, error) {
-			served = append(served, path)
-			if path == "checkpoint" {
-				cp, err := l.LatestCheckpoint(ctx)
-				return cp.Note, err
-			}
-			level, index, width, entries, err := ledger.ParseTilePath(path)
-			if err != nil {
-				return nil, err
-			}
-			if entries {
-				return l.EntryBundle(ctx, index, width)
-			}
-			return l.Tile(ctx, level, index, width)
-		})
+		fetch := logFetcher(l.Log, func(ctx context.Context) ([]byte, error) {
+			cp, err := l.LatestCheckpoint(ctx)
+			return cp.Note, err
+		}, &served)
 		cp, err := ledger.VerifyTiles(ctx, fetch, testOrigin, l.verif, func(index int64, leaf []byte) error {
 			if !bytes.Equal(leaf, leaves[index]) {
 				return fmt.Errorf("entry %d differs from the stored leaf", index)

@@ -184,3 +184,23 @@ func TestE2EWitness(t *testing.T) {
 		t.Errorf("the fork's server does not log the witness's refusal:\n%s", f.stderr)
 	}
 }
+
+// TestE2EWitnessConfig refuses a witness the server could not use, naming
+// the setting.
+func TestE2EWitnessConfig(t *testing.T) {
+	key := "witness.test/w1+59c0f946+BHBB/Qtz6p7Pi5wZg8D1ANsQf6JJFKXQrflW/b8xCQyg"
+	for _, tc := range []struct{ url, key, want string }{
+		{"ftp://witness.test", key, "witnesses[0].url"},
+		{"http://witness.test", "witness.test/w1+00000000+BHBB", "witnesses[0].key"},
+		{"http://witness.test", "", "witnesses[0].key"},
+	} {
+		cfg := filepath.Join(t.TempDir(), "infertrail.yaml")
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, "witnesses:\n  - url: %q\n    key: %q\n", tc.url, tc.key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, nil, time.Minute, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--config", cfg)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("serve with witness %q %q: want an error naming %s\n%s", tc.url, tc.key, tc.want, r)
+		}
+	}
+}

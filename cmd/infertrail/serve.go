@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -124,6 +125,9 @@ type witnessConfig struct {
 func ledgerWitnesses(cs []witnessConfig) ([]ledger.Witness, error) {
 	var out []ledger.Witness
 	for i, c := range cs {
+		if u, err := url.Parse(c.URL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, withHint(fmt.Errorf("config witnesses[%d].url %q: want an http:// or https:// URL", i, c.URL), "the witness's base URL; checkpoints go to URL/add-checkpoint")
+		}
 		v, err := torchwood.NewCosignatureVerifier(strings.TrimSpace(c.Key))
 		if err != nil {
 			return nil, withHint(fmt.Errorf("config witnesses[%d].key %q: %w", i, c.Key, err), "give the witness's cosignature verifier key, name+hash+key, as the witness publishes it")

@@ -152,6 +152,17 @@ func TestE2EWitness(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "no valid cosignature by the witness "+witnessName) {
 		t.Fatalf("verify --witness with another witness key:\n%s", r)
 	}
+	// An evidence bundle carries the cosignatures of its checkpoints.
+	bundle := filepath.Join(t.TempDir(), "b.zip")
+	if r := runCLI(t, nil, time.Minute, "export", "--seq", fmt.Sprint(s.base+2), "--out", bundle, "--server", s.url, "--token", s.token); r.code != 0 {
+		t.Fatalf("export:\n%s", r)
+	}
+	if r := runCLI(t, nil, time.Minute, "verify", bundle, "--key", s.vkey, "--witness", wKey); r.code != 0 || !strings.Contains(r.stdout, "Cosigned by "+witnessName) {
+		t.Fatalf("verify of a bundle --witness:\n%s", r)
+	}
+	if r := runCLI(t, nil, time.Minute, "verify", bundle, "--key", s.vkey, "--witness", other.Verifier().String()); r.code != 1 || !strings.Contains(r.stdout, "no valid cosignature") {
+		t.Fatalf("verify of a bundle with another witness key:\n%s", r)
+	}
 	if s.stop() != 0 {
 		t.Fatalf("serve did not stop cleanly:\n%s", s.stderr)
 	}

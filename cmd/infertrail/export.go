@@ -457,7 +457,7 @@ func orSelection(title string, sel selection) string {
 }
 
 // verifyBundle verifies an evidence bundle offline and prints the report.
-func verifyBundle(path string, key note.Verifier, stdout, stderr io.Writer) error {
+func verifyBundle(path string, key note.Verifier, witnesses []note.Verifier, stdout, stderr io.Writer) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return withHint(fmt.Errorf("bundle: %w", err), "give the .zip file that 'infertrail export' wrote")
@@ -481,7 +481,17 @@ func verifyBundle(path string, key note.Verifier, stdout, stderr io.Writer) erro
 	if errors.As(err, &be) {
 		return exitError{1}
 	}
-	return err
+	if err != nil || len(witnesses) == 0 {
+		return err
+	}
+	// The records' checkpoint is vouched for by a witness that cosigned
+	// it, or that cosigned the latest one, which the bundle proves it a
+	// prefix of.
+	cp := rep.Checkpoint
+	if rep.Consistent && len(ledger.Cosigned(rep.Latest.Note, witnesses...)) > len(ledger.Cosigned(cp.Note, witnesses...)) {
+		cp = rep.Latest
+	}
+	return checkCosigned(stdout, cp, witnesses)
 }
 
 // exportProgress prints what a long export has done.

@@ -20,7 +20,7 @@ const usage = `InferTrail: an inference-level audit trail.
 Usage:
   infertrail serve   [--data DIR] [--listen ADDR] [--config FILE] [--store DSN]
   infertrail demo    [--data DIR] [--listen ADDR] [--once]
-  infertrail verify  BUNDLE.zip [--key VKEY] | (--data DIR [--store DSN] [--key VKEY] | --server URL --key VKEY [--token T]) [--held FILE]… [--witness WKEY]…
+  infertrail verify  BUNDLE.zip [--key VKEY] [--witness WKEY]… | (--data DIR [--store DSN] [--key VKEY] | --server URL --key VKEY [--token T]) [--held FILE]… [--witness WKEY]…
   infertrail export  (--trace ID | --session ID | --seq N[,N…]) [--content] --out FILE.zip (--data DIR | --server URL)
   infertrail report  --from TIME --to TIME [--format html|json] [--out FILE] [--controls FILE] (--data DIR [--store DSN] | --server URL)
   infertrail keys show|list-kek|rotate-kek|rewrap|remove-kek ID [--data DIR] [--store DSN]

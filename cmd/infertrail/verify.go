@@ -34,7 +34,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var held filesFlag
 	fs.Var(&held, "held", "a signed checkpoint or receipt `file` kept from before: prove the log only grew since (repeatable)")
 	var witnessKeys filesFlag
-	fs.Var(&witnessKeys, "witness", "a witness's cosignature verifier `key`: require its cosignature on the log's checkpoint (repeatable)")
+	fs.Var(&witnessKeys, "witness", "a witness's cosignature verifier `key`: require its cosignature on the log's (or the bundle's) checkpoint (repeatable)")
 	token := tokenFlag(fs)
 	bundle, err := parseFlagsArg(fs, args)
 	if err != nil {
@@ -43,9 +43,6 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	witnesses, err := cosignatureVerifiers(witnessKeys)
 	if err != nil {
 		return err
-	}
-	if bundle != "" && len(witnesses) > 0 {
-		return withHint(errors.New("--witness checks a log, not a bundle"), "give --data or --server")
 	}
 	if bundle != "" && len(held) > 0 {
 		return withHint(errors.New("--held checks a log, not a bundle"), "compare the bundle's checkpoint with the one you hold root for root, or give --data or --server")
@@ -63,7 +60,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case bundle != "" && (*data != "" || *server != ""):
 		return withHint(errors.New("give a bundle, --data or --server, not several"), "")
 	case bundle != "":
-		return verifyBundle(bundle, verifier, stdout, stderr)
+		return verifyBundle(bundle, verifier, witnesses, stdout, stderr)
 	case *data != "" && *server != "":
 		return withHint(errors.New("give --data or --server, not both"), "")
 	case *data != "":

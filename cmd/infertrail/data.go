@@ -95,11 +95,7 @@ func openDataFolder(dir, origin string, create bool, agentKey string) (*dataKeys
 				return nil, false, withHint(fmt.Errorf("origin %q: %w", origin, err), "an origin looks like example.com/audit-log: printable ASCII, no spaces or '+'")
 			}
 			if agentKey != "" {
-				pub, err := sshagent.ParsePublicKey(agentKey)
-				if err != nil {
-					return nil, false, withHint(fmt.Errorf("signing.public_key: %w", err), "give the line of the key's .pub file, as ssh-add -L prints it")
-				}
-				if vkey, err = note.NewEd25519VerifierKey(origin, pub); err != nil {
+				if vkey, err = agentVerifierKey(origin, agentKey); err != nil {
 					return nil, false, err
 				}
 				if err := writeNewFile(pubPath, []byte(vkey+"\n")); err != nil {
@@ -198,11 +194,7 @@ func readVerifierKey(path string) (string, error) {
 // sameKey fails unless the verifier key vkey (from path) is the Ed25519
 // key agentKey (an authorized_keys line).
 func sameKey(vkey, agentKey, path string) error {
-	pub, err := sshagent.ParsePublicKey(agentKey)
-	if err != nil {
-		return withHint(fmt.Errorf("signing.public_key: %w", err), "give the line of the key's .pub file, as ssh-add -L prints it")
-	}
-	want, err := note.NewEd25519VerifierKey(strings.SplitN(vkey, "+", 2)[0], pub)
+	want, err := agentVerifierKey(strings.SplitN(vkey, "+", 2)[0], agentKey)
 	if err != nil {
 		return err
 	}
@@ -211,6 +203,16 @@ func sameKey(vkey, agentKey, path string) error {
 			"a log keeps the key it was made with: give that key's public half")
 	}
 	return nil
+}
+
+// agentVerifierKey is the verifier key of the log origin whose
+// checkpoints the agent's key agentKey (signing.public_key) signs.
+func agentVerifierKey(origin, agentKey string) (string, error) {
+	vkey, err := sshagent.VerifierKey(origin, agentKey)
+	if err != nil {
+		return "", withHint(fmt.Errorf("signing.public_key: %w", err), "give the line of the key's .pub file, as ssh-add -L prints it")
+	}
+	return vkey, nil
 }
 
 // readKeyFile reads a key file and refuses one that others can read.

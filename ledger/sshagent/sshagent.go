@@ -64,6 +64,29 @@ func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
+// VerifierKey returns the note verifier key ("origin+hash+key") of the
+// log named origin whose checkpoints the Ed25519 key publicKey (see
+// ParsePublicKey) signs.
+func VerifierKey(origin, publicKey string) (string, error) {
+	pub, err := ParsePublicKey(publicKey)
+	if err != nil {
+		return "", err
+	}
+	vkey, _, err := verifierKey(origin, pub)
+	return vkey, err
+}
+
+func verifierKey(origin string, pub ed25519.PublicKey) (string, note.Verifier, error) {
+	vkey, err := note.NewEd25519VerifierKey(origin, pub)
+	if err == nil {
+		var v note.Verifier
+		if v, err = note.NewVerifier(vkey); err == nil {
+			return vkey, v, nil
+		}
+	}
+	return "", nil, fmt.Errorf("origin %q: %w", origin, err)
+}
+
 // New returns a Signer that signs as the log named origin with the agent
 // at socket (SSH_AUTH_SOCK's value when socket is empty), using its key
 // publicKey (see ParsePublicKey). A timeout of zero means DefaultTimeout.
@@ -90,13 +113,9 @@ func New(socket, origin, publicKey string, timeout time.Duration) (*Signer, erro
 	if err != nil {
 		return nil, fmt.Errorf("ssh agent: %w", err)
 	}
-	vkey, err := note.NewEd25519VerifierKey(origin, pub)
+	vkey, v, err := verifierKey(origin, pub)
 	if err != nil {
-		return nil, fmt.Errorf("ssh agent: origin %q: %w", origin, err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, fmt.Errorf("ssh agent: origin %q: %w", origin, err)
+		return nil, fmt.Errorf("ssh agent: %w", err)
 	}
 	return &Signer{socket: socket, name: origin, pub: pub, sshPub: sshPub, hash: v.KeyHash(), vkey: vkey, timeout: timeout}, nil
 }

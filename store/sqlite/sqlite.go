@@ -246,11 +246,7 @@ func Open(ctx context.Context, path string, cfg Config) (*DB, error) {
 	db.nreaders = cfg.Readers
 	db.points = pool("sqlite", abs, pointConns, "", busy, "query_only(1)")
 	if err != nil {
-		for _, p := range []*sql.DB{db.points, db.readers, db.index, db.writer} {
-			if p != nil {
-				p.Close()
-			}
-		}
+		db.closePools()
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
 
@@ -336,11 +332,7 @@ func (db *DB) openReadPools(ctx context.Context, pragmas ...string) error {
 		err = db.openRead(ctx)
 	}
 	if err != nil {
-		for _, p := range []*sql.DB{db.points, db.readers, db.writer} {
-			if p != nil {
-				p.Close()
-			}
-		}
+		db.closePools()
 		db.writer, db.readers, db.points = nil, nil, nil
 	}
 	return err
@@ -535,6 +527,17 @@ func dsn(abs, txlock string, pragmas ...string) string {
 	return u.String()
 }
 
+// closePools closes those of the DB's connection pools that are open.
+func (db *DB) closePools() error {
+	var errs []error
+	for _, p := range []*sql.DB{db.points, db.readers, db.index, db.writer} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Path returns the absolute path of the database file.
 func (db *DB) Path() string { return db.path }
 
@@ -559,11 +562,7 @@ func (db *DB) Close() error {
 			errs = append(errs, s.Close())
 		}
 		db.walkStmts.Unlock()
-		for _, p := range []*sql.DB{db.points, db.readers, db.index, db.writer} {
-			if p != nil {
-				errs = append(errs, p.Close())
-			}
-		}
+		errs = append(errs, db.closePools())
 		if err := errors.Join(errs...); err != nil {
 			db.closeErr = fmt.Errorf("close %s: %w", db.path, err)
 		}

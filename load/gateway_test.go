@@ -1,6 +1,8 @@
 package load
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -27,6 +29,17 @@ func (p *tokenProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.calls.Add(1)
+	// The body is read whole first, as InferTrail's gateways do: a body
+	// streamed through is closed by the proxy's server once the answer's
+	// headers are written, and http.Transport, reading it once more to
+	// check its length, then tears down the upstream connection and cuts
+	// the stream (golang/go#40747; seen once in CI).
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	p.proxy.ServeHTTP(w, r)
 }
 

@@ -260,6 +260,16 @@ func TestE2EVerifyHeld(t *testing.T) {
 	heldCP := getBody(t, s.url, "/checkpoint")
 	held := write("checkpoint", heldCP)
 	receipt := write("receipt", getBody(t, s.url, fmt.Sprintf("/v1/records/%d/receipt", s.base+3)))
+	bundle := filepath.Join(files, "bundle.zip")
+	if r := runCLI(t, nil, time.Minute, "export", "--seq", fmt.Sprintf("%d,%d", s.base+3, s.base+5), "--content", "--out", bundle, "--server", s.url, "--token", s.token); r.code != 0 {
+		t.Fatalf("export:\n%s", r)
+	}
+	zb, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zb[len(zb)/2] ^= 1
+	badBundle := write("bad.zip", zb)
 	mustPost(t, s.url, batchBodyOnly(t, 20, 30), 20)
 	waitCheckpoint(t, s.url, treeSize(t, s.url))
 
@@ -286,10 +296,15 @@ func TestE2EVerifyHeld(t *testing.T) {
 
 	check := func(where []string) {
 		t.Helper()
-		args := append(append([]string{"verify"}, where...), "-q", "--held", held, "--held", receipt)
+		args := append(append([]string{"verify"}, where...), "-q", "--held", held, "--held", receipt, "--held", bundle)
 		r := runCLI(t, nil, time.Minute, args...)
-		if r.code != 0 || !strings.Contains(r.stdout, "Held checkpoint "+held+": the log only grew") || !strings.Contains(r.stdout, fmt.Sprintf("Held receipt %s: record %d is in the log, unchanged", receipt, s.base+3)) {
+		if r.code != 0 || !strings.Contains(r.stdout, "Held checkpoint "+held+": the log only grew") || !strings.Contains(r.stdout, fmt.Sprintf("Held receipt %s: record %d is in the log, unchanged", receipt, s.base+3)) ||
+			!strings.Contains(r.stdout, "Held bundle "+bundle+": its 2 records are in the log, unchanged") {
 			t.Fatalf("verify %v with what was kept:\n%s", where, r)
+		}
+		r = runCLI(t, nil, time.Minute, append(append([]string{"verify"}, where...), "-q", "--held", badBundle)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--held "+badBundle+": the bundle does not verify") {
+			t.Fatalf("verify %v with a damaged bundle:\n%s", where, r)
 		}
 		r = runCLI(t, nil, time.Minute, append(append([]string{"verify"}, where...), "-q", "--held", forged)...)
 		if r.code != 1 || !strings.Contains(r.stdout, "FAILED: "+forged) || !strings.Contains(r.stdout, "the log was rewritten") {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/infertrail/infertrail"
+	"github.com/infertrail/infertrail/export"
 	"github.com/infertrail/infertrail/keys"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -32,7 +33,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	vkey := fs.String("key", "", "the log's verifier `key` (name+hash+key); required with --server")
 	quiet := fs.Bool("q", false, "print no progress")
 	var held filesFlag
-	fs.Var(&held, "held", "a signed checkpoint or receipt `file` kept from before: prove the log only grew since (repeatable)")
+	fs.Var(&held, "held", "a signed checkpoint, receipt or evidence bundle `file` kept from before: prove the log only grew since (repeatable)")
 	var witnessKeys filesFlag
 	fs.Var(&witnessKeys, "witness", "a witness's cosignature verifier `key`: require its cosignature on the log's (or the bundle's) checkpoint (repeatable)")
 	token := tokenFlag(fs)
@@ -45,7 +46,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if bundle != "" && len(held) > 0 {
-		return withHint(errors.New("--held checks a log, not a bundle"), "compare the bundle's checkpoint with the one you hold root for root, or give --data or --server")
+		return withHint(errors.New("--held checks a log, not a bundle"), "to check a log against what you hold, give --data DIR or --server URL; to prove a log still holds this bundle's records, give the bundle itself with --held")
 	}
 	var verifier note.Verifier
 	if *vkey != "" {
@@ -249,43 +250,90 @@ type filesFlag []string
 func (f *filesFlag) String() string     { return strings.Join(*f, ",") }
 func (f *filesFlag) Set(v string) error { *f = append(*f, v); return nil }
 
-// heldFile is a checkpoint or receipt given with --held.
+// heldFile is a checkpoint, receipt or evidence bundle given with --held.
 type heldFile struct {
 	name string
 	held ledger.Held
+	// bundle is how many records the evidence bundle held; -1 for a
+	// checkpoint or receipt.
+	bundle int
 }
 
-// readHeld reads and checks the signature of each --held file.
+// maxHeldNote bounds a held checkpoint or receipt (a bundle is bounded by
+// export.VerifyBundle).
+const maxHeldNote = 1 << 20
+
+// readHeld reads each --held file and checks its signatures.
 func readHeld(files []string, v note.Verifier) ([]heldFile, error) {
 	var out []heldFile
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		h, err := readHeldFile(f, v)
 		if err != nil {
-			return nil, fmt.Errorf("--held: %w", err)
+			return nil, err
 		}
-		if len(b) > 1<<20 {
-			return nil, fmt.Errorf("--held %s: %d bytes, more than a checkpoint or receipt holds", f, len(b))
-		}
-		h, err := ledger.ParseHeld(b, v.Name(), v)
-		if err != nil {
-			return nil, withHint(fmt.Errorf("--held %s: %w", f, err), "give a signed checkpoint (as GET /checkpoint serves it) or a receipt (GET /v1/records/{seq}/receipt) of this log")
-		}
-		out = append(out, heldFile{name: f, held: h})
+		out = append(out, h)
 	}
 	return out, nil
 }
 
-// checkHeld checks each held checkpoint or receipt against the verified log
-// of size records, and says what each proves.
+// readHeldFile reads one --held file. An evidence bundle (a zip file) is
+// verified whole with v; what it holds is its latest checkpoint, which it
+// proves extends the one its records' proofs lead to: a log that only grew
+// since that checkpoint still holds those records, unchanged.
+func readHeldFile(name string, v note.Verifier) (heldFile, error) {
+	const hint = "give a signed checkpoint (as GET /checkpoint serves it), a receipt (GET /v1/records/{seq}/receipt) or an evidence bundle of this log"
+	f, err := os.Open(name)
+	if err != nil {
+		return heldFile{}, fmt.Errorf("--held: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return heldFile{}, fmt.Errorf("--held: %w", err)
+	}
+	if fi.IsDir() {
+		return heldFile{}, withHint(fmt.Errorf("--held %s is a directory", name), hint)
+	}
+	head := make([]byte, 4)
+	if n, _ := io.ReadFull(f, head); n == 4 && string(head) == "PK\x03\x04" {
+		rep, err := export.VerifyBundle(f, fi.Size(), v)
+		if err != nil {
+			return heldFile{}, withHint(fmt.Errorf("--held %s: the bundle does not verify: %w", name, err), "'infertrail verify "+name+" --key VKEY' lists every problem")
+		}
+		cp := rep.Checkpoint
+		if rep.Consistent {
+			cp = rep.Latest
+		}
+		return heldFile{name: name, held: ledger.Held{Checkpoint: cp}, bundle: len(rep.Records)}, nil
+	}
+	if fi.Size() > maxHeldNote {
+		return heldFile{}, withHint(fmt.Errorf("--held %s: %d bytes, more than a checkpoint or receipt holds, and not an evidence bundle", name, fi.Size()), hint)
+	}
+	b := make([]byte, fi.Size())
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return heldFile{}, fmt.Errorf("--held %s: %w", name, err)
+	}
+	h, err := ledger.ParseHeld(b, v.Name(), v)
+	if err != nil {
+		return heldFile{}, withHint(fmt.Errorf("--held %s: %w", name, err), hint)
+	}
+	return heldFile{name: name, held: h, bundle: -1}, nil
+}
+
+// checkHeld checks each held checkpoint, receipt or bundle against the
+// verified log of size records, and says what each proves.
 func checkHeld(ctx context.Context, stdout io.Writer, hs []heldFile, size int64, hr tlog.HashReader, leaf func(context.Context, int64) ([]byte, error)) error {
 	for _, h := range hs {
 		cp := h.held.Checkpoint
 		if err := ledger.CheckHeld(ctx, h.held, size, hr, leaf); err != nil {
 			return verifyFailed(stdout, fmt.Errorf("%s: %w", h.name, err))
 		}
-		if r := h.held.Receipt; r != nil {
+		switch r := h.held.Receipt; {
+		case r != nil:
 			fmt.Fprintf(stdout, "Held receipt %s: record %d is in the log, unchanged, and the log only grew since its checkpoint of size %d was signed.\n", h.name, r.Index, cp.Size)
-		} else {
+		case h.bundle >= 0:
+			fmt.Fprintf(stdout, "Held bundle %s: its %d records are in the log, unchanged, and the log only grew since its latest checkpoint of size %d was signed (root %s).\n", h.name, h.bundle, cp.Size, cp.Root)
+		default:
 			fmt.Fprintf(stdout, "Held checkpoint %s: the log only grew since it was signed at size %d (root %s).\n", h.name, cp.Size, cp.Root)
 		}
 	}

@@ -30,6 +30,13 @@ var (
 	// every caller that refuses work while the store is unreachable (the
 	// gateways forward nothing unrecorded) refuses it here too.
 	ErrStorageFull error = &kindOf{"storage full", ErrUnavailable}
+	// ErrStorageFailed means that the store's storage failed a write: an
+	// I/O error, or a file system that went read-only under it (ext4's
+	// errors=remount-ro does so after an I/O error). Nothing of the
+	// failed write is stored; writes are refused until an operator has
+	// repaired the storage. It wraps ErrUnavailable, as ErrStorageFull
+	// does.
+	ErrStorageFailed error = &kindOf{"storage failed", ErrUnavailable}
 	// ErrNoIndex means that the store was opened without its
 	// investigation index (a backup, which holds none, opened read-only),
 	// so queries, cursors and findings cannot be read. It wraps

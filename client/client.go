@@ -165,12 +165,12 @@ func (c *Recorder) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // ErrForbidden (403: a tenant the token may not write) or ErrConflict (409:
 // its id is taken by a different record). Other refusals are an *Error
 // wrapping ErrInvalid, ErrTooLarge, ErrUnauthenticated (401), ErrForbidden
-// (403), ErrPushback (503; ErrStorageFull when the server's disk is full)
-// or, with 429, an *infertrail.RateLimitError (so
+// (403), ErrPushback (503; ErrStorageFull when the server's disk is full,
+// ErrStorageFailed when it failed a write) or, with 429, an *infertrail.RateLimitError (so
 // ErrRateLimited). When the server cannot be reached or does not answer,
 // the error wraps infertrail.ErrUnavailable; when ctx ends, ctx's error.
-// Record never retries by itself: after ErrPushback, ErrStorageFull or
-// ErrRateLimited, wait for Error.RetryAfter before trying again.
+// Record never retries by itself: after ErrPushback, ErrStorageFull,
+// ErrStorageFailed or ErrRateLimited, wait for Error.RetryAfter before trying again.
 func (c *Recorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
 	for i, r := range recs {
 		if r == nil {
@@ -342,8 +342,11 @@ func (c *Recorder) refusal(resp *http.Response, data []byte, start int) error {
 		e.Err = rl
 	case http.StatusServiceUnavailable:
 		e.Err = infertrail.ErrPushback
-		if e.Code == "storage_full" {
+		switch e.Code {
+		case "storage_full":
 			e.Err = infertrail.ErrStorageFull
+		case "storage_failed":
+			e.Err = infertrail.ErrStorageFailed
 		}
 	case http.StatusBadGateway, http.StatusGatewayTimeout:
 		e.Err = infertrail.ErrUnavailable

@@ -21,6 +21,7 @@ import (
 	"github.com/infertrail/infertrail/access"
 	"github.com/infertrail/infertrail/client"
 	"github.com/infertrail/infertrail/httpapi"
+	"github.com/infertrail/infertrail/internal/testdisk"
 	"github.com/infertrail/infertrail/ledger"
 	"github.com/infertrail/infertrail/ledger/ledgertest"
 	"github.com/infertrail/infertrail/store/sqlite"
@@ -44,7 +45,13 @@ func newServer(tb testing.TB) *server {
 // newServerWith is newServer over a store opened with cfg.
 func newServerWith(tb testing.TB, cfg sqlite.Config) *server {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "log.db"), cfg)
+	return newServerIn(tb, tb.TempDir(), cfg)
+}
+
+// newServerIn is newServerWith with the log's files in dir.
+func newServerIn(tb testing.TB, dir string, cfg sqlite.Config) *server {
+	tb.Helper()
+	db, err := sqlite.Open(tb.Context(), filepath.Join(dir, "log.db"), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -525,6 +532,29 @@ func TestRecordStorageFull(t *testing.T) {
 	}
 	if ce.Code != "storage_full" || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
 		t.Errorf("code %q, RetryAfter %s, status %d; want storage_full, 10s, 503", ce.Code, ce.RetryAfter, ce.Status)
+	}
+	noToken(t, err, tok)
+}
+
+// TestRecordStorageFailed: a server whose disk failed under it (an ext4
+// file system gone read-only) refuses with ErrStorageFailed, which is an
+// ErrUnavailable, and says when to retry.
+func TestRecordStorageFailed(t *testing.T) {
+	disk := testdisk.MountExt4(t, 32<<20)
+	s := newServerIn(t, disk.Dir, sqlite.Config{MinFree: -1})
+	tok := s.token(t, 0, infertrail.RoleIngest)
+	c := newRecorder(t, client.Config{URL: s.url, Token: tok})
+	if _, err := c.Record(t.Context(), records(1)...); err != nil {
+		t.Fatal(err)
+	}
+	disk.Fail(t)
+	_, err := c.Record(t.Context(), records(1)...)
+	var ce *client.Error
+	if !errors.Is(err, infertrail.ErrStorageFailed) || !errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &ce) {
+		t.Fatalf("error %v, want ErrStorageFailed", err)
+	}
+	if ce.Code != "storage_failed" || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
+		t.Errorf("code %q, RetryAfter %s, status %d; want storage_failed, 10s, 503", ce.Code, ce.RetryAfter, ce.Status)
 	}
 	noToken(t, err, tok)
 }

@@ -252,6 +252,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// Full disks are freed by people, not in a second.
 		status, code = http.StatusServiceUnavailable, "storage_full"
 		w.Header().Set("Retry-After", "10")
+	case errors.Is(err, infertrail.ErrStorageFailed):
+		// So are failed disks.
+		status, code = http.StatusServiceUnavailable, "storage_failed"
+		w.Header().Set("Retry-After", "10")
 	case errors.Is(err, infertrail.ErrPushback), errors.Is(err, infertrail.ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, "unavailable"
 		w.Header().Set("Retry-After", "1")
@@ -279,10 +283,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// While the store is down or full, every request is refused
 		// alike: the first is logged, then a line every 10 s.
 		s.refused.Log(s.cfg.Logger, slog.LevelWarn, "request refused", "method", r.Method, "path", r.URL.Path, "err", err)
-		if code == "storage_full" {
-			// The details (the folder, its free space) are the
-			// operator's, in the log.
+		// The details (the folder, its free space, the error) are
+		// the operator's, in the log.
+		switch code {
+		case "storage_full":
 			body.Message = "the audit trail's storage is full: nothing of this request was stored; retry once space is freed"
+		case "storage_failed":
+			body.Message = "the audit trail's storage failed a write (an I/O error, or its file system went read-only): nothing of this request was stored; retry once it is repaired"
 		}
 	}
 	writeJSON(w, status, map[string]apiError{"error": body})
@@ -313,6 +320,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if _, err := s.log.TreeSize(ctx); err != nil {
 		s.writeError(w, r, fmt.Errorf("store: %w: %w", infertrail.ErrUnavailable, err))
+		return
+	}
+	// Nor does a node whose disk failed its last commit (an I/O error, a
+	// file system gone read-only): a restart would not help, a repair
+	// of the disk does.
+	if err := s.log.StorageFailure(); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	// A node whose disk is down to the reserve takes no records: a load

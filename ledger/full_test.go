@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/infertrail/infertrail"
 	"github.com/infertrail/infertrail/internal/testdisk"
@@ -148,6 +149,50 @@ func TestStorageFull(t *testing.T) {
 	}
 	if rep.Records != acked+20 {
 		t.Fatalf("verified %d records, want %d", rep.Records, acked+20)
+	}
+}
+
+// TestStorageFailed: the disk fails under the log (an ext4 file system
+// that goes read-only on an error, with the log's files open). Appends
+// fail with ErrStorageFailed and nothing half-written, what was
+// acknowledged reads back and verifies, and StorageFailure reports the
+// failure for a while, so that the server says it is not ready.
+func TestStorageFailed(t *testing.T) {
+	ctx := t.Context()
+	disk := testdisk.MountExt4(t, 64<<20)
+	l := newTestLogIn(t, disk.Dir, sqlite.Config{MinFree: -1}, nil)
+	mustAppend(t, l.Log, bulkyBatch(t, 50))
+	if _, err := l.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StorageFailure(); err != nil {
+		t.Fatalf("StorageFailure before the failure: %v", err)
+	}
+	ledger.SetStorageFailureFor(t, time.Second)
+
+	disk.Fail(t)
+	for i := range 2 {
+		_, err := l.Append(ctx, bulkyBatch(t, 20))
+		if !errors.Is(err, infertrail.ErrStorageFailed) || !errors.Is(err, infertrail.ErrUnavailable) {
+			t.Fatalf("append %d on a failed disk: %v, want ErrStorageFailed", i, err)
+		}
+	}
+	if err := l.StorageFailure(); !errors.Is(err, infertrail.ErrStorageFailed) {
+		t.Fatalf("StorageFailure after failed commits: %v", err)
+	}
+	if got := treeSize(t, l.db); got != 50 {
+		t.Fatalf("tree size %d on a failed disk, want the 50 acknowledged", got)
+	}
+	if _, err := l.Entry(ctx, 49); err != nil {
+		t.Fatalf("read the last acknowledged record on a failed disk: %v", err)
+	}
+	rep, err := ledger.VerifyStore(ctx, l.db, testOrigin, l.verif, l.kek, nil)
+	if err != nil || rep.Records != 50 {
+		t.Fatalf("verify on a failed disk: %v (%d records)", err, rep.Records)
+	}
+	time.Sleep(time.Second)
+	if err := l.StorageFailure(); err != nil {
+		t.Fatalf("StorageFailure a second after the last failed commit: %v, want it expired", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -84,8 +85,11 @@ type Log struct {
 	log      *slog.Logger
 	m        *Metrics
 	failures quiet.Run // of commits: while the store fails, a line every 10 s
-	full     quiet.Run // calls refused for want of space (Room)
-	signs    quiet.Run // of the background checkpoints: a signer that is gone fails each second
+	// storageFailed is the last commit's failure when its storage failed
+	// it (infertrail.ErrStorageFailed); nil once a commit succeeds.
+	storageFailed atomic.Pointer[storageFailure]
+	full          quiet.Run // calls refused for want of space (Room)
+	signs         quiet.Run // of the background checkpoints: a signer that is gone fails each second
 	// witnessWake, when there are witnesses, tells their goroutine that a
 	// new checkpoint is stored.
 	witnessWake chan struct{}
@@ -481,10 +485,39 @@ func (l *Log) commit(batch []*request) {
 			l.failures.Log(l.log, slog.LevelError, "commit batch", "records", records, "err", err)
 			l.m.commitFailed()
 		}
+		if errors.Is(err, infertrail.ErrStorageFailed) {
+			l.storageFailed.Store(&storageFailure{err: err, at: time.Now()})
+		}
 		return
 	}
+	l.storageFailed.Store(nil)
 	l.failures.LogEnd(l.log, "commits resumed")
 	l.m.committed(n, size, time.Since(start))
+}
+
+// storageFailure is a commit that the store's storage failed, and when.
+type storageFailure struct {
+	err error
+	at  time.Time
+}
+
+// storageFailureFor is how long StorageFailure reports a failed commit
+// (a variable for the tests).
+var storageFailureFor = 10 * time.Second
+
+// StorageFailure returns the error of the last commit if the store's
+// storage failed it (infertrail.ErrStorageFailed: an I/O error, a file
+// system gone read-only) less than 10 s ago; nil once a commit succeeds.
+// A server reports itself not ready meanwhile. The report expires, so
+// that a node a load balancer stopped sending records to is tried again:
+// a storage that failed for a moment may take records again, one that
+// stays broken fails the next commit.
+func (l *Log) StorageFailure() error {
+	f := l.storageFailed.Load()
+	if f == nil || time.Since(f.at) >= storageFailureFor {
+		return nil
+	}
+	return f.err
 }
 
 // errLookUp asks for a batch to be appended again, looking its ids up

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -193,6 +194,121 @@ func TestE2EStorageFull(t *testing.T) {
 	// the erasure refused.
 	if n, _ := strconv.Atoi(m[1]); int64(n) != s.base+int64(acked)+100+4+2 {
 		t.Fatalf("verified %d records, want %d", n, s.base+int64(acked)+100+4+2)
+	}
+}
+
+// TestE2EStorageFailed runs the server on an ext4 disk mounted with
+// errors=remount-ro and fails the disk under it, as a failed write to a
+// real disk does: the file system goes read-only with the log's files
+// open. Ingest then answers 503 storage_failed with Retry-After and a
+// message that says so (it answered 500 internal before), /readyz 503
+// while /healthz stays 200, the LLM gateway forwards nothing, and the log
+// says so in a few lines. Stopped, the server leaves a folder whose copy
+// verifies with every acknowledged record; once the operator has repaired
+// the file system (e2fsck) and started the server again, the log holds
+// every acknowledged record and resumes where it stopped.
+func TestE2EStorageFailed(t *testing.T) {
+	disk := testdisk.MountExt4(t, 384<<20)
+	dir := filepath.Join(disk.Dir, "data")
+	up := &openaitest.Upstream{Model: "gpt-e2e-answered"}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	s := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1"},
+		"serve", "--data", dir, "--listen", "127.0.0.1:0")
+	chat := func() error {
+		client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
+			openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
+		_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+			Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+		})
+		return err
+	}
+	if err := chat(); err != nil {
+		t.Fatalf("a call before the failure: %v", err)
+	}
+	for n := range 5 {
+		mustPost(t, s.url, bulkyBody(t, 100, n*100), 100)
+	}
+	waitCheckpoint(t, s.url, treeSize(t, s.url))
+
+	disk.Fail(t)
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/records", bytes.NewReader(bulkyBody(t, 10, 0)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var apiErr struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &apiErr); err != nil || resp.StatusCode != http.StatusServiceUnavailable || apiErr.Error.Code != "storage_failed" ||
+		!strings.Contains(apiErr.Error.Message, "storage failed a write") || strings.Contains(apiErr.Error.Message, disk.Dir) {
+		t.Fatalf("ingest on a failed disk: %s %s: want 503, code storage_failed, a message that says so and no path", resp.Status, body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "10" {
+		t.Errorf("Retry-After %q, want 10", ra)
+	}
+	if code, body := getStatus(t, s.url+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "storage_failed") {
+		t.Errorf("/readyz on a failed disk: %d %s", code, body)
+	}
+	if code, _ := getStatus(t, s.url+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz on a failed disk: %d", code)
+	}
+	calls := up.Count()
+	var oerr *openaisdk.Error
+	if err := chat(); !errors.As(err, &oerr) || oerr.StatusCode != http.StatusServiceUnavailable || up.Count() != calls {
+		t.Fatalf("a call on a failed disk: %v (upstream calls %d → %d), want 503 and no call", err, calls, up.Count())
+	}
+	for range 20 {
+		if code, _, _ := post(t.Context(), s.url, bulkyBody(t, 10, 0)); code != http.StatusServiceUnavailable {
+			t.Fatalf("ingest on a failed disk answered %d", code)
+		}
+	}
+	if metricValue(t, string(getBody(t, s.url, "/metrics")), "infertrail_commit_failures_total") < 1 {
+		t.Error("infertrail_commit_failures_total did not count the failed commits")
+	}
+	for _, line := range []string{`msg="request refused"`, `msg="commit batch"`} {
+		if n := strings.Count(s.stderr.String(), line); n < 1 || n > 3 {
+			t.Errorf("%d %s lines for 22 failures in a few seconds; want one, then a line every 10 s\n%s", n, line, s.stderr)
+		}
+	}
+	if strings.Contains(s.stderr.String(), `"internal error"`) || strings.Contains(s.stderr.String(), `msg="request failed"`) {
+		t.Errorf("the failure was taken for an internal error:\n%s", s.stderr)
+	}
+	s.stop()
+
+	// A copy of the folder verifies (where it lies, verification reads it
+	// read-only too, unless its WAL holds commits: then it asks for a copy).
+	out := runCLI(t, nil, time.Minute, "verify", "--data", copyDataFolder(t, dir), "-q")
+	m := regexp.MustCompile(`OK: (\d+) records`).FindStringSubmatch(out.stdout)
+	if out.code != 0 || m == nil {
+		t.Fatalf("verify a copy of the folder: %s", out)
+	}
+	// The test's batches and the first call's request and response.
+	acked := s.base + 500 + 2
+	if n, _ := strconv.Atoi(m[1]); int64(n) != acked {
+		t.Fatalf("verified %d records, want %d", n, acked)
+	}
+
+	// The operator repairs the file system and starts the server again:
+	// the log resumes where it stopped.
+	disk.Repair(t)
+	if out := runCLI(t, nil, time.Minute, "verify", "--data", dir, "-q"); out.code != 0 || !strings.Contains(out.stdout, fmt.Sprintf("OK: %d records", acked)) {
+		t.Fatalf("verify after the repair: %s", out)
+	}
+	s2 := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1"},
+		"serve", "--data", dir, "--listen", "127.0.0.1:0")
+	if res := mustPost(t, s2.url, bulkyBody(t, 100, 0), 100); res[0].Seq != s2.base {
+		t.Fatalf("the first record after the repair has seq %d, want %d", res[0].Seq, s2.base)
+	}
+	waitCheckpoint(t, s2.url, s2.base+100)
+	if code := s2.stop(); code != 0 {
+		t.Fatalf("serve exited %d after the repair", code)
+	}
+	if out := runCLI(t, nil, time.Minute, "verify", "--data", dir, "-q"); out.code != 0 || !strings.Contains(out.stdout, fmt.Sprintf("OK: %d records", s2.base+100)) {
+		t.Fatalf("verify after the repair and 100 more records: %s", out)
 	}
 }
 

@@ -267,7 +267,8 @@ func (s *server) tokens() {
 	}
 	s.admin = strings.TrimSpace(string(b))
 	testTokenFile := filepath.Join(s.dir, "e2e-token")
-	if b, err := os.ReadFile(testTokenFile); err == nil {
+	// The file is not synced: after a crash of its disk it may be empty.
+	if b, err := os.ReadFile(testTokenFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 		s.token = strings.TrimSpace(string(b))
 	} else {
 		req, _ := http.NewRequest("POST", s.url+"/v1/tokens", strings.NewReader(

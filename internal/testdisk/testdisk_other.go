@@ -19,3 +19,13 @@ func (d *Disk) ReadOnly(tb testing.TB) {}
 
 // GiveTo is not reached off Linux.
 func (d *Disk) GiveTo(tb testing.TB, uid, gid int) {}
+
+func MountExt4(tb testing.TB, size int64) *Ext4 {
+	tb.Helper()
+	skipOrFailFor(tb, requireExt4Env, "an ext4 image is mounted on Linux only")
+	return nil
+}
+
+func (d *Ext4) Fail(tb testing.TB) {}
+
+func (d *Ext4) Repair(tb testing.TB) {}

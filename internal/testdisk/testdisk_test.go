@@ -38,3 +38,35 @@ func TestMount(t *testing.T) {
 		t.Fatalf("write after the disk grew: %v", err)
 	}
 }
+
+func TestExt4(t *testing.T) {
+	d := MountExt4(t, 32<<20)
+	f, err := os.Create(filepath.Join(d.Dir, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil { // what is not synced is lost with the journal
+		t.Fatal(err)
+	}
+	d.Fail(t)
+	if _, err := f.Write([]byte("after\n")); err == nil {
+		if err := f.Sync(); err == nil {
+			t.Fatal("a file open before the failure is still written and synced")
+		}
+	}
+	if _, err := os.Create(filepath.Join(d.Dir, "new")); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("create a file after the failure: %v, want EROFS", err)
+	}
+	f.Close()
+	d.Repair(t)
+	if b, err := os.ReadFile(f.Name()); err != nil || !bytes.HasPrefix(b, []byte("before\n")) {
+		t.Fatalf("after the repair: %q, %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Dir, "new"), []byte("after the repair\n"), 0o600); err != nil {
+		t.Fatalf("write after the repair: %v", err)
+	}
+}

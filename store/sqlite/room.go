@@ -35,7 +35,7 @@ func (db *DB) Room() error {
 		return nil
 	}
 	free, err := db.room(db.minFree, false, "less than the %s kept in reserve for checkpoints, erasure and operators' records (storage.min_free_bytes): records are refused until space is freed")
-	if err == nil && free >= 2*db.minFree {
+	if err == nil && (db.minFree <= 0 || free >= 2*db.minFree) {
 		db.roomAt.Store(now)
 	}
 	return err
@@ -110,13 +110,22 @@ func giveBackWAL(w *sql.DB, timeout time.Duration, err error) {
 }
 
 // classify marks err as wrapping infertrail.ErrStorageFull when SQLite
-// failed for want of space (SQLITE_FULL: the disk, or a file size limit).
-// SQLite rolls the statement back, and the transaction stays usable only
-// to be rolled back: nothing of the failed write is kept.
+// failed for want of space (SQLITE_FULL: the disk, or a file size limit),
+// and as wrapping infertrail.ErrStorageFailed when the disk failed the
+// write (SQLITE_IOERR) or the file became read-only under the writer
+// (SQLITE_READONLY: a file system remounted read-only). SQLite rolls the
+// statement back, and the transaction stays usable only to be rolled
+// back: nothing of the failed write is kept.
 func classify(err error) error {
 	var se *sqlite.Error
-	if err == nil || errors.Is(err, infertrail.ErrStorageFull) || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_FULL {
+	if err == nil || errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &se) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", infertrail.ErrStorageFull, err)
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("%w: %w", infertrail.ErrStorageFull, err)
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY:
+		return fmt.Errorf("%w (an I/O error, or its file system went read-only: see the kernel's log): %w", infertrail.ErrStorageFailed, err)
+	}
+	return err
 }

@@ -9,3 +9,11 @@ func SetStorageFailureFor(tb interface{ Cleanup(func()) }, d time.Duration) {
 	storageFailureFor = d
 	tb.Cleanup(func() { storageFailureFor = old })
 }
+
+// SetCopyBatch sets how many entries a transaction of CopyStore copies,
+// until the test ends.
+func SetCopyBatch(tb interface{ Cleanup(func()) }, n int64) {
+	old := copyBatch
+	copyBatch = n
+	tb.Cleanup(func() { copyBatch = old })
+}

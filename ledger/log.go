@@ -85,11 +85,11 @@ type Log struct {
 	log      *slog.Logger
 	m        *Metrics
 	failures quiet.Run // of commits: while the store fails, a line every 10 s
+	full     quiet.Run // calls refused for want of space (Room)
+	signs    quiet.Run // of the background checkpoints: a signer that is gone fails each second
 	// storageFailed is the last commit's failure when its storage failed
 	// it (infertrail.ErrStorageFailed); nil once a commit succeeds.
 	storageFailed atomic.Pointer[storageFailure]
-	full          quiet.Run // calls refused for want of space (Room)
-	signs         quiet.Run // of the background checkpoints: a signer that is gone fails each second
 	// witnessWake, when there are witnesses, tells their goroutine that a
 	// new checkpoint is stored.
 	witnessWake chan struct{}

@@ -449,3 +449,71 @@ func TestE2EBackup(t *testing.T) {
 		t.Fatalf("a backup over an existing file: %s", again)
 	}
 }
+
+// TestE2ECopy copies a stopped server's log into another SQLite file with
+// `infertrail copy`; the copy verifies to the same count and a server
+// runs on it. Bad input is refused, naming what is wrong, and changes
+// nothing. (The move into PostgreSQL is test/multinode's TestCopyFromSQLite.)
+func TestE2ECopy(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	mustPost(t, s.url, batchBodyOnly(t, 25, 0), 25)
+	if s.stop() != 0 {
+		t.Fatalf("serve did not stop cleanly:\n%s", s.stderr)
+	}
+	before := folderHashes(t, dir)
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	r := runCLI(t, nil, time.Minute, "copy", "--data", dir, "--to", "sqlite:"+dst)
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("Copied %d records", s.base+25)) || !strings.Contains(r.stdout, "infertrail verify --data") {
+		t.Fatalf("copy: %s", r)
+	}
+	// Reading a WAL-mode file whose server stopped cleanly leaves an empty
+	// -wal and -shm beside it (SQLite makes them); nothing else changes.
+	unchanged := func(what string) {
+		t.Helper()
+		after := folderHashes(t, dir)
+		for name, h := range before {
+			if after[name] != h {
+				t.Errorf("%s changed %s in the source's folder", what, name)
+			}
+		}
+		for name := range after {
+			if _, ok := before[name]; !ok && !strings.HasSuffix(name, "-wal") && !strings.HasSuffix(name, "-shm") {
+				t.Errorf("%s left %s in the source's folder", what, name)
+			}
+		}
+	}
+	unchanged("the copy")
+	if v := runCLI(t, nil, time.Minute, "verify", "--data", dir, "--store", "sqlite:"+dst, "-q"); v.code != 0 || !strings.Contains(v.stdout, fmt.Sprintf("OK: %d records", s.base+25)) {
+		t.Fatalf("verify the copy: %s", v)
+	}
+	s2 := startServer(t, dir, "--store", "sqlite:"+dst)
+	if res := mustPost(t, s2.url, batchBodyOnly(t, 5, 25), 5); res[0].Seq != s.base+25 {
+		t.Errorf("the first record on the copy has seq %d, want %d", res[0].Seq, s.base+25)
+	}
+	s2.stop()
+
+	before = folderHashes(t, dir)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no destination", []string{"copy", "--data", dir}, "--to is required"},
+		{"an existing file", []string{"copy", "--data", dir, "--to", "sqlite:" + dst}, "exists"},
+		{"an unknown store", []string{"copy", "--data", dir, "--to", "mysql://db/x"}, "unknown kind"},
+		{"no data folder", []string{"copy", "--data", filepath.Join(dir, "nope"), "--to", "sqlite:" + dst + ".2"}, "nope"},
+		{"a stray argument", []string{"copy", "--data", dir, "--to", "sqlite:" + dst + ".3", "extra"}, "unexpected argument"},
+	} {
+		r := runCLI(t, nil, time.Minute, c.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: %s", c.name, r)
+		}
+	}
+	for _, p := range []string{dst + ".2", dst + ".3"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a refused copy left %s", p)
+		}
+	}
+	unchanged("a refused copy")
+}

@@ -35,6 +35,7 @@ Usage:
   infertrail findings [--detector D] [--seq N] [--detect TRACE_OR_SESSION] [--json] (--data DIR | --server URL)
   infertrail migrate --store postgres://…
   infertrail backup  --out FILE [--data DIR] [--store sqlite:FILE] [-q]
+  infertrail copy    --to DSN [--data DIR] [--store DSN] [-q]
   infertrail bench ingest --server URL [--clients N] [--batch N] [--records N | --duration D] [--rate R]
   infertrail bench gateway --server URL [--direct URL | --upstream-listen ADDR] [--calls N] [--stream]
   infertrail version
@@ -125,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, rest, stdout, stderr)
 	case "backup":
 		return backupCmd(ctx, rest, stdout, stderr)
+	case "copy":
+		return copyCmd(ctx, rest, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout, stderr)
 	case "version", "--version":

@@ -115,6 +115,13 @@ type ApprovalStore interface {
 	// MaxQueryLimit). It stops at the first error fn returns and returns
 	// it. fn must not call back into the store.
 	Approvals(ctx context.Context, tenants []string, status ApprovalStatus, limit int, fn func(*Approval) error) error
+	// ScanApprovals calls fn for each approval, every tenant's, whose id
+	// is greater than after (the zero id: from the first), in id order, at
+	// most limit of them (0: 100; capped at MaxQueryLimit): a page of all
+	// the approvals, for a copy of the whole store. It stops at the first
+	// error fn returns and returns it. fn must not call back into the
+	// store.
+	ScanApprovals(ctx context.Context, after UUID, limit int, fn func(*Approval) error) error
 }
 
 // CheckApprovalDecision checks the arguments of

@@ -48,10 +48,8 @@ const copyBatchBytes = 32 << 20
 //
 // The log is copied as of its size when the copy begins: stop the
 // servers that write it first, or what they append meanwhile (and the
-// checkpoints of it) is not copied. Approvals are copied as
-// ApprovalStore.Approvals lists them, so at most MaxQueryLimit; more is an
-// error. src is only read; progress, if not nil, is called with the
-// entries copied and the total.
+// checkpoints of it) is not copied. src is only read; progress, if not
+// nil, is called with the entries copied and the total.
 func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v note.Verifier, progress func(done, total int64)) (CopyReport, error) {
 	var rep CopyReport
 	if n, err := dst.TreeSize(ctx); err != nil {
@@ -360,16 +358,19 @@ func (c *copier) state(ctx context.Context) error {
 		c.rep.Holds++
 	}
 	var approvals []infertrail.Approval
-	if err := c.src.Approvals(ctx, nil, "", infertrail.MaxQueryLimit, func(a *infertrail.Approval) error {
-		approvals = append(approvals, *a)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("copy: read approvals: %w", err)
+	for after := (infertrail.UUID{}); ; {
+		n := len(approvals)
+		if err := c.src.ScanApprovals(ctx, after, infertrail.MaxQueryLimit, func(a *infertrail.Approval) error {
+			approvals = append(approvals, *a)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("copy: read approvals: %w", err)
+		}
+		if len(approvals)-n < infertrail.MaxQueryLimit {
+			break
+		}
+		after = approvals[len(approvals)-1].ID
 	}
-	if len(approvals) >= infertrail.MaxQueryLimit {
-		return fmt.Errorf("copy: the source holds %d approvals or more, more than this copy lists; their decisions are in the log as approval records", infertrail.MaxQueryLimit)
-	}
-	slices.Reverse(approvals) // oldest first
 	for _, a := range approvals {
 		status, approver, decided, record := a.Status, a.Approver, a.Decided, a.ApprovalRecord
 		a.Status, a.Approver, a.Decided, a.ApprovalRecord = infertrail.ApprovalPending, "", time.Time{}, infertrail.UUID{}

@@ -106,6 +106,24 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	return nil
 }
 
+// ScanApprovals lists approvals in id order, after the id after.
+func (db *DB) ScanApprovals(ctx context.Context, after infertrail.UUID, limit int, fn func(*infertrail.Approval) error) error {
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, infertrail.MaxQueryLimit)
+	as, err := queryApprovals(ctx, db.pool, `SELECT `+approvalColumns+` FROM approvals WHERE id > $1 ORDER BY id LIMIT $2`, pgUUID(after), limit)
+	if err != nil {
+		return fmt.Errorf("read approvals: %w", classify(err))
+	}
+	for i := range as {
+		if err := fn(&as[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func pgUUID(u infertrail.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true} }
 
 const approvalColumns = `id, tenant, status, decision_id, governs, point, summary, trace_id, session_id, requested, deadline,

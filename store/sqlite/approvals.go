@@ -105,6 +105,24 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	return nil
 }
 
+// ScanApprovals lists approvals in id order, after the id after.
+func (db *DB) ScanApprovals(ctx context.Context, after infertrail.UUID, limit int, fn func(*infertrail.Approval) error) error {
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, infertrail.MaxQueryLimit)
+	as, err := queryAll(ctx, db.readers, "read approvals", scanApproval, `SELECT `+approvalColumns+` FROM approvals WHERE id > ? ORDER BY id LIMIT ?`, after[:], limit)
+	if err != nil {
+		return err
+	}
+	for i := range as {
+		if err := fn(&as[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 const approvalColumns = `id, tenant, status, decision_id, governs, point, summary, trace_id, session_id, requested, deadline,
 	coalesce(approver, ''), coalesce(decided, 0), record`
 

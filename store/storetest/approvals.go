@@ -20,6 +20,7 @@ var approvalTests = []struct {
 	{"ApprovalsInvalid", testApprovalsInvalid},
 	{"ApprovalsDecide", testApprovalsDecide},
 	{"ApprovalsList", testApprovalsList},
+	{"ApprovalsScan", testApprovalsScan},
 	{"ApprovalsConcurrentDecide", testApprovalsConcurrentDecide},
 }
 
@@ -297,5 +298,69 @@ func testApprovalsConcurrentDecide(t *testing.T, s infertrail.Store) {
 		if got.Status != statuses[winner%len(statuses)] || got.Approver != fmt.Sprintf("decider %d", winner) || got.ApprovalRecord != testApproval(200+winner).ID {
 			t.Errorf("round %d: stored %s by %s (record %v), but decider %d won", r, got.Status, got.Approver, got.ApprovalRecord, winner)
 		}
+	}
+}
+
+// testApprovalsScan pages through every approval in id order, as a copy
+// of the whole store does.
+func testApprovalsScan(t *testing.T, s infertrail.Store) {
+	ctx := t.Context()
+	scan := func(after infertrail.UUID, limit int) []infertrail.Approval {
+		t.Helper()
+		var out []infertrail.Approval
+		if err := s.ScanApprovals(ctx, after, limit, func(a *infertrail.Approval) error {
+			out = append(out, *a)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := scan(infertrail.UUID{}, 0); len(got) != 0 {
+		t.Errorf("ScanApprovals of an empty store: %d approvals", len(got))
+	}
+	want := map[infertrail.UUID]infertrail.Approval{}
+	for _, n := range []int{3, 1, 4, 0, 2, 5} { // ids in the order of n
+		a := testApproval(n)
+		a.Summary = fmt.Sprint(n)
+		if n%2 == 1 {
+			a.Tenant = "globex"
+		}
+		addApproval(t, s, a)
+		want[a.ID] = a
+	}
+	decided := testApproval(2)
+	if err := s.DecideApproval(ctx, decided.ID, infertrail.ApprovalRejected, "user:bob", approvalEpoch.Add(time.Hour), testApproval(92).ID); err != nil {
+		t.Fatal(err)
+	}
+	decided.Status, decided.Approver, decided.Decided, decided.ApprovalRecord = infertrail.ApprovalRejected, "user:bob", approvalEpoch.Add(time.Hour), testApproval(92).ID
+	decided.Summary = "2"
+	want[decided.ID] = decided
+	var got []string
+	var after infertrail.UUID
+	for page := 0; ; page++ {
+		as := scan(after, 4)
+		if len(as) > 4 || page > 3 {
+			t.Fatalf("ScanApprovals(%v, 4): %d approvals (page %d)", after, len(as), page)
+		}
+		for _, a := range as {
+			got = append(got, a.Summary)
+			if !sameApproval(a, want[a.ID]) {
+				t.Errorf("ScanApprovals: %+v, want %+v", a, want[a.ID])
+			}
+		}
+		if len(as) < 4 {
+			break
+		}
+		after = as[len(as)-1].ID
+	}
+	if strings.Join(got, " ") != "0 1 2 3 4 5" {
+		t.Errorf("ScanApprovals in pages of 4: %q, want every approval in id order", got)
+	}
+	if rest := scan(testApproval(5).ID, 0); len(rest) != 0 {
+		t.Errorf("ScanApprovals after the last: %d approvals", len(rest))
+	}
+	if two := scan(testApproval(1).ID, 2); len(two) != 2 || two[0].Summary != "2" || two[1].Summary != "3" {
+		t.Errorf("ScanApprovals after approval 1, 2 of them: %v", two)
 	}
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -25,11 +24,13 @@ type CopyReport struct {
 	Approvals   int64
 }
 
-// copyBatch bounds the entries of one transaction of CopyStore (a
-// variable for the tests), and copyBatchBytes the bytes of their leaves.
-var copyBatch int64 = 2000
-
-const copyBatchBytes = 32 << 20
+// copyBatch bounds the entries of one transaction of CopyStore, and
+// copyBatchBytes the bytes of their leaves and content blobs (variables
+// for the tests).
+var (
+	copyBatch      int64 = 2000
+	copyBatchBytes       = 32 << 20
+)
 
 // CopyStore copies the whole log of src into dst, which must be empty: a
 // SQLite log into PostgreSQL when one machine is outgrown (or back). The
@@ -92,6 +93,7 @@ func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v 
 type copier struct {
 	dst, src infertrail.Store
 	rep      *CopyReport
+	perEntry int // bytes of leaf and blobs an entry of the last batch had
 	// erase holds the erased keys added to dst, by the erasure record that
 	// erased them: they are erased in dst in the transaction that appends
 	// that record.
@@ -101,19 +103,19 @@ type copier struct {
 // batch copies the entries from start on, as many as one transaction
 // takes, and returns where the next batch starts.
 func (c *copier) batch(ctx context.Context, start, size int64) (int64, error) {
+	// As many entries as copyBatchBytes holds at the size of the last
+	// batch's, and a few to begin with.
+	n := int64(64)
+	if c.perEntry > 0 {
+		n = int64(copyBatchBytes / c.perEntry)
+	}
+	n = max(1, min(n, copyBatch))
 	var entries []infertrail.Entry
-	var bytes int
-	end := min(start+copyBatch, size)
-	stop := errors.New("batch full")
-	err := c.src.Entries(ctx, start, end, func(e *infertrail.Entry) error {
-		if len(entries) > 0 && bytes+len(e.Leaf) > copyBatchBytes {
-			return stop
-		}
+	err := c.src.Entries(ctx, start, min(start+n, size), func(e *infertrail.Entry) error {
 		entries = append(entries, cloneEntry(e))
-		bytes += len(e.Leaf)
 		return nil
 	})
-	if err != nil && !errors.Is(err, stop) {
+	if err != nil {
 		return 0, fmt.Errorf("copy: read entries from %d: %w", start, err)
 	}
 	if len(entries) == 0 {
@@ -124,12 +126,45 @@ func (c *copier) batch(ctx context.Context, start, size int64) (int64, error) {
 			return 0, fmt.Errorf("copy: the source's entry %d comes where %d should: %w", entries[i].Seq, start+int64(i), infertrail.ErrInvalid)
 		}
 	}
+	// The blobs the entries reference, in one read; past copyBatchBytes
+	// (records larger than those before), the batch ends early.
+	var blobIDs []infertrail.BlobID
+	asked := map[infertrail.BlobID]bool{}
+	for i := range entries {
+		for _, r := range entries[i].Content {
+			for _, id := range r.Blobs {
+				if !asked[id] {
+					asked[id] = true
+					blobIDs = append(blobIDs, id)
+				}
+			}
+		}
+	}
+	blobs, err := c.src.Blobs(ctx, blobIDs)
+	if err != nil {
+		return 0, fmt.Errorf("copy: read the blobs of entries [%d, %d): %w", start, start+int64(len(entries)), err)
+	}
+	total, counted := 0, map[infertrail.BlobID]bool{}
+	for i := range entries {
+		for _, r := range entries[i].Content {
+			for _, id := range r.Blobs {
+				if b, ok := blobs[id]; ok && !counted[id] {
+					counted[id] = true
+					total += len(b.Data)
+				}
+			}
+		}
+		total += len(entries[i].Leaf)
+		if total > copyBatchBytes && i > 0 {
+			entries = entries[:i+1]
+			break
+		}
+	}
+	c.perEntry = max(1, total/len(entries))
 	next := start + int64(len(entries))
 
-	// The blobs and the keys the entries reference.
-	var blobIDs []infertrail.BlobID
+	// The data keys they are encrypted under.
 	var keyIDs []infertrail.KeyID
-	seenBlob := map[infertrail.BlobID]bool{}
 	seenKey := map[infertrail.KeyID]bool{}
 	for i := range entries {
 		for _, r := range entries[i].Content {
@@ -137,17 +172,7 @@ func (c *copier) batch(ctx context.Context, start, size int64) (int64, error) {
 				seenKey[r.Key] = true
 				keyIDs = append(keyIDs, r.Key)
 			}
-			for _, b := range r.Blobs {
-				if !seenBlob[b] {
-					seenBlob[b] = true
-					blobIDs = append(blobIDs, b)
-				}
-			}
 		}
-	}
-	blobs, err := c.src.Blobs(ctx, blobIDs)
-	if err != nil {
-		return 0, fmt.Errorf("copy: read the blobs of entries [%d, %d): %w", start, next, err)
 	}
 	var newKeys []infertrail.DataKey
 	if len(keyIDs) > 0 {

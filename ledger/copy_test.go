@@ -19,14 +19,14 @@ import (
 // TestCopyStore copies a log with everything a log holds — content in
 // several sessions, an erasure, checkpoints, tokens (one revoked), legal
 // holds (one released) and approvals (one decided) — into an empty store
-// in batches of 7 records. The copy verifies to the same root with the
+// in batches of 7 records (and again in batches cut by their bytes). The copy verifies to the same root with the
 // same content checks, holds the same entries byte for byte and the same
 // state, and takes new records where the source stopped. A store that is
 // not empty is refused, and a source whose checkpoint its tree does not
 // match is refused naming it.
 func TestCopyStore(t *testing.T) {
 	ctx := t.Context()
-	ledger.SetCopyBatch(t, 7)
+	ledger.SetCopyBatch(t, 7, 1<<30)
 	src := newTestLog(t, sqlite.Config{}, nil)
 	mustAppend(t, src.Log, bulkyBatch(t, 30))
 	if _, err := src.SignCheckpoint(ctx); err != nil {
@@ -189,6 +189,22 @@ func TestCopyStore(t *testing.T) {
 	if got, err := ledger.VerifyStore(ctx, dst, testOrigin, src.verif, src.kek, nil); err != nil || got.Records != size+3 {
 		t.Fatalf("verify the copy after new records: %v (%d records)", err, got.Records)
 	}
+
+	// Batches cut by the bytes of their content (about 3 KiB a record
+	// here): the same copy.
+	ledger.SetCopyBatch(t, 1000, 10<<10)
+	small := openStore(t, filepath.Join(t.TempDir(), "small.db"), sqlite.Config{})
+	var batches int
+	if _, err := ledger.CopyStore(ctx, small, src.db, testOrigin, src.verif, func(done, total int64) { batches++ }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ledger.VerifyStore(ctx, small, testOrigin, src.verif, src.kek, nil); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("the copy in small batches verifies as %+v (%v), want %+v", got, err, want)
+	}
+	if batches < int(size)/5 {
+		t.Errorf("%d batches for %d records of about 3 KiB each, at most 10 KiB a batch", batches, size)
+	}
+	ledger.SetCopyBatch(t, 7, 1<<30)
 
 	// Not into a store that holds records.
 	if _, err := ledger.CopyStore(ctx, dst, src.db, testOrigin, src.verif, nil); !errors.Is(err, infertrail.ErrConflict) {

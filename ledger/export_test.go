@@ -10,10 +10,10 @@ func SetStorageFailureFor(tb interface{ Cleanup(func()) }, d time.Duration) {
 	tb.Cleanup(func() { storageFailureFor = old })
 }
 
-// SetCopyBatch sets how many entries a transaction of CopyStore copies,
-// until the test ends.
-func SetCopyBatch(tb interface{ Cleanup(func()) }, n int64) {
-	old := copyBatch
-	copyBatch = n
-	tb.Cleanup(func() { copyBatch = old })
+// SetCopyBatch sets how many entries, and how many bytes, a transaction
+// of CopyStore copies at most, until the test ends.
+func SetCopyBatch(tb interface{ Cleanup(func()) }, n int64, bytes int) {
+	old, oldBytes := copyBatch, copyBatchBytes
+	copyBatch, copyBatchBytes = n, bytes
+	tb.Cleanup(func() { copyBatch, copyBatchBytes = old, oldBytes })
 }

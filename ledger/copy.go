@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -87,8 +88,18 @@ func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v 
 	if err := c.state(ctx); err != nil {
 		return rep, err
 	}
+	if now, err := src.TreeSize(ctx); err != nil {
+		return rep, fmt.Errorf("copy: source: %w", err)
+	} else if now > size {
+		return rep, fmt.Errorf("copy: the source took %d records more while it was copied (a server still writes it): the copy holds its first %d records, and tokens, holds and approvals as they were later: %w", now-size, size, ErrSourceChanged)
+	}
 	return rep, nil
 }
+
+// ErrSourceChanged means that the log CopyStore copied was appended to
+// while it copied: the copy is a consistent prefix of the log, but
+// incomplete.
+var ErrSourceChanged = errors.New("the source changed during the copy")
 
 type copier struct {
 	dst, src infertrail.Store

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,6 +206,22 @@ func TestCopyStore(t *testing.T) {
 		t.Errorf("%d batches for %d records of about 3 KiB each, at most 10 KiB a batch", batches, size)
 	}
 	ledger.SetCopyBatch(t, 7, 1<<30)
+
+	// A log that takes records while it is copied: the copy says so.
+	grown := openStore(t, filepath.Join(t.TempDir(), "grown.db"), sqlite.Config{})
+	appended := false
+	_, err = ledger.CopyStore(ctx, grown, src.db, testOrigin, src.verif, func(done, total int64) {
+		if !appended {
+			appended = true
+			mustAppend(t, src.Log, bulkyBatch(t, 2))
+		}
+	})
+	if !errors.Is(err, ledger.ErrSourceChanged) || !strings.Contains(err.Error(), "2 records more") {
+		t.Errorf("a copy of a log that grew meanwhile: %v", err)
+	}
+	if got, err := ledger.VerifyStore(ctx, grown, testOrigin, src.verif, src.kek, nil); err != nil || got.Records != size {
+		t.Errorf("the copy of a log that grew meanwhile verifies with %d records (%v), want its first %d", got.Records, err, size)
+	}
 
 	// Not into a store that holds records.
 	if _, err := ledger.CopyStore(ctx, dst, src.db, testOrigin, src.verif, nil); !errors.Is(err, infertrail.ErrConflict) {

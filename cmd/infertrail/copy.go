@@ -55,6 +55,9 @@ func copyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	progress := newProgress(stderr, *quiet, "copied")
 	rep, err := ledger.CopyStore(ctx, dst, src, v.Name(), v, progress.report)
 	progress.done()
+	if errors.Is(err, ledger.ErrSourceChanged) {
+		return withHint(err, "stop every server that writes the log, then copy into an empty store again")
+	}
 	if errors.Is(err, infertrail.ErrConflict) {
 		return withHint(err, "copy into a new database (or a new PostgreSQL schema: search_path=… in the DSN)")
 	}

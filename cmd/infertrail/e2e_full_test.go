@@ -49,6 +49,17 @@ func bulkyBody(tb testing.TB, n, first int) []byte {
 	return body
 }
 
+// chatOnce makes one chat completion through s's LLM gateway with the
+// official OpenAI SDK, without retries.
+func chatOnce(t *testing.T, s *server) error {
+	client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
+		openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
+	_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
+		Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
+	})
+	return err
+}
+
 // TestE2EStorageFull runs the server on a small disk that fills up. Once
 // the disk is down to the reserve (storage.min_free_bytes), ingest answers
 // 503 storage_full with Retry-After, /readyz 503, the metrics show it, and
@@ -68,14 +79,7 @@ func TestE2EStorageFull(t *testing.T) {
 	defer upSrv.Close()
 	s := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1"},
 		"serve", "--data", dir, "--listen", "127.0.0.1:0", "--config", cfgPath)
-	chat := func() error {
-		client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
-			openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
-		_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
-			Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
-		})
-		return err
-	}
+	chat := func() error { return chatOnce(t, s) }
 	if err := chat(); err != nil {
 		t.Fatalf("a call with room on the disk: %v", err)
 	}
@@ -215,14 +219,7 @@ func TestE2EStorageFailed(t *testing.T) {
 	defer upSrv.Close()
 	s := startServerWith(t, dir, "127.0.0.1:0", []string{"INFERTRAIL_OPENAI_UPSTREAM=" + upSrv.URL + "/v1"},
 		"serve", "--data", dir, "--listen", "127.0.0.1:0")
-	chat := func() error {
-		client := openaisdk.NewClient(openaiopt.WithBaseURL(s.url+"/openai/v1/"), openaiopt.WithAPIKey("sk-e2e-caller-key-0123456789"),
-			openaiopt.WithHeader(gateway.HeaderToken, s.token), openaiopt.WithMaxRetries(0))
-		_, err := client.Chat.Completions.New(t.Context(), openaisdk.ChatCompletionNewParams{
-			Model: "gpt-e2e", Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")},
-		})
-		return err
-	}
+	chat := func() error { return chatOnce(t, s) }
 	if err := chat(); err != nil {
 		t.Fatalf("a call before the failure: %v", err)
 	}

@@ -49,9 +49,9 @@ var (
 // copy that fails leaves dst partly written: drop it and copy again.
 //
 // The log is copied as of its size when the copy begins: stop the
-// servers that write it first, or what they append meanwhile (and the
-// checkpoints of it) is not copied. src is only read; progress, if not
-// nil, is called with the entries copied and the total.
+// servers that write it first. A log appended to meanwhile fails the copy
+// with an error wrapping ErrSourceChanged. src is only read; progress, if
+// not nil, is called with the entries copied and the total.
 func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v note.Verifier, progress func(done, total int64)) (CopyReport, error) {
 	var rep CopyReport
 	if n, err := dst.TreeSize(ctx); err != nil {
@@ -79,8 +79,22 @@ func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v 
 			progress(start, size)
 		}
 	}
+	grew := func() error {
+		now, err := src.TreeSize(ctx)
+		if err != nil {
+			return fmt.Errorf("copy: source: %w", err)
+		}
+		if now > size {
+			return fmt.Errorf("copy: the source took %d records more while it was copied (a server still writes it): the copy holds its first %d records, and tokens, holds and approvals as they were later: %w", now-size, size, ErrSourceChanged)
+		}
+		return nil
+	}
 	if len(c.erase) > 0 {
-		return rep, fmt.Errorf("copy: %d keys are erased by records past the log's end", len(c.erase))
+		// Erased while the copy ran, by records it did not copy.
+		if err := grew(); err != nil {
+			return rep, err
+		}
+		return rep, fmt.Errorf("copy: %d data keys are erased by records past the log's end: %w", len(c.erase), infertrail.ErrInvalid)
 	}
 	if err := c.checkpoints(ctx, origin, v); err != nil {
 		return rep, err
@@ -88,12 +102,7 @@ func CopyStore(ctx context.Context, dst, src infertrail.Store, origin string, v 
 	if err := c.state(ctx); err != nil {
 		return rep, err
 	}
-	if now, err := src.TreeSize(ctx); err != nil {
-		return rep, fmt.Errorf("copy: source: %w", err)
-	} else if now > size {
-		return rep, fmt.Errorf("copy: the source took %d records more while it was copied (a server still writes it): the copy holds its first %d records, and tokens, holds and approvals as they were later: %w", now-size, size, ErrSourceChanged)
-	}
-	return rep, nil
+	return rep, grew()
 }
 
 // ErrSourceChanged means that the log CopyStore copied was appended to

@@ -71,7 +71,7 @@ func copyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "Copied %d records (%d content blobs, %d data keys of which %d erased), %d signed checkpoints, %d API tokens, %d legal holds and %d approvals into %s in %s.\n",
 		rep.Records, rep.Blobs, rep.Keys, rep.Erased, rep.Checkpoints, rep.Tokens, rep.Holds, rep.Approvals, where, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "Its tree hashes were computed anew from the leaves and every checkpoint matched them. Not copied: the investigation index, which a server rebuilds from the log.\n")
-	fmt.Fprintf(stdout, "Check it with: infertrail verify --data %s --store %s\n", *data, redactDSN(*to))
-	fmt.Fprintf(stdout, "Then run every node with: infertrail serve --data %s --store %s (each node needs this folder's log.key or log.pub, secret.key and content-keys).\n", *data, redactDSN(*to))
+	fmt.Fprintf(stdout, "Check it with: infertrail verify --data %s --store '%s'\n", *data, redactDSN(*to))
+	fmt.Fprintf(stdout, "Then run every node with: infertrail serve --data %s --store '%s' (each node needs this folder's log.key or log.pub, secret.key and content-keys).\n", *data, redactDSN(*to))
 	return nil
 }

@@ -33,9 +33,8 @@ var (
 	// ErrStorageFailed means that the store's storage failed a write: an
 	// I/O error, or a file system that went read-only under it (ext4's
 	// errors=remount-ro does so after an I/O error). Nothing of the
-	// failed write is stored; writes are refused until an operator has
-	// repaired the storage. It wraps ErrUnavailable, as ErrStorageFull
-	// does.
+	// failed write is stored; writes fail until the storage is repaired.
+	// It wraps ErrUnavailable, as ErrStorageFull does.
 	ErrStorageFailed error = &kindOf{"storage failed", ErrUnavailable}
 	// ErrNoIndex means that the store was opened without its
 	// investigation index (a backup, which holds none, opened read-only),

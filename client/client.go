@@ -166,11 +166,12 @@ func (c *Recorder) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // its id is taken by a different record). Other refusals are an *Error
 // wrapping ErrInvalid, ErrTooLarge, ErrUnauthenticated (401), ErrForbidden
 // (403), ErrPushback (503; ErrStorageFull when the server's disk is full,
-// ErrStorageFailed when it failed a write) or, with 429, an *infertrail.RateLimitError (so
-// ErrRateLimited). When the server cannot be reached or does not answer,
-// the error wraps infertrail.ErrUnavailable; when ctx ends, ctx's error.
-// Record never retries by itself: after ErrPushback, ErrStorageFull,
-// ErrStorageFailed or ErrRateLimited, wait for Error.RetryAfter before trying again.
+// ErrStorageFailed when it failed a write) or, with 429, an
+// *infertrail.RateLimitError (so ErrRateLimited). When the server cannot
+// be reached or does not answer, the error wraps infertrail.ErrUnavailable;
+// when ctx ends, ctx's error. Record never retries by itself: after
+// ErrPushback, ErrStorageFull, ErrStorageFailed or ErrRateLimited, wait
+// for Error.RetryAfter before trying again.
 func (c *Recorder) Record(ctx context.Context, recs ...*infertrail.Record) ([]int64, error) {
 	for i, r := range recs {
 		if r == nil {

@@ -490,7 +490,9 @@ func (l *Log) commit(batch []*request) {
 		}
 		return
 	}
-	l.storageFailed.Store(nil)
+	if l.storageFailed.Load() != nil {
+		l.storageFailed.Store(nil)
+	}
 	l.failures.LogEnd(l.log, "commits resumed")
 	l.m.committed(n, size, time.Since(start))
 }

@@ -99,6 +99,7 @@ type Log struct {
 	done    chan struct{}
 	stopped chan struct{}
 	seqDone chan struct{} // closed when the sequencer has drained
+	final   chan struct{} // closed when the final checkpoint is signed (or failed)
 
 	cpMu   sync.Mutex
 	latest Checkpoint // latest checkpoint known to this node
@@ -185,6 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		seqDone: make(chan struct{}),
+		final:   make(chan struct{}),
 	}
 	if _, err := l.refreshLatest(ctx); err != nil && !errors.Is(err, infertrail.ErrNotFound) {
 		return nil, fmt.Errorf("open log: %w", err)

@@ -41,6 +41,7 @@ func (l *Log) checkpoints() {
 				l.log.Error("sign final checkpoint", "err", err)
 			}
 			cancel()
+			close(l.final)
 			return
 		}
 	}

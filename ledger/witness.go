@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -71,7 +72,10 @@ type witnessState struct {
 
 // witnesses sends each new checkpoint to every witness, on a goroutine of
 // its own, and again every retry while a witness has not cosigned the
-// latest: a witness that is down or slow never holds up the log.
+// latest: a witness that is down or slow never holds up the log. When the
+// log closes, the final checkpoint is sent to each witness that has not
+// cosigned it, all at once, each for at most its timeout: the log's last
+// state is witnessed before the server stops, not at its next start.
 func (l *Log) witnesses(ws []*witnessState, wake <-chan struct{}) {
 	const retry = 10 * time.Second
 	t := time.NewTicker(retry)
@@ -82,12 +86,14 @@ func (l *Log) witnesses(ws []*witnessState, wake <-chan struct{}) {
 		<-l.done // a request under way when the log closes is given up
 		stop()
 	}()
-	for {
+	for base.Err() == nil {
 		select {
 		case <-l.done:
-			return
 		case <-wake:
 		case <-t.C:
+		}
+		if base.Err() != nil {
+			break
 		}
 		cp, err := l.LatestCheckpoint(base)
 		if err != nil {
@@ -101,16 +107,43 @@ func (l *Log) witnesses(ws []*witnessState, wake <-chan struct{}) {
 			err := l.cosign(ctx, w, cp)
 			cancel()
 			if base.Err() != nil {
-				return
+				break
 			}
-			if err != nil {
-				l.m.witnessFailed(w.Verifier.Name())
-				w.fails.Log(l.log, slog.LevelWarn, "witness", "witness", w.Verifier.Name(), "size", cp.Size, "err", err)
-				continue
-			}
-			w.fails.LogEnd(l.log, "witness cosigns again")
+			l.cosigned(w, cp, err)
 		}
 	}
+	<-l.final
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CommitTimeout)
+	cp, err := l.LatestCheckpoint(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		if w.size >= cp.Size {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), w.Timeout)
+			defer cancel()
+			if err := l.cosign(ctx, w, cp); err != nil {
+				l.m.witnessFailed(w.Verifier.Name())
+				l.log.Warn("witness: the final checkpoint is not cosigned; it is sent again at the next start", "witness", w.Verifier.Name(), "size", cp.Size, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// cosigned logs and counts the outcome of sending cp to w.
+func (l *Log) cosigned(w *witnessState, cp Checkpoint, err error) {
+	if err != nil {
+		l.m.witnessFailed(w.Verifier.Name())
+		w.fails.Log(l.log, slog.LevelWarn, "witness", "witness", w.Verifier.Name(), "size", cp.Size, "err", err)
+		return
+	}
+	w.fails.LogEnd(l.log, "witness cosigns again")
 }
 
 // cosign sends cp to w with a consistency proof from the tree w last

@@ -6,7 +6,9 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,11 +165,15 @@ func TestE2EWitness(t *testing.T) {
 	if r := runCLI(t, nil, time.Minute, "verify", bundle, "--key", s.vkey, "--witness", other.Verifier().String()); r.code != 1 || !strings.Contains(r.stdout, "no valid cosignature") {
 		t.Fatalf("verify of a bundle with another witness key:\n%s", r)
 	}
+	// Records just before the server stops: its final checkpoint, signed
+	// as it stops, is cosigned before it exits.
+	mustPost(t, s.url, batchBodyOnly(t, 3, 37), 3)
+	final := treeSize(t, s.url)
 	if s.stop() != 0 {
 		t.Fatalf("serve did not stop cleanly:\n%s", s.stderr)
 	}
-	if r := runCLI(t, nil, time.Minute, "verify", "--data", dir, "--witness", wKey, "-q"); r.code != 0 || !strings.Contains(r.stdout, "Cosigned by "+witnessName) {
-		t.Fatalf("verify --data --witness:\n%s", r)
+	if r := runCLI(t, nil, time.Minute, "verify", "--data", dir, "--witness", wKey, "-q"); r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("Cosigned by %s at size %d:", witnessName, final)) {
+		t.Fatalf("verify --data --witness, the final checkpoint of size %d:\n%s", final, r)
 	}
 
 	// A fork: a copy of the data folder, with the same key, takes other
@@ -213,5 +219,37 @@ func TestE2EWitnessConfig(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("serve with witness %q %q: want an error naming %s\n%s", tc.url, tc.key, tc.want, r)
 		}
+	}
+}
+
+// TestE2EWitnessHangsAtShutdown: a witness that never answers holds the
+// server's stop for at most its timeout, and the log says the final
+// checkpoint was not cosigned.
+func TestE2EWitnessHangsAtShutdown(t *testing.T) {
+	key, _ := sshagenttest.NewKey(t)
+	signer, err := torchwood.NewCosignatureSigner(witnessName, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server notices the client going away
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	cfg := filepath.Join(t.TempDir(), "infertrail.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "witnesses:\n  - url: %s\n    key: %s\n    timeout: 1s\n", hang.URL, signer.Verifier().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir(), "--config", cfg)
+	mustPost(t, s.url, batchBodyOnly(t, 3, 0), 3)
+	start := time.Now()
+	if s.stop() != 0 {
+		t.Fatalf("serve did not stop cleanly:\n%s", s.stderr)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("stopping took %v with a witness that never answers (timeout 1s)", took)
+	}
+	if !strings.Contains(s.stderr.String(), "the final checkpoint is not cosigned") {
+		t.Errorf("the log does not say the final checkpoint went uncosigned:\n%s", s.stderr)
 	}
 }

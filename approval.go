@@ -124,6 +124,15 @@ type ApprovalStore interface {
 	ScanApprovals(ctx context.Context, after UUID, limit int, fn func(*Approval) error) error
 }
 
+// ApprovalLimit is how many approvals a listing of at most limit gives:
+// 100 for zero or less, never more than MaxQueryLimit.
+func ApprovalLimit(limit int) int {
+	if limit <= 0 {
+		return 100
+	}
+	return min(limit, MaxQueryLimit)
+}
+
 // CheckApprovalDecision checks the arguments of
 // ApprovalStore.DecideApproval: status is a decision (not pending), and
 // approver, at and record are set. The error wraps ErrInvalid.

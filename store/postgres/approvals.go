@@ -75,10 +75,6 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	if tenants != nil && len(tenants) == 0 {
 		return nil
 	}
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, infertrail.MaxQueryLimit)
 	var where []string
 	var args []any
 	if tenants != nil {
@@ -93,26 +89,18 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	args = append(args, limit)
-	as, err := queryApprovals(ctx, db.pool, q+` ORDER BY requested DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
-	if err != nil {
-		return fmt.Errorf("read approvals: %w", classify(err))
-	}
-	for i := range as {
-		if err := fn(&as[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	args = append(args, infertrail.ApprovalLimit(limit))
+	return db.readApprovals(ctx, fn, q+` ORDER BY requested DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
 }
 
 // ScanApprovals lists approvals in id order, after the id after.
 func (db *DB) ScanApprovals(ctx context.Context, after infertrail.UUID, limit int, fn func(*infertrail.Approval) error) error {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, infertrail.MaxQueryLimit)
-	as, err := queryApprovals(ctx, db.pool, `SELECT `+approvalColumns+` FROM approvals WHERE id > $1 ORDER BY id LIMIT $2`, pgUUID(after), limit)
+	return db.readApprovals(ctx, fn, `SELECT `+approvalColumns+` FROM approvals WHERE id > $1 ORDER BY id LIMIT $2`, pgUUID(after), infertrail.ApprovalLimit(limit))
+}
+
+// readApprovals calls fn for each approval that q selects.
+func (db *DB) readApprovals(ctx context.Context, fn func(*infertrail.Approval) error, q string, args ...any) error {
+	as, err := queryApprovals(ctx, db.pool, q, args...)
 	if err != nil {
 		return fmt.Errorf("read approvals: %w", classify(err))
 	}

@@ -73,10 +73,6 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	if tenants != nil && len(tenants) == 0 {
 		return nil
 	}
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, infertrail.MaxQueryLimit)
 	var where []string
 	var args []any
 	if tenants != nil {
@@ -93,25 +89,17 @@ func (db *DB) Approvals(ctx context.Context, tenants []string, status infertrail
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	as, err := queryAll(ctx, db.readers, "read approvals", scanApproval, q+` ORDER BY requested DESC, id DESC LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return err
-	}
-	for i := range as {
-		if err := fn(&as[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return db.readApprovals(ctx, fn, q+` ORDER BY requested DESC, id DESC LIMIT ?`, append(args, infertrail.ApprovalLimit(limit))...)
 }
 
 // ScanApprovals lists approvals in id order, after the id after.
 func (db *DB) ScanApprovals(ctx context.Context, after infertrail.UUID, limit int, fn func(*infertrail.Approval) error) error {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, infertrail.MaxQueryLimit)
-	as, err := queryAll(ctx, db.readers, "read approvals", scanApproval, `SELECT `+approvalColumns+` FROM approvals WHERE id > ? ORDER BY id LIMIT ?`, after[:], limit)
+	return db.readApprovals(ctx, fn, `SELECT `+approvalColumns+` FROM approvals WHERE id > ? ORDER BY id LIMIT ?`, after[:], infertrail.ApprovalLimit(limit))
+}
+
+// readApprovals calls fn for each approval that q selects.
+func (db *DB) readApprovals(ctx context.Context, fn func(*infertrail.Approval) error, q string, args ...any) error {
+	as, err := queryAll(ctx, db.readers, "read approvals", scanApproval, q, args...)
 	if err != nil {
 		return err
 	}

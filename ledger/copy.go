@@ -246,42 +246,15 @@ func (c *copier) batch(ctx context.Context, start, size int64) (int64, error) {
 	}
 	// The hashes each entry adds read those of the entries before it in
 	// the batch, which are not stored yet.
-	base := tlog.StoredHashCount(start)
-	var hashes []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		var stored []int64
-		for _, x := range idx {
-			if x < base {
-				stored = append(stored, x)
-			}
-		}
-		var got []tlog.Hash
-		if len(stored) > 0 {
-			var err error
-			if got, err = tx.ReadHashes(ctx, stored); err != nil {
-				return nil, err
-			}
-		}
-		for i, x := range idx {
-			switch {
-			case x < base:
-				out[i], got = got[0], got[1:]
-			case x-base < int64(len(hashes)):
-				out[i] = hashes[x-base]
-			default:
-				return nil, fmt.Errorf("stored hash %d not yet computed", x)
-			}
-		}
-		return out, nil
-	})
+	hr := newTxHashes(ctx, tx, start)
+	reader := hr.reader()
 	var bs []infertrail.Blob
 	for i := range entries {
 		h, err := tlog.StoredHashes(entries[i].Seq, entries[i].Leaf, reader)
 		if err != nil {
 			return 0, fmt.Errorf("copy: hash record %d: %w", entries[i].Seq, err)
 		}
-		hashes = append(hashes, h...)
+		hr.hashes = append(hr.hashes, h...)
 		for _, r := range entries[i].Content {
 			for _, id := range r.Blobs {
 				if b, ok := blobs[id]; ok {
@@ -291,7 +264,7 @@ func (c *copier) batch(ctx context.Context, start, size int64) (int64, error) {
 			}
 		}
 	}
-	if err := tx.Append(ctx, entries, bs, hashes); err != nil {
+	if err := tx.Append(ctx, entries, bs, hr.hashes); err != nil {
 		return 0, fmt.Errorf("copy: append records [%d, %d): %w", start, next, err)
 	}
 	c.rep.Blobs += int64(len(bs))

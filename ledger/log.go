@@ -524,6 +524,57 @@ func (l *Log) StorageFailure() error {
 	return f.err
 }
 
+// txHashes reads tree hashes inside an append transaction: those stored
+// before it from the transaction (each read once), and the ones that the
+// batch's entries add, computed in order and not yet stored, from hashes.
+type txHashes struct {
+	ctx    context.Context
+	tx     infertrail.AppendTx
+	base   int64               // the stored-hash index of the batch's first new hash
+	hashes []tlog.Hash         // the batch's new hashes, from base on
+	cache  map[int64]tlog.Hash // stored hashes read so far
+}
+
+// newTxHashes returns a txHashes for a batch that begins at tree size size.
+func newTxHashes(ctx context.Context, tx infertrail.AppendTx, size int64) *txHashes {
+	return &txHashes{ctx: ctx, tx: tx, base: tlog.StoredHashCount(size), cache: map[int64]tlog.Hash{}}
+}
+
+func (h *txHashes) reader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		var miss []int64
+		for i, x := range idx {
+			if x >= h.base {
+				if x-h.base >= int64(len(h.hashes)) {
+					return nil, fmt.Errorf("stored hash %d is not computed yet", x)
+				}
+				out[i] = h.hashes[x-h.base]
+			} else if c, ok := h.cache[x]; ok {
+				out[i] = c
+			} else {
+				miss = append(miss, x)
+			}
+		}
+		if miss == nil {
+			return out, nil
+		}
+		got, err := h.tx.ReadHashes(h.ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		for i, x := range miss {
+			h.cache[x] = got[i]
+		}
+		for i, x := range idx {
+			if x < h.base {
+				out[i] = h.cache[x]
+			}
+		}
+		return out, nil
+	})
+}
+
 // errLookUp asks for a batch to be appended again, looking its ids up
 // first: one was already in the log.
 var errLookUp = errors.New("an id is already in the log")
@@ -571,44 +622,14 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (a
 		}
 	}
 
-	base := tlog.StoredHashCount(size)
 	var (
-		hashes  []tlog.Hash
 		entries []infertrail.Entry
 		blobs   []infertrail.Blob
 		seen    = map[infertrail.BlobID]bool{}
-		cache   = map[int64]tlog.Hash{}
 		next    = size
+		hr      = newTxHashes(ctx, tx, size)
 	)
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		var miss []int64
-		for i, x := range idx {
-			if x >= base {
-				out[i] = hashes[x-base]
-			} else if h, ok := cache[x]; ok {
-				out[i] = h
-			} else {
-				miss = append(miss, x)
-			}
-		}
-		if miss == nil {
-			return out, nil
-		}
-		got, err := tx.ReadHashes(ctx, miss)
-		if err != nil {
-			return nil, err
-		}
-		for i, x := range miss {
-			cache[x] = got[i]
-		}
-		for i, x := range idx {
-			if x < base {
-				out[i] = cache[x]
-			}
-		}
-		return out, nil
-	})
+	reader := hr.reader()
 
 	for _, r := range batch {
 		r.err, r.results = nil, nil // set again when a batch is appended a second time
@@ -664,7 +685,7 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (a
 			if err != nil {
 				return 0, size, fmt.Errorf("hash record %d: %w", next, err)
 			}
-			hashes = append(hashes, h...)
+			hr.hashes = append(hr.hashes, h...)
 			entries = append(entries, e)
 			for _, b := range it.blobs {
 				if !seen[b.ID] {
@@ -709,7 +730,7 @@ func (l *Log) appendBatch(ctx context.Context, batch []*request, lookup bool) (a
 		}
 	}
 	if len(entries) > 0 {
-		if err := tx.Append(ctx, entries, blobs, hashes); err != nil {
+		if err := tx.Append(ctx, entries, blobs, hr.hashes); err != nil {
 			if optimistic && errors.Is(err, infertrail.ErrConflict) {
 				return 0, size, errLookUp
 			}

@@ -264,6 +264,7 @@ func (e *Engine) contentTerms(ctx context.Context, chunk []infertrail.Entry) ([]
 	}
 	k := e.cfg.Terms.keyer()
 	for id, p := range parts {
+		cpu.Defer(ctx) // an element's words: tens of microseconds each
 		et := k.element(p)
 		e.terms.put(id, et)
 		known[id] = et

@@ -49,3 +49,40 @@ func TestDefer(t *testing.T) {
 		t.Error("Defer let no other goroutine run")
 	}
 }
+
+// TestDeferSleeps: while other goroutines want the CPU throughout, Defer
+// yields a few times, then sleeps between looks instead of spinning in
+// Go's scheduler (which cost a saturated server about a tenth of its
+// CPU), and still returns after about MaxDefer.
+func TestDeferSleeps(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	stop := make(chan struct{})
+	defer close(stop)
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	var slept int
+	defer func(f func(time.Duration)) { sleep = f }(sleep)
+	sleep = func(d time.Duration) {
+		slept++
+		time.Sleep(d)
+	}
+	start := time.Now()
+	Defer(t.Context())
+	took := time.Since(start)
+	if slept == 0 || slept > int(MaxDefer/pause)+1 {
+		t.Errorf("Defer slept %d times in %v, want 1 to %d", slept, took, int(MaxDefer/pause)+1)
+	}
+	if took > MaxDefer+time.Second {
+		t.Errorf("Defer took %v, want about MaxDefer %v", took, MaxDefer)
+	}
+}

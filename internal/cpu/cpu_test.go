@@ -15,25 +15,7 @@ func TestDefer(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	Defer(t.Context()) // nothing else runnable
 
-	var spun atomic.Int64
-	stop := make(chan struct{})
-	defer close(stop)
-	for range 3 {
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				spun.Add(1)
-				runtime.Gosched()
-			}
-		}()
-	}
-	for spun.Load() == 0 {
-		runtime.Gosched()
-	}
+	spun := spin(t)
 	before := spun.Load()
 	start := time.Now()
 	Defer(infertrail.Foreground(t.Context()))
@@ -56,20 +38,7 @@ func TestDefer(t *testing.T) {
 // CPU), and still returns after about MaxDefer.
 func TestDeferSleeps(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	stop := make(chan struct{})
-	defer close(stop)
-	for range 3 {
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				runtime.Gosched()
-			}
-		}()
-	}
+	spin(t)
 	var slept int
 	defer func(f func(time.Duration)) { sleep = f }(sleep)
 	sleep = func(d time.Duration) {
@@ -85,4 +54,29 @@ func TestDeferSleeps(t *testing.T) {
 	if took > MaxDefer+time.Second {
 		t.Errorf("Defer took %v, want about MaxDefer %v", took, MaxDefer)
 	}
+}
+
+// spin keeps three goroutines wanting the CPU until the test ends, and
+// returns how many times they have run, once they have.
+func spin(t *testing.T) *atomic.Int64 {
+	var spun atomic.Int64
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				spun.Add(1)
+				runtime.Gosched()
+			}
+		}()
+	}
+	for spun.Load() == 0 {
+		runtime.Gosched()
+	}
+	return &spun
 }

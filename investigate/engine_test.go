@@ -518,3 +518,63 @@ func TestIndexRepeatedContent(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexStepHeavyIngest: while the log grows by thousands of records a
+// second, a step ends once its postings take about 2,048 rows (a few
+// records of 600 unique words), so that its commit holds the disk the
+// log syncs to for less; a read's step, and steps once ingest slows, are
+// long again.
+func TestIndexStepHeavyIngest(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	const records, words = 150, 600
+	for i := range records {
+		var text []byte
+		for w := range words {
+			text = fmt.Appendf(text, "h%dw%d ", i, w)
+		}
+		msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text)}})
+		rec := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
+			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs}}
+		if _, err := f.log.Record(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	terms, err := investigate.NewTerms(f.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts,
+		Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(ctx context.Context) int {
+		t.Helper()
+		n, err := e.IndexStep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	investigate.SetGrowth(e, f.now, 0, 5000)
+	if n := step(ctx); n < 2 || n > 6 {
+		t.Errorf("under heavy ingest a step indexed %d records, want about 4", n)
+	}
+	if n := step(infertrail.Foreground(ctx)); n < 90 {
+		t.Errorf("a read's step under heavy ingest indexed %d records, want about 108", n)
+	}
+	investigate.SetGrowth(e, f.now, 0, 500)
+	if n := step(ctx); n < 20 {
+		t.Errorf("under light ingest a step indexed %d records, want the rest", n)
+	}
+	if c, err := f.db.Cursor(ctx, investigate.IndexCursor); err != nil || c != records {
+		t.Fatalf("cursor at %d (%v), want %d", c, err, records)
+	}
+	for _, seq := range []int64{0, 5, 140} {
+		word := fmt.Sprintf("h%dw%d", seq, seq%words)
+		if got := f.query(t, infertrail.Query{Keys: terms.QueryKeys(word)}); !slices.Equal(got, []int64{seq}) {
+			t.Errorf("search %q = %v, want [%d]", word, got, seq)
+		}
+	}
+}

@@ -354,26 +354,8 @@ func TestIndexStepBounded(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	const records, words = 300, 600
-	for i := range records {
-		var text []byte
-		for w := range words {
-			text = fmt.Appendf(text, "r%dw%d ", i, w)
-		}
-		msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text)}})
-		rec := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
-			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs}}
-		if _, err := f.log.Record(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	terms, err := investigate.NewTerms(f.secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.uniqueWords(t, "r", records, words)
+	e, terms := f.stepEngine(t)
 	// A step of 65,536 postings ends after about 108 records.
 	n, err := e.IndexStep(ctx)
 	if err != nil {
@@ -528,27 +510,8 @@ func TestIndexStepHeavyIngest(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	const records, words = 150, 600
-	for i := range records {
-		var text []byte
-		for w := range words {
-			text = fmt.Appendf(text, "h%dw%d ", i, w)
-		}
-		msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text)}})
-		rec := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
-			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs}}
-		if _, err := f.log.Record(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	terms, err := investigate.NewTerms(f.secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts,
-		Now: func() time.Time { return f.now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.uniqueWords(t, "h", records, words)
+	e, terms := f.stepEngine(t)
 	step := func(ctx context.Context) int {
 		t.Helper()
 		n, err := e.IndexStep(ctx)
@@ -577,4 +540,38 @@ func TestIndexStepHeavyIngest(t *testing.T) {
 			t.Errorf("search %q = %v, want [%d]", word, got, seq)
 		}
 	}
+}
+
+// uniqueWords records n chat records of words unique words each: word w
+// of record i is prefix, i, "w", w.
+func (f *fixture) uniqueWords(tb testing.TB, prefix string, n, words int) {
+	tb.Helper()
+	for i := range n {
+		var text []byte
+		for w := range words {
+			text = fmt.Appendf(text, "%s%dw%d ", prefix, i, w)
+		}
+		msgs, _ := json.Marshal([]map[string]string{{"role": "user", "content": string(text)}})
+		rec := &infertrail.Record{Kind: infertrail.KindInference, Tenant: "acme", Source: "test", Actor: infertrail.Actor{ID: "agent:a"},
+			Content: map[string]json.RawMessage{"gen_ai.input.messages": msgs}}
+		if _, err := f.log.Record(context.Background(), rec); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// stepEngine returns an engine with the default step bounds over f's
+// log, and its terms.
+func (f *fixture) stepEngine(tb testing.TB) (*investigate.Engine, *investigate.Terms) {
+	tb.Helper()
+	terms, err := investigate.NewTerms(f.secret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := investigate.New(investigate.Config{Store: f.db, Terms: terms, Content: f.log.ContentReader().ReadParts,
+		Now: func() time.Time { return f.now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e, terms
 }

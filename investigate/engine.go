@@ -165,7 +165,7 @@ func (e *Engine) readEntries(ctx context.Context, from, to int64) ([]infertrail.
 // disk the log's commits sync to, and on SQLite a step of 65,536
 // chat-text postings (a row each: the words of unique text) made the
 // log's syncs wait up to 12 ms: acknowledgements at 5,000 records/s had a
-// p99 of 29–45 ms, 16–19 ms with the shorter steps. Under lighter ingest
+// p99 of 29–34 ms, 14–17 ms with the shorter steps. Under lighter ingest
 // the index keeps up better with the long steps, and catching up once
 // ingest stops, or for a read, takes them too. Rows rather than postings,
 // so that the steps of agent traffic, whose postings share rows, stay long.

@@ -526,13 +526,7 @@ func TestRecordStorageFull(t *testing.T) {
 	tok := s.token(t, 0, infertrail.RoleIngest)
 	c := newRecorder(t, client.Config{URL: s.url, Token: tok})
 	_, err := c.Record(t.Context(), records(1)...)
-	var ce *client.Error
-	if !errors.Is(err, infertrail.ErrStorageFull) || !errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &ce) {
-		t.Fatalf("error %v, want ErrStorageFull", err)
-	}
-	if ce.Code != "storage_full" || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
-		t.Errorf("code %q, RetryAfter %s, status %d; want storage_full, 10s, 503", ce.Code, ce.RetryAfter, ce.Status)
-	}
+	refusedWith(t, err, infertrail.ErrStorageFull, "storage_full")
 	noToken(t, err, tok)
 }
 
@@ -549,14 +543,21 @@ func TestRecordStorageFailed(t *testing.T) {
 	}
 	disk.Fail(t)
 	_, err := c.Record(t.Context(), records(1)...)
-	var ce *client.Error
-	if !errors.Is(err, infertrail.ErrStorageFailed) || !errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &ce) {
-		t.Fatalf("error %v, want ErrStorageFailed", err)
-	}
-	if ce.Code != "storage_failed" || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
-		t.Errorf("code %q, RetryAfter %s, status %d; want storage_failed, 10s, 503", ce.Code, ce.RetryAfter, ce.Status)
-	}
+	refusedWith(t, err, infertrail.ErrStorageFailed, "storage_failed")
 	noToken(t, err, tok)
+}
+
+// refusedWith checks that err is want, an ErrUnavailable, and a
+// *client.Error with code, status 503 and Retry-After 10 s.
+func refusedWith(t *testing.T, err, want error, code string) {
+	t.Helper()
+	var ce *client.Error
+	if !errors.Is(err, want) || !errors.Is(err, infertrail.ErrUnavailable) || !errors.As(err, &ce) {
+		t.Fatalf("error %v, want %v", err, want)
+	}
+	if ce.Code != code || ce.RetryAfter != 10*time.Second || ce.Status != http.StatusServiceUnavailable {
+		t.Errorf("code %q, RetryAfter %s, status %d; want %s, 10s, 503", ce.Code, ce.RetryAfter, ce.Status, code)
+	}
 }
 
 func TestRecordUnavailable(t *testing.T) {

@@ -60,6 +60,30 @@ func chatOnce(t *testing.T, s *server) error {
 	return err
 }
 
+// refusesAll checks a server that cannot write (its readiness says code,
+// on what): not ready but alive, its LLM gateway forwards nothing it
+// cannot record (503 in OpenAI's shape, to the official SDK, and no
+// upstream call), and ingest refuses 20 more batches with 503.
+func refusesAll(t *testing.T, s *server, up *openaitest.Upstream, code, what string) {
+	t.Helper()
+	if c, body := getStatus(t, s.url+"/readyz"); c != http.StatusServiceUnavailable || !strings.Contains(body, code) {
+		t.Errorf("/readyz on %s: %d %s", what, c, body)
+	}
+	if c, _ := getStatus(t, s.url+"/healthz"); c != http.StatusOK {
+		t.Errorf("/healthz on %s: %d", what, c)
+	}
+	calls := up.Count()
+	var oerr *openaisdk.Error
+	if err := chatOnce(t, s); !errors.As(err, &oerr) || oerr.StatusCode != http.StatusServiceUnavailable || up.Count() != calls {
+		t.Fatalf("a call on %s: %v (upstream calls %d → %d), want 503 and no call", what, err, calls, up.Count())
+	}
+	for range 20 {
+		if c, _, _ := post(t.Context(), s.url, bulkyBody(t, 10, 0)); c != http.StatusServiceUnavailable {
+			t.Fatalf("ingest on %s answered %d", what, c)
+		}
+	}
+}
+
 // TestE2EStorageFull runs the server on a small disk that fills up. Once
 // the disk is down to the reserve (storage.min_free_bytes), ingest answers
 // 503 storage_full with Retry-After, /readyz 503, the metrics show it, and
@@ -122,13 +146,7 @@ func TestE2EStorageFull(t *testing.T) {
 	if acked < 1000 {
 		t.Fatalf("only %d records before the reserve", acked)
 	}
-	// Not ready while the disk is down to the reserve; alive all along.
-	if code, body := getStatus(t, s.url+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "storage_full") {
-		t.Errorf("/readyz on a full disk: %d %s", code, body)
-	}
-	if code, _ := getStatus(t, s.url+"/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz on a full disk: %d", code)
-	}
+	refusesAll(t, s, up, "storage_full", "a full disk")
 	metrics := string(getBody(t, s.url, "/metrics"))
 	free := metricValue(t, metrics, "infertrail_storage_free_bytes")
 	if reserve := metricValue(t, metrics, "infertrail_storage_reserve_bytes"); reserve != 16<<20 || free >= reserve {
@@ -136,18 +154,6 @@ func TestE2EStorageFull(t *testing.T) {
 	}
 	if metricValue(t, metrics, "infertrail_storage_full_total") < 1 {
 		t.Error("infertrail_storage_full_total did not count the refusal")
-	}
-	// The gateway forwards nothing it cannot record.
-	calls := up.Count()
-	var oerr *openaisdk.Error
-	if err := chat(); !errors.As(err, &oerr) || oerr.StatusCode != http.StatusServiceUnavailable || up.Count() != calls {
-		t.Fatalf("a call on a full disk: %v (upstream calls %d → %d), want 503 and no call", err, calls, up.Count())
-	}
-	// More refusals, few log lines.
-	for range 20 {
-		if code, _, _ := post(t.Context(), s.url, bulkyBody(t, 10, 0)); code != http.StatusServiceUnavailable {
-			t.Fatalf("ingest on a full disk answered %d", code)
-		}
 	}
 	if n := strings.Count(s.stderr.String(), `msg="request refused"`); n > 3 {
 		t.Errorf("%d 'request refused' lines for 22 refusals in a few seconds; want a line every 10 s\n%s", n, s.stderr)
@@ -247,22 +253,7 @@ func TestE2EStorageFailed(t *testing.T) {
 	if ra := resp.Header.Get("Retry-After"); ra != "10" {
 		t.Errorf("Retry-After %q, want 10", ra)
 	}
-	if code, body := getStatus(t, s.url+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "storage_failed") {
-		t.Errorf("/readyz on a failed disk: %d %s", code, body)
-	}
-	if code, _ := getStatus(t, s.url+"/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz on a failed disk: %d", code)
-	}
-	calls := up.Count()
-	var oerr *openaisdk.Error
-	if err := chat(); !errors.As(err, &oerr) || oerr.StatusCode != http.StatusServiceUnavailable || up.Count() != calls {
-		t.Fatalf("a call on a failed disk: %v (upstream calls %d → %d), want 503 and no call", err, calls, up.Count())
-	}
-	for range 20 {
-		if code, _, _ := post(t.Context(), s.url, bulkyBody(t, 10, 0)); code != http.StatusServiceUnavailable {
-			t.Fatalf("ingest on a failed disk answered %d", code)
-		}
-	}
+	refusesAll(t, s, up, "storage_failed", "a failed disk")
 	if metricValue(t, string(getBody(t, s.url, "/metrics")), "infertrail_commit_failures_total") < 1 {
 		t.Error("infertrail_commit_failures_total did not count the failed commits")
 	}

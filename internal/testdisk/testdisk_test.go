@@ -39,6 +39,9 @@ func TestMount(t *testing.T) {
 	}
 }
 
+// TestExt4 fails an ext4 file system with a file open on it: what was
+// synced before stays, later writes fail and new files are refused, as on
+// a failed disk, and e2fsck repairs it.
 func TestExt4(t *testing.T) {
 	d := MountExt4(t, 32<<20)
 	f, err := os.Create(filepath.Join(d.Dir, "open"))
